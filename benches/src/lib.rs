@@ -1,0 +1,1 @@
+//! Shared fixtures for Miroir's benchmarks: deterministic corpora and shard answers built from a seed.

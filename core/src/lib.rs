@@ -1,0 +1,34 @@
+//! # miroir-core
+//!
+//! The sans-IO heart of Miroir. Every decision the proxy and the simulator act on is made here, by pure
+//! state machines and planners that take events (node responses, timeouts, `now` as a value) and return
+//! actions. Nothing in this crate performs I/O, reads a clock or draws randomness except from a seed that
+//! the caller passes in.
+//!
+//! Modules:
+//! - [`error`]: the Meilisearch-shaped error type.
+//! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
+//! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
+//! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
+//! - [`quorum`]: the write-quorum tracker.
+//! - [`search`]: search request planning and the exact merge of shard answers.
+//! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
+
+pub mod documents;
+pub mod error;
+pub mod quorum;
+pub mod routing;
+pub mod search;
+pub mod tasks;
+pub mod topology;
+
+pub use error::{ErrorType, MeiliError};
+
+/// The field Miroir adds to every document it stores on a node: the shard the document belongs to.
+pub const SHARD_FIELD: &str = "_miroir_shard";
+
+/// Every field whose name starts with this prefix is reserved for Miroir and stripped from client answers.
+pub const RESERVED_PREFIX: &str = "_miroir_";
+
+/// Milliseconds since the Unix epoch. Core never reads a clock: callers pass `now` in.
+pub type Millis = u64;
