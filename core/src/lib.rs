@@ -7,6 +7,7 @@
 //!
 //! Modules:
 //! - [`error`]: the Meilisearch-shaped error type.
+//! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
@@ -16,6 +17,7 @@
 
 pub mod documents;
 pub mod error;
+pub mod health;
 pub mod quorum;
 pub mod routing;
 pub mod search;
