@@ -1,0 +1,11 @@
+//! The simulated world: deterministic randomness, fault schedules, the event trace, and (under `--cfg madsim`)
+//! the network and the hosts that run node models.
+
+pub mod faults;
+pub mod rng;
+pub mod trace;
+
+#[cfg(madsim)]
+pub mod host;
+#[cfg(madsim)]
+pub mod net;
