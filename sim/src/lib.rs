@@ -3,4 +3,5 @@
 //! The node model and the madsim scenarios arrive with the simulator issue; this crate exists now so the
 //! workspace has its final shape and everything builds from the first commit.
 
+pub mod runner;
 pub mod world;
