@@ -98,9 +98,7 @@ fn value_order(a: &Value, b: &Value, asc: bool) -> Ordering {
 fn oracle_cmp(q: &Query, a: &Doc, b: &Doc) -> Ordering {
     let mut ord = Ordering::Equal;
     if !q.placeholder {
-        ord = ord
-            .then(b.words.cmp(&a.words))
-            .then(a.typo.cmp(&b.typo));
+        ord = ord.then(b.words.cmp(&a.words)).then(a.typo.cmp(&b.typo));
     }
     ord = ord.then_with(|| value_order(&rating_json(&a.rating), &rating_json(&b.rating), false));
     if !q.placeholder {
@@ -143,7 +141,10 @@ fn node_hit(q: &Query, d: &Doc) -> Value {
             json!({"typoCount": d.typo, "maxTypoCount": 2, "score": (3 - d.typo) as f64 / 3.0}),
         ));
     }
-    rules.push(("rating:desc".into(), json!({"value": rating_json(&d.rating)})));
+    rules.push((
+        "rating:desc".into(),
+        json!({"value": rating_json(&d.rating)}),
+    ));
     if !q.placeholder {
         rules.push((
             "proximity".into(),
@@ -200,7 +201,9 @@ fn facet_distribution(docs: &[&Doc], max: usize, count_order: bool) -> Value {
         if let Some(g) = &d.genre {
             *genres.entry(g.clone()).or_default() += 1;
         }
-        let e = years.entry((d.year as f64).to_string()).or_insert((d.year as f64, 0));
+        let e = years
+            .entry((d.year as f64).to_string())
+            .or_insert((d.year as f64, 0));
         e.1 += 1;
     }
     let mut g: Vec<(String, u64)> = genres.into_iter().collect();

@@ -28,7 +28,7 @@ pub struct ShardRestriction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
     cost: usize,
-    /// Lower wins on equal cost: ranges (0) before `NOT IN` (1) before `IN` (2), as measured on Meilisearch.
+    /// Lower wins on equal cost: ranges (0) before `IN` (1) before `NOT IN` (2).
     preference: u8,
     expr: String,
 }
@@ -61,9 +61,10 @@ fn in_list(values: &[u32]) -> String {
 ///   contiguous in the node's *held* shards, so it may jump over shard numbers the node does not hold;
 /// - `NOT _miroir_shard IN [held − assigned]` (or `_miroir_shard != x`): cost = number of excluded values.
 ///
-/// On equal cost, ranges are preferred, then `NOT IN`, then `IN` (range lookups were measured cheaper than
-/// `IN` lookups on Meilisearch, and exclusion of a few values is the cheapest when a node is asked for most
-/// of what it holds). When the node holds none of its assigned shards the filter matches nothing
+/// Ranges are only offered when at least one run spans several shards (otherwise they are the `IN` list).
+/// On equal cost, ranges are preferred, then `IN`, then `NOT IN` (range lookups were measured cheaper than
+/// `IN` lookups on Meilisearch; a negation costs a set difference on top of its lookups, so it only wins
+/// when it excludes strictly fewer values, which is when a node is asked for most of what it holds). When the node holds none of its assigned shards the filter matches nothing
 /// (`NOT _miroir_shard EXISTS`): every stored document carries the field.
 pub fn shard_filter(assigned: &[u32], held: &[u32]) -> Option<String> {
     let held = sorted_unique(held);
@@ -118,20 +119,23 @@ pub fn shard_filter(assigned: &[u32], held: &[u32]) -> Option<String> {
         format!("NOT {}", in_list(&excluded))
     };
 
+    // Runs that are all single values are the `IN` list written longer: only offer ranges when one run
+    // spans several shards.
+    let has_range = runs.iter().any(|(a, b)| a != b);
     let candidates = [
         Candidate {
-            cost: runs.len(),
+            cost: if has_range { runs.len() } else { usize::MAX },
             preference: 0,
             expr: ranges,
         },
         Candidate {
             cost: excluded.len(),
-            preference: 1,
+            preference: 2,
             expr: not_in,
         },
         Candidate {
             cost: wanted.len(),
-            preference: 2,
+            preference: 1,
             expr: in_list(&wanted),
         },
     ];
