@@ -7,7 +7,9 @@
 //! - `alpha`: numbers ascending, then strings by their normalised form ascending. When the search matched at
 //!   most 3000 documents, Meilisearch reads values from the documents and orders numbers by their *text*
 //!   (`"10" < "9"`); above that it walks the facet database in numeric order. The merge follows the same
-//!   threshold on the summed totals.
+//!   threshold on the summed totals. This is exact while every node and the whole corpus fall on the same
+//!   side of the threshold, and while node totals are not capped by the nodes' `maxTotalHits` (the proxy
+//!   should configure nodes with a cap above 3000 when numeric facets matter).
 //! - `count`: numbers by count descending, then strings by count descending; equal counts come out by value
 //!   descending (the facet database's max-heap order).
 //!

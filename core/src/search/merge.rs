@@ -332,6 +332,7 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
     let mut query_vector: Option<Value> = None;
     let mut request_uid: Option<Value> = None;
     let mut semantic: Option<u64> = None;
+    let mut performance: Option<(u64, Value)> = None;
     let mut distributions = Vec::new();
     let mut stats = Vec::new();
     let total_key = match plan.pagination {
@@ -340,11 +341,16 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
     };
     for (order, body) in &bodies {
         total = total.saturating_add(required_count(body, total_key, *order)?);
-        processing = processing.max(
-            body.get("processingTimeMs")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        );
+        let took = body
+            .get("processingTimeMs")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        processing = processing.max(took);
+        if let Some(details) = body.get("performanceDetails") {
+            if performance.as_ref().is_none_or(|(t, _)| took > *t) {
+                performance = Some((took, details.clone()));
+            }
+        }
         if query.is_none() {
             query = body.get("query").filter(|q| q.is_string()).cloned();
         }
@@ -411,6 +417,9 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
     }
     if let Some(uid) = request_uid {
         out.insert("requestUid".into(), uid);
+    }
+    if let Some((_, details)) = performance {
+        out.insert("performanceDetails".into(), details);
     }
     if let Some(n) = semantic {
         out.insert("semanticHitCount".into(), Value::from(n));

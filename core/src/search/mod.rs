@@ -31,6 +31,8 @@
 //!   distinct value spans several shards.
 //! - Facet values ordered `alpha` are exact when nodes return at least the client's `maxValuesPerFacet`
 //!   values; ordered by `count` they are exact only when nodes return every value (the proxy over-fetches).
+//! - `requestUid` and `performanceDetails` are taken from one node (the first in the covering set, resp. the
+//!   slowest); the proxy may substitute its own request uid. Pinned documents (`pin` details) are not placed.
 //! - `matchingStrategy: frequency` and ranking rules whose maximum rank depends on a shard's own content
 //!   cannot be exactly equivalent across shards.
 
@@ -105,9 +107,19 @@ impl SearchContext {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pagination {
     /// `offset`/`limit`, answered with `estimatedTotalHits`.
-    OffsetLimit { offset: usize, limit: usize },
+    OffsetLimit {
+        /// The client's `offset` (default 0), before capping.
+        offset: usize,
+        /// The client's `limit` (default 20), echoed as is.
+        limit: usize,
+    },
     /// `page`/`hitsPerPage`, answered with exhaustive `totalHits` and `totalPages`.
-    Pages { page: usize, hits_per_page: usize },
+    Pages {
+        /// The client's `page` (default 1; 0 gives no hits).
+        page: usize,
+        /// The client's `hitsPerPage` (default 20).
+        hits_per_page: usize,
+    },
 }
 
 /// Everything needed to dispatch a search to nodes and merge their answers.
