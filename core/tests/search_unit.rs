@@ -400,7 +400,9 @@ fn get_parameters_become_a_post_body() {
         ("matchingStrategy", "all"),
         ("rankingScoreThreshold", "0.5"),
         ("hybridEmbedder", "default"),
-        ("vector", "0.1,0.2"),
+        ("vector", "0.5,,0.25"),
+        ("attributesToCrop", ""),
+        ("attributesToHighlight", ",title,,overview"),
     ]))
     .unwrap();
     assert_eq!(
@@ -410,7 +412,8 @@ fn get_parameters_become_a_post_body() {
             "sort": ["year:desc", "_geoPoint(48.5,2.5):asc", "title:asc"],
             "attributesToRetrieve": ["title", "id"], "facets": ["genre"],
             "showRankingScore": true, "filter": "genre = drama", "matchingStrategy": "all",
-            "rankingScoreThreshold": 0.5, "vector": [0.1, 0.2],
+            "rankingScoreThreshold": 0.5, "vector": [0.5, 0.25],
+            "attributesToCrop": [], "attributesToHighlight": ["title", "overview"],
             "hybrid": {"semanticRatio": 0.5, "embedder": "default"}
         })
     );
@@ -454,7 +457,7 @@ fn get_parameter_errors() {
         (vec![("vector", "0.1")], "missing_search_hybrid",
          "`hybridEmbedder` is mandatory when `vector` is present"),
         (vec![("hybridEmbedder", "e"), ("vector", "0.1,x")], "invalid_search_vector",
-         "Invalid value in parameter `vector`: could not parse `x` as a float"),
+         "Invalid value in parameter `vector`: invalid float literal"),
     ];
     for (list, code, message) in cases {
         let e = search_params_from_query(&pairs(&list)).unwrap_err();
@@ -841,5 +844,84 @@ fn facet_search_answers_merge_like_meilisearch() {
         )
         .unwrap_err();
         assert_eq!(e.code, "miroir_bad_node_response");
+    }
+}
+
+fn arb_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        (0u64..5).prop_map(|n| json!(n)),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z_]{0,6}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "hits",
+                        "estimatedTotalHits",
+                        "totalHits",
+                        "facetDistribution",
+                        "facetStats",
+                        "_rankingScoreDetails",
+                        "_rankingScore",
+                        "_miroir_shard",
+                        "order",
+                        "score",
+                        "value",
+                        "distance",
+                        "rating:desc",
+                        "_geoPoint(1, 2):asc",
+                        "genre",
+                        "min",
+                        "max",
+                        "facetHits",
+                        "count",
+                        "_formatted",
+                        "_matchesPosition",
+                        "x",
+                    ]),
+                    inner
+                ),
+                0..6
+            )
+            .prop_map(|kv| Value::Object(
+                kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+            )),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    /// Whatever nodes send, the merge answers (a response or a 502), never panics.
+    #[test]
+    fn arbitrary_node_bodies_never_panic(
+        bodies in prop::collection::vec(arb_json(), 0..4),
+        client in arb_json(),
+        pages in any::<bool>(),
+    ) {
+        let client = match client {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let ctx = SearchContext { distinct_attribute: Some("genre".into()), ..SearchContext::default() };
+        if let Ok(p) = plan_search(&client, &ctx) {
+            let answers: Vec<NodeAnswer> = bodies.iter().cloned().enumerate().map(|(order, body)| NodeAnswer { order, body }).collect();
+            if let Err(e) = merge_search(&p, answers) {
+                prop_assert_eq!(e.status, 502);
+            }
+        }
+        let p = plan(if pages { json!({"page": 1, "facets": ["genre"]}) } else { json!({"facets": ["genre"]}) });
+        let wrapped: Vec<NodeAnswer> = bodies.iter().cloned().enumerate().map(|(order, hits)| NodeAnswer {
+            order,
+            body: json!({"hits": [hits], "estimatedTotalHits": 1, "totalHits": 1}),
+        }).collect();
+        let _ = merge_search(&p, wrapped);
+        let _ = merge_facet_search(bodies.iter().cloned().enumerate().map(|(order, body)| NodeAnswer { order, body }).collect(), FacetOrder::Count, 3);
     }
 }

@@ -88,9 +88,11 @@ fn parse_ratio(code: &str, name: &str, field: &str, raw: &str) -> Result<Value, 
     }
 }
 
+/// `serde_cs::CS`: split on commas, empty items dropped, items not trimmed.
 fn comma_list(raw: &str) -> Value {
     Value::Array(
         raw.split(',')
+            .filter(|s| !s.is_empty())
             .map(|s| Value::String(s.to_string()))
             .collect(),
     )
@@ -194,15 +196,12 @@ pub fn search_params_from_query(
             }
             "vector" => {
                 let mut numbers = Vec::new();
-                for part in raw.split(',') {
-                    let f: f64 = part.trim().parse().map_err(|_| {
-                        invalid_param(
-                            "invalid_search_vector",
-                            name,
-                            format!("could not parse `{part}` as a float"),
-                        )
+                for part in raw.split(',').filter(|s| !s.is_empty()) {
+                    // `CS<f32>`: the float parser's own message.
+                    let f: f32 = part.parse().map_err(|e: std::num::ParseFloatError| {
+                        invalid_param("invalid_search_vector", name, e.to_string())
                     })?;
-                    numbers.push(Value::from(f));
+                    numbers.push(Value::from(f as f64));
                 }
                 Value::Array(numbers)
             }
