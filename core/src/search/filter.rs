@@ -4,6 +4,8 @@
 //! node serves). The restriction is expressed as a Meilisearch filter on [`SHARD_FIELD`](crate::SHARD_FIELD)
 //! and AND-ed into the client's filter.
 //!
+//! States: none, these are pure functions (restriction → filter text, client filter + extra → filter).
+//!
 //! Invariants:
 //! - The expression built by [`shard_filter`] matches exactly the documents of `assigned ∩ held` among the
 //!   documents the node holds (every stored document carries `_miroir_shard`, and the node holds nothing

@@ -6,6 +6,10 @@
 //! and `hybridSemanticRatio` folded into `hybrid`. Unknown parameters are refused with Meilisearch's
 //! `bad_request` message. The body is then planned like any `POST` search.
 //!
+//! States: one pass over the pairs in request order (the first invalid parameter is the one reported), then
+//! the cross-parameter checks (`hybrid…`, `vector`). Invariant: the result is a body `plan_search` accepts
+//! exactly as it would accept the equivalent `POST`.
+//!
 //! Known limit: values whose validation needs the index (locales, embedders, vector content) are passed on
 //! and validated by the nodes, whose messages are the `POST` ones.
 

@@ -34,7 +34,9 @@
 //! - `requestUid` and `performanceDetails` are taken from one node (the first in the covering set, resp. the
 //!   slowest); the proxy may substitute its own request uid. Pinned documents (`pin` details) are not placed.
 //! - `matchingStrategy: frequency` and ranking rules whose maximum rank depends on a shard's own content
-//!   cannot be exactly equivalent across shards.
+//!   cannot be exactly equivalent across shards. In particular, with `searchableAttributes: ["*"]` the
+//!   `attribute` rule follows each node's own field discovery order; an explicit `searchableAttributes`
+//!   list makes it identical on every node.
 
 mod facets;
 mod filter;
