@@ -28,7 +28,7 @@
 //! changing it reshuffles placement.
 //!
 //! Pure rendezvous hashing (each shard to its RF best-scored nodes) moves the minimum when nodes come and
-//! go, but with few shards per node its loads are lopsided (with S = 8·N some nodes get +60 %/−50 % of the
+//! go, but with few shards per node its loads are lopsided (with S = 8·N some nodes get up to +75 %/−50 % of the
 //! mean), and a search is as slow as its most loaded node. So each replica group is placed independently
 //! by rendezvous **with bounded loads**:
 //! 1. The group has `n` placed nodes (`Active` or `Draining`) and `T = S·RF` shard-replica slots. Every
@@ -36,12 +36,14 @@
 //! 2. All (shard, node) pairs are visited by decreasing score (ties: shard ascending, then node id
 //!    ascending). A pair is taken when the shard still needs owners and the node still has capacity (load
 //!    below the floor, or at the floor while fewer than `T mod n` nodes went above it).
-//! 3. Rarely, step 2 leaves a shard short because its only spare capacity sits on nodes that already own
-//!    it; a second pass in the same order gives it its best-scored non-owners regardless of capacity.
+//! 3. Rarely, step 2 leaves a shard X short: every node with spare capacity (say A) already owns X. A
+//!    then holds fewer slots than any full node B that does not own X, so B holds a shard Y that A does
+//!    not: Y moves from B to A and X goes to B. The first such A (by id), then the first Y in pair order,
+//!    then the lowest-scored such owner B of Y are chosen. Loads stay within the bounds.
 //! 4. The owners of a shard in a group are listed by decreasing score (ties by node id).
 //!
 //! Properties (tested): a pure function of (S, RF, the group's node ids); groups never influence each
-//! other; every node holds ⌊T/n⌋ or ⌈T/n⌉ slots (a few more only in the step-3 case); adding a node to a
+//! other; every node holds ⌊T/n⌋ or ⌈T/n⌉ slots; adding a node to a
 //! group moves about 1/(n+1) of that group's slots, up to roughly twice that because freed capacity
 //! cascades.
 //!
@@ -156,7 +158,6 @@ fn place_group<'a>(members: &[&'a NodeId], shards: u32, rf: u32) -> Vec<Vec<&'a 
     }
     pairs.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let mut load = vec![0u64; members.len()];
-    let mut short = 0usize;
     for &(_, shard, i) in &pairs {
         let slot = &mut owners[shard as usize];
         if slot.len() >= rf_len {
@@ -171,14 +172,50 @@ fn place_group<'a>(members: &[&'a NodeId], shards: u32, rf: u32) -> Vec<Vec<&'a 
             load[i as usize] += 1;
         }
     }
-    for slot in &owners {
-        short += rf_len - slot.len();
-    }
-    if short > 0 {
-        for &(_, shard, i) in &pairs {
-            let slot = &mut owners[shard as usize];
-            if slot.len() < rf_len && !slot.contains(&i) {
-                slot.push(i);
+    // Repair (rare): a shard X is short only when every node with spare capacity already owns it. Such a
+    // node A holds fewer slots than any full node B that does not own X, so B holds a shard Y that A does
+    // not: Y moves from B to A and B takes X. Loads stay within the bounds. Choices follow the pair order.
+    for x in 0..owners.len() {
+        while owners[x].len() < rf_len {
+            let has_room = |l: u64, above: u64| l < floor || (l == floor && above > 0);
+            let repaired = (0..members.len() as u32)
+                .filter(|a| has_room(load[*a as usize], above_floor_left))
+                .find_map(|a| {
+                    pairs.iter().find_map(|&(_, y, cand)| {
+                        if cand != a || owners[y as usize].contains(&a) {
+                            return None;
+                        }
+                        // The weakest owner of Y that does not own X.
+                        owners[y as usize]
+                            .iter()
+                            .rev()
+                            .find(|b| !owners[x].contains(b))
+                            .map(|b| (a, y, *b))
+                    })
+                });
+            match repaired {
+                Some((a, y, b)) => {
+                    if load[a as usize] == floor {
+                        above_floor_left -= 1;
+                    }
+                    load[a as usize] += 1;
+                    let slot = &mut owners[y as usize];
+                    if let Some(pos) = slot.iter().position(|n| *n == b) {
+                        slot[pos] = a;
+                    }
+                    owners[x].push(b);
+                }
+                None => {
+                    // Unreachable with RF <= n; stay total anyway: best-scored non-owner, no bound.
+                    let extra = pairs
+                        .iter()
+                        .find(|&&(_, shard, i)| shard as usize == x && !owners[x].contains(&i))
+                        .map(|&(_, _, i)| i);
+                    match extra {
+                        Some(i) => owners[x].push(i),
+                        None => break,
+                    }
+                }
             }
         }
     }

@@ -2,8 +2,8 @@
 //! assertions fails, documents already stored would be looked for on the wrong shard or node. Do not
 //! "fix" the expected values; fix the code.
 
-use miroir_core::routing::{canonical_id, rendezvous_score, shard_for_key};
-use miroir_core::topology::NodeId;
+use miroir_core::routing::{canonical_id, rendezvous_score, shard_for_key, Placement};
+use miroir_core::topology::{Node, NodeId, Topology};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -82,4 +82,56 @@ fn rendezvous_scores_are_frozen() {
         bytes.extend_from_slice(&shard.to_le_bytes());
         assert_eq!(xxh3_64(&bytes), *score);
     }
+}
+
+/// Owners of every shard of a one-group topology with nodes `meili-0..n`, best first.
+fn owners(shards: u32, rf: u32, n: u32) -> Vec<Vec<String>> {
+    let nodes = (0..n)
+        .map(|i| Node::active(format!("meili-{i}"), format!("http://meili-{i}:7700"), 0))
+        .collect();
+    let t = Topology {
+        epoch: 1,
+        shards,
+        replication_factor: rf,
+        replica_groups: 1,
+        nodes,
+    };
+    let p = Placement::new(&t).unwrap();
+    (0..shards)
+        .map(|s| p.owners(s, 0).iter().map(|id| id.to_string()).collect())
+        .collect()
+}
+
+#[test]
+fn placements_are_frozen() {
+    assert_eq!(
+        owners(8, 2, 3),
+        [
+            ["meili-2", "meili-1"],
+            ["meili-1", "meili-0"],
+            ["meili-2", "meili-0"],
+            ["meili-0", "meili-2"],
+            ["meili-1", "meili-0"],
+            ["meili-0", "meili-1"],
+            ["meili-0", "meili-2"],
+            ["meili-2", "meili-1"],
+        ]
+    );
+    assert_eq!(
+        owners(12, 1, 4),
+        [
+            ["meili-2"],
+            ["meili-1"],
+            ["meili-3"],
+            ["meili-0"],
+            ["meili-1"],
+            ["meili-3"],
+            ["meili-3"],
+            ["meili-2"],
+            ["meili-1"],
+            ["meili-0"],
+            ["meili-0"],
+            ["meili-2"],
+        ]
+    );
 }

@@ -109,8 +109,11 @@ proptest! {
         let p = Placement::new(&t).unwrap();
         for (g, &ng) in groups.iter().enumerate() {
             let mean = f64::from(shards * rf) / f64::from(ng);
+            let (floor, ceil) = ((shards * rf) / ng, (shards * rf).div_ceil(ng));
             for node in t.placed_nodes_of_group(g as GroupId) {
-                let load = p.shards_held_by(&node.id).len() as f64;
+                let held = p.shards_held_by(&node.id).len() as u32;
+                prop_assert!(held == floor || held == ceil, "{} holds {}, not {}..={}", node.id, held, floor, ceil);
+                let load = f64::from(held);
                 prop_assert!(
                     (load - mean).abs() <= 0.4 * mean,
                     "node {} holds {} shards, mean {:.1}", node.id, load, mean
