@@ -8,6 +8,7 @@
 //! body bytes ──parse_documents──► Vec<document>           (request-time errors: 4xx/5xx answered at once)
 //! index key + ?primaryKey + first document ──resolve_primary_key──► key  (task errors)
 //! documents + key + Placement ──plan_batch──► per-node batches            (task errors)
+//! delete-batch body ──parse_delete_ids──► ids   (request-time errors)
 //! ids to delete + Placement ──plan_delete_ids──► per-node id lists
 //! ```
 //!
@@ -288,8 +289,9 @@ fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token_byte)
 }
 
-/// Parses a media type the way Meilisearch's HTTP layer does: `type/subtype` (case-insensitive, returned
-/// lowercased) followed by optional `; name=value` parameters. `None` when it does not parse.
+/// Parses a media type the way Meilisearch's HTTP layer (the `mime` crate) does, closely enough for
+/// routing decisions: `type/subtype` tokens (case-insensitive, returned lowercased) followed by optional
+/// `; name=value` parameters (token or quoted value). `None` when it does not parse.
 fn parse_mime(content_type: &str) -> Option<(String, String)> {
     let mut parts = content_type.split(';');
     let essence = parts.next()?.trim();
@@ -682,6 +684,39 @@ pub fn delete_batch_id(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// Parses a delete-batch body (`POST …/documents/delete-batch`) as Meilisearch's generic JSON body
+/// extractor does: the Content-Type must parse with a `json` subtype or `+json` suffix (parameters
+/// allowed), an empty body is `missing_payload`, a syntax error `malformed_payload`, and a body that is
+/// not an array `bad_request`. These are request errors (answered at once).
+pub fn parse_delete_ids(content_type: Option<&str>, body: &[u8]) -> Result<Vec<Value>, MeiliError> {
+    let Some(raw) = content_type else {
+        return Err(MeiliError::invalid(
+            415,
+            "missing_content_type",
+            "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`",
+        ));
+    };
+    match parse_mime(raw) {
+        Some((_, sub)) if sub == "json" || sub.ends_with("+json") => {}
+        _ => {
+            return Err(MeiliError::invalid(
+                415,
+                "invalid_content_type",
+                format!("The Content-Type `{raw}` is invalid. Accepted values for the Content-Type header are: `application/json`"),
+            ))
+        }
+    }
+    serde_json::from_slice::<Vec<Value>>(body).map_err(|e| {
+        if e.classify() == Category::Eof && e.line() == 1 && e.column() == 0 {
+            MeiliError::invalid(400, "missing_payload", "A json payload is missing.")
+        } else if e.classify() != Category::Data {
+            malformed(format!("The json payload provided is malformed. `{e}`."))
+        } else {
+            MeiliError::invalid(400, "bad_request", format!("Json deserialize error: {e}"))
+        }
+    })
 }
 
 /// Splits a delete-batch request: each id (converted by [`delete_batch_id`], so `1` and `"1"` go

@@ -42,9 +42,11 @@ use std::fmt;
 pub struct NodeId(pub String);
 
 impl NodeId {
+    /// Wraps an id.
     pub fn new(id: impl Into<String>) -> Self {
         NodeId(id.into())
     }
+    /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0
     }

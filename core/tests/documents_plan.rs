@@ -153,6 +153,48 @@ fn delete_ids_follow_meilisearch_conversion() {
     }
 }
 
+#[test]
+fn delete_batch_bodies_are_checked_like_meilisearch() {
+    assert_eq!(
+        parse_delete_ids(Some("application/json"), br#"[8, 9, "10"]"#),
+        Ok(vec![json!(8), json!(9), json!("10")])
+    );
+    assert_eq!(
+        parse_delete_ids(Some("application/json; charset=utf-8"), b"[]"),
+        Ok(vec![])
+    );
+    assert!(parse_delete_ids(Some("application/vnd.api+json"), b"[1]").is_ok());
+    // Meilisearch's delete_documents_batch error snapshot.
+    let e = parse_delete_ids(Some("application/json"), br#""doggo""#).unwrap_err();
+    assert_eq!(e.code, "bad_request");
+    assert_eq!(e.status, 400);
+    assert_eq!(
+        e.message,
+        "Json deserialize error: invalid type: string \"doggo\", expected a sequence at line 1 column 7"
+    );
+    let e = parse_delete_ids(Some("application/json"), b"").unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (400, "missing_payload"));
+    assert_eq!(e.message, "A json payload is missing.");
+    let e = parse_delete_ids(Some("application/json"), b"[1,").unwrap_err();
+    assert_eq!(e.code, "malformed_payload");
+    assert_eq!(
+        e.message,
+        "The json payload provided is malformed. `EOF while parsing a value at line 1 column 3`."
+    );
+    let e = parse_delete_ids(None, b"[1]").unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (415, "missing_content_type"));
+    assert_eq!(
+        e.message,
+        "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`"
+    );
+    let e = parse_delete_ids(Some("text/csv; x=y"), b"[1]").unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (415, "invalid_content_type"));
+    assert_eq!(
+        e.message,
+        "The Content-Type `text/csv; x=y` is invalid. Accepted values for the Content-Type header are: `application/json`"
+    );
+}
+
 fn id_strategy() -> impl Strategy<Value = Value> {
     prop_oneof![
         any::<u64>().prop_map(Value::from),
