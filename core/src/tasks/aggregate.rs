@@ -144,8 +144,11 @@ struct Slot {
     succeeded_finish: Vec<UnixNanos>,
 }
 
-/// Aggregates a Miroir task. `node_tasks` maps `(node, node task uid)` to what that node last said about
-/// the task; `lost_after` is how long after `enqueued_at` an unknown node task counts as lost.
+/// Aggregates a Miroir task. `node_tasks` maps `(node, node task uid)` to what that node said about the
+/// task in the current read; `lost_after` is how long after `enqueued_at` an unknown node task counts as
+/// lost. A node that does not answer now must be absent from `node_tasks` (a cached *finished* object may
+/// stay, since finished node tasks never change): a stale `processing` object would keep the task
+/// processing.
 pub fn aggregate(
     task: &MiroirTask,
     node_tasks: &BTreeMap<(NodeId, u64), NodeTaskView>,

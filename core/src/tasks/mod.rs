@@ -215,6 +215,37 @@ pub struct NodeTaskRef {
     pub group: GroupId,
 }
 
+/// The node tasks of a write placed as `placement`: one per node, covering every shard the node owns
+/// (ascending), in node-id order. `task_uid` gives each node's acked task uid, if any (for example from
+/// [`crate::quorum::QuorumTracker::node_states`]). A node listed in several groups keeps the lowest.
+pub fn node_task_refs(
+    placement: &Placement,
+    task_uid: impl Fn(&NodeId) -> Option<u64>,
+) -> Vec<NodeTaskRef> {
+    let mut by_node: std::collections::BTreeMap<&NodeId, (GroupId, Vec<ShardId>)> =
+        std::collections::BTreeMap::new();
+    for (&shard, groups) in placement {
+        for (g, owners) in groups.iter().enumerate() {
+            for node in owners {
+                let entry = by_node.entry(node).or_insert((g as GroupId, Vec::new()));
+                entry.0 = entry.0.min(g as GroupId);
+                if !entry.1.contains(&shard) {
+                    entry.1.push(shard);
+                }
+            }
+        }
+    }
+    by_node
+        .into_iter()
+        .map(|(node, (group, shards))| NodeTaskRef {
+            node: node.clone(),
+            task_uid: task_uid(node),
+            shards,
+            group,
+        })
+        .collect()
+}
+
 /// The persisted record of one Miroir task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -411,6 +442,38 @@ pub mod details {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn node_task_refs_group_shards_per_node() {
+        let n = NodeId::new;
+        let mut p = Placement::new();
+        p.insert(3, vec![vec![n("a"), n("b")], vec![n("c")]]);
+        p.insert(1, vec![vec![n("b")], vec![n("c")]]);
+        let refs = node_task_refs(&p, |node| (node.as_str() != "b").then_some(5));
+        assert_eq!(
+            refs,
+            vec![
+                NodeTaskRef {
+                    node: n("a"),
+                    task_uid: Some(5),
+                    shards: vec![3],
+                    group: 0
+                },
+                NodeTaskRef {
+                    node: n("b"),
+                    task_uid: None,
+                    shards: vec![1, 3],
+                    group: 0
+                },
+                NodeTaskRef {
+                    node: n("c"),
+                    task_uid: Some(5),
+                    shards: vec![1, 3],
+                    group: 1
+                },
+            ]
+        );
+    }
 
     #[test]
     fn allocator_counts_up_and_saturates() {
