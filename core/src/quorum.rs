@@ -303,8 +303,8 @@ impl QuorumTracker {
     }
 
     /// The decision, once taken. It never changes afterwards.
-    pub fn decision(&self) -> Option<&WriteDecision> {
-        self.decision.as_ref()
+    pub fn decision(&self) -> Option<WriteDecision> {
+        self.decision.clone()
     }
 
     /// Every node of the placement with its current state, in node-id order (including outcomes that
@@ -708,7 +708,7 @@ mod tests {
         let t = QuorumTracker::new(Placement::new(), WriteQuorum::Majority, 0);
         assert_eq!(
             t.decision(),
-            Some(&WriteDecision::Acknowledged {
+            Some(WriteDecision::Acknowledged {
                 degraded: Degraded::default()
             })
         );

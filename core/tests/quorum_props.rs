@@ -100,7 +100,7 @@ fn reference(
     (all_reached, some_impossible)
 }
 
-fn kind_of(d: Option<&WriteDecision>) -> Option<bool> {
+fn kind_of(d: Option<WriteDecision>) -> Option<bool> {
     d.map(|d| matches!(d, WriteDecision::Acknowledged { .. }))
 }
 
@@ -116,7 +116,7 @@ proptest! {
                 states.insert(n.clone(), None);
             }
         }
-        let mut decided: Option<WriteDecision> = tracker.decision().cloned();
+        let mut decided: Option<WriteDecision> = tracker.decision();
         for (node, kind) in &events {
             tracker.on_node_outcome(node, outcome(*kind));
             if states.contains_key(node) {
@@ -124,14 +124,14 @@ proptest! {
             }
             match (&decided, tracker.decision()) {
                 // Monotone: once taken, the decision never changes.
-                (Some(before), now) => prop_assert_eq!(Some(before), now),
+                (Some(before), now) => prop_assert_eq!(Some(before.clone()), now),
                 (None, None) => {
                     let (reached, impossible) = reference(&placement, quorum, &states);
                     prop_assert!(!reached && !impossible, "undecided although decidable");
                 }
                 (None, Some(now)) => {
                     let (reached, impossible) = reference(&placement, quorum, &states);
-                    match now {
+                    match &now {
                         WriteDecision::Acknowledged { degraded } => {
                             prop_assert!(reached, "acknowledged without quorum everywhere");
                             for n in &degraded.pending_nodes {
@@ -143,7 +143,7 @@ proptest! {
                             prop_assert!(e.status == 503 || e.code == "invalid_document_id");
                         }
                     }
-                    decided = Some(now.clone());
+                    decided = Some(now);
                 }
             }
         }

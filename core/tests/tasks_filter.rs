@@ -1,6 +1,7 @@
 //! `GET /tasks` filter parsing, matching and pagination; cancel/delete validation. Messages are checked
 //! against the recorded Meilisearch 1.50 fixture and Meilisearch's own test snapshots.
 
+use miroir_core::tasks::filter::{parse_task_uid, task_not_found};
 use miroir_core::tasks::time::parse_rfc3339;
 use miroir_core::tasks::{TaskFilter, TaskQueryKind, TaskStatus, TaskType, TaskView};
 use miroir_core::MeiliError;
@@ -420,4 +421,28 @@ fn date_bounds_are_exclusive() {
     assert!(!list(&[("afterFinishedAt", "2026-11-27T09:16:21.5Z")])
         .unwrap()
         .matches(&t));
+}
+
+#[test]
+fn task_uid_path_and_not_found() {
+    assert_eq!(parse_task_uid("25").unwrap(), 25);
+    let e = parse_task_uid("abc").unwrap_err();
+    assert_err(
+        &e,
+        "invalid_task_uids",
+        "Task uid `abc` is invalid. It should only contain numeric characters.",
+    );
+    assert!(parse_task_uid("-1").is_err());
+    assert!(parse_task_uid("4294967296").is_err());
+    // Fixture "task missing".
+    assert_eq!(
+        task_not_found(999999).to_json(),
+        json!({
+            "code": "task_not_found",
+            "link": "https://docs.meilisearch.com/errors#task_not_found",
+            "message": "Task `999999` not found.",
+            "type": "invalid_request"
+        })
+    );
+    assert_eq!(task_not_found(1).status, 404);
 }

@@ -464,6 +464,23 @@ impl TaskFilter {
     }
 }
 
+/// Parses the `{uid}` of `GET /tasks/{uid}` as Meilisearch does (an unsigned 32-bit integer):
+/// `400 invalid_task_uids` otherwise.
+pub fn parse_task_uid(segment: &str) -> Result<u64, MeiliError> {
+    segment.parse::<u32>().map(u64::from).map_err(|_| {
+        MeiliError::invalid(
+            400,
+            "invalid_task_uids",
+            format!("Task uid `{segment}` is invalid. It should only contain numeric characters."),
+        )
+    })
+}
+
+/// `404 task_not_found`: `Task `{uid}` not found.`
+pub fn task_not_found(uid: u64) -> MeiliError {
+    MeiliError::invalid(404, "task_not_found", format!("Task `{uid}` not found."))
+}
+
 /// The indexes a task is registered under: its `indexUid`, plus both sides of every swap.
 fn task_indexes(t: &TaskView) -> Vec<String> {
     let mut out: Vec<String> = t.index_uid.iter().cloned().collect();
