@@ -44,6 +44,11 @@ fn bad_integers() {
         "Invalid value in parameter `uids[1]`: could not parse `dogo` as a positive integer",
     );
     assert_err(
+        &err(&[("uids", "1, 2")]),
+        "invalid_task_uids",
+        "Invalid value in parameter `uids[1]`: could not parse ` 2` as a positive integer",
+    );
+    assert_err(
         &err(&[("canceledBy", "doggo")]),
         "invalid_task_canceled_by",
         "Invalid value in parameter `canceledBy`: could not parse `doggo` as a positive integer",
@@ -179,7 +184,7 @@ fn parses_values() {
         ("limit", "3"),
         ("from", "25"),
         ("reverse", "true"),
-        ("uids", "1, 2,,3"),
+        ("uids", "1,2,,3"),
         ("types", "documentAdditionOrUpdate,INDEXSWAP"),
         ("statuses", "*"),
         ("indexUids", "movies,*"),

@@ -227,3 +227,78 @@ proptest! {
         prop_assert_eq!(&a, &c);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Every instant from year 0 to 9999 survives formatting and parsing, in Meilisearch's shape.
+    #[test]
+    fn timestamps_round_trip(t in -62_167_219_200_000_000_000i128..253_402_300_799_999_999_999i128) {
+        use miroir_core::tasks::time::{format_rfc3339, parse_rfc3339};
+        let s = format_rfc3339(t);
+        prop_assert_eq!(parse_rfc3339(&s), Some(t), "{}", s);
+        prop_assert!(s.ends_with('Z'));
+        if let Some(dot) = s.find('.') {
+            // Fraction present only when non-zero, trailing zeros trimmed, at most nine digits.
+            prop_assert!(!s.ends_with("0Z"), "{}", s);
+            prop_assert!((1..=9).contains(&(s.len() - dot - 2)), "{}", s);
+        } else {
+            prop_assert_eq!(t.rem_euclid(1_000_000_000), 0);
+        }
+    }
+
+    /// Following `next` from page to page visits every matching task exactly once, in order.
+    #[test]
+    fn pages_cover_the_matching_tasks(
+        statuses in proptest::collection::vec(0usize..5, 0..40),
+        limit in 0u32..7,
+        reverse in any::<bool>(),
+        wanted in 0usize..5,
+    ) {
+        use miroir_core::tasks::{TaskFilter, TaskView};
+        let tasks: Vec<TaskView> = statuses
+            .iter()
+            .enumerate()
+            .map(|(uid, &s)| TaskView {
+                uid: uid as u64,
+                batch_uid: Some(uid as u64),
+                index_uid: Some("movies".into()),
+                status: TaskStatus::ALL[s],
+                task_type: TaskType::DocumentAdditionOrUpdate,
+                canceled_by: None,
+                enqueued_at: uid as i128,
+                started_at: None,
+                finished_at: None,
+                miroir_pending_replicas: 0,
+                meili: json!({"uid": uid}),
+            })
+            .collect();
+        let status = TaskStatus::ALL[wanted].as_str();
+        let mut expected: Vec<u64> = tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::ALL[wanted])
+            .map(|t| t.uid)
+            .collect();
+        if !reverse {
+            expected.reverse();
+        }
+        let limit_s = limit.max(1).to_string();
+        let reverse_s = reverse.to_string();
+        let mut seen = Vec::new();
+        let mut from: Option<String> = None;
+        for _ in 0..50 {
+            let mut q = vec![("statuses", status.to_string()), ("limit", limit_s.clone()), ("reverse", reverse_s.clone())];
+            if let Some(f) = &from {
+                q.push(("from", f.clone()));
+            }
+            let page = TaskFilter::from_list_query(q).unwrap().paginate(&tasks);
+            prop_assert_eq!(&page["total"], &json!(expected.len()));
+            seen.extend(page["results"].as_array().unwrap().iter().map(|t| t["uid"].as_u64().unwrap()));
+            match page["next"].as_u64() {
+                Some(n) => from = Some(n.to_string()),
+                None => break,
+            }
+        }
+        prop_assert_eq!(seen, expected);
+    }
+}

@@ -2,7 +2,8 @@
 //! `DELETE /tasks`, with Meilisearch's parameters, error codes and messages.
 //!
 //! Parsing takes the already percent-decoded query pairs in order and stops at the first error, as
-//! Meilisearch does. List values are comma separated (items trimmed, empty items skipped); `*` anywhere in
+//! Meilisearch does. List values are comma separated (empty items skipped, items not trimmed, as
+//! Meilisearch's `serde_cs`); `*` anywhere in
 //! a list, or as a date, means "no filter on this parameter" (but still counts as a filter for the
 //! `missing_task_filters` check, as in Meilisearch). Dates are RFC 3339 or `YYYY-MM-DD` (midnight UTC; for
 //! `after*` parameters the next midnight, since the whole day is meant). All date bounds are exclusive,
@@ -143,11 +144,7 @@ fn parse_list<T>(
     code: &str,
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Result<Option<Vec<T>>, MeiliError> {
-    let items: Vec<&str> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
+    let items: Vec<&str> = value.split(',').filter(|s| !s.is_empty()).collect();
     let mut out = Vec::with_capacity(items.len());
     let mut star = false;
     for (i, item) in items.iter().enumerate() {
