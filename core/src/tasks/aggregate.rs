@@ -179,7 +179,7 @@ pub fn aggregate(
                 let found = refs
                     .iter()
                     .filter(|(r, _)| r.node == *owner && r.shards.contains(&shard))
-                    .min_by_key(|(r, _)| r.group != g as GroupId);
+                    .min_by_key(|(r, _)| (r.group != g as GroupId, r.task_uid));
                 match found.map(|(_, c)| (c.state, c.view)) {
                     Some((State::Succeeded, view)) => {
                         slot.succeeded += 1;

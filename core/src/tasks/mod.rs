@@ -4,7 +4,7 @@
 //! increasing by one, as in Meilisearch; the proxy persists `next`). The proxy persists the
 //! [`MiroirTask`] record as JSON: what the client asked (type, index, the details known up front), the
 //! placement and quorum needed to judge it, and the node tasks it spawned ([`NodeTaskRef`]).
-//! When a client reads the task, [`aggregate`] turns the node tasks' current objects into ONE
+//! When a client reads the task, [`aggregate()`] turns the node tasks' current objects into ONE
 //! Meilisearch task object; [`filter`] implements `GET /tasks` filtering and pagination and the
 //! validation of `POST /tasks/cancel` / `DELETE /tasks`.
 //!
@@ -72,10 +72,15 @@ impl TaskUidAllocator {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TaskStatus {
+    /// Waiting: no node started it.
     Enqueued,
+    /// Some node started or finished it, quorum not decided yet.
     Processing,
+    /// Every shard reached quorum in some group.
     Succeeded,
+    /// Some shard can no longer reach quorum.
     Failed,
+    /// Cancellations made quorum impossible.
     Canceled,
 }
 
@@ -126,21 +131,37 @@ impl fmt::Display for TaskStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TaskType {
+    /// Adding or replacing/updating documents.
     DocumentAdditionOrUpdate,
+    /// Editing documents with a function.
     DocumentEdition,
+    /// Deleting documents (by ids, by filter, or all).
     DocumentDeletion,
+    /// Updating or resetting settings.
     SettingsUpdate,
+    /// Creating an index.
     IndexCreation,
+    /// Deleting an index.
     IndexDeletion,
+    /// Updating an index (primary key, rename).
     IndexUpdate,
+    /// Swapping indexes.
     IndexSwap,
+    /// Canceling tasks.
     TaskCancelation,
+    /// Deleting tasks.
     TaskDeletion,
+    /// Creating a dump.
     DumpCreation,
+    /// Creating a snapshot.
     SnapshotCreation,
+    /// Exporting to another instance.
     Export,
+    /// Upgrading the database.
     UpgradeDatabase,
+    /// Compacting an index.
     IndexCompaction,
+    /// A network topology change (sharded Meilisearch).
     NetworkTopologyChange,
 }
 
@@ -261,7 +282,7 @@ pub struct MiroirTask {
     pub enqueued_at: Millis,
     /// The client-facing `details` known up front, in Meilisearch's key order (see [`details`]).
     /// Result counters (`indexedDocuments`, `deletedDocuments`, ...) are `null` here and filled by
-    /// [`aggregate`]; a non-null counter is one Miroir knows itself and is kept on success.
+    /// [`aggregate()`]; a non-null counter is one Miroir knows itself and is kept on success.
     pub details: Option<Map<String, Value>>,
     /// The node tasks behind it.
     pub node_tasks: Vec<NodeTaskRef>,
@@ -332,7 +353,7 @@ impl MiroirTask {
 pub mod details {
     use serde_json::{Map, Value};
 
-    /// The keys [`super::aggregate`] fills from node results.
+    /// The keys [`super::aggregate()`] fills from node results.
     pub const RESULT_KEYS: [&str; 5] = [
         "indexedDocuments",
         "editedDocuments",
