@@ -10,7 +10,7 @@ impl Gen {
     pub fn new(seed: u64) -> Self {
         Gen(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -18,7 +18,7 @@ impl Gen {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
 }
 
@@ -100,4 +100,35 @@ pub fn client_search(limit: usize, facets: bool) -> Map<String, Value> {
         m.insert("facets".into(), json!(["genre", "year"]));
     }
     m
+}
+
+/// A topology of `nodes` nodes in one group with S = `shards` and replication factor `rf`.
+pub fn topology(nodes: usize, shards: u32, rf: u32) -> miroir_core::topology::Topology {
+    use miroir_core::topology::{Node, Topology};
+    Topology {
+        epoch: 1,
+        shards,
+        replication_factor: rf,
+        replica_groups: 1,
+        nodes: (0..nodes)
+            .map(|i| Node::active(format!("meili-{i}"), format!("http://10.0.0.{i}:7700"), 0))
+            .collect(),
+    }
+}
+
+/// `n` documents with an `id`, a title, a genre and a year, as a client batch.
+pub fn documents(n: usize, gen: &mut Gen) -> Vec<Map<String, Value>> {
+    (0..n)
+        .map(|i| {
+            let mut d = Map::new();
+            d.insert("id".into(), json!(i));
+            d.insert("title".into(), json!(format!("title number {i}")));
+            d.insert(
+                "genre".into(),
+                json!(GENRES[gen.below(GENRES.len() as u64) as usize]),
+            );
+            d.insert("year".into(), json!(1950 + gen.below(75)));
+            d
+        })
+        .collect()
 }
