@@ -1,7 +1,7 @@
 //! The write-quorum tracker: a sans-IO state machine that decides whether one client write is acknowledged.
 //!
 //! A write touches some shards. Each shard is owned, in every replica group, by RF nodes (its *owners* in
-//! that group); the placement arrives as plain data ([`Placement`]: shard → group → owners), computed by
+//! that group); the placement arrives as plain data ([`ShardOwners`]: shard → group → owners), computed by
 //! routing. The proxy sends each node one batch covering every shard the node owns, then feeds the node's
 //! answer to the tracker with [`QuorumTracker::on_node_outcome`] and the clock with
 //! [`QuorumTracker::on_timeout`]. It never reads a clock itself: [`QuorumTracker::poll_timeout`] says
@@ -73,7 +73,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// For each shard of a write, its owners per replica group: the outer index is the group id, the inner
 /// vector that group's owners of the shard.
-pub type Placement = BTreeMap<ShardId, Vec<Vec<NodeId>>>;
+pub type ShardOwners = BTreeMap<ShardId, Vec<Vec<NodeId>>>;
 
 /// How many owners of a shard, within one replica group, must acknowledge a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -213,7 +213,7 @@ pub enum WriteDecision {
 /// Tracks one write's node outcomes and decides acknowledgement. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct QuorumTracker {
-    placement: Placement,
+    placement: ShardOwners,
     quorum: WriteQuorum,
     deadline: Millis,
     nodes: BTreeMap<NodeId, NodeState>,
@@ -240,7 +240,7 @@ impl Tally {
 impl QuorumTracker {
     /// Starts tracking a write placed as `placement`, acknowledged under `quorum`, whose pending nodes
     /// time out at `deadline`. A placement that can never reach quorum is rejected at once.
-    pub fn new(placement: Placement, quorum: WriteQuorum, deadline: Millis) -> Self {
+    pub fn new(placement: ShardOwners, quorum: WriteQuorum, deadline: Millis) -> Self {
         let nodes = placement
             .values()
             .flatten()
@@ -325,7 +325,7 @@ impl QuorumTracker {
     }
 
     /// The placement this tracker judges.
-    pub fn placement(&self) -> &Placement {
+    pub fn placement(&self) -> &ShardOwners {
         &self.placement
     }
 
@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn majority_rf3_acknowledges_on_second_ack_and_lists_pending() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b", "c"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         assert_eq!(t.poll_timeout(), Some(1000));
@@ -537,7 +537,7 @@ mod tests {
 
     #[test]
     fn rf2_majority_one_node_down_rejects() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(3, owners(&[&["a", "b"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("a"), NodeOutcome::TimedOut);
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn rf2_one_survives_a_node_down_degraded() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(3, owners(&[&["a", "b"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::One, 1000);
         t.on_node_outcome(&n("a"), NodeOutcome::TimedOut);
@@ -568,7 +568,7 @@ mod tests {
     #[test]
     fn degraded_groups_and_header() {
         // Two groups; group 1 loses a node of shard 7 (RF=2, majority) while group 0 acks everything.
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(3, owners(&[&["a", "b"], &["c", "d"]]));
         p.insert(7, owners(&[&["a", "e"], &["c", "f"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
@@ -591,7 +591,7 @@ mod tests {
 
     #[test]
     fn rejection_waits_until_every_group_is_impossible() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a"], &["b"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("a"), NodeOutcome::TimedOut);
@@ -605,7 +605,7 @@ mod tests {
 
     #[test]
     fn relays_a_common_client_error() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b", "c"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("c"), NodeOutcome::TimedOut);
@@ -621,7 +621,7 @@ mod tests {
 
     #[test]
     fn mixed_errors_are_no_quorum() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b", "c"]]));
         let mut t = QuorumTracker::new(p.clone(), WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("a"), NodeOutcome::Failed(invalid_id()));
@@ -654,7 +654,7 @@ mod tests {
 
     #[test]
     fn timeout_turns_pending_into_timed_out() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b", "c"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("a"), NodeOutcome::Ack { task_uid: 1 });
@@ -675,7 +675,7 @@ mod tests {
 
     #[test]
     fn ignores_unknown_and_repeated_outcomes() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b", "c"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
         t.on_node_outcome(&n("zz"), NodeOutcome::Ack { task_uid: 1 });
@@ -689,7 +689,7 @@ mod tests {
 
     #[test]
     fn node_counts_for_all_its_shards() {
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(0, owners(&[&["a", "b"]]));
         p.insert(1, owners(&[&["b", "c"]]));
         let mut t = QuorumTracker::new(p, WriteQuorum::One, 1000);
@@ -705,21 +705,21 @@ mod tests {
 
     #[test]
     fn degenerate_placements() {
-        let t = QuorumTracker::new(Placement::new(), WriteQuorum::Majority, 0);
+        let t = QuorumTracker::new(ShardOwners::new(), WriteQuorum::Majority, 0);
         assert_eq!(
             t.decision(),
             Some(WriteDecision::Acknowledged {
                 degraded: Degraded::default()
             })
         );
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(4, vec![]);
         let t = QuorumTracker::new(p, WriteQuorum::One, 0);
         match t.decision() {
             Some(WriteDecision::Rejected(e)) => assert!(e.message.contains('4')),
             other => panic!("{other:?}"),
         }
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(4, vec![vec![]]);
         let t = QuorumTracker::new(p, WriteQuorum::All, 0);
         assert!(matches!(t.decision(), Some(WriteDecision::Rejected(_))));

@@ -1,6 +1,6 @@
 //! Property tests of the write-quorum tracker against a brute-force reference.
 
-use miroir_core::quorum::{NodeOutcome, Placement, QuorumTracker, WriteDecision, WriteQuorum};
+use miroir_core::quorum::{NodeOutcome, ShardOwners, QuorumTracker, WriteDecision, WriteQuorum};
 use miroir_core::topology::NodeId;
 use miroir_core::MeiliError;
 use proptest::prelude::*;
@@ -26,7 +26,7 @@ fn outcome(kind: Kind) -> NodeOutcome {
 }
 
 /// A random write: placement plus one outcome per node, in a random order.
-fn scenario() -> impl Strategy<Value = (Placement, WriteQuorum, Vec<(NodeId, Kind)>)> {
+fn scenario() -> impl Strategy<Value = (ShardOwners, WriteQuorum, Vec<(NodeId, Kind)>)> {
     (1usize..4, 1usize..4, 1usize..4, 0usize..3).prop_flat_map(|(shards, groups, rf, q)| {
         let nodes_per_group = rf + 1;
         let quorum = [WriteQuorum::Majority, WriteQuorum::One, WriteQuorum::All][q];
@@ -44,7 +44,7 @@ fn scenario() -> impl Strategy<Value = (Placement, WriteQuorum, Vec<(NodeId, Kin
             groups * nodes_per_group,
         );
         (owner_picks, kinds, Just(quorum)).prop_flat_map(move |(picks, kinds, quorum)| {
-            let mut placement = Placement::new();
+            let mut placement = ShardOwners::new();
             for s in 0..shards {
                 let per_group = (0..groups)
                     .map(|g| {
@@ -72,7 +72,7 @@ fn scenario() -> impl Strategy<Value = (Placement, WriteQuorum, Vec<(NodeId, Kin
 
 /// Reference: (every shard has quorum acks in some group, some shard is impossible in every group).
 fn reference(
-    placement: &Placement,
+    placement: &ShardOwners,
     quorum: WriteQuorum,
     states: &BTreeMap<NodeId, Option<Kind>>,
 ) -> (bool, bool) {

@@ -1,6 +1,6 @@
 //! Aggregation of node tasks into one Meilisearch task object: every status rule and the exact shape.
 
-use miroir_core::quorum::{Placement, WriteQuorum};
+use miroir_core::quorum::{ShardOwners, WriteQuorum};
 use miroir_core::tasks::time::{format_rfc3339, millis_to_nanos, parse_rfc3339};
 use miroir_core::tasks::{
     aggregate, details, MiroirTask, NodeTaskRef, NodeTaskView, TaskStatus, TaskType,
@@ -26,7 +26,7 @@ fn write_task() -> MiroirTask {
         ENQUEUED,
         Some(details::document_addition(200)),
     );
-    let mut p = Placement::new();
+    let mut p = ShardOwners::new();
     p.insert(0, vec![vec![n("a"), n("b"), n("c")]]);
     p.insert(1, vec![vec![n("b"), n("c"), n("d")]]);
     t.placement = p;
@@ -345,7 +345,7 @@ fn deletion_task() -> MiroirTask {
         ENQUEUED,
         Some(details::document_deletion_by_filter(&json!("year < 1955"))),
     );
-    let mut p = Placement::new();
+    let mut p = ShardOwners::new();
     p.insert(0, vec![vec![n("a"), n("b")], vec![n("e"), n("f")]]);
     p.insert(1, vec![vec![n("c"), n("d")], vec![n("e"), n("f")]]);
     t.placement = p;

@@ -1,6 +1,6 @@
 //! Property tests of task aggregation: status soundness, no task stuck after `lost_after`, determinism.
 
-use miroir_core::quorum::{Placement, WriteQuorum};
+use miroir_core::quorum::{ShardOwners, WriteQuorum};
 use miroir_core::tasks::{
     aggregate, details, MiroirTask, NodeTaskRef, NodeTaskView, TaskStatus, TaskType,
 };
@@ -66,7 +66,7 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             .prop_map(move |(picks, says, acked, offsets, dt)| {
                 let quorum = [WriteQuorum::Majority, WriteQuorum::One, WriteQuorum::All][q];
                 let name = |g: usize, i: usize| NodeId::new(format!("g{g}-n{i}"));
-                let mut placement = Placement::new();
+                let mut placement = ShardOwners::new();
                 for s in 0..shards {
                     placement.insert(
                         s as u32,

@@ -40,7 +40,7 @@ pub use aggregate::{aggregate, NodeTaskView, TaskView};
 pub use filter::{TaskFilter, TaskQueryKind};
 
 use crate::error::{ErrorBody, MeiliError};
-use crate::quorum::{Placement, WriteQuorum};
+use crate::quorum::{ShardOwners, WriteQuorum};
 use crate::topology::{GroupId, NodeId, ShardId};
 use crate::Millis;
 use serde::{Deserialize, Serialize};
@@ -240,7 +240,7 @@ pub struct NodeTaskRef {
 /// (ascending), in node-id order. `task_uid` gives each node's acked task uid, if any (for example from
 /// [`crate::quorum::QuorumTracker::node_states`]). A node listed in several groups keeps the lowest.
 pub fn node_task_refs(
-    placement: &Placement,
+    placement: &ShardOwners,
     task_uid: impl Fn(&NodeId) -> Option<u64>,
 ) -> Vec<NodeTaskRef> {
     let mut by_node: std::collections::BTreeMap<&NodeId, (GroupId, Vec<ShardId>)> =
@@ -287,7 +287,7 @@ pub struct MiroirTask {
     /// The node tasks behind it.
     pub node_tasks: Vec<NodeTaskRef>,
     /// The owners per shard per group of the write, to judge quorum.
-    pub placement: Placement,
+    pub placement: ShardOwners,
     /// The write quorum in force when the task was enqueued.
     pub quorum: WriteQuorum,
     /// An error Miroir decided itself before sending anything (the task is `failed` at once).
@@ -312,7 +312,7 @@ impl MiroirTask {
             enqueued_at,
             details,
             node_tasks: Vec::new(),
-            placement: Placement::new(),
+            placement: ShardOwners::new(),
             quorum: WriteQuorum::default(),
             error: None,
             canceled_by: None,
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn node_task_refs_group_shards_per_node() {
         let n = NodeId::new;
-        let mut p = Placement::new();
+        let mut p = ShardOwners::new();
         p.insert(3, vec![vec![n("a"), n("b")], vec![n("c")]]);
         p.insert(1, vec![vec![n("b")], vec![n("c")]]);
         let refs = node_task_refs(&p, |node| (node.as_str() != "b").then_some(5));
