@@ -1,1 +1,2 @@
-//! placeholder
+//! miroir-proxy: the tokio + hyper shell around miroir-core.
+pub mod store;
