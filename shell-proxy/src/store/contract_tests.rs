@@ -78,7 +78,11 @@ where
         vec![5, 6]
     );
     assert!(s.list_tasks(None, 0, false).await.unwrap().is_empty());
-    assert!(s.list_tasks(Some(u64::MAX), 0, true).await.unwrap().is_empty());
+    assert!(s
+        .list_tasks(Some(u64::MAX), 0, true)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Deleting: counts only existing tasks; uids stay retired.
     assert_eq!(s.delete_tasks(&[3, 5, 99]).await.unwrap(), 2);
@@ -98,7 +102,9 @@ where
     let mut handles = Vec::new();
     for _ in 0..64 {
         let s = Arc::clone(&s);
-        handles.push(tokio::spawn(async move { s.next_task_uid().await.unwrap() }));
+        handles.push(tokio::spawn(
+            async move { s.next_task_uid().await.unwrap() },
+        ));
     }
     let mut got = Vec::new();
     for h in handles {
@@ -154,7 +160,10 @@ where
         listed,
         vec![
             ("index/books".to_string(), json!({"primaryKey": null})),
-            ("index/movies".to_string(), json!({"primaryKey": "movie_id"})),
+            (
+                "index/movies".to_string(),
+                json!({"primaryKey": "movie_id"})
+            ),
         ]
     );
     assert_eq!(s.list_meta("").await.unwrap().len(), 3);

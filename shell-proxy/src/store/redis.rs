@@ -281,10 +281,7 @@ impl TaskStore for RedisStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut c)
-            .await
-            .map_err(err)?;
+        let pong: String = redis::cmd("PING").query_async(&mut c).await.map_err(err)?;
         if pong == "PONG" {
             Ok(())
         } else {

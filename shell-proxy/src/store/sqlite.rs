@@ -218,10 +218,7 @@ impl TaskStore for SqliteStore {
     }
 
     async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError> {
-        let ids: Vec<i64> = uids
-            .iter()
-            .filter_map(|u| i64::try_from(*u).ok())
-            .collect();
+        let ids: Vec<i64> = uids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
         self.run(move |c| {
             let tx = c.transaction().map_err(err)?;
             let mut deleted = 0u64;
@@ -304,9 +301,11 @@ impl TaskStore for SqliteStore {
 
     async fn health(&self) -> Result<(), StoreError> {
         self.run(|c| {
-            c.query_row("SELECT value FROM counters WHERE name = 'next_task_uid'", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            c.query_row(
+                "SELECT value FROM counters WHERE name = 'next_task_uid'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|_| ())
             .map_err(err)
         })
