@@ -231,11 +231,11 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let started = Instant::now();
-    state.metrics.in_flight().inc();
+    // A guard, so a request whose client goes away (the future is dropped) still leaves the gauge.
+    let _in_flight = InFlight::enter(&state.metrics);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let (class, resp) = route_and_answer(state, mode, req).await;
-    state.metrics.in_flight().dec();
     let elapsed = started.elapsed();
     state
         .metrics
@@ -249,6 +249,22 @@ where
         "request"
     );
     resp
+}
+
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn enter(metrics: &Metrics) -> InFlight {
+        let g = metrics.in_flight().clone();
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 async fn route_and_answer<B>(

@@ -308,7 +308,8 @@ async fn metrics_endpoint() {
         "{text}"
     );
     assert!(text.contains("miroir_http_request_duration_seconds_bucket"));
-    assert!(text.contains("miroir_http_requests_in_flight"));
+    // Only the /metrics request itself is in flight.
+    assert!(text.contains("miroir_http_requests_in_flight 1"), "{text}");
 
     // The metrics listener: /metrics and /health without a key, nothing else.
     let m = srv.metrics_addr.expect("metrics listener bound");

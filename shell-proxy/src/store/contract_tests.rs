@@ -26,6 +26,7 @@ where
     assert_eq!(s.next_task_uid().await.unwrap(), 1);
     assert_eq!(s.get_task(0).await.unwrap(), None);
     assert!(s.list_tasks(None, 10, false).await.unwrap().is_empty());
+    assert_eq!(s.count_tasks().await.unwrap(), 0);
 
     // Store 5 tasks under fresh uids.
     let mut uids = Vec::new();
@@ -37,6 +38,7 @@ where
         uids.push(uid);
     }
     assert_eq!(uids, vec![2, 3, 4, 5, 6]);
+    assert_eq!(s.count_tasks().await.unwrap(), 5);
     assert_eq!(
         s.get_task(4).await.unwrap(),
         Some(json!({"uid": 4, "n": 2, "status": "enqueued"}))
@@ -88,6 +90,7 @@ where
     assert_eq!(s.delete_tasks(&[3, 5, 99]).await.unwrap(), 2);
     assert_eq!(s.delete_tasks(&[]).await.unwrap(), 0);
     assert_eq!(s.get_task(3).await.unwrap(), None);
+    assert_eq!(s.count_tasks().await.unwrap(), 3);
     assert_eq!(
         list_uids(s.list_tasks(None, 10, false).await.unwrap()),
         vec![6, 4, 2]
@@ -182,6 +185,7 @@ where
         Some(json!({"uid": 4, "n": 2, "status": "succeeded"}))
     );
     assert_eq!(s.get_task(3).await.unwrap(), None);
+    assert_eq!(s.count_tasks().await.unwrap(), 3 + 1 + 16);
     for uid in &written {
         assert!(s.get_task(*uid).await.unwrap().is_some());
     }

@@ -84,6 +84,9 @@ pub trait TaskStore: Send + Sync {
         reverse: bool,
     ) -> Result<Vec<Value>, StoreError>;
 
+    /// How many tasks are stored (Meilisearch's `total` of an unfiltered `GET /tasks`).
+    async fn count_tasks(&self) -> Result<u64, StoreError>;
+
     /// Deletes the given tasks and returns how many existed. Their uids stay retired.
     async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError>;
 

@@ -204,6 +204,15 @@ impl TaskStore for RedisStore {
         self.records(&uids, raw)
     }
 
+    async fn count_tasks(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(&self.index_key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)
+    }
+
     async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError> {
         if uids.is_empty() {
             return Ok(0);

@@ -217,6 +217,16 @@ impl TaskStore for SqliteStore {
             .collect()
     }
 
+    async fn count_tasks(&self) -> Result<u64, StoreError> {
+        self.run(|c| {
+            let n: i64 = c
+                .query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get(0))
+                .map_err(err)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError> {
         let ids: Vec<i64> = uids.iter().filter_map(|u| i64::try_from(*u).ok()).collect();
         self.run(move |c| {
