@@ -688,6 +688,11 @@ fn check_node_address(address: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!("missing host in {address:?}"));
     }
+    if !rest.starts_with('[') && host.contains(':') {
+        return Err(format!(
+            "IPv6 hosts must be written in brackets (http://[::1]:7700), found {address:?}"
+        ));
+    }
     if !host
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
@@ -1327,6 +1332,8 @@ mod tests {
             "http://[zz]:1",
             "http://[::1",
             "http://h_h:1",
+            "http://::1",
+            "http://::1:7700",
         ] {
             let e = Config::from_yaml_str(
                 &format!("miroir:\n  replication_factor: 1\n  nodes:\n    - {{id: a, address: '{bad}'}}\n"),

@@ -107,6 +107,7 @@ settings! {
     StopWords => "stop-words", PUT;
     Synonyms => "synonyms", PUT;
     TypoTolerance => "typo-tolerance", PATCH;
+    VectorStore => "vector-store", PATCH;
 }
 
 /// Miroir's admin routes (`/_miroir/*`), all behind the admin key.
@@ -819,7 +820,8 @@ mod tests {
 
     #[test]
     fn every_settings_sub_route() {
-        assert_eq!(Setting::ALL.len(), 22);
+        // The 22 of the API listing plus `vector-store`, which Meilisearch's settings table also has.
+        assert_eq!(Setting::ALL.len(), 23);
         for s in Setting::ALL {
             let p = format!("/indexes/i/settings/{}", s.path());
             assert_eq!(ok(M::GET, &p), Route::GetSetting(uid("i"), *s));
