@@ -16,6 +16,7 @@
 //! - [`search`]: search request planning and the exact merge of shard answers.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 
+pub mod config;
 pub mod documents;
 pub mod error;
 pub mod health;
