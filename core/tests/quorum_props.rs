@@ -1,6 +1,6 @@
 //! Property tests of the write-quorum tracker against a brute-force reference.
 
-use miroir_core::quorum::{NodeOutcome, ShardOwners, QuorumTracker, WriteDecision, WriteQuorum};
+use miroir_core::quorum::{NodeOutcome, QuorumTracker, ShardOwners, WriteDecision, WriteQuorum};
 use miroir_core::topology::NodeId;
 use miroir_core::MeiliError;
 use proptest::prelude::*;

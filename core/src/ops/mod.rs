@@ -66,7 +66,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, body: Value) -> Self {
-        Reply { status, body, headers: Vec::new() }
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
     }
 
     pub fn error(e: &crate::MeiliError) -> Self {
@@ -82,7 +86,9 @@ pub fn encode_query_value(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for b in raw.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

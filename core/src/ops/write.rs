@@ -53,10 +53,20 @@ pub struct FanoutWrite {
 }
 
 /// The owners, per group, of each of `shards`.
-pub fn shard_owners(placement: &Placement, shards: impl IntoIterator<Item = ShardId>) -> ShardOwners {
+pub fn shard_owners(
+    placement: &Placement,
+    shards: impl IntoIterator<Item = ShardId>,
+) -> ShardOwners {
     shards
         .into_iter()
-        .map(|s| (s, (0..placement.groups()).map(|g| placement.owners(s, g).to_vec()).collect()))
+        .map(|s| {
+            (
+                s,
+                (0..placement.groups())
+                    .map(|g| placement.owners(s, g).to_vec())
+                    .collect(),
+            )
+        })
         .collect()
 }
 
@@ -73,7 +83,13 @@ impl FanoutWrite {
         let requests: Vec<NodeRequest> = requests
             .into_iter()
             .enumerate()
-            .map(|(id, (node, method, path, body))| NodeRequest { id, node, method, path, body })
+            .map(|(id, (node, method, path, body))| NodeRequest {
+                id,
+                node,
+                method,
+                path,
+                body,
+            })
             .collect();
         FanoutWrite {
             task,
@@ -97,7 +113,10 @@ impl FanoutWrite {
         quorum: WriteQuorum,
         deadline: Millis,
     ) -> Self {
-        let path = format!("/indexes/{index_uid}/documents?primaryKey={}", encode_query_value(primary_key));
+        let path = format!(
+            "/indexes/{index_uid}/documents?primaryKey={}",
+            encode_query_value(primary_key)
+        );
         let method = if replace { Method::Post } else { Method::Put };
         let owners = shard_owners(placement, plan.shards.keys().copied());
         let requests = plan
@@ -147,7 +166,10 @@ impl FanoutWrite {
         let mut nodes: Vec<&NodeId> = owners.values().flatten().flatten().collect();
         nodes.sort();
         nodes.dedup();
-        let requests = nodes.into_iter().map(|n| (n.clone(), method, path.clone(), body.clone())).collect();
+        let requests = nodes
+            .into_iter()
+            .map(|n| (n.clone(), method, path.clone(), body.clone()))
+            .collect();
         Self::new(task, owners, quorum, deadline, requests)
     }
 
@@ -251,18 +273,40 @@ mod tests {
     }
 
     fn task(uid: u64, kind: TaskType) -> WriteTask {
-        WriteTask { uid, index_uid: Some("movies".into()), task_type: kind, details: None, enqueued_at: 1_000 }
+        WriteTask {
+            uid,
+            index_uid: Some("movies".into()),
+            task_type: kind,
+            details: None,
+            enqueued_at: 1_000,
+        }
     }
 
     fn docs(n: usize) -> Vec<Map<String, Value>> {
-        (0..n).map(|i| json!({"id": i, "title": format!("t{i}")}).as_object().unwrap().clone()).collect()
+        (0..n)
+            .map(|i| {
+                json!({"id": i, "title": format!("t{i}")})
+                    .as_object()
+                    .unwrap()
+                    .clone()
+            })
+            .collect()
     }
 
     #[test]
     fn documents_split_by_owner_with_explicit_primary_key() {
         let p = placement(3, 2, 1, 8);
         let plan = plan_batch(docs(40), "id", &p).unwrap();
-        let w = FanoutWrite::documents(task(7, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::Majority, 5_000);
+        let w = FanoutWrite::documents(
+            task(7, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::Majority,
+            5_000,
+        );
         assert_eq!(w.requests().len(), 3);
         let mut copies = 0;
         for r in w.requests() {
@@ -271,7 +315,10 @@ mod tests {
             let body = r.body.as_ref().unwrap().as_array().unwrap();
             for d in body {
                 let shard = d["_miroir_shard"].as_u64().unwrap() as u32;
-                assert!(p.owners(shard, 0).contains(&r.node), "only owners receive a shard's documents");
+                assert!(
+                    p.owners(shard, 0).contains(&r.node),
+                    "only owners receive a shard's documents"
+                );
             }
             copies += body.len();
         }
@@ -286,14 +333,26 @@ mod tests {
             WriteQuorum::Majority,
             5_000,
         );
-        assert!(update.requests().iter().all(|r| r.method == Method::Put && r.path.ends_with("primaryKey=product%20id")));
+        assert!(update
+            .requests()
+            .iter()
+            .all(|r| r.method == Method::Put && r.path.ends_with("primaryKey=product%20id")));
     }
 
     #[test]
     fn acknowledges_at_quorum_and_records_node_tasks() {
         let p = placement(3, 1, 1, 4);
         let plan = plan_batch(docs(20), "id", &p).unwrap();
-        let mut w = FanoutWrite::documents(task(3, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::Majority, 5_000);
+        let mut w = FanoutWrite::documents(
+            task(3, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::Majority,
+            5_000,
+        );
         let n = w.requests().len();
         assert!(w.reply().is_none());
         for id in 0..n {
@@ -313,10 +372,26 @@ mod tests {
     fn rejects_without_quorum_and_ignores_duplicate_answers() {
         let p = placement(2, 2, 1, 4);
         let plan = plan_batch(docs(10), "id", &p).unwrap();
-        let mut w = FanoutWrite::documents(task(1, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::Majority, 5_000);
+        let mut w = FanoutWrite::documents(
+            task(1, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::Majority,
+            5_000,
+        );
         w.on_response(0, 202, &json!({"taskUid": 1}));
-        w.on_response(0, 500, &json!({"message": "x", "code": "internal", "type": "internal", "link": ""}));
-        assert!(w.decision().is_none(), "a second answer to the same request is ignored");
+        w.on_response(
+            0,
+            500,
+            &json!({"message": "x", "code": "internal", "type": "internal", "link": ""}),
+        );
+        assert!(
+            w.decision().is_none(),
+            "a second answer to the same request is ignored"
+        );
         w.on_failure(1);
         let reply = w.reply().unwrap();
         assert_eq!(reply.status, 503);
@@ -328,20 +403,58 @@ mod tests {
     fn quorum_one_survives_a_replica_loss_and_a_lost_group_sets_the_header() {
         let p = placement(2, 2, 1, 4);
         let plan = plan_batch(docs(10), "id", &p).unwrap();
-        let mut w = FanoutWrite::documents(task(1, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::One, 5_000);
+        let mut w = FanoutWrite::documents(
+            task(1, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::One,
+            5_000,
+        );
         w.on_failure(1);
         w.on_response(0, 202, &json!({"taskUid": 9}));
         let reply = w.reply().unwrap();
         assert_eq!(reply.status, 202);
-        assert!(reply.headers.is_empty(), "the group still reached its quorum of one");
-        assert_eq!(w.record().node_tasks.iter().filter(|t| t.task_uid.is_some()).count(), 1);
+        assert!(
+            reply.headers.is_empty(),
+            "the group still reached its quorum of one"
+        );
+        assert_eq!(
+            w.record()
+                .node_tasks
+                .iter()
+                .filter(|t| t.task_uid.is_some())
+                .count(),
+            1
+        );
 
         // two groups of one node each: losing group 1 entirely still acknowledges, degraded
         let p = placement(2, 1, 2, 4);
         let plan = plan_batch(docs(10), "id", &p).unwrap();
-        let mut w = FanoutWrite::documents(task(2, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::Majority, 5_000);
-        let g1 = w.requests().iter().find(|r| r.node.as_str() == "n1").unwrap().id;
-        let g0 = w.requests().iter().find(|r| r.node.as_str() == "n0").unwrap().id;
+        let mut w = FanoutWrite::documents(
+            task(2, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::Majority,
+            5_000,
+        );
+        let g1 = w
+            .requests()
+            .iter()
+            .find(|r| r.node.as_str() == "n1")
+            .unwrap()
+            .id;
+        let g0 = w
+            .requests()
+            .iter()
+            .find(|r| r.node.as_str() == "n0")
+            .unwrap()
+            .id;
         w.on_failure(g1);
         w.on_response(g0, 202, &json!({"taskUid": 4}));
         let reply = w.reply().unwrap();
@@ -354,7 +467,16 @@ mod tests {
     fn timeout_decides_for_silent_nodes() {
         let p = placement(2, 1, 1, 4);
         let plan = plan_batch(docs(10), "id", &p).unwrap();
-        let mut w = FanoutWrite::documents(task(1, TaskType::DocumentAdditionOrUpdate), "movies", "id", true, plan, &p, WriteQuorum::Majority, 5_000);
+        let mut w = FanoutWrite::documents(
+            task(1, TaskType::DocumentAdditionOrUpdate),
+            "movies",
+            "id",
+            true,
+            plan,
+            &p,
+            WriteQuorum::Majority,
+            5_000,
+        );
         assert_eq!(w.poll_timeout(), Some(5_000));
         w.on_response(0, 202, &json!({"taskUid": 9}));
         w.on_timeout(4_999);
@@ -371,9 +493,16 @@ mod tests {
         let mut t = task(2, TaskType::DocumentDeletion);
         t.details = Some(details::document_deletion(30));
         let w = FanoutWrite::delete_ids(t, "movies", plan, &p, WriteQuorum::Majority, 5_000);
-        let total: usize = w.requests().iter().map(|r| r.body.as_ref().unwrap().as_array().unwrap().len()).sum();
+        let total: usize = w
+            .requests()
+            .iter()
+            .map(|r| r.body.as_ref().unwrap().as_array().unwrap().len())
+            .sum();
         assert_eq!(total, 30 * 2 * 2, "RF=2 in each of 2 groups");
-        assert!(w.requests().iter().all(|r| r.path == "/indexes/movies/documents/delete-batch"));
+        assert!(w
+            .requests()
+            .iter()
+            .all(|r| r.path == "/indexes/movies/documents/delete-batch"));
 
         let b = FanoutWrite::broadcast(
             task(4, TaskType::SettingsUpdate),
