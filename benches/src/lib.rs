@@ -1,1 +1,134 @@
-//! Shared fixtures for Miroir's benchmarks: deterministic corpora and shard answers built from a seed.
+//! Shared fixtures for Miroir's benchmarks: deterministic shard answers built from a seed, shaped like what
+//! Meilisearch 1.50 returns (hits with `_rankingScoreDetails`, facet distributions and stats).
+
+use serde_json::{json, Map, Value};
+
+/// A tiny deterministic generator (SplitMix64) so every bench run sees the same data.
+pub struct Gen(u64);
+
+impl Gen {
+    pub fn new(seed: u64) -> Self {
+        Gen(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+const GENRES: [&str; 8] = [
+    "action", "comedy", "drama", "horror", "romance", "scifi", "western", "noir",
+];
+
+/// Document ids `0..n` as strings, the shape clients send most.
+pub fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("doc-{i}")).collect()
+}
+
+/// One node's answer to an over-fetched search: `hits` sorted the way the node would sort them (by the
+/// details in rule order), with `_miroir_shard`, ranking details, and optional facets.
+pub fn shard_answer(shard: u32, hits: usize, facets: bool, gen: &mut Gen) -> Value {
+    let mut list: Vec<(u64, u64, Map<String, Value>)> = (0..hits)
+        .map(|i| {
+            let words = 1 + gen.below(3);
+            let rating = gen.below(100);
+            let year = 1950 + gen.below(75);
+            let genre = GENRES[gen.below(GENRES.len() as u64) as usize];
+            let mut hit = Map::new();
+            hit.insert("id".into(), json!(format!("s{shard}-{i}")));
+            hit.insert("title".into(), json!(format!("title {i} of shard {shard}")));
+            hit.insert("genre".into(), json!(genre));
+            hit.insert("rating".into(), json!(rating));
+            hit.insert("year".into(), json!(year));
+            hit.insert("_miroir_shard".into(), json!(shard));
+            hit.insert(
+                "_rankingScoreDetails".into(),
+                json!({
+                    "words": {"order": 0, "matchingWords": words, "maxMatchingWords": 3, "score": words as f64 / 3.0},
+                    "typo": {"order": 1, "typoCount": 0, "maxTypoCount": 1, "score": 1.0},
+                    "rating:desc": {"order": 2, "value": rating as f64},
+                    "year:asc": {"order": 3, "value": year as f64}
+                }),
+            );
+            (words, rating, hit)
+        })
+        .collect();
+    list.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    let mut body = Map::new();
+    body.insert(
+        "hits".into(),
+        Value::Array(list.into_iter().map(|(_, _, h)| Value::Object(h)).collect()),
+    );
+    body.insert("query".into(), json!("star"));
+    body.insert("processingTimeMs".into(), json!(gen.below(5)));
+    body.insert("limit".into(), json!(hits));
+    body.insert("offset".into(), json!(0));
+    body.insert("estimatedTotalHits".into(), json!(hits * 3));
+    if facets {
+        let mut genre = Map::new();
+        for g in GENRES {
+            genre.insert(g.into(), json!(1 + gen.below(500)));
+        }
+        let mut year = Map::new();
+        for y in 1950..2025 {
+            year.insert(y.to_string(), json!(1 + gen.below(40)));
+        }
+        body.insert(
+            "facetDistribution".into(),
+            json!({"genre": genre, "year": year}),
+        );
+        body.insert(
+            "facetStats".into(),
+            json!({"year": {"min": 1950.0, "max": 2024.0}}),
+        );
+    }
+    Value::Object(body)
+}
+
+/// The client search the merge bench plans: `limit` hits, with facets when asked.
+pub fn client_search(limit: usize, facets: bool) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("q".into(), json!("star"));
+    m.insert("limit".into(), json!(limit));
+    if facets {
+        m.insert("facets".into(), json!(["genre", "year"]));
+    }
+    m
+}
+
+/// A topology of `nodes` nodes in one group with S = `shards` and replication factor `rf`.
+pub fn topology(nodes: usize, shards: u32, rf: u32) -> miroir_core::topology::Topology {
+    use miroir_core::topology::{Node, Topology};
+    Topology {
+        epoch: 1,
+        shards,
+        replication_factor: rf,
+        replica_groups: 1,
+        nodes: (0..nodes)
+            .map(|i| Node::active(format!("meili-{i}"), format!("http://10.0.0.{i}:7700"), 0))
+            .collect(),
+    }
+}
+
+/// `n` documents with an `id`, a title, a genre and a year, as a client batch.
+pub fn documents(n: usize, gen: &mut Gen) -> Vec<Map<String, Value>> {
+    (0..n)
+        .map(|i| {
+            let mut d = Map::new();
+            d.insert("id".into(), json!(i));
+            d.insert("title".into(), json!(format!("title number {i}")));
+            d.insert(
+                "genre".into(),
+                json!(GENRES[gen.below(GENRES.len() as u64) as usize]),
+            );
+            d.insert("year".into(), json!(1950 + gen.below(75)));
+            d
+        })
+        .collect()
+}

@@ -7,6 +7,7 @@
 //!
 //! Modules:
 //! - [`error`]: the Meilisearch-shaped error type.
+//! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
@@ -15,9 +16,11 @@
 //! - [`search`]: search request planning and the exact merge of shard answers.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 
+pub mod config;
 pub mod documents;
 pub mod error;
 pub mod health;
+pub mod ops;
 pub mod quorum;
 pub mod routing;
 pub mod search;

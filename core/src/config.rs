@@ -1,0 +1,1501 @@
+//! Miroir's configuration: parsing and validation of the YAML file, with environment overrides.
+//!
+//! This module is pure: it never reads a file or the process environment itself. The caller passes the
+//! file's text and a lookup function for environment variables
+//! ([`Config::from_yaml_str`]), so tests can feed any environment they like.
+//!
+//! # Shape
+//!
+//! Everything lives under one top-level `miroir:` mapping. Every key has a default except `nodes`. Unknown
+//! keys are errors, at every level, so a typo never silently falls back to a default.
+//!
+//! ```yaml
+//! miroir:
+//!   master_key: ""                 # what clients send (Authorization: Bearer ...)
+//!   node_master_key: ""            # what Miroir sends to the Meilisearch nodes
+//!   shards: 64                     # S
+//!   replication_factor: 2          # RF, per replica group
+//!   replica_groups: 1              # RG
+//!   write_quorum: majority         # majority | one | all (per group)
+//!   task_store:
+//!     backend: sqlite              # sqlite | redis
+//!     path: ./data/miroir.db
+//!     url: ""                      # redis://127.0.0.1:6379
+//!     key_prefix: "miroir:"
+//!   admin:
+//!     enabled: true
+//!     api_key: ""
+//!   nodes:
+//!     - id: meili-0
+//!       address: http://127.0.0.1:7701
+//!       replica_group: 0
+//!   health: { interval_ms: 5000, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 2 }
+//!   scatter: { node_timeout_ms: 5000, unavailable_shard_policy: partial }
+//!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0 }
+//!   server: { bind: 0.0.0.0, port: 7700, max_body_bytes: 104857600, metrics_port: 9090 }
+//! ```
+//!
+//! # Environment overrides
+//!
+//! Every scalar key (everything except the `nodes` list) can be overridden by an environment variable whose
+//! name is `MIROIR_` followed by the key's path below `miroir`, upper-cased, with `.` replaced by `_`:
+//!
+//! | key | variable |
+//! |---|---|
+//! | `master_key` | `MIROIR_MASTER_KEY` |
+//! | `node_master_key` | `MIROIR_NODE_MASTER_KEY` |
+//! | `shards` | `MIROIR_SHARDS` |
+//! | `replication_factor` | `MIROIR_REPLICATION_FACTOR` |
+//! | `replica_groups` | `MIROIR_REPLICA_GROUPS` |
+//! | `write_quorum` | `MIROIR_WRITE_QUORUM` |
+//! | `task_store.backend` / `.path` / `.url` / `.key_prefix` | `MIROIR_TASK_STORE_BACKEND` / `_PATH` / `_URL` / `_KEY_PREFIX` |
+//! | `admin.enabled` / `.api_key` | `MIROIR_ADMIN_ENABLED` / `MIROIR_ADMIN_API_KEY` |
+//! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
+//! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
+//! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
+//! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
+//!
+//! An environment value wins over the file. Integers are written in decimal, booleans as `true` / `false`,
+//! enums by their name. Secrets (`master_key`, `node_master_key`, `admin.api_key`) should come from the
+//! environment in production; they are held in [`Secret`], whose `Debug` never prints them.
+//!
+//! # Errors
+//!
+//! A [`ConfigError`] names the field path and the problem, for example
+//! `miroir.health.interval_ms: expected an integer, found "abc"`,
+//! `miroir.nodes[2].id: duplicate node id "meili-1"` or
+//! `miroir.write_quorum: unknown value "most", expected one of majority, one, all`.
+//! A value that came from the environment says so: `miroir.server.port (from MIROIR_SERVER_PORT): ...`.
+
+use crate::topology::{GroupId, NodeId};
+use serde_norway::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+
+/// A configuration error: the dotted path of the offending field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Field path, e.g. `miroir.nodes[2].id`, with ` (from MIROIR_X)` appended when the value came from
+    /// the environment. Empty for errors about the document as a whole (YAML syntax).
+    pub path: String,
+    /// What is wrong, e.g. `expected an integer, found "abc"`.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{}: {}", self.path, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A secret string (API key). `Debug` and `Display` print `[redacted]` (or `""` when empty) so a secret
+/// never reaches a log line by accident; [`Secret::expose`] gives the value to the code that needs it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself. Never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// True when no secret is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("[redacted]")
+        }
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The whole configuration (the `miroir:` mapping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `master_key` (default `""`): the key clients send as `Authorization: Bearer <key>`. Empty means
+    /// the proxy runs without client authentication, as Meilisearch does without a master key.
+    pub master_key: Secret,
+    /// `node_master_key` (default `""`): the key Miroir sends to the Meilisearch nodes.
+    pub node_master_key: Secret,
+    /// `shards` (default 64, > 0): S, the number of shards of every index, fixed at index creation.
+    /// Choose about 8 × the largest number of nodes a replica group will ever have.
+    pub shards: u32,
+    /// `replication_factor` (default 2, > 0): RF, the copies of each shard inside one replica group.
+    pub replication_factor: u32,
+    /// `replica_groups` (default 1, > 0): RG, independent query pools; every write goes to all of them.
+    pub replica_groups: u32,
+    /// `write_quorum` (default `majority`): how many of a shard's RF copies in a group must acknowledge.
+    pub write_quorum: WriteQuorumSetting,
+    /// `task_store`: where Miroir keeps its task registry and metadata.
+    pub task_store: TaskStoreConfig,
+    /// `admin`: the `/_miroir/*` admin API.
+    pub admin: AdminConfig,
+    /// `nodes` (required, at least one): the Meilisearch nodes. Ids are stable and never reused.
+    pub nodes: Vec<NodeConfig>,
+    /// `health`: node health checking.
+    pub health: HealthConfig,
+    /// `scatter`: fan-out of reads to the nodes.
+    pub scatter: ScatterConfig,
+    /// `rebalancer`: shard migrations when the topology changes.
+    pub rebalancer: RebalancerConfig,
+    /// `server`: the HTTP listener.
+    pub server: ServerConfig,
+}
+
+/// `write_quorum`: how many copies of a shard inside one replica group must acknowledge a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WriteQuorumSetting {
+    /// `majority`: floor(RF / 2) + 1 copies.
+    Majority,
+    /// `one`: a single copy.
+    One,
+    /// `all`: every copy.
+    All,
+}
+
+/// `task_store.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskStoreBackend {
+    /// `sqlite`: an embedded SQLite file at `task_store.path` (single proxy).
+    Sqlite,
+    /// `redis`: a Redis server at `task_store.url` (required when more than one proxy runs).
+    Redis,
+}
+
+/// `task_store`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStoreConfig {
+    /// `backend` (default `sqlite`): `sqlite` or `redis`.
+    pub backend: TaskStoreBackend,
+    /// `path` (default `./data/miroir.db`): the SQLite file; must not be empty with the sqlite backend.
+    pub path: String,
+    /// `url` (default `""`): the Redis URL (`redis://` or `rediss://`); required with the redis backend.
+    pub url: String,
+    /// `key_prefix` (default `miroir:`): the prefix of every Redis key Miroir writes.
+    pub key_prefix: String,
+}
+
+/// `admin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// `enabled` (default `true`): whether `/_miroir/*` is served at all.
+    pub enabled: bool,
+    /// `api_key` (default `""`): the key guarding `/_miroir/*` (`Authorization: Bearer <api_key>`).
+    /// While it is empty the admin API refuses every request.
+    pub api_key: Secret,
+}
+
+/// One entry of `nodes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// `id` (required): non-empty, unique, made of ASCII letters, digits, `-`, `_` and `.`.
+    pub id: NodeId,
+    /// `address` (required): `http://host[:port]` or `https://host[:port]`, without path, query or
+    /// credentials. A trailing `/` is removed.
+    pub address: String,
+    /// `replica_group` (default 0): the group the node serves in, `0..replica_groups`.
+    pub replica_group: GroupId,
+}
+
+/// `health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    /// `interval_ms` (default 5000, > 0): time between two health checks of a node.
+    pub interval_ms: u64,
+    /// `timeout_ms` (default 2000, > 0): a health check slower than this fails.
+    pub timeout_ms: u64,
+    /// `unhealthy_threshold` (default 3, > 0): consecutive failures before a node is marked failed.
+    pub unhealthy_threshold: u32,
+    /// `recovery_threshold` (default 2, > 0): consecutive successes before it serves again.
+    pub recovery_threshold: u32,
+}
+
+/// `scatter.unavailable_shard_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnavailableShardPolicy {
+    /// `partial`: answer with the shards that are available and the `X-Miroir-Degraded` header.
+    Partial,
+    /// `error`: answer 503 `miroir_shard_unavailable`.
+    Error,
+}
+
+/// `scatter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScatterConfig {
+    /// `node_timeout_ms` (default 5000, > 0): per-node timeout of a scattered read.
+    pub node_timeout_ms: u64,
+    /// `unavailable_shard_policy` (default `partial`): `partial` or `error`.
+    pub unavailable_shard_policy: UnavailableShardPolicy,
+}
+
+/// `rebalancer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebalancerConfig {
+    /// `max_concurrent_migrations` (default 4, > 0).
+    pub max_concurrent_migrations: u32,
+    /// `throttle_docs_per_sec` (default 0 = unlimited).
+    pub throttle_docs_per_sec: u64,
+}
+
+/// `server`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// `bind` (default `0.0.0.0`): the IP address to listen on (IPv4 or IPv6 literal).
+    pub bind: String,
+    /// `port` (default 7700, 1..=65535): the port of the Meilisearch-compatible API.
+    pub port: u16,
+    /// `max_body_bytes` (default 104857600 = 100 MiB, as Meilisearch, > 0): larger request bodies are
+    /// refused with 413 `payload_too_large`.
+    pub max_body_bytes: u64,
+    /// `metrics_port` (default 9090, 0 = off): a second listener serving only `/metrics` (and `/health`).
+    /// `/metrics` is always served on `port` too. Must differ from `port`.
+    pub metrics_port: u16,
+}
+
+impl Default for TaskStoreConfig {
+    fn default() -> Self {
+        TaskStoreConfig {
+            backend: TaskStoreBackend::Sqlite,
+            path: "./data/miroir.db".to_string(),
+            url: String::new(),
+            key_prefix: "miroir:".to_string(),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            api_key: Secret::default(),
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_ms: 5000,
+            timeout_ms: 2000,
+            unhealthy_threshold: 3,
+            recovery_threshold: 2,
+        }
+    }
+}
+
+impl Default for ScatterConfig {
+    fn default() -> Self {
+        ScatterConfig {
+            node_timeout_ms: 5000,
+            unavailable_shard_policy: UnavailableShardPolicy::Partial,
+        }
+    }
+}
+
+impl Default for RebalancerConfig {
+    fn default() -> Self {
+        RebalancerConfig {
+            max_concurrent_migrations: 4,
+            throttle_docs_per_sec: 0,
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "0.0.0.0".to_string(),
+            port: 7700,
+            max_body_bytes: 104_857_600,
+            metrics_port: 9090,
+        }
+    }
+}
+
+const WRITE_QUORUMS: &[(&str, WriteQuorumSetting)] = &[
+    ("majority", WriteQuorumSetting::Majority),
+    ("one", WriteQuorumSetting::One),
+    ("all", WriteQuorumSetting::All),
+];
+const BACKENDS: &[(&str, TaskStoreBackend)] = &[
+    ("sqlite", TaskStoreBackend::Sqlite),
+    ("redis", TaskStoreBackend::Redis),
+];
+const SHARD_POLICIES: &[(&str, UnavailableShardPolicy)] = &[
+    ("partial", UnavailableShardPolicy::Partial),
+    ("error", UnavailableShardPolicy::Error),
+];
+
+impl Config {
+    /// Parses and validates a configuration file's text. `env` looks up environment variables (pass
+    /// `&|k| std::env::var(k).ok()` in the binary); see the module documentation for the overrides.
+    pub fn from_yaml_str(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let doc: Value = serde_norway::from_str(text)
+            .map_err(|e| ConfigError::new("", format!("invalid YAML: {e}")))?;
+        let empty = Mapping::new();
+        let root_map = match &doc {
+            Value::Null => &empty,
+            Value::Mapping(m) => m,
+            other => {
+                return Err(ConfigError::new(
+                    "",
+                    format!(
+                        "expected a mapping with a `miroir` key at the top of the file, found {}",
+                        describe(other)
+                    ),
+                ))
+            }
+        };
+        let mut root = Section::new(String::new(), Some(root_map), env, false)?;
+        let miroir_value = root.take("miroir");
+        root.finish()?;
+        let mut m = match miroir_value {
+            None => return Err(ConfigError::new("miroir", "missing required section")),
+            Some(v) => Section::from_value("miroir".to_string(), v, env, true)?,
+        };
+
+        let master_key = Secret(m.string("master_key", "")?);
+        let node_master_key = Secret(m.string("node_master_key", "")?);
+        let shards = m.u32("shards", 64)?;
+        let replication_factor = m.u32("replication_factor", 2)?;
+        let replica_groups = m.u32("replica_groups", 1)?;
+        let write_quorum = m.choice("write_quorum", WriteQuorumSetting::Majority, WRITE_QUORUMS)?;
+
+        let d = TaskStoreConfig::default();
+        let mut s = m.section("task_store")?;
+        let task_store = TaskStoreConfig {
+            backend: s.choice("backend", d.backend, BACKENDS)?,
+            path: s.string("path", &d.path)?,
+            url: s.string("url", &d.url)?,
+            key_prefix: s.string("key_prefix", &d.key_prefix)?,
+        };
+        s.finish()?;
+
+        let d = AdminConfig::default();
+        let mut s = m.section("admin")?;
+        let admin = AdminConfig {
+            enabled: s.bool("enabled", d.enabled)?,
+            api_key: Secret(s.string("api_key", "")?),
+        };
+        s.finish()?;
+
+        let nodes = m.nodes()?;
+
+        let d = HealthConfig::default();
+        let mut s = m.section("health")?;
+        let health = HealthConfig {
+            interval_ms: s.u64("interval_ms", d.interval_ms)?,
+            timeout_ms: s.u64("timeout_ms", d.timeout_ms)?,
+            unhealthy_threshold: s.u32("unhealthy_threshold", d.unhealthy_threshold)?,
+            recovery_threshold: s.u32("recovery_threshold", d.recovery_threshold)?,
+        };
+        s.finish()?;
+
+        let d = ScatterConfig::default();
+        let mut s = m.section("scatter")?;
+        let scatter = ScatterConfig {
+            node_timeout_ms: s.u64("node_timeout_ms", d.node_timeout_ms)?,
+            unavailable_shard_policy: s.choice(
+                "unavailable_shard_policy",
+                d.unavailable_shard_policy,
+                SHARD_POLICIES,
+            )?,
+        };
+        s.finish()?;
+
+        let d = RebalancerConfig::default();
+        let mut s = m.section("rebalancer")?;
+        let rebalancer = RebalancerConfig {
+            max_concurrent_migrations: s
+                .u32("max_concurrent_migrations", d.max_concurrent_migrations)?,
+            throttle_docs_per_sec: s.u64("throttle_docs_per_sec", d.throttle_docs_per_sec)?,
+        };
+        s.finish()?;
+
+        let d = ServerConfig::default();
+        let mut s = m.section("server")?;
+        let server = ServerConfig {
+            bind: s.string("bind", &d.bind)?,
+            port: s.u16("port", d.port)?,
+            max_body_bytes: s.u64("max_body_bytes", d.max_body_bytes)?,
+            metrics_port: s.u16("metrics_port", d.metrics_port)?,
+        };
+        s.finish()?;
+        m.finish()?;
+
+        let config = Config {
+            master_key,
+            node_master_key,
+            shards,
+            replication_factor,
+            replica_groups,
+            write_quorum,
+            task_store,
+            admin,
+            nodes,
+            health,
+            scatter,
+            rebalancer,
+            server,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the cross-field rules: positive counts and thresholds, unique well-formed node ids and
+    /// addresses, every group in `0..replica_groups` holding at least `replication_factor` nodes, a Redis
+    /// URL with the redis backend, valid ports and bind address. Called by [`Config::from_yaml_str`];
+    /// public so code that edits a `Config` can re-check it.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        positive("miroir.shards", self.shards as u64)?;
+        positive("miroir.replication_factor", self.replication_factor as u64)?;
+        positive("miroir.replica_groups", self.replica_groups as u64)?;
+        positive("miroir.health.interval_ms", self.health.interval_ms)?;
+        positive("miroir.health.timeout_ms", self.health.timeout_ms)?;
+        positive(
+            "miroir.health.unhealthy_threshold",
+            self.health.unhealthy_threshold as u64,
+        )?;
+        positive(
+            "miroir.health.recovery_threshold",
+            self.health.recovery_threshold as u64,
+        )?;
+        positive(
+            "miroir.scatter.node_timeout_ms",
+            self.scatter.node_timeout_ms,
+        )?;
+        positive(
+            "miroir.rebalancer.max_concurrent_migrations",
+            self.rebalancer.max_concurrent_migrations as u64,
+        )?;
+        positive("miroir.server.max_body_bytes", self.server.max_body_bytes)?;
+
+        match self.task_store.backend {
+            TaskStoreBackend::Sqlite => {
+                if self.task_store.path.is_empty() {
+                    return Err(ConfigError::new(
+                        "miroir.task_store.path",
+                        "must not be empty when backend is sqlite",
+                    ));
+                }
+            }
+            TaskStoreBackend::Redis => {
+                let url = &self.task_store.url;
+                if url.is_empty() {
+                    return Err(ConfigError::new(
+                        "miroir.task_store.url",
+                        "required when backend is redis",
+                    ));
+                }
+                let rest = url
+                    .strip_prefix("redis://")
+                    .or_else(|| url.strip_prefix("rediss://"));
+                if rest.is_none_or(str::is_empty) {
+                    return Err(ConfigError::new(
+                        "miroir.task_store.url",
+                        format!("expected a redis:// or rediss:// URL, found {url:?}"),
+                    ));
+                }
+            }
+        }
+
+        if self.server.port == 0 {
+            return Err(ConfigError::new(
+                "miroir.server.port",
+                "expected a port between 1 and 65535, found 0",
+            ));
+        }
+        if self.server.metrics_port != 0 && self.server.metrics_port == self.server.port {
+            return Err(ConfigError::new(
+                "miroir.server.metrics_port",
+                format!(
+                    "must differ from miroir.server.port ({}); use 0 to serve /metrics only on the main port",
+                    self.server.port
+                ),
+            ));
+        }
+        if self.server.bind.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::new(
+                "miroir.server.bind",
+                format!(
+                    "expected an IP address such as 0.0.0.0 or ::, found {:?}",
+                    self.server.bind
+                ),
+            ));
+        }
+
+        if self.nodes.is_empty() {
+            return Err(ConfigError::new(
+                "miroir.nodes",
+                "must list at least one node",
+            ));
+        }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut addresses: HashMap<&str, &str> = HashMap::new();
+        let mut per_group: BTreeMap<GroupId, u32> = BTreeMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let id = node.id.as_str();
+            let path = format!("miroir.nodes[{i}]");
+            if id.is_empty() {
+                return Err(ConfigError::new(format!("{path}.id"), "must not be empty"));
+            }
+            if let Some(bad) = id
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+            {
+                return Err(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("invalid character {bad:?} in node id {id:?}: use ASCII letters, digits, '-', '_' and '.'"),
+                ));
+            }
+            if ids.insert(id, i).is_some() {
+                return Err(ConfigError::new(
+                    format!("{path}.id"),
+                    format!("duplicate node id {id:?}"),
+                ));
+            }
+            check_node_address(&node.address)
+                .map_err(|p| ConfigError::new(format!("{path}.address"), p))?;
+            if let Some(other) = addresses.insert(node.address.as_str(), id) {
+                return Err(ConfigError::new(
+                    format!("{path}.address"),
+                    format!(
+                        "duplicate address {:?} (also used by node {other:?})",
+                        node.address
+                    ),
+                ));
+            }
+            if node.replica_group >= self.replica_groups {
+                return Err(ConfigError::new(
+                    format!("{path}.replica_group"),
+                    format!(
+                        "group {} does not exist: replica_groups is {}, so groups are 0..={}",
+                        node.replica_group,
+                        self.replica_groups,
+                        self.replica_groups - 1
+                    ),
+                ));
+            }
+            *per_group.entry(node.replica_group).or_default() += 1;
+        }
+        for group in 0..self.replica_groups {
+            let count = per_group.get(&group).copied().unwrap_or(0);
+            if count < self.replication_factor {
+                return Err(ConfigError::new(
+                    "miroir.nodes",
+                    format!(
+                        "replica group {group} has {count} node(s), fewer than replication_factor {}",
+                        self.replication_factor
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes of one replica group, in file order.
+    pub fn group_nodes(&self, group: GroupId) -> impl Iterator<Item = &NodeConfig> {
+        self.nodes.iter().filter(move |n| n.replica_group == group)
+    }
+}
+
+fn positive(path: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError::new(path, "must be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks `http(s)://host[:port]` (the trailing `/` has already been removed by the parser).
+fn check_node_address(address: &str) -> Result<(), String> {
+    let found = || {
+        format!(
+            "expected an http:// or https:// URL such as http://127.0.0.1:7700, found {address:?}"
+        )
+    };
+    let rest = address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("https://"))
+        .ok_or_else(found)?;
+    if rest.is_empty() {
+        return Err(format!("missing host in {address:?}"));
+    }
+    if rest.contains(['/', '?', '#']) {
+        return Err(format!(
+            "the address must not have a path, query or fragment, found {address:?}"
+        ));
+    }
+    if rest.contains('@') {
+        return Err(format!(
+            "the address must not carry credentials (use node_master_key), found {address:?}"
+        ));
+    }
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let end = v6
+            .find(']')
+            .ok_or_else(|| format!("unterminated IPv6 address in {address:?}"))?;
+        let ip = &v6[..end];
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("invalid IPv6 address {ip:?} in {address:?}"));
+        }
+        let after = &v6[end + 1..];
+        match after.strip_prefix(':') {
+            Some(p) => (ip, Some(p)),
+            None if after.is_empty() => (ip, None),
+            None => return Err(found()),
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("missing host in {address:?}"));
+    }
+    if !rest.starts_with('[') && host.contains(':') {
+        return Err(format!(
+            "IPv6 hosts must be written in brackets (http://[::1]:7700), found {address:?}"
+        ));
+    }
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':'))
+    {
+        return Err(format!("invalid host {host:?} in {address:?}"));
+    }
+    if let Some(p) = port {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 && !p.starts_with('+') => {}
+            _ => {
+                return Err(format!(
+                    "invalid port {p:?} in {address:?}: expected 1..=65535"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Short description of a YAML value for error messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("{s:?}"),
+        Value::Sequence(_) => "a list".to_string(),
+        Value::Mapping(_) => "a mapping".to_string(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
+}
+
+/// Where a scalar came from: the file, or an environment variable.
+enum Raw<'a> {
+    Yaml(&'a Value),
+    Env { var: String, value: String },
+}
+
+/// One mapping being decoded: remembers the keys read so `finish` can reject unknown ones.
+struct Section<'a> {
+    path: String,
+    map: Option<&'a Mapping>,
+    known: Vec<&'static str>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    env_enabled: bool,
+}
+
+impl<'a> Section<'a> {
+    fn new(
+        path: String,
+        map: Option<&'a Mapping>,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        env_enabled: bool,
+    ) -> Result<Self, ConfigError> {
+        if let Some(m) = map {
+            for k in m.keys() {
+                if !matches!(k, Value::String(_)) {
+                    return Err(ConfigError::new(
+                        if path.is_empty() {
+                            "(top level)"
+                        } else {
+                            &path
+                        }
+                        .to_string(),
+                        format!("keys must be strings, found {}", describe(k)),
+                    ));
+                }
+            }
+        }
+        Ok(Section {
+            path,
+            map,
+            known: Vec::new(),
+            env,
+            env_enabled,
+        })
+    }
+
+    /// A section from a value: a mapping, or null (all defaults).
+    fn from_value(
+        path: String,
+        v: &'a Value,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        env_enabled: bool,
+    ) -> Result<Self, ConfigError> {
+        match v {
+            Value::Mapping(m) => Section::new(path, Some(m), env, env_enabled),
+            Value::Null => Section::new(path, None, env, env_enabled),
+            other => Err(ConfigError::new(
+                path,
+                format!("expected a mapping, found {}", describe(other)),
+            )),
+        }
+    }
+
+    fn child_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The environment variable that overrides `miroir.a.b` is `MIROIR_A_B`.
+    fn env_var(&self, key: &str) -> String {
+        let path = self.child_path(key);
+        let below = path.strip_prefix("miroir.").unwrap_or(&path);
+        format!("MIROIR_{}", below.to_ascii_uppercase().replace('.', "_"))
+    }
+
+    fn take(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.known.push(key);
+        self.map.and_then(|m| m.get(key))
+    }
+
+    fn raw(&mut self, key: &'static str) -> Option<Raw<'a>> {
+        let yaml = self.take(key);
+        if self.env_enabled {
+            let var = self.env_var(key);
+            if let Some(value) = (self.env)(&var) {
+                return Some(Raw::Env { var, value });
+            }
+        }
+        match yaml {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(Raw::Yaml(v)),
+        }
+    }
+
+    fn err_path(&self, key: &str, raw: &Raw<'_>) -> String {
+        match raw {
+            Raw::Yaml(_) => self.child_path(key),
+            Raw::Env { var, .. } => format!("{} (from {var})", self.child_path(key)),
+        }
+    }
+
+    fn u64(&mut self, key: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.int(key, default, u64::MAX)
+    }
+
+    fn u32(&mut self, key: &'static str, default: u32) -> Result<u32, ConfigError> {
+        // The bound guarantees the conversion.
+        self.int(key, default as u64, u32::MAX as u64)
+            .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+    }
+
+    fn u16(&mut self, key: &'static str, default: u16) -> Result<u16, ConfigError> {
+        self.int(key, default as u64, u16::MAX as u64)
+            .map(|v| u16::try_from(v).unwrap_or(u16::MAX))
+    }
+
+    fn int(&mut self, key: &'static str, default: u64, max: u64) -> Result<u64, ConfigError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default);
+        };
+        let parsed: Result<u64, String> = match &raw {
+            Raw::Yaml(Value::Number(n)) => match n.as_u64() {
+                Some(v) => Ok(v),
+                None if n.as_i64().is_some() => {
+                    Err(format!("expected a non-negative integer, found {n}"))
+                }
+                None => Err(format!("expected an integer, found {n}")),
+            },
+            Raw::Yaml(other) => Err(format!("expected an integer, found {}", describe(other))),
+            Raw::Env { value, .. } => {
+                let t = value.trim();
+                if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+                    t.parse::<u64>()
+                        .map_err(|_| format!("expected an integer at most {max}, found {t}"))
+                } else {
+                    Err(format!("expected an integer, found {value:?}"))
+                }
+            }
+        };
+        let v = parsed.map_err(|p| ConfigError::new(self.err_path(key, &raw), p))?;
+        if v > max {
+            return Err(ConfigError::new(
+                self.err_path(key, &raw),
+                format!("expected an integer at most {max}, found {v}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn bool(&mut self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default);
+        };
+        let parsed = match &raw {
+            Raw::Yaml(Value::Bool(b)) => Ok(*b),
+            Raw::Yaml(other) => Err(format!(
+                "expected a boolean (true or false), found {}",
+                describe(other)
+            )),
+            Raw::Env { value, .. } => match value.trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(format!(
+                    "expected a boolean (true or false), found {value:?}"
+                )),
+            },
+        };
+        parsed.map_err(|p| ConfigError::new(self.err_path(key, &raw), p))
+    }
+
+    fn string(&mut self, key: &'static str, default: &str) -> Result<String, ConfigError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default.to_string());
+        };
+        match &raw {
+            Raw::Yaml(Value::String(s)) => Ok(s.clone()),
+            Raw::Yaml(other) => Err(ConfigError::new(
+                self.err_path(key, &raw),
+                format!("expected a string, found {}", describe(other)),
+            )),
+            Raw::Env { value, .. } => Ok(value.clone()),
+        }
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        key: &'static str,
+        default: T,
+        options: &[(&str, T)],
+    ) -> Result<T, ConfigError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default);
+        };
+        let names = options
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let text = match &raw {
+            Raw::Yaml(Value::String(s)) => s.as_str(),
+            Raw::Yaml(other) => {
+                return Err(ConfigError::new(
+                    self.err_path(key, &raw),
+                    format!("expected one of {names}, found {}", describe(other)),
+                ))
+            }
+            Raw::Env { value, .. } => value.trim(),
+        };
+        options
+            .iter()
+            .find(|(n, _)| *n == text)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    self.err_path(key, &raw),
+                    format!("unknown value {text:?}, expected one of {names}"),
+                )
+            })
+    }
+
+    fn section(&mut self, key: &'static str) -> Result<Section<'a>, ConfigError> {
+        let path = self.child_path(key);
+        let env = self.env;
+        let env_enabled = self.env_enabled;
+        match self.take(key) {
+            None => Section::new(path, None, env, env_enabled),
+            Some(v) => Section::from_value(path, v, env, env_enabled),
+        }
+    }
+
+    fn nodes(&mut self) -> Result<Vec<NodeConfig>, ConfigError> {
+        let path = self.child_path("nodes");
+        let list = match self.take("nodes") {
+            None => return Err(ConfigError::new(path, "missing required field")),
+            Some(Value::Sequence(s)) => s,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    path,
+                    format!("expected a list of nodes, found {}", describe(other)),
+                ))
+            }
+        };
+        let mut nodes = Vec::with_capacity(list.len());
+        for (i, item) in list.iter().enumerate() {
+            let npath = format!("{path}[{i}]");
+            let map = match item {
+                Value::Mapping(m) => m,
+                other => {
+                    return Err(ConfigError::new(
+                        npath,
+                        format!(
+                            "expected a mapping with id, address and replica_group, found {}",
+                            describe(other)
+                        ),
+                    ))
+                }
+            };
+            let mut s = Section::new(npath.clone(), Some(map), self.env, false)?;
+            if s.map.is_some_and(|m| m.get("id").is_none()) {
+                return Err(ConfigError::new(
+                    format!("{npath}.id"),
+                    "missing required field",
+                ));
+            }
+            let id = s.string("id", "")?;
+            if s.map.is_some_and(|m| m.get("address").is_none()) {
+                return Err(ConfigError::new(
+                    format!("{npath}.address"),
+                    "missing required field",
+                ));
+            }
+            let address = s.string("address", "")?;
+            let address = address.strip_suffix('/').unwrap_or(&address).to_string();
+            let replica_group = s.u32("replica_group", 0)?;
+            s.finish()?;
+            nodes.push(NodeConfig {
+                id: NodeId::new(id),
+                address,
+                replica_group,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// Rejects every key that was not read.
+    fn finish(self) -> Result<(), ConfigError> {
+        let Some(map) = self.map else {
+            return Ok(());
+        };
+        for k in map.keys() {
+            if let Value::String(name) = k {
+                if !self.known.contains(&name.as_str()) {
+                    return Err(ConfigError::new(
+                        self.child_path(name),
+                        format!("unknown field, expected one of {}", self.known.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NODES: &str = "
+  nodes:
+    - id: meili-0
+      address: http://127.0.0.1:7701
+    - id: meili-1
+      address: http://127.0.0.1:7702
+    - id: meili-2
+      address: http://127.0.0.1:7703
+";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn parse(extra: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_str(&format!("miroir:\n{extra}{NODES}"), &no_env)
+    }
+
+    fn err(extra: &str) -> String {
+        parse(extra).unwrap_err().to_string()
+    }
+
+    fn parse_env(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_yaml_str(text, &move |k| vars.get(k).cloned())
+    }
+
+    #[test]
+    fn example_file_parses_with_documented_values() {
+        let text = include_str!("../../shell-proxy/config.example.yaml");
+        let c = Config::from_yaml_str(text, &no_env).unwrap();
+        assert_eq!(c.shards, 64);
+        assert_eq!(c.replication_factor, 2);
+        assert_eq!(c.replica_groups, 1);
+        assert_eq!(c.write_quorum, WriteQuorumSetting::Majority);
+        assert_eq!(c.task_store.backend, TaskStoreBackend::Sqlite);
+        assert_eq!(c.task_store.path, "./data/miroir.db");
+        assert_eq!(c.nodes.len(), 3);
+        assert_eq!(c.nodes[1].id, NodeId::from("meili-1"));
+        assert_eq!(c.nodes[2].address, "http://127.0.0.1:7703");
+        assert_eq!(c.health, HealthConfig::default());
+        assert_eq!(c.scatter, ScatterConfig::default());
+        assert_eq!(c.rebalancer, RebalancerConfig::default());
+        assert_eq!(c.server, ServerConfig::default());
+        assert!(c.admin.enabled);
+        assert!(c.master_key.is_empty());
+    }
+
+    #[test]
+    fn defaults_apply_when_only_nodes_are_given() {
+        let c = parse("").unwrap();
+        assert_eq!(c.shards, 64);
+        assert_eq!(c.task_store, TaskStoreConfig::default());
+        assert_eq!(c.admin, AdminConfig::default());
+        assert_eq!(c.server.port, 7700);
+        assert_eq!(c.server.max_body_bytes, 104_857_600);
+        assert_eq!(c.group_nodes(0).count(), 3);
+        // Empty sections are fine too.
+        let c = parse("  health:\n  server: {}\n").unwrap();
+        assert_eq!(c.health, HealthConfig::default());
+    }
+
+    #[test]
+    fn full_values_are_read() {
+        let c = parse(
+            "  shards: 8\n  replication_factor: 1\n  replica_groups: 1\n  write_quorum: all\n  master_key: mk\n  node_master_key: nk\n  task_store: {backend: redis, url: 'redis://10.0.0.1:6379', key_prefix: 'x:'}\n  admin: {enabled: false, api_key: ak}\n  health: {interval_ms: 10, timeout_ms: 20, unhealthy_threshold: 5, recovery_threshold: 6}\n  scatter: {node_timeout_ms: 99, unavailable_shard_policy: error}\n  rebalancer: {max_concurrent_migrations: 1, throttle_docs_per_sec: 1000}\n  server: {bind: '::', port: 8000, max_body_bytes: 10, metrics_port: 0}\n",
+        )
+        .unwrap();
+        assert_eq!(c.shards, 8);
+        assert_eq!(c.write_quorum, WriteQuorumSetting::All);
+        assert_eq!(c.master_key.expose(), "mk");
+        assert_eq!(c.node_master_key.expose(), "nk");
+        assert_eq!(c.task_store.backend, TaskStoreBackend::Redis);
+        assert_eq!(c.task_store.key_prefix, "x:");
+        assert!(!c.admin.enabled);
+        assert_eq!(c.admin.api_key.expose(), "ak");
+        assert_eq!(c.health.recovery_threshold, 6);
+        assert_eq!(
+            c.scatter.unavailable_shard_policy,
+            UnavailableShardPolicy::Error
+        );
+        assert_eq!(c.rebalancer.throttle_docs_per_sec, 1000);
+        assert_eq!(c.server.bind, "::");
+        assert_eq!(c.server.metrics_port, 0);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = parse("  master_key: supersecret\n  admin: {api_key: adminsecret}\n").unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("supersecret"));
+        assert!(!dbg.contains("adminsecret"));
+        assert!(dbg.contains("[redacted]"));
+        assert_eq!(format!("{}", Secret::default()), "\"\"");
+    }
+
+    #[test]
+    fn type_errors_name_the_path() {
+        assert_eq!(
+            err("  health:\n    interval_ms: abc\n"),
+            "miroir.health.interval_ms: expected an integer, found \"abc\""
+        );
+        assert_eq!(
+            err("  shards: -1\n"),
+            "miroir.shards: expected a non-negative integer, found -1"
+        );
+        assert_eq!(
+            err("  shards: 1.5\n"),
+            "miroir.shards: expected an integer, found 1.5"
+        );
+        assert_eq!(
+            err("  shards: 5000000000\n"),
+            "miroir.shards: expected an integer at most 4294967295, found 5000000000"
+        );
+        assert_eq!(
+            err("  server: {port: 70000}\n"),
+            "miroir.server.port: expected an integer at most 65535, found 70000"
+        );
+        assert_eq!(
+            err("  admin: {enabled: yes please}\n"),
+            "miroir.admin.enabled: expected a boolean (true or false), found \"yes please\""
+        );
+        assert_eq!(
+            err("  master_key: [a]\n"),
+            "miroir.master_key: expected a string, found a list"
+        );
+        assert_eq!(
+            err("  health: 5\n"),
+            "miroir.health: expected a mapping, found the number 5"
+        );
+        assert_eq!(
+            err("  write_quorum: most\n"),
+            "miroir.write_quorum: unknown value \"most\", expected one of majority, one, all"
+        );
+        assert_eq!(
+            err("  write_quorum: 2\n"),
+            "miroir.write_quorum: expected one of majority, one, all, found the number 2"
+        );
+        assert_eq!(
+            err("  task_store: {backend: postgres}\n"),
+            "miroir.task_store.backend: unknown value \"postgres\", expected one of sqlite, redis"
+        );
+        assert_eq!(
+            err("  scatter: {unavailable_shard_policy: drop}\n"),
+            "miroir.scatter.unavailable_shard_policy: unknown value \"drop\", expected one of partial, error"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        assert_eq!(
+            err("  health:\n    intervl_ms: 5\n"),
+            "miroir.health.intervl_ms: unknown field, expected one of interval_ms, timeout_ms, unhealthy_threshold, recovery_threshold"
+        );
+        assert!(err("  sharts: 3\n").starts_with("miroir.sharts: unknown field"));
+        let e = Config::from_yaml_str("miroir:\n  nodes: []\nextra: 1\n", &no_env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "extra: unknown field, expected one of miroir"
+        );
+        let e = Config::from_yaml_str(
+            "miroir:\n  nodes:\n    - {id: a, address: 'http://a', zone: x}\n  replication_factor: 1\n",
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.nodes[0].zone: unknown field, expected one of id, address, replica_group"
+        );
+        assert!(err("  5: x\n").starts_with("miroir: keys must be strings"));
+    }
+
+    #[test]
+    fn document_level_errors() {
+        let e = Config::from_yaml_str("", &no_env).unwrap_err();
+        assert_eq!(e.to_string(), "miroir: missing required section");
+        let e = Config::from_yaml_str("- 1\n", &no_env).unwrap_err();
+        assert!(e.to_string().starts_with("expected a mapping"), "{e}");
+        let e = Config::from_yaml_str("miroir: [\n", &no_env).unwrap_err();
+        assert!(e.to_string().starts_with("invalid YAML"), "{e}");
+        assert_eq!(e.path, "");
+        let e = Config::from_yaml_str("miroir: {a: 1, a: 2}\n", &no_env).unwrap_err();
+        assert!(e.to_string().contains("duplicate"), "{e}");
+        let e = Config::from_yaml_str("miroir: 3\n", &no_env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir: expected a mapping, found the number 3"
+        );
+    }
+
+    #[test]
+    fn node_errors() {
+        let e = Config::from_yaml_str("miroir:\n  shards: 1\n", &no_env).unwrap_err();
+        assert_eq!(e.to_string(), "miroir.nodes: missing required field");
+        let e = Config::from_yaml_str("miroir:\n  nodes: []\n", &no_env).unwrap_err();
+        assert_eq!(e.to_string(), "miroir.nodes: must list at least one node");
+        let e = Config::from_yaml_str("miroir:\n  nodes: {a: 1}\n", &no_env).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.nodes: expected a list of nodes, found a mapping"
+        );
+        let e = Config::from_yaml_str("miroir:\n  nodes: [3]\n", &no_env).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("miroir.nodes[0]: expected a mapping"));
+        let base = |nodes: &str, extra: &str| {
+            Config::from_yaml_str(&format!("miroir:\n{extra}  nodes:\n{nodes}"), &no_env)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            base("    - {address: 'http://a:1'}\n", ""),
+            "miroir.nodes[0].id: missing required field"
+        );
+        assert_eq!(
+            base("    - {id: a}\n", ""),
+            "miroir.nodes[0].address: missing required field"
+        );
+        assert_eq!(
+            base("    - {id: '', address: 'http://a:1'}\n", ""),
+            "miroir.nodes[0].id: must not be empty"
+        );
+        assert!(base("    - {id: 'a b', address: 'http://a:1'}\n", "")
+            .starts_with("miroir.nodes[0].id: invalid character ' '"));
+        assert_eq!(
+            base(
+                "    - {id: meili-0, address: 'http://a:1'}\n    - {id: meili-1, address: 'http://a:2'}\n    - {id: meili-1, address: 'http://a:3'}\n",
+                ""
+            ),
+            "miroir.nodes[2].id: duplicate node id \"meili-1\""
+        );
+        assert_eq!(
+            base(
+                "    - {id: a, address: 'http://h:1'}\n    - {id: b, address: 'http://h:1/'}\n",
+                ""
+            ),
+            "miroir.nodes[1].address: duplicate address \"http://h:1\" (also used by node \"a\")"
+        );
+        assert_eq!(
+            base("    - {id: a, address: 'http://a:1', replica_group: 1}\n", "  replication_factor: 1\n"),
+            "miroir.nodes[0].replica_group: group 1 does not exist: replica_groups is 1, so groups are 0..=0"
+        );
+        assert_eq!(
+            base(
+                "    - {id: a, address: 'http://a:1'}\n    - {id: b, address: 'http://b:1', replica_group: 1}\n",
+                "  replica_groups: 2\n"
+            ),
+            "miroir.nodes: replica group 0 has 1 node(s), fewer than replication_factor 2"
+        );
+        assert_eq!(
+            base(
+                "    - {id: a, address: 'http://a:1'}\n",
+                "  replica_groups: 2\n  replication_factor: 1\n"
+            ),
+            "miroir.nodes: replica group 1 has 0 node(s), fewer than replication_factor 1"
+        );
+        assert_eq!(
+            base(
+                "    - {id: a, address: 'http://a:1', replica_group: x}\n",
+                ""
+            ),
+            "miroir.nodes[0].replica_group: expected an integer, found \"x\""
+        );
+    }
+
+    #[test]
+    fn node_addresses() {
+        for ok in [
+            "http://127.0.0.1:7700",
+            "https://meili.example.com",
+            "http://meili-0:7700/",
+            "http://[::1]:7700",
+            "http://[::1]",
+        ] {
+            let c = Config::from_yaml_str(
+                &format!("miroir:\n  replication_factor: 1\n  nodes:\n    - {{id: a, address: '{ok}'}}\n"),
+                &no_env,
+            );
+            assert!(c.is_ok(), "{ok}: {c:?}");
+        }
+        for bad in [
+            "ftp://x",
+            "127.0.0.1:7700",
+            "http://",
+            "http://:7700",
+            "http://h:0",
+            "http://h:99999",
+            "http://h:abc",
+            "http://h/path",
+            "http://h?x=1",
+            "http://u:p@h",
+            "http://[zz]:1",
+            "http://[::1",
+            "http://h_h:1",
+            "http://::1",
+            "http://::1:7700",
+        ] {
+            let e = Config::from_yaml_str(
+                &format!("miroir:\n  replication_factor: 1\n  nodes:\n    - {{id: a, address: '{bad}'}}\n"),
+                &no_env,
+            )
+            .unwrap_err();
+            assert_eq!(e.path, "miroir.nodes[0].address", "{bad}: {e}");
+        }
+        let c = Config::from_yaml_str(
+            "miroir:\n  replication_factor: 1\n  nodes:\n    - {id: a, address: 'http://h:1/'}\n",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(c.nodes[0].address, "http://h:1");
+    }
+
+    #[test]
+    fn positive_counts_and_thresholds() {
+        for (yaml, path) in [
+            ("  shards: 0\n", "miroir.shards"),
+            ("  replication_factor: 0\n", "miroir.replication_factor"),
+            ("  replica_groups: 0\n", "miroir.replica_groups"),
+            ("  health: {interval_ms: 0}\n", "miroir.health.interval_ms"),
+            ("  health: {timeout_ms: 0}\n", "miroir.health.timeout_ms"),
+            (
+                "  health: {unhealthy_threshold: 0}\n",
+                "miroir.health.unhealthy_threshold",
+            ),
+            (
+                "  health: {recovery_threshold: 0}\n",
+                "miroir.health.recovery_threshold",
+            ),
+            (
+                "  scatter: {node_timeout_ms: 0}\n",
+                "miroir.scatter.node_timeout_ms",
+            ),
+            (
+                "  rebalancer: {max_concurrent_migrations: 0}\n",
+                "miroir.rebalancer.max_concurrent_migrations",
+            ),
+            (
+                "  server: {max_body_bytes: 0}\n",
+                "miroir.server.max_body_bytes",
+            ),
+        ] {
+            assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
+        }
+    }
+
+    #[test]
+    fn store_and_server_rules() {
+        assert_eq!(
+            err("  task_store: {backend: redis}\n"),
+            "miroir.task_store.url: required when backend is redis"
+        );
+        assert_eq!(
+            err("  task_store: {backend: redis, url: 'http://x'}\n"),
+            "miroir.task_store.url: expected a redis:// or rediss:// URL, found \"http://x\""
+        );
+        assert!(err("  task_store: {backend: redis, url: 'redis://'}\n")
+            .starts_with("miroir.task_store.url: expected a redis://"));
+        assert!(parse("  task_store: {backend: redis, url: 'rediss://h:6380'}\n").is_ok());
+        assert_eq!(
+            err("  task_store: {path: ''}\n"),
+            "miroir.task_store.path: must not be empty when backend is sqlite"
+        );
+        assert_eq!(
+            err("  server: {port: 0}\n"),
+            "miroir.server.port: expected a port between 1 and 65535, found 0"
+        );
+        assert!(
+            err("  server: {port: 9090}\n").starts_with("miroir.server.metrics_port: must differ")
+        );
+        assert!(parse("  server: {port: 9090, metrics_port: 0}\n").is_ok());
+        assert_eq!(
+            err("  server: {bind: localhost}\n"),
+            "miroir.server.bind: expected an IP address such as 0.0.0.0 or ::, found \"localhost\""
+        );
+    }
+
+    #[test]
+    fn env_overrides_win_over_the_file() {
+        let text = format!("miroir:\n  shards: 8\n  master_key: file\n{NODES}");
+        let c = parse_env(
+            &text,
+            &[
+                ("MIROIR_MASTER_KEY", "from-env"),
+                ("MIROIR_NODE_MASTER_KEY", "node-env"),
+                ("MIROIR_ADMIN_API_KEY", "admin-env"),
+                ("MIROIR_SHARDS", "16"),
+                ("MIROIR_SERVER_PORT", "7777"),
+                ("MIROIR_TASK_STORE_BACKEND", "redis"),
+                ("MIROIR_TASK_STORE_URL", "redis://127.0.0.1:6379"),
+                ("MIROIR_TASK_STORE_PATH", "/tmp/x.db"),
+                ("MIROIR_WRITE_QUORUM", "one"),
+                ("MIROIR_ADMIN_ENABLED", "false"),
+                ("MIROIR_HEALTH_INTERVAL_MS", " 250 "),
+                ("MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY", "error"),
+                ("MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC", "5"),
+                ("MIROIR_SERVER_BIND", "127.0.0.1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.master_key.expose(), "from-env");
+        assert_eq!(c.node_master_key.expose(), "node-env");
+        assert_eq!(c.admin.api_key.expose(), "admin-env");
+        assert_eq!(c.shards, 16);
+        assert_eq!(c.server.port, 7777);
+        assert_eq!(c.task_store.backend, TaskStoreBackend::Redis);
+        assert_eq!(c.task_store.url, "redis://127.0.0.1:6379");
+        assert_eq!(c.task_store.path, "/tmp/x.db");
+        assert_eq!(c.write_quorum, WriteQuorumSetting::One);
+        assert!(!c.admin.enabled);
+        assert_eq!(c.health.interval_ms, 250);
+        assert_eq!(
+            c.scatter.unavailable_shard_policy,
+            UnavailableShardPolicy::Error
+        );
+        assert_eq!(c.rebalancer.throttle_docs_per_sec, 5);
+        assert_eq!(c.server.bind, "127.0.0.1");
+    }
+
+    #[test]
+    fn env_errors_name_the_variable() {
+        let text = format!("miroir:\n{NODES}");
+        let e = parse_env(&text, &[("MIROIR_SERVER_PORT", "abc")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.server.port (from MIROIR_SERVER_PORT): expected an integer, found \"abc\""
+        );
+        let e = parse_env(&text, &[("MIROIR_SERVER_PORT", "70000")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.server.port (from MIROIR_SERVER_PORT): expected an integer at most 65535, found 70000"
+        );
+        let e = parse_env(&text, &[("MIROIR_SHARDS", "-3")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.shards (from MIROIR_SHARDS): expected an integer, found \"-3\""
+        );
+        let e = parse_env(&text, &[("MIROIR_SHARDS", "99999999999999999999999")]).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+        let e = parse_env(&text, &[("MIROIR_ADMIN_ENABLED", "maybe")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.admin.enabled (from MIROIR_ADMIN_ENABLED): expected a boolean (true or false), found \"maybe\""
+        );
+        let e = parse_env(&text, &[("MIROIR_TASK_STORE_BACKEND", "mongo")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.task_store.backend (from MIROIR_TASK_STORE_BACKEND): unknown value \"mongo\", expected one of sqlite, redis"
+        );
+        // Validation still applies to overridden values.
+        let e = parse_env(&text, &[("MIROIR_SHARDS", "0")]).unwrap_err();
+        assert_eq!(e.to_string(), "miroir.shards: must be greater than 0");
+        let e = parse_env(&text, &[("MIROIR_TASK_STORE_BACKEND", "redis")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.task_store.url: required when backend is redis"
+        );
+        // Nodes are never read from the environment.
+        let e = parse_env("miroir:\n", &[("MIROIR_NODES", "x")]).unwrap_err();
+        assert_eq!(e.to_string(), "miroir.nodes: missing required field");
+    }
+}

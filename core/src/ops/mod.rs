@@ -1,0 +1,115 @@
+//! Operations: the request-level state machines both shells run.
+//!
+//! Each operation turns one client request into node requests (actions), takes the node answers back as
+//! events, and ends with the reply for the client. The proxy runs them over HTTP, the simulator over its
+//! simulated network; neither decides anything itself. Operations compose the planners of the other modules
+//! (routing, documents, quorum, search, tasks) and add only what sits between them: building node paths and
+//! bodies, matching answers to requests, retrying a failed node's shards elsewhere.
+//!
+//! - [`write::FanoutWrite`]: a write sent to a set of nodes and judged by the write quorum (documents,
+//!   deletions, settings, index creation and deletion).
+//! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
+//! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
+
+pub mod search;
+pub mod task;
+pub mod write;
+
+use crate::topology::NodeId;
+use serde_json::Value;
+
+/// An HTTP method a node request uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// Identifies one node request inside its operation; answers are fed back with it.
+pub type RequestId = usize;
+
+/// One request for one node: the action a shell carries out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRequest {
+    pub id: RequestId,
+    pub node: NodeId,
+    pub method: Method,
+    /// Path and query string, e.g. `/indexes/movies/documents?primaryKey=id`.
+    pub path: String,
+    /// The JSON body, if any (sent as `application/json`).
+    pub body: Option<Value>,
+}
+
+/// The reply an operation gives the client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+    /// Extra headers, e.g. `X-Miroir-Degraded`.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            body,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn error(e: &crate::MeiliError) -> Self {
+        Reply::json(e.status, e.to_json())
+    }
+}
+
+/// The header that marks an answer served or acknowledged with part of the fleet missing.
+pub const DEGRADED_HEADER: &str = "X-Miroir-Degraded";
+
+/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass through).
+pub fn encode_query_value(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("id"), "id");
+        assert_eq!(encode_query_value("product id/ü"), "product%20id%2F%C3%BC");
+    }
+
+    #[test]
+    fn error_replies_carry_status_and_meilisearch_body() {
+        let r = Reply::error(&crate::MeiliError::no_quorum(&[1]));
+        assert_eq!(r.status, 503);
+        assert_eq!(r.body["code"], "miroir_no_quorum");
+        assert_eq!(Method::Delete.as_str(), "DELETE");
+    }
+}

@@ -1,0 +1,19 @@
+//! miroir-proxy: the tokio + hyper shell around miroir-core.
+//!
+//! Modules:
+//! - [`server`]: listeners, the request pipeline (route → auth → body limit → dispatch), graceful
+//!   shutdown, and the [`server::RouteHandler`] the core-driven handlers plug into.
+//! - [`routes`]: the typed route table of the whole Meilisearch 1.50 surface plus `/_miroir/*`.
+//! - [`auth`]: master-key and admin-key checks with Meilisearch's exact errors.
+//! - [`http_util`]: JSON/error responses and size-limited body reading.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`node_client`]: the pooled HTTP client to the Meilisearch nodes.
+//! - [`store`]: the durable task store (SQLite or Redis).
+
+pub mod auth;
+pub mod http_util;
+pub mod metrics;
+pub mod node_client;
+pub mod routes;
+pub mod server;
+pub mod store;

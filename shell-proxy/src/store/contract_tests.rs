@@ -1,0 +1,355 @@
+//! One contract test suite, run against both backends.
+//!
+//! Redis: the tests use `MIROIR_TEST_REDIS_URL` when it is set (and fail if that server is unreachable).
+//! Otherwise they try `redis://127.0.0.1:6379`; when nothing answers there they FAIL if the `CI`
+//! environment variable is set, and are skipped with a printed notice outside CI.
+
+use super::redis::RedisStore;
+use super::sqlite::SqliteStore;
+use super::TaskStore;
+use serde_json::json;
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The contract. `open` must return a store over the same data every time it is called (a "restart").
+pub(crate) async fn run_contract<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn TaskStore>>,
+{
+    let s = open().await;
+    s.health().await.unwrap();
+
+    // Uids start at 0 and increase.
+    assert_eq!(s.next_task_uid().await.unwrap(), 0);
+    assert_eq!(s.next_task_uid().await.unwrap(), 1);
+    assert_eq!(s.get_task(0).await.unwrap(), None);
+    assert!(s.list_tasks(None, 10, false).await.unwrap().is_empty());
+    assert_eq!(s.count_tasks().await.unwrap(), 0);
+
+    // Store 5 tasks under fresh uids.
+    let mut uids = Vec::new();
+    for i in 0..5 {
+        let uid = s.next_task_uid().await.unwrap();
+        s.put_task(uid, &json!({"uid": uid, "n": i, "status": "enqueued"}))
+            .await
+            .unwrap();
+        uids.push(uid);
+    }
+    assert_eq!(uids, vec![2, 3, 4, 5, 6]);
+    assert_eq!(s.count_tasks().await.unwrap(), 5);
+    assert_eq!(
+        s.get_task(4).await.unwrap(),
+        Some(json!({"uid": 4, "n": 2, "status": "enqueued"}))
+    );
+    // Replacing a record.
+    s.put_task(4, &json!({"uid": 4, "n": 2, "status": "succeeded"}))
+        .await
+        .unwrap();
+    assert_eq!(s.get_task(4).await.unwrap().unwrap()["status"], "succeeded");
+
+    let list_uids = |v: Vec<serde_json::Value>| -> Vec<u64> {
+        v.iter().map(|t| t["uid"].as_u64().unwrap()).collect()
+    };
+    // Newest first by default.
+    assert_eq!(
+        list_uids(s.list_tasks(None, 10, false).await.unwrap()),
+        vec![6, 5, 4, 3, 2]
+    );
+    assert_eq!(
+        list_uids(s.list_tasks(None, 2, false).await.unwrap()),
+        vec![6, 5]
+    );
+    assert_eq!(
+        list_uids(s.list_tasks(Some(4), 10, false).await.unwrap()),
+        vec![4, 3, 2]
+    );
+    assert_eq!(
+        list_uids(s.list_tasks(Some(100), 1, false).await.unwrap()),
+        vec![6]
+    );
+    assert!(s.list_tasks(Some(1), 10, false).await.unwrap().is_empty());
+    // Oldest first with reverse.
+    assert_eq!(
+        list_uids(s.list_tasks(None, 3, true).await.unwrap()),
+        vec![2, 3, 4]
+    );
+    assert_eq!(
+        list_uids(s.list_tasks(Some(5), 10, true).await.unwrap()),
+        vec![5, 6]
+    );
+    assert!(s.list_tasks(None, 0, false).await.unwrap().is_empty());
+    assert!(s
+        .list_tasks(Some(u64::MAX), 0, true)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Deleting: counts only existing tasks; uids stay retired.
+    assert_eq!(s.delete_tasks(&[3, 5, 99]).await.unwrap(), 2);
+    assert_eq!(s.delete_tasks(&[]).await.unwrap(), 0);
+    assert_eq!(s.get_task(3).await.unwrap(), None);
+    assert_eq!(s.count_tasks().await.unwrap(), 3);
+    assert_eq!(
+        list_uids(s.list_tasks(None, 10, false).await.unwrap()),
+        vec![6, 4, 2]
+    );
+    assert_eq!(s.next_task_uid().await.unwrap(), 7);
+
+    // Storing a uid ahead of the counter moves the counter past it.
+    s.put_task(20, &json!({"uid": 20})).await.unwrap();
+    assert_eq!(s.next_task_uid().await.unwrap(), 21);
+
+    // Many concurrent callers get distinct uids, all above what was handed out before.
+    let mut handles = Vec::new();
+    for _ in 0..64 {
+        let s = Arc::clone(&s);
+        handles.push(tokio::spawn(
+            async move { s.next_task_uid().await.unwrap() },
+        ));
+    }
+    let mut got = Vec::new();
+    for h in handles {
+        got.push(h.await.unwrap());
+    }
+    let distinct: HashSet<u64> = got.iter().copied().collect();
+    assert_eq!(distinct.len(), 64, "duplicate uids: {got:?}");
+    assert!(got.iter().all(|u| *u > 21 && *u <= 21 + 64), "{got:?}");
+    // And concurrent writers all land.
+    let mut handles = Vec::new();
+    for i in 0..16u64 {
+        let s = Arc::clone(&s);
+        handles.push(tokio::spawn(async move {
+            let uid = s.next_task_uid().await.unwrap();
+            s.put_task(uid, &json!({"uid": uid, "writer": i}))
+                .await
+                .unwrap();
+            uid
+        }));
+    }
+    let mut written = Vec::new();
+    for h in handles {
+        written.push(h.await.unwrap());
+    }
+    for uid in &written {
+        assert_eq!(s.get_task(*uid).await.unwrap().unwrap()["uid"], *uid);
+    }
+    let max_written = *written.iter().max().unwrap();
+    let newest = s.list_tasks(None, 16, false).await.unwrap();
+    let newest = list_uids(newest);
+    assert_eq!(newest.len(), 16);
+    assert!(newest.windows(2).all(|w| w[0] > w[1]), "{newest:?}");
+    assert_eq!(newest[0], max_written);
+
+    // Metadata.
+    assert_eq!(s.get_meta("index/movies").await.unwrap(), None);
+    s.put_meta("index/movies", &json!({"primaryKey": "id"}))
+        .await
+        .unwrap();
+    s.put_meta("index/books", &json!({"primaryKey": null}))
+        .await
+        .unwrap();
+    s.put_meta("topology", &json!({"epoch": 3})).await.unwrap();
+    s.put_meta("index/movies", &json!({"primaryKey": "movie_id"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_meta("index/movies").await.unwrap(),
+        Some(json!({"primaryKey": "movie_id"}))
+    );
+    let listed = s.list_meta("index/").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("index/books".to_string(), json!({"primaryKey": null})),
+            (
+                "index/movies".to_string(),
+                json!({"primaryKey": "movie_id"})
+            ),
+        ]
+    );
+    assert_eq!(s.list_meta("").await.unwrap().len(), 3);
+    assert!(s.list_meta("index/%").await.unwrap().is_empty());
+    assert!(s.delete_meta("index/books").await.unwrap());
+    assert!(!s.delete_meta("index/books").await.unwrap());
+    assert_eq!(s.get_meta("index/books").await.unwrap(), None);
+
+    // Restart: everything is still there and uids keep growing.
+    let before = s.next_task_uid().await.unwrap();
+    drop(s);
+    let s = open().await;
+    s.health().await.unwrap();
+    assert_eq!(
+        s.get_task(4).await.unwrap(),
+        Some(json!({"uid": 4, "n": 2, "status": "succeeded"}))
+    );
+    assert_eq!(s.get_task(3).await.unwrap(), None);
+    assert_eq!(s.count_tasks().await.unwrap(), 3 + 1 + 16);
+    for uid in &written {
+        assert!(s.get_task(*uid).await.unwrap().is_some());
+    }
+    assert_eq!(
+        s.get_meta("topology").await.unwrap(),
+        Some(json!({"epoch": 3}))
+    );
+    let after = s.next_task_uid().await.unwrap();
+    assert!(after > before, "uid {after} after restart, {before} before");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/miroir.db");
+    run_contract(|| {
+        let path = path.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+            s
+        }
+    })
+    .await;
+    assert!(path.exists());
+}
+
+#[tokio::test]
+async fn sqlite_refuses_a_newer_schema_and_bad_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("future.db");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let e = SqliteStore::open(&path).await.err().unwrap();
+    assert_eq!(e.backend, "sqlite");
+    assert!(e.message.contains("schema version 99"), "{e}");
+
+    // A directory where the file should be.
+    let e = SqliteStore::open(dir.path()).await.err().unwrap();
+    assert!(e.to_string().starts_with("task store (sqlite)"), "{e}");
+    let m: miroir_core::MeiliError = e.into();
+    assert_eq!(m.status, 500);
+}
+
+#[tokio::test]
+async fn sqlite_reports_corrupt_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let s = SqliteStore::open(&path).await.unwrap();
+    s.put_task(0, &json!({"uid": 0})).await.unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute("UPDATE tasks SET record = '{oops' WHERE uid = 0", [])
+            .unwrap();
+        c.execute("INSERT INTO meta (key, value) VALUES ('k', 'nope')", [])
+            .unwrap();
+    }
+    let e = s.get_task(0).await.err().unwrap();
+    assert!(e.message.contains("corrupt record task 0"), "{e}");
+    assert!(s.list_tasks(None, 5, false).await.is_err());
+    assert!(s.get_meta("k").await.is_err());
+    assert!(s.list_meta("").await.is_err());
+    // Uids beyond SQLite's integer range are refused, not wrapped.
+    assert!(s.put_task(u64::MAX, &json!({})).await.is_err());
+    assert_eq!(s.get_task(u64::MAX).await.unwrap(), None);
+    assert_eq!(s.path(), path.as_path());
+}
+
+/// The Redis URL to test against, or `None` (after printing why) when the tests are skipped.
+async fn redis_for_tests() -> Option<String> {
+    if let Ok(url) = std::env::var("MIROIR_TEST_REDIS_URL") {
+        return Some(url);
+    }
+    let url = "redis://127.0.0.1:6379".to_string();
+    match RedisStore::open(&url, "miroir-probe:").await {
+        Ok(_) => Some(url),
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!(
+                    "CI is set but no Redis answers at {url} ({e}). Start one (redis-server --daemonize yes --port 6379) or set MIROIR_TEST_REDIS_URL."
+                );
+            }
+            eprintln!(
+                "NOTICE: Redis task store contract tests SKIPPED: no Redis at {url} ({e}). Set MIROIR_TEST_REDIS_URL or start redis-server to run them."
+            );
+            None
+        }
+    }
+}
+
+fn unique_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("miroir-test:{}:{nanos}:", std::process::id())
+}
+
+async fn cleanup(url: &str, prefix: &str) {
+    let store = RedisStore::open(url, prefix).await.unwrap();
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(&store.keys()[..])
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passes_the_contract() {
+    let Some(url) = redis_for_tests().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    run_contract(|| {
+        let url = url.clone();
+        let prefix = prefix.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(
+                RedisStore::open(&url, &prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
+            );
+            s
+        }
+    })
+    .await;
+    cleanup(&url, &prefix).await;
+}
+
+#[tokio::test]
+async fn redis_errors_are_typed() {
+    let e = RedisStore::open("not a url", "p:").await.err().unwrap();
+    assert_eq!(e.backend, "redis");
+    assert!(e.message.starts_with("invalid URL"), "{e}");
+    // Nothing listens on port 1.
+    let e = RedisStore::open("redis://127.0.0.1:1", "p:")
+        .await
+        .err()
+        .unwrap();
+    assert!(e.message.starts_with("cannot connect"), "{e}");
+}
+
+#[tokio::test]
+async fn open_follows_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = miroir_core::config::TaskStoreConfig {
+        path: dir.path().join("x.db").to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let s = super::open(&cfg).await.unwrap();
+    assert_eq!(s.backend(), "sqlite");
+    if let Some(url) = redis_for_tests().await {
+        let cfg = miroir_core::config::TaskStoreConfig {
+            backend: miroir_core::config::TaskStoreBackend::Redis,
+            url: url.clone(),
+            key_prefix: unique_prefix(),
+            ..Default::default()
+        };
+        let s = super::open(&cfg).await.unwrap();
+        assert_eq!(s.backend(), "redis");
+        s.health().await.unwrap();
+        cleanup(&url, &cfg.key_prefix).await;
+    }
+}

@@ -1,0 +1,300 @@
+//! The Redis task store, for deployments where several proxies share one fleet.
+//!
+//! Keys (all under the configured prefix, default `miroir:`):
+//! - `{prefix}task_uid`: string counter = the next uid to hand out (`INCR` → uid = value - 1).
+//! - `{prefix}tasks`: hash uid → JSON record.
+//! - `{prefix}task_index`: sorted set of uids (score = uid) for ordered listing. Scores are doubles, so
+//!   uids are exact up to 2^53, far beyond any realistic task count.
+//! - `{prefix}meta`: hash key → JSON value.
+//!
+//! `put_task` is one Lua script (hash + sorted set + counter bump), so it is atomic.
+//!
+//! Durability is Redis's: a write is acknowledged once Redis has applied it. To keep the "no acknowledged
+//! write lost" promise across a Redis crash, run Redis with `appendonly yes` and `appendfsync always`; on
+//! open, the store logs a warning when it can read Redis's configuration and sees something weaker.
+
+use super::{decode, encode, StoreError, TaskStore};
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use serde_json::Value;
+use std::time::Duration;
+
+const BACKEND: &str = "redis";
+
+const PUT_TASK: &str = r"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[3]) or '0')
+if current < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end
+return 1
+";
+
+/// The Redis backend of [`TaskStore`].
+pub struct RedisStore {
+    conn: ConnectionManager,
+    counter_key: String,
+    tasks_key: String,
+    index_key: String,
+    meta_key: String,
+    put_task: Script,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(BACKEND, e)
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://` or `rediss://`); fails when the server cannot be reached within 5 s.
+    pub async fn open(url: &str, key_prefix: &str) -> Result<Self, StoreError> {
+        let client = Client::open(url).map_err(|e| err(format!("invalid URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| err(format!("cannot connect: {e}")))?;
+        let store = RedisStore {
+            conn,
+            counter_key: format!("{key_prefix}task_uid"),
+            tasks_key: format!("{key_prefix}tasks"),
+            index_key: format!("{key_prefix}task_index"),
+            meta_key: format!("{key_prefix}meta"),
+            put_task: Script::new(PUT_TASK),
+        };
+        store.warn_on_weak_persistence().await;
+        Ok(store)
+    }
+
+    /// The Redis keys this store writes (used by tests to clean up).
+    pub fn keys(&self) -> [&str; 4] {
+        [
+            &self.counter_key,
+            &self.tasks_key,
+            &self.index_key,
+            &self.meta_key,
+        ]
+    }
+
+    async fn warn_on_weak_persistence(&self) {
+        let mut c = self.conn.clone();
+        // CONFIG is often disabled on managed Redis: then there is nothing to check.
+        let aof: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendonly")
+            .query_async(&mut c)
+            .await;
+        let fsync: Result<Vec<String>, _> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async(&mut c)
+            .await;
+        if let (Ok(aof), Ok(fsync)) = (aof, fsync) {
+            let aof = aof.get(1).map(String::as_str).unwrap_or("");
+            let fsync = fsync.get(1).map(String::as_str).unwrap_or("");
+            if aof != "yes" || fsync != "always" {
+                tracing::warn!(
+                    appendonly = aof,
+                    appendfsync = fsync,
+                    "Redis task store without appendonly=yes/appendfsync=always: a Redis crash can lose acknowledged tasks"
+                );
+            }
+        }
+    }
+
+    fn records(&self, uids: &[String], raw: Vec<Option<String>>) -> Result<Vec<Value>, StoreError> {
+        uids.iter()
+            .zip(raw)
+            // A uid deleted between the two reads simply drops out.
+            .filter_map(|(uid, text)| text.map(|t| decode(BACKEND, &format!("task {uid}"), &t)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl TaskStore for RedisStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn next_task_uid(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = redis::cmd("INCR")
+            .arg(&self.counter_key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        n.checked_sub(1)
+            .ok_or_else(|| err("uid counter returned 0 after INCR"))
+    }
+
+    async fn put_task(&self, uid: u64, record: &Value) -> Result<(), StoreError> {
+        let next = uid
+            .checked_add(1)
+            .ok_or_else(|| err(format!("task uid {uid} is too large")))?;
+        let text = encode(BACKEND, record)?;
+        let mut c = self.conn.clone();
+        let _: i64 = self
+            .put_task
+            .key(&self.tasks_key)
+            .key(&self.index_key)
+            .key(&self.counter_key)
+            .arg(uid.to_string())
+            .arg(text)
+            .arg(next.to_string())
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_task(&self, uid: u64) -> Result<Option<Value>, StoreError> {
+        let mut c = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(&self.tasks_key)
+            .arg(uid.to_string())
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        text.map(|t| decode(BACKEND, &format!("task {uid}"), &t))
+            .transpose()
+    }
+
+    async fn list_tasks(
+        &self,
+        from: Option<u64>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Value>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let bound = from.map(|f| f.to_string());
+        let mut cmd = if reverse {
+            let mut cmd = redis::cmd("ZRANGEBYSCORE");
+            cmd.arg(&self.index_key)
+                .arg(bound.as_deref().unwrap_or("-inf"))
+                .arg("+inf");
+            cmd
+        } else {
+            let mut cmd = redis::cmd("ZREVRANGEBYSCORE");
+            cmd.arg(&self.index_key)
+                .arg(bound.as_deref().unwrap_or("+inf"))
+                .arg("-inf");
+            cmd
+        };
+        let uids: Vec<String> = cmd
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&self.tasks_key)
+            .arg(&uids)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        self.records(&uids, raw)
+    }
+
+    async fn count_tasks(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(&self.index_key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)
+    }
+
+    async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError> {
+        if uids.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<String> = uids.iter().map(u64::to_string).collect();
+        let mut c = self.conn.clone();
+        let (deleted, _): (u64, u64) = redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(&self.tasks_key)
+            .arg(&ids)
+            .cmd("ZREM")
+            .arg(&self.index_key)
+            .arg(&ids)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(deleted)
+    }
+
+    async fn put_meta(&self, key: &str, value: &Value) -> Result<(), StoreError> {
+        let text = encode(BACKEND, value)?;
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(&self.meta_key)
+            .arg(key)
+            .arg(text)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let mut c = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(&self.meta_key)
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        text.map(|t| decode(BACKEND, &format!("meta {key:?}"), &t))
+            .transpose()
+    }
+
+    async fn delete_meta(&self, key: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = redis::cmd("HDEL")
+            .arg(&self.meta_key)
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
+    async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let mut c = self.conn.clone();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&self.meta_key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        let mut out = all
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, t)| {
+                let v = decode(BACKEND, &format!("meta {k:?}"), &t)?;
+                Ok((k, v))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let pong: String = redis::cmd("PING").query_async(&mut c).await.map_err(err)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(err(format!("unexpected PING answer {pong:?}")))
+        }
+    }
+}
