@@ -60,8 +60,27 @@ pub fn parse_documents(
     };
     match kind {
         "json" => {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|e| malformed(format!("Couldn't serialize document value: {e}")))?;
+            let v: Value = serde_json::from_slice(body).map_err(|e| {
+                // Meilisearch deserialises a list of objects (or one object): report the error the
+                // typed parse gives, which names the structure being read.
+                let typed = if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+                    serde_json::from_slice::<Vec<Document>>(body).err()
+                } else {
+                    serde_json::from_slice::<Document>(body).err()
+                };
+                let detail = typed.map_or_else(|| e.to_string(), |t| t.to_string());
+                let detail = if e.is_eof() {
+                    format!(
+                        "EOF while parsing {} at line {} column {}",
+                        innermost_container(body),
+                        e.line(),
+                        e.column()
+                    )
+                } else {
+                    detail
+                };
+                malformed(format!("Couldn't serialize document value: {detail}"))
+            })?;
             match v {
                 Value::Object(o) => Ok(vec![o]),
                 Value::Array(items) => items
@@ -100,6 +119,41 @@ pub fn parse_documents(
             Ok(out)
         }
         _ => parse_csv(body, csv_delimiter),
+    }
+}
+
+/// What a truncated JSON text was in the middle of (`an object`, `a list`, `a string` or `a value`),
+/// as Meilisearch's streaming document parser reports it.
+fn innermost_container(body: &[u8]) -> &'static str {
+    let mut stack = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => stack.push(b),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    if in_string {
+        return "a string";
+    }
+    match stack.last() {
+        Some(b'{') => "an object",
+        Some(b'[') => "a list",
+        _ => "a value",
     }
 }
 

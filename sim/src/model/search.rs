@@ -910,6 +910,7 @@ fn err(status: u16, code: &str, msg: impl Into<String>) -> MeiliError {
 pub struct Ranking {
     hits: Vec<Ranked>,
     terms: Vec<Term>,
+    estimated: usize,
 }
 
 /// Validates the query against the index and ranks the matching documents (distinct and threshold
@@ -1008,8 +1009,12 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
             "sort" => rules.extend(sort_rules.iter().cloned()),
             "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition" | "exactness" => {}
             custom => {
-                if let Some(rule) = parse_sort_item(custom) {
-                    rules.push(rule);
+                // A custom rule on a field the query sorts on is dropped, as in milli.
+                if let Some(rule @ Rule::Sort { .. }) = parse_sort_item(custom) {
+                    let overridden = matches!(&rule, Rule::Sort { field, .. } if sort_rules.iter().any(|s| matches!(s, Rule::Sort { field: f, .. } if f == field)));
+                    if !overridden {
+                        rules.push(rule);
+                    }
                 }
             }
         }
@@ -1157,32 +1162,76 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
         }
         a.id.cmp(&b.id)
     });
+    let mut estimated = ranked.len();
     if let Some(d) = &distinct {
-        let mut seen: Vec<Value> = Vec::new();
-        ranked.retain(|r| {
-            let Some(doc) = index.docs.get(&r.id) else { return false };
+        let key_of = |id: u32| -> Option<Value> {
+            let doc = index.docs.get(&id)?;
             match filter::values_at(doc, d) {
-                Some(vals) if !vals.is_empty() => {
-                    let key: Vec<Value> = vals.iter().map(|v| match v {
-                        Value::String(s) => Value::String(filter::normalize(s)),
-                        other => (*other).clone(),
-                    }).collect();
-                    let key = Value::Array(key);
-                    if seen.contains(&key) {
-                        false
-                    } else {
-                        seen.push(key);
-                        true
+                Some(vals) if !vals.is_empty() => Some(Value::Array(
+                    vals.iter()
+                        .map(|v| match v {
+                            Value::String(s) => Value::String(filter::normalize(s)),
+                            other => (*other).clone(),
+                        })
+                        .collect(),
+                )),
+                _ => None,
+            }
+        };
+        let keys: Vec<Option<Value>> = ranked.iter().map(|r| key_of(r.id)).collect();
+        let mut seen: Vec<Value> = Vec::new();
+        let mut keep = Vec::with_capacity(ranked.len());
+        for k in &keys {
+            match k {
+                Some(k) if seen.contains(k) => keep.push(false),
+                Some(k) => {
+                    seen.push(k.clone());
+                    keep.push(true)
+                }
+                None => keep.push(true),
+            }
+        }
+        // Like milli, the estimate only discounts the duplicates of the documents actually returned.
+        let wanted = q.offset.unwrap_or(0) + q.limit.unwrap_or(20);
+        let wanted = if q.page.is_some() || q.hits_per_page.is_some() {
+            q.page.unwrap_or(1) * q.hits_per_page.unwrap_or(20)
+        } else {
+            wanted
+        };
+        // milli applies distinct to whole buckets (documents tied on every rule) until it has enough.
+        let mut returned = 0;
+        let mut i = 0;
+        while i < keys.len() && returned < wanted {
+            let mut j = i + 1;
+            while j < ranked.len()
+                && ranked[i]
+                    .crits
+                    .iter()
+                    .zip(&ranked[j].crits)
+                    .all(|(a, b)| cmp_crit(a, b) == Ordering::Equal)
+            {
+                j += 1;
+            }
+            for n in i..j {
+                if keep[n] {
+                    returned += 1;
+                    if let Some(k) = &keys[n] {
+                        estimated -= keys.iter().filter(|x| x.as_ref() == Some(k)).count() - 1;
                     }
                 }
-                _ => true,
             }
-        });
+            i = j;
+        }
+        let mut it = keep.into_iter();
+        ranked.retain(|_| it.next().unwrap_or(false));
+        estimated = estimated.max(ranked.len().min(wanted));
     }
     if let Some(t) = q.ranking_score_threshold {
+        let before = ranked.len();
         ranked.retain(|r| r.score >= t);
+        estimated -= (before - ranked.len()).min(estimated);
     }
-    Ok(Ranking { hits: ranked, terms })
+    Ok(Ranking { hits: ranked, terms, estimated })
 }
 
 fn push_sort_crit(rule: &Rule, doc: &Document, crits: &mut Vec<Crit>, geo_distance: &mut Option<f64>) {
@@ -1484,23 +1533,24 @@ pub fn search(index: &Index, q: &SearchQuery) -> Result<Value, MeiliError> {
     let max_total = index.settings.max_total_hits();
     let total = ranking.hits.len();
     let capped = total.min(max_total);
+    let estimated = ranking.estimated.min(max_total);
     let mut body = Map::new();
     let (start, count) = if q.page.is_some() || q.hits_per_page.is_some() {
         let page = q.page.unwrap_or(1);
         let hpp = q.hits_per_page.unwrap_or(20);
         let start = page.saturating_sub(1).saturating_mul(hpp);
-        let total_pages = if hpp == 0 { 0 } else { capped.div_ceil(hpp) };
+        let total_pages = if hpp == 0 { 0 } else { estimated.div_ceil(hpp) };
         body.insert("hitsPerPage".into(), Value::from(hpp));
         body.insert("page".into(), Value::from(page));
         body.insert("totalPages".into(), Value::from(total_pages));
-        body.insert("totalHits".into(), Value::from(capped));
+        body.insert("totalHits".into(), Value::from(estimated));
         (start, if page == 0 { 0 } else { hpp })
     } else {
         let offset = q.offset.unwrap_or(0);
         let limit = q.limit.unwrap_or(20);
         body.insert("limit".into(), Value::from(limit));
         body.insert("offset".into(), Value::from(offset));
-        body.insert("estimatedTotalHits".into(), Value::from(capped));
+        body.insert("estimatedTotalHits".into(), Value::from(estimated));
         (offset, limit)
     };
     let end = start.saturating_add(count).min(capped);
