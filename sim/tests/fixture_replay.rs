@@ -42,9 +42,13 @@ fn approx_eq(a: &Value, b: &Value) -> bool {
             _ => x == y,
         },
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| approx_eq(v, w)))
         }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| approx_eq(p, q)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| approx_eq(p, q))
+        }
         _ => a == b,
     }
 }
@@ -107,13 +111,17 @@ fn replay(file: &str, text: &str) -> Vec<Outcome> {
             node.run_until_idle(now);
             match last_task {
                 Some(uid) => {
-                    let r = node.handle(Request::get(&format!("/tasks/{uid}")).bearer("masterKey"), now);
+                    let r = node.handle(
+                        Request::get(&format!("/tasks/{uid}")).bearer("masterKey"),
+                        now,
+                    );
                     (r.status, r.body)
                 }
                 None => (0, Value::Null),
             }
         } else {
-            let method = Method::parse(rq["method"].as_str().unwrap_or("GET")).expect("known method");
+            let method =
+                Method::parse(rq["method"].as_str().unwrap_or("GET")).expect("known method");
             let mut req = Request::new(method, rq["path"].as_str().unwrap_or("/"));
             match &rq["body"] {
                 Value::Null => {}
@@ -180,12 +188,19 @@ fn first_diff(a: &Value, b: &Value, path: &str) -> Option<String> {
             .enumerate()
             .find_map(|(i, (p, q))| first_diff(p, q, &format!("{path}[{i}]"))),
         _ if a == b || approx_eq(a, b) => None,
-        _ => Some(format!("{path}: want {} got {}", truncate(&a.to_string()), truncate(&b.to_string()))),
+        _ => Some(format!(
+            "{path}: want {} got {}",
+            truncate(&a.to_string()),
+            truncate(&b.to_string())
+        )),
     }
 }
 
 fn truncate(s: &str) -> String {
-    let limit: usize = std::env::var("FIXTURE_WIDTH").ok().and_then(|w| w.parse().ok()).unwrap_or(600);
+    let limit: usize = std::env::var("FIXTURE_WIDTH")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(600);
     if s.len() > limit {
         let mut end = limit;
         while !s.is_char_boundary(end) {
@@ -200,8 +215,14 @@ fn truncate(s: &str) -> String {
 #[test]
 fn fixtures_replay_against_the_model() {
     let files = [
-        ("v1.50.0-core.jsonl", include_str!("fixtures/v1.50.0-core.jsonl")),
-        ("v1.50.0-ranking.jsonl", include_str!("fixtures/v1.50.0-ranking.jsonl")),
+        (
+            "v1.50.0-core.jsonl",
+            include_str!("fixtures/v1.50.0-core.jsonl"),
+        ),
+        (
+            "v1.50.0-ranking.jsonl",
+            include_str!("fixtures/v1.50.0-ranking.jsonl"),
+        ),
     ];
     let show = std::env::var("FIXTURE_SHOW").is_ok();
     let mut total = 0;
@@ -211,7 +232,9 @@ fn fixtures_replay_against_the_model() {
         for o in replay(file, text) {
             total += 1;
             identical += usize::from(o.matched);
-            let allowed = ALLOWED_DIFFERENCES.iter().find(|(f, n, _, _)| *f == file && *n == o.name);
+            let allowed = ALLOWED_DIFFERENCES
+                .iter()
+                .find(|(f, n, _, _)| *f == file && *n == o.name);
             match allowed {
                 Some(_) if o.matched => problems.push(format!(
                     "{file} `{}` is allow-listed but now matches: remove it from ALLOWED_DIFFERENCES",
@@ -232,7 +255,9 @@ fn fixtures_replay_against_the_model() {
     for (f, n, _, _) in ALLOWED_DIFFERENCES {
         let quoted = serde_json::to_string(n).unwrap_or_default();
         assert!(
-            files.iter().any(|(file, text)| file == f && text.contains(&format!("\"name\": {quoted}"))),
+            files
+                .iter()
+                .any(|(file, text)| file == f && text.contains(&format!("\"name\": {quoted}"))),
             "allow-listed step {f} `{n}` does not exist"
         );
     }
@@ -240,5 +265,10 @@ fn fixtures_replay_against_the_model() {
         "fixture replay: {identical}/{total} identical after normalisation, {} allow-listed",
         ALLOWED_DIFFERENCES.len()
     );
-    assert!(problems.is_empty(), "{} unexpected fixture result(s):\n{}", problems.len(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} unexpected fixture result(s):\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
 }

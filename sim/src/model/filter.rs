@@ -149,7 +149,9 @@ fn render(msg: &str, input: &str, start: usize, len: usize) -> ParseError {
 
 const INVALID_PRIMARY: &str = "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, `_geoBoundingBox` or `_geoPolygon`";
 
-const KEYWORDS: &[&str] = &["AND", "OR", "NOT", "TO", "IN", "EXISTS", "IS", "NULL", "EMPTY"];
+const KEYWORDS: &[&str] = &[
+    "AND", "OR", "NOT", "TO", "IN", "EXISTS", "IS", "NULL", "EMPTY",
+];
 
 struct Parser<'a> {
     input: &'a str,
@@ -159,7 +161,11 @@ struct Parser<'a> {
 }
 
 fn is_word_char(c: char) -> bool {
-    !c.is_whitespace() && !matches!(c, '=' | '!' | '<' | '>' | '(' | ')' | '[' | ']' | ',' | '\'' | '"')
+    !c.is_whitespace()
+        && !matches!(
+            c,
+            '=' | '!' | '<' | '>' | '(' | ')' | '[' | ']' | ',' | '\'' | '"'
+        )
 }
 
 impl<'a> Parser<'a> {
@@ -177,7 +183,9 @@ impl<'a> Parser<'a> {
     }
 
     fn rest(&self) -> String {
-        self.chars[self.pos.min(self.chars.len())..].iter().collect()
+        self.chars[self.pos.min(self.chars.len())..]
+            .iter()
+            .collect()
     }
 
     fn ws(&mut self) {
@@ -469,7 +477,10 @@ impl<'a> Parser<'a> {
                 } else {
                     let word: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
                     Err(self.err(
-                        &format!("Was expecting a value but instead got `{}`.", word.escape_debug()),
+                        &format!(
+                            "Was expecting a value but instead got `{}`.",
+                            word.escape_debug()
+                        ),
                         start,
                         word.chars().count(),
                     ))
@@ -545,7 +556,11 @@ impl<'a> Parser<'a> {
     fn parse_in_list(&mut self) -> Result<Vec<Token>, ParseError> {
         self.ws();
         if !self.peek_char('[') {
-            return Err(self.err("Expected `[` after `IN` keyword.", self.pos, self.chars.len() - self.pos));
+            return Err(self.err(
+                "Expected `[` after `IN` keyword.",
+                self.pos,
+                self.chars.len() - self.pos,
+            ));
         }
         self.pos += 1;
         let mut list = Vec::new();
@@ -600,7 +615,8 @@ impl<'a> Parser<'a> {
             }
             let start = self.pos;
             while self.pos < self.chars.len()
-                && (self.chars[self.pos].is_ascii_digit() || matches!(self.chars[self.pos], '-' | '+' | '.' | 'e' | 'E'))
+                && (self.chars[self.pos].is_ascii_digit()
+                    || matches!(self.chars[self.pos], '-' | '+' | '.' | 'e' | 'E'))
             {
                 self.pos += 1;
             }
@@ -894,13 +910,21 @@ pub fn values_at<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<Vec<&'a 
     }
 }
 
-fn collect<'a>(obj: &'a Map<String, Value>, path: &str, out: &mut Vec<&'a Value>, found: &mut bool) {
+fn collect<'a>(
+    obj: &'a Map<String, Value>,
+    path: &str,
+    out: &mut Vec<&'a Value>,
+    found: &mut bool,
+) {
     if let Some(v) = obj.get(path) {
         *found = true;
         flatten(v, out);
     }
     for (k, v) in obj {
-        if let Some(rest) = path.strip_prefix(k.as_str()).and_then(|r| r.strip_prefix('.')) {
+        if let Some(rest) = path
+            .strip_prefix(k.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+        {
             match v {
                 Value::Object(inner) => collect(inner, rest, out, found),
                 Value::Array(items) => {
@@ -970,15 +994,24 @@ fn is_empty_value(v: &Value) -> bool {
 /// Haversine distance in meters, with the Earth radius Meilisearch uses.
 pub fn distance_m(a: (f64, f64), b: (f64, f64)) -> f64 {
     let r = 6_371_000.0_f64;
-    let (la1, lo1, la2, lo2) = (a.0.to_radians(), a.1.to_radians(), b.0.to_radians(), b.1.to_radians());
-    let d = ((la2 - la1) / 2.0).sin().powi(2) + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
+    let (la1, lo1, la2, lo2) = (
+        a.0.to_radians(),
+        a.1.to_radians(),
+        b.0.to_radians(),
+        b.1.to_radians(),
+    );
+    let d = ((la2 - la1) / 2.0).sin().powi(2)
+        + la1.cos() * la2.cos() * ((lo2 - lo1) / 2.0).sin().powi(2);
     2.0 * r * d.sqrt().asin()
 }
 
 /// The `_geo` point of a document, if it has a valid one.
 pub fn geo_point(doc: &Map<String, Value>) -> Option<(f64, f64)> {
     let g = doc.get("_geo")?.as_object()?;
-    let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+    let num = |v: &Value| {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
     Some((num(g.get("lat")?)?, num(g.get("lng")?)?))
 }
 
@@ -988,9 +1021,9 @@ pub fn eval(f: &Filter, doc: &Map<String, Value>) -> bool {
         Filter::And(v) => v.iter().all(|x| eval(x, doc)),
         Filter::Or(v) => v.iter().any(|x| eval(x, doc)),
         Filter::Not(x) => !eval(x, doc),
-        Filter::GeoRadius { lat, lng, radius, .. } => {
-            geo_point(doc).is_some_and(|p| distance_m((*lat, *lng), p) <= *radius)
-        }
+        Filter::GeoRadius {
+            lat, lng, radius, ..
+        } => geo_point(doc).is_some_and(|p| distance_m((*lat, *lng), p) <= *radius),
         Filter::GeoBoundingBox {
             top_right,
             bottom_left,
@@ -1001,7 +1034,10 @@ pub fn eval(f: &Filter, doc: &Map<String, Value>) -> bool {
         Filter::Condition { attr, op } => {
             let a = attr.value.as_str();
             let vals = values_at(doc, a);
-            let any_eq = |t: &Token| vals.as_ref().is_some_and(|vs| vs.iter().any(|v| value_eq(v, &t.value)));
+            let any_eq = |t: &Token| {
+                vals.as_ref()
+                    .is_some_and(|vs| vs.iter().any(|v| value_eq(v, &t.value)))
+            };
             match op {
                 Op::Eq(t) => any_eq(t),
                 Op::Ne(t) => !any_eq(t),
@@ -1009,7 +1045,10 @@ pub fn eval(f: &Filter, doc: &Map<String, Value>) -> bool {
                 Op::Gte(t) => cmp_num(doc, a, t, |x, y| x >= y),
                 Op::Lt(t) => cmp_num(doc, a, t, |x, y| x < y),
                 Op::Lte(t) => cmp_num(doc, a, t, |x, y| x <= y),
-                Op::To(lo, hi) => match (lo.value.trim().parse::<f64>(), hi.value.trim().parse::<f64>()) {
+                Op::To(lo, hi) => match (
+                    lo.value.trim().parse::<f64>(),
+                    hi.value.trim().parse::<f64>(),
+                ) {
                     (Ok(l), Ok(h)) => vals
                         .unwrap_or_default()
                         .iter()
@@ -1047,7 +1086,10 @@ fn doc_raw<'a>(doc: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
         return Some(v);
     }
     for (k, v) in doc {
-        if let Some(rest) = path.strip_prefix(k.as_str()).and_then(|r| r.strip_prefix('.')) {
+        if let Some(rest) = path
+            .strip_prefix(k.as_str())
+            .and_then(|r| r.strip_prefix('.'))
+        {
             if let Value::Object(inner) = v {
                 return doc_raw(inner, rest);
             }
@@ -1095,16 +1137,25 @@ mod tests {
     #[test]
     fn reproduces_meilisearch_error_messages() {
         let e = parse("genre = ").unwrap_err();
-        assert_eq!(e.message, "Was expecting a value but instead got nothing.\n9:9 genre = ");
+        assert_eq!(
+            e.message,
+            "Was expecting a value but instead got nothing.\n9:9 genre = "
+        );
         let e = parse("genre = drama AND").unwrap_err();
         assert!(e.message.starts_with("Was expecting an operation `=`"));
-        assert!(e.message.ends_with("but instead got nothing.\n18:18 genre = drama AND"));
+        assert!(e
+            .message
+            .ends_with("but instead got nothing.\n18:18 genre = drama AND"));
         let e = parse("genre").unwrap_err();
         assert!(e.message.ends_with("at `genre`.\n1:6 genre"));
         let e = parse("a = 1 b = 2").unwrap_err();
-        assert!(e.message.starts_with("Found unexpected characters at the end of the filter: `b = 2`."));
+        assert!(e
+            .message
+            .starts_with("Found unexpected characters at the end of the filter: `b = 2`."));
         let e = parse("(a = 1").unwrap_err();
-        assert!(e.message.contains("missing the following closing delimiter: `)`"));
+        assert!(e
+            .message
+            .contains("missing the following closing delimiter: `)`"));
         let e = parse("a IN b").unwrap_err();
         assert!(e.message.starts_with("Expected `[` after `IN` keyword."));
         let e = parse("a = 'x").unwrap_err();
@@ -1121,7 +1172,9 @@ mod tests {
         assert!(!f.matches(&doc(json!({"genre": "drama", "year": 2}))));
         let bad = f.first_not_filterable(&["genre".to_string()]).unwrap();
         assert_eq!(bad.attr, "year");
-        assert!(f.first_not_filterable(&["genre".into(), "year".into()]).is_none());
+        assert!(f
+            .first_not_filterable(&["genre".into(), "year".into()])
+            .is_none());
         assert!(parse_value(&json!(true)).is_err());
         assert!(parse_value(&json!("")).unwrap().is_none());
         assert!(pattern_matches("o", "o.x"));

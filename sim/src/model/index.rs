@@ -174,7 +174,12 @@ impl Index {
     }
 
     /// The error for a filter naming a non-filterable attribute.
-    pub fn not_filterable_error(&self, code: &str, nf: &filter::NotFilterable, rebuild: bool) -> MeiliError {
+    pub fn not_filterable_error(
+        &self,
+        code: &str,
+        nf: &filter::NotFilterable,
+        rebuild: bool,
+    ) -> MeiliError {
         let patterns = {
             let mut p = self.settings.filterable();
             p.sort();
@@ -241,21 +246,37 @@ mod tests {
     use super::*;
 
     fn docs(v: Value) -> Vec<Document> {
-        v.as_array().unwrap().iter().map(|d| d.as_object().cloned().unwrap()).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_object().cloned().unwrap())
+            .collect()
     }
 
     #[test]
     fn ids_are_reused_and_replacements_keep_them() {
         let mut i = Index::new("x", Some("id".into()), 0);
-        i.add_documents(&docs(json!([{"id": 1}, {"id": 2}, {"id": 3}])), None, false, 1).unwrap();
+        i.add_documents(
+            &docs(json!([{"id": 1}, {"id": 2}, {"id": 3}])),
+            None,
+            false,
+            1,
+        )
+        .unwrap();
         assert_eq!(i.delete_ids(&["2".into(), "9".into()], 2), 1);
-        i.add_documents(&docs(json!([{"id": "4"}])), None, false, 3).unwrap();
+        i.add_documents(&docs(json!([{"id": "4"}])), None, false, 3)
+            .unwrap();
         assert_eq!(i.external["4"], 1);
-        i.add_documents(&docs(json!([{"id": "1", "t": "x"}])), None, false, 3).unwrap();
+        i.add_documents(&docs(json!([{"id": "1", "t": "x"}])), None, false, 3)
+            .unwrap();
         assert_eq!(i.external["1"], 0);
         assert_eq!(i.get("1").unwrap()["t"], json!("x"));
-        i.add_documents(&docs(json!([{"id": 1, "u": 2}])), None, true, 4).unwrap();
-        assert_eq!(Value::Object(i.get("1").unwrap().clone()), json!({"id": "1", "t": "x", "u": 2}));
+        i.add_documents(&docs(json!([{"id": 1, "u": 2}])), None, true, 4)
+            .unwrap();
+        assert_eq!(
+            Value::Object(i.get("1").unwrap().clone()),
+            json!({"id": 1, "t": "x", "u": 2})
+        );
         assert_eq!(i.clear(5), 3);
     }
 
@@ -264,15 +285,24 @@ mod tests {
         let mut i = Index::new("x", None, 0);
         assert_eq!(i.add_documents(&[], None, false, 1).unwrap(), 0);
         assert!(i.primary_key.is_none());
-        let e = i.add_documents(&docs(json!([{"title": "x"}])), None, false, 1).unwrap_err();
+        let e = i
+            .add_documents(&docs(json!([{"title": "x"}])), None, false, 1)
+            .unwrap_err();
         assert_eq!(e.code, "index_primary_key_no_candidate_found");
-        i.add_documents(&docs(json!([{"sku": "a"}])), Some("sku"), false, 1).unwrap();
-        let e = i.add_documents(&docs(json!([{"other": "a"}])), Some("other"), false, 1).unwrap_err();
+        i.add_documents(&docs(json!([{"sku": "a"}])), Some("sku"), false, 1)
+            .unwrap();
+        let e = i
+            .add_documents(&docs(json!([{"other": "a"}])), Some("other"), false, 1)
+            .unwrap_err();
         assert_eq!(e.message, "Index already has a primary key: `sku`.");
-        let e = i.add_documents(&docs(json!([{"sku": "ok"}, {"sku": 1.5}])), None, false, 1).unwrap_err();
+        let e = i
+            .add_documents(&docs(json!([{"sku": "ok"}, {"sku": 1.5}])), None, false, 1)
+            .unwrap_err();
         assert_eq!(e.code, "invalid_document_id");
         assert_eq!(i.docs.len(), 1, "a failed batch changes nothing");
-        let e = i.add_documents(&docs(json!([{"nope": 1}])), None, false, 1).unwrap_err();
+        let e = i
+            .add_documents(&docs(json!([{"nope": 1}])), None, false, 1)
+            .unwrap_err();
         assert_eq!(e.code, "missing_document_id");
         let s = i.stats(false);
         assert_eq!(s["numberOfDocuments"], json!(1));

@@ -137,7 +137,9 @@ impl Response {
 pub fn valid_index_uid(uid: &str) -> bool {
     !uid.is_empty()
         && uid.len() <= 512
-        && uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn invalid_uid(uid: &str, prefix: &str) -> MeiliError {
@@ -155,7 +157,9 @@ fn percent_decode(s: &str) -> String {
                 i += 1;
             }
             b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -189,16 +193,29 @@ pub fn parse_query_string(q: &str) -> Vec<(String, String)> {
 
 fn json_body(req: &Request) -> Result<Value, MeiliError> {
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(MeiliError::invalid(400, "missing_payload", "A json payload is missing."));
+        return Err(MeiliError::invalid(
+            400,
+            "missing_payload",
+            "A json payload is missing.",
+        ));
     }
     if let Some(ct) = &req.content_type {
-        let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let base = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if base != "application/json" {
             return Err(MeiliError::invalid(415, "invalid_content_type", format!("The Content-Type `{ct}` is invalid. Accepted values for the Content-Type header are: `application/json`")));
         }
     }
     serde_json::from_slice(&req.body).map_err(|e| {
-        MeiliError::invalid(400, "malformed_payload", format!("The json payload provided is malformed. `{e}`."))
+        MeiliError::invalid(
+            400,
+            "malformed_payload",
+            format!("The json payload provided is malformed. `{e}`."),
+        )
     })
 }
 
@@ -208,7 +225,11 @@ fn unknown_field(k: &str, expected: &[&str]) -> MeiliError {
         "bad_request",
         format!(
             "Unknown field `{k}`: expected one of {}",
-            expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
 }
@@ -219,13 +240,25 @@ fn unknown_param(k: &str, expected: &[&str]) -> MeiliError {
         "bad_request",
         format!(
             "Unknown parameter `{k}`: expected one of {}",
-            expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+            expected
+                .iter()
+                .map(|e| format!("`{e}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     )
 }
 
 fn parse_usize_param(name: &str, code: &str, v: &str) -> Result<usize, MeiliError> {
-    v.parse().map_err(|_| MeiliError::invalid(400, code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))
+    v.parse().map_err(|_| {
+        MeiliError::invalid(
+            400,
+            code,
+            format!(
+                "Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer"
+            ),
+        )
+    })
 }
 
 /// A node of the model.
@@ -320,18 +353,30 @@ impl Node {
     }
 
     fn check_auth(&self, req: &Request, path: &str) -> Result<(), MeiliError> {
-        let Some(key) = &self.master_key else { return Ok(()) };
+        let Some(key) = &self.master_key else {
+            return Ok(());
+        };
         if path == "/health" {
             return Ok(());
         }
         match &req.authorization {
-            None => Err(MeiliError::new(401, "missing_authorization_header", miroir_core::ErrorType::Auth, "The Authorization header is missing. It must use the bearer authorization method.")),
+            None => Err(MeiliError::new(
+                401,
+                "missing_authorization_header",
+                miroir_core::ErrorType::Auth,
+                "The Authorization header is missing. It must use the bearer authorization method.",
+            )),
             Some(h) => {
                 let token = h.strip_prefix("Bearer ").map(str::trim);
                 if token == Some(key.as_str()) {
                     Ok(())
                 } else {
-                    Err(MeiliError::new(403, "invalid_api_key", miroir_core::ErrorType::Auth, "The provided API key is invalid."))
+                    Err(MeiliError::new(
+                        403,
+                        "invalid_api_key",
+                        miroir_core::ErrorType::Auth,
+                        "The provided API key is invalid.",
+                    ))
                 }
             }
         }
@@ -339,17 +384,19 @@ impl Node {
 
     fn enqueue(&mut self, index: Option<&str>, kind: TaskKind, now: Millis) -> Response {
         let t = self.state.enqueue(index.map(str::to_string), kind, now);
-        Response { status: 202, body: t.summary() }
+        Response {
+            status: 202,
+            body: t.summary(),
+        }
     }
 
     fn index(&self, uid: &str) -> Result<&Index, MeiliError> {
         if !valid_index_uid(uid) {
             return Err(invalid_uid(uid, ""));
         }
-        self.state
-            .indexes
-            .get(uid)
-            .ok_or_else(|| MeiliError::invalid(404, "index_not_found", format!("Index `{uid}` not found.")))
+        self.state.indexes.get(uid).ok_or_else(|| {
+            MeiliError::invalid(404, "index_not_found", format!("Index `{uid}` not found."))
+        })
     }
 
     fn route(&mut self, req: &Request, now: Millis) -> Result<Response, MeiliError> {
@@ -358,17 +405,33 @@ impl Node {
         let path = path.trim_end_matches('/');
         let path = if path.is_empty() { "/" } else { path };
         self.check_auth(req, path)?;
-        let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect();
+        let segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
         let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
         use Method::*;
-        let not_found = || Ok(Response { status: 404, body: Value::Null });
-        let not_allowed = || Ok(Response { status: 405, body: Value::Null });
+        let not_found = || {
+            Ok(Response {
+                status: 404,
+                body: Value::Null,
+            })
+        };
+        let not_allowed = || {
+            Ok(Response {
+                status: 405,
+                body: Value::Null,
+            })
+        };
         match segs.as_slice() {
             ["health"] => match req.method {
                 Get => Ok(Response::ok(json!({"status": "available"}))),
                 _ => not_allowed(),
             },
-            ["version"] => Ok(Response::ok(json!({"commitSha": "unknown", "commitDate": "unknown", "pkgVersion": "1.50.0"}))),
+            ["version"] => Ok(Response::ok(
+                json!({"commitSha": "unknown", "commitDate": "unknown", "pkgVersion": "1.50.0"}),
+            )),
             ["stats"] => {
                 let mut idx = Map::new();
                 let mut last = None;
@@ -376,8 +439,13 @@ impl Node {
                     idx.insert(uid.clone(), i.stats(self.state.is_indexing(uid)));
                     last = last.max(Some(i.updated_at));
                 }
-                let size: u64 = idx.values().map(|s| s["rawDocumentDbSize"].as_u64().unwrap_or(0)).sum();
-                Ok(Response::ok(json!({"databaseSize": size, "usedDatabaseSize": size, "lastUpdate": last.map(time::rfc3339), "indexes": idx})))
+                let size: u64 = idx
+                    .values()
+                    .map(|s| s["rawDocumentDbSize"].as_u64().unwrap_or(0))
+                    .sum();
+                Ok(Response::ok(
+                    json!({"databaseSize": size, "usedDatabaseSize": size, "lastUpdate": last.map(time::rfc3339), "indexes": idx}),
+                ))
             }
             ["indexes"] => match req.method {
                 Get => self.list_indexes(&params),
@@ -391,14 +459,23 @@ impl Node {
                         return Err(invalid_uid(uid, ""));
                     }
                     let body = json_body(req)?;
-                    let obj = body.as_object().ok_or_else(|| settings::type_error("bad_request", "", "an object", &body))?;
+                    let obj = body.as_object().ok_or_else(|| {
+                        settings::type_error("bad_request", "", "an object", &body)
+                    })?;
                     let mut pk = None;
                     for (k, v) in obj {
                         match k.as_str() {
                             "primaryKey" => match v {
                                 Value::Null => {}
                                 Value::String(s) => pk = Some(s.clone()),
-                                _ => return Err(settings::type_error("invalid_index_primary_key", ".primaryKey", "a string", v)),
+                                _ => {
+                                    return Err(settings::type_error(
+                                        "invalid_index_primary_key",
+                                        ".primaryKey",
+                                        "a string",
+                                        v,
+                                    ))
+                                }
                             },
                             _ => return Err(unknown_field(k, &["primaryKey", "uid"])),
                         }
@@ -437,13 +514,22 @@ impl Node {
                     return Err(invalid_uid(uid, ""));
                 }
                 let body = json_body(req)?;
-                let arr = body.as_array().ok_or_else(|| settings::type_error("bad_request", "", "an array", &body))?;
+                let arr = body
+                    .as_array()
+                    .ok_or_else(|| settings::type_error("bad_request", "", "an array", &body))?;
                 let mut ids = Vec::new();
                 for v in arr {
                     match v {
                         Value::String(s) => ids.push(s.clone()),
                         Value::Number(n) => ids.push(n.to_string()),
-                        other => return Err(settings::type_error("bad_request", "", "a string or an integer", other)),
+                        other => {
+                            return Err(settings::type_error(
+                                "bad_request",
+                                "",
+                                "a string or an integer",
+                                other,
+                            ))
+                        }
                     }
                 }
                 Ok(self.enqueue(Some(uid), TaskKind::DocumentDeletion { ids }, now))
@@ -453,37 +539,72 @@ impl Node {
                     return Err(invalid_uid(uid, ""));
                 }
                 let body = json_body(req)?;
-                let obj = body.as_object().ok_or_else(|| settings::type_error("bad_request", "", "an object", &body))?;
+                let obj = body
+                    .as_object()
+                    .ok_or_else(|| settings::type_error("bad_request", "", "an object", &body))?;
                 for k in obj.keys() {
                     if k != "filter" {
                         return Err(unknown_field(k, &["filter"]));
                     }
                 }
-                let f = obj.get("filter").cloned().ok_or_else(|| MeiliError::invalid(400, "missing_document_filter", "Missing field `filter`"))?;
+                let f = obj.get("filter").cloned().ok_or_else(|| {
+                    MeiliError::invalid(400, "missing_document_filter", "Missing field `filter`")
+                })?;
                 match filter::parse_value(&f) {
                     Ok(_) => {}
-                    Err(filter::FilterValueError::Parse(e)) => return Err(MeiliError::invalid(400, "invalid_document_filter", e.message)),
-                    Err(filter::FilterValueError::BadType(m)) => return Err(MeiliError::invalid(400, "invalid_document_filter", m)),
+                    Err(filter::FilterValueError::Parse(e)) => {
+                        return Err(MeiliError::invalid(
+                            400,
+                            "invalid_document_filter",
+                            e.message,
+                        ))
+                    }
+                    Err(filter::FilterValueError::BadType(m)) => {
+                        return Err(MeiliError::invalid(400, "invalid_document_filter", m))
+                    }
                 }
-                Ok(self.enqueue(Some(uid), TaskKind::DocumentDeletionByFilter { filter: f }, now))
+                Ok(self.enqueue(
+                    Some(uid),
+                    TaskKind::DocumentDeletionByFilter { filter: f },
+                    now,
+                ))
             }
             ["indexes", uid, "documents", id] => match req.method {
                 Get => {
                     let i = self.index(uid)?;
-                    let doc = i.get(id).ok_or_else(|| MeiliError::invalid(404, "document_not_found", format!("Document `{id}` not found.")))?;
-                    let fields = params.iter().find(|(k, _)| k == "fields").map(|(_, v)| split_fields(v));
+                    let doc = i.get(id).ok_or_else(|| {
+                        MeiliError::invalid(
+                            404,
+                            "document_not_found",
+                            format!("Document `{id}` not found."),
+                        )
+                    })?;
+                    let fields = params
+                        .iter()
+                        .find(|(k, _)| k == "fields")
+                        .map(|(_, v)| split_fields(v));
                     for (k, _) in &params {
                         if k != "fields" && k != "retrieveVectors" {
                             return Err(unknown_param(k, &["fields", "retrieveVectors"]));
                         }
                     }
-                    Ok(Response::ok(Value::Object(project(i, doc, fields.as_deref()))))
+                    Ok(Response::ok(Value::Object(project(
+                        i,
+                        doc,
+                        fields.as_deref(),
+                    ))))
                 }
                 Delete => {
                     if !valid_index_uid(uid) {
                         return Err(invalid_uid(uid, ""));
                     }
-                    Ok(self.enqueue(Some(uid), TaskKind::DocumentDeletion { ids: vec![id.to_string()] }, now))
+                    Ok(self.enqueue(
+                        Some(uid),
+                        TaskKind::DocumentDeletion {
+                            ids: vec![id.to_string()],
+                        },
+                        now,
+                    ))
                 }
                 _ => not_allowed(),
             },
@@ -500,12 +621,20 @@ impl Node {
                     if !valid_index_uid(uid) {
                         return Err(invalid_uid(uid, ""));
                     }
-                    Ok(self.enqueue(Some(uid), TaskKind::SettingsUpdate { patch: settings::reset_all_patch() }, now))
+                    Ok(self.enqueue(
+                        Some(uid),
+                        TaskKind::SettingsUpdate {
+                            patch: settings::reset_all_patch(),
+                        },
+                        now,
+                    ))
                 }
                 _ => not_allowed(),
             },
             ["indexes", uid, "settings", sub] => {
-                let Some((key, method)) = settings::sub_route(sub) else { return not_found() };
+                let Some((key, method)) = settings::sub_route(sub) else {
+                    return not_found();
+                };
                 match req.method {
                     Get => Ok(Response::ok(self.index(uid)?.settings.get(key))),
                     Delete => {
@@ -521,7 +650,11 @@ impl Node {
                             return Err(invalid_uid(uid, ""));
                         }
                         let body = json_body(req)?;
-                        let v = if body.is_null() { Value::Null } else { settings::validate_key(key, &body)? };
+                        let v = if body.is_null() {
+                            Value::Null
+                        } else {
+                            settings::validate_key(key, &body)?
+                        };
                         let mut patch = Map::new();
                         patch.insert(key.to_string(), v);
                         Ok(self.enqueue(Some(uid), TaskKind::SettingsUpdate { patch }, now))
@@ -550,18 +683,35 @@ impl Node {
             ["multi-search"] if req.method == Post => self.multi_search(&json_body(req)?),
             ["swap-indexes"] if req.method == Post => {
                 let body = json_body(req)?;
-                let arr = body.as_array().ok_or_else(|| settings::type_error("bad_request", "", "an array", &body))?;
+                let arr = body
+                    .as_array()
+                    .ok_or_else(|| settings::type_error("bad_request", "", "an array", &body))?;
                 let mut swaps = Vec::new();
                 let mut seen: Vec<String> = Vec::new();
                 for (n, item) in arr.iter().enumerate() {
-                    let pair = item.get("indexes").and_then(Value::as_array).ok_or_else(|| MeiliError::invalid(400, "invalid_swap_indexes", format!("Missing field `indexes` inside `[{n}]`")))?;
-                    let names: Vec<String> = pair.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+                    let pair = item
+                        .get("indexes")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| {
+                            MeiliError::invalid(
+                                400,
+                                "invalid_swap_indexes",
+                                format!("Missing field `indexes` inside `[{n}]`"),
+                            )
+                        })?;
+                    let names: Vec<String> = pair
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
                     if names.len() != 2 || pair.len() != 2 {
                         return Err(MeiliError::invalid(400, "invalid_swap_indexes", format!("Invalid value at `[{n}].indexes`: the `indexes` array must contain exactly two index uids.")));
                     }
                     for name in &names {
                         if !valid_index_uid(name) {
-                            return Err(invalid_uid(name, &format!("Invalid value at `[{n}].indexes`: ")));
+                            return Err(invalid_uid(
+                                name,
+                                &format!("Invalid value at `[{n}].indexes`: "),
+                            ));
                         }
                         if seen.contains(name) {
                             return Err(MeiliError::invalid(400, "invalid_swap_duplicate_index_found", format!("Indexes must be declared only once during a swap. `{name}` was specified several times.")));
@@ -582,8 +732,21 @@ impl Node {
                     if !q.has_filters {
                         return Err(MeiliError::invalid(400, "missing_task_filters", "Query parameters to filter the tasks to delete are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."));
                     }
-                    let matched: Vec<u32> = self.state.tasks.values().filter(|t| t.status.is_finished() && q.matches(t)).map(|t| t.uid).collect();
-                    Ok(self.enqueue(None, TaskKind::TaskDeletion { query: format!("?{query}"), tasks: matched }, now))
+                    let matched: Vec<u32> = self
+                        .state
+                        .tasks
+                        .values()
+                        .filter(|t| t.status.is_finished() && q.matches(t))
+                        .map(|t| t.uid)
+                        .collect();
+                    Ok(self.enqueue(
+                        None,
+                        TaskKind::TaskDeletion {
+                            query: format!("?{query}"),
+                            tasks: matched,
+                        },
+                        now,
+                    ))
                 }
                 _ => not_allowed(),
             },
@@ -592,12 +755,30 @@ impl Node {
                 if !q.has_filters {
                     return Err(MeiliError::invalid(400, "missing_task_filters", "Query parameters to filter the tasks to cancel are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."));
                 }
-                let matched: Vec<u32> = self.state.tasks.values().filter(|t| matches!(t.status, TaskStatus::Enqueued | TaskStatus::Processing) && q.matches(t)).map(|t| t.uid).collect();
-                Ok(self.enqueue(None, TaskKind::TaskCancelation { query: format!("?{query}"), tasks: matched }, now))
+                let matched: Vec<u32> = self
+                    .state
+                    .tasks
+                    .values()
+                    .filter(|t| {
+                        matches!(t.status, TaskStatus::Enqueued | TaskStatus::Processing)
+                            && q.matches(t)
+                    })
+                    .map(|t| t.uid)
+                    .collect();
+                Ok(self.enqueue(
+                    None,
+                    TaskKind::TaskCancelation {
+                        query: format!("?{query}"),
+                        tasks: matched,
+                    },
+                    now,
+                ))
             }
             ["tasks", uid] if req.method == Get => {
                 let n: u32 = uid.parse().map_err(|_| MeiliError::invalid(400, "invalid_task_uids", format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer")))?;
-                let t = self.state.tasks.get(&n).ok_or_else(|| MeiliError::invalid(404, "task_not_found", format!("Task `{n}` not found.")))?;
+                let t = self.state.tasks.get(&n).ok_or_else(|| {
+                    MeiliError::invalid(404, "task_not_found", format!("Task `{n}` not found."))
+                })?;
                 Ok(Response::ok(t.to_json()))
             }
             _ => not_found(),
@@ -613,37 +794,70 @@ impl Node {
                 _ => return Err(unknown_param(k, &["offset", "limit"])),
             }
         }
-        let results: Vec<Value> = self.state.indexes.values().skip(offset).take(limit).map(Index::to_json).collect();
-        Ok(Response::ok(json!({"results": results, "offset": offset, "limit": limit, "total": self.state.indexes.len()})))
+        let results: Vec<Value> = self
+            .state
+            .indexes
+            .values()
+            .skip(offset)
+            .take(limit)
+            .map(Index::to_json)
+            .collect();
+        Ok(Response::ok(
+            json!({"results": results, "offset": offset, "limit": limit, "total": self.state.indexes.len()}),
+        ))
     }
 
     fn create_index(&mut self, req: &Request, now: Millis) -> Result<Response, MeiliError> {
         let body = json_body(req)?;
-        let obj = body.as_object().ok_or_else(|| settings::type_error("bad_request", "", "an object", &body))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| settings::type_error("bad_request", "", "an object", &body))?;
         let mut uid = None;
         let mut pk = None;
         for (k, v) in obj {
             match k.as_str() {
                 "uid" => match v {
                     Value::String(s) => uid = Some(s.clone()),
-                    _ => return Err(settings::type_error("invalid_index_uid", ".uid", "a string", v)),
+                    _ => {
+                        return Err(settings::type_error(
+                            "invalid_index_uid",
+                            ".uid",
+                            "a string",
+                            v,
+                        ))
+                    }
                 },
                 "primaryKey" => match v {
                     Value::Null => {}
                     Value::String(s) => pk = Some(s.clone()),
-                    _ => return Err(settings::type_error("invalid_index_primary_key", ".primaryKey", "a string", v)),
+                    _ => {
+                        return Err(settings::type_error(
+                            "invalid_index_primary_key",
+                            ".primaryKey",
+                            "a string",
+                            v,
+                        ))
+                    }
                 },
                 _ => return Err(unknown_field(k, &["uid", "primaryKey"])),
             }
         }
-        let uid = uid.ok_or_else(|| MeiliError::invalid(400, "missing_index_uid", "Missing field `uid`"))?;
+        let uid = uid
+            .ok_or_else(|| MeiliError::invalid(400, "missing_index_uid", "Missing field `uid`"))?;
         if !valid_index_uid(&uid) {
             return Err(invalid_uid(&uid, "Invalid value at `.uid`: "));
         }
         Ok(self.enqueue(Some(&uid), TaskKind::IndexCreation { primary_key: pk }, now))
     }
 
-    fn add_documents(&mut self, uid: &str, req: &Request, params: &[(String, String)], merge: bool, now: Millis) -> Result<Response, MeiliError> {
+    fn add_documents(
+        &mut self,
+        uid: &str,
+        req: &Request,
+        params: &[(String, String)],
+        merge: bool,
+        now: Millis,
+    ) -> Result<Response, MeiliError> {
         if !valid_index_uid(uid) {
             return Err(invalid_uid(uid, ""));
         }
@@ -654,19 +868,51 @@ impl Node {
                 "primaryKey" => pk = Some(v.clone()),
                 "csvDelimiter" => delim = Some(v.clone()),
                 "customMetadata" | "skipCreation" => {}
-                _ => return Err(unknown_param(k, &["primaryKey", "csvDelimiter", "customMetadata", "skipCreation"])),
+                _ => {
+                    return Err(unknown_param(
+                        k,
+                        &[
+                            "primaryKey",
+                            "csvDelimiter",
+                            "customMetadata",
+                            "skipCreation",
+                        ],
+                    ))
+                }
             }
         }
-        let docs = payload::parse_documents(req.content_type.as_deref(), &req.body, delim.as_deref())?;
-        Ok(self.enqueue(Some(uid), TaskKind::DocumentAdditionOrUpdate { documents: docs, primary_key: pk, merge }, now))
+        let docs =
+            payload::parse_documents(req.content_type.as_deref(), &req.body, delim.as_deref())?;
+        Ok(self.enqueue(
+            Some(uid),
+            TaskKind::DocumentAdditionOrUpdate {
+                documents: docs,
+                primary_key: pk,
+                merge,
+            },
+            now,
+        ))
     }
 
-    fn get_documents(&self, uid: &str, params: &[(String, String)], body: Option<&Value>) -> Result<Response, MeiliError> {
+    fn get_documents(
+        &self,
+        uid: &str,
+        params: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Result<Response, MeiliError> {
         let (mut offset, mut limit) = (0usize, 20usize);
         let mut fields: Option<Vec<String>> = None;
         let mut filter_v = Value::Null;
         let mut ids: Option<Vec<String>> = None;
-        const EXPECTED: &[&str] = &["offset", "limit", "fields", "retrieveVectors", "filter", "ids", "sort"];
+        const EXPECTED: &[&str] = &[
+            "offset",
+            "limit",
+            "fields",
+            "retrieveVectors",
+            "filter",
+            "ids",
+            "sort",
+        ];
         match body {
             None => {
                 for (k, v) in params {
@@ -682,22 +928,68 @@ impl Node {
                 }
             }
             Some(b) => {
-                let obj = b.as_object().ok_or_else(|| settings::type_error("bad_request", "", "an object", b))?;
+                let obj = b
+                    .as_object()
+                    .ok_or_else(|| settings::type_error("bad_request", "", "an object", b))?;
                 for (k, v) in obj {
                     match k.as_str() {
-                        "offset" => offset = v.as_u64().ok_or_else(|| settings::type_error("invalid_document_offset", ".offset", "a positive integer", v))? as usize,
-                        "limit" => limit = v.as_u64().ok_or_else(|| settings::type_error("invalid_document_limit", ".limit", "a positive integer", v))? as usize,
+                        "offset" => {
+                            offset = v.as_u64().ok_or_else(|| {
+                                settings::type_error(
+                                    "invalid_document_offset",
+                                    ".offset",
+                                    "a positive integer",
+                                    v,
+                                )
+                            })? as usize
+                        }
+                        "limit" => {
+                            limit = v.as_u64().ok_or_else(|| {
+                                settings::type_error(
+                                    "invalid_document_limit",
+                                    ".limit",
+                                    "a positive integer",
+                                    v,
+                                )
+                            })? as usize
+                        }
                         "fields" => {
                             if !v.is_null() {
-                                let a = v.as_array().ok_or_else(|| settings::type_error("invalid_document_fields", ".fields", "an array", v))?;
-                                fields = Some(a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect());
+                                let a = v.as_array().ok_or_else(|| {
+                                    settings::type_error(
+                                        "invalid_document_fields",
+                                        ".fields",
+                                        "an array",
+                                        v,
+                                    )
+                                })?;
+                                fields = Some(
+                                    a.iter()
+                                        .filter_map(|x| x.as_str().map(str::to_string))
+                                        .collect(),
+                                );
                             }
                         }
                         "filter" => filter_v = v.clone(),
                         "ids" => {
                             if !v.is_null() {
-                                let a = v.as_array().ok_or_else(|| settings::type_error("invalid_document_ids", ".ids", "an array", v))?;
-                                ids = Some(a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect());
+                                let a = v.as_array().ok_or_else(|| {
+                                    settings::type_error(
+                                        "invalid_document_ids",
+                                        ".ids",
+                                        "an array",
+                                        v,
+                                    )
+                                })?;
+                                ids = Some(
+                                    a.iter()
+                                        .map(|x| {
+                                            x.as_str()
+                                                .map(str::to_string)
+                                                .unwrap_or_else(|| x.to_string())
+                                        })
+                                        .collect(),
+                                );
                             }
                         }
                         "retrieveVectors" => {}
@@ -709,36 +1001,75 @@ impl Node {
         let i = self.index(uid)?;
         let parsed = match filter::parse_value(&filter_v) {
             Ok(p) => p,
-            Err(filter::FilterValueError::Parse(e)) => return Err(MeiliError::invalid(400, "invalid_document_filter", e.message)),
-            Err(filter::FilterValueError::BadType(m)) => return Err(MeiliError::invalid(400, "invalid_document_filter", m)),
+            Err(filter::FilterValueError::Parse(e)) => {
+                return Err(MeiliError::invalid(
+                    400,
+                    "invalid_document_filter",
+                    e.message,
+                ))
+            }
+            Err(filter::FilterValueError::BadType(m)) => {
+                return Err(MeiliError::invalid(400, "invalid_document_filter", m))
+            }
         };
         if let Some(p) = &parsed {
             if let Some(nf) = p.first_not_filterable(&i.settings.filterable()) {
                 return Err(i.not_filterable_error("invalid_document_filter", &nf, false));
             }
         }
-        let wanted: Option<Vec<u32>> = ids.map(|l| l.iter().filter_map(|e| i.external.get(e).copied()).collect());
+        let wanted: Option<Vec<u32>> = ids.map(|l| {
+            l.iter()
+                .filter_map(|e| i.external.get(e).copied())
+                .collect()
+        });
         let matching: Vec<(&u32, &payload::Document)> = i
             .docs
             .iter()
-            .filter(|(id, d)| wanted.as_ref().is_none_or(|w| w.contains(id)) && parsed.as_ref().is_none_or(|p| p.matches(d)))
+            .filter(|(id, d)| {
+                wanted.as_ref().is_none_or(|w| w.contains(id))
+                    && parsed.as_ref().is_none_or(|p| p.matches(d))
+            })
             .collect();
-        let results: Vec<Value> = matching.iter().skip(offset).take(limit).map(|(_, d)| Value::Object(project(i, d, fields.as_deref()))).collect();
-        Ok(Response::ok(json!({"results": results, "offset": offset, "limit": limit, "total": matching.len()})))
+        let results: Vec<Value> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, d)| Value::Object(project(i, d, fields.as_deref())))
+            .collect();
+        Ok(Response::ok(
+            json!({"results": results, "offset": offset, "limit": limit, "total": matching.len()}),
+        ))
     }
 
     fn multi_search(&self, body: &Value) -> Result<Response, MeiliError> {
-        let obj = body.as_object().ok_or_else(|| settings::type_error("bad_request", "", "an object", body))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| settings::type_error("bad_request", "", "an object", body))?;
         for k in obj.keys() {
             if k != "queries" && k != "federation" {
                 return Err(unknown_field(k, &["queries", "federation"]));
             }
         }
-        let queries = obj.get("queries").and_then(Value::as_array).ok_or_else(|| MeiliError::invalid(400, "missing_multi_search_queries", "Missing field `queries`"))?;
+        let queries = obj
+            .get("queries")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                MeiliError::invalid(
+                    400,
+                    "missing_multi_search_queries",
+                    "Missing field `queries`",
+                )
+            })?;
         let federation = obj.get("federation").filter(|f| !f.is_null());
         let mut parsed = Vec::new();
         for (n, q) in queries.iter().enumerate() {
-            let uid = q.get("indexUid").and_then(Value::as_str).ok_or_else(|| MeiliError::invalid(400, "missing_index_uid", format!("Missing field `indexUid` inside `.queries[{n}]`")))?;
+            let uid = q.get("indexUid").and_then(Value::as_str).ok_or_else(|| {
+                MeiliError::invalid(
+                    400,
+                    "missing_index_uid",
+                    format!("Missing field `indexUid` inside `.queries[{n}]`"),
+                )
+            })?;
             let mut body = q.clone();
             let mut weight = 1.0;
             if let Some(o) = body.as_object_mut() {
@@ -747,15 +1078,36 @@ impl Node {
                     weight = fo.get("weight").and_then(Value::as_f64).unwrap_or(1.0);
                 }
             }
-            let sq = SearchQuery::from_json(&body, &[]).map_err(|e| MeiliError::new(e.status, e.code.clone(), e.error_type, format!("Inside `.queries[{n}]`: {}", e.message)))?;
-            let index = self.index(uid).map_err(|e| MeiliError::new(e.status, e.code.clone(), e.error_type, format!("Inside `.queries[{n}]`: {}", e.message)))?;
+            let sq = SearchQuery::from_json(&body, &[]).map_err(|e| {
+                MeiliError::new(
+                    e.status,
+                    e.code.clone(),
+                    e.error_type,
+                    format!("Inside `.queries[{n}]`: {}", e.message),
+                )
+            })?;
+            let index = self.index(uid).map_err(|e| {
+                MeiliError::new(
+                    e.status,
+                    e.code.clone(),
+                    e.error_type,
+                    format!("Inside `.queries[{n}]`: {}", e.message),
+                )
+            })?;
             parsed.push((uid.to_string(), index, sq, weight));
         }
         match federation {
             None => {
                 let mut results = Vec::new();
                 for (n, (uid, index, sq, _)) in parsed.iter().enumerate() {
-                    let mut r = search::search(index, sq).map_err(|e| MeiliError::new(e.status, e.code.clone(), e.error_type, format!("Inside `.queries[{n}]`: {}", e.message)))?;
+                    let mut r = search::search(index, sq).map_err(|e| {
+                        MeiliError::new(
+                            e.status,
+                            e.code.clone(),
+                            e.error_type,
+                            format!("Inside `.queries[{n}]`: {}", e.message),
+                        )
+                    })?;
                     if let Some(o) = r.as_object_mut() {
                         o.insert("indexUid".into(), Value::String(uid.clone()));
                         o.insert("requestUid".into(), Value::String(self.request_uid()));
@@ -769,12 +1121,24 @@ impl Node {
                 let limit = f.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
                 let mut all: Vec<(f64, usize, usize, String, u32, Value)> = Vec::new();
                 for (n, (uid, index, sq, weight)) in parsed.iter().enumerate() {
-                    let ranked = search::ranked_ids(index, sq).map_err(|e| MeiliError::new(e.status, e.code.clone(), e.error_type, format!("Inside `.queries[{n}]`: {}", e.message)))?;
+                    let ranked = search::ranked_ids(index, sq).map_err(|e| {
+                        MeiliError::new(
+                            e.status,
+                            e.code.clone(),
+                            e.error_type,
+                            format!("Inside `.queries[{n}]`: {}", e.message),
+                        )
+                    })?;
                     for (pos, (id, score, hit)) in ranked.into_iter().enumerate() {
                         all.push((score * weight, n, pos, uid.clone(), id, hit));
                     }
                 }
-                all.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(std::cmp::Ordering::Equal).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+                all.sort_by(|a, b| {
+                    b.0.partial_cmp(&a.0)
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                        .then(a.1.cmp(&b.1))
+                        .then(a.2.cmp(&b.2))
+                });
                 let mut seen: Vec<(String, u32)> = Vec::new();
                 all.retain(|h| {
                     let key = (h.3.clone(), h.4);
@@ -797,21 +1161,34 @@ impl Node {
                         hit
                     })
                     .collect();
-                Ok(Response::ok(json!({"hits": hits, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total, "requestUid": self.request_uid()})))
+                Ok(Response::ok(
+                    json!({"hits": hits, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total, "requestUid": self.request_uid()}),
+                ))
             }
         }
     }
 }
 
 fn split_fields(v: &str) -> Vec<String> {
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// A document restricted to the displayed attributes and the requested `fields`.
-fn project(index: &Index, doc: &payload::Document, fields: Option<&[String]>) -> Map<String, Value> {
+fn project(
+    index: &Index,
+    doc: &payload::Document,
+    fields: Option<&[String]>,
+) -> Map<String, Value> {
     let displayed = index.settings.displayed();
     doc.iter()
-        .filter(|(k, _)| displayed.as_ref().is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k))))
+        .filter(|(k, _)| {
+            displayed
+                .as_ref()
+                .is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)))
+        })
         .filter(|(k, _)| fields.is_none_or(|f| f.iter().any(|x| filter::pattern_matches(x, k))))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()

@@ -24,7 +24,12 @@ pub fn parse_documents(
             format!("A Content-Type header is missing. {ACCEPTED}"),
         ));
     };
-    let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let base = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let kind = match base.as_str() {
         "application/json" => "json",
         "application/x-ndjson" => "ndjson",
@@ -191,10 +196,7 @@ fn parse_csv(body: &[u8], delimiter: Option<&str>) -> Result<Vec<Document>, Meil
         .delimiter(delim)
         .has_headers(true)
         .from_reader(body);
-    let headers = rdr
-        .headers()
-        .map_err(|e| malformed(e.to_string()))?
-        .clone();
+    let headers = rdr.headers().map_err(|e| malformed(e.to_string()))?.clone();
     let mut columns = Vec::new();
     for h in headers.iter() {
         let (name, ty) = match h.rsplit_once(':') {
@@ -276,13 +278,18 @@ pub fn document_id(v: &Value) -> Result<String, MeiliError> {
 pub fn valid_string_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 511
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Infers the primary key from the first document: the single field whose name ends with `id`.
 pub fn infer_primary_key(first: Option<&Document>) -> Result<String, MeiliError> {
     let candidates: Vec<&String> = first
-        .map(|d| d.keys().filter(|k| k.to_lowercase().ends_with("id")).collect())
+        .map(|d| {
+            d.keys()
+                .filter(|k| k.to_lowercase().ends_with("id"))
+                .collect()
+        })
         .unwrap_or_default();
     match candidates.len() {
         1 => Ok(candidates[0].clone()),
@@ -325,14 +332,28 @@ mod tests {
 
     #[test]
     fn parses_each_format() {
-        let d = parse_documents(Some("application/json"), br#"[{"id":1},{"id":"a"}]"#, None).unwrap();
+        let d =
+            parse_documents(Some("application/json"), br#"[{"id":1},{"id":"a"}]"#, None).unwrap();
         assert_eq!(d.len(), 2);
         let d = parse_documents(Some("application/json"), br#"{"id":1}"#, None).unwrap();
         assert_eq!(d.len(), 1);
-        let d = parse_documents(Some("application/x-ndjson"), b"{\"id\": 1}\n{\"id\": 2}\n", None).unwrap();
+        let d = parse_documents(
+            Some("application/x-ndjson"),
+            b"{\"id\": 1}\n{\"id\": 2}\n",
+            None,
+        )
+        .unwrap();
         assert_eq!(d.len(), 2);
-        let d = parse_documents(Some("text/csv"), b"id,title,year:number,ok:boolean\n1,x,1999,true\n", None).unwrap();
-        assert_eq!(Value::Object(d[0].clone()), json!({"id": "1", "title": "x", "year": 1999, "ok": true}));
+        let d = parse_documents(
+            Some("text/csv"),
+            b"id,title,year:number,ok:boolean\n1,x,1999,true\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(d[0].clone()),
+            json!({"id": "1", "title": "x", "year": 1999, "ok": true})
+        );
         let d = parse_documents(Some("text/csv"), b"id;t\n1;x\n", Some(";")).unwrap();
         assert_eq!(d[0]["t"], json!("x"));
     }
@@ -346,7 +367,10 @@ mod tests {
         let e = parse_documents(None, b"x", None).unwrap_err();
         assert_eq!(e.code, "missing_content_type");
         let e = parse_documents(Some("application/json"), b"", None).unwrap_err();
-        assert_eq!((e.code.as_str(), e.message.as_str()), ("missing_payload", "A json payload is missing."));
+        assert_eq!(
+            (e.code.as_str(), e.message.as_str()),
+            ("missing_payload", "A json payload is missing.")
+        );
         assert!(parse_documents(Some("application/json"), b"[1]", None).is_err());
         assert!(parse_documents(Some("application/json"), b"3", None).is_err());
         assert!(parse_documents(Some("application/x-ndjson"), b"{\n", None).is_err());
@@ -361,9 +385,13 @@ mod tests {
         assert_eq!(document_id(&json!("5")).unwrap(), "5");
         assert_eq!(document_id(&json!(-3)).unwrap(), "-3");
         let e = document_id(&json!(1.5)).unwrap_err();
-        assert!(e.message.starts_with("Document identifier `1.5` is invalid."));
+        assert!(e
+            .message
+            .starts_with("Document identifier `1.5` is invalid."));
         let e = document_id(&json!("a b")).unwrap_err();
-        assert!(e.message.starts_with("Document identifier `\"a b\"` is invalid."));
+        assert!(e
+            .message
+            .starts_with("Document identifier `\"a b\"` is invalid."));
         assert!(document_id(&json!("b".repeat(511))).is_ok());
         assert!(document_id(&json!("b".repeat(512))).is_err());
         assert!(document_id(&json!("")).is_err());
@@ -372,14 +400,26 @@ mod tests {
 
     #[test]
     fn primary_key_inference() {
-        let d = json!({"bookId": 1, "title": "x"}).as_object().cloned().unwrap();
+        let d = json!({"bookId": 1, "title": "x"})
+            .as_object()
+            .cloned()
+            .unwrap();
         assert_eq!(infer_primary_key(Some(&d)).unwrap(), "bookId");
-        let d = json!({"authorId": 1, "bookId": 1}).as_object().cloned().unwrap();
+        let d = json!({"authorId": 1, "bookId": 1})
+            .as_object()
+            .cloned()
+            .unwrap();
         let e = infer_primary_key(Some(&d)).unwrap_err();
         assert_eq!(e.message, "The primary key inference failed as the engine found 2 fields ending with `id` in their names: 'authorId' and 'bookId'. Please specify the primary key manually using the `primaryKey` query parameter.");
         let e = infer_primary_key(None).unwrap_err();
         assert_eq!(e.code, "index_primary_key_no_candidate_found");
-        let m = missing_id("id", &json!({"title": "no id"}).as_object().cloned().unwrap());
-        assert_eq!(m.message, "Document doesn't have a `id` attribute: `{\"title\":\"no id\"}`.");
+        let m = missing_id(
+            "id",
+            &json!({"title": "no id"}).as_object().cloned().unwrap(),
+        );
+        assert_eq!(
+            m.message,
+            "Document doesn't have a `id` attribute: `{\"title\":\"no id\"}`."
+        );
     }
 }

@@ -200,9 +200,9 @@ fn want_strings(key: &str, v: &Value) -> Result<Option<Vec<String>>, MeiliError>
             .iter()
             .enumerate()
             .map(|(i, x)| {
-                x.as_str().map(str::to_string).ok_or_else(|| {
-                    type_error(&code(key), &format!(".{key}[{i}]"), "a string", x)
-                })
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| type_error(&code(key), &format!(".{key}[{i}]"), "a string", x))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some),
@@ -226,7 +226,10 @@ impl SearchQuery {
                     "bad_request",
                     format!(
                         "Unknown field `{k}`: expected one of {}",
-                        all.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                        all.iter()
+                            .map(|p| format!("`{p}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -300,7 +303,11 @@ impl SearchQuery {
                     "bad_request",
                     format!(
                         "Unknown parameter `{k}`: expected one of {}",
-                        SEARCH_PARAMS.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+                        SEARCH_PARAMS
+                            .iter()
+                            .map(|p| format!("`{p}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -352,7 +359,10 @@ pub struct Word {
 }
 
 fn is_hard_separator(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | ';' | '\n' | '\r' | '。' | '¿' | '¡' | '…')
+    matches!(
+        c,
+        '.' | '!' | '?' | ';' | '\n' | '\r' | '。' | '¿' | '¡' | '…'
+    )
 }
 
 /// Splits a text into lowercased alphanumeric words with their positions, starting at `first_pos`.
@@ -362,19 +372,20 @@ pub fn tokenize(text: &str, first_pos: usize) -> Vec<Word> {
     let mut cur_start: Option<usize> = None;
     let mut hard = false;
     let mut seen_word = false;
-    let mut push = |start: usize, end: usize, hard: &mut bool, seen: &mut bool, out: &mut Vec<Word>| {
-        if *seen {
-            pos += if *hard { 8 } else { 1 };
-        }
-        out.push(Word {
-            text: text[start..end].to_lowercase(),
-            pos,
-            start,
-            end,
-        });
-        *hard = false;
-        *seen = true;
-    };
+    let mut push =
+        |start: usize, end: usize, hard: &mut bool, seen: &mut bool, out: &mut Vec<Word>| {
+            if *seen {
+                pos += if *hard { 8 } else { 1 };
+            }
+            out.push(Word {
+                text: text[start..end].to_lowercase(),
+                pos,
+                start,
+                end,
+            });
+            *hard = false;
+            *seen = true;
+        };
     for (i, c) in text.char_indices() {
         if c.is_alphanumeric() {
             if cur_start.is_none() {
@@ -484,13 +495,15 @@ fn osa(a: &[char], b: &[char]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 v = v.min(d[i - 2][j - 2] + 1);
             }
@@ -523,7 +536,10 @@ pub fn word_typos(term: &str, prefix: bool, max_typos: u8, token: &str) -> Optio
         return None;
     }
     let dist = if prefix {
-        (0..=b.len()).map(|k| osa(&a, &b[..k])).min().unwrap_or(usize::MAX)
+        (0..=b.len())
+            .map(|k| osa(&a, &b[..k]))
+            .min()
+            .unwrap_or(usize::MAX)
     } else {
         osa(&a, &b)
     };
@@ -572,8 +588,17 @@ fn field_words(values: &[&Value]) -> Vec<Word> {
     words
 }
 
-fn searchable_fields(doc: &Document, index: &Index, restrict: Option<&[String]>) -> (Vec<Field>, usize) {
-    let allowed = |name: &str| restrict.is_none_or(|r| r.iter().any(|x| x == name || name.starts_with(&format!("{x}."))));
+fn searchable_fields(
+    doc: &Document,
+    index: &Index,
+    restrict: Option<&[String]>,
+) -> (Vec<Field>, usize) {
+    let allowed = |name: &str| {
+        restrict.is_none_or(|r| {
+            r.iter()
+                .any(|x| x == name || name.starts_with(&format!("{x}.")))
+        })
+    };
     match index.settings.searchable() {
         Some(list) => {
             let max = list.len().saturating_sub(1);
@@ -583,7 +608,10 @@ fn searchable_fields(doc: &Document, index: &Index, restrict: Option<&[String]>)
                     continue;
                 }
                 if let Some(vals) = filter::values_at(doc, attr) {
-                    fields.push(Field { weight: w, words: field_words(&vals) });
+                    fields.push(Field {
+                        weight: w,
+                        words: field_words(&vals),
+                    });
                 }
             }
             (fields, max)
@@ -594,7 +622,10 @@ fn searchable_fields(doc: &Document, index: &Index, restrict: Option<&[String]>)
                 if k == "_geo" || !allowed(k) {
                     continue;
                 }
-                fields.push(Field { weight: 0, words: field_words(&[v]) });
+                fields.push(Field {
+                    weight: 0,
+                    words: field_words(&[v]),
+                });
             }
             (fields, 0)
         }
@@ -619,12 +650,23 @@ fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
                 continue;
             }
             for s in 0..=f.words.len() - n {
-                if (0..n).all(|k| f.words[s + k].text == term.words[k] && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)) {
+                if (0..n).all(|k| {
+                    f.words[s + k].text == term.words[k]
+                        && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)
+                }) {
                     hits.push((fi, f.weight, f.words[s].pos, f.words[s + n - 1].pos));
                 }
             }
         }
-        return if hits.is_empty() { None } else { Some(TermMatch { typos: 0, hits, exact: true }) };
+        return if hits.is_empty() {
+            None
+        } else {
+            Some(TermMatch {
+                typos: 0,
+                hits,
+                exact: true,
+            })
+        };
     }
     let w = &term.words[0];
     let mut best: Option<u8> = None;
@@ -644,7 +686,11 @@ fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
     let best = best?;
     Some(TermMatch {
         typos: best,
-        hits: all.into_iter().filter(|(t, _)| *t == best).map(|(_, h)| h).collect(),
+        hits: all
+            .into_iter()
+            .filter(|(t, _)| *t == best)
+            .map(|(_, h)| h)
+            .collect(),
         exact,
     })
 }
@@ -682,9 +728,24 @@ enum Crit {
     Proximity(Rank),
     Fid(Rank, bool),
     Position(Rank, bool),
-    Exactness { attr: u8, words: Rank, matching: u64, max: u64 },
-    Sort { name: String, asc: bool, value: Value, cmp: Value },
-    Geo { name: String, asc: bool, point: Option<(f64, f64)>, distance: Option<f64> },
+    Exactness {
+        attr: u8,
+        words: Rank,
+        matching: u64,
+        max: u64,
+    },
+    Sort {
+        name: String,
+        asc: bool,
+        value: Value,
+        cmp: Value,
+    },
+    Geo {
+        name: String,
+        asc: bool,
+        point: Option<(f64, f64)>,
+        distance: Option<f64>,
+    },
 }
 
 fn cmp_sort_values(asc: bool, a: &Value, b: &Value) -> Ordering {
@@ -696,12 +757,24 @@ fn cmp_sort_values(asc: bool, a: &Value, b: &Value) -> Ordering {
         (Value::Number(_), Value::String(_)) => Ordering::Less,
         (Value::String(_), Value::Number(_)) => Ordering::Greater,
         (Value::Number(x), Value::Number(y)) => {
-            let o = x.as_f64().unwrap_or(0.0).partial_cmp(&y.as_f64().unwrap_or(0.0)).unwrap_or(Ordering::Equal);
-            if asc { o } else { o.reverse() }
+            let o = x
+                .as_f64()
+                .unwrap_or(0.0)
+                .partial_cmp(&y.as_f64().unwrap_or(0.0))
+                .unwrap_or(Ordering::Equal);
+            if asc {
+                o
+            } else {
+                o.reverse()
+            }
         }
         (Value::String(x), Value::String(y)) => {
             let o = x.cmp(y);
-            if asc { o } else { o.reverse() }
+            if asc {
+                o
+            } else {
+                o.reverse()
+            }
         }
         _ => Ordering::Equal,
     }
@@ -714,17 +787,41 @@ fn cmp_crit(a: &Crit, b: &Crit) -> Ordering {
         | (Crit::Proximity(x), Crit::Proximity(y))
         | (Crit::Fid(x, _), Crit::Fid(y, _))
         | (Crit::Position(x, _), Crit::Position(y, _)) => Rank::cmp_better(*x, *y),
-        (Crit::Exactness { attr: a1, words: w1, .. }, Crit::Exactness { attr: a2, words: w2, .. }) => {
-            a2.cmp(a1).then_with(|| if *a1 == 1 { Rank::cmp_better(*w1, *w2) } else { Ordering::Equal })
-        }
+        (
+            Crit::Exactness {
+                attr: a1,
+                words: w1,
+                ..
+            },
+            Crit::Exactness {
+                attr: a2,
+                words: w2,
+                ..
+            },
+        ) => a2.cmp(a1).then_with(|| {
+            if *a1 == 1 {
+                Rank::cmp_better(*w1, *w2)
+            } else {
+                Ordering::Equal
+            }
+        }),
         (Crit::Sort { asc, cmp: x, .. }, Crit::Sort { cmp: y, .. }) => cmp_sort_values(*asc, x, y),
-        (Crit::Geo { asc, distance: x, .. }, Crit::Geo { distance: y, .. }) => match (x, y) {
+        (
+            Crit::Geo {
+                asc, distance: x, ..
+            },
+            Crit::Geo { distance: y, .. },
+        ) => match (x, y) {
             (None, None) => Ordering::Equal,
             (None, _) => Ordering::Greater,
             (_, None) => Ordering::Less,
             (Some(x), Some(y)) => {
                 let o = x.partial_cmp(y).unwrap_or(Ordering::Equal);
-                if *asc { o } else { o.reverse() }
+                if *asc {
+                    o
+                } else {
+                    o.reverse()
+                }
             }
         },
         _ => Ordering::Equal,
@@ -756,8 +853,16 @@ enum Rule {
     Fid(bool),
     Position(bool),
     Exactness,
-    Sort { field: String, asc: bool },
-    Geo { lat: f64, lng: f64, asc: bool, name: String },
+    Sort {
+        field: String,
+        asc: bool,
+    },
+    Geo {
+        lat: f64,
+        lng: f64,
+        asc: bool,
+        name: String,
+    },
 }
 
 fn parse_sort_item(s: &str) -> Option<Rule> {
@@ -767,16 +872,27 @@ fn parse_sort_item(s: &str) -> Option<Rule> {
         "desc" => false,
         _ => return None,
     };
-    if let Some(inner) = field.strip_prefix("_geoPoint(").and_then(|r| r.strip_suffix(')')) {
+    if let Some(inner) = field
+        .strip_prefix("_geoPoint(")
+        .and_then(|r| r.strip_suffix(')'))
+    {
         let (a, b) = inner.split_once(',')?;
         let lat: f64 = a.trim().parse().ok()?;
         let lng: f64 = b.trim().parse().ok()?;
-        return Some(Rule::Geo { lat, lng, asc, name: format!("_geoPoint({}, {})", fmt_f64(lat), fmt_f64(lng)) });
+        return Some(Rule::Geo {
+            lat,
+            lng,
+            asc,
+            name: format!("_geoPoint({}, {})", fmt_f64(lat), fmt_f64(lng)),
+        });
     }
     if field.is_empty() {
         return None;
     }
-    Some(Rule::Sort { field: field.to_string(), asc })
+    Some(Rule::Sort {
+        field: field.to_string(),
+        asc,
+    })
 }
 
 fn fmt_f64(f: f64) -> String {
@@ -793,13 +909,22 @@ fn sort_value(doc: &Document, field: &str, asc: bool) -> (Value, Value) {
         } else {
             nums.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
         };
-        let v = serde_json::Number::from_f64(pick).map(Value::Number).unwrap_or(Value::Null);
+        let v = serde_json::Number::from_f64(pick)
+            .map(Value::Number)
+            .unwrap_or(Value::Null);
         return (v.clone(), v);
     }
     let strs: Vec<&str> = vals.iter().filter_map(|v| v.as_str()).collect();
-    let pick = if asc { strs.iter().min_by_key(|s| s.to_lowercase()) } else { strs.iter().max_by_key(|s| s.to_lowercase()) };
+    let pick = if asc {
+        strs.iter().min_by_key(|s| s.to_lowercase())
+    } else {
+        strs.iter().max_by_key(|s| s.to_lowercase())
+    };
     match pick {
-        Some(s) => (Value::String(s.to_string()), Value::String(filter::normalize(s))),
+        Some(s) => (
+            Value::String(s.to_string()),
+            Value::String(filter::normalize(s)),
+        ),
         None => (Value::Null, Value::Null),
     }
 }
@@ -816,11 +941,19 @@ fn global_score(crits: &[Crit]) -> f64 {
     let mut r = Rank { rank: 1, max: 1 };
     for c in crits {
         match c {
-            Crit::Words(x) | Crit::Typo(x, _) | Crit::Proximity(x) | Crit::Fid(x, _) | Crit::Position(x, _) => {
-                r = Rank::merge(r, *x)
-            }
+            Crit::Words(x)
+            | Crit::Typo(x, _)
+            | Crit::Proximity(x)
+            | Crit::Fid(x, _)
+            | Crit::Position(x, _) => r = Rank::merge(r, *x),
             Crit::Exactness { attr, words, .. } => {
-                r = Rank::merge(r, Rank { rank: *attr as u64, max: 3 });
+                r = Rank::merge(
+                    r,
+                    Rank {
+                        rank: *attr as u64,
+                        max: 3,
+                    },
+                );
                 if *attr == 1 {
                     r = Rank::merge(r, *words);
                 }
@@ -846,15 +979,24 @@ fn details_json(crits: &[Crit]) -> Value {
                 order += 1;
             }
             Crit::Proximity(r) => {
-                m.insert("proximity".into(), json!({"order": order, "score": r.score()}));
+                m.insert(
+                    "proximity".into(),
+                    json!({"order": order, "score": r.score()}),
+                );
                 order += 1;
             }
             Crit::Fid(r, unified) => {
                 if *unified {
                     pending_fid = Some(*r);
-                    m.insert("attribute".into(), json!({"order": order, "attributeRankingOrderScore": r.score()}));
+                    m.insert(
+                        "attribute".into(),
+                        json!({"order": order, "attributeRankingOrderScore": r.score()}),
+                    );
                 } else {
-                    m.insert("attributeRank".into(), json!({"order": order, "score": r.score()}));
+                    m.insert(
+                        "attributeRank".into(),
+                        json!({"order": order, "score": r.score()}),
+                    );
                 }
                 order += 1;
             }
@@ -867,21 +1009,36 @@ fn details_json(crits: &[Crit]) -> Value {
                         a.insert("score".into(), json!(score));
                     }
                 } else {
-                    m.insert("wordPosition".into(), json!({"order": order, "score": r.score()}));
+                    m.insert(
+                        "wordPosition".into(),
+                        json!({"order": order, "score": r.score()}),
+                    );
                     order += 1;
                 }
             }
-            Crit::Exactness { attr, words, matching, max } => {
+            Crit::Exactness {
+                attr,
+                words,
+                matching,
+                max,
+            } => {
                 let mt = match attr {
                     3 => "exactMatch",
                     2 => "matchesStart",
                     _ => "noExactMatch",
                 };
                 if *attr == 1 {
-                    let score = Rank::merge(Rank::merge(Rank { rank: 1, max: 1 }, Rank { rank: 1, max: 3 }), *words).score();
+                    let score = Rank::merge(
+                        Rank::merge(Rank { rank: 1, max: 1 }, Rank { rank: 1, max: 3 }),
+                        *words,
+                    )
+                    .score();
                     m.insert("exactness".into(), json!({"order": order, "matchType": mt, "matchingWords": matching, "maxMatchingWords": max, "score": score}));
                 } else {
-                    m.insert("exactness".into(), json!({"order": order, "matchType": mt, "score": *attr as f64 / 3.0}));
+                    m.insert(
+                        "exactness".into(),
+                        json!({"order": order, "matchType": mt, "score": *attr as f64 / 3.0}),
+                    );
                 }
                 order += 1;
             }
@@ -889,12 +1046,20 @@ fn details_json(crits: &[Crit]) -> Value {
                 m.insert(name.clone(), json!({"order": order, "value": value}));
                 order += 1;
             }
-            Crit::Geo { name, point, distance, .. } => {
-                m.insert(name.clone(), json!({
-                    "order": order,
-                    "value": point.map(|(a, b)| json!({"lat": a, "lng": b})),
-                    "distance": distance.map(|d| (d * 1000.0).round() / 1000.0),
-                }));
+            Crit::Geo {
+                name,
+                point,
+                distance,
+                ..
+            } => {
+                m.insert(
+                    name.clone(),
+                    json!({
+                        "order": order,
+                        "value": point.map(|(a, b)| json!({"lat": a, "lng": b})),
+                        "distance": distance.map(|d| (d * 1000.0).round() / 1000.0),
+                    }),
+                );
                 order += 1;
             }
         }
@@ -934,9 +1099,19 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                 let avail = if sortable.is_empty() {
                     "This index does not have configured sortable attributes.".to_string()
                 } else {
-                    format!("Available sortable attributes are: `{}`.", sortable.join(", "))
+                    format!(
+                        "Available sortable attributes are: `{}`.",
+                        sortable.join(", ")
+                    )
                 };
-                return Err(err(400, "invalid_search_sort", format!("Index `{}`: Attribute `{field}` is not sortable. {avail}", index.uid)));
+                return Err(err(
+                    400,
+                    "invalid_search_sort",
+                    format!(
+                        "Index `{}`: Attribute `{field}` is not sortable. {avail}",
+                        index.uid
+                    ),
+                ));
             }
             sort_rules.push(rule);
         }
@@ -947,8 +1122,12 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     // filter
     let parsed: Option<ParsedFilter> = match filter::parse_value(&q.filter) {
         Ok(p) => p,
-        Err(filter::FilterValueError::Parse(e)) => return Err(err(400, "invalid_search_filter", e.message)),
-        Err(filter::FilterValueError::BadType(m)) => return Err(err(400, "invalid_search_filter", m)),
+        Err(filter::FilterValueError::Parse(e)) => {
+            return Err(err(400, "invalid_search_filter", e.message))
+        }
+        Err(filter::FilterValueError::BadType(m)) => {
+            return Err(err(400, "invalid_search_filter", m))
+        }
     };
     if let Some(p) = &parsed {
         if let Some(nf) = p.first_not_filterable(&filterable) {
@@ -963,9 +1142,16 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                 let avail = if filterable.is_empty() {
                     "This index does not have configured filterable attributes.".to_string()
                 } else {
-                    format!("Available filterable attributes patterns are: `{}`.", sorted_filterable.join(", "))
+                    format!(
+                        "Available filterable attributes patterns are: `{}`.",
+                        sorted_filterable.join(", ")
+                    )
                 };
-                return Err(err(400, "invalid_search_facets", format!("Invalid facet distribution: Pattern `{f}` is not filterable. {avail}")));
+                return Err(err(
+                    400,
+                    "invalid_search_facets",
+                    format!("Invalid facet distribution: Pattern `{f}` is not filterable. {avail}"),
+                ));
             }
         }
     }
@@ -975,7 +1161,10 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
             let avail = if filterable.is_empty() {
                 "This index does not have configured filterable attributes.".to_string()
             } else {
-                format!("Available filterable attributes patterns are: `{}`.", sorted_filterable.join(", "))
+                format!(
+                    "Available filterable attributes patterns are: `{}`.",
+                    sorted_filterable.join(", ")
+                )
             };
             return Err(err(400, "invalid_search_distinct", format!("Index `{}`: Attribute `{d}` is not filterable and thus, cannot be used as distinct attribute. {avail}", index.uid)));
         }
@@ -1007,7 +1196,8 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
             "wordPosition" if !placeholder => rules.push(Rule::Position(false)),
             "exactness" if !placeholder => rules.push(Rule::Exactness),
             "sort" => rules.extend(sort_rules.iter().cloned()),
-            "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition" | "exactness" => {}
+            "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition"
+            | "exactness" => {}
             custom => {
                 // A custom rule on a field the query sorts on is dropped, as in milli.
                 if let Some(rule @ Rule::Sort { .. }) = parse_sort_item(custom) {
@@ -1022,7 +1212,12 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
 
     let restrict = q.attributes_to_search_on.as_deref();
     // term frequencies, for the `frequency` strategy
-    let mut removal: Vec<usize> = terms.iter().enumerate().filter(|(_, t)| !t.phrase).map(|(i, _)| i).collect();
+    let mut removal: Vec<usize> = terms
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !t.phrase)
+        .map(|(i, _)| i)
+        .collect();
     match q.matching_strategy {
         MatchingStrategy::Last => removal.reverse(),
         MatchingStrategy::All => removal.clear(),
@@ -1043,7 +1238,11 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     if !has_phrase && !removal.is_empty() && removal.len() == terms.len() {
         removal.pop();
     }
-    let phrase_words: usize = terms.iter().filter(|t| t.phrase).map(|t| t.words.len()).sum();
+    let phrase_words: usize = terms
+        .iter()
+        .filter(|t| t.phrase)
+        .map(|t| t.words.len())
+        .sum();
     let phrase_adj = phrase_words.saturating_sub(1) as u64;
     let words_max = removal.len() as u64 + 1 + phrase_adj;
 
@@ -1061,11 +1260,17 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                 push_sort_crit(rule, doc, &mut crits, &mut geo_distance);
             }
             let score = global_score(&crits);
-            ranked.push(Ranked { id, crits, score, geo_distance });
+            ranked.push(Ranked {
+                id,
+                crits,
+                score,
+                geo_distance,
+            });
             continue;
         }
         let (fields, max_weight) = searchable_fields(doc, index, restrict);
-        let matches: Vec<Option<TermMatch>> = terms.iter().map(|t| match_term(t, &fields)).collect();
+        let matches: Vec<Option<TermMatch>> =
+            terms.iter().map(|t| match_term(t, &fields)).collect();
         // words rule: how many removable terms must be dropped
         let mut removed = 0usize;
         let mut kept: Vec<usize> = (0..terms.len()).collect();
@@ -1084,14 +1289,35 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
         if kept.is_empty() {
             continue;
         }
-        let kept_terms: Vec<(&Term, &TermMatch)> = kept.iter().filter_map(|&i| matches[i].as_ref().map(|m| (&terms[i], m))).collect();
+        let kept_terms: Vec<(&Term, &TermMatch)> = kept
+            .iter()
+            .filter_map(|&i| matches[i].as_ref().map(|m| (&terms[i], m)))
+            .collect();
         for rule in &rules {
             match rule {
-                Rule::Words => crits.push(Crit::Words(Rank { rank: words_max - removed as u64, max: words_max })),
+                Rule::Words => crits.push(Crit::Words(Rank {
+                    rank: words_max - removed as u64,
+                    max: words_max,
+                })),
                 Rule::Typo => {
-                    let max: u64 = kept_terms.iter().map(|(t, _)| if t.phrase { 0 } else { (t.max_typos as u64).max(1) }).sum();
+                    let max: u64 = kept_terms
+                        .iter()
+                        .map(|(t, _)| {
+                            if t.phrase {
+                                0
+                            } else {
+                                (t.max_typos as u64).max(1)
+                            }
+                        })
+                        .sum();
                     let count: u64 = kept_terms.iter().map(|(_, m)| m.typos as u64).sum();
-                    crits.push(Crit::Typo(Rank { rank: (max + 1).saturating_sub(count), max: max + 1 }, count));
+                    crits.push(Crit::Typo(
+                        Rank {
+                            rank: (max + 1).saturating_sub(count),
+                            max: max + 1,
+                        },
+                        count,
+                    ));
                 }
                 Rule::Proximity => {
                     let mut pairs = 0u64;
@@ -1109,7 +1335,13 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                                 if lf != rf {
                                     continue;
                                 }
-                                let prox = if lend < rstart { rstart - lend } else if lend > rstart { lend - rstart + 1 } else { continue };
+                                let prox = if lend < rstart {
+                                    rstart - lend
+                                } else if lend > rstart {
+                                    lend - rstart + 1
+                                } else {
+                                    continue;
+                                };
                                 if prox <= 3 {
                                     best = best.min(prox as u64 - 1);
                                 }
@@ -1118,40 +1350,87 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                         cost += best;
                     }
                     let next_max = 1 + 3 * pairs;
-                    crits.push(Crit::Proximity(Rank { rank: next_max - cost, max: next_max }));
+                    crits.push(Crit::Proximity(Rank {
+                        rank: next_max - cost,
+                        max: next_max,
+                    }));
                 }
                 Rule::Fid(unified) => {
                     let mw = max_weight as u64;
                     let next_max = 1 + mw * kept_terms.len() as u64;
-                    let cost: u64 = kept_terms.iter().map(|(_, m)| m.hits.iter().map(|h| h.1 as u64).min().unwrap_or(mw)).sum();
-                    crits.push(Crit::Fid(Rank { rank: next_max - cost.min(next_max - 1), max: next_max }, *unified));
+                    let cost: u64 = kept_terms
+                        .iter()
+                        .map(|(_, m)| m.hits.iter().map(|h| h.1 as u64).min().unwrap_or(mw))
+                        .sum();
+                    crits.push(Crit::Fid(
+                        Rank {
+                            rank: next_max - cost.min(next_max - 1),
+                            max: next_max,
+                        },
+                        *unified,
+                    ));
                 }
                 Rule::Position(unified) => {
                     let next_max = 1 + 10 * kept_terms.len() as u64;
                     let cost: u64 = kept_terms
                         .iter()
-                        .map(|(t, m)| m.hits.iter().map(|h| cost_from_distance(h.2.abs_diff(t.qpos))).min().unwrap_or(10))
+                        .map(|(t, m)| {
+                            m.hits
+                                .iter()
+                                .map(|h| cost_from_distance(h.2.abs_diff(t.qpos)))
+                                .min()
+                                .unwrap_or(10)
+                        })
                         .sum();
-                    crits.push(Crit::Position(Rank { rank: next_max - cost, max: next_max }, *unified));
+                    crits.push(Crit::Position(
+                        Rank {
+                            rank: next_max - cost,
+                            max: next_max,
+                        },
+                        *unified,
+                    ));
                 }
                 Rule::Exactness => {
-                    let qwords: Vec<&String> = kept_terms.iter().flat_map(|(t, _)| t.words.iter()).collect();
+                    let qwords: Vec<&String> = kept_terms
+                        .iter()
+                        .flat_map(|(t, _)| t.words.iter())
+                        .collect();
                     let mut attr = 1u8;
                     for f in &fields {
-                        if f.words.len() >= qwords.len() && f.words.iter().zip(&qwords).all(|(w, q)| w.text == **q) && f.words.iter().take(qwords.len()).enumerate().all(|(i, w)| w.pos == f.words[0].pos + i) {
+                        if f.words.len() >= qwords.len()
+                            && f.words.iter().zip(&qwords).all(|(w, q)| w.text == **q)
+                            && f.words
+                                .iter()
+                                .take(qwords.len())
+                                .enumerate()
+                                .all(|(i, w)| w.pos == f.words[0].pos + i)
+                        {
                             let a = if f.words.len() == qwords.len() { 3 } else { 2 };
                             attr = attr.max(a);
                         }
                     }
                     let max = kept_terms.len() as u64;
                     let matching = kept_terms.iter().filter(|(_, m)| m.exact).count() as u64;
-                    crits.push(Crit::Exactness { attr, words: Rank { rank: matching + 1, max: max + 1 }, matching, max });
+                    crits.push(Crit::Exactness {
+                        attr,
+                        words: Rank {
+                            rank: matching + 1,
+                            max: max + 1,
+                        },
+                        matching,
+                        max,
+                    });
                 }
                 other => push_sort_crit(other, doc, &mut crits, &mut geo_distance),
             }
         }
         let score = global_score(&crits);
-        ranked.push(Ranked { id, crits, score, geo_distance });
+        ranked.push(Ranked {
+            id,
+            crits,
+            score,
+            geo_distance,
+        });
     }
     ranked.sort_by(|a, b| {
         for (x, y) in a.crits.iter().zip(&b.crits) {
@@ -1231,22 +1510,46 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
         ranked.retain(|r| r.score >= t);
         estimated -= (before - ranked.len()).min(estimated);
     }
-    Ok(Ranking { hits: ranked, terms, estimated })
+    Ok(Ranking {
+        hits: ranked,
+        terms,
+        estimated,
+    })
 }
 
-fn push_sort_crit(rule: &Rule, doc: &Document, crits: &mut Vec<Crit>, geo_distance: &mut Option<f64>) {
+fn push_sort_crit(
+    rule: &Rule,
+    doc: &Document,
+    crits: &mut Vec<Crit>,
+    geo_distance: &mut Option<f64>,
+) {
     match rule {
         Rule::Sort { field, asc } => {
             let (value, cmp) = sort_value(doc, field, *asc);
-            crits.push(Crit::Sort { name: format!("{field}:{}", if *asc { "asc" } else { "desc" }), asc: *asc, value, cmp });
+            crits.push(Crit::Sort {
+                name: format!("{field}:{}", if *asc { "asc" } else { "desc" }),
+                asc: *asc,
+                value,
+                cmp,
+            });
         }
-        Rule::Geo { lat, lng, asc, name } => {
+        Rule::Geo {
+            lat,
+            lng,
+            asc,
+            name,
+        } => {
             let point = filter::geo_point(doc);
             let distance = point.map(|p| filter::distance_m((*lat, *lng), p));
             if geo_distance.is_none() {
                 *geo_distance = distance;
             }
-            crits.push(Crit::Geo { name: format!("{name}:{}", if *asc { "asc" } else { "desc" }), asc: *asc, point, distance });
+            crits.push(Crit::Geo {
+                name: format!("{name}:{}", if *asc { "asc" } else { "desc" }),
+                asc: *asc,
+                point,
+                distance,
+            });
         }
         _ => {}
     }
@@ -1273,17 +1576,30 @@ struct FacetValue {
     count: u64,
 }
 
-fn facet_values<'a>(docs: impl Iterator<Item = &'a Document>, attr: &str) -> (Vec<FacetValue>, Option<(f64, f64)>) {
+fn facet_values<'a>(
+    docs: impl Iterator<Item = &'a Document>,
+    attr: &str,
+) -> (Vec<FacetValue>, Option<(f64, f64)>) {
     let mut map: BTreeMap<String, FacetValue> = BTreeMap::new();
     let mut stats: Option<(f64, f64)> = None;
     for doc in docs {
-        let Some(vals) = filter::values_at(doc, attr) else { continue };
+        let Some(vals) = filter::values_at(doc, attr) else {
+            continue;
+        };
         let mut seen = Vec::new();
         for v in vals {
             let (key, fv) = match v {
                 Value::String(s) => {
                     let n = filter::normalize(s);
-                    (format!("s:{n}"), FacetValue { display: s.clone(), num: None, norm: n, count: 0 })
+                    (
+                        format!("s:{n}"),
+                        FacetValue {
+                            display: s.clone(),
+                            num: None,
+                            norm: n,
+                            count: 0,
+                        },
+                    )
                 }
                 Value::Number(n) => {
                     let f = n.as_f64().unwrap_or(0.0);
@@ -1292,9 +1608,25 @@ fn facet_values<'a>(docs: impl Iterator<Item = &'a Document>, attr: &str) -> (Ve
                         Some((lo, hi)) => (lo.min(f), hi.max(f)),
                     });
                     let k = facet_number_key(f);
-                    (format!("n:{k}"), FacetValue { display: k.clone(), num: Some(f), norm: k, count: 0 })
+                    (
+                        format!("n:{k}"),
+                        FacetValue {
+                            display: k.clone(),
+                            num: Some(f),
+                            norm: k,
+                            count: 0,
+                        },
+                    )
                 }
-                Value::Bool(b) => (format!("s:{b}"), FacetValue { display: b.to_string(), num: None, norm: b.to_string(), count: 0 }),
+                Value::Bool(b) => (
+                    format!("s:{b}"),
+                    FacetValue {
+                        display: b.to_string(),
+                        num: None,
+                        norm: b.to_string(),
+                        count: 0,
+                    },
+                ),
                 _ => continue,
             };
             if seen.contains(&key) {
@@ -1343,7 +1675,10 @@ fn facet_distribution(index: &Index, ids: &[u32], facets: &[String]) -> (Value, 
         let (mut values, st) = facet_values(ids.iter().filter_map(|i| index.docs.get(i)), &a);
         sort_facet_values(&mut values, settings.facet_sorted_by_count(&a));
         values.truncate(settings.max_values_per_facet());
-        let m: Map<String, Value> = values.into_iter().map(|v| (v.display, Value::from(v.count))).collect();
+        let m: Map<String, Value> = values
+            .into_iter()
+            .map(|v| (v.display, Value::from(v.count)))
+            .collect();
         dist.insert(a.clone(), Value::Object(m));
         if let Some((lo, hi)) = st {
             stats.insert(a, json!({"min": lo, "max": hi}));
@@ -1361,7 +1696,9 @@ fn stringify(v: &Value) -> Value {
         Value::Number(n) => Value::String(n.to_string()),
         Value::Bool(b) => Value::String(b.to_string()),
         Value::Array(a) => Value::Array(a.iter().map(stringify).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), stringify(v))).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), stringify(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -1378,8 +1715,15 @@ fn match_ranges(text: &str, terms: &[Term]) -> Vec<(usize, usize, usize)> {
                 word_typos(&t.words[0], t.prefix, t.max_typos, &w.text).is_some()
             };
             if hit {
-                let len = if !t.phrase && t.prefix && w.text.starts_with(&t.words[0]) && w.text != t.words[0] {
-                    text[w.start..w.end].char_indices().nth(t.words[0].chars().count()).map_or(w.end - w.start, |(i, _)| i)
+                let len = if !t.phrase
+                    && t.prefix
+                    && w.text.starts_with(&t.words[0])
+                    && w.text != t.words[0]
+                {
+                    text[w.start..w.end]
+                        .char_indices()
+                        .nth(t.words[0].chars().count())
+                        .map_or(w.end - w.start, |(i, _)| i)
                 } else {
                     w.end - w.start
                 };
@@ -1442,7 +1786,13 @@ fn crop(text: &str, terms: &[Term], len: usize, marker: &str) -> String {
     out
 }
 
-fn format_value(v: &Value, terms: &[Term], q: &SearchQuery, do_hl: bool, crop_len: Option<usize>) -> Value {
+fn format_value(
+    v: &Value,
+    terms: &[Term],
+    q: &SearchQuery,
+    do_hl: bool,
+    crop_len: Option<usize>,
+) -> Value {
     match v {
         Value::String(s) => {
             let mut text = s.clone();
@@ -1454,14 +1804,26 @@ fn format_value(v: &Value, terms: &[Term], q: &SearchQuery, do_hl: bool, crop_le
             }
             Value::String(text)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| format_value(x, terms, q, do_hl, crop_len)).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), format_value(x, terms, q, do_hl, crop_len))).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| format_value(x, terms, q, do_hl, crop_len))
+                .collect(),
+        ),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), format_value(x, terms, q, do_hl, crop_len)))
+                .collect(),
+        ),
         other => stringify(other),
     }
 }
 
 fn selected(list: &Option<Vec<String>>, attr: &str) -> bool {
-    list.as_ref().is_some_and(|l| l.iter().any(|a| a == "*" || filter::pattern_matches(a, attr) || a.split(':').next() == Some(attr)))
+    list.as_ref().is_some_and(|l| {
+        l.iter().any(|a| {
+            a == "*" || filter::pattern_matches(a, attr) || a.split(':').next() == Some(attr)
+        })
+    })
 }
 
 fn crop_len_for(q: &SearchQuery, attr: &str) -> Option<usize> {
@@ -1479,18 +1841,30 @@ fn crop_len_for(q: &SearchQuery, attr: &str) -> Option<usize> {
 }
 
 fn format_hit(index: &Index, r: &Ranked, terms: &[Term], q: &SearchQuery) -> Value {
-    let Some(doc) = index.docs.get(&r.id) else { return Value::Null };
+    let Some(doc) = index.docs.get(&r.id) else {
+        return Value::Null;
+    };
     let displayed = index.settings.displayed();
     let mut out = Map::new();
     let visible = |k: &str| {
-        displayed.as_ref().is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)))
-            && q.attributes_to_retrieve.as_ref().is_none_or(|l| l.iter().any(|a| a == "*" || filter::pattern_matches(a, k)))
+        displayed
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)))
+            && q.attributes_to_retrieve
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|a| a == "*" || filter::pattern_matches(a, k)))
     };
-    let wants_formatted = q.attributes_to_highlight.as_ref().is_some_and(|l| !l.is_empty()) || q.attributes_to_crop.as_ref().is_some_and(|l| !l.is_empty());
+    let wants_formatted = q
+        .attributes_to_highlight
+        .as_ref()
+        .is_some_and(|l| !l.is_empty())
+        || q.attributes_to_crop.as_ref().is_some_and(|l| !l.is_empty());
     let mut formatted = Map::new();
     let mut positions = Map::new();
     for (k, v) in doc {
-        let disp = displayed.as_ref().is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)));
+        let disp = displayed
+            .as_ref()
+            .is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)));
         if visible(k) {
             out.insert(k.clone(), v.clone());
             if wants_formatted {
@@ -1503,7 +1877,10 @@ fn format_hit(index: &Index, r: &Ranked, terms: &[Term], q: &SearchQuery) -> Val
             if let Value::String(s) = v {
                 let ranges = match_ranges(s, terms);
                 if !ranges.is_empty() {
-                    let list: Vec<Value> = ranges.iter().map(|(_, s, e)| json!({"start": s, "length": e - s})).collect();
+                    let list: Vec<Value> = ranges
+                        .iter()
+                        .map(|(_, s, e)| json!({"start": s, "length": e - s}))
+                        .collect();
                     positions.insert(k.clone(), Value::Array(list));
                 }
             }
@@ -1555,12 +1932,18 @@ pub fn search(index: &Index, q: &SearchQuery) -> Result<Value, MeiliError> {
     };
     let end = start.saturating_add(count).min(capped);
     let hits: Vec<Value> = if start < end {
-        ranking.hits[start..end].iter().map(|r| format_hit(index, r, &ranking.terms, q)).collect()
+        ranking.hits[start..end]
+            .iter()
+            .map(|r| format_hit(index, r, &ranking.terms, q))
+            .collect()
     } else {
         Vec::new()
     };
     body.insert("hits".into(), Value::Array(hits));
-    body.insert("query".into(), Value::String(q.q.clone().unwrap_or_default()));
+    body.insert(
+        "query".into(),
+        Value::String(q.q.clone().unwrap_or_default()),
+    );
     body.insert("processingTimeMs".into(), Value::from(0));
     if let Some(facets) = &q.facets {
         let ids: Vec<u32> = ranking.hits.iter().map(|r| r.id).collect();
@@ -1583,22 +1966,67 @@ pub fn ranked_ids(index: &Index, q: &SearchQuery) -> Result<Vec<(u32, f64, Value
 
 /// `POST /indexes/{uid}/facet-search`.
 pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
-    let obj = body.as_object().ok_or_else(|| type_error("bad_request", "", "an object", body))?;
-    const ALLOWED: &[&str] = &["facetName", "facetQuery", "q", "filter", "matchingStrategy", "attributesToSearchOn", "exhaustiveFacetCount", "rankingScoreThreshold", "locales", "hybrid", "vector"];
+    let obj = body
+        .as_object()
+        .ok_or_else(|| type_error("bad_request", "", "an object", body))?;
+    const ALLOWED: &[&str] = &[
+        "facetName",
+        "facetQuery",
+        "q",
+        "filter",
+        "matchingStrategy",
+        "attributesToSearchOn",
+        "exhaustiveFacetCount",
+        "rankingScoreThreshold",
+        "locales",
+        "hybrid",
+        "vector",
+    ];
     for k in obj.keys() {
         if !ALLOWED.contains(&k.as_str()) {
-            return Err(err(400, "bad_request", format!("Unknown field `{k}`: expected one of {}", ALLOWED.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", "))));
+            return Err(err(
+                400,
+                "bad_request",
+                format!(
+                    "Unknown field `{k}`: expected one of {}",
+                    ALLOWED
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
         }
     }
     let name = match obj.get("facetName") {
         Some(Value::String(s)) => s.clone(),
-        None => return Err(err(400, "missing_facet_search_facet_name", "Missing field `facetName`")),
-        Some(v) => return Err(type_error("invalid_facet_search_facet_name", ".facetName", "a string", v)),
+        None => {
+            return Err(err(
+                400,
+                "missing_facet_search_facet_name",
+                "Missing field `facetName`",
+            ))
+        }
+        Some(v) => {
+            return Err(type_error(
+                "invalid_facet_search_facet_name",
+                ".facetName",
+                "a string",
+                v,
+            ))
+        }
     };
     let fq = match obj.get("facetQuery") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        Some(v) => return Err(type_error("invalid_facet_search_facet_query", ".facetQuery", "a string", v)),
+        Some(v) => {
+            return Err(type_error(
+                "invalid_facet_search_facet_query",
+                ".facetQuery",
+                "a string",
+                v,
+            ))
+        }
     };
     if !index.settings.facet_search() {
         return Err(err(400, "facet_search_disabled", format!("The facet search is disabled for this index. Enable it with the `facetSearch` setting on index `{}`.", index.uid)));
@@ -1607,11 +2035,28 @@ pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
     if !filter::attribute_matches_patterns(&name, &filterable) {
         let mut f = filterable.clone();
         f.sort();
-        let avail = if f.is_empty() { "This index does not have configured filterable attributes.".to_string() } else { format!("Available filterable attributes patterns are: `{}`.", f.join(", ")) };
-        return Err(err(400, "invalid_facet_search_facet_name", format!("Attribute `{name}` is not filterable. {avail}")));
+        let avail = if f.is_empty() {
+            "This index does not have configured filterable attributes.".to_string()
+        } else {
+            format!(
+                "Available filterable attributes patterns are: `{}`.",
+                f.join(", ")
+            )
+        };
+        return Err(err(
+            400,
+            "invalid_facet_search_facet_name",
+            format!("Attribute `{name}` is not filterable. {avail}"),
+        ));
     }
     let mut sq = Map::new();
-    for k in ["q", "filter", "matchingStrategy", "attributesToSearchOn", "rankingScoreThreshold"] {
+    for k in [
+        "q",
+        "filter",
+        "matchingStrategy",
+        "attributesToSearchOn",
+        "rankingScoreThreshold",
+    ] {
         if let Some(v) = obj.get(k) {
             sq.insert(k.into(), v.clone());
         }
@@ -1624,7 +2069,10 @@ pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
     values.retain(|v| v.norm.starts_with(&needle));
     sort_facet_values(&mut values, index.settings.facet_sorted_by_count(&name));
     values.truncate(index.settings.max_values_per_facet());
-    let hits: Vec<Value> = values.into_iter().map(|v| json!({"value": v.display, "count": v.count})).collect();
+    let hits: Vec<Value> = values
+        .into_iter()
+        .map(|v| json!({"value": v.display, "count": v.count}))
+        .collect();
     Ok(json!({
         "facetHits": hits,
         "facetQuery": obj.get("facetQuery").cloned().unwrap_or(Value::Null),

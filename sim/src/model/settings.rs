@@ -171,7 +171,14 @@ fn sorted_set(items: Vec<String>) -> Value {
 fn valid_ranking_rule(r: &str) -> bool {
     if matches!(
         r,
-        "words" | "typo" | "proximity" | "attribute" | "attributeRank" | "wordPosition" | "sort" | "exactness"
+        "words"
+            | "typo"
+            | "proximity"
+            | "attribute"
+            | "attributeRank"
+            | "wordPosition"
+            | "sort"
+            | "exactness"
     ) {
         return true;
     }
@@ -439,12 +446,18 @@ impl Settings {
             }
             match (k.as_str(), v) {
                 ("typoTolerance" | "faceting" | "pagination", Value::Object(obj)) => {
-                    let mut cur = self.values.get(k).cloned().unwrap_or_else(|| default.clone());
+                    let mut cur = self
+                        .values
+                        .get(k)
+                        .cloned()
+                        .unwrap_or_else(|| default.clone());
                     for (sk, sv) in obj {
                         let sub_default = default.get(sk).cloned().unwrap_or(Value::Null);
                         let new = if sv.is_null() {
                             sub_default
-                        } else if let (Value::Object(inner), Value::Object(cur_inner)) = (sv, cur.get(sk).cloned().unwrap_or(Value::Null)) {
+                        } else if let (Value::Object(inner), Value::Object(cur_inner)) =
+                            (sv, cur.get(sk).cloned().unwrap_or(Value::Null))
+                        {
                             let mut merged = cur_inner;
                             if sk == "sortFacetValuesBy" {
                                 merged = inner.clone();
@@ -452,7 +465,10 @@ impl Settings {
                             } else {
                                 for (ik, iv) in inner {
                                     let d = sub_default.get(ik).cloned().unwrap_or(Value::Null);
-                                    merged.insert(ik.clone(), if iv.is_null() { d } else { iv.clone() });
+                                    merged.insert(
+                                        ik.clone(),
+                                        if iv.is_null() { d } else { iv.clone() },
+                                    );
                                 }
                             }
                             Value::Object(merged)
@@ -476,7 +492,11 @@ impl Settings {
         self.values
             .get(key)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -503,7 +523,11 @@ impl Settings {
     /// Filterable attribute patterns (objects contribute their `attributePatterns`).
     pub fn filterable(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(arr) = self.values.get("filterableAttributes").and_then(Value::as_array) {
+        if let Some(arr) = self
+            .values
+            .get("filterableAttributes")
+            .and_then(Value::as_array)
+        {
             for x in arr {
                 match x {
                     Value::String(s) => out.push(s.clone()),
@@ -548,14 +572,22 @@ impl Settings {
 
     /// Whether typo tolerance is enabled.
     pub fn typo_enabled(&self) -> bool {
-        self.typo("enabled").and_then(Value::as_bool).unwrap_or(true)
+        self.typo("enabled")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     }
 
     /// `(oneTypo, twoTypos)` minimum word sizes.
     pub fn min_word_sizes(&self) -> (usize, usize) {
         let m = self.typo("minWordSizeForTypos");
-        let one = m.and_then(|m| m.get("oneTypo")).and_then(Value::as_u64).unwrap_or(5);
-        let two = m.and_then(|m| m.get("twoTypos")).and_then(Value::as_u64).unwrap_or(9);
+        let one = m
+            .and_then(|m| m.get("oneTypo"))
+            .and_then(Value::as_u64)
+            .unwrap_or(5);
+        let two = m
+            .and_then(|m| m.get("twoTypos"))
+            .and_then(Value::as_u64)
+            .unwrap_or(9);
         (one as usize, two as usize)
     }
 
@@ -563,7 +595,11 @@ impl Settings {
     pub fn typo_disabled_words(&self) -> Vec<String> {
         self.typo("disableOnWords")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_lowercase)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_lowercase))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -571,13 +607,19 @@ impl Settings {
     pub fn typo_disabled_attributes(&self) -> Vec<String> {
         self.typo("disableOnAttributes")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// Whether typos are disabled on numbers.
     pub fn typo_disabled_on_numbers(&self) -> bool {
-        self.typo("disableOnNumbers").and_then(Value::as_bool).unwrap_or(false)
+        self.typo("disableOnNumbers")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// `faceting.maxValuesPerFacet`.
@@ -591,7 +633,10 @@ impl Settings {
 
     /// Whether the facet values of `attr` are sorted by count (otherwise alphabetically).
     pub fn facet_sorted_by_count(&self, attr: &str) -> bool {
-        let by = self.values.get("faceting").and_then(|f| f.get("sortFacetValuesBy"));
+        let by = self
+            .values
+            .get("faceting")
+            .and_then(|f| f.get("sortFacetValuesBy"));
         let get = |k: &str| by.and_then(|b| b.get(k)).and_then(Value::as_str);
         get(attr).or_else(|| get("*")) == Some("count")
     }
@@ -607,7 +652,10 @@ impl Settings {
 
     /// Whether facet search is enabled.
     pub fn facet_search(&self) -> bool {
-        self.values.get("facetSearch").and_then(Value::as_bool).unwrap_or(true)
+        self.values
+            .get("facetSearch")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
     }
 }
 
@@ -619,17 +667,22 @@ mod tests {
     fn validates_ranking_rules_and_unknown_fields() {
         let e = validate_patch(&json!({"rankingRules": ["words", "nope"]})).unwrap_err();
         assert_eq!(e.code, "invalid_settings_ranking_rules");
-        assert!(e.message.starts_with("Invalid value at `.rankingRules[1]`: `nope` ranking rule is invalid."));
+        assert!(e
+            .message
+            .starts_with("Invalid value at `.rankingRules[1]`: `nope` ranking rule is invalid."));
         let e = validate_patch(&json!({"notASetting": 1})).unwrap_err();
         assert_eq!(e.code, "bad_request");
-        assert!(e.message.starts_with("Unknown field `notASetting`: expected one of `displayedAttributes`"));
+        assert!(e
+            .message
+            .starts_with("Unknown field `notASetting`: expected one of `displayedAttributes`"));
         assert!(validate_patch(&json!({"rankingRules": ["year:desc", "words"]})).is_ok());
         let e = validate_patch(&json!({"sortableAttributes": "x"})).unwrap_err();
         assert_eq!(e.code, "invalid_settings_sortable_attributes");
         assert_eq!(e.message, "Invalid value type at `.sortableAttributes`: expected an array, but found a string: `\"x\"`");
         let e = validate_patch(&json!({"pagination": {"maxTotalHits": -1}})).unwrap_err();
         assert_eq!(e.code, "invalid_settings_pagination");
-        let e = validate_patch(&json!({"faceting": {"sortFacetValuesBy": {"a": "zzz"}}})).unwrap_err();
+        let e =
+            validate_patch(&json!({"faceting": {"sortFacetValuesBy": {"a": "zzz"}}})).unwrap_err();
         assert_eq!(e.code, "invalid_settings_faceting");
         assert!(validate_patch(&json!([1])).is_err());
     }
@@ -643,7 +696,10 @@ mod tests {
         assert_eq!(s.sortable(), vec!["rating", "year"]);
         assert_eq!(s.max_values_per_facet(), 3);
         assert_eq!(s.min_word_sizes(), (4, 9));
-        assert_eq!(s.to_json()["faceting"]["sortFacetValuesBy"], json!({"*": "alpha"}));
+        assert_eq!(
+            s.to_json()["faceting"]["sortFacetValuesBy"],
+            json!({"*": "alpha"})
+        );
         s.apply(&reset_all_patch());
         assert_eq!(s, Settings::default());
         assert_eq!(sub_route("ranking-rules"), Some(("rankingRules", "PUT")));

@@ -61,7 +61,10 @@ impl TaskStatus {
 
     /// Whether the task is finished.
     pub fn is_finished(self) -> bool {
-        matches!(self, TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled)
+        matches!(
+            self,
+            TaskStatus::Succeeded | TaskStatus::Failed | TaskStatus::Canceled
+        )
     }
 }
 
@@ -292,7 +295,9 @@ impl NodeState {
 
     /// Whether some task is waiting.
     pub fn has_pending(&self) -> bool {
-        self.tasks.values().any(|t| t.status == TaskStatus::Enqueued)
+        self.tasks
+            .values()
+            .any(|t| t.status == TaskStatus::Enqueued)
     }
 
     /// Whether the index has a task waiting or processing.
@@ -304,7 +309,11 @@ impl NodeState {
     }
 
     fn pick_next(&self) -> Option<u32> {
-        let enqueued = || self.tasks.values().filter(|t| t.status == TaskStatus::Enqueued);
+        let enqueued = || {
+            self.tasks
+                .values()
+                .filter(|t| t.status == TaskStatus::Enqueued)
+        };
         enqueued()
             .find(|t| matches!(t.kind, TaskKind::TaskCancelation { .. }))
             .or_else(|| enqueued().find(|t| matches!(t.kind, TaskKind::TaskDeletion { .. })))
@@ -341,7 +350,9 @@ impl NodeState {
         match outcome {
             Ok(count) => {
                 t.status = TaskStatus::Succeeded;
-                if let (Some(k), Some(c), Some(d)) = (kind.count_key(), count, t.details.as_object_mut()) {
+                if let (Some(k), Some(c), Some(d)) =
+                    (kind.count_key(), count, t.details.as_object_mut())
+                {
                     d.insert(k.into(), Value::from(c));
                 }
             }
@@ -360,22 +371,43 @@ impl NodeState {
         MeiliError::invalid(404, "index_not_found", format!("Index `{uid}` not found."))
     }
 
-    fn apply(&mut self, self_uid: u32, kind: &TaskKind, index_uid: Option<&str>, now: Millis) -> Result<Option<u64>, MeiliError> {
+    fn apply(
+        &mut self,
+        self_uid: u32,
+        kind: &TaskKind,
+        index_uid: Option<&str>,
+        now: Millis,
+    ) -> Result<Option<u64>, MeiliError> {
         let iuid = index_uid.unwrap_or_default().to_string();
         match kind {
             TaskKind::IndexCreation { primary_key } => {
                 if self.indexes.contains_key(&iuid) {
-                    return Err(MeiliError::invalid(409, "index_already_exists", format!("Index `{iuid}` already exists.")));
+                    return Err(MeiliError::invalid(
+                        409,
+                        "index_already_exists",
+                        format!("Index `{iuid}` already exists."),
+                    ));
                 }
-                self.indexes.insert(iuid.clone(), Index::new(&iuid, primary_key.clone(), now));
+                self.indexes
+                    .insert(iuid.clone(), Index::new(&iuid, primary_key.clone(), now));
                 Ok(None)
             }
             TaskKind::IndexUpdate { primary_key } => {
-                let idx = self.indexes.get_mut(&iuid).ok_or_else(|| Self::index_not_found(&iuid))?;
+                let idx = self
+                    .indexes
+                    .get_mut(&iuid)
+                    .ok_or_else(|| Self::index_not_found(&iuid))?;
                 if let Some(pk) = primary_key {
                     if idx.primary_key.as_deref() != Some(pk) {
                         if !idx.docs.is_empty() {
-                            return Err(MeiliError::invalid(400, "index_primary_key_already_exists", format!("Index `{iuid}`: Index already has a primary key: `{}`.", idx.primary_key.clone().unwrap_or_default())));
+                            return Err(MeiliError::invalid(
+                                400,
+                                "index_primary_key_already_exists",
+                                format!(
+                                    "Index `{iuid}`: Index already has a primary key: `{}`.",
+                                    idx.primary_key.clone().unwrap_or_default()
+                                ),
+                            ));
                         }
                         idx.primary_key = Some(pk.clone());
                     }
@@ -384,23 +416,48 @@ impl NodeState {
                 Ok(None)
             }
             TaskKind::IndexDeletion => {
-                let idx = self.indexes.remove(&iuid).ok_or_else(|| Self::index_not_found(&iuid))?;
+                let idx = self
+                    .indexes
+                    .remove(&iuid)
+                    .ok_or_else(|| Self::index_not_found(&iuid))?;
                 Ok(Some(idx.docs.len() as u64))
             }
-            TaskKind::DocumentAdditionOrUpdate { documents, primary_key, merge } => {
-                let idx = self.indexes.entry(iuid.clone()).or_insert_with(|| Index::new(&iuid, None, now));
-                idx.add_documents(documents, primary_key.as_deref(), *merge, now).map(Some)
+            TaskKind::DocumentAdditionOrUpdate {
+                documents,
+                primary_key,
+                merge,
+            } => {
+                let idx = self
+                    .indexes
+                    .entry(iuid.clone())
+                    .or_insert_with(|| Index::new(&iuid, None, now));
+                idx.add_documents(documents, primary_key.as_deref(), *merge, now)
+                    .map(Some)
             }
             TaskKind::DocumentDeletion { ids } => {
-                let idx = self.indexes.get_mut(&iuid).ok_or_else(|| Self::index_not_found(&iuid))?;
+                let idx = self
+                    .indexes
+                    .get_mut(&iuid)
+                    .ok_or_else(|| Self::index_not_found(&iuid))?;
                 Ok(Some(idx.delete_ids(ids, now)))
             }
             TaskKind::DocumentDeletionByFilter { filter } => {
-                let idx = self.indexes.get_mut(&iuid).ok_or_else(|| Self::index_not_found(&iuid))?;
+                let idx = self
+                    .indexes
+                    .get_mut(&iuid)
+                    .ok_or_else(|| Self::index_not_found(&iuid))?;
                 let parsed = match filter::parse_value(filter) {
                     Ok(p) => p,
-                    Err(filter::FilterValueError::Parse(e)) => return Err(MeiliError::invalid(400, "invalid_document_filter", e.message)),
-                    Err(filter::FilterValueError::BadType(m)) => return Err(MeiliError::invalid(400, "invalid_document_filter", m)),
+                    Err(filter::FilterValueError::Parse(e)) => {
+                        return Err(MeiliError::invalid(
+                            400,
+                            "invalid_document_filter",
+                            e.message,
+                        ))
+                    }
+                    Err(filter::FilterValueError::BadType(m)) => {
+                        return Err(MeiliError::invalid(400, "invalid_document_filter", m))
+                    }
                 };
                 let Some(parsed) = parsed else {
                     return Ok(Some(0));
@@ -411,11 +468,17 @@ impl NodeState {
                 Ok(Some(idx.delete_matching(&parsed, now)))
             }
             TaskKind::DocumentClear => {
-                let idx = self.indexes.get_mut(&iuid).ok_or_else(|| Self::index_not_found(&iuid))?;
+                let idx = self
+                    .indexes
+                    .get_mut(&iuid)
+                    .ok_or_else(|| Self::index_not_found(&iuid))?;
                 Ok(Some(idx.clear(now)))
             }
             TaskKind::SettingsUpdate { patch } => {
-                let idx = self.indexes.entry(iuid.clone()).or_insert_with(|| Index::new(&iuid, None, now));
+                let idx = self
+                    .indexes
+                    .entry(iuid.clone())
+                    .or_insert_with(|| Index::new(&iuid, None, now));
                 idx.settings.apply(patch);
                 idx.updated_at = now;
                 Ok(None)
@@ -430,12 +493,22 @@ impl NodeState {
                     }
                 }
                 if !missing.is_empty() {
-                    let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
-                    let msg = if missing.len() == 1 { format!("Index {list} not found.") } else { format!("Indexes {list} not found.") };
+                    let list = missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let msg = if missing.len() == 1 {
+                        format!("Index {list} not found.")
+                    } else {
+                        format!("Indexes {list} not found.")
+                    };
                     return Err(MeiliError::invalid(404, "index_not_found", msg));
                 }
                 for (a, b) in swaps {
-                    let (Some(mut ia), Some(mut ib)) = (self.indexes.remove(a), self.indexes.remove(b)) else {
+                    let (Some(mut ia), Some(mut ib)) =
+                        (self.indexes.remove(a), self.indexes.remove(b))
+                    else {
                         continue;
                     };
                     std::mem::swap(&mut ia.uid, &mut ib.uid);
@@ -464,7 +537,9 @@ impl NodeState {
                             t.status = TaskStatus::Canceled;
                             t.canceled_by = Some(self_uid);
                             t.finished_at = Some(now);
-                            if let (Some(k), Some(d)) = (t.kind.count_key(), t.details.as_object_mut()) {
+                            if let (Some(k), Some(d)) =
+                                (t.kind.count_key(), t.details.as_object_mut())
+                            {
                                 if d.get(k).is_some_and(Value::is_null) {
                                     d.insert(k.into(), Value::from(0));
                                 }
@@ -548,7 +623,10 @@ pub struct TaskQuery {
 }
 
 fn split_list(v: &str) -> Vec<String> {
-    v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    v.split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn parse_u32_list(name: &str, code: &str, v: &str) -> Result<Option<Vec<u32>>, MeiliError> {
@@ -672,7 +750,8 @@ impl TaskQuery {
                         q.index_uids = Some(items);
                     }
                 }
-                "beforeEnqueuedAt" | "afterEnqueuedAt" | "beforeStartedAt" | "afterStartedAt" | "beforeFinishedAt" | "afterFinishedAt" => {
+                "beforeEnqueuedAt" | "afterEnqueuedAt" | "beforeStartedAt" | "afterStartedAt"
+                | "beforeFinishedAt" | "afterFinishedAt" => {
                     let ms = parse_date(v).ok_or_else(|| {
                         MeiliError::invalid(400, format!("invalid_task_{}", snake(k)), format!("`{v}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."))
                     })?;
@@ -683,8 +762,32 @@ impl TaskQuery {
                     if list {
                         expected.extend(["limit", "from", "reverse"]);
                     }
-                    expected.extend(["batchUids", "uids", "canceledBy", "types", "statuses", "indexUids", "afterEnqueuedAt", "beforeEnqueuedAt", "afterStartedAt", "beforeStartedAt", "afterFinishedAt", "beforeFinishedAt"]);
-                    return Err(MeiliError::invalid(400, "bad_request", format!("Unknown parameter `{other}`: expected one of {}", expected.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", "))));
+                    expected.extend([
+                        "batchUids",
+                        "uids",
+                        "canceledBy",
+                        "types",
+                        "statuses",
+                        "indexUids",
+                        "afterEnqueuedAt",
+                        "beforeEnqueuedAt",
+                        "afterStartedAt",
+                        "beforeStartedAt",
+                        "afterFinishedAt",
+                        "beforeFinishedAt",
+                    ]);
+                    return Err(MeiliError::invalid(
+                        400,
+                        "bad_request",
+                        format!(
+                            "Unknown parameter `{other}`: expected one of {}",
+                            expected
+                                .iter()
+                                .map(|e| format!("`{e}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
                 }
             }
             if FILTER_PARAMS.contains(&k.as_str()) {
@@ -735,7 +838,11 @@ impl TaskQuery {
             let Some(f) = field else {
                 return false;
             };
-            let ok = if k.starts_with("before") { f < *ms } else { f > *ms };
+            let ok = if k.starts_with("before") {
+                f < *ms
+            } else {
+                f > *ms
+            };
             if !ok {
                 return false;
             }
@@ -784,7 +891,13 @@ mod tests {
     use super::*;
 
     fn create(state: &mut NodeState, uid: &str, now: Millis) -> u32 {
-        state.enqueue(Some(uid.into()), TaskKind::IndexCreation { primary_key: None }, now).uid
+        state
+            .enqueue(
+                Some(uid.into()),
+                TaskKind::IndexCreation { primary_key: None },
+                now,
+            )
+            .uid
     }
 
     fn run(state: &mut NodeState, now: Millis) {
@@ -807,11 +920,16 @@ mod tests {
         run(&mut s, 5);
         assert_eq!(s.tasks[&a].status, TaskStatus::Succeeded);
         assert_eq!(s.tasks[&b].status, TaskStatus::Failed);
-        assert_eq!(s.tasks[&b].error.as_ref().unwrap().code, "index_already_exists");
+        assert_eq!(
+            s.tasks[&b].error.as_ref().unwrap().code,
+            "index_already_exists"
+        );
         let j = s.tasks[&a].to_json();
         assert_eq!(j["duration"], json!("PT0.001S"));
         assert_eq!(j["batchUid"], json!(0));
-        let d = s.enqueue(Some("nope".into()), TaskKind::IndexDeletion, 6).uid;
+        let d = s
+            .enqueue(Some("nope".into()), TaskKind::IndexDeletion, 6)
+            .uid;
         run(&mut s, 7);
         assert_eq!(s.tasks[&d].error.as_ref().unwrap().code, "index_not_found");
         assert_eq!(s.tasks[&d].details, json!({"deletedDocuments": 0}));
@@ -821,13 +939,31 @@ mod tests {
     fn cancelation_runs_first_and_cancels_enqueued() {
         let mut s = NodeState::default();
         let a = create(&mut s, "a", 1);
-        let c = s.enqueue(None, TaskKind::TaskCancelation { query: "?uids=0".into(), tasks: vec![a] }, 2).uid;
+        let c = s
+            .enqueue(
+                None,
+                TaskKind::TaskCancelation {
+                    query: "?uids=0".into(),
+                    tasks: vec![a],
+                },
+                2,
+            )
+            .uid;
         run(&mut s, 3);
         assert_eq!(s.tasks[&a].status, TaskStatus::Canceled);
         assert_eq!(s.tasks[&a].canceled_by, Some(c));
         assert_eq!(s.tasks[&c].details["canceledTasks"], json!(1));
         assert!(s.indexes.is_empty());
-        let d = s.enqueue(None, TaskKind::TaskDeletion { query: "?uids=0".into(), tasks: vec![a] }, 4).uid;
+        let d = s
+            .enqueue(
+                None,
+                TaskKind::TaskDeletion {
+                    query: "?uids=0".into(),
+                    tasks: vec![a],
+                },
+                4,
+            )
+            .uid;
         run(&mut s, 5);
         assert!(!s.tasks.contains_key(&a));
         assert_eq!(s.tasks[&d].details["deletedTasks"], json!(1));
@@ -841,10 +977,13 @@ mod tests {
         }
         run(&mut s, 10);
         let p = |q: &str| -> Vec<(String, String)> {
-            q.split('&').filter(|x| !x.is_empty()).map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (k.to_string(), v.to_string())
-            }).collect()
+            q.split('&')
+                .filter(|x| !x.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    (k.to_string(), v.to_string())
+                })
+                .collect()
         };
         let q = TaskQuery::parse(&p("indexUids=a&limit=2"), true).unwrap();
         let l = list(&s, &q);
@@ -854,12 +993,32 @@ mod tests {
         assert_eq!(l["results"].as_array().unwrap().len(), 2);
         let e = TaskQuery::parse(&p("statuses=notastatus"), true).unwrap_err();
         assert_eq!(e.message, "Invalid value in parameter `statuses`: `notastatus` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`.");
-        assert_eq!(TaskQuery::parse(&p("types=nope"), true).unwrap_err().code, "invalid_task_types");
-        assert_eq!(TaskQuery::parse(&p("uids=x"), true).unwrap_err().code, "invalid_task_uids");
-        assert_eq!(TaskQuery::parse(&p("limit=x"), true).unwrap_err().code, "invalid_task_limit");
-        assert_eq!(TaskQuery::parse(&p("foo=1"), true).unwrap_err().code, "bad_request");
-        assert_eq!(TaskQuery::parse(&p("limit=1"), false).unwrap_err().code, "bad_request");
-        assert_eq!(TaskQuery::parse(&p("afterEnqueuedAt=x"), true).unwrap_err().code, "invalid_task_after_enqueued_at");
+        assert_eq!(
+            TaskQuery::parse(&p("types=nope"), true).unwrap_err().code,
+            "invalid_task_types"
+        );
+        assert_eq!(
+            TaskQuery::parse(&p("uids=x"), true).unwrap_err().code,
+            "invalid_task_uids"
+        );
+        assert_eq!(
+            TaskQuery::parse(&p("limit=x"), true).unwrap_err().code,
+            "invalid_task_limit"
+        );
+        assert_eq!(
+            TaskQuery::parse(&p("foo=1"), true).unwrap_err().code,
+            "bad_request"
+        );
+        assert_eq!(
+            TaskQuery::parse(&p("limit=1"), false).unwrap_err().code,
+            "bad_request"
+        );
+        assert_eq!(
+            TaskQuery::parse(&p("afterEnqueuedAt=x"), true)
+                .unwrap_err()
+                .code,
+            "invalid_task_after_enqueued_at"
+        );
         assert!(!TaskQuery::parse(&p("limit=1"), true).unwrap().has_filters);
         let q = TaskQuery::parse(&p("beforeEnqueuedAt=1970-01-01T00:00:00.003Z"), true).unwrap();
         assert_eq!(list(&s, &q)["total"], json!(3));
