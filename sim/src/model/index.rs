@@ -173,31 +173,37 @@ impl Index {
         self.external.get(id).and_then(|i| self.docs.get(i))
     }
 
-    /// The error for a filter naming a non-filterable attribute.
+    /// The error for a filter naming a non-filterable attribute. `prefixed` adds the
+    /// ``Index `uid`: `` prefix milli errors carry (search and delete-by-filter tasks, not the documents
+    /// routes); `rebuild` renders the condition as `"attr" op "value"` as the search route does.
     pub fn not_filterable_error(
         &self,
         code: &str,
         nf: &filter::NotFilterable,
         rebuild: bool,
+        prefixed: bool,
     ) -> MeiliError {
         let patterns = {
             let mut p = self.settings.filterable();
             p.sort();
             p
         };
-        let head = if patterns.is_empty() {
-            format!(
-                "Attribute `{}` is not filterable. This index does not have configured filterable attributes.",
-                nf.attr
-            )
+        let mut head = format!("Attribute `{}` is not filterable.", nf.attr);
+        if patterns.is_empty() {
+            head.push_str(" This index does not have configured filterable attributes.");
         } else {
-            format!(
-                "Index `{}`: Attribute `{}` is not filterable. Available filterable attribute patterns are: {}.",
-                self.uid,
-                nf.attr,
-                patterns.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
-            )
-        };
+            head.push_str(&format!(
+                " Available filterable attribute patterns are: {}.",
+                patterns
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if prefixed {
+            head = format!("Index `{}`: {head}", self.uid);
+        }
         let tail = if rebuild {
             let text = match &nf.operand {
                 Some(o) => format!("\"{}\" {} \"{}\"", nf.attr, nf.op_text, o),

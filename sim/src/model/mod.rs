@@ -1014,7 +1014,7 @@ impl Node {
         };
         if let Some(p) = &parsed {
             if let Some(nf) = p.first_not_filterable(&i.settings.filterable()) {
-                return Err(i.not_filterable_error("invalid_document_filter", &nf, false));
+                return Err(i.not_filterable_error("invalid_document_filter", &nf, false, false));
             }
         }
         let wanted: Option<Vec<u32>> = ids.map(|l| {

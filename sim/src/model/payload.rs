@@ -298,18 +298,12 @@ pub fn infer_primary_key(first: Option<&Document>) -> Result<String, MeiliError>
             "index_primary_key_no_candidate_found",
             "The primary key inference failed as the engine did not find any field ending with `id` in its name. Please specify the primary key manually using the `primaryKey` query parameter.",
         )),
-        n => {
-            let names: Vec<String> = candidates.iter().map(|c| format!("'{c}'")).collect();
-            let listed = match names.split_last() {
-                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
-                _ => names.join(""),
-            };
-            Err(MeiliError::invalid(
-                400,
-                "index_primary_key_multiple_candidates_found",
-                format!("The primary key inference failed as the engine found {n} fields ending with `id` in their names: {listed}. Please specify the primary key manually using the `primaryKey` query parameter."),
-            ))
-        }
+        n => Err(MeiliError::invalid(
+            400,
+            "index_primary_key_multiple_candidates_found",
+            // Meilisearch names the first two candidates only.
+            format!("The primary key inference failed as the engine found {n} fields ending with `id` in their names: '{}' and '{}'. Please specify the primary key manually using the `primaryKey` query parameter.", candidates[0], candidates[1]),
+        )),
     }
 }
 

@@ -1131,28 +1131,36 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     };
     if let Some(p) = &parsed {
         if let Some(nf) = p.first_not_filterable(&filterable) {
-            return Err(index.not_filterable_error("invalid_search_filter", &nf, true));
+            return Err(index.not_filterable_error("invalid_search_filter", &nf, true, true));
         }
     }
     let mut sorted_filterable = filterable.clone();
     sorted_filterable.sort();
     if let Some(facets) = &q.facets {
-        for f in facets {
-            if f != "*" && !filter::attribute_matches_patterns(f, &filterable) {
-                let avail = if filterable.is_empty() {
-                    "This index does not have configured filterable attributes.".to_string()
-                } else {
-                    format!(
-                        "Available filterable attributes patterns are: `{}`.",
-                        sorted_filterable.join(", ")
-                    )
-                };
-                return Err(err(
-                    400,
-                    "invalid_search_facets",
-                    format!("Invalid facet distribution: Pattern `{f}` is not filterable. {avail}"),
-                ));
-            }
+        let invalid: std::collections::BTreeSet<&String> = facets
+            .iter()
+            .filter(|f| *f != "*" && !filter::attribute_matches_patterns(f, &filterable))
+            .collect();
+        if !invalid.is_empty() {
+            let avail = if filterable.is_empty() {
+                "This index does not have configured filterable attributes.".to_string()
+            } else {
+                format!(
+                    "Available filterable attributes patterns are: `{}`.",
+                    sorted_filterable.join(", ")
+                )
+            };
+            let names: Vec<&str> = invalid.iter().map(|s| s.as_str()).collect();
+            let what = if names.len() == 1 {
+                format!("Pattern `{}` is not filterable.", names[0])
+            } else {
+                format!("Patterns `{}` are not filterable.", names.join(", "))
+            };
+            return Err(err(
+                400,
+                "invalid_search_facets",
+                format!("Invalid facet distribution: {what} {avail}"),
+            ));
         }
     }
     let distinct = q.distinct.clone().or_else(|| settings.distinct());
@@ -2036,17 +2044,14 @@ pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
         let mut f = filterable.clone();
         f.sort();
         let avail = if f.is_empty() {
-            "This index does not have configured filterable attributes.".to_string()
+            "This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.".to_string()
         } else {
-            format!(
-                "Available filterable attributes patterns are: `{}`.",
-                f.join(", ")
-            )
+            format!("Available facet-searchable attributes patterns are: `{}`. To make it facet-searchable add it to the `filterableAttributes` index settings.", f.join(", "))
         };
         return Err(err(
             400,
             "invalid_facet_search_facet_name",
-            format!("Attribute `{name}` is not filterable. {avail}"),
+            format!("Attribute `{name}` is not facet-searchable. {avail}"),
         ));
     }
     let mut sq = Map::new();

@@ -463,7 +463,12 @@ impl NodeState {
                     return Ok(Some(0));
                 };
                 if let Some(nf) = parsed.first_not_filterable(&idx.settings.filterable()) {
-                    return Err(idx.not_filterable_error("invalid_document_filter", &nf, false));
+                    return Err(idx.not_filterable_error(
+                        "invalid_document_filter",
+                        &nf,
+                        false,
+                        true,
+                    ));
                 }
                 Ok(Some(idx.delete_matching(&parsed, now)))
             }
