@@ -554,10 +554,11 @@ pub fn word_typos(term: &str, prefix: bool, max_typos: u8, token: &str) -> Optio
 // Document analysis
 // ---------------------------------------------------------------------------------------------
 
-/// A searchable field of a document: its weight and its words.
+/// A searchable field of a document: its weight, its words, and whether typos are allowed in it.
 struct Field {
     weight: usize,
     words: Vec<Word>,
+    typos: bool,
 }
 
 fn leaf_texts(v: &Value, out: &mut Vec<String>) {
@@ -599,6 +600,8 @@ fn searchable_fields(
                 .any(|x| x == name || name.starts_with(&format!("{x}.")))
         })
     };
+    let no_typos = index.settings.typo_disabled_attributes();
+    let typos = |name: &str| !no_typos.iter().any(|p| filter::pattern_matches(p, name));
     match index.settings.searchable() {
         Some(list) => {
             let max = list.len().saturating_sub(1);
@@ -611,6 +614,7 @@ fn searchable_fields(
                     fields.push(Field {
                         weight: w,
                         words: field_words(&vals),
+                        typos: typos(attr),
                     });
                 }
             }
@@ -625,6 +629,7 @@ fn searchable_fields(
                 fields.push(Field {
                     weight: 0,
                     words: field_words(&[v]),
+                    typos: typos(k),
                 });
             }
             (fields, 0)
@@ -674,7 +679,8 @@ fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
     let mut exact = false;
     for (fi, f) in fields.iter().enumerate() {
         for word in &f.words {
-            if let Some(t) = word_typos(w, term.prefix, term.max_typos, &word.text) {
+            let max_typos = if f.typos { term.max_typos } else { 0 };
+            if let Some(t) = word_typos(w, term.prefix, max_typos, &word.text) {
                 if word.text == *w {
                     exact = true;
                 }
@@ -2088,4 +2094,232 @@ pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
 /// Describes a JSON value's kind (re-exported for multi-search errors).
 pub fn kind(v: &Value) -> &'static str {
     value_kind(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_with(docs: Value) -> Index {
+        let mut i = Index::new("t", Some("id".into()), 0);
+        let docs: Vec<Document> = docs
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_object().cloned().unwrap())
+            .collect();
+        i.add_documents(&docs, None, false, 0).unwrap();
+        i
+    }
+
+    #[test]
+    fn tokenizer_positions_and_hard_separators() {
+        let w = tokenize("Hello, World. Again", 0);
+        let got: Vec<(&str, usize)> = w.iter().map(|w| (w.text.as_str(), w.pos)).collect();
+        assert_eq!(got, vec![("hello", 0), ("world", 1), ("again", 9)]);
+        assert_eq!((w[1].start, w[1].end), (7, 12));
+        assert!(tokenize("  ,, ", 0).is_empty());
+    }
+
+    #[test]
+    fn typo_rules() {
+        assert_eq!(word_typos("galxy", false, 1, "galaxy"), Some(1));
+        assert_eq!(word_typos("star", false, 0, "stars"), None);
+        assert_eq!(word_typos("star", true, 0, "stars"), Some(0));
+        // the first letter may only differ when two typos are allowed, and then costs one
+        assert_eq!(word_typos("night", false, 1, "knight"), None);
+        assert_eq!(word_typos("knightxyz", false, 2, "nightxyz"), Some(1));
+        // transpositions count as one typo
+        assert_eq!(word_typos("galxay", false, 1, "galaxy"), Some(1));
+        assert_eq!(word_typos("ab", false, 0, "ab"), Some(0));
+    }
+
+    #[test]
+    fn query_parsing() {
+        let i = index_with(json!([]));
+        let t = parse_query("Dark \"knight rises\" gal", &i);
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            (t[0].words.clone(), t[0].max_typos, t[0].prefix),
+            (vec!["dark".to_string()], 0, false)
+        );
+        assert!(t[1].phrase && t[1].qpos == 1 && t[1].words.len() == 2);
+        assert!(t[2].prefix && t[2].qpos == 3);
+        assert!(!parse_query("galaxy ", &i)[0].prefix);
+        assert_eq!(parse_query("extraordinary", &i)[0].max_typos, 2);
+        let many = parse_query("a b c d e f g h i j k l", &i);
+        assert_eq!(many.len(), 10);
+    }
+
+    #[test]
+    fn rank_merging_matches_milli() {
+        // "star wars" against `title: ghost shadow peace, overview: star wars galaxy river storm`
+        let crits = vec![
+            Crit::Words(Rank { rank: 2, max: 2 }),
+            Crit::Typo(Rank { rank: 3, max: 3 }, 0),
+            Crit::Proximity(Rank { rank: 4, max: 4 }),
+            Crit::Fid(Rank { rank: 1, max: 3 }, false),
+            Crit::Position(Rank { rank: 21, max: 21 }, false),
+            Crit::Exactness {
+                attr: 2,
+                words: Rank { rank: 3, max: 3 },
+                matching: 2,
+                max: 2,
+            },
+        ];
+        assert_eq!(global_score(&crits), 0.9720017636684304);
+        let d = details_json(&crits);
+        assert_eq!(
+            d["exactness"],
+            json!({"order": 5, "matchType": "matchesStart", "score": 2.0 / 3.0})
+        );
+        assert_eq!(d["attributeRank"]["score"], json!(1.0 / 3.0));
+        assert_eq!(cost_from_distance(3), 2);
+        assert_eq!(cost_from_distance(5000), 10);
+    }
+
+    #[test]
+    fn scores_and_details_from_documents() {
+        let i = index_with(json!([
+            {"id": 1, "title": "king night knight dark"},
+            {"id": 2, "title": "dark knight"},
+            {"id": 3, "title": "nothing here"}
+        ]));
+        let q = SearchQuery::from_json(
+            &json!({"q": "dark knight", "showRankingScoreDetails": true, "showRankingScore": true}),
+            &[],
+        )
+        .unwrap();
+        let r = search(&i, &q).unwrap();
+        let hits = r["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 2);
+        assert_eq!(hits[0]["id"], json!(2));
+        assert_eq!(hits[0]["_rankingScore"], json!(1.0));
+        assert_eq!(
+            hits[0]["_rankingScoreDetails"]["exactness"]["matchType"],
+            json!("exactMatch")
+        );
+        // reversed adjacent words are at proximity 2
+        assert_eq!(
+            hits[1]["_rankingScoreDetails"]["proximity"]["score"],
+            json!(0.75)
+        );
+        assert_eq!(
+            hits[1]["_rankingScoreDetails"]["wordPosition"]["score"],
+            json!(18.0 / 21.0)
+        );
+        assert_eq!(r["estimatedTotalHits"], json!(2));
+    }
+
+    #[test]
+    fn facets_sorting_and_keys() {
+        assert_eq!(facet_number_key(1950.0), "1950");
+        assert_eq!(facet_number_key(1.2), "1.2");
+        let mut v = vec![
+            FacetValue {
+                display: "a".into(),
+                num: None,
+                norm: "a".into(),
+                count: 1,
+            },
+            FacetValue {
+                display: "b".into(),
+                num: None,
+                norm: "b".into(),
+                count: 2,
+            },
+            FacetValue {
+                display: "c".into(),
+                num: None,
+                norm: "c".into(),
+                count: 1,
+            },
+        ];
+        sort_facet_values(&mut v, true);
+        let order: Vec<&str> = v.iter().map(|x| x.display.as_str()).collect();
+        assert_eq!(
+            order,
+            vec!["b", "c", "a"],
+            "count first, ties by value descending"
+        );
+        sort_facet_values(&mut v, false);
+        assert_eq!(v[0].display, "a");
+    }
+
+    #[test]
+    fn crop_and_highlight() {
+        let terms = vec![Term {
+            words: vec!["ghost".into()],
+            phrase: false,
+            prefix: true,
+            qpos: 0,
+            max_typos: 1,
+        }];
+        let text = "city wars love storm king lord love love ghost star galaxy storm";
+        assert_eq!(crop(text, &terms, 4, "…"), "…love love ghost star…");
+        assert_eq!(crop("a b c d e f", &terms, 2, "…"), "a b…");
+        assert_eq!(crop("a b", &terms, 4, "…"), "a b");
+        assert_eq!(
+            highlight("Ghosts here", &terms, "<b>", "</b>"),
+            "<b>Ghost</b>s here"
+        );
+        assert_eq!(
+            stringify(&json!({"a": [1, true, null]})),
+            json!({"a": ["1", "true", null]})
+        );
+    }
+
+    #[test]
+    fn query_validation() {
+        assert!(SearchQuery::from_json(&json!({"offset": "x"}), &[]).is_err());
+        assert!(SearchQuery::from_json(&json!({"indexUid": "x"}), &["indexUid"]).is_ok());
+        assert!(SearchQuery::from_params(&[("showRankingScore".into(), "maybe".into())]).is_err());
+        assert!(SearchQuery::from_params(&[("rankingScoreThreshold".into(), "x".into())]).is_err());
+        let q = SearchQuery::from_params(&[
+            ("facets".into(), "a,b".into()),
+            ("limit".into(), "3".into()),
+        ])
+        .unwrap();
+        assert_eq!(q.facets, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(q.limit, Some(3));
+        assert!(parse_sort_item("year").is_none());
+        assert_eq!(
+            parse_sort_item("_geoPoint(1.5, 2):desc"),
+            Some(Rule::Geo {
+                lat: 1.5,
+                lng: 2.0,
+                asc: false,
+                name: "_geoPoint(1.5, 2)".into()
+            })
+        );
+    }
+
+    /// Arbitrary inputs never panic (a tiny deterministic fuzzer: no randomness source needed).
+    #[test]
+    fn arbitrary_queries_and_filters_do_not_panic() {
+        let i = index_with(
+            json!([{"id": 1, "t": "héllo wörld ünïcode", "n": 3}, {"id": 2, "t": ["x", {"y": "z"}]}]),
+        );
+        let alphabet: Vec<char> = "ab \"'()[]=!<>,.:_-éTONADINXSE09\\".chars().collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..400 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            for k in 0..len {
+                s.push(alphabet[((seed >> (k % 50)) as usize + k * 7) % alphabet.len()]);
+            }
+            let _ = filter::parse(&s);
+            let q = SearchQuery {
+                q: Some(s.clone()),
+                attributes_to_highlight: Some(vec!["*".into()]),
+                attributes_to_crop: Some(vec!["t:2".into()]),
+                show_matches_position: true,
+                ..Default::default()
+            };
+            let _ = search(&i, &q);
+        }
+    }
 }

@@ -484,7 +484,13 @@ impl NodeState {
                     .indexes
                     .entry(iuid.clone())
                     .or_insert_with(|| Index::new(&iuid, None, now));
-                idx.settings.apply(patch);
+                let mut next = idx.settings.clone();
+                next.apply(patch);
+                let (one, two) = next.min_word_sizes();
+                if one > two || two > 255 {
+                    return Err(MeiliError::invalid(400, "invalid_settings_typo_tolerance", format!("`minWordSizeForTypos` setting is invalid. `oneTypo` and `twoTypos` fields should be between `0` and `255`, and `twoTypos` should be greater or equals to `oneTypo` but found `oneTypo: {one}` and twoTypos: {two}`.")));
+                }
+                idx.settings = next;
                 idx.updated_at = now;
                 Ok(None)
             }
@@ -938,6 +944,27 @@ mod tests {
         run(&mut s, 7);
         assert_eq!(s.tasks[&d].error.as_ref().unwrap().code, "index_not_found");
         assert_eq!(s.tasks[&d].details, json!({"deletedDocuments": 0}));
+    }
+
+    #[test]
+    fn invalid_typo_sizes_fail_the_task() {
+        let mut s = NodeState::default();
+        let patch = super::super::settings::validate_patch(
+            &json!({"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 10}}}),
+        )
+        .unwrap();
+        let t = s
+            .enqueue(Some("a".into()), TaskKind::SettingsUpdate { patch }, 1)
+            .uid;
+        run(&mut s, 2);
+        let e = s.tasks[&t].error.clone().unwrap();
+        assert_eq!(e.code, "invalid_settings_typo_tolerance");
+        assert!(e.message.contains("`oneTypo: 10` and twoTypos: 9`"));
+        assert_eq!(
+            s.indexes["a"].settings.min_word_sizes(),
+            (5, 9),
+            "a failed update changes nothing"
+        );
     }
 
     #[test]
