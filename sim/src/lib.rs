@@ -1,7 +1,13 @@
 //! miroir-sim: the deterministic simulator and the Meilisearch node model.
 //!
-//! The node model and the madsim scenarios arrive with the simulator issue; this crate exists now so the
-//! workspace has its final shape and everything builds from the first commit.
+//! - [`model`] is a sans-IO model of one Meilisearch v1.50 node that every Miroir test can run against
+//!   (no Meilisearch binary is needed).
+//! - [`world`] is the simulated world (network, hosts, faults, trace), [`runner`] sweeps seeds, and the
+//!   scenarios under `tests/sim.rs` (built with `cargo sim`, i.e. `--cfg madsim`) drive miroir-core's
+//!   operations against model nodes and check the invariants in [`checkers`].
 
+pub mod model;
 pub mod runner;
 pub mod world;
+
+pub use model::{Method, Node, NodeState, Request, Response};
