@@ -6,6 +6,8 @@
 //!   scenarios under `tests/sim.rs` (built with `cargo sim`, i.e. `--cfg madsim`) drive miroir-core's
 //!   operations against model nodes and check the invariants in [`checkers`].
 
+pub mod checkers;
+pub mod history;
 pub mod model;
 pub mod runner;
 pub mod world;
