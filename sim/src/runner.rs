@@ -18,6 +18,8 @@ pub struct Outcome {
     pub acknowledged: u64,
     /// The full trace when tracing was requested.
     pub trace_text: Option<String>,
+    /// Whether searches were compared with the single-node oracle (only when every replica agrees).
+    pub oracle_checked: bool,
 }
 
 /// Why a run failed: which invariant (or the liveness phase) and what it saw.

@@ -2,6 +2,8 @@
 //! the network and the hosts that run node models.
 
 pub mod faults;
+#[cfg(madsim)]
+pub mod fleet;
 pub mod rng;
 pub mod trace;
 

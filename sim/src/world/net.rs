@@ -7,7 +7,7 @@
 
 use madsim::net::{Endpoint, Payload};
 use madsim::time;
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -32,14 +32,14 @@ pub struct Envelope<Q> {
 /// The calling side: one endpoint and a counter of reply tags.
 pub struct RpcClient {
     ep: Endpoint,
-    next_tag: Cell<u64>,
+    next_tag: AtomicU64,
 }
 
 impl RpcClient {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
         Ok(RpcClient {
             ep: Endpoint::bind(addr).await?,
-            next_tag: Cell::new(1 << 32),
+            next_tag: AtomicU64::new(1 << 32),
         })
     }
 
@@ -54,8 +54,7 @@ impl RpcClient {
         Q: Send + Sync + 'static,
         R: Send + Sync + 'static,
     {
-        let tag = self.next_tag.get();
-        self.next_tag.set(tag + 1);
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let envelope: Payload = Box::new(Envelope {
             reply_tag: tag,
             request,

@@ -1,0 +1,119 @@
+//! The simulator's scenarios. Built and run by `cargo sim` (which sets `--cfg madsim`); replay one seed with
+//! `MADSIM_TEST_SEED=N cargo sim <scenario>`, sweep more with `MIROIR_SIM_SEEDS=N cargo sim`.
+//!
+//! Each scenario runs its default number of seeds; together they sweep well over 1,000 seeds.
+
+/// `cargo sim` sets `MIROIR_SIM_EXPECT_MADSIM`; if the madsim cfg is missing anyway (a stray `RUSTFLAGS`
+/// overrides the alias's rustflags), fail instead of passing with no scenario run.
+#[cfg(not(madsim))]
+#[test]
+fn cargo_sim_runs_with_madsim() {
+    assert!(
+        std::env::var("MIROIR_SIM_EXPECT_MADSIM").is_err(),
+        "`cargo sim` ran without --cfg madsim (is RUSTFLAGS set? it overrides the alias's build.rustflags): no scenario ran"
+    );
+}
+
+#[cfg(madsim)]
+mod scenarios {
+    use miroir_core::quorum::WriteQuorum;
+    use miroir_sim::runner::{sweep, Outcome};
+    use miroir_sim::world::faults::FaultKinds;
+    use miroir_sim::world::fleet::{run, Spec};
+
+    fn spec(name: &'static str, nodes: usize, rf: u32, groups: u32, quorum: WriteQuorum, faults: FaultKinds) -> Spec {
+        Spec { name, nodes, rf, groups, shards: 8, quorum, faults, ops: 30 }
+    }
+
+    fn sweep_spec(spec: Spec, default_seeds: u64) -> Vec<Outcome> {
+        let name = spec.name;
+        let outcomes = sweep(name, default_seeds, move |seed| run(seed, spec.clone()));
+        assert!(outcomes.iter().map(|o| o.acknowledged).sum::<u64>() > 0, "{name}: no write was ever acknowledged");
+        outcomes
+    }
+
+    /// With no fault, every seed must compare its searches with the oracle.
+    fn steady(name: &'static str, nodes: usize, rf: u32, groups: u32) {
+        let outcomes = sweep_spec(spec(name, nodes, rf, groups, WriteQuorum::Majority, FaultKinds::NONE), 100);
+        assert!(outcomes.iter().all(|o| o.oracle_checked), "{name}: replicas disagreed without any fault");
+    }
+
+    #[test]
+    fn steady_rf1_rg1() {
+        steady("steady_rf1_rg1", 3, 1, 1);
+    }
+
+    #[test]
+    fn steady_rf2_rg1() {
+        steady("steady_rf2_rg1", 3, 2, 1);
+    }
+
+    #[test]
+    fn steady_rf3_rg1() {
+        steady("steady_rf3_rg1", 4, 3, 1);
+    }
+
+    #[test]
+    fn steady_rf1_rg2() {
+        steady("steady_rf1_rg2", 4, 1, 2);
+    }
+
+    #[test]
+    fn steady_rf2_rg2() {
+        steady("steady_rf2_rg2", 4, 2, 2);
+    }
+
+    #[test]
+    fn node_crash() {
+        let faults = FaultKinds { node_crash: true, ..FaultKinds::NONE };
+        sweep_spec(spec("node_crash", 3, 2, 1, WriteQuorum::All, faults), 150);
+    }
+
+    #[test]
+    fn partition() {
+        let faults = FaultKinds { partition: true, ..FaultKinds::NONE };
+        sweep_spec(spec("partition", 3, 2, 1, WriteQuorum::Majority, faults), 150);
+    }
+
+    #[test]
+    fn slow_node() {
+        let faults = FaultKinds { slow_node: true, ..FaultKinds::NONE };
+        let outcomes = sweep_spec(spec("slow_node", 3, 2, 1, WriteQuorum::Majority, faults), 150);
+        assert!(outcomes.iter().all(|o| o.oracle_checked), "a slow node loses no write, so replicas agree");
+    }
+
+    #[test]
+    fn proxy_crash() {
+        let faults = FaultKinds { proxy_crash: true, ..FaultKinds::NONE };
+        sweep_spec(spec("proxy_crash", 3, 2, 1, WriteQuorum::Majority, faults), 150);
+    }
+
+    #[test]
+    fn swarm() {
+        let faults = FaultKinds {
+            node_crash: true,
+            proxy_crash: true,
+            partition: true,
+            slow_node: true,
+            packet_loss: true,
+            duplication: true,
+        };
+        sweep_spec(spec("swarm", 4, 2, 2, WriteQuorum::Majority, faults), 150);
+    }
+
+    /// The trace of a seed is byte-identical across runs: the simulator itself is deterministic.
+    #[test]
+    fn determinism() {
+        let faults = FaultKinds { node_crash: true, partition: true, packet_loss: true, ..FaultKinds::NONE };
+        let s = spec("determinism", 3, 2, 1, WriteQuorum::Majority, faults);
+        for seed in [3u64, 17] {
+            let run_once = |s: Spec| {
+                let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                rt.block_on(run(seed, s)).map(|o| (o.trace_digest, o.acknowledged)).map_err(|f| f.to_string())
+            };
+            let a = run_once(s.clone()).expect("seed passes");
+            let b = run_once(s.clone()).expect("seed passes");
+            assert_eq!(a, b, "seed {seed}: two runs produced different traces");
+        }
+    }
+}
