@@ -230,7 +230,10 @@ fn post_errors() {
         "In `.ids[0]`: Document identifier `\"\"` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes.",
     );
     let long = "a".repeat(512);
-    assert_eq!(post_err(json!({ "ids": [long] })).code, "invalid_document_ids");
+    assert_eq!(
+        post_err(json!({ "ids": [long] })).code,
+        "invalid_document_ids"
+    );
     check(
         post_err(json!({"sort": "year:asc"})),
         "invalid_document_sort",

@@ -303,7 +303,12 @@ impl DocumentsPager {
 
     /// Re-sends failed request `request` to `node`, which holds the shards `held` (it must hold every shard
     /// the request serves). The new request is emitted by the next [`poll`](Self::poll).
-    pub fn retry(&mut self, request: usize, node: NodeId, held: Vec<u32>) -> Result<(), MeiliError> {
+    pub fn retry(
+        &mut self,
+        request: usize,
+        node: NodeId,
+        held: Vec<u32>,
+    ) -> Result<(), MeiliError> {
         let index = self.failed_request(request)?;
         let held = sorted_unique(&held);
         let shards = self.requests[index].shards.clone();
@@ -508,7 +513,9 @@ impl DocumentsPager {
                 let per_shard = match distribution.get(SHARD_FIELD) {
                     Some(Value::Object(m)) => m,
                     None => &empty,
-                    Some(_) => return Err(bad("`facetDistribution._miroir_shard` is not an object")),
+                    Some(_) => {
+                        return Err(bad("`facetDistribution._miroir_shard` is not an object"))
+                    }
                 };
                 let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
                 let mut sum: u64 = 0;
@@ -516,7 +523,9 @@ impl DocumentsPager {
                     let shard = parse_shard(key)
                         .filter(|s| r.shards.binary_search(s).is_ok())
                         .ok_or_else(|| {
-                            bad(&format!("it counted documents of shard `{key}`, which it was not asked for"))
+                            bad(&format!(
+                                "it counted documents of shard `{key}`, which it was not asked for"
+                            ))
                         })?;
                     let count = value
                         .as_u64()
@@ -537,21 +546,23 @@ impl DocumentsPager {
                 Ok(())
             }
             Kind::Fetch { shard, limit, .. } => {
-                let results = results_of(body).ok_or_else(|| {
-                    bad("the documents fetch has no `results` array of objects")
-                })?;
+                let results = results_of(body)
+                    .ok_or_else(|| bad("the documents fetch has no `results` array of objects"))?;
                 if results.len() > *limit {
-                    return Err(bad("the documents fetch returned more documents than its limit"));
+                    return Err(bad(
+                        "the documents fetch returned more documents than its limit",
+                    ));
                 }
                 self.pages.insert(*shard, results);
                 Ok(())
             }
             Kind::Ids { ids } => {
-                let results = results_of(body).ok_or_else(|| {
-                    bad("the documents fetch has no `results` array of objects")
-                })?;
+                let results = results_of(body)
+                    .ok_or_else(|| bad("the documents fetch has no `results` array of objects"))?;
                 if results.len() > ids.len() {
-                    return Err(bad("the documents fetch returned more documents than ids asked"));
+                    return Err(bad(
+                        "the documents fetch returned more documents than ids asked",
+                    ));
                 }
                 let mut tagged = Vec::with_capacity(results.len());
                 for doc in results {

@@ -100,7 +100,8 @@ impl DocumentsQuery {
                 }
                 "filter" => {
                     query.filter = Some(
-                        serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+                        serde_json::from_str(raw)
+                            .unwrap_or_else(|_| Value::String(raw.to_string())),
                     )
                 }
                 "sort" => query.sort = Some(sort_list(raw)),
@@ -423,10 +424,7 @@ fn damerau_levenshtein(a: &str, b: &str) -> usize {
             let insertion = d[(i + 1) * w + j] + 1;
             let deletion = d[i * w + j + 1] + 1;
             let transposition = d[k * w + l] + (i - k - 1) + 1 + (j - l - 1);
-            d[(i + 1) * w + j + 1] = substitution
-                .min(insertion)
-                .min(deletion)
-                .min(transposition);
+            d[(i + 1) * w + j + 1] = substitution.min(insertion).min(deletion).min(transposition);
         }
         last_row.insert(a[i - 1], i);
     }
