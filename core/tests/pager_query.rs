@@ -264,3 +264,45 @@ fn post_errors() {
         "invalid_document_offset"
     );
 }
+
+#[test]
+fn sort_expressions_are_checked_like_milli() {
+    let ok = DocumentsQuery::from_fetch_body(
+        &json!({"sort": ["a:b:desc", "42:asc", "_geoPoint(42.5, -59):asc", "truc(12, 13):desc"]}),
+    )
+    .unwrap();
+    assert_eq!(ok.sort.unwrap().len(), 4);
+    let cases = [
+        ("year", "Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `year`."),
+        ("year:up", "Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `year:up`."),
+        ("_geoDistance:asc", "`_geoDistance` is a reserved keyword and thus can't be used as a sort expression."),
+        ("_geo:asc", "`_geo` is a reserved keyword and thus can't be used as a sort expression. Use the _geoPoint(latitude, longitude) built-in rule to sort on _geo field coordinates."),
+        ("_geoRadius(1, 2, 3):asc", "`_geoRadius` is a reserved keyword and thus can't be used as a sort expression. Use the _geoPoint(latitude, longitude) built-in rule to sort on _geo field coordinates."),
+        ("_geoBoundingBox([1, 2], [3, 4]):desc", "`_geoBoundingBox` is a reserved keyword and thus can't be used as a sort expression. Use the _geoPoint(latitude, longitude) built-in rule to sort on _geo field coordinates."),
+        ("_geoPoint(1):asc", "Invalid syntax for the geo parameter: expected expression formated like `_geoPoint(latitude, longitude)` and ending by `:asc` or `:desc`, found `_geoPoint(1)`."),
+        ("_geoPoint:asc", "Invalid syntax for the geo parameter: expected expression formated like `_geoPoint(latitude, longitude)` and ending by `:asc` or `:desc`, found `_geoPoint`."),
+        ("_geoPoint(100, 0):asc", "Bad latitude `100`. Latitude must be contained between -90 and 90 degrees."),
+        ("_geoPoint(0, 190.5):asc", "Bad longitude `190.5`. Longitude must be contained between -180 and 180 degrees. Hint: try using `-169.5` instead."),
+    ];
+    for (sort, message) in cases {
+        check(
+            post_err(json!({ "sort": [sort] })),
+            "invalid_document_sort",
+            message,
+        );
+        // GET splits on commas (keeping `_geoPoint(…)` whole), as Meilisearch does.
+        if !sort.contains(',') || sort.starts_with("_geoPoint(") {
+            check(get_err(&[("sort", sort)]), "invalid_document_sort", message);
+        }
+    }
+    check(
+        get_err(&[("sort", "_geoRadius(1, 2, 3):asc")]),
+        "invalid_document_sort",
+        "Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `_geoRadius(1`.",
+    );
+    // `ids` are checked before `sort`, as Meilisearch does.
+    assert_eq!(
+        post_err(json!({"sort": ["x"], "ids": [1.5]})).code,
+        "invalid_document_ids"
+    );
+}

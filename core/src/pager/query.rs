@@ -122,6 +122,9 @@ impl DocumentsQuery {
             }
         }
         query.ids = raw_ids.map(|ids| normalise_ids(&ids)).transpose()?;
+        if let Some(sort) = &query.sort {
+            validate_sort(sort)?;
+        }
         Ok(query)
     }
 
@@ -201,6 +204,9 @@ impl DocumentsQuery {
             }
         }
         query.ids = raw_ids.map(|ids| normalise_ids(&ids)).transpose()?;
+        if let Some(sort) = &query.sort {
+            validate_sort(sort)?;
+        }
         Ok(query)
     }
 
@@ -364,6 +370,97 @@ fn normalise_ids(ids: &[Value]) -> Result<Vec<String>, MeiliError> {
             })
         })
         .collect()
+}
+
+fn sort_error(message: String) -> MeiliError {
+    MeiliError::invalid(400, "invalid_document_sort", message)
+}
+
+/// Milli's `AscDesc::from_str` checks on every sort expression, with the documents route's messages
+/// (`invalid_document_sort`). Whether the attributes are sortable is left to the nodes.
+fn validate_sort(sort: &[String]) -> Result<(), MeiliError> {
+    const RESERVED: &[&str] = &[
+        "_geo",
+        "_geojson",
+        "_geoDistance",
+        "_geoPoint",
+        "_geoRadius",
+        "_geoBoundingBox",
+        "_geoPolygon",
+    ];
+    const GEO_HINT: &str =
+        "Use the _geoPoint(latitude, longitude) built-in rule to sort on _geo field coordinates.";
+    for text in sort {
+        let member = match text.rsplit_once(':') {
+            Some((left, "asc" | "desc")) => left,
+            _ => {
+                return Err(sort_error(format!(
+                    "Invalid syntax for the sort parameter: expected expression ending by `:asc` or `:desc`, found `{text}`."
+                )))
+            }
+        };
+        let reserved = |name: &str| -> MeiliError {
+            if name.starts_with("_geoPoint") {
+                sort_error(format!(
+                    "Invalid syntax for the geo parameter: expected expression formated like `_geoPoint(latitude, longitude)` and ending by `:asc` or `:desc`, found `{name}`."
+                ))
+            } else if name == "_geo" {
+                sort_error(format!(
+                    "`{name}` is a reserved keyword and thus can't be used as a sort expression. {GEO_HINT}"
+                ))
+            } else if name.starts_with("_geoRadius") || name.starts_with("_geoBoundingBox") {
+                let short = if name.starts_with("_geoRadius") {
+                    "_geoRadius"
+                } else {
+                    "_geoBoundingBox"
+                };
+                sort_error(format!(
+                    "`{short}` is a reserved keyword and thus can't be used as a sort expression. {GEO_HINT}"
+                ))
+            } else {
+                sort_error(format!(
+                    "`{name}` is a reserved keyword and thus can't be used as a sort expression."
+                ))
+            }
+        };
+        match member
+            .strip_prefix("_geoPoint(")
+            .and_then(|m| m.strip_suffix(')'))
+        {
+            Some(point) => {
+                let (lat, lng) = point
+                    .split_once(',')
+                    .and_then(|(lat, lng)| {
+                        Some((
+                            lat.trim().parse::<f64>().ok()?,
+                            lng.trim().parse::<f64>().ok()?,
+                        ))
+                    })
+                    .ok_or_else(|| reserved(member))?;
+                if !(-90.0..=90.0).contains(&lat) {
+                    return Err(sort_error(format!(
+                        "Bad latitude `{lat}`. Latitude must be contained between -90 and 90 degrees."
+                    )));
+                }
+                if !(-180.0..=180.0).contains(&lng) {
+                    let normalized = (lng + 180.0).rem_euclid(360.0) - 180.0;
+                    return Err(sort_error(format!(
+                        "Bad longitude `{lng}`. Longitude must be contained between -180 and 180 degrees. Hint: try using `{normalized}` instead."
+                    )));
+                }
+            }
+            None => {
+                if RESERVED.contains(&member)
+                    || ["_geoRadius(", "_geoBoundingBox(", "_geo(", "_geoDistance("]
+                        .iter()
+                        .any(|p| member.starts_with(p))
+                {
+                    return Err(reserved(member));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// deserr's "did you mean" hint: the closest accepted name within a typo budget that grows with the length.
