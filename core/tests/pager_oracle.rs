@@ -787,6 +787,36 @@ fn counts_may_exceed_capped_hits_and_float_keys_are_read() {
 }
 
 #[test]
+fn absurd_counts_do_not_overflow() {
+    let c = small();
+    let mut p = c.pager(query(usize::MAX, usize::MAX, None), &[0, 0, 0, 0]);
+    let Step::Send(reqs) = p.poll() else { panic!() };
+    for r in &reqs {
+        // Every node claims u64::MAX documents for each shard it serves.
+        let shards: Vec<u32> = match r.node.as_str() {
+            "n0" => vec![0, 3],
+            "n1" => vec![1],
+            _ => vec![2],
+        };
+        let dist: Map<String, Value> = shards
+            .iter()
+            .map(|s| (s.to_string(), json!(u64::MAX)))
+            .collect();
+        p.on_response(
+            r.id,
+            200,
+            &json!({"estimatedTotalHits": 1000, "facetDistribution": {"_miroir_shard": dist}}),
+        );
+    }
+    let step = p.poll();
+    match step {
+        Step::Send(fetches) => assert!(!fetches.is_empty()),
+        Step::Done(v) => assert_eq!(v["total"], json!(u64::MAX)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn malformed_fetch_answers_are_bad_node_responses() {
     let c = one_shard();
     for body in [
@@ -1191,4 +1221,59 @@ proptest! {
         let slice: Vec<Value> = want.iter().skip(offset).take(limit).cloned().collect();
         prop_assert_eq!(got, json!({"results": slice, "offset": offset, "limit": limit, "total": want.len()}));
     }
+}
+
+#[test]
+fn ids_requests_can_be_retried_and_failures_are_reported_one_at_a_time() {
+    let c = small();
+    let ids: Vec<String> = c.docs.iter().map(id_str).collect();
+    let q = DocumentsQuery {
+        ids: Some(ids),
+        ..query(4, 10, None)
+    };
+    let want = c.oracle(&q);
+    let mut p = c.pager(q, &[0, 0, 0, 0]);
+    let Step::Send(reqs) = p.poll() else { panic!() };
+    // n0 (shards 0, 3) and n2 (shard 2) are unreachable.
+    for r in &reqs {
+        if r.node.as_str() == "n1" {
+            let (s, b) = c.answer(r);
+            p.on_response(r.id, s, &b);
+        } else {
+            p.on_failure(r.id);
+        }
+    }
+    let mut reported = Vec::new();
+    let got = loop {
+        match p.poll() {
+            Step::Failed {
+                request,
+                node,
+                shards,
+            } => {
+                reported.push((node.as_str().to_string(), shards.clone()));
+                // n1 holds 0, 1, 3; n0 holds 0, 2, 3.
+                let (target, held) = if shards.contains(&2) {
+                    ("n0", vec![0, 2, 3])
+                } else {
+                    ("n1", vec![0, 1, 3])
+                };
+                p.retry(request, NodeId::new(target), held).unwrap();
+            }
+            Step::Send(retries) => {
+                for r in &retries {
+                    let (s, b) = c.answer(r);
+                    p.on_response(r.id, s, &b);
+                }
+            }
+            Step::Done(v) => break v,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(
+        reported,
+        vec![("n0".to_string(), vec![0, 3]), ("n2".to_string(), vec![2])]
+    );
+    assert_eq!(got["results"], json!(want[4..14]));
+    assert_eq!(got["total"], json!(want.len()));
 }

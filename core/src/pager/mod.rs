@@ -586,13 +586,13 @@ impl DocumentsPager {
         match self.phase {
             Phase::Counting => {
                 self.requests.clear();
-                let total: u64 = self.counts.values().sum();
+                let total = self.total();
                 let start = self.query.offset as u64;
                 let end = start.saturating_add(self.query.limit as u64).min(total);
                 let mut wanted = Vec::new();
                 let mut shard_start: u64 = 0;
                 for (&shard, &count) in &self.counts {
-                    let shard_end = shard_start + count;
+                    let shard_end = shard_start.saturating_add(count);
                     let lo = start.max(shard_start);
                     let hi = end.min(shard_end);
                     if lo < hi {
@@ -617,7 +617,7 @@ impl DocumentsPager {
                 }
             }
             Phase::Fetching => {
-                let total: u64 = self.counts.values().sum();
+                let total = self.total();
                 let results: Vec<Value> = std::mem::take(&mut self.pages)
                     .into_values()
                     .flatten()
@@ -638,8 +638,20 @@ impl DocumentsPager {
                     .collect();
                 self.finish(results, total);
             }
-            Phase::Finished => {}
+            Phase::Finished => {
+                // Unreachable (finishing sets the outcome), but never loop forever.
+                self.outcome = Some(Err(MeiliError::internal(
+                    "The document listing advanced past its end.",
+                )));
+            }
         }
+    }
+
+    /// Σ counts (saturating: a node's absurd counts must not overflow).
+    fn total(&self) -> u64 {
+        self.counts
+            .values()
+            .fold(0u64, |acc, c| acc.saturating_add(*c))
     }
 
     fn finish(&mut self, results: Vec<Value>, total: u64) {
