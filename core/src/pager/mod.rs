@@ -27,8 +27,11 @@
 //! the request was serving; the shell then either [`DocumentsPager::retry`]s the same request on another
 //! replica holding those shards, or [`DocumentsPager::skip`]s it (unavailable-shard policy `partial`: the
 //! shards count as empty and are listed by [`DocumentsPager::unavailable_shards`]), or drops the pager and
-//! answers [`MeiliError::shard_unavailable`] itself (policy `error`). Answers to unknown, already answered
-//! or failed requests are ignored.
+//! answers [`MeiliError::shard_unavailable`] itself (policy `error`). Skipping a counting request removes
+//! its shards from `total` and from the global order; skipping a page request leaves that shard's documents
+//! out of this page only (`total` still counts them). A retry always serves the same shards (a counting retry
+//! restricts the new node to them with [`shard_filter`]); `Step::Send` with the replacement follows. Answers
+//! to unknown, already answered or failed requests are ignored.
 //!
 //! ## Invariants
 //! - The global order does not depend on which replica serves a shard: pages are cut per shard, at offsets
@@ -46,8 +49,13 @@
 //!   not depend on response timing. A malformed node answer yields `miroir_bad_node_response`, never a panic.
 //! - No `_miroir_*` field reaches the client; every other field keeps its order.
 //!
-//! Known limit: `sort` on the documents route is refused with `miroir_unsupported_documents_sort` (an exact
-//! cross-shard merge of facet-sorted listings is not implemented); use the search route with `sort`.
+//! ## Known limits
+//! - `sort` on the documents route is validated like Meilisearch (`invalid_document_sort`), then refused with
+//!   `501 miroir_unsupported_documents_sort`: an exact cross-shard merge of facet-sorted listings is not
+//!   implemented; use the search route with `sort`.
+//! - The counting search goes through the search route: a filter the search route judges differently from
+//!   the documents route (for example `_foreign(…)`, refused by the documents route) is judged as search does.
+//! - `useNetwork` is accepted and ignored: Miroir's nodes are never networked.
 
 mod query;
 
