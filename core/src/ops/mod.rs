@@ -9,8 +9,10 @@
 //! - [`write::FanoutWrite`]: a write sent to a set of nodes and judged by the write quorum (documents,
 //!   deletions, settings, index creation and deletion).
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
+//! - [`get::DocumentGet`]: one document read from the owners of its shard.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 
+pub mod get;
 pub mod search;
 pub mod task;
 pub mod write;
