@@ -154,10 +154,17 @@ mod tests {
         assert_eq!(e["a"], Expect::Exactly(Some(doc(1))));
         assert_eq!(e["b"], Expect::OneOf(vec![None, Some(doc(9))]));
         h.record(vec![("a".into(), Effect::Put(doc(2)))], Outcome::Unknown);
-        assert_eq!(h.expectations()["a"], Expect::OneOf(vec![Some(doc(1)), Some(doc(2))]));
+        assert_eq!(
+            h.expectations()["a"],
+            Expect::OneOf(vec![Some(doc(1)), Some(doc(2))])
+        );
         h.record(vec![("a".into(), Effect::Delete)], Outcome::Acked(3));
         let e = h.expectations();
-        assert_eq!(e["a"], Expect::Exactly(None), "a later acknowledged write settles the doubt");
+        assert_eq!(
+            e["a"],
+            Expect::Exactly(None),
+            "a later acknowledged write settles the doubt"
+        );
         assert!(e["a"].allows(&None) && !e["a"].allows(&Some(doc(2))));
         assert_eq!(h.acked_tasks(), vec![0, 3]);
     }
@@ -165,7 +172,13 @@ mod tests {
     #[test]
     fn the_last_effect_of_a_batch_wins() {
         let mut h = History::default();
-        h.record(vec![("a".into(), Effect::Put(doc(1))), ("a".into(), Effect::Put(doc(2)))], Outcome::Acked(0));
+        h.record(
+            vec![
+                ("a".into(), Effect::Put(doc(1))),
+                ("a".into(), Effect::Put(doc(2))),
+            ],
+            Outcome::Acked(0),
+        );
         assert_eq!(h.expectations()["a"], Expect::Exactly(Some(doc(2))));
     }
 }

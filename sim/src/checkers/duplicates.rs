@@ -33,17 +33,34 @@ mod tests {
     #[test]
     fn fires_on_a_document_outside_its_owners_or_mistagged() {
         let id = "5".to_string();
-        let mut fleet = FleetView { shards: 3, owners: vec![Default::default(); 3], ..Default::default() };
+        let mut fleet = FleetView {
+            shards: 3,
+            owners: vec![Default::default(); 3],
+            ..Default::default()
+        };
         let shard = fleet.shard_of(&id);
         fleet.owners[shard as usize].insert("a".into());
-        let good = json!({"id": 5, "_miroir_shard": shard}).as_object().unwrap().clone();
-        fleet.nodes.insert("a".into(), [(id.clone(), good.clone())].into_iter().collect());
+        let good = json!({"id": 5, "_miroir_shard": shard})
+            .as_object()
+            .unwrap()
+            .clone();
+        fleet.nodes.insert(
+            "a".into(),
+            [(id.clone(), good.clone())].into_iter().collect(),
+        );
         assert!(check(&fleet).is_ok());
-        fleet.nodes.insert("b".into(), [(id.clone(), good)].into_iter().collect()); // planted: a stray copy
+        fleet
+            .nodes
+            .insert("b".into(), [(id.clone(), good)].into_iter().collect()); // planted: a stray copy
         assert!(check(&fleet).unwrap_err().contains("node b"));
         fleet.nodes.remove("b");
-        let wrong = json!({"id": 5, "_miroir_shard": shard + 1}).as_object().unwrap().clone();
-        fleet.nodes.insert("a".into(), BTreeMap::from([(id, wrong)])); // planted: wrong tag
+        let wrong = json!({"id": 5, "_miroir_shard": shard + 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        fleet
+            .nodes
+            .insert("a".into(), BTreeMap::from([(id, wrong)])); // planted: wrong tag
         assert!(check(&fleet).unwrap_err().contains("tagged"));
     }
 }

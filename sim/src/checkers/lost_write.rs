@@ -6,13 +6,19 @@ use crate::history::{Doc, Expect};
 use std::collections::BTreeMap;
 
 /// `reads`: the proxy's answer to `GET /indexes/{uid}/documents/{id}` for every id (`None` = 404).
-pub fn check(expect: &BTreeMap<String, Expect>, reads: &BTreeMap<String, Option<Doc>>) -> Result<(), String> {
+pub fn check(
+    expect: &BTreeMap<String, Expect>,
+    reads: &BTreeMap<String, Option<Doc>>,
+) -> Result<(), String> {
     for (id, e) in expect {
         let Some(got) = reads.get(id) else {
             return Err(format!("document {id:?} was never read back"));
         };
         if !e.allows(got) {
-            return Err(format!("document {id:?}: the proxy returns {} but the history allows {e:?}", show(got)));
+            return Err(format!(
+                "document {id:?}: the proxy returns {} but the history allows {e:?}",
+                show(got)
+            ));
         }
     }
     Ok(())
@@ -32,8 +38,13 @@ mod tests {
         reads.insert("1".to_string(), Some(d));
         assert!(check(&expect, &reads).is_ok());
         reads.insert("1".to_string(), None); // planted: the write vanished
-        assert!(check(&expect, &reads).unwrap_err().contains("document \"1\""));
+        assert!(check(&expect, &reads)
+            .unwrap_err()
+            .contains("document \"1\""));
         reads.clear();
-        assert!(check(&expect, &reads).is_err(), "an unread document is a failure, not a pass");
+        assert!(
+            check(&expect, &reads).is_err(),
+            "an unread document is a failure, not a pass"
+        );
     }
 }

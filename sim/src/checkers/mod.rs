@@ -40,13 +40,19 @@ impl FleetView {
 
     /// What `node` holds for `id`, without Miroir's fields.
     pub fn state_on(&self, node: &str, id: &str) -> Option<Doc> {
-        self.nodes.get(node).and_then(|docs| docs.get(id)).map(client_view)
+        self.nodes
+            .get(node)
+            .and_then(|docs| docs.get(id))
+            .map(client_view)
     }
 }
 
 /// A stored document as the client sees it: every `_miroir_*` field removed.
 pub fn client_view(doc: &Doc) -> Doc {
-    doc.iter().filter(|(k, _)| !k.starts_with(miroir_core::RESERVED_PREFIX)).map(|(k, v)| (k.clone(), v.clone())).collect()
+    doc.iter()
+        .filter(|(k, _)| !k.starts_with(miroir_core::RESERVED_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A compact rendering of a document state for messages.

@@ -8,8 +8,18 @@ use serde_json::Value;
 
 /// Compares one search answer from the proxy with the oracle's answer to the same query.
 pub fn check(query: &Value, proxy: &Value, oracle: &Value) -> Result<(), String> {
-    let fail = |what: &str| Err(format!("query {query}: {what}\n  proxy:  {proxy}\n  oracle: {oracle}"));
-    for key in ["estimatedTotalHits", "totalHits", "totalPages", "facetDistribution", "facetStats"] {
+    let fail = |what: &str| {
+        Err(format!(
+            "query {query}: {what}\n  proxy:  {proxy}\n  oracle: {oracle}"
+        ))
+    };
+    for key in [
+        "estimatedTotalHits",
+        "totalHits",
+        "totalPages",
+        "facetDistribution",
+        "facetStats",
+    ] {
         if proxy.get(key) != oracle.get(key) {
             return fail(&format!("`{key}` differs"));
         }
@@ -17,7 +27,10 @@ pub fn check(query: &Value, proxy: &Value, oracle: &Value) -> Result<(), String>
     let groups = |v: &Value| -> Option<Vec<(Value, Vec<String>)>> {
         let mut out: Vec<(Value, Vec<String>)> = Vec::new();
         for hit in v.get("hits")?.as_array()? {
-            let key = hit.get("_rankingScoreDetails").cloned().unwrap_or(Value::Null);
+            let key = hit
+                .get("_rankingScoreDetails")
+                .cloned()
+                .unwrap_or(Value::Null);
             let id = hit.get("id").map(|i| i.to_string()).unwrap_or_default();
             match out.last_mut() {
                 Some((k, ids)) if *k == key && key != Value::Null => ids.push(id),
@@ -49,12 +62,19 @@ mod tests {
     fn fires_on_reordered_hits_totals_or_facets_but_not_on_tie_order() {
         let q = json!({"q": "x"});
         let a = json!({"hits": [hit(1, 1.0), hit(2, 0.5), hit(3, 0.5)], "estimatedTotalHits": 3});
-        let tie_swapped = json!({"hits": [hit(1, 1.0), hit(3, 0.5), hit(2, 0.5)], "estimatedTotalHits": 3});
+        let tie_swapped =
+            json!({"hits": [hit(1, 1.0), hit(3, 0.5), hit(2, 0.5)], "estimatedTotalHits": 3});
         assert!(check(&q, &tie_swapped, &a).is_ok());
-        let reordered = json!({"hits": [hit(2, 0.5), hit(1, 1.0), hit(3, 0.5)], "estimatedTotalHits": 3});
-        assert!(check(&q, &reordered, &a).unwrap_err().contains("hits differ")); // planted: merge by wrong key
-        let overcounted = json!({"hits": [hit(1, 1.0), hit(2, 0.5), hit(3, 0.5)], "estimatedTotalHits": 6});
-        assert!(check(&q, &overcounted, &a).unwrap_err().contains("estimatedTotalHits")); // planted: duplicate shard
+        let reordered =
+            json!({"hits": [hit(2, 0.5), hit(1, 1.0), hit(3, 0.5)], "estimatedTotalHits": 3});
+        assert!(check(&q, &reordered, &a)
+            .unwrap_err()
+            .contains("hits differ")); // planted: merge by wrong key
+        let overcounted =
+            json!({"hits": [hit(1, 1.0), hit(2, 0.5), hit(3, 0.5)], "estimatedTotalHits": 6});
+        assert!(check(&q, &overcounted, &a)
+            .unwrap_err()
+            .contains("estimatedTotalHits")); // planted: duplicate shard
         let facets = json!({"hits": [], "facetDistribution": {"g": {"a": 2}}});
         let facets_doubled = json!({"hits": [], "facetDistribution": {"g": {"a": 4}}});
         assert!(check(&q, &facets_doubled, &facets).is_err());

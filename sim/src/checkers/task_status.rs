@@ -9,7 +9,11 @@ pub fn check(acked: &[u64], finals: &BTreeMap<u64, String>) -> Result<(), String
     for uid in acked {
         match finals.get(uid).map(String::as_str) {
             Some("succeeded") => {}
-            Some(other) => return Err(format!("acknowledged task {uid} ended {other:?}, not \"succeeded\"")),
+            Some(other) => {
+                return Err(format!(
+                    "acknowledged task {uid} ended {other:?}, not \"succeeded\""
+                ))
+            }
             None => return Err(format!("acknowledged task {uid} could not be read back")),
         }
     }
@@ -22,7 +26,8 @@ mod tests {
 
     #[test]
     fn fires_on_failed_stuck_or_missing_tasks() {
-        let mut finals = BTreeMap::from([(1, "succeeded".to_string()), (2, "succeeded".to_string())]);
+        let mut finals =
+            BTreeMap::from([(1, "succeeded".to_string()), (2, "succeeded".to_string())]);
         assert!(check(&[1, 2], &finals).is_ok());
         finals.insert(2, "processing".into()); // planted: stuck
         assert!(check(&[1, 2], &finals).unwrap_err().contains("task 2"));

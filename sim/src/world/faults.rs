@@ -142,12 +142,19 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Draws a schedule for a fleet of `nodes` nodes over a safety phase of `duration_ms`.
+    /// Draws a schedule for a fleet of `nodes` nodes over a safety phase of `duration_ms`. A slow node adds
+    /// between 50 ms and `slow_max_ms` to each answer.
     ///
     /// Every fault is paired with its repair inside the safety phase or is repaired by the liveness phase, which
     /// heals everything anyway. At most one node is down at a time per incident, so scenarios that expect
     /// availability (RF ≥ 2 with quorum `one`) can still make progress.
-    pub fn draw(allowed: FaultKinds, nodes: usize, duration_ms: u64, rng: &mut SimRng) -> Schedule {
+    pub fn draw(
+        allowed: FaultKinds,
+        nodes: usize,
+        duration_ms: u64,
+        slow_max_ms: u64,
+        rng: &mut SimRng,
+    ) -> Schedule {
         let kinds = FaultKinds::swarm(allowed, rng);
         let mut events = Vec::new();
         let incidents = if kinds == FaultKinds::NONE {
@@ -180,7 +187,7 @@ impl Schedule {
                 1 => (FaultEvent::KillProxy, FaultEvent::RestartProxy),
                 2 => (FaultEvent::Partition(node), FaultEvent::Heal(node)),
                 _ => (
-                    FaultEvent::Slow(node, rng.range(50, 2_000)),
+                    FaultEvent::Slow(node, rng.range(50, slow_max_ms.max(50))),
                     FaultEvent::Fast(node),
                 ),
             };
@@ -236,8 +243,8 @@ mod tests {
 
     #[test]
     fn schedules_are_a_function_of_the_seed() {
-        let a = Schedule::draw(ALL, 3, 10_000, &mut SimRng::new(42));
-        let b = Schedule::draw(ALL, 3, 10_000, &mut SimRng::new(42));
+        let a = Schedule::draw(ALL, 3, 10_000, 2_000, &mut SimRng::new(42));
+        let b = Schedule::draw(ALL, 3, 10_000, 2_000, &mut SimRng::new(42));
         assert_eq!(a, b);
         assert_eq!(a.to_string(), b.to_string());
     }
@@ -269,7 +276,7 @@ mod tests {
     #[test]
     fn every_fault_is_paired_with_its_repair_in_order() {
         for seed in 0..200 {
-            let s = Schedule::draw(ALL, 4, 5_000, &mut SimRng::new(seed));
+            let s = Schedule::draw(ALL, 4, 5_000, 2_000, &mut SimRng::new(seed));
             assert!(s.events.windows(2).all(|w| w[0].0 <= w[1].0));
             let count =
                 |p: &dyn Fn(&FaultEvent) -> bool| s.events.iter().filter(|(_, e)| p(e)).count();

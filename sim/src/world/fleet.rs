@@ -30,6 +30,7 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::time;
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::documents::{plan_batch, plan_delete_ids};
+use miroir_core::ops::get::DocumentGet;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::task::{NodeTaskViews, TaskRead};
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
@@ -62,7 +63,9 @@ const SAFETY_MS: u64 = 6_000;
 const LIVENESS_MS: u64 = 120_000;
 /// Document ids are drawn from `0..ID_SPACE` so writes collide.
 const ID_SPACE: u64 = 24;
-const WORDS: [&str; 10] = ["star", "night", "river", "dark", "blue", "storm", "king", "love", "ghost", "city"];
+const WORDS: [&str; 10] = [
+    "star", "night", "river", "dark", "blue", "storm", "king", "love", "ghost", "city",
+];
 const GENRES: [&str; 4] = ["action", "drama", "comedy", "horror"];
 
 /// A scenario: the fleet's shape, the write quorum, the fault kinds a seed may enable, and the workload size.
@@ -76,6 +79,9 @@ pub struct Spec {
     pub quorum: WriteQuorum,
     pub faults: FaultKinds,
     pub ops: usize,
+    /// The most a slow node adds to an answer. Above the proxy's node timeout (2 s), a write can time out at
+    /// the proxy yet still be applied later, after a newer write: see the `late_delivery` scenario.
+    pub slow_max_ms: u64,
 }
 
 /// The model node as a simulated host's payload.
@@ -148,9 +154,14 @@ fn to_model(req: &NodeRequest) -> model::Request {
     }
 }
 
-async fn call(ctx: &ProxyCtx, rpc: &RpcClient, req: &NodeRequest) -> Result<model::Response, CallError> {
+async fn call(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    req: &NodeRequest,
+) -> Result<model::Response, CallError> {
     let addr = ctx.addrs[&req.node];
-    rpc.call::<model::Request, model::Response>(addr, to_model(req), NODE_TIMEOUT).await
+    rpc.call::<model::Request, model::Response>(addr, to_model(req), NODE_TIMEOUT)
+        .await
 }
 
 /// Sends the client's reply once, the moment an operation produces it.
@@ -172,7 +183,12 @@ impl Replier<'_> {
 
 /// Runs a write to completion; replies to the client as soon as the quorum decides, keeps collecting late
 /// acknowledgements into the persisted record.
-async fn run_write(ctx: &ProxyCtx, rpc: &RpcClient, mut write: FanoutWrite, answer: &mut Replier<'_>) {
+async fn run_write(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    mut write: FanoutWrite,
+    answer: &mut Replier<'_>,
+) {
     let mut calls: FuturesUnordered<_> = write
         .requests()
         .to_vec()
@@ -217,17 +233,32 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
     };
     match op {
         ProxyOp::AddDocuments(docs) => {
-            let t = task(TaskType::DocumentAdditionOrUpdate, details::document_addition(docs.len() as u64));
+            let t = task(
+                TaskType::DocumentAdditionOrUpdate,
+                details::document_addition(docs.len() as u64),
+            );
             match plan_batch(docs, "id", &ctx.placement) {
                 Ok(plan) => {
-                    let w = FanoutWrite::documents(t, INDEX, "id", true, plan, &ctx.placement, ctx.quorum, deadline);
+                    let w = FanoutWrite::documents(
+                        t,
+                        INDEX,
+                        "id",
+                        true,
+                        plan,
+                        &ctx.placement,
+                        ctx.quorum,
+                        deadline,
+                    );
                     run_write(ctx, rpc, w, answer).await
                 }
                 Err(e) => answer.send(Reply::error(&e)).await,
             }
         }
         ProxyOp::DeleteIds(ids) => {
-            let t = task(TaskType::DocumentDeletion, details::document_deletion(ids.len() as u64));
+            let t = task(
+                TaskType::DocumentDeletion,
+                details::document_deletion(ids.len() as u64),
+            );
             let values: Vec<Value> = ids.into_iter().map(Value::String).collect();
             let plan = plan_delete_ids(&values, &ctx.placement);
             let w = FanoutWrite::delete_ids(t, INDEX, plan, &ctx.placement, ctx.quorum, deadline);
@@ -235,7 +266,15 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
         }
         ProxyOp::Broadcast(task_type, method, path, body) => {
             let t = task(task_type, Map::new());
-            let w = FanoutWrite::broadcast(t, method, path, Some(body), &ctx.placement, WriteQuorum::All, deadline);
+            let w = FanoutWrite::broadcast(
+                t,
+                method,
+                path,
+                Some(body),
+                &ctx.placement,
+                WriteQuorum::All,
+                deadline,
+            );
             run_write(ctx, rpc, w, answer).await
         }
         ProxyOp::Search(body) => {
@@ -260,8 +299,10 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                 if reqs.is_empty() {
                     break;
                 }
-                let mut calls: FuturesUnordered<_> =
-                    reqs.into_iter().map(|r| async move { (r.id, call(ctx, rpc, &r).await) }).collect();
+                let mut calls: FuturesUnordered<_> = reqs
+                    .into_iter()
+                    .map(|r| async move { (r.id, call(ctx, rpc, &r).await) })
+                    .collect();
                 while let Some((id, result)) = calls.next().await {
                     match result {
                         Ok(resp) => search.on_response(id, resp.status, resp.body),
@@ -271,44 +312,62 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
             }
             match search.reply() {
                 Some(r) => answer.send(r.clone()).await,
-                None => answer.send(Reply::error(&miroir_core::MeiliError::internal("the search ended without a reply"))).await,
+                None => {
+                    answer
+                        .send(Reply::error(&miroir_core::MeiliError::internal(
+                            "the search ended without a reply",
+                        )))
+                        .await
+                }
             }
         }
         ProxyOp::GetDocument(id) => {
-            let shard = ctx.placement.shard_for_key(&id);
-            let owners = ctx.placement.write_targets(shard);
-            for node in owners {
-                let req = NodeRequest {
-                    id: 0,
-                    node,
-                    method: Method::Get,
-                    path: format!("/indexes/{INDEX}/documents/{id}"),
-                    body: None,
-                };
-                if let Ok(resp) = call(ctx, rpc, &req).await {
-                    if resp.status == 200 || resp.status == 404 {
-                        return answer.send(Reply::json(resp.status, resp.body)).await;
-                    }
+            let mut get = DocumentGet::new(INDEX, &id, None, &ctx.placement, &|_| true, 0);
+            while let Some(r) = get.next_request() {
+                match call(ctx, rpc, &r).await {
+                    Ok(resp) => get.on_response(r.id, resp.status, resp.body),
+                    Err(_) => get.on_failure(r.id),
                 }
             }
-            answer.send(Reply::error(&miroir_core::MeiliError::shard_unavailable(&[shard]))).await
+            if let Some(r) = get.reply() {
+                answer.send(r.clone()).await;
+            }
         }
         ProxyOp::GetTask(uid) => {
             let Some(record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
-                return answer.send(Reply::json(404, json!({"code": "task_not_found"}))).await;
+                return answer
+                    .send(Reply::json(404, json!({"code": "task_not_found"})))
+                    .await;
             };
-            let cached = ctx.disk.views.lock().unwrap().get(&uid).cloned().unwrap_or_default();
+            let cached = ctx
+                .disk
+                .views
+                .lock()
+                .unwrap()
+                .get(&uid)
+                .cloned()
+                .unwrap_or_default();
             let mut read = TaskRead::new(record, cached);
-            let mut calls: FuturesUnordered<_> =
-                read.requests().to_vec().into_iter().map(|r| async move { (r.id, call(ctx, rpc, &r).await) }).collect();
+            let mut calls: FuturesUnordered<_> = read
+                .requests()
+                .to_vec()
+                .into_iter()
+                .map(|r| async move { (r.id, call(ctx, rpc, &r).await) })
+                .collect();
             while let Some((id, result)) = calls.next().await {
                 match result {
                     Ok(resp) => read.on_response(id, resp.status, &resp.body),
                     Err(_) => read.on_failure(id),
                 }
             }
-            ctx.disk.views.lock().unwrap().insert(uid, read.finished_views());
-            answer.send(Reply::json(200, read.view(now_ms(), LOST_AFTER_MS).meili)).await
+            ctx.disk
+                .views
+                .lock()
+                .unwrap()
+                .insert(uid, read.finished_views());
+            answer
+                .send(Reply::json(200, read.view(now_ms(), LOST_AFTER_MS).meili))
+                .await
         }
     }
 }
@@ -323,13 +382,22 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
             async move {
                 let ep = Arc::new(Endpoint::bind(proxy_addr()).await.expect("proxy address"));
                 let rpc = Arc::new(
-                    RpcClient::bind(SocketAddr::new(IpAddr::V4(PROXY_IP), 0)).await.expect("proxy client address"),
+                    RpcClient::bind(SocketAddr::new(IpAddr::V4(PROXY_IP), 0))
+                        .await
+                        .expect("proxy client address"),
                 );
                 loop {
-                    let Ok((op, from, tag)) = next_request::<ProxyOp>(&ep).await else { continue };
+                    let Ok((op, from, tag)) = next_request::<ProxyOp>(&ep).await else {
+                        continue;
+                    };
                     let (ctx, rpc, ep) = (ctx.clone(), rpc.clone(), ep.clone());
                     madsim::task::spawn_local(async move {
-                        let mut answer = Replier { ep: &ep, to: from, tag, sent: false };
+                        let mut answer = Replier {
+                            ep: &ep,
+                            to: from,
+                            tag,
+                            sent: false,
+                        };
                         serve_op(&ctx, &rpc, op, &mut answer).await;
                     });
                 }
@@ -378,7 +446,8 @@ impl Shared {
 }
 
 async fn client_call(rpc: &RpcClient, op: ProxyOp) -> Result<Reply, CallError> {
-    rpc.call::<ProxyOp, Reply>(proxy_addr(), op, CLIENT_TIMEOUT).await
+    rpc.call::<ProxyOp, Reply>(proxy_addr(), op, CLIENT_TIMEOUT)
+        .await
 }
 
 /// Polls a task through the proxy until it reaches a final status or the deadline passes.
@@ -399,33 +468,54 @@ async fn wait_task(rpc: &RpcClient, uid: u64, until: u64) -> Option<String> {
 }
 
 async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
-    let rpc = RpcClient::bind("10.0.2.1:0".parse().expect("client address")).await.expect("client endpoint");
+    let rpc = RpcClient::bind("10.0.2.1:0".parse().expect("client address"))
+        .await
+        .expect("client endpoint");
     let mut rng = SimRng::new(seed ^ 0xC11E47);
     for step in 0..spec.ops {
         time::sleep(Duration::from_millis(rng.range(5, 120))).await;
         let dice = rng.below(100);
         if dice < 45 {
-            let docs: Vec<Doc> = (0..rng.range(1, 4)).map(|_| { let id = rng.below(ID_SPACE); random_doc(&mut rng, id) }).collect();
-            let effects = docs.iter().map(|d| (d["id"].to_string(), Effect::Put(d.clone()))).collect();
+            let docs: Vec<Doc> = (0..rng.range(1, 4))
+                .map(|_| {
+                    let id = rng.below(ID_SPACE);
+                    random_doc(&mut rng, id)
+                })
+                .collect();
+            let effects = docs
+                .iter()
+                .map(|d| (d["id"].to_string(), Effect::Put(d.clone())))
+                .collect();
             let result = client_call(&rpc, ProxyOp::AddDocuments(docs)).await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} add -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
         } else if dice < 60 {
-            let ids: Vec<String> = (0..rng.range(1, 3)).map(|_| rng.below(ID_SPACE).to_string()).collect();
+            let ids: Vec<String> = (0..rng.range(1, 3))
+                .map(|_| rng.below(ID_SPACE).to_string())
+                .collect();
             let effects = ids.iter().map(|id| (id.clone(), Effect::Delete)).collect();
             let result = client_call(&rpc, ProxyOp::DeleteIds(ids)).await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} delete -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
         } else if dice < 80 {
-            let q = json!({"q": rng.pick(&WORDS), "limit": rng.range(1, 10)}).as_object().cloned().unwrap_or_default();
+            let q = json!({"q": rng.pick(&WORDS), "limit": rng.range(1, 10)})
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
             let result = client_call(&rpc, ProxyOp::Search(q)).await;
-            shared.log(format_args!("client#{step} search -> {:?}", result.as_ref().map(|r| r.status)));
+            shared.log(format_args!(
+                "client#{step} search -> {:?}",
+                result.as_ref().map(|r| r.status)
+            ));
         } else if dice < 90 {
             let id = rng.below(ID_SPACE).to_string();
             let result = client_call(&rpc, ProxyOp::GetDocument(id)).await;
-            shared.log(format_args!("client#{step} get -> {:?}", result.as_ref().map(|r| r.status)));
+            shared.log(format_args!(
+                "client#{step} get -> {:?}",
+                result.as_ref().map(|r| r.status)
+            ));
         } else {
             let acked = shared.history.lock().unwrap().acked_tasks();
             if !acked.is_empty() {
@@ -440,7 +530,11 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
 }
 
 fn fail(checker: &str, message: String, schedule: &Schedule) -> Failure {
-    Failure { checker: checker.to_string(), message, schedule: schedule.to_string() }
+    Failure {
+        checker: checker.to_string(),
+        message,
+        schedule: schedule.to_string(),
+    }
 }
 
 /// Runs one seed of `spec`.
@@ -448,7 +542,13 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let handle = Handle::current();
     let net = NetSim::current();
     let mut rng = SimRng::new(seed);
-    let schedule = Schedule::draw(spec.faults, spec.nodes, SAFETY_MS, &mut rng.fork(1));
+    let schedule = Schedule::draw(
+        spec.faults,
+        spec.nodes,
+        SAFETY_MS,
+        spec.slow_max_ms,
+        &mut rng.fork(1),
+    );
     let keep = std::env::var("MIROIR_SIM_TRACE").is_ok();
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
@@ -465,24 +565,48 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         replication_factor: spec.rf,
         replica_groups: spec.groups,
         nodes: (0..spec.nodes)
-            .map(|i| Node::active(format!("node{i}"), format!("http://{}", node_addr(i)), (i as u32) % spec.groups))
+            .map(|i| {
+                Node::active(
+                    format!("node{i}"),
+                    format!("http://{}", node_addr(i)),
+                    (i as u32) % spec.groups,
+                )
+            })
             .collect(),
     };
-    let placement = Placement::new(&topology).map_err(|e| fail("setup", e.to_string(), &schedule))?;
+    let placement =
+        Placement::new(&topology).map_err(|e| fail("setup", e.to_string(), &schedule))?;
     let ids: Vec<NodeId> = topology.nodes.iter().map(|n| n.id.clone()).collect();
-    let disks: Vec<Arc<Disk<ModelHost>>> =
-        (0..spec.nodes).map(|_| Disk::new(ModelHost(ModelNode::new(Some(NODE_KEY))))).collect();
+    let disks: Vec<Arc<Disk<ModelHost>>> = (0..spec.nodes)
+        .map(|_| Disk::new(ModelHost(ModelNode::new(Some(NODE_KEY)))))
+        .collect();
     let hosts: Vec<NodeHandle> = (0..spec.nodes)
-        .map(|i| spawn_host(&handle, &format!("node{i}"), node_addr(i), disks[i].clone(), rng.next_u64()))
+        .map(|i| {
+            spawn_host(
+                &handle,
+                &format!("node{i}"),
+                node_addr(i),
+                disks[i].clone(),
+                rng.next_u64(),
+            )
+        })
         .collect();
     let ctx = Arc::new(ProxyCtx {
         placement: placement.clone(),
-        addrs: ids.iter().cloned().zip((0..spec.nodes).map(node_addr)).collect(),
+        addrs: ids
+            .iter()
+            .cloned()
+            .zip((0..spec.nodes).map(node_addr))
+            .collect(),
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
-    let admin_node = handle.create_node().name("admin").ip("10.0.3.1".parse().expect("ip")).build();
+    let admin_node = handle
+        .create_node()
+        .name("admin")
+        .ip("10.0.3.1".parse().expect("ip"))
+        .build();
 
     // 1. setup, without faults
     let setup = admin_node
@@ -498,7 +622,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
                 TaskType::SettingsUpdate,
                 Method::Patch,
                 format!("/indexes/{INDEX}/settings"),
-                json!({"filterableAttributes": ["_miroir_shard", "genre", "year"], "sortableAttributes": ["year"]}),
+                json!({"filterableAttributes": ["_miroir_shard", "genre", "year"], "sortableAttributes": ["year", "id"]}),
             );
             let mut statuses = Vec::new();
             for op in [create, settings] {
@@ -517,7 +641,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         .await
         .map_err(|_| fail("setup", "the setup task panicked".into(), &schedule))?;
     if setup.iter().any(|s| s.as_deref() != Some("succeeded")) {
-        return Err(fail("setup", format!("index setup did not succeed: {setup:?}"), &schedule));
+        return Err(fail(
+            "setup",
+            format!("index setup did not succeed: {setup:?}"),
+            &schedule,
+        ));
     }
 
     // 2. safety: workload under faults
@@ -535,7 +663,8 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         net.update_config(|c| c.packet_loss_rate = rate);
     }
     for d in &disks {
-        d.duplicate_per_mille.store((schedule.duplicate_rate * 1000.0) as u64, Ordering::SeqCst);
+        d.duplicate_per_mille
+            .store((schedule.duplicate_rate * 1000.0) as u64, Ordering::SeqCst);
     }
     let start = now_ms();
     let mut down: BTreeSet<usize> = BTreeSet::new();
@@ -582,7 +711,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let ops_deadline = now_ms() + 600_000;
     while !shared.done.load(Ordering::SeqCst) {
         if now_ms() > ops_deadline {
-            return Err(fail("liveness", "the client workload did not finish within 600 s of virtual time".into(), &schedule));
+            return Err(fail(
+                "liveness",
+                "the client workload did not finish within 600 s of virtual time".into(),
+                &schedule,
+            ));
         }
         time::sleep(Duration::from_millis(50)).await;
     }
@@ -610,7 +743,10 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .enumerate()
             .filter(|(_, d)| {
                 d.lock().0.state().tasks.values().any(|t| {
-                    matches!(t.status, crate::model::TaskStatus::Enqueued | crate::model::TaskStatus::Processing)
+                    matches!(
+                        t.status,
+                        crate::model::TaskStatus::Enqueued | crate::model::TaskStatus::Processing
+                    )
                 })
             })
             .map(|(i, _)| i)
@@ -619,7 +755,13 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             break;
         }
         if now_ms() > liveness_deadline {
-            return Err(fail("liveness", format!("nodes {busy:?} still have unfinished tasks after {LIVENESS_MS} ms of healing"), &schedule));
+            return Err(fail(
+                "liveness",
+                format!(
+                    "nodes {busy:?} still have unfinished tasks after {LIVENESS_MS} ms of healing"
+                ),
+                &schedule,
+            ));
         }
         time::sleep(Duration::from_millis(100)).await;
     }
@@ -631,7 +773,9 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         let ids: Vec<String> = expect.keys().cloned().collect();
         admin_node
             .spawn(async move {
-                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr")).await.expect("admin endpoint");
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
                 let mut finals = BTreeMap::new();
                 for uid in acked {
                     if let Some(s) = wait_task(&rpc, uid, liveness_deadline).await {
@@ -666,9 +810,19 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let (finals, reads, searches) = probe;
 
     // 4. checks
-    let mut fleet = FleetView { shards: spec.shards, owners: Vec::new(), nodes: BTreeMap::new() };
+    let mut fleet = FleetView {
+        shards: spec.shards,
+        owners: Vec::new(),
+        nodes: BTreeMap::new(),
+    };
     for s in 0..spec.shards {
-        fleet.owners.push(placement.write_targets(s).into_iter().map(|n| n.0).collect());
+        fleet.owners.push(
+            placement
+                .write_targets(s)
+                .into_iter()
+                .map(|n| n.0)
+                .collect(),
+        );
     }
     for (i, d) in disks.iter().enumerate() {
         let guard = d.lock();
@@ -685,21 +839,42 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let check = |name: &str, r: Result<(), String>| r.map_err(|m| fail(name, m, &schedule));
     check("task_status", checkers::task_status::check(&acked, &finals))?;
     check("lost_write", checkers::lost_write::check(&expect, &reads))?;
-    check("resurrection", checkers::resurrection::check(&expect, &fleet))?;
+    check(
+        "resurrection",
+        checkers::resurrection::check(&expect, &fleet),
+    )?;
     check("convergence", checkers::convergence::check(&expect, &fleet))?;
     check("duplicates", checkers::duplicates::check(&fleet))?;
     let oracle_checked = match oracle_corpus(&fleet) {
         Some(corpus) => {
             let mut oracle = oracle_node(&corpus);
             for (q, proxy_reply) in &searches {
-                let want = oracle.handle(model::Request::json(model::Method::Post, &format!("/indexes/{INDEX}/search"), &Value::Object(q.clone())).bearer(NODE_KEY), now_ms());
-                check("oracle", checkers::oracle::check(&Value::Object(q.clone()), &proxy_reply.body, &want.body))?;
+                let want = oracle.handle(
+                    model::Request::json(
+                        model::Method::Post,
+                        &format!("/indexes/{INDEX}/search"),
+                        &Value::Object(q.clone()),
+                    )
+                    .bearer(NODE_KEY),
+                    now_ms(),
+                );
+                check(
+                    "oracle",
+                    checkers::oracle::check(
+                        &Value::Object(q.clone()),
+                        &proxy_reply.body,
+                        &want.body,
+                    ),
+                )?;
             }
             true
         }
         None => false,
     };
-    shared.log(format_args!("checks passed; oracle compared: {oracle_checked}; acknowledged writes: {}", acked.len()));
+    shared.log(format_args!(
+        "checks passed; oracle compared: {oracle_checked}; acknowledged writes: {}",
+        acked.len()
+    ));
     let trace = shared.trace.lock().unwrap();
     Ok(Outcome {
         trace_digest: trace.digest(),
@@ -725,7 +900,11 @@ fn oracle_corpus(fleet: &FleetView) -> Option<BTreeMap<String, Doc>> {
     }
     for (id, _) in corpus.iter() {
         let shard = fleet.shard_of(id) as usize;
-        let holders = fleet.nodes.iter().filter(|(_, d)| d.contains_key(id)).count();
+        let holders = fleet
+            .nodes
+            .iter()
+            .filter(|(_, d)| d.contains_key(id))
+            .count();
         if holders != fleet.owners[shard].len() {
             return None;
         }
@@ -736,36 +915,51 @@ fn oracle_corpus(fleet: &FleetView) -> Option<BTreeMap<String, Doc>> {
 fn oracle_node(corpus: &BTreeMap<String, Doc>) -> ModelNode {
     let mut node = ModelNode::new(Some(NODE_KEY));
     let now = 1_000;
-    let post = |path: &str, body: Value| model::Request::json(model::Method::Post, path, &body).bearer(NODE_KEY);
-    node.handle(post("/indexes", json!({"uid": INDEX, "primaryKey": "id"})), now);
+    let post = |path: &str, body: Value| {
+        model::Request::json(model::Method::Post, path, &body).bearer(NODE_KEY)
+    };
+    node.handle(
+        post("/indexes", json!({"uid": INDEX, "primaryKey": "id"})),
+        now,
+    );
     node.handle(
         model::Request::json(
             model::Method::Patch,
             &format!("/indexes/{INDEX}/settings"),
-            &json!({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year"]}),
+            &json!({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year", "id"]}),
         )
         .bearer(NODE_KEY),
         now,
     );
     let docs: Vec<Value> = corpus.values().cloned().map(Value::Object).collect();
     if !docs.is_empty() {
-        node.handle(post(&format!("/indexes/{INDEX}/documents"), Value::Array(docs)), now);
+        node.handle(
+            post(&format!("/indexes/{INDEX}/documents"), Value::Array(docs)),
+            now,
+        );
     }
     node.run_until_idle(now);
     node
 }
 
+/// The searches compared with the oracle. Queries that return a window of the results break every tie with a
+/// unique sort (`id`), because hits whose ranking details are identical may be cut differently at a window's
+/// edge; queries without a unique order ask for every hit (`limit` above the id space), so each tie group is
+/// whole and compared as a set.
 fn oracle_queries() -> Vec<Map<String, Value>> {
     let mut qs = vec![
         json!({"q": "", "limit": 50, "showRankingScoreDetails": true}),
-        json!({"q": "", "sort": ["year:asc"], "limit": 7, "showRankingScoreDetails": true}),
-        json!({"q": "", "sort": ["year:desc"], "offset": 3, "limit": 5, "showRankingScoreDetails": true}),
+        json!({"q": "", "sort": ["year:asc", "id:asc"], "limit": 7, "showRankingScoreDetails": true}),
+        json!({"q": "", "sort": ["year:desc", "id:desc"], "offset": 3, "limit": 5, "showRankingScoreDetails": true}),
         json!({"q": "", "facets": ["genre", "year"], "limit": 0}),
-        json!({"q": "", "filter": "genre = drama", "page": 2, "hitsPerPage": 3, "showRankingScoreDetails": true}),
-        json!({"q": "storm king", "showRankingScoreDetails": true, "facets": ["genre"]}),
+        json!({"q": "", "filter": "genre = drama", "sort": ["id:asc"], "page": 2, "hitsPerPage": 3, "showRankingScoreDetails": true}),
+        json!({"q": "storm king", "limit": 50, "showRankingScoreDetails": true, "facets": ["genre"]}),
     ];
     for w in WORDS.iter().take(5) {
-        qs.push(json!({"q": w, "limit": 10, "showRankingScoreDetails": true}));
+        qs.push(json!({"q": w, "limit": 50, "showRankingScoreDetails": true}));
+        qs.push(json!({"q": w, "sort": ["id:desc"], "offset": 1, "limit": 3, "showRankingScoreDetails": true}));
     }
-    qs.into_iter().filter_map(|q| q.as_object().cloned()).collect()
+    qs.into_iter()
+        .filter_map(|q| q.as_object().cloned())
+        .collect()
 }

@@ -7,8 +7,8 @@
 
 use madsim::net::{Endpoint, Payload};
 use madsim::time;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// The tag every server listens on for requests.
