@@ -234,7 +234,10 @@ pub fn merge_facet_search(
                 return Err(bad(answer.order, "a facet hit lacks `value` or `count`"));
             };
             let previous = map.get(value).and_then(Value::as_u64).unwrap_or(0);
-            map.insert(value.to_string(), Value::from(previous + count));
+            map.insert(
+                value.to_string(),
+                Value::from(previous.saturating_add(count)),
+            );
         }
         if facet_query.is_none() {
             facet_query = body.get("facetQuery").cloned();

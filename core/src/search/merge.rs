@@ -361,7 +361,7 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
             request_uid = body.get("requestUid").cloned();
         }
         if let Some(n) = body.get("semanticHitCount").and_then(Value::as_u64) {
-            semantic = Some(semantic.unwrap_or(0) + n);
+            semantic = Some(semantic.unwrap_or(0).saturating_add(n));
         }
         match body.get("facetDistribution") {
             None => {}

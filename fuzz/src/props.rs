@@ -1,0 +1,876 @@
+//! The hostile-input properties, written once and run twice:
+//! - by the cargo-fuzz targets in `fuzz/fuzz_targets/` (nightly, coverage-guided, `fuzz/src/lib.rs` turns the
+//!   fuzzer's bytes into the plain inputs below);
+//! - by `core/tests/fuzz_stable.rs` on stable, in the normal test suite (it includes this very file with
+//!   `#[path = "../../fuzz/src/props.rs"]` and drives it with proptest strategies).
+//!
+//! Every `check_*` function takes plain inputs (bytes, strings, `serde_json` values, query pairs), calls one
+//! of miroir-core's entry points for client or node input, and asserts:
+//! - it never panics (a panic inside core aborts the fuzzer / fails the test);
+//! - an error is a Meilisearch-shaped [`MeiliError`]: a 4xx/5xx status, a lowercase snake_case code, a
+//!   non-empty message, and `to_json()` is exactly `{message, code, type, link}`; client input errors are
+//!   4xx, node answer errors are `502 miroir_bad_node_response` (or the node's own relayed error);
+//! - on success, simple structural facts (window sizes, no `_miroir_*` field in what a client sees,
+//!   documents tagged with a shard they belong to, ...).
+//!
+//! This file depends on nothing but `miroir_core`, `serde_json` and `std`, so both crates can compile it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use miroir_core::config::Config;
+use miroir_core::documents;
+use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
+use miroir_core::quorum::{ShardOwners, WriteQuorum};
+use miroir_core::routing::Placement;
+use miroir_core::search::{
+    self, NodeAnswer, Pagination, SearchContext, SearchPlan, ShardRestriction,
+};
+use miroir_core::tasks::{self, MiroirTask, NodeTaskRef, NodeTaskView, TaskFilter, TaskQueryKind};
+use miroir_core::topology::{Node, NodeId, Topology};
+use miroir_core::{MeiliError, RESERVED_PREFIX, SHARD_FIELD};
+use serde_json::{Map, Value};
+
+/// Object keys worth trying: the parameters and answer fields the entry points interpret, plus a reserved
+/// one. Generators pick from this list most of the time and invent a key otherwise.
+pub const KEYS: &[&str] = &[
+    "id",
+    "title",
+    "q",
+    "offset",
+    "limit",
+    "page",
+    "hitsPerPage",
+    "filter",
+    "facets",
+    "sort",
+    "distinct",
+    "attributesToRetrieve",
+    "showRankingScore",
+    "showRankingScoreDetails",
+    "hits",
+    "estimatedTotalHits",
+    "totalHits",
+    "processingTimeMs",
+    "query",
+    "facetDistribution",
+    "facetStats",
+    "facetHits",
+    "facetQuery",
+    "value",
+    "count",
+    "min",
+    "max",
+    "order",
+    "score",
+    "words",
+    "rating:desc",
+    "year:asc",
+    "_geoPoint(48.5, 2.5):asc",
+    "distance",
+    "_rankingScore",
+    "_rankingScoreDetails",
+    "_formatted",
+    "_matchesPosition",
+    "semanticHitCount",
+    "performanceDetails",
+    "requestUid",
+    "results",
+    "total",
+    "fields",
+    "ids",
+    "status",
+    "details",
+    "error",
+    "startedAt",
+    "finishedAt",
+    "message",
+    "code",
+    "type",
+    "link",
+    SHARD_FIELD,
+    "_miroir_x",
+];
+
+/// Query parameter names worth trying (search GET, documents GET, tasks GET), plus an unknown one.
+pub const PARAMS: &[&str] = &[
+    "q",
+    "offset",
+    "limit",
+    "page",
+    "hitsPerPage",
+    "filter",
+    "facets",
+    "sort",
+    "distinct",
+    "attributesToRetrieve",
+    "attributesToCrop",
+    "cropLength",
+    "showRankingScore",
+    "matchingStrategy",
+    "rankingScoreThreshold",
+    "hybrid",
+    "semanticRatio",
+    "embedder",
+    "vector",
+    "retrieveVectors",
+    "fields",
+    "ids",
+    "useNetwork",
+    "from",
+    "reverse",
+    "uids",
+    "batchUids",
+    "canceledBy",
+    "types",
+    "statuses",
+    "indexUids",
+    "afterEnqueuedAt",
+    "beforeEnqueuedAt",
+    "afterStartedAt",
+    "beforeStartedAt",
+    "afterFinishedAt",
+    "beforeFinishedAt",
+    "notAParam",
+];
+
+/// Environment variables `Config::from_yaml_str` reads, plus an unrelated one.
+pub const ENV_VARS: &[&str] = &[
+    "MIROIR_MASTER_KEY",
+    "MIROIR_NODE_MASTER_KEY",
+    "MIROIR_SHARDS",
+    "MIROIR_REPLICATION_FACTOR",
+    "MIROIR_REPLICA_GROUPS",
+    "MIROIR_WRITE_QUORUM",
+    "MIROIR_TASK_STORE_BACKEND",
+    "MIROIR_TASK_STORE_PATH",
+    "MIROIR_TASK_STORE_URL",
+    "MIROIR_ADMIN_ENABLED",
+    "MIROIR_ADMIN_API_KEY",
+    "MIROIR_HEALTH_INTERVAL_MS",
+    "MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY",
+    "MIROIR_SERVER_PORT",
+    "MIROIR_SERVER_BIND",
+    "HOME",
+];
+
+/// Content types worth trying for document payloads.
+pub const CONTENT_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-ndjson",
+    "text/csv",
+    "text/csv; charset=utf-8",
+    "APPLICATION/JSON ; charset=\"utf-8\"",
+    "application/ld+json",
+    "text/plain",
+    "multipart/form-data; boundary=x",
+    "application/",
+    ";",
+    "",
+];
+
+// ----- shared checks -----
+
+/// Asserts `e` is a Meilisearch-shaped error with a status in `statuses`.
+pub fn check_error(e: &MeiliError, statuses: std::ops::RangeInclusive<u16>) {
+    assert!(
+        statuses.contains(&e.status),
+        "status {} outside {statuses:?}: {e:?}",
+        e.status
+    );
+    assert!(
+        !e.code.is_empty()
+            && e.code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+        "code is not snake_case: {e:?}"
+    );
+    assert!(!e.message.is_empty(), "empty message: {e:?}");
+    let json = e.to_json();
+    let obj = json.as_object().expect("an error renders as an object");
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["message", "code", "type", "link"], "{json}");
+    assert!(obj.values().all(Value::is_string), "{json}");
+    assert!(
+        obj["link"].as_str().unwrap_or_default().ends_with(&e.code),
+        "{json}"
+    );
+}
+
+/// Asserts no object key anywhere inside `v` starts with `_miroir_`.
+pub fn check_no_reserved_keys(v: &Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, inner) in m {
+                assert!(!k.starts_with(RESERVED_PREFIX), "reserved key `{k}` in {v}");
+                check_no_reserved_keys(inner);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(check_no_reserved_keys),
+        _ => {}
+    }
+}
+
+fn no_reserved_top_level(m: &Map<String, Value>) {
+    if let Some(k) = m.keys().find(|k| k.starts_with(RESERVED_PREFIX)) {
+        panic!("reserved key `{k}` reached the client");
+    }
+}
+
+// ----- fixed topology -----
+
+/// Shards of the fixed topology.
+pub const SHARDS: u32 = 4;
+/// Replica groups of the fixed topology.
+pub const GROUPS: u32 = 2;
+/// Replication factor of the fixed topology.
+pub const RF: u32 = 2;
+
+/// The small fixed placement the documents and tasks properties use: S=4, RG=2, RF=2, three nodes per group
+/// (`a`, `b`, `c` in group 0; `d`, `e`, `f` in group 1).
+pub fn placement() -> Placement {
+    let nodes = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Node::active(*id, format!("http://{id}:7700"), (i / 3) as u32))
+        .collect();
+    let topology = Topology {
+        epoch: 1,
+        shards: SHARDS,
+        replication_factor: RF,
+        replica_groups: GROUPS,
+        nodes,
+    };
+    Placement::new(&topology).expect("the fixed topology is valid")
+}
+
+// ----- documents -----
+
+/// A documents write request: content type, raw `csvDelimiter`, body, and the primary key context.
+#[derive(Debug, Clone, Default)]
+pub struct DocumentsInput {
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<String>,
+    /// The raw `csvDelimiter` query parameter, if any.
+    pub csv_delimiter: Option<String>,
+    /// The payload.
+    pub body: Vec<u8>,
+    /// The index's primary key, if it has one.
+    pub index_pk: Option<String>,
+    /// The `primaryKey` query parameter, if any.
+    pub pk_param: Option<String>,
+}
+
+/// `parse_csv_delimiter` → `parse_request` → `resolve_primary_key` → `plan_batch` on [`placement`], and
+/// `parse_delete_ids` → `plan_delete_ids` on the same body.
+pub fn check_documents(input: &DocumentsInput, placement: &Placement) {
+    let delimiter = match input
+        .csv_delimiter
+        .as_deref()
+        .map(documents::parse_csv_delimiter)
+    {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => {
+            check_error(&e, 400..=499);
+            None
+        }
+    };
+    let content_type = input.content_type.as_deref();
+
+    match documents::parse_delete_ids(content_type, &input.body) {
+        Err(e) => check_error(&e, 400..=499),
+        Ok(ids) => {
+            let plan = documents::plan_delete_ids(&ids, placement);
+            assert_eq!(plan.received, ids.len());
+            assert_eq!(plan.shards.values().sum::<usize>(), ids.len());
+            let sent: usize = plan.per_node.values().map(Vec::len).sum();
+            assert_eq!(sent, ids.len() * (GROUPS * RF) as usize);
+        }
+    }
+
+    let docs = match documents::parse_request(content_type, delimiter, &input.body) {
+        // An NDJSON line holding a non-object is Meilisearch's `500 internal` (see `documents`).
+        Err(e) if e.status == 500 => {
+            check_error(&e, 500..=500);
+            assert_eq!(e.code, "internal");
+            return;
+        }
+        Err(e) => {
+            check_error(&e, 400..=499);
+            return;
+        }
+        Ok(docs) => docs,
+    };
+    let pk = match documents::resolve_primary_key(
+        input.index_pk.as_deref(),
+        input.pk_param.as_deref(),
+        docs.first(),
+    ) {
+        Err(e) => {
+            check_error(&e, 400..=499);
+            return;
+        }
+        Ok(None) => {
+            assert!(docs.is_empty(), "no primary key for a non-empty batch");
+            return;
+        }
+        Ok(Some(pk)) => pk,
+    };
+    let received = docs.len();
+    let plan = match documents::plan_batch(docs, &pk, placement) {
+        Err(e) => {
+            check_error(&e, 400..=499);
+            return;
+        }
+        Ok(plan) => plan,
+    };
+    assert_eq!(plan.received, received);
+    assert_eq!(plan.shards.values().sum::<usize>(), received);
+    let mut copies = 0;
+    for (node, docs) in &plan.per_node {
+        let held = placement.shards_held_by(node);
+        for doc in docs {
+            let shard = doc
+                .get(SHARD_FIELD)
+                .and_then(Value::as_u64)
+                .expect("every planned document carries its shard");
+            let shard = u32::try_from(shard).expect("a shard fits u32");
+            assert!(shard < SHARDS && plan.shards.contains_key(&shard));
+            assert!(held.contains(&shard), "{node} got a shard it does not hold");
+            assert!(documents::document_id(doc, &pk).is_ok());
+        }
+        copies += docs.len();
+    }
+    assert_eq!(copies, received * (GROUPS * RF) as usize);
+}
+
+// ----- search planning -----
+
+/// `plan_search` then `node_request` with and without `restriction`; returns the plan when the body is
+/// valid.
+pub fn check_search_plan(
+    client: &Map<String, Value>,
+    ctx: &SearchContext,
+    restriction: &ShardRestriction,
+) -> Option<SearchPlan> {
+    let plan = match search::plan_search(client, ctx) {
+        Err(e) => {
+            check_error(&e, 400..=400);
+            assert!(
+                [
+                    "invalid_search_offset",
+                    "invalid_search_limit",
+                    "invalid_search_page",
+                    "invalid_search_hits_per_page"
+                ]
+                .contains(&e.code.as_str()),
+                "{e:?}"
+            );
+            return None;
+        }
+        Ok(plan) => plan,
+    };
+    let window_end = plan.window_offset + plan.window_limit;
+    assert!(window_end <= ctx.max_total_hits);
+    let req = &plan.shard_request;
+    match plan.pagination {
+        Pagination::OffsetLimit { .. } => {
+            assert_eq!(req.get("offset"), Some(&Value::from(0u64)));
+            assert_eq!(req.get("limit"), Some(&Value::from(window_end as u64)));
+        }
+        Pagination::Pages { .. } => {
+            assert_eq!(req.get("page"), Some(&Value::from(1u64)));
+            assert_eq!(
+                req.get("hitsPerPage"),
+                Some(&Value::from(window_end as u64))
+            );
+        }
+    }
+    // Everything Miroir does not interpret reaches the nodes untouched.
+    for (k, v) in client {
+        let rewritten = [
+            "offset",
+            "limit",
+            "page",
+            "hitsPerPage",
+            "showRankingScore",
+            "showRankingScoreDetails",
+            "attributesToRetrieve",
+        ];
+        if !rewritten.contains(&k.as_str()) {
+            assert_eq!(req.get(k), Some(v), "`{k}` was altered");
+        }
+    }
+    assert_eq!(&plan.node_request(None), req);
+    let restricted = plan.node_request(Some(restriction));
+    for (k, v) in &restricted {
+        if k != "filter" {
+            assert_eq!(req.get(k), Some(v));
+        }
+    }
+    assert!(req.keys().all(|k| restricted.contains_key(k)));
+    Some(plan)
+}
+
+/// `search_params_from_query`, then [`check_search_plan`] on the body it builds.
+pub fn check_search_query(pairs: &[(String, String)], ctx: &SearchContext) {
+    match search::search_params_from_query(pairs) {
+        Err(e) => check_error(&e, 400..=400),
+        Ok(body) => {
+            check_search_plan(&body, ctx, &ShardRestriction::default());
+        }
+    }
+}
+
+// ----- merging -----
+
+/// `merge_search` over node answers. `well_formed` says the answers are what real nodes could send for
+/// documents written through Miroir (no `_miroir_*` field other than `_miroir_shard` at the top of a hit
+/// and inside `_formatted` / `_matchesPosition`); then the merged answer must hold no `_miroir_*` key at
+/// all.
+pub fn check_merge(plan: &SearchPlan, answers: Vec<NodeAnswer>, well_formed: bool) {
+    let merged = match search::merge_search(plan, answers) {
+        Err(e) => {
+            check_error(&e, 502..=502);
+            assert_eq!(e.code, "miroir_bad_node_response");
+            return;
+        }
+        Ok(v) => v,
+    };
+    let out = merged.as_object().expect("a merged answer is an object");
+    let hits = out["hits"].as_array().expect("`hits` is an array");
+    assert!(hits.len() <= plan.window_limit);
+    for hit in hits {
+        let hit = hit.as_object().expect("a merged hit is an object");
+        no_reserved_top_level(hit);
+        for added in &plan.added_attributes {
+            assert!(!hit.contains_key(added), "added attribute `{added}` leaked");
+        }
+        for key in ["_formatted", "_matchesPosition"] {
+            if let Some(Value::Object(inner)) = hit.get(key) {
+                no_reserved_top_level(inner);
+            }
+        }
+        if !plan.show_ranking_score {
+            assert!(!hit.contains_key("_rankingScore"));
+        }
+        if !plan.show_ranking_score_details {
+            assert!(!hit.contains_key("_rankingScoreDetails"));
+        }
+    }
+    let max = plan.context.max_total_hits as u64;
+    for key in ["estimatedTotalHits", "totalHits"] {
+        if let Some(total) = out.get(key) {
+            assert!(total.as_u64().is_some_and(|t| t <= max), "{key} above cap");
+        }
+    }
+    if let Some(Value::Object(dist)) = out.get("facetDistribution") {
+        for values in dist.values() {
+            let values = values.as_object().expect("a merged facet is an object");
+            assert!(values.len() <= plan.context.max_values_per_facet);
+        }
+    }
+    if well_formed {
+        check_no_reserved_keys(&merged);
+    }
+}
+
+/// `merge_facet_search` over node answers.
+pub fn check_facet_merge(answers: Vec<NodeAnswer>, order: search::FacetOrder, max_values: usize) {
+    match search::merge_facet_search(answers, order, max_values) {
+        Err(e) => {
+            check_error(&e, 502..=502);
+            assert_eq!(e.code, "miroir_bad_node_response");
+        }
+        Ok(v) => {
+            let hits = v["facetHits"].as_array().expect("`facetHits` is an array");
+            assert!(hits.len() <= max_values);
+            for h in hits {
+                assert!(h["value"].is_string() && h["count"].is_u64(), "{h}");
+            }
+        }
+    }
+}
+
+// ----- tasks -----
+
+/// The Miroir task behind [`check_tasks`]: two shards on one or two groups of the fixed node names.
+pub fn task_record(
+    uid: u64,
+    enqueued_at: u64,
+    two_groups: bool,
+    quorum: u8,
+    details: Option<Map<String, Value>>,
+    error: Option<&MeiliError>,
+) -> MiroirTask {
+    let mut t = MiroirTask::new(
+        uid,
+        Some("movies".into()),
+        tasks::TaskType::DocumentAdditionOrUpdate,
+        enqueued_at,
+        details,
+    );
+    let mut owners = ShardOwners::new();
+    let g1 = |a: &str, b: &str| vec![NodeId::new(a), NodeId::new(b)];
+    if two_groups {
+        owners.insert(0, vec![g1("a", "b"), g1("d", "e")]);
+        owners.insert(1, vec![g1("b", "c"), g1("e", "f")]);
+    } else {
+        owners.insert(0, vec![g1("a", "b")]);
+        owners.insert(1, vec![g1("b", "c")]);
+    }
+    t.node_tasks = tasks::node_task_refs(&owners, |node| {
+        let i = node.as_str().bytes().next().unwrap_or(b'a');
+        Some(u64::from(i) * 10)
+    });
+    t.placement = owners;
+    t.quorum = match quorum % 3 {
+        0 => WriteQuorum::Majority,
+        1 => WriteQuorum::One,
+        _ => WriteQuorum::All,
+    };
+    if let Some(e) = error {
+        t = t.with_error(e);
+    }
+    t
+}
+
+/// Task object keys in Meilisearch's order, `details` being optional.
+const TASK_KEYS: [&str; 12] = [
+    "uid",
+    "batchUid",
+    "indexUid",
+    "status",
+    "type",
+    "canceledBy",
+    "details",
+    "error",
+    "duration",
+    "enqueuedAt",
+    "startedAt",
+    "finishedAt",
+];
+
+/// `NodeTaskView::from_json` on each node object (assigned to the record's node tasks in order), then
+/// `aggregate`, then `TaskFilter::from_list_query` / `from_cancel_or_delete_query` on `pairs`, `matches` and
+/// `paginate` over the aggregated view.
+pub fn check_tasks(
+    task: &MiroirTask,
+    node_objects: &[Value],
+    now: u64,
+    lost_after: u64,
+    pairs: &[(String, String)],
+) {
+    let mut views = BTreeMap::new();
+    for (r, obj) in task.node_tasks.iter().zip(node_objects) {
+        let NodeTaskRef { node, task_uid, .. } = r;
+        if let Some(uid) = task_uid {
+            views.insert((node.clone(), *uid), NodeTaskView::from_json(obj));
+        }
+    }
+    let view = tasks::aggregate(task, &views, now, lost_after);
+    let meili = view.meili.as_object().expect("a task object");
+    let keys: Vec<&str> = meili.keys().map(String::as_str).collect();
+    let expected: Vec<&str> = TASK_KEYS
+        .iter()
+        .copied()
+        .filter(|k| *k != "details" || meili.contains_key("details"))
+        .collect();
+    assert_eq!(keys, expected, "task key order");
+    assert_eq!(meili["uid"], Value::from(task.uid));
+    assert_eq!(meili["status"], Value::from(view.status.as_str()));
+    match view.status {
+        tasks::TaskStatus::Failed => {
+            let error = &meili["error"];
+            let e = MeiliError::from_node_body(400, error)
+                .unwrap_or_else(|| panic!("a failed task carries an error object: {error}"));
+            assert!(!e.code.is_empty());
+        }
+        _ => assert!(meili["error"].is_null(), "error on a non-failed task"),
+    }
+    if !view.status.is_finished() {
+        assert!(meili["finishedAt"].is_null() && meili["duration"].is_null());
+    }
+    assert!(meili["duration"].is_null() || meili["duration"].is_string());
+    assert!(view.miroir_pending_replicas <= task.node_tasks.len());
+
+    match TaskFilter::from_list_query(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Err(e) => check_error(&e, 400..=499),
+        Ok(filter) => {
+            let matched = filter.matches(&view);
+            let page = filter.paginate([&view]);
+            let results = page["results"].as_array().expect("results");
+            assert!(results.len() <= usize::from(matched));
+            assert_eq!(page["total"], Value::from(u64::from(matched)));
+        }
+    }
+    for kind in [TaskQueryKind::Cancel, TaskQueryKind::Delete] {
+        match TaskFilter::from_cancel_or_delete_query(
+            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            kind,
+        ) {
+            Err(e) => check_error(&e, 400..=499),
+            Ok(filter) => {
+                filter.matches(&view);
+            }
+        }
+    }
+}
+
+// ----- config -----
+
+/// `Config::from_yaml_str` with `env`; a valid config validates again, an error names a path under
+/// `miroir` (or none), and a secret that came from the environment never shows in `Debug`.
+pub fn check_config(text: &str, env: &BTreeMap<String, String>) {
+    let lookup = |k: &str| env.get(k).cloned();
+    match Config::from_yaml_str(text, &lookup) {
+        Err(e) => {
+            assert!(!e.problem.is_empty(), "{e:?}");
+            assert!(e.path.is_empty() || e.path.starts_with("miroir"), "{e:?}");
+            assert!(!e.to_string().is_empty());
+        }
+        Ok(config) => {
+            assert!(config.validate().is_ok());
+            assert!(config.shards > 0 && config.replication_factor > 0);
+            let debug = format!("{config:?}");
+            for var in [
+                "MIROIR_MASTER_KEY",
+                "MIROIR_NODE_MASTER_KEY",
+                "MIROIR_ADMIN_API_KEY",
+            ] {
+                if let Some(secret) = env.get(var) {
+                    // Only distinctive secrets: a short one may appear by chance elsewhere.
+                    if secret.len() >= 12 && secret.starts_with("sekrit-") && !text.contains(secret)
+                    {
+                        assert!(!debug.contains(secret.as_str()), "{var} leaked in Debug");
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ----- documents pager -----
+
+/// One scripted reaction of the shell to a pager step.
+#[derive(Debug, Clone)]
+pub enum PagerReply {
+    /// The node answered with this status and body.
+    Raw {
+        /// HTTP status.
+        status: u16,
+        /// The parsed body.
+        body: Value,
+    },
+    /// The node answered plausibly: a counting search gets `{estimatedTotalHits, facetDistribution}` from
+    /// `counts`; a fetch gets `{results: docs, ...}`.
+    Shaped {
+        /// `(shard, count)` pairs for a counting search.
+        counts: Vec<(u32, u64)>,
+        /// Documents for a fetch.
+        docs: Vec<Value>,
+        /// Report a total above the counts' sum (a truncated distribution).
+        overcount: bool,
+    },
+    /// The node could not be reached.
+    Fail,
+    /// On a failed request: retry it on node `b` (which holds every shard) if true, else skip it.
+    Retry(bool),
+}
+
+/// The documents query of a pager run.
+#[derive(Debug, Clone)]
+pub enum PagerQuery {
+    /// `GET /indexes/movies/documents` query pairs.
+    Pairs(Vec<(String, String)>),
+    /// `POST /indexes/movies/documents/fetch` body.
+    Fetch(Value),
+}
+
+/// Parses the query, starts a [`DocumentsPager`] over S=4 with the fixed cover (node `a` serves 0 and 1 and
+/// holds 0, 1, 2; node `b` serves 2 and 3 and holds all four; or `custom_cover` when given), then drives it
+/// with `replies` (one per emitted request or failure decision) for at most 64 steps.
+pub fn check_pager(
+    query: &PagerQuery,
+    custom_cover: Option<Vec<(bool, Vec<u32>, Vec<u32>)>>,
+    replies: &[PagerReply],
+) {
+    let parsed = match query {
+        PagerQuery::Pairs(pairs) => DocumentsQuery::from_query_pairs(pairs),
+        PagerQuery::Fetch(body) => DocumentsQuery::from_fetch_body(body),
+    };
+    let query = match parsed {
+        Err(e) => {
+            check_error(&e, 400..=499);
+            return;
+        }
+        Ok(q) => q,
+    };
+    let cover = match custom_cover {
+        Some(entries) => entries
+            .into_iter()
+            .map(|(is_a, assigned, held)| {
+                CoverEntry::new(if is_a { "a" } else { "b" }, assigned, held)
+            })
+            .collect(),
+        None => vec![
+            CoverEntry::new("a", vec![0, 1], vec![0, 1, 2]),
+            CoverEntry::new("b", vec![2, 3], vec![0, 1, 2, 3]),
+        ],
+    };
+    let shard_of = |id: &str| miroir_core::routing::shard_for_key(id, SHARDS);
+    let (offset, limit) = (query.offset, query.limit);
+    let mut pager = DocumentsPager::new("movies", query, cover, SHARDS, &shard_of);
+    let mut replies = replies.iter();
+    let mut ids = BTreeSet::new();
+    for _ in 0..64 {
+        match pager.poll() {
+            Step::Send(requests) => {
+                for r in requests {
+                    assert!(ids.insert(r.id), "request id {} emitted twice", r.id);
+                    assert_eq!(r.method, "POST");
+                    assert!(r.path.starts_with("/indexes/movies/"));
+                    assert!(r.body.is_object());
+                    match replies.next() {
+                        None => return,
+                        Some(PagerReply::Fail) | Some(PagerReply::Retry(_)) => {
+                            pager.on_failure(r.id)
+                        }
+                        Some(PagerReply::Raw { status, body }) => {
+                            pager.on_response(r.id, *status, body)
+                        }
+                        Some(PagerReply::Shaped {
+                            counts,
+                            docs,
+                            overcount,
+                        }) => {
+                            let body =
+                                shaped_pager_answer(&r.path, &r.body, counts, docs, *overcount);
+                            pager.on_response(r.id, 200, &body);
+                        }
+                    }
+                }
+            }
+            Step::Wait => return,
+            Step::Failed { request, .. } => {
+                let result = match replies.next() {
+                    None => return,
+                    Some(PagerReply::Retry(true)) => {
+                        pager.retry(request, NodeId::new("b"), vec![0, 1, 2, 3])
+                    }
+                    Some(_) => pager.skip(request),
+                };
+                if let Err(e) = result {
+                    check_error(&e, 500..=500);
+                }
+            }
+            Step::Done(body) => {
+                let out = body.as_object().expect("a listing is an object");
+                let results = out["results"].as_array().expect("`results` is an array");
+                assert!(results.len() <= limit, "more results than the limit");
+                assert_eq!(out["offset"], Value::from(offset));
+                assert_eq!(out["limit"], Value::from(limit));
+                assert!(out["total"].is_u64());
+                for doc in results {
+                    no_reserved_top_level(doc.as_object().expect("a document is an object"));
+                }
+                return;
+            }
+            Step::Error(e) => {
+                check_error(&e, 400..=599);
+                return;
+            }
+        }
+    }
+}
+
+/// A plausible node answer to a pager request.
+fn shaped_pager_answer(
+    path: &str,
+    request: &Value,
+    counts: &[(u32, u64)],
+    docs: &[Value],
+    overcount: bool,
+) -> Value {
+    let mut out = Map::new();
+    if path.ends_with("/search") {
+        let asked = request.get("filter").and_then(restricted_shards);
+        let mut dist = Map::new();
+        let mut sum = 0u64;
+        for (shard, count) in counts {
+            if asked.as_ref().is_some_and(|a| !a.contains(shard)) {
+                continue;
+            }
+            dist.insert(shard.to_string(), Value::from(*count));
+            sum = sum.saturating_add(*count);
+        }
+        let mut facets = Map::new();
+        facets.insert(SHARD_FIELD.to_string(), Value::Object(dist));
+        out.insert("hits".into(), Value::Array(Vec::new()));
+        out.insert(
+            "estimatedTotalHits".into(),
+            Value::from(sum.saturating_add(u64::from(overcount))),
+        );
+        out.insert("facetDistribution".into(), Value::Object(facets));
+    } else {
+        let limit = request
+            .get("limit")
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX);
+        let take = if overcount {
+            usize::MAX
+        } else {
+            limit as usize
+        };
+        let results: Vec<Value> = docs.iter().take(take).cloned().collect();
+        out.insert("total".into(), Value::from(results.len()));
+        out.insert("results".into(), Value::Array(results));
+        out.insert(
+            "offset".into(),
+            request.get("offset").cloned().unwrap_or(Value::Null),
+        );
+        out.insert("limit".into(), Value::from(limit));
+    }
+    Value::Object(out)
+}
+
+/// The shards a restriction filter written by Miroir lets through (`_miroir_shard = 1`, `IN [..]`,
+/// `a TO b` runs, `NOT ...`, `NOT _miroir_shard EXISTS`), read leniently; `None` when there is none.
+fn restricted_shards(filter: &Value) -> Option<BTreeSet<u32>> {
+    let text = match filter {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(" AND "),
+        _ => return None,
+    };
+    let start = text.find(SHARD_FIELD)?;
+    let negated = text[..start].trim_end().ends_with("NOT");
+    let tail = &text[start..];
+    let tokens: Vec<&str> = tail
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|t| !t.is_empty() && *t != SHARD_FIELD)
+        .collect();
+    let mut set = BTreeSet::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if let Ok(a) = tokens[i].parse::<u32>() {
+            if tokens.get(i + 1) == Some(&"TO") {
+                if let Some(Ok(b)) = tokens.get(i + 2).map(|t| t.parse::<u32>()) {
+                    set.extend(a..=b.min(SHARDS));
+                    i += 3;
+                    continue;
+                }
+            }
+            set.insert(a);
+        }
+        i += 1;
+    }
+    if negated {
+        Some((0..SHARDS).filter(|s| !set.contains(s)).collect())
+    } else {
+        Some(set)
+    }
+}
