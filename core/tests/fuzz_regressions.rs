@@ -34,3 +34,47 @@ fn search_merge_saturates_semantic_hit_counts() {
     let merged = merge_search(&plan, vec![answer(0), answer(1)]).expect("valid answers");
     assert_eq!(merged["semanticHitCount"], json!(u64::MAX));
 }
+
+/// `fuzz/fuzz_targets/merge.rs` with well-formed node answers: nodes keep `_miroir_shard` filterable, so a
+/// client's `facets: ["*"]` makes every node return its distribution and stats; they reached the client.
+#[test]
+fn search_merge_hides_the_shard_facet_of_a_wildcard_facets_request() {
+    let mut body = Map::new();
+    body.insert("facets".into(), json!(["*"]));
+    let plan = plan_search(&body, &Default::default()).expect("a valid body");
+    let answer = |order, shard: &str| NodeAnswer {
+        order,
+        body: json!({
+            "hits": [],
+            "estimatedTotalHits": 3,
+            "facetDistribution": {"_miroir_shard": {shard: 3}, "genre": {"drama": 3}},
+            "facetStats": {"_miroir_shard": {"min": 0.0, "max": 1.0}, "year": {"min": 1990.0, "max": 2000.0}}
+        }),
+    };
+    let merged = merge_search(&plan, vec![answer(0, "0"), answer(1, "1")]).expect("valid answers");
+    assert_eq!(merged["facetDistribution"], json!({"genre": {"drama": 6}}));
+    assert_eq!(
+        merged["facetStats"],
+        json!({"year": {"min": 1990.0, "max": 2000.0}})
+    );
+}
+
+/// `fuzz/fuzz_targets/merge.rs`: with a huge `pagination.maxTotalHits` (a settings call may set any
+/// integer) and a huge client `limit`, the merge reserved room for the whole window up front (`capacity
+/// overflow` panic, or an allocation the size of the window) instead of for the hits it actually got.
+#[test]
+fn search_merge_does_not_reserve_the_requested_window() {
+    let ctx = miroir_core::search::SearchContext {
+        max_total_hits: usize::MAX,
+        ..Default::default()
+    };
+    let mut body = Map::new();
+    body.insert("limit".into(), json!(u64::MAX));
+    let plan = plan_search(&body, &ctx).expect("a valid body");
+    let answer = NodeAnswer {
+        order: 0,
+        body: json!({"hits": [{"id": 1, "_miroir_shard": 0}], "estimatedTotalHits": 1}),
+    };
+    let merged = merge_search(&plan, vec![answer]).expect("a valid answer");
+    assert_eq!(merged["hits"], json!([{"id": 1}]));
+}

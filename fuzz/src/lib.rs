@@ -287,7 +287,7 @@ pub fn shaped_hit(u: &mut Unstructured) -> Result<Map<String, Value>> {
         if u.ratio(1u8, 4u8)? {
             let mut inner: Map<String, Value> = hit
                 .iter()
-                .filter(|(k, _)| !k.starts_with("_ranking"))
+                .filter(|(k, _)| !k.starts_with('_'))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             inner.insert(SHARD_FIELD.into(), Value::String(shard.to_string()));
@@ -345,6 +345,12 @@ pub fn shaped_search_answer(u: &mut Unstructured, well_formed: bool) -> Result<V
             }
             dist.insert(user_field(u)?, Value::Object(values));
         }
+        if u.ratio(1u8, 4u8)? {
+            // What a node answers to `facets: ["*"]`: `_miroir_shard` is filterable on every node.
+            let mut values = Map::new();
+            values.insert(u.int_in_range(0..=3u32)?.to_string(), Value::from(1u64));
+            dist.insert(SHARD_FIELD.into(), Value::Object(values));
+        }
         m.insert("facetDistribution".into(), Value::Object(dist));
     }
     if u.arbitrary()? {
@@ -353,6 +359,12 @@ pub fn shaped_search_answer(u: &mut Unstructured, well_formed: bool) -> Result<V
         s.insert("min".into(), number(u)?);
         s.insert("max".into(), number(u)?);
         stats.insert("year".into(), Value::Object(s));
+        if u.ratio(1u8, 4u8)? {
+            let mut s = Map::new();
+            s.insert("min".into(), Value::from(0.0));
+            s.insert("max".into(), Value::from(3.0));
+            stats.insert(SHARD_FIELD.into(), Value::Object(s));
+        }
         m.insert("facetStats".into(), Value::Object(stats));
     }
     if u.arbitrary()? {

@@ -29,7 +29,7 @@ use super::{FacetOrder, NodeAnswer, SearchContext};
 
 /// One node's map, with the node's position in the covering set.
 type NodeMap<'a> = (usize, &'a Map<String, Value>);
-use crate::MeiliError;
+use crate::{MeiliError, RESERVED_PREFIX};
 
 /// Above this many candidates Meilisearch orders numeric facet values numerically, below by their text.
 const CANDIDATES_THRESHOLD: u64 = 3000;
@@ -130,7 +130,8 @@ pub(crate) fn merge_facet_distribution(
 ) -> Result<Map<String, Value>, MeiliError> {
     let mut names: BTreeMap<&str, Vec<NodeMap>> = BTreeMap::new();
     for (order, dist) in dists {
-        for (name, values) in dist.iter() {
+        // `_miroir_shard` is filterable on every node, so `facets: ["*"]` returns it: never show it.
+        for (name, values) in dist.iter().filter(|(n, _)| !n.starts_with(RESERVED_PREFIX)) {
             let Value::Object(values) = values else {
                 return Err(bad(*order, &format!("facet `{name}` is not an object")));
             };
@@ -175,7 +176,7 @@ pub(crate) fn merge_facet_stats(
 ) -> Result<Map<String, Value>, MeiliError> {
     let mut merged: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for (order, map) in stats {
-        for (name, s) in map.iter() {
+        for (name, s) in map.iter().filter(|(n, _)| !n.starts_with(RESERVED_PREFIX)) {
             let min = s.get("min").and_then(Value::as_f64);
             let max = s.get("max").and_then(Value::as_f64);
             let (Some(min), Some(max)) = (min, max) else {

@@ -280,7 +280,9 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
 
     // k-way merge with distinct, up to the end of the window.
     let wanted = plan.window_offset + plan.window_limit;
-    let mut merged: Vec<Map<String, Value>> = Vec::with_capacity(wanted);
+    // Never reserve more than the hits received: the window can be as large as `maxTotalHits`.
+    let received: usize = lists.iter().map(|l| l.hits.len()).sum();
+    let mut merged: Vec<Map<String, Value>> = Vec::with_capacity(wanted.min(received));
     let mut seen: HashSet<String> = HashSet::new();
     while merged.len() < wanted {
         let mut best: Option<usize> = None;
