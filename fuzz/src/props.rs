@@ -691,6 +691,9 @@ pub enum PagerReply {
     Retry(bool),
 }
 
+/// A cover given entry by entry: (node `a` if true else `b`, assigned shards, held shards).
+pub type CustomCover = Vec<(bool, Vec<u32>, Vec<u32>)>;
+
 /// The documents query of a pager run.
 #[derive(Debug, Clone)]
 pub enum PagerQuery {
@@ -703,11 +706,7 @@ pub enum PagerQuery {
 /// Parses the query, starts a [`DocumentsPager`] over S=4 with the fixed cover (node `a` serves 0 and 1 and
 /// holds 0, 1, 2; node `b` serves 2 and 3 and holds all four; or `custom_cover` when given), then drives it
 /// with `replies` (one per emitted request or failure decision) for at most 64 steps.
-pub fn check_pager(
-    query: &PagerQuery,
-    custom_cover: Option<Vec<(bool, Vec<u32>, Vec<u32>)>>,
-    replies: &[PagerReply],
-) {
+pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replies: &[PagerReply]) {
     let parsed = match query {
         PagerQuery::Pairs(pairs) => DocumentsQuery::from_query_pairs(pairs),
         PagerQuery::Fetch(body) => DocumentsQuery::from_fetch_body(body),
