@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 fn run(data: &[u8]) -> Result<()> {
     // The raw input as a file first (the seed corpus holds real configuration files).
-    props::check_config(&String::from_utf8_lossy(data), &BTreeMap::new());
+    props::replay_seed("config", data);
     let mut u = Unstructured::new(data);
     let mut env = BTreeMap::new();
     for _ in 0..u.int_in_range(0..=4usize)? {

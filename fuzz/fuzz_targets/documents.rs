@@ -100,23 +100,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     Ok(())
 }
 
-/// Seeds are written as `<content type>\n<body>`: the input taken that way, under primary key `id`.
-fn run_raw(data: &[u8]) {
-    let Some(pos) = data.iter().position(|b| *b == b'\n') else {
-        return;
-    };
-    let content_type = String::from_utf8_lossy(&data[..pos]).into_owned();
-    let input = DocumentsInput {
-        content_type: Some(content_type),
-        csv_delimiter: None,
-        body: data[pos + 1..].to_vec(),
-        index_pk: None,
-        pk_param: Some("id".into()),
-    };
-    props::check_documents(&input, &props::placement());
-}
-
 fuzz_target!(|data: &[u8]| {
-    run_raw(data);
+    props::replay_seed("documents", data);
     let _ = run(&mut Unstructured::new(data));
 });

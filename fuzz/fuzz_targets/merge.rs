@@ -22,12 +22,12 @@ fn run(u: &mut Unstructured) -> Result<()> {
             1 => shaped_search_answer(u, false),
             _ => value(u, MAX_DEPTH),
         })?;
-        props::check_merge(&plan, node_answers, mode == 0);
+        let _ = props::check_merge(&plan, node_answers, mode == 0);
     } else {
         // Still exercise the merge with a valid plan.
         let plan = plan_search(&Default::default(), &ctx).expect("an empty body plans");
         let node_answers = answers(u, |u| shaped_search_answer(u, false))?;
-        props::check_merge(&plan, node_answers, false);
+        let _ = props::check_merge(&plan, node_answers, false);
     }
     let order = facet_order(u)?;
     let max_values = if u.arbitrary()? {
@@ -40,27 +40,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     Ok(())
 }
 
-/// Seeds are real node answers: a JSON object is one node's answer (search, or facet search), a JSON array
-/// is one answer per node.
-fn run_raw(data: &[u8]) {
-    let bodies = match serde_json::from_slice::<serde_json::Value>(data) {
-        Ok(serde_json::Value::Array(items)) => items,
-        Ok(v @ serde_json::Value::Object(_)) => vec![v],
-        _ => return,
-    };
-    let node_answers: Vec<_> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(order, body)| miroir_core::search::NodeAnswer { order, body })
-        .collect();
-    let plan = plan_search(&Default::default(), &Default::default()).expect("an empty body plans");
-    props::check_merge(&plan, node_answers.clone(), false);
-    props::check_facet_merge(node_answers, miroir_core::search::FacetOrder::Count, 10);
-}
-
 fuzz_target!(|data: &[u8]| {
-    if matches!(data.first(), Some(b'{' | b'[')) {
-        run_raw(data);
-    }
+    props::replay_seed("merge", data);
     let _ = run(&mut Unstructured::new(data));
 });

@@ -8,27 +8,9 @@ use arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use miroir_core::search::ShardRestriction;
 use miroir_fuzz::{context, pairs, props, search_body};
-use serde_json::Value;
 
 fn run(data: &[u8]) -> Result<()> {
-    // Inputs starting with `{` are taken as a whole JSON body first (the seed corpus holds real ones).
-    if data.first() == Some(&b'{') {
-        if let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(data) {
-            props::check_search_plan(
-                &body,
-                &Default::default(),
-                &ShardRestriction {
-                    assigned: vec![1],
-                    held: vec![0, 1],
-                },
-            );
-        }
-    }
-    // Inputs starting with `?` are taken as a GET query string first.
-    if data.first() == Some(&b'?') {
-        let pairs = miroir_fuzz::query_string_pairs(&String::from_utf8_lossy(data));
-        props::check_search_query(&pairs, &Default::default());
-    }
+    props::replay_seed("search_plan", data);
     let mut u = Unstructured::new(data);
     let ctx = context(&mut u)?;
     let body = search_body(&mut u)?;

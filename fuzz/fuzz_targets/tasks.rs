@@ -52,21 +52,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
     Ok(())
 }
 
-/// Seeds are real node task objects (every node answers with it) or `GET /tasks` query strings.
-fn run_raw(data: &[u8]) {
-    let task = props::task_record(7, 1_795_770_981_268, true, 0, None, None);
-    if data.first() == Some(&b'?') {
-        let pairs = miroir_fuzz::query_string_pairs(&String::from_utf8_lossy(data));
-        props::check_tasks(&task, &[], 1_795_770_981_268, 60_000, &pairs);
-    } else if let Ok(object) = serde_json::from_slice::<serde_json::Value>(data) {
-        let objects = vec![object; task.node_tasks.len()];
-        props::check_tasks(&task, &objects, 1_795_770_991_268, 60_000, &[]);
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
-    if matches!(data.first(), Some(b'{' | b'?')) {
-        run_raw(data);
-    }
+    props::replay_seed("tasks", data);
     let _ = run(&mut Unstructured::new(data));
 });

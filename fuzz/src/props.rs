@@ -424,16 +424,20 @@ pub fn check_search_query(pairs: &[(String, String)], ctx: &SearchContext) {
 
 // ----- merging -----
 
-/// `merge_search` over node answers. `well_formed` says the answers are what real nodes could send for
+/// `merge_search` over node answers; returns its result. `well_formed` says the answers are what real nodes could send for
 /// documents written through Miroir (no `_miroir_*` field other than `_miroir_shard` at the top of a hit
 /// and inside `_formatted` / `_matchesPosition`, `_miroir_shard` as a facet as for `facets: ["*"]`); then
 /// no field or facet name of the merged answer starts with `_miroir_`.
-pub fn check_merge(plan: &SearchPlan, answers: Vec<NodeAnswer>, well_formed: bool) {
+pub fn check_merge(
+    plan: &SearchPlan,
+    answers: Vec<NodeAnswer>,
+    well_formed: bool,
+) -> Result<Value, MeiliError> {
     let merged = match search::merge_search(plan, answers) {
         Err(e) => {
             check_error(&e, 502..=502);
             assert_eq!(e.code, "miroir_bad_node_response");
-            return;
+            return Err(e);
         }
         Ok(v) => v,
     };
@@ -480,6 +484,7 @@ pub fn check_merge(plan: &SearchPlan, answers: Vec<NodeAnswer>, well_formed: boo
         }
         no_reserved_top_level(out);
     }
+    Ok(merged)
 }
 
 /// `merge_facet_search` over node answers.
@@ -705,8 +710,13 @@ pub enum PagerQuery {
 
 /// Parses the query, starts a [`DocumentsPager`] over S=4 with the fixed cover (node `a` serves 0 and 1 and
 /// holds 0, 1, 2; node `b` serves 2 and 3 and holds all four; or `custom_cover` when given), then drives it
-/// with `replies` (one per emitted request or failure decision) for at most 64 steps.
-pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replies: &[PagerReply]) {
+/// with `replies` (one per emitted request or failure decision) for at most 64 steps. Returns the client's
+/// answer, or `None` when the script ran out first.
+pub fn check_pager(
+    query: &PagerQuery,
+    custom_cover: Option<CustomCover>,
+    replies: &[PagerReply],
+) -> Option<Result<Value, MeiliError>> {
     let parsed = match query {
         PagerQuery::Pairs(pairs) => DocumentsQuery::from_query_pairs(pairs),
         PagerQuery::Fetch(body) => DocumentsQuery::from_fetch_body(body),
@@ -714,7 +724,7 @@ pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replie
     let query = match parsed {
         Err(e) => {
             check_error(&e, 400..=499);
-            return;
+            return Some(Err(e));
         }
         Ok(q) => q,
     };
@@ -744,7 +754,7 @@ pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replie
                     assert!(r.path.starts_with("/indexes/movies/"));
                     assert!(r.body.is_object());
                     match replies.next() {
-                        None => return,
+                        None => return None,
                         Some(PagerReply::Fail) | Some(PagerReply::Retry(_)) => {
                             pager.on_failure(r.id)
                         }
@@ -763,10 +773,10 @@ pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replie
                     }
                 }
             }
-            Step::Wait => return,
+            Step::Wait => return None,
             Step::Failed { request, .. } => {
                 let result = match replies.next() {
-                    None => return,
+                    None => return None,
                     Some(PagerReply::Retry(true)) => {
                         pager.retry(request, NodeId::new("b"), vec![0, 1, 2, 3])
                     }
@@ -786,14 +796,15 @@ pub fn check_pager(query: &PagerQuery, custom_cover: Option<CustomCover>, replie
                 for doc in results {
                     no_reserved_top_level(doc.as_object().expect("a document is an object"));
                 }
-                return;
+                return Some(Ok(body));
             }
             Step::Error(e) => {
                 check_error(&e, 400..=599);
-                return;
+                return Some(Err(e));
             }
         }
     }
+    None
 }
 
 /// A plausible node answer to a pager request.
@@ -885,4 +896,152 @@ fn restricted_shards(filter: &Value) -> Option<BTreeSet<u32>> {
     } else {
         Some(set)
     }
+}
+
+// ----- seed replay -----
+
+/// The targets with a seed corpus under `fuzz/corpus/<target>/`.
+pub const TARGETS: [&str; 6] = [
+    "documents",
+    "search_plan",
+    "merge",
+    "tasks",
+    "config",
+    "pager",
+];
+
+/// Runs one seed file of `fuzz/corpus/<target>/` the way the target reads seeds (see `fuzz/README.md`):
+/// - `documents`: `<content type>\n<body>`, under primary key parameter `id`;
+/// - `search_plan`: a JSON search body, or `?query` for the GET route;
+/// - `merge`: one node answer (JSON object) or one per node (array), through both merges;
+/// - `tasks`: a node task object every node answers with, or `?query` for `GET /tasks`;
+/// - `config`: a YAML file, without environment;
+/// - `pager`: a fetch body, or `?query` for `GET /documents`, answered by plausible nodes.
+///
+/// Input that is not in the target's seed format is ignored. Both the fuzz targets and the stable suite
+/// (which replays every committed seed) call this.
+pub fn replay_seed(target: &str, data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let query = || query_string_pairs(&text);
+    match target {
+        "documents" => {
+            if let Some(pos) = data.iter().position(|b| *b == b'\n') {
+                let input = DocumentsInput {
+                    content_type: Some(String::from_utf8_lossy(&data[..pos]).into_owned()),
+                    csv_delimiter: None,
+                    body: data[pos + 1..].to_vec(),
+                    index_pk: None,
+                    pk_param: Some("id".into()),
+                };
+                check_documents(&input, &placement());
+            }
+        }
+        "search_plan" => {
+            if text.starts_with('?') {
+                check_search_query(&query(), &SearchContext::default());
+            } else if let Ok(Value::Object(body)) = serde_json::from_slice(data) {
+                let restriction = ShardRestriction {
+                    assigned: vec![1],
+                    held: vec![0, 1],
+                };
+                check_search_plan(&body, &SearchContext::default(), &restriction);
+            }
+        }
+        "merge" => {
+            let bodies = match serde_json::from_slice::<Value>(data) {
+                Ok(Value::Array(items)) => items,
+                Ok(v @ Value::Object(_)) => vec![v],
+                _ => return,
+            };
+            let answers: Vec<NodeAnswer> = bodies
+                .into_iter()
+                .enumerate()
+                .map(|(order, body)| NodeAnswer { order, body })
+                .collect();
+            let plan = search::plan_search(&Map::new(), &SearchContext::default())
+                .expect("an empty body plans");
+            let _ = check_merge(&plan, answers.clone(), false);
+            check_facet_merge(answers, search::FacetOrder::Count, 10);
+        }
+        "tasks" => {
+            let task = task_record(7, 1_795_770_981_268, true, 0, None, None);
+            if text.starts_with('?') {
+                check_tasks(&task, &[], 1_795_770_981_268, 60_000, &query());
+            } else if let Ok(object) = serde_json::from_slice::<Value>(data) {
+                let objects = vec![object; task.node_tasks.len()];
+                check_tasks(&task, &objects, 1_795_770_991_268, 60_000, &[]);
+            }
+        }
+        "config" => check_config(&text, &BTreeMap::new()),
+        "pager" => {
+            let query = if text.starts_with('?') {
+                PagerQuery::Pairs(query())
+            } else if let Ok(body) = serde_json::from_slice::<Value>(data) {
+                PagerQuery::Fetch(body)
+            } else {
+                return;
+            };
+            check_pager(&query, None, &seed_pager_replies());
+        }
+        _ => {}
+    }
+}
+
+/// Plausible answers for the seed queries: counts 3, 2, 5, 0 for shards 0..4 (whatever each node is asked
+/// for), then documents for every page.
+pub fn seed_pager_replies() -> Vec<PagerReply> {
+    let docs: Vec<Value> = (0..5u64)
+        .map(|i| {
+            let mut d = Map::new();
+            d.insert("id".into(), Value::from(i));
+            d.insert("title".into(), Value::from(format!("t{i}")));
+            d.insert(SHARD_FIELD.into(), Value::from(i % 4));
+            Value::Object(d)
+        })
+        .collect();
+    let shaped = PagerReply::Shaped {
+        counts: vec![(0, 3), (1, 2), (2, 5), (3, 0)],
+        docs,
+        overcount: false,
+    };
+    vec![shaped; 6]
+}
+
+/// Splits a raw query string (`a=1&b=x%20y`) into percent-decoded pairs, as a shell hands them to core;
+/// `+` is a space.
+pub fn query_string_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
