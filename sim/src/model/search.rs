@@ -536,10 +536,15 @@ pub fn word_typos(term: &str, prefix: bool, max_typos: u8, token: &str) -> Optio
         return None;
     }
     let dist = if prefix {
-        (0..=b.len())
+        // only prefixes within `allowed` of the term's length can be close enough
+        let lo = a.len().saturating_sub(allowed as usize);
+        let hi = (a.len() + allowed as usize).min(b.len());
+        (lo.min(hi)..=hi)
             .map(|k| osa(&a, &b[..k]))
             .min()
             .unwrap_or(usize::MAX)
+    } else if a.len().abs_diff(b.len()) > allowed as usize {
+        usize::MAX
     } else {
         osa(&a, &b)
     };
@@ -1485,9 +1490,11 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
             }
         }
         // Like milli, the estimate only discounts the duplicates of the documents actually returned.
-        let wanted = q.offset.unwrap_or(0) + q.limit.unwrap_or(20);
+        let wanted = q.offset.unwrap_or(0).saturating_add(q.limit.unwrap_or(20));
         let wanted = if q.page.is_some() || q.hits_per_page.is_some() {
-            q.page.unwrap_or(1) * q.hits_per_page.unwrap_or(20)
+            q.page
+                .unwrap_or(1)
+                .saturating_mul(q.hits_per_page.unwrap_or(20))
         } else {
             wanted
         };

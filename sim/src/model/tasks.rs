@@ -675,7 +675,7 @@ pub fn parse_date(s: &str) -> Option<Millis> {
         h = num(11..13)?;
         mi = num(14..16)?;
         se = num(17..19)?;
-        let rest = &s[19..];
+        let rest = s.get(19..)?;
         let rest = if let Some(frac) = rest.strip_prefix('.') {
             let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
             let mut three = digits.clone();
@@ -684,7 +684,7 @@ pub fn parse_date(s: &str) -> Option<Millis> {
                 three.push('0');
             }
             ms = three.parse().ok()?;
-            &frac[digits.len()..]
+            frac.get(digits.len()..)?
         } else {
             rest
         };
@@ -1058,5 +1058,10 @@ mod tests {
         assert_eq!(list(&s, &q)["results"][0]["uid"], json!(0));
         assert_eq!(parse_date("2026-11-27"), Some(1_795_737_600_000));
         assert_eq!(parse_date("2026-13-27"), None);
+        assert_eq!(parse_date("2026-11-27T00:00:0é0Z"), None);
+        assert_eq!(
+            parse_date("2026-11-27T00:00:00.1234Z"),
+            Some(1_795_737_600_123)
+        );
     }
 }
