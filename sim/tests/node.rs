@@ -410,6 +410,25 @@ fn settings_routes() {
         get(&mut n, "/indexes/movies/search?q=galxy").body["estimatedTotalHits"],
         json!(0)
     );
+    // synonyms match without typos, multi-word synonyms as phrases
+    call(
+        &mut n,
+        Method::Put,
+        "/indexes/movies/settings/synonyms",
+        Some(json!({"cosmos": ["galaxy", "far away"]})),
+    );
+    run(&mut n);
+    assert_eq!(
+        get(&mut n, "/indexes/movies/settings/synonyms").body,
+        json!({"cosmos": ["far away", "galaxy"]})
+    );
+    let hits: Vec<Value> = get(&mut n, "/indexes/movies/search?q=cosmos").body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].clone())
+        .collect();
+    assert_eq!(hits, vec![json!(3), json!(1)]);
     let r = call(&mut n, Method::Delete, "/indexes/movies/settings", None);
     run(&mut n);
     assert_eq!(task(&mut n, &r)["status"], json!("succeeded"));

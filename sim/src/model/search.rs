@@ -419,6 +419,8 @@ pub struct Term {
     pub qpos: usize,
     /// Typos allowed.
     pub max_typos: u8,
+    /// Synonyms of a single word (each a word sequence), matched without typos.
+    pub synonyms: Vec<Vec<String>>,
 }
 
 /// Parses `q` into terms (max 10 words), removing stop words.
@@ -427,6 +429,21 @@ pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
     let stop: Vec<String> = s.stop_words().iter().map(|w| w.to_lowercase()).collect();
     let (one, two) = s.min_word_sizes();
     let disabled = s.typo_disabled_words();
+    let synonyms = s.synonyms();
+    let synonyms_of = |w: &str| -> Vec<Vec<String>> {
+        synonyms
+            .iter()
+            .filter(|(k, _)| k == w)
+            .flat_map(|(_, v)| v.iter())
+            .map(|syn| {
+                tokenize(syn, 0)
+                    .into_iter()
+                    .map(|t| t.text)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|words: &Vec<String>| !words.is_empty())
+            .collect()
+    };
     let mut terms: Vec<Term> = Vec::new();
     let mut qpos = 0usize;
     let parts: Vec<&str> = q.split('"').collect();
@@ -444,6 +461,7 @@ pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
                 prefix: false,
                 qpos,
                 max_typos: 0,
+                synonyms: Vec::new(),
             });
             qpos += n;
         } else {
@@ -462,12 +480,14 @@ pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
                     } else {
                         0
                     };
+                    let syns = synonyms_of(&w);
                     terms.push(Term {
                         words: vec![w],
                         phrase: false,
                         prefix: false,
                         qpos,
                         max_typos: typos,
+                        synonyms: syns,
                     });
                 }
                 qpos += 1;
@@ -651,23 +671,32 @@ struct TermMatch {
     exact: bool,
 }
 
-fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
-    if term.phrase {
-        let mut hits = Vec::new();
-        for (fi, f) in fields.iter().enumerate() {
-            let n = term.words.len();
-            if f.words.len() < n {
-                continue;
-            }
-            for s in 0..=f.words.len() - n {
-                if (0..n).all(|k| {
-                    f.words[s + k].text == term.words[k]
-                        && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)
-                }) {
-                    hits.push((fi, f.weight, f.words[s].pos, f.words[s + n - 1].pos));
-                }
+/// Occurrences of a word sequence at consecutive positions: `(field, weight, start, end)`.
+fn sequence_hits(words: &[String], fields: &[Field]) -> Vec<(usize, usize, usize, usize)> {
+    let mut hits = Vec::new();
+    let n = words.len();
+    if n == 0 {
+        return hits;
+    }
+    for (fi, f) in fields.iter().enumerate() {
+        if f.words.len() < n {
+            continue;
+        }
+        for s in 0..=f.words.len() - n {
+            if (0..n).all(|k| {
+                f.words[s + k].text == words[k]
+                    && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)
+            }) {
+                hits.push((fi, f.weight, f.words[s].pos, f.words[s + n - 1].pos));
             }
         }
+    }
+    hits
+}
+
+fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
+    if term.phrase {
+        let hits = sequence_hits(&term.words, fields);
         return if hits.is_empty() {
             None
         } else {
@@ -692,6 +721,13 @@ fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
                 best = Some(best.map_or(t, |b| b.min(t)));
                 all.push((t, (fi, f.weight, word.pos, word.pos)));
             }
+        }
+    }
+    // synonyms match like the word itself, without typos
+    for syn in &term.synonyms {
+        for h in sequence_hits(syn, fields) {
+            best = Some(0);
+            all.push((0, h));
         }
     }
     let best = best?;
@@ -1734,6 +1770,7 @@ fn match_ranges(text: &str, terms: &[Term]) -> Vec<(usize, usize, usize)> {
                 t.words.contains(&w.text)
             } else {
                 word_typos(&t.words[0], t.prefix, t.max_typos, &w.text).is_some()
+                    || t.synonyms.iter().any(|syn| syn.contains(&w.text))
             };
             if hit {
                 let len = if !t.phrase
@@ -2261,7 +2298,9 @@ mod tests {
             prefix: true,
             qpos: 0,
             max_typos: 1,
+            synonyms: vec![vec!["spectre".into()]],
         }];
+        assert_eq!(highlight("a spectre", &terms, "<", ">"), "a <spectre>");
         let text = "city wars love storm king lord love love ghost star galaxy storm";
         assert_eq!(crop(text, &terms, 4, "…"), "…love love ghost star…");
         assert_eq!(crop("a b c d e f", &terms, 2, "…"), "a b…");

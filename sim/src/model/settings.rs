@@ -553,6 +553,29 @@ impl Settings {
         self.strings("rankingRules")
     }
 
+    /// Synonyms: lowercased word → its synonyms.
+    pub fn synonyms(&self) -> Vec<(String, Vec<String>)> {
+        self.values
+            .get("synonyms")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        let list = v
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (k.to_lowercase(), list)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Stop words.
     pub fn stop_words(&self) -> Vec<String> {
         self.strings("stopWords")
