@@ -710,6 +710,37 @@ fn swap_indexes() {
         json!({"swaps": [{"indexes": ["a", "b"], "rename": false}]})
     );
     assert_eq!(get(&mut n, "/indexes/a/documents/1").body["v"], json!("b"));
+    let r = post(
+        &mut n,
+        "/swap-indexes",
+        json!([{"indexes": ["b", "c"], "rename": true}]),
+    );
+    run(&mut n);
+    assert_eq!(
+        task(&mut n, &r)["details"]["swaps"][0]["rename"],
+        json!(true)
+    );
+    assert_eq!(get(&mut n, "/indexes/c/documents/1").body["v"], json!("a"));
+    assert_eq!(get(&mut n, "/indexes/b").status, 404);
+    let r = post(
+        &mut n,
+        "/swap-indexes",
+        json!([{"indexes": ["a", "c"], "rename": true}]),
+    );
+    run(&mut n);
+    assert_eq!(
+        task(&mut n, &r)["error"]["code"],
+        json!("index_already_exists")
+    );
+    assert_eq!(
+        post(
+            &mut n,
+            "/swap-indexes",
+            json!([{"indexes": ["a", "c"], "rename": 1}])
+        )
+        .body["code"],
+        json!("invalid_swap_rename")
+    );
     let r = post(&mut n, "/swap-indexes", json!([{"indexes": ["a", "zz"]}]));
     run(&mut n);
     assert_eq!(task(&mut n, &r)["error"]["code"], json!("index_not_found"));
@@ -725,5 +756,46 @@ fn swap_indexes() {
         )
         .body["code"],
         json!("invalid_swap_duplicate_index_found")
+    );
+}
+
+#[test]
+fn prefix_search_and_proximity_precision_settings() {
+    let mut n = node();
+    movies(&mut n);
+    call(
+        &mut n,
+        Method::Patch,
+        "/indexes/movies/settings",
+        Some(json!({"prefixSearch": "disabled", "proximityPrecision": "byAttribute"})),
+    );
+    run(&mut n);
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "knig"})
+        )),
+        Vec::<u64>::new()
+    );
+    let r = post(
+        &mut n,
+        "/indexes/movies/search",
+        json!({"q": "dark city", "showRankingScoreDetails": true}),
+    );
+    assert_eq!(ids(&r), vec![2]);
+    assert_eq!(
+        r.body["hits"][0]["_rankingScoreDetails"]["proximity"]["score"],
+        json!(1.0)
+    );
+    let r = call(
+        &mut n,
+        Method::Patch,
+        "/indexes/movies/settings",
+        Some(json!({"proximityPrecision": "byLetter"})),
+    );
+    assert_eq!(
+        r.body["code"],
+        json!("invalid_settings_proximity_precision")
     );
 }

@@ -718,7 +718,19 @@ impl Node {
                         }
                         seen.push(name.clone());
                     }
-                    swaps.push((names[0].clone(), names[1].clone()));
+                    let rename = match item.get("rename") {
+                        None | Some(Value::Null) => false,
+                        Some(Value::Bool(b)) => *b,
+                        Some(other) => {
+                            return Err(settings::type_error(
+                                "invalid_swap_rename",
+                                &format!("[{n}].rename"),
+                                "a boolean",
+                                other,
+                            ))
+                        }
+                    };
+                    swaps.push((names[0].clone(), names[1].clone(), rename));
                 }
                 Ok(self.enqueue(None, TaskKind::IndexSwap { swaps }, now))
             }

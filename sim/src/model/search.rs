@@ -496,7 +496,7 @@ pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
     }
     let ends_with_separator = q.chars().last().is_none_or(|c| !c.is_alphanumeric());
     if let Some(last) = terms.last_mut() {
-        if !last.phrase && !ends_with_separator {
+        if !last.phrase && !ends_with_separator && s.prefix_search() {
             last.prefix = true;
         }
     }
@@ -1266,6 +1266,7 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     }
 
     let restrict = q.attributes_to_search_on.as_deref();
+    let by_attribute = settings.proximity_by_attribute();
     // term frequencies, for the `frequency` strategy
     let mut removal: Vec<usize> = terms
         .iter()
@@ -1388,6 +1389,11 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                         for &(lf, _, _, lend) in &lm.hits {
                             for &(rf, _, rstart, _) in &rm.hits {
                                 if lf != rf {
+                                    continue;
+                                }
+                                if by_attribute {
+                                    // `proximityPrecision: byAttribute`: same attribute is as close as it gets
+                                    best = 0;
                                     continue;
                                 }
                                 let prox = if lend < rstart {

@@ -673,6 +673,19 @@ impl Settings {
             .unwrap_or(1000) as usize
     }
 
+    /// Whether prefix search is enabled (`prefixSearch` is not `disabled`).
+    pub fn prefix_search(&self) -> bool {
+        self.values.get("prefixSearch").and_then(Value::as_str) != Some("disabled")
+    }
+
+    /// Whether proximity is measured per attribute rather than per word.
+    pub fn proximity_by_attribute(&self) -> bool {
+        self.values
+            .get("proximityPrecision")
+            .and_then(Value::as_str)
+            == Some("byAttribute")
+    }
+
     /// Whether facet search is enabled.
     pub fn facet_search(&self) -> bool {
         self.values

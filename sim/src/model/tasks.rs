@@ -111,8 +111,8 @@ pub enum TaskKind {
     },
     /// Swap pairs of indexes.
     IndexSwap {
-        /// Pairs.
-        swaps: Vec<(String, String)>,
+        /// Pairs, and whether the first is renamed to the second instead of swapped.
+        swaps: Vec<(String, String, bool)>,
     },
     /// Cancel tasks.
     TaskCancelation {
@@ -166,7 +166,7 @@ impl TaskKind {
             }
             TaskKind::SettingsUpdate { patch } => Value::Object(patch.clone()),
             TaskKind::IndexSwap { swaps } => json!({
-                "swaps": swaps.iter().map(|(a, b)| json!({"indexes": [a, b], "rename": false})).collect::<Vec<_>>()
+                "swaps": swaps.iter().map(|(a, b, r)| json!({"indexes": [a, b], "rename": r})).collect::<Vec<_>>()
             }),
             TaskKind::TaskCancelation { query, tasks } => {
                 json!({"matchedTasks": tasks.len(), "canceledTasks": null, "originalFilter": query})
@@ -496,10 +496,11 @@ impl NodeState {
             }
             TaskKind::IndexSwap { swaps } => {
                 let mut missing: Vec<String> = Vec::new();
-                for (a, b) in swaps {
-                    for x in [a, b] {
-                        if !self.indexes.contains_key(x) && !missing.contains(x) {
-                            missing.push(x.clone());
+                for (a, b, rename) in swaps {
+                    let must_exist: &[&String] = if *rename { &[a] } else { &[a, b] };
+                    for x in must_exist {
+                        if !self.indexes.contains_key(*x) && !missing.contains(*x) {
+                            missing.push((*x).clone());
                         }
                     }
                 }
@@ -516,24 +517,42 @@ impl NodeState {
                     };
                     return Err(MeiliError::invalid(404, "index_not_found", msg));
                 }
-                for (a, b) in swaps {
-                    let (Some(mut ia), Some(mut ib)) =
-                        (self.indexes.remove(a), self.indexes.remove(b))
-                    else {
-                        continue;
-                    };
-                    std::mem::swap(&mut ia.uid, &mut ib.uid);
-                    ia.updated_at = now;
-                    ib.updated_at = now;
-                    self.indexes.insert(ia.uid.clone(), ia);
-                    self.indexes.insert(ib.uid.clone(), ib);
+                if let Some((_, b, _)) = swaps
+                    .iter()
+                    .find(|(_, b, r)| *r && self.indexes.contains_key(b))
+                {
+                    return Err(MeiliError::invalid(
+                        409,
+                        "index_already_exists",
+                        format!("Index `{b}` already exists."),
+                    ));
+                }
+                for (a, b, rename) in swaps {
+                    if *rename {
+                        if let Some(mut ia) = self.indexes.remove(a) {
+                            ia.uid = b.clone();
+                            ia.updated_at = now;
+                            self.indexes.insert(b.clone(), ia);
+                        }
+                    } else {
+                        let (Some(mut ia), Some(mut ib)) =
+                            (self.indexes.remove(a), self.indexes.remove(b))
+                        else {
+                            continue;
+                        };
+                        std::mem::swap(&mut ia.uid, &mut ib.uid);
+                        ia.updated_at = now;
+                        ib.updated_at = now;
+                        self.indexes.insert(ia.uid.clone(), ia);
+                        self.indexes.insert(ib.uid.clone(), ib);
+                    }
                     for t in self.tasks.values_mut() {
                         if t.uid == self_uid {
                             continue;
                         }
                         if t.index_uid.as_deref() == Some(a.as_str()) {
                             t.index_uid = Some(b.clone());
-                        } else if t.index_uid.as_deref() == Some(b.as_str()) {
+                        } else if !*rename && t.index_uid.as_deref() == Some(b.as_str()) {
                             t.index_uid = Some(a.clone());
                         }
                     }
