@@ -11,12 +11,16 @@
 //! Invariants: no I/O, no clock (time is always the `now` argument), no randomness; the same sequence of
 //! calls always yields the same responses.
 
+pub mod facets;
 pub mod filter;
+pub mod format;
 pub mod index;
 pub mod payload;
+pub mod query;
 pub mod search;
 pub mod settings;
 pub mod tasks;
+pub mod text;
 pub mod time;
 
 use miroir_core::{MeiliError, Millis};
@@ -678,7 +682,7 @@ impl Node {
             ["indexes", uid, "facet-search"] if req.method == Post => {
                 let body = json_body(req)?;
                 let i = self.index(uid)?;
-                Ok(Response::ok(search::facet_search(i, &body)?))
+                Ok(Response::ok(facets::facet_search(i, &body)?))
             }
             ["multi-search"] if req.method == Post => self.multi_search(&json_body(req)?),
             ["swap-indexes"] if req.method == Post => {

@@ -131,7 +131,8 @@ pub fn type_error(code: &str, path: &str, expected: &str, v: &Value) -> MeiliErr
     )
 }
 
-fn snake(key: &str) -> String {
+/// `camelCase` → `snake_case` (for error codes such as `invalid_settings_ranking_rules`).
+pub(crate) fn snake(key: &str) -> String {
     let mut s = String::new();
     for c in key.chars() {
         if c.is_ascii_uppercase() {

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::filter;
 use super::index::Index;
 use super::payload::Document;
-use super::settings::SettingsPatch;
+use super::settings::{snake, SettingsPatch};
 use super::time::{iso_duration, rfc3339};
 
 /// The status of a task.
@@ -879,19 +879,6 @@ impl TaskQuery {
         }
         true
     }
-}
-
-fn snake(key: &str) -> String {
-    let mut s = String::new();
-    for c in key.chars() {
-        if c.is_ascii_uppercase() {
-            s.push('_');
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
 }
 
 /// The body of `GET /tasks`.
