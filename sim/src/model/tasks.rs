@@ -340,8 +340,23 @@ impl NodeState {
     }
 
     /// Applies the processing task and records its outcome.
+    ///
+    /// If a `taskCancelation` naming the processing task was enqueued meanwhile, the work is aborted
+    /// instead (as Meilisearch stops the running batch): the task goes back to `enqueued`, nothing is
+    /// applied, and the cancelation, which runs next, cancels it.
     pub fn finish(&mut self, now: Millis) -> Option<u32> {
         let uid = self.processing.take()?;
+        let aborted = self.tasks.values().any(|t| {
+            t.status == TaskStatus::Enqueued
+                && matches!(&t.kind, TaskKind::TaskCancelation { tasks, .. } if tasks.contains(&uid))
+        });
+        if aborted {
+            let t = self.tasks.get_mut(&uid)?;
+            t.status = TaskStatus::Enqueued;
+            t.started_at = None;
+            t.batch_uid = None;
+            return Some(uid);
+        }
         let kind = self.tasks.get(&uid)?.kind.clone();
         let index_uid = self.tasks.get(&uid)?.index_uid.clone();
         let outcome = self.apply(uid, &kind, index_uid.as_deref(), now);
@@ -950,6 +965,29 @@ mod tests {
         run(&mut s, 7);
         assert_eq!(s.tasks[&d].error.as_ref().unwrap().code, "index_not_found");
         assert_eq!(s.tasks[&d].details, json!({"deletedDocuments": 0}));
+    }
+
+    #[test]
+    fn canceling_a_processing_task_aborts_it() {
+        let mut s = NodeState::default();
+        let a = create(&mut s, "a", 1);
+        assert_eq!(s.start_next(2), Some(a));
+        let c = s
+            .enqueue(
+                None,
+                TaskKind::TaskCancelation {
+                    query: "?uids=0".into(),
+                    tasks: vec![a],
+                },
+                3,
+            )
+            .uid;
+        assert_eq!(s.finish(4), Some(a));
+        assert!(s.indexes.is_empty(), "aborted work is not applied");
+        run(&mut s, 5);
+        assert_eq!(s.tasks[&a].status, TaskStatus::Canceled);
+        assert_eq!(s.tasks[&a].canceled_by, Some(c));
+        assert!(s.indexes.is_empty());
     }
 
     #[test]
