@@ -799,3 +799,179 @@ fn prefix_search_and_proximity_precision_settings() {
         json!("invalid_settings_proximity_precision")
     );
 }
+
+#[test]
+fn request_validation_errors() {
+    let mut n = node();
+    movies(&mut n);
+    let code = |r: Response| {
+        (
+            r.status,
+            r.body["code"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies",
+            Some(json!({"nope": 1}))
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies",
+            Some(json!({"primaryKey": 3}))
+        )),
+        (400, "invalid_index_primary_key".into())
+    );
+    assert_eq!(
+        code(call(&mut n, Method::Delete, "/indexes/bad%20uid", None)),
+        (400, "invalid_index_uid".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/delete-batch",
+            json!({"ids": [1]})
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/delete-batch",
+            json!([[1]])
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"limit": "x"})
+        )),
+        (400, "invalid_document_limit".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"fields": "x"})
+        )),
+        (400, "invalid_document_fields".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"nope": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(get(&mut n, "/indexes/movies/documents/1?nope=1")),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(get(&mut n, "/indexes/movies/documents?filter=genre%20%3D")),
+        (400, "invalid_document_filter".into())
+    );
+    assert_eq!(
+        code(post(&mut n, "/indexes/movies/documents?nope=1", json!([]))),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(&mut n, "/multi-search", json!({}))),
+        (400, "missing_multi_search_queries".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/multi-search",
+            json!({"queries": [{"q": "x"}]})
+        )),
+        (400, "missing_index_uid".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/multi-search",
+            json!({"queries": [], "x": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    let r = post(
+        &mut n,
+        "/multi-search",
+        json!({"queries": [{"indexUid": "movies", "limit": -1}]}),
+    );
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Inside `.queries[0]`: Invalid value type at `.limit`"));
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/facet-search",
+            json!({"facetQuery": "x"})
+        )),
+        (400, "missing_facet_search_facet_name".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/facet-search",
+            json!({"facetName": "genre", "x": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    // malformed JSON bodies and wrong content types on JSON routes
+    let r = n.handle(
+        Request::new(Method::Post, "/indexes")
+            .with_body("application/json", b"{".to_vec())
+            .bearer(KEY),
+        1,
+    );
+    assert_eq!(code(r), (400, "malformed_payload".into()));
+    let r = n.handle(
+        Request::new(Method::Post, "/indexes")
+            .with_body("text/plain", b"{}".to_vec())
+            .bearer(KEY),
+        1,
+    );
+    assert_eq!(code(r), (415, "invalid_content_type".into()));
+    let r = n.handle(Request::new(Method::Post, "/indexes").bearer(KEY), 1);
+    assert_eq!(code(r), (400, "missing_payload".into()));
+    // settings payloads
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies/settings",
+            Some(json!([]))
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Put,
+            "/indexes/movies/settings/distinct-attribute",
+            Some(json!(3))
+        )),
+        (400, "invalid_settings_distinct_attribute".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Put,
+            "/indexes/movies/settings/faceting",
+            Some(json!({}))
+        )),
+        (405, String::new())
+    );
+}
