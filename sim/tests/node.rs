@@ -946,6 +946,9 @@ fn request_validation_errors() {
     assert_eq!(code(r), (415, "invalid_content_type".into()));
     let r = n.handle(Request::new(Method::Post, "/indexes").bearer(KEY), 1);
     assert_eq!(code(r), (400, "missing_payload".into()));
+    let mut raw = Request::new(Method::Post, "/indexes").bearer(KEY);
+    raw.body = b"{}".to_vec();
+    assert_eq!(code(n.handle(raw, 1)), (415, "missing_content_type".into()));
     // settings payloads
     assert_eq!(
         code(call(

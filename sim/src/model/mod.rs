@@ -196,6 +196,13 @@ pub fn parse_query_string(q: &str) -> Vec<(String, String)> {
 }
 
 fn json_body(req: &Request) -> Result<Value, MeiliError> {
+    if req.content_type.is_none() && !req.body.is_empty() {
+        return Err(MeiliError::invalid(
+            415,
+            "missing_content_type",
+            "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`",
+        ));
+    }
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(MeiliError::invalid(
             400,
