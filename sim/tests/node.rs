@@ -502,6 +502,23 @@ fn search_matching_and_ranking() {
         )),
         vec![3, 1]
     );
+    // negative words and phrases exclude documents
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "space -comedy"})
+        )),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "-\"dark night\""})
+        )),
+        vec![1, 3, 4]
+    );
     // exact title ranks first
     let r = post(
         &mut n,

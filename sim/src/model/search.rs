@@ -689,7 +689,10 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
         }
     }
 
-    let terms = parse_query(q.q.as_deref().unwrap_or(""), index);
+    let parsed_query = parse_query(q.q.as_deref().unwrap_or(""), index);
+    let negative_words = parsed_query.negative_words;
+    let negative_phrases = parsed_query.negative_phrases;
+    let terms = parsed_query.terms;
     let placeholder = terms.is_empty();
     // ranking rules
     let mut rules = Vec::new();
@@ -761,6 +764,19 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     for (&id, doc) in &index.docs {
         if let Some(p) = &parsed {
             if !p.matches(doc) {
+                continue;
+            }
+        }
+        if !negative_words.is_empty() || !negative_phrases.is_empty() {
+            let (fields, _) = searchable_fields(doc, index, restrict);
+            let has_word = fields
+                .iter()
+                .any(|f| f.words.iter().any(|w| negative_words.contains(&w.text)));
+            if has_word
+                || negative_phrases
+                    .iter()
+                    .any(|p| !sequence_hits(p, &fields).is_empty())
+            {
                 continue;
             }
         }
@@ -1174,7 +1190,7 @@ mod tests {
     #[test]
     fn query_parsing() {
         let i = index_with(json!([]));
-        let t = parse_query("Dark \"knight rises\" gal", &i);
+        let t = parse_query("Dark \"knight rises\" gal", &i).terms;
         assert_eq!(t.len(), 3);
         assert_eq!(
             (t[0].words.clone(), t[0].max_typos, t[0].prefix),
@@ -1182,9 +1198,24 @@ mod tests {
         );
         assert!(t[1].phrase && t[1].qpos == 1 && t[1].words.len() == 2);
         assert!(t[2].prefix && t[2].qpos == 3);
-        assert!(!parse_query("galaxy ", &i)[0].prefix);
-        assert_eq!(parse_query("extraordinary", &i)[0].max_typos, 2);
-        let many = parse_query("a b c d e f g h i j k l", &i);
+        assert!(!parse_query("galaxy ", &i).terms[0].prefix);
+        assert_eq!(parse_query("extraordinary", &i).terms[0].max_typos, 2);
+        // hard separators put words 8 positions apart
+        assert_eq!(parse_query("dark. knight", &i).terms[1].qpos, 8);
+        // negations, an unclosed quote runs to the end
+        let n = parse_query("-ghost star -\"dark night\" \"open ended", &i);
+        assert_eq!(n.negative_words, vec!["ghost".to_string()]);
+        assert_eq!(
+            n.negative_phrases,
+            vec![vec!["dark".to_string(), "night".to_string()]]
+        );
+        assert_eq!(n.terms.len(), 2);
+        assert!(
+            n.terms[1].phrase && n.terms[1].words == vec!["open".to_string(), "ended".to_string()]
+        );
+        // a dash inside a word is not a negation
+        assert!(parse_query("spider-man", &i).negative_words.is_empty());
+        let many = parse_query("a b c d e f g h i j k l", &i).terms;
         assert_eq!(many.len(), 10);
     }
 

@@ -82,8 +82,25 @@ pub struct Term {
     pub synonyms: Vec<Vec<String>>,
 }
 
-/// Parses `q` into terms (max 10 words), removing stop words.
-pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
+/// A parsed query: the terms to match and the negated words and phrases (`-word`, `-"a phrase"`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedQuery {
+    /// Terms in query order.
+    pub terms: Vec<Term>,
+    /// Words that must not appear in a hit.
+    pub negative_words: Vec<String>,
+    /// Phrases that must not appear in a hit.
+    pub negative_phrases: Vec<Vec<String>>,
+}
+
+/// The maximum number of terms of a query (Meilisearch ignores the rest).
+const MAX_TERMS: usize = 10;
+
+/// Parses `q` as milli does: words get consecutive positions (a hard separator adds 7 more), quoted
+/// sequences become phrases (an unclosed quote runs to the end), non-final stop words are dropped, the
+/// final word is a prefix unless a separator follows it, `-word` and `-"phrase"` (after whitespace or at
+/// the start) are negations, and only the first ten terms count.
+pub fn parse_query(q: &str, index: &Index) -> ParsedQuery {
     let s = &index.settings;
     let stop: Vec<String> = s.stop_words().iter().map(|w| w.to_lowercase()).collect();
     let (one, two) = s.min_word_sizes();
@@ -103,68 +120,141 @@ pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
             .filter(|words: &Vec<String>| !words.is_empty())
             .collect()
     };
-    let mut terms: Vec<Term> = Vec::new();
-    let mut qpos = 0usize;
-    let parts: Vec<&str> = q.split('"').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let in_phrase = i % 2 == 1 && i < parts.len() - 1;
-        let words: Vec<String> = tokenize(part, 0).into_iter().map(|w| w.text).collect();
-        if words.is_empty() {
-            continue;
+    let typos_for = |w: &str| -> u8 {
+        let len = w.chars().count();
+        if !s.typo_enabled()
+            || disabled.iter().any(|d| d == w)
+            || (s.typo_disabled_on_numbers() && w.chars().all(|c| c.is_ascii_digit()))
+            || len < one
+        {
+            0
+        } else if len < two {
+            1
+        } else {
+            2
         }
-        if in_phrase {
-            let n = words.len();
-            terms.push(Term {
-                words,
+    };
+
+    // Split into alternating word and separator runs.
+    let mut runs: Vec<(bool, &str)> = Vec::new();
+    let mut start = 0;
+    let mut cur_word: Option<bool> = None;
+    for (i, c) in q.char_indices() {
+        let is_word = c.is_alphanumeric();
+        if cur_word.is_some_and(|w| w != is_word) {
+            runs.push((cur_word.unwrap_or(false), &q[start..i]));
+            start = i;
+        }
+        cur_word = Some(is_word);
+    }
+    if let Some(w) = cur_word {
+        runs.push((w, &q[start..]));
+    }
+
+    let mut out = ParsedQuery::default();
+    let mut position: i64 = -1;
+    // (words, start position, negative)
+    let mut phrase: Option<(Vec<String>, i64, bool)> = None;
+    let mut negative_next = false;
+    let mut prev_ends_with_ws = true;
+    let close_phrase = |p: (Vec<String>, i64, bool), out: &mut ParsedQuery| {
+        if p.0.is_empty() {
+            return;
+        }
+        if p.2 {
+            out.negative_phrases.push(p.0);
+        } else {
+            out.terms.push(Term {
+                words: p.0,
                 phrase: true,
                 prefix: false,
-                qpos,
+                qpos: p.1.max(0) as usize,
                 max_typos: 0,
                 synonyms: Vec::new(),
             });
-            qpos += n;
-        } else {
-            for w in words {
-                if !stop.contains(&w) {
-                    let len = w.chars().count();
-                    let typos = if !s.typo_enabled()
-                        || disabled.contains(&w)
-                        || (s.typo_disabled_on_numbers() && w.chars().all(|c| c.is_ascii_digit()))
-                    {
-                        0
-                    } else if len >= two {
-                        2
-                    } else if len >= one {
-                        1
-                    } else {
-                        0
-                    };
-                    let syns = synonyms_of(&w);
-                    terms.push(Term {
-                        words: vec![w],
+        }
+    };
+    let n_runs = runs.len();
+    for (idx, (is_word, text)) in runs.into_iter().enumerate() {
+        if out.terms.len() >= MAX_TERMS {
+            break;
+        }
+        if is_word {
+            let word = text.to_lowercase();
+            position += 1;
+            let is_last = idx + 1 == n_runs;
+            if let Some(p) = phrase.as_mut() {
+                if p.0.is_empty() {
+                    p.1 = position;
+                }
+                p.0.push(word);
+            } else if negative_next {
+                out.negative_words.push(word);
+                negative_next = false;
+            } else if !is_last {
+                if !stop.contains(&word) {
+                    let syns = synonyms_of(&word);
+                    out.terms.push(Term {
+                        max_typos: typos_for(&word),
+                        words: vec![word],
                         phrase: false,
                         prefix: false,
-                        qpos,
-                        max_typos: typos,
+                        qpos: position as usize,
                         synonyms: syns,
                     });
                 }
-                qpos += 1;
+            } else {
+                let syns = synonyms_of(&word);
+                out.terms.push(Term {
+                    max_typos: typos_for(&word),
+                    words: vec![word],
+                    phrase: false,
+                    prefix: s.prefix_search(),
+                    qpos: position as usize,
+                    synonyms: syns,
+                });
+            }
+            prev_ends_with_ws = false;
+            continue;
+        }
+        // a separator run
+        if text.chars().any(super::text::is_hard_separator) {
+            position += 7;
+            if let Some(p) = phrase.take() {
+                let neg = p.2;
+                close_phrase(p, &mut out);
+                phrase = Some((Vec::new(), position, neg));
             }
         }
-    }
-    let ends_with_separator = q.chars().last().is_none_or(|c| !c.is_alphanumeric());
-    if let Some(last) = terms.last_mut() {
-        if !last.phrase && !ends_with_separator && s.prefix_search() {
-            last.prefix = true;
+        let mut quotes = text.chars().filter(|c| *c == '"').count();
+        let dash_negates = {
+            let before_quotes = text.trim_end_matches('"');
+            before_quotes.ends_with('-') && {
+                let head = &before_quotes[..before_quotes.len() - 1];
+                head.chars()
+                    .last()
+                    .map_or(prev_ends_with_ws, char::is_whitespace)
+            }
+        };
+        if quotes > 0 {
+            if let Some(p) = phrase.take() {
+                quotes -= 1;
+                close_phrase(p, &mut out);
+            }
+            if quotes % 2 == 1 {
+                phrase = Some((Vec::new(), position + 1, dash_negates));
+            }
+            negative_next = false;
+        } else {
+            negative_next = phrase.is_none() && dash_negates;
         }
+        prev_ends_with_ws = text.chars().last().is_some_and(char::is_whitespace);
     }
-    let mut count = 0;
-    terms.retain(|t| {
-        count += t.words.len();
-        count <= 10 || t.phrase && count - t.words.len() < 10
-    });
-    terms
+    if let Some(p) = phrase.take() {
+        close_phrase(p, &mut out);
+    }
+    out.terms.truncate(MAX_TERMS);
+    out
 }
 
 /// Damerau-Levenshtein (optimal string alignment) distance, capped.
