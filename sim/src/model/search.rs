@@ -1,5 +1,6 @@
-//! Search: query parsing, matching (prefix on the last word, typo tolerance), Meilisearch's ranking
-//! rules with their score details, distinct, facets, pagination and hit formatting.
+//! Search: matching (prefix on the last word, typo tolerance, synonyms, negations), Meilisearch's
+//! ranking rules with their score details, distinct, threshold and pagination. Query parsing lives in
+//! `text.rs`, request validation in `query.rs`, facets in `facets.rs` and hit rendering in `format.rs`.
 //!
 //! The engine is stateless: every search reads the index's documents and settings. Scores follow
 //! milli's `score_details` formulas: each rule yields a `Rank { rank, max_rank }` computed from the
@@ -15,7 +16,13 @@
 //! - wordPosition: per term the bucketed distance between the word's position in the attribute and in
 //!   the query (`max 10` per term);
 //! - exactness: `exactMatch` (an attribute equals the query), `matchesStart`, or `noExactMatch`
-//!   combined with the number of query words found without typo or prefix.
+//!   combined with the number of query words found without typo or prefix;
+//! - `field:asc|desc` custom rules and `sort` criteria: a `value` instead of a score, ignored by the
+//!   global score; a custom rule on a field the query sorts on is dropped.
+//!
+//! Documents tied on every rule keep their internal id order, as milli returns them. Distinct is
+//! applied bucket by bucket, and `estimatedTotalHits` only discounts the duplicates of the buckets it
+//! went through, as milli does.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
@@ -581,7 +588,7 @@ pub struct Ranking {
 }
 
 /// Validates the query against the index and ranks the matching documents (distinct and threshold
-/// applied). `filter_code` is the error code for filter errors.
+/// applied).
 pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     let settings = &index.settings;
     let filterable = settings.filterable();
