@@ -107,8 +107,11 @@ impl SimulatedNode for ModelHost {
 /// What a client asks the proxy.
 #[derive(Debug, Clone)]
 enum ProxyOp {
-    AddDocuments(Vec<Doc>),
-    UpdateDocuments(Vec<Doc>),
+    /// Add or replace (`replace`, POST) or update (PUT) documents.
+    Documents {
+        replace: bool,
+        docs: Vec<Doc>,
+    },
     DeleteByFilter(String),
     DeleteIds(Vec<String>),
     Broadcast(TaskType, Method, String, Value),
@@ -234,7 +237,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
         enqueued_at: now,
     };
     match op {
-        ProxyOp::AddDocuments(docs) => {
+        ProxyOp::Documents { replace, docs } => {
             let t = task(
                 TaskType::DocumentAdditionOrUpdate,
                 details::document_addition(docs.len() as u64),
@@ -245,29 +248,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                         t,
                         INDEX,
                         "id",
-                        true,
-                        plan,
-                        &ctx.placement,
-                        ctx.quorum,
-                        deadline,
-                    );
-                    run_write(ctx, rpc, w, answer).await
-                }
-                Err(e) => answer.send(Reply::error(&e)).await,
-            }
-        }
-        ProxyOp::UpdateDocuments(docs) => {
-            let t = task(
-                TaskType::DocumentAdditionOrUpdate,
-                details::document_addition(docs.len() as u64),
-            );
-            match plan_batch(docs, "id", &ctx.placement) {
-                Ok(plan) => {
-                    let w = FanoutWrite::documents(
-                        t,
-                        INDEX,
-                        "id",
-                        false,
+                        replace,
                         plan,
                         &ctx.placement,
                         ctx.quorum,
@@ -529,7 +510,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Put(d.clone())))
                 .collect();
-            let result = client_call(&rpc, ProxyOp::AddDocuments(docs)).await;
+            let result = client_call(
+                &rpc,
+                ProxyOp::Documents {
+                    replace: true,
+                    docs,
+                },
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} add -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
@@ -549,7 +537,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Merge(d.clone())))
                 .collect();
-            let result = client_call(&rpc, ProxyOp::UpdateDocuments(docs)).await;
+            let result = client_call(
+                &rpc,
+                ProxyOp::Documents {
+                    replace: false,
+                    docs,
+                },
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} update -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
