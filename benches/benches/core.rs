@@ -2,6 +2,7 @@
 //! - `routing/shard_for_key/S=<S>`: hashing document ids to shards (elements/s = keys/s);
 //! - `routing/placement/<nodes>n_S<S>_RF<rf>`: building the rendezvous placement of a topology;
 //! - `batch_plan/10k`: validating, routing and splitting a batch of 10,000 documents (elements/s = documents/s);
+//! - `task_aggregate/<nodes>`: aggregating the node tasks of one Miroir task (elements/s = node tasks/s);
 //! - `search_merge/<shards>x<hits>[+facets]`: merging `shards` node answers of `hits` hits each (elements/s =
 //!   hits merged per second);
 //!
@@ -96,5 +97,41 @@ fn batch_plan(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, routing, batch_plan, search_merge);
+fn task_aggregate(c: &mut Criterion) {
+    use miroir_core::ops::write::shard_owners;
+    use miroir_core::quorum::WriteQuorum;
+    use miroir_core::tasks::{aggregate, node_task_refs, MiroirTask, NodeTaskView, TaskType};
+    use std::collections::BTreeMap;
+    let mut group = c.benchmark_group("task_aggregate");
+    for nodes in [3usize, 12] {
+        let placement = Placement::new(&topology(nodes, 64, 2)).expect("valid topology");
+        let owners = shard_owners(&placement, 0..64);
+        let mut task = MiroirTask::new(
+            1,
+            Some("movies".into()),
+            TaskType::DocumentAdditionOrUpdate,
+            1_000,
+            None,
+        );
+        task.node_tasks = node_task_refs(&owners, |n| Some(n.as_str().len() as u64));
+        task.placement = owners;
+        task.quorum = WriteQuorum::Majority;
+        let views: BTreeMap<_, _> = task
+            .node_tasks
+            .iter()
+            .map(|r| {
+                let v = serde_json::json!({"status": "succeeded", "details": {"receivedDocuments": 100, "indexedDocuments": 100},
+                    "startedAt": "2026-11-27T09:16:21.3Z", "finishedAt": "2026-11-27T09:16:21.4Z", "error": null});
+                ((r.node.clone(), r.task_uid.unwrap_or(0)), NodeTaskView::from_json(&v))
+            })
+            .collect();
+        group.throughput(Throughput::Elements(nodes as u64));
+        group.bench_function(BenchmarkId::from_parameter(nodes), |b| {
+            b.iter(|| black_box(aggregate(&task, &views, 5_000, 60_000)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, routing, batch_plan, task_aggregate, search_merge);
 criterion_main!(benches);

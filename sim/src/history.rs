@@ -15,17 +15,33 @@ pub type Doc = Map<String, Value>;
 /// The effect of a write on one document.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// Added or replaced with this content.
+    /// Added or replaced with this content (`POST .../documents`).
     Put(Doc),
+    /// Updated: these fields merged into the document, which is created if absent (`PUT .../documents`).
+    Merge(Doc),
     /// Deleted.
     Delete,
+    /// Deleted if its field `.0` equals `.1` when the write applies (a delete by filter `field = value`).
+    DeleteWhere(String, Value),
 }
 
 impl Effect {
-    fn state(&self) -> Option<Doc> {
+    /// The state after this effect applies to `before`.
+    pub fn apply(&self, before: &Option<Doc>) -> Option<Doc> {
         match self {
             Effect::Put(d) => Some(d.clone()),
+            Effect::Merge(fields) => {
+                let mut doc = before.clone().unwrap_or_default();
+                for (k, v) in fields {
+                    doc.insert(k.clone(), v.clone());
+                }
+                Some(doc)
+            }
             Effect::Delete => None,
+            Effect::DeleteWhere(field, value) => match before {
+                Some(d) if d.get(field) == Some(value) => None,
+                other => other.clone(),
+            },
         }
     }
 }
@@ -92,43 +108,43 @@ impl History {
             .collect()
     }
 
-    /// For every document id any write touched, what a correct fleet may show. Writes are applied in the
-    /// order the clients issued them (one client at a time per document in the workload). Within one batch,
-    /// the last effect on an id wins, as in Meilisearch.
+    /// For every document id any write touched, what a correct fleet may show. Writes apply in the order the
+    /// client issued them (the workload has one client, which waits for each answer). The possible states of a
+    /// document start as {absent}; an acknowledged write maps every possible state through its effect; a
+    /// rejected or unanswered write may or may not have applied, so it adds the mapped states to the set.
+    /// Within one batch, effects on one id apply in order, as in Meilisearch.
     pub fn expectations(&self) -> BTreeMap<String, Expect> {
-        // per id: the last acknowledged state (None = absent before any acked write) and the states of
-        // doubtful writes issued after it
-        let mut per_id: BTreeMap<String, (Option<Doc>, Vec<Option<Doc>>)> = BTreeMap::new();
+        let mut per_id: BTreeMap<String, Vec<Option<Doc>>> = BTreeMap::new();
         for w in &self.writes {
-            let mut last: BTreeMap<&String, &Effect> = BTreeMap::new();
+            let mut by_id: BTreeMap<&String, Vec<&Effect>> = BTreeMap::new();
             for (id, e) in &w.effects {
-                last.insert(id, e);
+                by_id.entry(id).or_default().push(e);
             }
-            for (id, e) in last {
-                let entry = per_id.entry(id.clone()).or_insert((None, Vec::new()));
-                match w.outcome {
-                    Outcome::Acked(_) => *entry = (e.state(), Vec::new()),
-                    Outcome::Rejected | Outcome::Unknown => entry.1.push(e.state()),
+            for (id, effects) in by_id {
+                let states = per_id.entry(id.clone()).or_insert_with(|| vec![None]);
+                let mapped: Vec<Option<Doc>> = states
+                    .iter()
+                    .map(|s| effects.iter().fold(s.clone(), |acc, e| e.apply(&acc)))
+                    .collect();
+                let mut next = match w.outcome {
+                    Outcome::Acked(_) => Vec::new(),
+                    Outcome::Rejected | Outcome::Unknown => states.clone(),
+                };
+                for m in mapped {
+                    if !next.contains(&m) {
+                        next.push(m);
+                    }
                 }
+                *states = next;
             }
         }
         per_id
             .into_iter()
-            .map(|(id, (acked, doubtful))| {
-                let expect = if doubtful.is_empty() {
-                    Expect::Exactly(acked)
+            .map(|(id, mut states)| {
+                let expect = if states.len() == 1 {
+                    Expect::Exactly(states.pop().flatten())
                 } else {
-                    let mut options = vec![acked];
-                    for d in doubtful {
-                        if !options.contains(&d) {
-                            options.push(d);
-                        }
-                    }
-                    if options.len() == 1 {
-                        Expect::Exactly(options.pop().flatten())
-                    } else {
-                        Expect::OneOf(options)
-                    }
+                    Expect::OneOf(states)
                 };
                 (id, expect)
             })
@@ -180,5 +196,49 @@ mod tests {
             Outcome::Acked(0),
         );
         assert_eq!(h.expectations()["a"], Expect::Exactly(Some(doc(2))));
+    }
+
+    #[test]
+    fn merges_and_filtered_deletes_follow_every_possible_state() {
+        let mut h = History::default();
+        let genre = |g: &str| json!({"id": "a", "genre": g}).as_object().unwrap().clone();
+        h.record(
+            vec![("a".into(), Effect::Put(genre("x")))],
+            Outcome::Acked(0),
+        );
+        h.record(
+            vec![(
+                "a".into(),
+                Effect::Merge(json!({"v": 1}).as_object().unwrap().clone()),
+            )],
+            Outcome::Acked(1),
+        );
+        let merged = json!({"id": "a", "genre": "x", "v": 1})
+            .as_object()
+            .unwrap()
+            .clone();
+        assert_eq!(h.expectations()["a"], Expect::Exactly(Some(merged.clone())));
+        h.record(
+            vec![("a".into(), Effect::DeleteWhere("genre".into(), json!("y")))],
+            Outcome::Acked(2),
+        );
+        assert_eq!(
+            h.expectations()["a"],
+            Expect::Exactly(Some(merged.clone())),
+            "the filter does not match"
+        );
+        h.record(
+            vec![("a".into(), Effect::Put(genre("y")))],
+            Outcome::Unknown,
+        );
+        h.record(
+            vec![("a".into(), Effect::DeleteWhere("genre".into(), json!("y")))],
+            Outcome::Acked(3),
+        );
+        // either the doubtful put applied (then the filtered delete removed it) or not (the merged doc stays)
+        assert_eq!(
+            h.expectations()["a"],
+            Expect::OneOf(vec![Some(merged), None])
+        );
     }
 }

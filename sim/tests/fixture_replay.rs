@@ -9,7 +9,7 @@
 use miroir_sim::model::{Method, Node, Request};
 use serde_json::Value;
 
-const DB_SIZE: &str = "rawDocumentDbSize / avgDocumentSize are LMDB page and obkv sizes; the model has no storage engine and reports JSON sizes (everything else in the body matches)";
+const DB_SIZE: &str = "rawDocumentDbSize counts LMDB pages and avgDocumentSize milli's incremental obkv accounting; the model has no storage engine and only estimates both (everything else in the body matches)";
 
 /// `(file, step name, reason)`: the steps that differ on purpose.
 const ALLOWED_DIFFERENCES: &[(&str, &str, &str)] = &[

@@ -87,6 +87,11 @@ mod scenarios {
     }
 
     #[test]
+    fn steady_rf3_rg2() {
+        steady("steady_rf3_rg2", 6, 3, 2);
+    }
+
+    #[test]
     fn steady_rf1_rg2() {
         steady("steady_rf1_rg2", 4, 1, 2);
     }

@@ -340,22 +340,13 @@ fn json_strings(code: &str, key: &str, value: &Value) -> Result<Option<Vec<Strin
     }
 }
 
-/// Meilisearch's `validate_document_id_str`.
-pub(crate) fn valid_id_str(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() < 512
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
 /// Meilisearch's `validate_document_id_value` over `ids`, with its `In `.ids[i]`: …` message.
 fn normalise_ids(ids: &[Value]) -> Result<Vec<String>, MeiliError> {
     ids.iter()
         .enumerate()
         .map(|(index, id)| {
             let normalised = match id {
-                Value::String(s) if valid_id_str(s) => Some(s.clone()),
+                Value::String(s) if crate::documents::is_valid_id_str(s) => Some(s.clone()),
                 Value::Number(n) if !n.is_f64() => Some(n.to_string()),
                 _ => None,
             };

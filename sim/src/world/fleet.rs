@@ -107,7 +107,12 @@ impl SimulatedNode for ModelHost {
 /// What a client asks the proxy.
 #[derive(Debug, Clone)]
 enum ProxyOp {
-    AddDocuments(Vec<Doc>),
+    /// Add or replace (`replace`, POST) or update (PUT) documents.
+    Documents {
+        replace: bool,
+        docs: Vec<Doc>,
+    },
+    DeleteByFilter(String),
     DeleteIds(Vec<String>),
     Broadcast(TaskType, Method, String, Value),
     Search(Map<String, Value>),
@@ -232,7 +237,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
         enqueued_at: now,
     };
     match op {
-        ProxyOp::AddDocuments(docs) => {
+        ProxyOp::Documents { replace, docs } => {
             let t = task(
                 TaskType::DocumentAdditionOrUpdate,
                 details::document_addition(docs.len() as u64),
@@ -243,7 +248,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                         t,
                         INDEX,
                         "id",
-                        true,
+                        replace,
                         plan,
                         &ctx.placement,
                         ctx.quorum,
@@ -253,6 +258,25 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                 }
                 Err(e) => answer.send(Reply::error(&e)).await,
             }
+        }
+        ProxyOp::DeleteByFilter(filter) => {
+            let filter = Value::String(filter);
+            let t = task(
+                TaskType::DocumentDeletion,
+                details::document_deletion_by_filter(&filter),
+            );
+            let path = format!("/indexes/{INDEX}/documents/delete");
+            let body = json!({ "filter": filter });
+            let w = FanoutWrite::broadcast(
+                t,
+                Method::Post,
+                path,
+                Some(body),
+                &ctx.placement,
+                ctx.quorum,
+                deadline,
+            );
+            run_write(ctx, rpc, w, answer).await
         }
         ProxyOp::DeleteIds(ids) => {
             let t = task(
@@ -475,7 +499,7 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
     for step in 0..spec.ops {
         time::sleep(Duration::from_millis(rng.range(5, 120))).await;
         let dice = rng.below(100);
-        if dice < 45 {
+        if dice < 35 {
             let docs: Vec<Doc> = (0..rng.range(1, 4))
                 .map(|_| {
                     let id = rng.below(ID_SPACE);
@@ -486,9 +510,60 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Put(d.clone())))
                 .collect();
-            let result = client_call(&rpc, ProxyOp::AddDocuments(docs)).await;
+            let result = client_call(
+                &rpc,
+                ProxyOp::Documents {
+                    replace: true,
+                    docs,
+                },
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} add -> {outcome:?}"));
+            shared.history.lock().unwrap().record(effects, outcome);
+        } else if dice < 45 {
+            let docs: Vec<Doc> = (0..rng.range(1, 3))
+                .map(|_| {
+                    let id = rng.below(ID_SPACE);
+                    let field = if rng.chance(0.5) {
+                        json!({"id": id, "year": rng.range(1950, 2025)})
+                    } else {
+                        json!({"id": id, "genre": rng.pick(&GENRES)})
+                    };
+                    field.as_object().cloned().unwrap_or_default()
+                })
+                .collect();
+            let effects = docs
+                .iter()
+                .map(|d| (d["id"].to_string(), Effect::Merge(d.clone())))
+                .collect();
+            let result = client_call(
+                &rpc,
+                ProxyOp::Documents {
+                    replace: false,
+                    docs,
+                },
+            )
+            .await;
+            let outcome = outcome_of(&result);
+            shared.log(format_args!("client#{step} update -> {outcome:?}"));
+            shared.history.lock().unwrap().record(effects, outcome);
+        } else if dice < 50 {
+            let genre = *rng.pick(&GENRES);
+            let effects = (0..ID_SPACE)
+                .map(|id| {
+                    (
+                        id.to_string(),
+                        Effect::DeleteWhere("genre".into(), json!(genre)),
+                    )
+                })
+                .collect();
+            let result =
+                client_call(&rpc, ProxyOp::DeleteByFilter(format!("genre = {genre}"))).await;
+            let outcome = outcome_of(&result);
+            shared.log(format_args!(
+                "client#{step} delete genre = {genre} -> {outcome:?}"
+            ));
             shared.history.lock().unwrap().record(effects, outcome);
         } else if dice < 60 {
             let ids: Vec<String> = (0..rng.range(1, 3))
