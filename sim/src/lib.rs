@@ -1,4 +1,8 @@
 //! miroir-sim: the deterministic simulator and the Meilisearch node model.
 //!
-//! The node model and the madsim scenarios arrive with the simulator issue; this crate exists now so the
-//! workspace has its final shape and everything builds from the first commit.
+//! [`model`] is a sans-IO model of one Meilisearch v1.50 node that every Miroir test can run against
+//! (no Meilisearch binary is needed). The madsim scenarios will drive it.
+
+pub mod model;
+
+pub use model::{Method, Node, NodeState, Request, Response};
