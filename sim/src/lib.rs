@@ -4,5 +4,7 @@
 //! (no Meilisearch binary is needed). The madsim scenarios will drive it.
 
 pub mod model;
+#[cfg(not(madsim))]
+pub mod serve;
 
 pub use model::{Method, Node, NodeState, Request, Response};
