@@ -10,8 +10,14 @@
 //!   deletions, settings, index creation and deletion).
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
+//! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
+//! - [`settings`]: client settings versus node settings (the hidden `_miroir_shard` filterable field).
+//! - [`stats`]: index statistics merged over a covering set.
 
+pub mod cover;
 pub mod search;
+pub mod settings;
+pub mod stats;
 pub mod task;
 pub mod write;
 

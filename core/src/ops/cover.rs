@@ -1,0 +1,340 @@
+//! A read scattered over a covering set, for requests other than search (facet search, per-shard counts):
+//! each node of the cover receives the client's body with its shard restriction AND-ed into `filter`, and a
+//! node that fails has its shards re-planned on another healthy owner, exactly as [`super::search`] does.
+//!
+//! States: `Scattering` (requests out, answers arriving) → `Done` (every request answered or given up;
+//! [`CoverRead::outcome`] is available). A node error that is a client error (4xx with a Meilisearch error
+//! body, e.g. an invalid filter) ends the read with that error at once.
+//!
+//! Invariants:
+//! - every shard is answered by exactly one successful request, or is listed unavailable; a retry carries
+//!   only the failed request's shards, and a failed request's answer is never used;
+//! - a request body differs from the client's only by its `filter`, which keeps the client's filter
+//!   byte for byte (see [`crate::search::and_filter`]).
+
+use super::{Method, NodeRequest, RequestId};
+use crate::error::MeiliError;
+use crate::routing::Placement;
+use crate::search::{and_filter, shard_filter};
+use crate::topology::{GroupId, NodeId, ShardId};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One successful answer of a covering read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverAnswer {
+    /// The request id (a stable order for merging).
+    pub order: usize,
+    /// The node that answered.
+    pub node: NodeId,
+    /// The shards this answer stands for.
+    pub shards: Vec<ShardId>,
+    /// Whether the answer covers every shard the node holds (no restriction was applied).
+    pub whole_node: bool,
+    /// The body (status 2xx).
+    pub body: Value,
+}
+
+/// How a covering read ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoverOutcome {
+    /// Answers for every available shard, and the shards no healthy owner could serve.
+    Answers {
+        answers: Vec<CoverAnswer>,
+        unavailable: Vec<ShardId>,
+    },
+    /// A node rejected the request as a client error: relay it.
+    ClientError(MeiliError),
+}
+
+/// One covering read in flight. See the module documentation.
+#[derive(Debug, Clone)]
+pub struct CoverRead {
+    path: String,
+    body: Map<String, Value>,
+    candidates: Vec<Vec<NodeId>>,
+    held: BTreeMap<NodeId, Vec<ShardId>>,
+    usable: BTreeMap<NodeId, bool>,
+    requests: Vec<NodeRequest>,
+    shards_of: Vec<Vec<ShardId>>,
+    finished: Vec<bool>,
+    sent: usize,
+    answers: Vec<CoverAnswer>,
+    unavailable: BTreeSet<ShardId>,
+    error: Option<MeiliError>,
+}
+
+impl CoverRead {
+    /// Plans a POST of `body` to `path` on a covering set of `placement`.
+    pub fn new(
+        path: String,
+        body: Map<String, Value>,
+        placement: &Placement,
+        healthy: &dyn Fn(&NodeId) -> bool,
+        preferred_group: GroupId,
+        rotation: u64,
+    ) -> Self {
+        let groups = placement.groups().max(1);
+        let mut usable = BTreeMap::new();
+        let mut held = BTreeMap::new();
+        let mut candidates = Vec::with_capacity(placement.shards() as usize);
+        for shard in 0..placement.shards() {
+            let mut list = Vec::new();
+            for k in 0..groups {
+                let group = (preferred_group % groups + k) % groups;
+                for node in placement.owners(shard, group) {
+                    usable.entry(node.clone()).or_insert_with(|| healthy(node));
+                    held.entry(node.clone())
+                        .or_insert_with(|| placement.shards_held_by(node));
+                    if !list.contains(node) {
+                        list.push(node.clone());
+                    }
+                }
+            }
+            candidates.push(list);
+        }
+        let cover = placement.cover(
+            &|n| usable.get(n).copied().unwrap_or(false),
+            preferred_group,
+            rotation,
+        );
+        let mut read = CoverRead {
+            path,
+            body,
+            candidates,
+            held,
+            usable,
+            requests: Vec::new(),
+            shards_of: Vec::new(),
+            finished: Vec::new(),
+            sent: 0,
+            answers: Vec::new(),
+            unavailable: cover.unavailable.iter().copied().collect(),
+            error: None,
+        };
+        for (node, c) in cover.assignments {
+            read.push_request(node, c.shards);
+        }
+        read
+    }
+
+    fn push_request(&mut self, node: NodeId, shards: Vec<ShardId>) {
+        let held = self.held.get(&node).cloned().unwrap_or_default();
+        let mut body = self.body.clone();
+        if let Some(extra) = shard_filter(&shards, &held) {
+            let filter = and_filter(body.get("filter"), &extra);
+            body.insert("filter".into(), filter);
+        }
+        let id = self.requests.len();
+        self.requests.push(NodeRequest {
+            id,
+            node,
+            method: Method::Post,
+            path: self.path.clone(),
+            body: Some(Value::Object(body)),
+        });
+        self.shards_of.push(shards);
+        self.finished.push(false);
+    }
+
+    /// The requests created since the last call: send them all.
+    pub fn take_requests(&mut self) -> Vec<NodeRequest> {
+        let new = self.requests[self.sent..].to_vec();
+        self.sent = self.requests.len();
+        new
+    }
+
+    /// Feeds a node's HTTP answer to request `id`.
+    pub fn on_response(&mut self, id: RequestId, status: u16, body: Value) {
+        if self.error.is_some() || !self.open(id) {
+            return;
+        }
+        match status {
+            200..=299 if body.is_object() => {
+                self.finished[id] = true;
+                let node = self.requests[id].node.clone();
+                let shards = self.shards_of[id].clone();
+                let whole_node = self
+                    .held
+                    .get(&node)
+                    .is_some_and(|h| shard_filter(&shards, h).is_none());
+                self.answers.push(CoverAnswer {
+                    order: id,
+                    node,
+                    shards,
+                    whole_node,
+                    body,
+                });
+            }
+            400..=499 => match MeiliError::from_node_body(status, &body) {
+                Some(e) => self.error = Some(e),
+                None => self.fail(id),
+            },
+            _ => self.fail(id),
+        }
+    }
+
+    /// Request `id` could not be delivered, or timed out.
+    pub fn on_failure(&mut self, id: RequestId) {
+        if self.error.is_some() || !self.open(id) {
+            return;
+        }
+        self.fail(id);
+    }
+
+    fn open(&self, id: RequestId) -> bool {
+        self.finished.get(id).is_some_and(|f| !f)
+    }
+
+    fn fail(&mut self, id: RequestId) {
+        self.finished[id] = true;
+        let failed = self.requests[id].node.clone();
+        self.usable.insert(failed, false);
+        let mut moved: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
+        for &shard in &self.shards_of[id] {
+            let next = self.candidates[shard as usize]
+                .iter()
+                .find(|n| self.usable.get(*n).copied().unwrap_or(false));
+            match next {
+                Some(node) => moved.entry(node.clone()).or_default().push(shard),
+                None => {
+                    self.unavailable.insert(shard);
+                }
+            }
+        }
+        for (node, shards) in moved {
+            self.push_request(node, shards);
+        }
+    }
+
+    /// How the read ended, once nothing is outstanding (or a client error ended it).
+    pub fn outcome(&self) -> Option<CoverOutcome> {
+        if let Some(e) = &self.error {
+            return Some(CoverOutcome::ClientError(e.clone()));
+        }
+        if self.finished.iter().any(|f| !f) {
+            return None;
+        }
+        Some(CoverOutcome::Answers {
+            answers: self.answers.clone(),
+            unavailable: self.unavailable.iter().copied().collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::{Node, Topology};
+    use serde_json::json;
+
+    fn placement(nodes: usize, rf: u32, groups: u32, shards: u32) -> Placement {
+        let topo = Topology {
+            epoch: 1,
+            shards,
+            replication_factor: rf,
+            replica_groups: groups,
+            nodes: (0..nodes)
+                .map(|i| Node::active(format!("n{i}"), format!("http://n{i}"), (i as u32) % groups))
+                .collect(),
+        };
+        Placement::new(&topo).unwrap()
+    }
+
+    fn body() -> Map<String, Value> {
+        json!({"facetName": "genre", "filter": "year > 2000"})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn every_shard_is_answered_once_with_restrictions() {
+        let p = placement(3, 2, 1, 8);
+        let mut r = CoverRead::new("/x".into(), body(), &p, &|_| true, 0, 0);
+        let reqs = r.take_requests();
+        let mut seen = Vec::new();
+        for q in &reqs {
+            let b = q.body.as_ref().unwrap();
+            assert_eq!(b["facetName"], "genre");
+            assert_eq!(b["filter"][0], "year > 2000", "client filter kept as is");
+            seen.extend(r.shards_of[q.id].clone());
+        }
+        seen.sort_unstable();
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        assert!(r.outcome().is_none());
+        for q in &reqs {
+            r.on_response(q.id, 200, json!({"facetHits": []}));
+        }
+        let Some(CoverOutcome::Answers {
+            answers,
+            unavailable,
+        }) = r.outcome()
+        else {
+            panic!("done")
+        };
+        assert_eq!(answers.len(), reqs.len());
+        assert!(unavailable.is_empty());
+    }
+
+    #[test]
+    fn failures_move_shards_and_client_errors_end_the_read() {
+        let p = placement(2, 2, 1, 4);
+        let mut r = CoverRead::new("/x".into(), Map::new(), &p, &|_| true, 0, 0);
+        let first = r.take_requests();
+        r.on_failure(first[0].id);
+        let retry = r.take_requests();
+        assert!(!retry.is_empty());
+        assert_ne!(retry[0].node, first[0].node);
+        for q in first.iter().skip(1).chain(retry.iter()) {
+            r.on_response(q.id, 200, json!({}));
+        }
+        let Some(CoverOutcome::Answers {
+            answers,
+            unavailable,
+        }) = r.outcome()
+        else {
+            panic!("done")
+        };
+        let mut shards: Vec<u32> = answers.iter().flat_map(|a| a.shards.clone()).collect();
+        shards.sort_unstable();
+        assert_eq!(shards, vec![0, 1, 2, 3]);
+        assert!(unavailable.is_empty());
+
+        // one node, failed: everything unavailable
+        let p = placement(1, 1, 1, 4);
+        let mut r = CoverRead::new("/x".into(), Map::new(), &p, &|_| true, 0, 0);
+        let q = r.take_requests();
+        assert!(q[0].body.as_ref().unwrap().get("filter").is_none());
+        r.on_response(q[0].id, 503, json!({}));
+        let Some(CoverOutcome::Answers { unavailable, .. }) = r.outcome() else {
+            panic!("done")
+        };
+        assert_eq!(unavailable, vec![0, 1, 2, 3]);
+
+        let mut r = CoverRead::new("/x".into(), Map::new(), &p, &|_| true, 0, 0);
+        let q = r.take_requests();
+        r.on_response(
+            q[0].id,
+            400,
+            json!({"message": "bad", "code": "invalid_search_filter", "type": "invalid_request", "link": ""}),
+        );
+        assert!(
+            matches!(r.outcome(), Some(CoverOutcome::ClientError(e)) if e.code == "invalid_search_filter")
+        );
+        r.on_response(q[0].id, 200, json!({}));
+    }
+
+    #[test]
+    fn unhealthy_nodes_are_skipped_up_front() {
+        let p = placement(2, 2, 1, 4);
+        let mut r = CoverRead::new("/x".into(), Map::new(), &p, &|n| n.as_str() == "n1", 0, 0);
+        let q = r.take_requests();
+        assert!(q.iter().all(|q| q.node.as_str() == "n1"));
+        r.on_response(q[0].id, 200, json!({"a": 1}));
+        let Some(CoverOutcome::Answers { answers, .. }) = r.outcome() else {
+            panic!("done")
+        };
+        assert!(answers[0].whole_node);
+    }
+}

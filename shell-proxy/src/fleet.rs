@@ -1,0 +1,1607 @@
+//! The fleet: the [`RouteHandler`] that carries out core's operations against the Meilisearch nodes.
+//!
+//! It holds the topology built from the configured nodes (S, RF, RG), its [`Placement`], the nodes'
+//! [`FleetHealth`] (driven by [`Fleet::spawn_probe`]), a rotation counter for reads, and an index-metadata
+//! cache (primary keys, persisted in the task store's meta area under `index:<uid>`; the search context,
+//! read from a node's settings and kept for [`CONTEXT_TTL_MS`]).
+//!
+//! It decides nothing itself: every decision is a core operation ([`FanoutWrite`], [`ScatterSearch`],
+//! [`CoverRead`], [`TaskRead`]) or a pure core function; this module only sends the operation's node
+//! requests concurrently, feeds the answers back by request id, persists task records and replies.
+//!
+//! Writes: the task record is persisted before the client gets its 202; node answers arriving after the
+//! decision are still collected in the background and the record is updated with them.
+
+use crate::http_util::{error_response, json_response, ProxyResponse};
+use crate::routes::{AdminRoute, IndexUid, Route, Setting};
+use crate::server::{no_node_available, AppState, ProxyRequest, RouteHandler};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use miroir_core::config::{Config, WriteQuorumSetting};
+use miroir_core::documents::{
+    parse_csv_delimiter, parse_delete_ids, parse_request, plan_batch, plan_delete_ids,
+    resolve_primary_key,
+};
+use miroir_core::health::{FleetHealth, HealthThresholds};
+use miroir_core::ops::cover::{CoverOutcome, CoverRead};
+use miroir_core::ops::search::ScatterSearch;
+use miroir_core::ops::settings as node_settings;
+use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
+use miroir_core::ops::task::{NodeTaskViews, TaskRead};
+use miroir_core::ops::write::{FanoutWrite, WriteTask};
+use miroir_core::ops::{Method, NodeRequest, Reply};
+use miroir_core::quorum::WriteQuorum;
+use miroir_core::routing::Placement;
+use miroir_core::search::{
+    merge_facet_search, search_params_from_query, NodeAnswer, SearchContext,
+};
+use miroir_core::tasks::filter::task_not_found;
+use miroir_core::tasks::{details, MiroirTask, NodeTaskView, TaskFilter, TaskType};
+use miroir_core::topology::{GroupId, Node, NodeId, Topology};
+use miroir_core::{ErrorType, MeiliError, Millis};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
+
+/// How long a node task may stay unknown before the task counts it as lost.
+pub const LOST_AFTER_MS: Millis = 10 * 60 * 1000;
+
+/// How long a search context read from a node's settings is reused.
+pub const CONTEXT_TTL_MS: Millis = 1_000;
+
+/// The store meta key of an index's metadata.
+fn meta_key(uid: &str) -> String {
+    format!("index:{uid}")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// 501 `miroir_unsupported_route`: a Meilisearch route Miroir does not carry (yet).
+pub fn unsupported_route(what: &str) -> MeiliError {
+    MeiliError::new(
+        501,
+        "miroir_unsupported_route",
+        ErrorType::InvalidRequest,
+        format!("Miroir does not support `{what}` on a sharded fleet."),
+    )
+}
+
+fn missing_content_type_json() -> MeiliError {
+    MeiliError::invalid(
+        415,
+        "missing_content_type",
+        "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`",
+    )
+}
+
+fn invalid_content_type_json(ct: &str) -> MeiliError {
+    MeiliError::invalid(
+        415,
+        "invalid_content_type",
+        format!("The Content-Type `{ct}` is invalid. Accepted values for the Content-Type header are: `application/json`"),
+    )
+}
+
+/// Parses a JSON request body as Meilisearch's JSON extractor does.
+pub fn json_body(request: &ProxyRequest) -> Result<Value, MeiliError> {
+    let ct = request
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match ct {
+        None if request.body.is_empty() => {}
+        None => return Err(missing_content_type_json()),
+        Some(ct) => {
+            let essence = ct.split(';').next().unwrap_or("").trim();
+            if !essence.eq_ignore_ascii_case("application/json") {
+                return Err(invalid_content_type_json(ct));
+            }
+        }
+    }
+    if request.body.is_empty() {
+        return Err(MeiliError::invalid(
+            400,
+            "missing_payload",
+            "A json payload is missing.",
+        ));
+    }
+    serde_json::from_slice(&request.body).map_err(|e| {
+        MeiliError::invalid(400, "bad_request", format!("Json deserialize error: {e}"))
+    })
+}
+
+fn json_object(request: &ProxyRequest) -> Result<Map<String, Value>, MeiliError> {
+    match json_body(request)? {
+        Value::Object(m) => Ok(m),
+        other => Err(MeiliError::invalid(
+            400,
+            "bad_request",
+            format!(
+                "Json deserialize error: invalid type: {}, expected a map at line 1 column 1",
+                json_kind(&other)
+            ),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "sequence",
+        Value::Object(_) => "map",
+    }
+}
+
+/// The query pairs of a URI, percent-decoded (`+` is a space), in order.
+pub fn query_pairs(uri: &http::Uri) -> Vec<(String, String)> {
+    let Some(q) = uri.query() else {
+        return Vec::new();
+    };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+fn reply_response(reply: &Reply) -> ProxyResponse {
+    let mut r = json_response(reply.status, &reply.body);
+    for (k, v) in &reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().insert(name, value);
+        }
+    }
+    r
+}
+
+fn http_method(m: Method) -> http::Method {
+    match m {
+        Method::Get => http::Method::GET,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Patch => http::Method::PATCH,
+        Method::Delete => http::Method::DELETE,
+    }
+}
+
+/// A node's answer: status and parsed body (`Null` when empty or not JSON).
+type Answer = Result<(u16, Value), String>;
+
+#[derive(Default)]
+struct IndexCache {
+    /// Primary keys known (None inside: the index exists without one).
+    primary_keys: HashMap<String, Option<String>>,
+    contexts: HashMap<String, (SearchContext, Millis)>,
+}
+
+/// The route handler over a fleet of nodes. See the module documentation.
+pub struct Fleet {
+    topology: Topology,
+    placement: Placement,
+    addresses: BTreeMap<NodeId, String>,
+    health: Mutex<FleetHealth>,
+    quorum: WriteQuorum,
+    counter: AtomicU64,
+    cache: Mutex<IndexCache>,
+}
+
+impl Fleet {
+    /// Builds the fleet from the configuration's nodes, S, RF and RG.
+    pub fn new(config: &Config) -> Result<Fleet, String> {
+        let topology = Topology {
+            epoch: 1,
+            shards: config.shards,
+            replication_factor: config.replication_factor,
+            replica_groups: config.replica_groups,
+            nodes: config
+                .nodes
+                .iter()
+                .map(|n| Node::active(n.id.as_str(), n.address.clone(), n.replica_group))
+                .collect(),
+        };
+        let placement = Placement::new(&topology).map_err(|e| format!("{e:?}"))?;
+        let addresses = config
+            .nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.address.clone()))
+            .collect();
+        let quorum = match config.write_quorum {
+            WriteQuorumSetting::Majority => WriteQuorum::Majority,
+            WriteQuorumSetting::One => WriteQuorum::One,
+            WriteQuorumSetting::All => WriteQuorum::All,
+        };
+        Ok(Fleet {
+            topology,
+            placement,
+            addresses,
+            health: Mutex::new(FleetHealth::new(HealthThresholds {
+                unhealthy_threshold: config.health.unhealthy_threshold.max(1),
+                recovery_threshold: config.health.recovery_threshold.max(1),
+            })),
+            quorum,
+            counter: AtomicU64::new(0),
+            cache: Mutex::new(IndexCache::default()),
+        })
+    }
+
+    /// The placement.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    fn healthy(&self, node: &NodeId) -> bool {
+        self.health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .serves_reads(node)
+    }
+
+    /// Starts the periodic health probe (`GET /health` on every node every `health.interval_ms`).
+    pub fn spawn_probe(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
+        let fleet = Arc::clone(self);
+        tokio::spawn(async move {
+            let period = Duration::from_millis(state.config.health.interval_ms.max(10));
+            let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let mut set = JoinSet::new();
+                for (node, address) in fleet.addresses.clone() {
+                    let client = state.nodes.clone();
+                    set.spawn(async move {
+                        let r = client
+                            .send_with_timeout(
+                                node.as_str(),
+                                &address,
+                                http::Method::GET,
+                                "/health",
+                                None,
+                                Bytes::new(),
+                                timeout,
+                            )
+                            .await;
+                        (node, matches!(r, Ok(ref a) if a.status == 200))
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    if let Ok((node, ok)) = done {
+                        let changed = fleet
+                            .health
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .observe(&node, ok, now_ms());
+                        if let Some(s) = changed {
+                            tracing::warn!(node = %node, state = ?s, "node health changed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn next_rotation(&self) -> (GroupId, u64) {
+        let r = self.counter.fetch_add(1, Ordering::Relaxed);
+        let groups = u64::from(self.placement.groups().max(1));
+        ((r % groups) as GroupId, r / groups)
+    }
+
+    // ----- sending -----
+
+    fn spawn_request(&self, state: &AppState, set: &mut JoinSet<(usize, Answer)>, r: NodeRequest) {
+        let client = state.nodes.clone();
+        let address = self.addresses.get(&r.node).cloned().unwrap_or_default();
+        set.spawn(async move {
+            let (ct, body) = match &r.body {
+                Some(b) => (
+                    Some("application/json"),
+                    Bytes::from(serde_json::to_vec(b).unwrap_or_default()),
+                ),
+                None => (None, Bytes::new()),
+            };
+            let answer = client
+                .send(
+                    r.node.as_str(),
+                    &address,
+                    http_method(r.method),
+                    &r.path,
+                    ct,
+                    body,
+                )
+                .await
+                .map(|resp| {
+                    let v = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+                    (resp.status, v)
+                })
+                .map_err(|e| e.to_string());
+            (r.id, answer)
+        });
+    }
+
+    /// Sends one request to one node.
+    async fn send_one(
+        &self,
+        state: &AppState,
+        node: &NodeId,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut set = JoinSet::new();
+        self.spawn_request(
+            state,
+            &mut set,
+            NodeRequest {
+                id: 0,
+                node: node.clone(),
+                method,
+                path: path.to_string(),
+                body,
+            },
+        );
+        match set.join_next().await {
+            Some(Ok((_, a))) => a,
+            _ => Err("request task failed".into()),
+        }
+    }
+
+    /// The nodes to try for a single-node read, healthy ones first, rotated.
+    fn read_order(&self, among: Option<Vec<NodeId>>) -> Vec<NodeId> {
+        let mut nodes: Vec<NodeId> =
+            among.unwrap_or_else(|| self.topology.nodes.iter().map(|n| n.id.clone()).collect());
+        if nodes.is_empty() {
+            return nodes;
+        }
+        let r = (self.counter.fetch_add(1, Ordering::Relaxed) % nodes.len() as u64) as usize;
+        nodes.rotate_left(r);
+        let (mut ok, bad): (Vec<NodeId>, Vec<NodeId>) =
+            nodes.into_iter().partition(|n| self.healthy(n));
+        ok.extend(bad);
+        ok
+    }
+
+    /// A read any one node can answer: the first node (healthy first) that gives an HTTP answer below 500.
+    async fn read_one(
+        &self,
+        state: &AppState,
+        among: Option<Vec<NodeId>>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), MeiliError> {
+        for node in self.read_order(among) {
+            match self
+                .send_one(state, &node, method, path, body.clone())
+                .await
+            {
+                Ok((s, v)) if s < 500 => return Ok((s, v)),
+                Ok((s, _)) => tracing::warn!(node = %node, status = s, path, "node read failed"),
+                Err(e) => tracing::warn!(node = %node, error = %e, path, "node unreachable"),
+            }
+        }
+        Err(no_node_available(&format!(
+            "{} {}",
+            method.as_str(),
+            path.split('?').next().unwrap_or(path)
+        )))
+    }
+
+    /// Runs a write to its decision; persists the record (when `persist`) before returning the reply, and
+    /// keeps collecting late answers in the background.
+    async fn run_write(
+        &self,
+        state: &AppState,
+        mut write: FanoutWrite,
+        persist: bool,
+    ) -> Result<Reply, MeiliError> {
+        let mut set = JoinSet::new();
+        for r in write.requests().to_vec() {
+            self.spawn_request(state, &mut set, r);
+        }
+        while write.decision().is_none() {
+            match set.join_next().await {
+                Some(Ok((id, Ok((status, body))))) => write.on_response(id, status, &body),
+                Some(Ok((id, Err(e)))) => {
+                    tracing::warn!(error = %e, "node write failed");
+                    write.on_failure(id)
+                }
+                Some(Err(_)) => {}
+                None => write.on_timeout(Millis::MAX),
+            }
+        }
+        let reply = write
+            .reply()
+            .unwrap_or_else(|| Reply::error(&MeiliError::internal("the write has no decision")));
+        let acknowledged = reply.status == 202;
+        if persist && acknowledged {
+            let record = write.record();
+            state
+                .store
+                .put_task(record.uid, &record_json(&record, &[]))
+                .await?;
+            if !set.is_empty() {
+                let store = Arc::clone(&state.store);
+                tokio::spawn(async move {
+                    while let Some(done) = set.join_next().await {
+                        match done {
+                            Ok((id, Ok((status, body)))) => write.on_response(id, status, &body),
+                            Ok((id, Err(_))) => write.on_failure(id),
+                            Err(_) => {}
+                        }
+                    }
+                    let record = write.record();
+                    // Keep finished node views already cached by a task read meanwhile.
+                    let finished = match store.get_task(record.uid).await {
+                        Ok(Some(v)) => v.get("finished").cloned().unwrap_or(json!([])),
+                        _ => json!([]),
+                    };
+                    let mut stored = record_json(&record, &[]);
+                    stored["finished"] = finished;
+                    if let Err(e) = store.put_task(record.uid, &stored).await {
+                        tracing::error!(error = %e, "cannot update a task record with late node answers");
+                    }
+                });
+            }
+        } else if !set.is_empty() {
+            tokio::spawn(async move { while set.join_next().await.is_some() {} });
+        }
+        Ok(reply)
+    }
+
+    async fn run_search(&self, state: &AppState, mut search: ScatterSearch) -> Reply {
+        let mut set = JoinSet::new();
+        loop {
+            for r in search.take_requests() {
+                self.spawn_request(state, &mut set, r);
+            }
+            if let Some(reply) = search.reply() {
+                return reply.clone();
+            }
+            match set.join_next().await {
+                Some(Ok((id, Ok((status, body))))) => search.on_response(id, status, body),
+                Some(Ok((id, Err(_)))) => search.on_failure(id),
+                Some(Err(_)) => {}
+                None => {
+                    return Reply::error(&MeiliError::internal("the search ended without a reply"))
+                }
+            }
+        }
+    }
+
+    async fn run_cover(&self, state: &AppState, mut read: CoverRead) -> CoverOutcome {
+        let mut set = JoinSet::new();
+        loop {
+            for r in read.take_requests() {
+                self.spawn_request(state, &mut set, r);
+            }
+            if let Some(outcome) = read.outcome() {
+                return outcome;
+            }
+            match set.join_next().await {
+                Some(Ok((id, Ok((status, body))))) => read.on_response(id, status, body),
+                Some(Ok((id, Err(_)))) => read.on_failure(id),
+                Some(Err(_)) => {}
+                None => {
+                    return CoverOutcome::ClientError(MeiliError::internal(
+                        "the read ended without an outcome",
+                    ))
+                }
+            }
+        }
+    }
+
+    // ----- tasks -----
+
+    async fn new_task(
+        &self,
+        state: &AppState,
+        index_uid: Option<&str>,
+        task_type: TaskType,
+        details: Option<Map<String, Value>>,
+    ) -> Result<WriteTask, MeiliError> {
+        let uid = state.store.next_task_uid().await?;
+        Ok(WriteTask {
+            uid,
+            index_uid: index_uid.map(str::to_string),
+            task_type,
+            details,
+            enqueued_at: now_ms(),
+        })
+    }
+
+    fn deadline(&self, state: &AppState) -> Millis {
+        now_ms() + state.config.scatter.node_timeout_ms + 1_000
+    }
+
+    /// Records a task Miroir failed itself (nothing sent to nodes) and answers 202 with it.
+    async fn failed_task(
+        &self,
+        state: &AppState,
+        task: WriteTask,
+        error: &MeiliError,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let record = MiroirTask::new(
+            task.uid,
+            task.index_uid,
+            task.task_type,
+            task.enqueued_at,
+            task.details,
+        )
+        .with_error(error);
+        state
+            .store
+            .put_task(record.uid, &record_json(&record, &[]))
+            .await?;
+        Ok(json_response(202, &record.summarized()))
+    }
+
+    /// Reads one task: the stored record plus its node tasks, aggregated.
+    async fn read_task(
+        &self,
+        state: &AppState,
+        stored: &Value,
+    ) -> Result<miroir_core::tasks::TaskView, MeiliError> {
+        let record: MiroirTask = serde_json::from_value(stored["record"].clone())
+            .map_err(|e| MeiliError::internal(format!("corrupt task record: {e}")))?;
+        let mut raw_finished: Vec<Value> = stored
+            .get("finished")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut finished = NodeTaskViews::new();
+        for f in &raw_finished {
+            if let (Some(node), Some(uid)) = (f["node"].as_str(), f["taskUid"].as_u64()) {
+                finished.insert(
+                    (NodeId::new(node), uid),
+                    NodeTaskView::from_json(&f["task"]),
+                );
+            }
+        }
+        let mut read = TaskRead::new(record, finished);
+        let requests = read.requests().to_vec();
+        let mut set = JoinSet::new();
+        for r in requests.iter().cloned() {
+            self.spawn_request(state, &mut set, r);
+        }
+        let mut newly_finished = false;
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok((id, Ok((status, body)))) => {
+                    let finished_now = status == 200
+                        && matches!(
+                            body.get("status").and_then(Value::as_str),
+                            Some("succeeded" | "failed" | "canceled")
+                        );
+                    if finished_now {
+                        if let Some(r) = requests.get(id) {
+                            let uid = r
+                                .path
+                                .rsplit('/')
+                                .next()
+                                .and_then(|u| u.parse::<u64>().ok());
+                            if let Some(uid) = uid {
+                                raw_finished.push(json!({"node": r.node.as_str(), "taskUid": uid, "task": body.clone()}));
+                                newly_finished = true;
+                            }
+                        }
+                    }
+                    read.on_response(id, status, &body);
+                }
+                Ok((id, Err(_))) => read.on_failure(id),
+                Err(_) => {}
+            }
+        }
+        let view = read.view(now_ms(), LOST_AFTER_MS);
+        if newly_finished {
+            let mut updated = stored.clone();
+            updated["finished"] = Value::Array(raw_finished);
+            if let Err(e) = state.store.put_task(view.uid, &updated).await {
+                tracing::warn!(error = %e, "cannot cache finished node tasks");
+            }
+        }
+        if view.status.is_finished() {
+            if let Some(index) = &view.index_uid {
+                if matches!(
+                    view.task_type,
+                    TaskType::SettingsUpdate | TaskType::IndexDeletion | TaskType::IndexUpdate
+                ) {
+                    self.forget_context(index);
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    // ----- index metadata -----
+
+    fn forget_context(&self, uid: &str) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contexts
+            .remove(uid);
+    }
+
+    fn forget_index(&self, uid: &str) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.contexts.remove(uid);
+        c.primary_keys.remove(uid);
+    }
+
+    /// Whether the index exists and its primary key: cache, then store, then a node.
+    async fn index_meta(
+        &self,
+        state: &AppState,
+        uid: &str,
+    ) -> Result<Option<Option<String>>, MeiliError> {
+        if let Some(pk) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .primary_keys
+            .get(uid)
+        {
+            return Ok(Some(pk.clone()));
+        }
+        if let Some(v) = state.store.get_meta(&meta_key(uid)).await? {
+            let pk = v
+                .get("primaryKey")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            self.remember_index(uid, pk.clone());
+            return Ok(Some(pk));
+        }
+        let (status, body) = self
+            .read_one(state, None, Method::Get, &format!("/indexes/{uid}"), None)
+            .await?;
+        match status {
+            200 => {
+                let pk = body
+                    .get("primaryKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                self.save_index(state, uid, pk.clone()).await?;
+                Ok(Some(pk))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn remember_index(&self, uid: &str, pk: Option<String>) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .primary_keys
+            .insert(uid.to_string(), pk);
+    }
+
+    async fn save_index(
+        &self,
+        state: &AppState,
+        uid: &str,
+        pk: Option<String>,
+    ) -> Result<(), MeiliError> {
+        state
+            .store
+            .put_meta(&meta_key(uid), &json!({"uid": uid, "primaryKey": pk}))
+            .await?;
+        self.remember_index(uid, pk);
+        Ok(())
+    }
+
+    /// The search context of an index, from a node's settings (cached briefly).
+    async fn search_context(&self, state: &AppState, uid: &str) -> SearchContext {
+        let now = now_ms();
+        if let Some((ctx, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contexts
+            .get(uid)
+        {
+            if now.saturating_sub(*at) < CONTEXT_TTL_MS {
+                return ctx.clone();
+            }
+        }
+        let ctx = match self
+            .read_one(
+                state,
+                None,
+                Method::Get,
+                &format!("/indexes/{uid}/settings"),
+                None,
+            )
+            .await
+        {
+            Ok((200, body)) => node_settings::search_context(&body),
+            _ => SearchContext::default(),
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contexts
+            .insert(uid.to_string(), (ctx.clone(), now));
+        ctx
+    }
+
+    /// Creates the index on every node (quorum `all`) and makes `_miroir_shard` filterable there.
+    /// `task` is the client-visible task of the creation, or `None` for an implicit creation.
+    async fn create_index(
+        &self,
+        state: &AppState,
+        uid: &str,
+        primary_key: Option<&str>,
+        task: Option<WriteTask>,
+    ) -> Result<Reply, MeiliError> {
+        let visible = task.is_some();
+        let task = match task {
+            Some(t) => t,
+            None => WriteTask {
+                uid: 0,
+                index_uid: Some(uid.to_string()),
+                task_type: TaskType::IndexCreation,
+                details: None,
+                enqueued_at: now_ms(),
+            },
+        };
+        let mut body = Map::new();
+        body.insert("uid".into(), Value::String(uid.to_string()));
+        if let Some(pk) = primary_key {
+            body.insert("primaryKey".into(), Value::String(pk.to_string()));
+        }
+        let create = FanoutWrite::broadcast(
+            task.clone(),
+            Method::Post,
+            "/indexes".into(),
+            Some(Value::Object(body)),
+            &self.placement,
+            WriteQuorum::All,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, create, visible).await?;
+        if reply.status != 202 {
+            return Ok(reply);
+        }
+        let settings = FanoutWrite::broadcast(
+            WriteTask {
+                task_type: TaskType::SettingsUpdate,
+                ..task
+            },
+            Method::Patch,
+            format!("/indexes/{uid}/settings"),
+            Some(json!({"filterableAttributes": node_settings::node_filterable(&Value::Null)})),
+            &self.placement,
+            WriteQuorum::All,
+            self.deadline(state),
+        );
+        let internal = self.run_write(state, settings, false).await?;
+        if internal.status != 202 {
+            tracing::error!(
+                index = uid,
+                status = internal.status,
+                "cannot make _miroir_shard filterable"
+            );
+        }
+        self.save_index(state, uid, primary_key.map(str::to_string))
+            .await?;
+        Ok(reply)
+    }
+
+    // ----- routes -----
+
+    async fn create_index_route(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let body = json_object(request)?;
+        let uid =
+            match body.get("uid") {
+                Some(Value::String(s)) => IndexUid::parse(s)?,
+                Some(other) => return Err(MeiliError::invalid(
+                    400,
+                    "invalid_index_uid",
+                    format!(
+                        "Invalid value type at `.uid`: expected a string, but found {}: `{other}`",
+                        json_kind(other)
+                    ),
+                )),
+                None => {
+                    return Err(MeiliError::invalid(
+                        400,
+                        "missing_index_uid",
+                        "Missing field `uid`",
+                    ))
+                }
+            };
+        let pk = match body.get("primaryKey") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(MeiliError::invalid(
+                    400,
+                    "invalid_index_primary_key",
+                    format!("Invalid value type at `.primaryKey`: expected a string, but found {}: `{other}`", json_kind(other)),
+                ))
+            }
+        };
+        let task = self
+            .new_task(
+                state,
+                Some(uid.as_str()),
+                TaskType::IndexCreation,
+                Some(details::index_info(pk.as_deref())),
+            )
+            .await?;
+        let reply = self
+            .create_index(state, uid.as_str(), pk.as_deref(), Some(task))
+            .await?;
+        Ok(reply_response(&reply))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn broadcast_route(
+        &self,
+        state: &AppState,
+        index: &str,
+        task_type: TaskType,
+        details: Option<Map<String, Value>>,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        quorum: WriteQuorum,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let task = self
+            .new_task(state, Some(index), task_type, details)
+            .await?;
+        let write = FanoutWrite::broadcast(
+            task,
+            method,
+            path,
+            body,
+            &self.placement,
+            quorum,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
+    async fn add_documents(
+        &self,
+        state: &AppState,
+        index: &str,
+        request: &ProxyRequest,
+        replace: bool,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let params = query_pairs(&request.uri);
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let delimiter = match param("csvDelimiter") {
+            Some(d) => Some(parse_csv_delimiter(&d)?),
+            None => None,
+        };
+        let ct = request
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let docs = parse_request(ct, delimiter, &request.body)?;
+        if let Some(doc) = docs.iter().find_map(|d| {
+            d.keys()
+                .find(|k| k.starts_with(miroir_core::RESERVED_PREFIX))
+                .cloned()
+        }) {
+            return Err(MeiliError::reserved_field(&doc));
+        }
+        let pk_param = param("primaryKey");
+        let task = self
+            .new_task(
+                state,
+                Some(index),
+                TaskType::DocumentAdditionOrUpdate,
+                Some(details::document_addition(docs.len() as u64)),
+            )
+            .await?;
+        let existing = match self.index_meta(state, index).await? {
+            Some(pk) => pk,
+            None => {
+                let created = self.create_index(state, index, None, None).await?;
+                if created.status != 202 {
+                    return Ok(reply_response(&created));
+                }
+                None
+            }
+        };
+        let pk = match resolve_primary_key(existing.as_deref(), pk_param.as_deref(), docs.first()) {
+            Ok(Some(pk)) => pk,
+            Ok(None) => {
+                // An empty batch on an index without a key: nothing to send, the task succeeds.
+                let record = MiroirTask::new(
+                    task.uid,
+                    task.index_uid.clone(),
+                    task.task_type,
+                    task.enqueued_at,
+                    task.details.clone(),
+                );
+                state
+                    .store
+                    .put_task(record.uid, &record_json(&record, &[]))
+                    .await?;
+                return Ok(json_response(202, &record.summarized()));
+            }
+            Err(e) => return self.failed_task(state, task, &e).await,
+        };
+        let plan = match plan_batch(docs, &pk, &self.placement) {
+            Ok(p) => p,
+            Err(e) => return self.failed_task(state, task, &e).await,
+        };
+        if existing.as_deref() != Some(pk.as_str()) {
+            self.save_index(state, index, Some(pk.clone())).await?;
+        }
+        let write = FanoutWrite::documents(
+            task,
+            index,
+            &pk,
+            replace,
+            plan,
+            &self.placement,
+            self.quorum,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
+    async fn delete_ids(
+        &self,
+        state: &AppState,
+        index: &str,
+        ids: Vec<Value>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let task = self
+            .new_task(
+                state,
+                Some(index),
+                TaskType::DocumentDeletion,
+                Some(details::document_deletion(ids.len() as u64)),
+            )
+            .await?;
+        let plan = plan_delete_ids(&ids, &self.placement);
+        let write = FanoutWrite::delete_ids(
+            task,
+            index,
+            plan,
+            &self.placement,
+            self.quorum,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
+    async fn search(
+        &self,
+        state: &AppState,
+        index: &str,
+        body: &Map<String, Value>,
+    ) -> Result<Reply, MeiliError> {
+        let ctx = self.search_context(state, index).await;
+        let (group, rotation) = self.next_rotation();
+        let search = ScatterSearch::new(
+            index,
+            body,
+            &ctx,
+            &self.placement,
+            &|n| self.healthy(n),
+            group,
+            rotation,
+            state.config.scatter.unavailable_shard_policy,
+        )?;
+        Ok(self.run_search(state, search).await)
+    }
+
+    async fn multi_search(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let body = json_object(request)?;
+        if body.get("federation").is_some_and(|f| !f.is_null()) {
+            return Err(unsupported_route("POST /multi-search with `federation`"));
+        }
+        let Some(Value::Array(queries)) = body.get("queries") else {
+            return Err(MeiliError::invalid(
+                400,
+                "missing_multi_search_queries",
+                "Missing field `queries`",
+            ));
+        };
+        let mut results = Vec::with_capacity(queries.len());
+        let mut headers = Vec::new();
+        for (i, q) in queries.iter().enumerate() {
+            let inside = |e: MeiliError| MeiliError {
+                message: format!("Inside `.queries[{i}]`: {}", e.message),
+                ..e
+            };
+            let Value::Object(q) = q else {
+                return Err(inside(MeiliError::invalid(
+                    400,
+                    "bad_request",
+                    format!(
+                        "Invalid value type: expected an object, but found {}",
+                        json_kind(q)
+                    ),
+                )));
+            };
+            let uid = match q.get("indexUid") {
+                Some(Value::String(s)) => IndexUid::parse(s).map_err(inside)?,
+                _ => {
+                    return Err(inside(MeiliError::invalid(
+                        400,
+                        "missing_index_uid",
+                        "Missing field `indexUid`",
+                    )))
+                }
+            };
+            let mut query = q.clone();
+            query.remove("indexUid");
+            query.remove("federationOptions");
+            let reply = self
+                .search(state, uid.as_str(), &query)
+                .await
+                .map_err(inside)?;
+            if reply.status != 200 {
+                let e = MeiliError::from_node_body(reply.status, &reply.body)
+                    .unwrap_or_else(|| MeiliError::internal("search failed"));
+                return Err(inside(e));
+            }
+            headers.extend(reply.headers.clone());
+            let mut result = Map::new();
+            result.insert("indexUid".into(), Value::String(uid.as_str().to_string()));
+            if let Value::Object(m) = reply.body {
+                result.extend(m);
+            }
+            results.push(Value::Object(result));
+        }
+        let mut reply = Reply::json(200, json!({ "results": results }));
+        headers.dedup();
+        reply.headers = headers;
+        Ok(reply_response(&reply))
+    }
+
+    async fn facet_search(
+        &self,
+        state: &AppState,
+        index: &str,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let body = json_object(request)?;
+        let facet = body
+            .get("facetName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let ctx = self.search_context(state, index).await;
+        let (group, rotation) = self.next_rotation();
+        let read = CoverRead::new(
+            format!("/indexes/{index}/facet-search"),
+            body,
+            &self.placement,
+            &|n| self.healthy(n),
+            group,
+            rotation,
+        );
+        match self.run_cover(state, read).await {
+            CoverOutcome::ClientError(e) => Err(e),
+            CoverOutcome::Answers {
+                answers,
+                unavailable,
+            } => {
+                if !unavailable.is_empty()
+                    && state.config.scatter.unavailable_shard_policy
+                        == miroir_core::config::UnavailableShardPolicy::Error
+                {
+                    return Err(MeiliError::shard_unavailable(&unavailable));
+                }
+                let answers = answers
+                    .into_iter()
+                    .map(|a| NodeAnswer {
+                        order: a.order,
+                        body: a.body,
+                    })
+                    .collect();
+                let merged =
+                    merge_facet_search(answers, ctx.facet_order(&facet), ctx.max_values_per_facet)?;
+                let mut reply = Reply::json(200, merged);
+                degraded(&mut reply, &unavailable);
+                Ok(reply_response(&reply))
+            }
+        }
+    }
+
+    async fn index_stats(&self, state: &AppState, index: &str) -> Result<Value, MeiliError> {
+        let (group, rotation) = self.next_rotation();
+        let read = CoverRead::new(
+            format!("/indexes/{index}/search"),
+            count_request(),
+            &self.placement,
+            &|n| self.healthy(n),
+            group,
+            rotation,
+        );
+        let answers = match self.run_cover(state, read).await {
+            CoverOutcome::ClientError(e) => return Err(e),
+            CoverOutcome::Answers { answers, .. } => answers,
+        };
+        let mut parts = Vec::new();
+        for a in answers {
+            let (status, stats) = self
+                .send_one(
+                    state,
+                    &a.node,
+                    Method::Get,
+                    &format!("/indexes/{index}/stats"),
+                    None,
+                )
+                .await
+                .map_err(|e| MeiliError::bad_node_response(a.node.as_str(), &e))?;
+            if status != 200 {
+                return Err(
+                    MeiliError::from_node_body(status, &stats).unwrap_or_else(|| {
+                        MeiliError::bad_node_response(a.node.as_str(), "stats without a body")
+                    }),
+                );
+            }
+            parts.push(StatsPart {
+                documents: counted_documents(&a.body),
+                whole_node: a.whole_node,
+                node_stats: stats,
+            });
+        }
+        Ok(merge_index_stats(&parts))
+    }
+
+    async fn global_stats(&self, state: &AppState) -> Result<ProxyResponse, MeiliError> {
+        let (status, body) = self
+            .read_one(state, None, Method::Get, "/stats", None)
+            .await?;
+        if status != 200 {
+            return Ok(json_response(status, &body));
+        }
+        let mut out = body.clone();
+        let mut indexes = Map::new();
+        if let Some(Value::Object(m)) = body.get("indexes") {
+            for uid in m.keys() {
+                indexes.insert(uid.clone(), self.index_stats(state, uid).await?);
+            }
+        }
+        out["indexes"] = Value::Object(indexes);
+        Ok(json_response(200, &out))
+    }
+
+    async fn get_document(
+        &self,
+        state: &AppState,
+        index: &str,
+        id: &str,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let shard = self.placement.shard_for_key(id);
+        let mut owners: Vec<NodeId> = Vec::new();
+        for g in 0..self.placement.groups() {
+            for n in self.placement.owners(shard, g) {
+                if !owners.contains(n) {
+                    owners.push(n.clone());
+                }
+            }
+        }
+        let path = match request.uri.query() {
+            Some(q) => format!(
+                "/indexes/{index}/documents/{}?{q}",
+                miroir_core::ops::encode_query_value(id)
+            ),
+            None => format!(
+                "/indexes/{index}/documents/{}",
+                miroir_core::ops::encode_query_value(id)
+            ),
+        };
+        let (status, mut body) = self
+            .read_one(state, Some(owners), Method::Get, &path, None)
+            .await?;
+        if status == 200 {
+            node_settings::strip_reserved(&mut body);
+        }
+        Ok(json_response(status, &body))
+    }
+
+    async fn get_settings(
+        &self,
+        state: &AppState,
+        index: &str,
+        setting: Option<Setting>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let path = match setting {
+            Some(s) => format!("/indexes/{index}/settings/{}", s.path()),
+            None => format!("/indexes/{index}/settings"),
+        };
+        let (status, body) = self.read_one(state, None, Method::Get, &path, None).await?;
+        if status != 200 {
+            return Ok(json_response(status, &body));
+        }
+        let shown = match setting {
+            Some(s) => {
+                node_settings::client_setting_value(&node_settings::setting_key(s.path()), &body)
+            }
+            None => node_settings::client_settings(&body),
+        };
+        Ok(json_response(200, &shown))
+    }
+
+    async fn update_settings(
+        &self,
+        state: &AppState,
+        index: &str,
+        setting: Option<Setting>,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let (method, path, node_body, client_details) = match setting {
+            None => {
+                let body = json_object(request)?;
+                let node = node_settings::node_settings_patch(&body);
+                (
+                    Method::Patch,
+                    format!("/indexes/{index}/settings"),
+                    Value::Object(node),
+                    body,
+                )
+            }
+            Some(s) => {
+                let key = node_settings::setting_key(s.path());
+                let value = json_body(request)?;
+                let node = node_settings::node_setting_value(&key, &value);
+                let method = if s.update_method() == http::Method::PATCH {
+                    Method::Patch
+                } else {
+                    Method::Put
+                };
+                let mut d = Map::new();
+                d.insert(key, value);
+                (
+                    method,
+                    format!("/indexes/{index}/settings/{}", s.path()),
+                    node,
+                    d,
+                )
+            }
+        };
+        if self.index_meta(state, index).await?.is_none() {
+            let created = self.create_index(state, index, None, None).await?;
+            if created.status != 202 {
+                return Ok(reply_response(&created));
+            }
+        }
+        self.forget_context(index);
+        self.broadcast_route(
+            state,
+            index,
+            TaskType::SettingsUpdate,
+            Some(details::settings(&client_details)),
+            method,
+            path,
+            Some(node_body),
+            WriteQuorum::All,
+        )
+        .await
+    }
+
+    async fn reset_settings(
+        &self,
+        state: &AppState,
+        index: &str,
+        setting: Option<Setting>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let (method, path, body, d) = match setting {
+            None => {
+                let (m, body) = node_settings::node_settings_reset();
+                let mut d = Map::new();
+                for k in node_settings::RESETTABLE {
+                    d.insert(k.to_string(), Value::Null);
+                }
+                (m, format!("/indexes/{index}/settings"), Some(body), d)
+            }
+            Some(s) => {
+                let key = node_settings::setting_key(s.path());
+                let (m, body) = node_settings::node_setting_reset(&key);
+                let mut d = Map::new();
+                d.insert(key, Value::Null);
+                (
+                    m,
+                    format!("/indexes/{index}/settings/{}", s.path()),
+                    body,
+                    d,
+                )
+            }
+        };
+        self.forget_context(index);
+        self.broadcast_route(
+            state,
+            index,
+            TaskType::SettingsUpdate,
+            Some(details::settings(&d)),
+            method,
+            path,
+            body,
+            WriteQuorum::All,
+        )
+        .await
+    }
+
+    async fn list_tasks(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let filter = TaskFilter::from_list_query(query_pairs(&request.uri))?;
+        let stored = state.store.list_tasks(None, 100_000, false).await?;
+        let mut views = Vec::with_capacity(stored.len());
+        for s in &stored {
+            views.push(self.read_task(state, s).await?);
+        }
+        Ok(json_response(200, &filter.paginate(views.iter())))
+    }
+
+    fn topology_view(&self) -> Value {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let nodes: Vec<Value> = self
+            .topology
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": n.id.as_str(),
+                    "address": n.address,
+                    "replicaGroup": n.replica_group,
+                    "health": health.state(&n.id),
+                    "shards": self.placement.shards_held_by(&n.id).len(),
+                })
+            })
+            .collect();
+        json!({
+            "epoch": self.topology.epoch,
+            "shards": self.placement.shards(),
+            "replicationFactor": self.placement.rf(),
+            "replicaGroups": self.placement.groups(),
+            "nodes": nodes,
+        })
+    }
+
+    async fn dispatch(
+        &self,
+        state: &AppState,
+        route: Route,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        use Route::*;
+        let q = request
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        match route {
+            ListIndexes => {
+                let (s, b) = self
+                    .read_one(state, None, Method::Get, &format!("/indexes{q}"), None)
+                    .await?;
+                Ok(json_response(s, &b))
+            }
+            CreateIndex => self.create_index_route(state, &request).await,
+            GetIndex(u) => {
+                let (s, b) = self
+                    .read_one(state, None, Method::Get, &format!("/indexes/{u}"), None)
+                    .await?;
+                Ok(json_response(s, &b))
+            }
+            UpdateIndex(u) => {
+                let body = json_object(&request)?;
+                self.forget_index(u.as_str());
+                let mut d = Map::new();
+                d.insert(
+                    "primaryKey".into(),
+                    body.get("primaryKey").cloned().unwrap_or(Value::Null),
+                );
+                if let Some(new_uid) = body.get("uid") {
+                    d.insert("newIndexUid".into(), new_uid.clone());
+                }
+                self.broadcast_route(
+                    state,
+                    u.as_str(),
+                    TaskType::IndexUpdate,
+                    Some(d),
+                    Method::Patch,
+                    format!("/indexes/{u}"),
+                    Some(Value::Object(body)),
+                    WriteQuorum::All,
+                )
+                .await
+            }
+            DeleteIndex(u) => {
+                self.forget_index(u.as_str());
+                state.store.delete_meta(&meta_key(u.as_str())).await?;
+                self.broadcast_route(
+                    state,
+                    u.as_str(),
+                    TaskType::IndexDeletion,
+                    Some(details::deleted_documents()),
+                    Method::Delete,
+                    format!("/indexes/{u}"),
+                    None,
+                    self.quorum,
+                )
+                .await
+            }
+            AddDocuments(u) => self.add_documents(state, u.as_str(), &request, true).await,
+            UpdateDocuments(u) => self.add_documents(state, u.as_str(), &request, false).await,
+            GetDocument(u, id) => self.get_document(state, u.as_str(), &id, &request).await,
+            DeleteDocument(u, id) => {
+                self.delete_ids(state, u.as_str(), vec![Value::String(id)])
+                    .await
+            }
+            DeleteDocumentsBatch(u) => {
+                let ct = request
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                let ids = parse_delete_ids(ct, &request.body)?;
+                self.delete_ids(state, u.as_str(), ids).await
+            }
+            DeleteDocumentsByFilter(u) => {
+                let body = json_object(&request)?;
+                let filter = body.get("filter").cloned().unwrap_or(Value::Null);
+                self.broadcast_route(
+                    state,
+                    u.as_str(),
+                    TaskType::DocumentDeletion,
+                    Some(details::document_deletion_by_filter(&filter)),
+                    Method::Post,
+                    format!("/indexes/{u}/documents/delete"),
+                    Some(Value::Object(body)),
+                    self.quorum,
+                )
+                .await
+            }
+            DeleteAllDocuments(u) => {
+                self.broadcast_route(
+                    state,
+                    u.as_str(),
+                    TaskType::DocumentDeletion,
+                    Some(details::deleted_documents()),
+                    Method::Delete,
+                    format!("/indexes/{u}/documents"),
+                    None,
+                    self.quorum,
+                )
+                .await
+            }
+            SearchPost(u) => {
+                let body = json_object(&request)?;
+                Ok(reply_response(
+                    &self.search(state, u.as_str(), &body).await?,
+                ))
+            }
+            SearchGet(u) => {
+                let body = search_params_from_query(&query_pairs(&request.uri))?;
+                Ok(reply_response(
+                    &self.search(state, u.as_str(), &body).await?,
+                ))
+            }
+            MultiSearch => self.multi_search(state, &request).await,
+            FacetSearch(u) => self.facet_search(state, u.as_str(), &request).await,
+            GetSettings(u) => self.get_settings(state, u.as_str(), None).await,
+            GetSetting(u, s) => self.get_settings(state, u.as_str(), Some(s)).await,
+            UpdateSettings(u) => {
+                self.update_settings(state, u.as_str(), None, &request)
+                    .await
+            }
+            UpdateSetting(u, s) => {
+                self.update_settings(state, u.as_str(), Some(s), &request)
+                    .await
+            }
+            ResetSettings(u) => self.reset_settings(state, u.as_str(), None).await,
+            ResetSetting(u, s) => self.reset_settings(state, u.as_str(), Some(s)).await,
+            IndexStats(u) => {
+                if self.index_meta(state, u.as_str()).await?.is_none() {
+                    return Err(index_not_found(u.as_str()));
+                }
+                Ok(json_response(
+                    200,
+                    &self.index_stats(state, u.as_str()).await?,
+                ))
+            }
+            Stats => self.global_stats(state).await,
+            GetTask(uid) => {
+                let stored = state
+                    .store
+                    .get_task(uid)
+                    .await?
+                    .ok_or_else(|| task_not_found(uid))?;
+                let view = self.read_task(state, &stored).await?;
+                Ok(json_response(200, &view.meili))
+            }
+            ListTasks => self.list_tasks(state, &request).await,
+            Admin(AdminRoute::Other { method, path })
+                if method == http::Method::GET && path == "topology" =>
+            {
+                Ok(json_response(200, &self.topology_view()))
+            }
+            Admin(AdminRoute::Other { .. }) => {
+                Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))
+            }
+            other => Err(unsupported_route(&format!(
+                "{} {}",
+                request.method,
+                request.uri.path()
+            )))
+            .inspect_err(|_| tracing::debug!(route = other.class(), "unsupported route")),
+        }
+    }
+}
+
+fn index_not_found(uid: &str) -> MeiliError {
+    MeiliError::invalid(404, "index_not_found", format!("Index `{uid}` not found."))
+}
+
+fn degraded(reply: &mut Reply, unavailable: &[u32]) {
+    if !unavailable.is_empty() {
+        let list = unavailable
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        reply.headers.push((
+            miroir_core::ops::DEGRADED_HEADER.to_string(),
+            format!("shards={list}"),
+        ));
+    }
+}
+
+/// The stored form of a task: the record and the finished node task objects seen so far.
+fn record_json(record: &MiroirTask, finished: &[Value]) -> Value {
+    json!({
+        "record": serde_json::to_value(record).unwrap_or(Value::Null),
+        "finished": finished,
+    })
+}
+
+#[async_trait]
+impl RouteHandler for Fleet {
+    async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
+        match self.dispatch(state, route, request).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        }
+    }
+}
