@@ -820,25 +820,26 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_object(request)?;
-        let uid =
-            match body.get("uid") {
-                Some(Value::String(s)) => IndexUid::parse(s)?,
-                Some(other) => return Err(MeiliError::invalid(
+        let uid = match body.get("uid") {
+            Some(Value::String(s)) => IndexUid::parse(s)?,
+            Some(other) => {
+                return Err(MeiliError::invalid(
                     400,
                     "invalid_index_uid",
                     format!(
                         "Invalid value type at `.uid`: expected a string, but found {}: `{other}`",
                         json_kind(other)
                     ),
-                )),
-                None => {
-                    return Err(MeiliError::invalid(
-                        400,
-                        "missing_index_uid",
-                        "Missing field `uid`",
-                    ))
-                }
-            };
+                ))
+            }
+            None => {
+                return Err(MeiliError::invalid(
+                    400,
+                    "missing_index_uid",
+                    "Missing field `uid`",
+                ))
+            }
+        };
         let pk = match body.get("primaryKey") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
