@@ -66,6 +66,9 @@ impl DevOptions {
 /// The node master key the dev fleet uses between the proxy and its models.
 pub const DEV_NODE_KEY: &str = "miroir-dev-node-key";
 
+/// The admin key of a dev proxy (`/_miroir/*`): the master key when one is set, else this.
+pub const DEV_ADMIN_KEY: &str = "miroir-dev-admin-key";
+
 /// A running proxy (its nodes are separate, see [`DevFleet`]).
 pub struct RunningProxy {
     /// The proxy's address.
@@ -106,8 +109,13 @@ pub fn dev_config_yaml(options: &DevOptions, addresses: &[String]) -> String {
         ));
     }
     format!(
-        "miroir:\n  master_key: \"{mk}\"\n  node_master_key: \"{DEV_NODE_KEY}\"\n  shards: {s}\n  replication_factor: {rf}\n  replica_groups: {rg}\n  write_quorum: {wq}\n  task_store:\n    backend: sqlite\n    path: \"{path}\"\n  admin:\n    enabled: true\n    api_key: \"{mk}\"\n  nodes:\n{nodes}  health: {{ interval_ms: {hi}, timeout_ms: {ht}, unhealthy_threshold: 2, recovery_threshold: 1 }}\n  scatter: {{ node_timeout_ms: {nt}, unavailable_shard_policy: {pol} }}\n  server: {{ bind: \"{bind}\", port: {port}, metrics_port: 0 }}\n",
+        "miroir:\n  master_key: \"{mk}\"\n  node_master_key: \"{DEV_NODE_KEY}\"\n  shards: {s}\n  replication_factor: {rf}\n  replica_groups: {rg}\n  write_quorum: {wq}\n  task_store:\n    backend: sqlite\n    path: \"{path}\"\n  admin:\n    enabled: true\n    api_key: \"{ak}\"\n  nodes:\n{nodes}  health: {{ interval_ms: {hi}, timeout_ms: {ht}, unhealthy_threshold: 2, recovery_threshold: 1 }}\n  scatter: {{ node_timeout_ms: {nt}, unavailable_shard_policy: {pol} }}\n  server: {{ bind: \"{bind}\", port: {port}, metrics_port: 0 }}\n",
         mk = options.master_key,
+        ak = if options.master_key.is_empty() {
+            DEV_ADMIN_KEY
+        } else {
+            options.master_key.as_str()
+        },
         s = options.shards,
         rf = options.replication_factor,
         rg = options.replica_groups,

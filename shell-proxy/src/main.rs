@@ -340,13 +340,14 @@ mod dev {
             }
         };
         eprintln!(
-            "miroir dev: proxy on http://{} (S={}, RF={}, RG={}, nodes: {}), tasks in {}",
+            "miroir dev: proxy on http://{} (S={}, RF={}, RG={}, nodes: {}), tasks in {}, admin key `{}`",
             proxy.addr,
             options.shards,
             options.replication_factor,
             options.replica_groups,
             urls.join(", "),
-            dir.display()
+            dir.display(),
+            miroir_proxy::dev::DEV_ADMIN_KEY
         );
         super::shutdown_signal().await;
         proxy.shutdown().await;

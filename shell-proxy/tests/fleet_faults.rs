@@ -1,0 +1,161 @@
+//! Node failures and proxy restarts.
+
+mod common;
+
+use common::*;
+use miroir_proxy::dev::{self, DevOptions};
+use serde_json::{json, Value};
+
+async fn load(api: &Api, n: usize) {
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    api.write_ok(
+        "POST",
+        "/indexes/movies/documents",
+        Some(Value::Array(movies(n))),
+    )
+    .await;
+}
+
+fn ids(body: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = body["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rf2_survives_a_dead_node_without_degrading() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 2, 1, &dir.path().join("m.db")).await;
+    load(&api, 300).await;
+    f.nodes[1].set_down(true);
+    // immediately (before the probe notices) and after the probe marked the node failed
+    for round in 0..2 {
+        for i in (0..300).step_by(11) {
+            let r = api.get(&format!("/indexes/movies/documents/{i}")).await;
+            assert_eq!(r.status, 200, "round {round} doc {i}: {}", r.body);
+        }
+        let r = api
+            .post("/indexes/movies/search", json!({"q": "", "limit": 300}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.headers.get("x-miroir-degraded").is_none());
+        assert_eq!(r.body["estimatedTotalHits"], 300);
+        assert_eq!(ids(&r.body), (0..300).collect::<Vec<_>>());
+        let s = api.get("/indexes/movies/stats").await;
+        assert_eq!(s.body["numberOfDocuments"], 300, "{}", s.body);
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    }
+    let mut admin = api.clone();
+    admin.key = Some(dev::DEV_ADMIN_KEY.into());
+    let topo = admin.get("/_miroir/topology").await;
+    assert_eq!(topo.status, 200, "{}", topo.body);
+    assert_eq!(topo.body["nodes"][1]["health"], "failed", "{}", topo.body);
+    assert_eq!(topo.body["nodes"][0]["health"], "healthy");
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rf1_answers_partially_with_the_header_or_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 1, 1, &dir.path().join("m.db")).await;
+    load(&api, 300).await;
+    let held_by_1 = node_api(&f, 1).get("/indexes/movies/stats").await.body["numberOfDocuments"]
+        .as_u64()
+        .unwrap();
+    f.nodes[1].set_down(true);
+    let r = api
+        .post("/indexes/movies/search", json!({"q": "", "limit": 300}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let h = r.headers.get("x-miroir-degraded").expect("degraded header");
+    assert!(h.to_str().unwrap().starts_with("shards="), "{h:?}");
+    assert_eq!(ids(&r.body).len() as u64, 300 - held_by_1);
+    // a document on the dead node: no node can answer
+    let missing = (0..300)
+        .find(|i| !ids(&r.body).contains(&(*i as u64)))
+        .unwrap();
+    let d = api
+        .get(&format!("/indexes/movies/documents/{missing}"))
+        .await;
+    assert_eq!(d.status, 503, "{}", d.body);
+    assert_eq!(d.body["code"], "miroir_no_node_available");
+    assert!(d.body["link"].is_string() && d.body["type"].is_string());
+    // writes need every shard's quorum: refused with a Meilisearch-shaped 503
+    let w = api
+        .post("/indexes/movies/documents", json!([{"id": 1, "title": "x"}, {"id": 2}, {"id": 3}, {"id": 4}, {"id": 5}, {"id": 6}, {"id": 7}, {"id": 8}]))
+        .await;
+    if w.status != 202 {
+        assert_eq!(w.status, 503, "{}", w.body);
+        assert_eq!(w.body["code"], "miroir_no_quorum");
+    }
+    f.proxy.shutdown().await;
+
+    // the `error` policy answers 503 instead
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    o.shards = 16;
+    o.unavailable_shard_policy = "error".into();
+    let proxy = dev::start_proxy_for(&o, &f.nodes).await.unwrap();
+    let api = Api::new(format!("http://{}", proxy.addr));
+    let r = api.post("/indexes/movies/search", json!({"q": ""})).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["code"], "miroir_shard_unavailable");
+    proxy.shutdown().await;
+    for n in f.nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_survive_a_proxy_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("m.db");
+    let (f, api) = fleet(3, 2, 1, &store).await;
+    load(&api, 50).await;
+    let r = api
+        .post("/indexes/movies/documents", json!([{"id": "bad id!"}]))
+        .await;
+    assert_eq!(r.status, 202);
+    let failed_uid = r.body["taskUid"].as_u64().unwrap();
+    let before = api.get("/tasks").await.body;
+    f.proxy.shutdown().await;
+
+    let o = f.options.clone();
+    let proxy = dev::start_proxy_for(&o, &f.nodes).await.unwrap();
+    let api = Api::new(format!("http://{}", proxy.addr));
+    let after = api.get("/tasks").await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body["total"], before["total"]);
+    assert_eq!(after.body["results"], before["results"]);
+    let t = api.get(&format!("/tasks/{failed_uid}")).await.body;
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["error"]["code"], "invalid_document_id");
+    // new tasks continue the uid sequence and documents still resolve their primary key
+    let r = api
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 1000, "title": "new"}]),
+        )
+        .await;
+    assert_eq!(r.status, 202);
+    assert!(r.body["taskUid"].as_u64().unwrap() > failed_uid);
+    api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(
+        api.get("/indexes/movies/documents/1000").await.body["title"],
+        "new"
+    );
+    proxy.shutdown().await;
+    for n in f.nodes {
+        n.shutdown().await;
+    }
+}
