@@ -410,6 +410,25 @@ fn settings_routes() {
         get(&mut n, "/indexes/movies/search?q=galxy").body["estimatedTotalHits"],
         json!(0)
     );
+    // synonyms match without typos, multi-word synonyms as phrases
+    call(
+        &mut n,
+        Method::Put,
+        "/indexes/movies/settings/synonyms",
+        Some(json!({"cosmos": ["galaxy", "far away"]})),
+    );
+    run(&mut n);
+    assert_eq!(
+        get(&mut n, "/indexes/movies/settings/synonyms").body,
+        json!({"cosmos": ["far away", "galaxy"]})
+    );
+    let hits: Vec<Value> = get(&mut n, "/indexes/movies/search?q=cosmos").body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].clone())
+        .collect();
+    assert_eq!(hits, vec![json!(3), json!(1)]);
     let r = call(&mut n, Method::Delete, "/indexes/movies/settings", None);
     run(&mut n);
     assert_eq!(task(&mut n, &r)["status"], json!("succeeded"));
@@ -482,6 +501,23 @@ fn search_matching_and_ranking() {
             json!({"q": "space spy"})
         )),
         vec![3, 1]
+    );
+    // negative words and phrases exclude documents
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "space -comedy"})
+        )),
+        vec![1]
+    );
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "-\"dark night\""})
+        )),
+        vec![1, 3, 4]
     );
     // exact title ranks first
     let r = post(
@@ -691,6 +727,37 @@ fn swap_indexes() {
         json!({"swaps": [{"indexes": ["a", "b"], "rename": false}]})
     );
     assert_eq!(get(&mut n, "/indexes/a/documents/1").body["v"], json!("b"));
+    let r = post(
+        &mut n,
+        "/swap-indexes",
+        json!([{"indexes": ["b", "c"], "rename": true}]),
+    );
+    run(&mut n);
+    assert_eq!(
+        task(&mut n, &r)["details"]["swaps"][0]["rename"],
+        json!(true)
+    );
+    assert_eq!(get(&mut n, "/indexes/c/documents/1").body["v"], json!("a"));
+    assert_eq!(get(&mut n, "/indexes/b").status, 404);
+    let r = post(
+        &mut n,
+        "/swap-indexes",
+        json!([{"indexes": ["a", "c"], "rename": true}]),
+    );
+    run(&mut n);
+    assert_eq!(
+        task(&mut n, &r)["error"]["code"],
+        json!("index_already_exists")
+    );
+    assert_eq!(
+        post(
+            &mut n,
+            "/swap-indexes",
+            json!([{"indexes": ["a", "c"], "rename": 1}])
+        )
+        .body["code"],
+        json!("invalid_swap_rename")
+    );
     let r = post(&mut n, "/swap-indexes", json!([{"indexes": ["a", "zz"]}]));
     run(&mut n);
     assert_eq!(task(&mut n, &r)["error"]["code"], json!("index_not_found"));
@@ -706,5 +773,225 @@ fn swap_indexes() {
         )
         .body["code"],
         json!("invalid_swap_duplicate_index_found")
+    );
+}
+
+#[test]
+fn prefix_search_and_proximity_precision_settings() {
+    let mut n = node();
+    movies(&mut n);
+    call(
+        &mut n,
+        Method::Patch,
+        "/indexes/movies/settings",
+        Some(json!({"prefixSearch": "disabled", "proximityPrecision": "byAttribute"})),
+    );
+    run(&mut n);
+    assert_eq!(
+        ids(&post(
+            &mut n,
+            "/indexes/movies/search",
+            json!({"q": "knig"})
+        )),
+        Vec::<u64>::new()
+    );
+    let r = post(
+        &mut n,
+        "/indexes/movies/search",
+        json!({"q": "dark city", "showRankingScoreDetails": true}),
+    );
+    assert_eq!(ids(&r), vec![2]);
+    assert_eq!(
+        r.body["hits"][0]["_rankingScoreDetails"]["proximity"]["score"],
+        json!(1.0)
+    );
+    let r = call(
+        &mut n,
+        Method::Patch,
+        "/indexes/movies/settings",
+        Some(json!({"proximityPrecision": "byLetter"})),
+    );
+    assert_eq!(
+        r.body["code"],
+        json!("invalid_settings_proximity_precision")
+    );
+}
+
+#[test]
+fn request_validation_errors() {
+    let mut n = node();
+    movies(&mut n);
+    let code = |r: Response| {
+        (
+            r.status,
+            r.body["code"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies",
+            Some(json!({"nope": 1}))
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies",
+            Some(json!({"primaryKey": 3}))
+        )),
+        (400, "invalid_index_primary_key".into())
+    );
+    assert_eq!(
+        code(call(&mut n, Method::Delete, "/indexes/bad%20uid", None)),
+        (400, "invalid_index_uid".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/delete-batch",
+            json!({"ids": [1]})
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/delete-batch",
+            json!([[1]])
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"limit": "x"})
+        )),
+        (400, "invalid_document_limit".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"fields": "x"})
+        )),
+        (400, "invalid_document_fields".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/documents/fetch",
+            json!({"nope": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(get(&mut n, "/indexes/movies/documents/1?nope=1")),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(get(&mut n, "/indexes/movies/documents?filter=genre%20%3D")),
+        (400, "invalid_document_filter".into())
+    );
+    assert_eq!(
+        code(post(&mut n, "/indexes/movies/documents?nope=1", json!([]))),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(post(&mut n, "/multi-search", json!({}))),
+        (400, "missing_multi_search_queries".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/multi-search",
+            json!({"queries": [{"q": "x"}]})
+        )),
+        (400, "missing_index_uid".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/multi-search",
+            json!({"queries": [], "x": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    let r = post(
+        &mut n,
+        "/multi-search",
+        json!({"queries": [{"indexUid": "movies", "limit": -1}]}),
+    );
+    assert!(r.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Inside `.queries[0]`: Invalid value type at `.limit`"));
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/facet-search",
+            json!({"facetQuery": "x"})
+        )),
+        (400, "missing_facet_search_facet_name".into())
+    );
+    assert_eq!(
+        code(post(
+            &mut n,
+            "/indexes/movies/facet-search",
+            json!({"facetName": "genre", "x": 1})
+        )),
+        (400, "bad_request".into())
+    );
+    // malformed JSON bodies and wrong content types on JSON routes
+    let r = n.handle(
+        Request::new(Method::Post, "/indexes")
+            .with_body("application/json", b"{".to_vec())
+            .bearer(KEY),
+        1,
+    );
+    assert_eq!(code(r), (400, "malformed_payload".into()));
+    let r = n.handle(
+        Request::new(Method::Post, "/indexes")
+            .with_body("text/plain", b"{}".to_vec())
+            .bearer(KEY),
+        1,
+    );
+    assert_eq!(code(r), (415, "invalid_content_type".into()));
+    let r = n.handle(Request::new(Method::Post, "/indexes").bearer(KEY), 1);
+    assert_eq!(code(r), (400, "missing_payload".into()));
+    let mut raw = Request::new(Method::Post, "/indexes").bearer(KEY);
+    raw.body = b"{}".to_vec();
+    assert_eq!(code(n.handle(raw, 1)), (415, "missing_content_type".into()));
+    // settings payloads
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Patch,
+            "/indexes/movies/settings",
+            Some(json!([]))
+        )),
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Put,
+            "/indexes/movies/settings/distinct-attribute",
+            Some(json!(3))
+        )),
+        (400, "invalid_settings_distinct_attribute".into())
+    );
+    assert_eq!(
+        code(call(
+            &mut n,
+            Method::Put,
+            "/indexes/movies/settings/faceting",
+            Some(json!({}))
+        )),
+        (405, String::new())
     );
 }

@@ -227,17 +227,22 @@ impl Index {
         dist.into_iter().map(|(k, v)| (k, Value::from(v))).collect()
     }
 
-    /// The body of `GET /indexes/{uid}/stats`. Sizes are estimates (the model has no LMDB).
+    /// The stored size of a document as milli counts it: each field costs 8 bytes of obkv framing plus
+    /// its compact JSON value.
+    pub fn stored_size(doc: &Document) -> u64 {
+        doc.values().map(|v| 8 + v.to_string().len() as u64).sum()
+    }
+
+    /// The body of `GET /indexes/{uid}/stats`. `avgDocumentSize` follows milli's accounting;
+    /// `rawDocumentDbSize` is an estimate (4 KiB pages holding the stored documents), since the model
+    /// has no LMDB.
     pub fn stats(&self, is_indexing: bool) -> Value {
         let n = self.docs.len() as u64;
-        let total: u64 = self
-            .docs
-            .values()
-            .map(|d| Value::Object(d.clone()).to_string().len() as u64)
-            .sum();
+        let total: u64 = self.docs.values().map(Self::stored_size).sum();
+        let pages = if n == 0 { 0 } else { total.div_ceil(4096) + 1 };
         json!({
             "numberOfDocuments": n,
-            "rawDocumentDbSize": total,
+            "rawDocumentDbSize": pages * 4096,
             "avgDocumentSize": total.checked_div(n).unwrap_or(0),
             "isIndexing": is_indexing,
             "numberOfEmbeddings": 0,

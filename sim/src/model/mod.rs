@@ -11,12 +11,16 @@
 //! Invariants: no I/O, no clock (time is always the `now` argument), no randomness; the same sequence of
 //! calls always yields the same responses.
 
+pub mod facets;
 pub mod filter;
+pub mod format;
 pub mod index;
 pub mod payload;
+pub mod query;
 pub mod search;
 pub mod settings;
 pub mod tasks;
+pub mod text;
 pub mod time;
 
 use miroir_core::{MeiliError, Millis};
@@ -192,6 +196,13 @@ pub fn parse_query_string(q: &str) -> Vec<(String, String)> {
 }
 
 fn json_body(req: &Request) -> Result<Value, MeiliError> {
+    if req.content_type.is_none() && !req.body.is_empty() {
+        return Err(MeiliError::invalid(
+            415,
+            "missing_content_type",
+            "A Content-Type header is missing. Accepted values for the Content-Type header are: `application/json`",
+        ));
+    }
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(MeiliError::invalid(
             400,
@@ -678,7 +689,7 @@ impl Node {
             ["indexes", uid, "facet-search"] if req.method == Post => {
                 let body = json_body(req)?;
                 let i = self.index(uid)?;
-                Ok(Response::ok(search::facet_search(i, &body)?))
+                Ok(Response::ok(facets::facet_search(i, &body)?))
             }
             ["multi-search"] if req.method == Post => self.multi_search(&json_body(req)?),
             ["swap-indexes"] if req.method == Post => {
@@ -718,7 +729,19 @@ impl Node {
                         }
                         seen.push(name.clone());
                     }
-                    swaps.push((names[0].clone(), names[1].clone()));
+                    let rename = match item.get("rename") {
+                        None | Some(Value::Null) => false,
+                        Some(Value::Bool(b)) => *b,
+                        Some(other) => {
+                            return Err(settings::type_error(
+                                "invalid_swap_rename",
+                                &format!("[{n}].rename"),
+                                "a boolean",
+                                other,
+                            ))
+                        }
+                    };
+                    swaps.push((names[0].clone(), names[1].clone(), rename));
                 }
                 Ok(self.enqueue(None, TaskKind::IndexSwap { swaps }, now))
             }

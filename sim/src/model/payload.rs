@@ -284,13 +284,14 @@ pub fn valid_string_id(s: &str) -> bool {
 
 /// Infers the primary key from the first document: the single field whose name ends with `id`.
 pub fn infer_primary_key(first: Option<&Document>) -> Result<String, MeiliError> {
-    let candidates: Vec<&String> = first
+    let mut candidates: Vec<&String> = first
         .map(|d| {
             d.keys()
                 .filter(|k| k.to_lowercase().ends_with("id"))
                 .collect()
         })
         .unwrap_or_default();
+    candidates.sort();
     match candidates.len() {
         1 => Ok(candidates[0].clone()),
         0 => Err(MeiliError::invalid(
@@ -405,6 +406,14 @@ mod tests {
             .unwrap();
         let e = infer_primary_key(Some(&d)).unwrap_err();
         assert_eq!(e.message, "The primary key inference failed as the engine found 2 fields ending with `id` in their names: 'authorId' and 'bookId'. Please specify the primary key manually using the `primaryKey` query parameter.");
+        let d = json!({"primary_id": 1, "object_id": 2, "id": 3})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let e = infer_primary_key(Some(&d)).unwrap_err();
+        assert!(e
+            .message
+            .contains("found 3 fields ending with `id` in their names: 'id' and 'object_id'."));
         let e = infer_primary_key(None).unwrap_err();
         assert_eq!(e.code, "index_primary_key_no_candidate_found");
         let m = missing_id(

@@ -1,5 +1,6 @@
-//! Search: query parsing, matching (prefix on the last word, typo tolerance), Meilisearch's ranking
-//! rules with their score details, distinct, facets, pagination and hit formatting.
+//! Search: matching (prefix on the last word, typo tolerance, synonyms, negations), Meilisearch's
+//! ranking rules with their score details, distinct, threshold and pagination. Query parsing lives in
+//! `text.rs`, request validation in `query.rs`, facets in `facets.rs` and hit rendering in `format.rs`.
 //!
 //! The engine is stateless: every search reads the index's documents and settings. Scores follow
 //! milli's `score_details` formulas: each rule yields a `Rank { rank, max_rank }` computed from the
@@ -15,540 +16,27 @@
 //! - wordPosition: per term the bucketed distance between the word's position in the attribute and in
 //!   the query (`max 10` per term);
 //! - exactness: `exactMatch` (an attribute equals the query), `matchesStart`, or `noExactMatch`
-//!   combined with the number of query words found without typo or prefix.
+//!   combined with the number of query words found without typo or prefix;
+//! - `field:asc|desc` custom rules and `sort` criteria: a `value` instead of a score, ignored by the
+//!   global score; a custom rule on a field the query sorts on is dropped.
+//!
+//! Documents tied on every rule keep their internal id order, as milli returns them. Distinct is
+//! applied bucket by bucket, and `estimatedTotalHits` only discounts the duplicates of the buckets it
+//! went through, as milli does.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use miroir_core::MeiliError;
 use serde_json::{json, Map, Value};
 
+use super::facets::facet_distribution;
 use super::filter::{self, ParsedFilter};
+use super::format::format_hit;
 use super::index::Index;
 use super::payload::Document;
-use super::settings::{type_error, value_kind};
-
-/// Every search parameter, in Meilisearch's order (for the unknown-field error).
-pub const SEARCH_PARAMS: &[&str] = &[
-    "q",
-    "offset",
-    "limit",
-    "page",
-    "hitsPerPage",
-    "attributesToRetrieve",
-    "attributesToCrop",
-    "cropLength",
-    "cropMarker",
-    "attributesToHighlight",
-    "highlightPreTag",
-    "highlightPostTag",
-    "showMatchesPosition",
-    "filter",
-    "sort",
-    "distinct",
-    "facets",
-    "matchingStrategy",
-    "attributesToSearchOn",
-    "rankingScoreThreshold",
-    "locales",
-    "hybrid",
-    "vector",
-    "retrieveVectors",
-    "media",
-    "personalize",
-    "useNetwork",
-    "showRankingScore",
-    "showRankingScoreDetails",
-    "showPerformanceDetails",
-];
-
-/// How query terms may be dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchingStrategy {
-    /// Drop from the end.
-    Last,
-    /// Keep all.
-    All,
-    /// Drop the most frequent first.
-    Frequency,
-}
-
-/// A validated search request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SearchQuery {
-    /// `q`.
-    pub q: Option<String>,
-    /// `offset`.
-    pub offset: Option<usize>,
-    /// `limit`.
-    pub limit: Option<usize>,
-    /// `page`.
-    pub page: Option<usize>,
-    /// `hitsPerPage`.
-    pub hits_per_page: Option<usize>,
-    /// `attributesToRetrieve`.
-    pub attributes_to_retrieve: Option<Vec<String>>,
-    /// `attributesToCrop`.
-    pub attributes_to_crop: Option<Vec<String>>,
-    /// `cropLength`.
-    pub crop_length: usize,
-    /// `cropMarker`.
-    pub crop_marker: String,
-    /// `attributesToHighlight`.
-    pub attributes_to_highlight: Option<Vec<String>>,
-    /// `highlightPreTag`.
-    pub highlight_pre_tag: String,
-    /// `highlightPostTag`.
-    pub highlight_post_tag: String,
-    /// `showMatchesPosition`.
-    pub show_matches_position: bool,
-    /// `filter`.
-    pub filter: Value,
-    /// `sort`.
-    pub sort: Option<Vec<String>>,
-    /// `distinct`.
-    pub distinct: Option<String>,
-    /// `facets`.
-    pub facets: Option<Vec<String>>,
-    /// `matchingStrategy`.
-    pub matching_strategy: MatchingStrategy,
-    /// `attributesToSearchOn`.
-    pub attributes_to_search_on: Option<Vec<String>>,
-    /// `rankingScoreThreshold`.
-    pub ranking_score_threshold: Option<f64>,
-    /// `showRankingScore`.
-    pub show_ranking_score: bool,
-    /// `showRankingScoreDetails`.
-    pub show_ranking_score_details: bool,
-}
-
-impl Default for SearchQuery {
-    fn default() -> Self {
-        SearchQuery {
-            q: None,
-            offset: None,
-            limit: None,
-            page: None,
-            hits_per_page: None,
-            attributes_to_retrieve: None,
-            attributes_to_crop: None,
-            crop_length: 10,
-            crop_marker: "…".into(),
-            attributes_to_highlight: None,
-            highlight_pre_tag: "<em>".into(),
-            highlight_post_tag: "</em>".into(),
-            show_matches_position: false,
-            filter: Value::Null,
-            sort: None,
-            distinct: None,
-            facets: None,
-            matching_strategy: MatchingStrategy::Last,
-            attributes_to_search_on: None,
-            ranking_score_threshold: None,
-            show_ranking_score: false,
-            show_ranking_score_details: false,
-        }
-    }
-}
-
-fn snake(key: &str) -> String {
-    let mut s = String::new();
-    for c in key.chars() {
-        if c.is_ascii_uppercase() {
-            s.push('_');
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
-}
-
-fn code(key: &str) -> String {
-    format!("invalid_search_{}", snake(key))
-}
-
-fn want_usize(key: &str, v: &Value) -> Result<Option<usize>, MeiliError> {
-    if v.is_null() {
-        return Ok(None);
-    }
-    v.as_u64()
-        .map(|n| Some(n as usize))
-        .ok_or_else(|| type_error(&code(key), &format!(".{key}"), "a positive integer", v))
-}
-
-fn want_bool(key: &str, v: &Value) -> Result<bool, MeiliError> {
-    if v.is_null() {
-        return Ok(false);
-    }
-    v.as_bool()
-        .ok_or_else(|| type_error(&code(key), &format!(".{key}"), "a boolean", v))
-}
-
-fn want_string(key: &str, v: &Value) -> Result<Option<String>, MeiliError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s.clone())),
-        _ => Err(type_error(&code(key), &format!(".{key}"), "a string", v)),
-    }
-}
-
-fn want_strings(key: &str, v: &Value) -> Result<Option<Vec<String>>, MeiliError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Array(a) => a
-            .iter()
-            .enumerate()
-            .map(|(i, x)| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| type_error(&code(key), &format!(".{key}[{i}]"), "a string", x))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        _ => Err(type_error(&code(key), &format!(".{key}"), "an array", v)),
-    }
-}
-
-impl SearchQuery {
-    /// Validates a JSON search body (`POST /search`, or one query of a multi-search when
-    /// `extra_allowed` lists the extra keys such as `indexUid`).
-    pub fn from_json(body: &Value, extra_allowed: &[&str]) -> Result<Self, MeiliError> {
-        let obj = body
-            .as_object()
-            .ok_or_else(|| type_error("bad_request", "", "an object", body))?;
-        for k in obj.keys() {
-            if !SEARCH_PARAMS.contains(&k.as_str()) && !extra_allowed.contains(&k.as_str()) {
-                let mut all: Vec<&str> = extra_allowed.to_vec();
-                all.extend_from_slice(SEARCH_PARAMS);
-                return Err(MeiliError::invalid(
-                    400,
-                    "bad_request",
-                    format!(
-                        "Unknown field `{k}`: expected one of {}",
-                        all.iter()
-                            .map(|p| format!("`{p}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-        }
-        let mut q = SearchQuery::default();
-        for (k, v) in obj {
-            match k.as_str() {
-                "q" => q.q = want_string(k, v)?,
-                "offset" => q.offset = want_usize(k, v)?,
-                "limit" => q.limit = want_usize(k, v)?,
-                "page" => q.page = want_usize(k, v)?,
-                "hitsPerPage" => q.hits_per_page = want_usize(k, v)?,
-                "attributesToRetrieve" => q.attributes_to_retrieve = want_strings(k, v)?,
-                "attributesToCrop" => q.attributes_to_crop = want_strings(k, v)?,
-                "cropLength" => q.crop_length = want_usize(k, v)?.unwrap_or(10),
-                "cropMarker" => q.crop_marker = want_string(k, v)?.unwrap_or_else(|| "…".into()),
-                "attributesToHighlight" => q.attributes_to_highlight = want_strings(k, v)?,
-                "highlightPreTag" => q.highlight_pre_tag = want_string(k, v)?.unwrap_or_else(|| "<em>".into()),
-                "highlightPostTag" => q.highlight_post_tag = want_string(k, v)?.unwrap_or_else(|| "</em>".into()),
-                "showMatchesPosition" => q.show_matches_position = want_bool(k, v)?,
-                "filter" => q.filter = v.clone(),
-                "sort" => q.sort = want_strings(k, v)?,
-                "distinct" => q.distinct = want_string(k, v)?,
-                "facets" => q.facets = want_strings(k, v)?,
-                "matchingStrategy" => {
-                    q.matching_strategy = match v {
-                        Value::Null => MatchingStrategy::Last,
-                        Value::String(s) => match s.as_str() {
-                            "last" => MatchingStrategy::Last,
-                            "all" => MatchingStrategy::All,
-                            "frequency" => MatchingStrategy::Frequency,
-                            other => {
-                                return Err(MeiliError::invalid(400, code(k), format!("Unknown value `{other}` at `.matchingStrategy`: expected one of `last`, `all`, `frequency`")))
-                            }
-                        },
-                        _ => return Err(type_error(&code(k), ".matchingStrategy", "a string", v)),
-                    }
-                }
-                "attributesToSearchOn" => q.attributes_to_search_on = want_strings(k, v)?,
-                "rankingScoreThreshold" => {
-                    q.ranking_score_threshold = match v {
-                        Value::Null => None,
-                        Value::Number(n) => {
-                            let f = n.as_f64().unwrap_or(-1.0);
-                            if !(0.0..=1.0).contains(&f) {
-                                return Err(MeiliError::invalid(400, code(k), "Invalid value at `.rankingScoreThreshold`: the value of `rankingScoreThreshold` is invalid, expected a float between `0.0` and `1.0`."));
-                            }
-                            Some(f)
-                        }
-                        _ => return Err(type_error(&code(k), ".rankingScoreThreshold", "a number", v)),
-                    }
-                }
-                "showRankingScore" => q.show_ranking_score = want_bool(k, v)?,
-                "showRankingScoreDetails" => q.show_ranking_score_details = want_bool(k, v)?,
-                "retrieveVectors" | "showPerformanceDetails" | "useNetwork" => {
-                    want_bool(k, v)?;
-                }
-                _ => {}
-            }
-        }
-        Ok(q)
-    }
-
-    /// Builds a query from `GET /search` parameters.
-    pub fn from_params(params: &[(String, String)]) -> Result<Self, MeiliError> {
-        let mut obj = Map::new();
-        for (k, v) in params {
-            if !SEARCH_PARAMS.contains(&k.as_str()) {
-                return Err(MeiliError::invalid(
-                    400,
-                    "bad_request",
-                    format!(
-                        "Unknown parameter `{k}`: expected one of {}",
-                        SEARCH_PARAMS
-                            .iter()
-                            .map(|p| format!("`{p}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ));
-            }
-            let val = match k.as_str() {
-                "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => {
-                    Value::from(v.parse::<u64>().map_err(|_| {
-                        MeiliError::invalid(400, code(k), format!("Invalid value in parameter `{k}`: could not parse `{v}` as a positive integer"))
-                    })?)
-                }
-                "showMatchesPosition" | "showRankingScore" | "showRankingScoreDetails" | "retrieveVectors" | "showPerformanceDetails" => match v.as_str() {
-                    "true" => Value::Bool(true),
-                    "false" => Value::Bool(false),
-                    _ => {
-                        return Err(MeiliError::invalid(400, code(k), format!("Invalid value in parameter `{k}`: could not parse `{v}` as a boolean, expected either `true` or `false`")))
-                    }
-                },
-                "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets" | "sort" | "attributesToSearchOn" => Value::Array(
-                    v.split(',').map(|s| Value::String(s.trim().to_string())).filter(|s| s != "").collect(),
-                ),
-                "rankingScoreThreshold" => match v.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
-                    Some(n) => Value::Number(n),
-                    None => {
-                        return Err(MeiliError::invalid(400, code(k), format!("Invalid value in parameter `rankingScoreThreshold`: could not parse `{v}` as a number")))
-                    }
-                },
-                _ => Value::String(v.clone()),
-            };
-            obj.insert(k.clone(), val);
-        }
-        SearchQuery::from_json(&Value::Object(obj), &[])
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tokenisation
-// ---------------------------------------------------------------------------------------------
-
-/// A word of a text: lowercased text, position, and byte range in the original string.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Word {
-    /// Lowercased word.
-    pub text: String,
-    /// Word position (hard separators count 8, as in milli).
-    pub pos: usize,
-    /// Byte start in the source.
-    pub start: usize,
-    /// Byte end in the source.
-    pub end: usize,
-}
-
-fn is_hard_separator(c: char) -> bool {
-    matches!(
-        c,
-        '.' | '!' | '?' | ';' | '\n' | '\r' | '。' | '¿' | '¡' | '…'
-    )
-}
-
-/// Splits a text into lowercased alphanumeric words with their positions, starting at `first_pos`.
-pub fn tokenize(text: &str, first_pos: usize) -> Vec<Word> {
-    let mut out = Vec::new();
-    let mut pos = first_pos;
-    let mut cur_start: Option<usize> = None;
-    let mut hard = false;
-    let mut seen_word = false;
-    let mut push =
-        |start: usize, end: usize, hard: &mut bool, seen: &mut bool, out: &mut Vec<Word>| {
-            if *seen {
-                pos += if *hard { 8 } else { 1 };
-            }
-            out.push(Word {
-                text: text[start..end].to_lowercase(),
-                pos,
-                start,
-                end,
-            });
-            *hard = false;
-            *seen = true;
-        };
-    for (i, c) in text.char_indices() {
-        if c.is_alphanumeric() {
-            if cur_start.is_none() {
-                cur_start = Some(i);
-            }
-        } else {
-            if let Some(s) = cur_start.take() {
-                push(s, i, &mut hard, &mut seen_word, &mut out);
-            }
-            if is_hard_separator(c) {
-                hard = true;
-            }
-        }
-    }
-    if let Some(s) = cur_start {
-        push(s, text.len(), &mut hard, &mut seen_word, &mut out);
-    }
-    out
-}
-
-/// A query term: a word or a phrase.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Term {
-    /// The word(s) (several for a phrase).
-    pub words: Vec<String>,
-    /// Whether it is a quoted phrase.
-    pub phrase: bool,
-    /// Whether it may match as a prefix (the last word of a query not ended by a separator).
-    pub prefix: bool,
-    /// Position of its first word in the query.
-    pub qpos: usize,
-    /// Typos allowed.
-    pub max_typos: u8,
-}
-
-/// Parses `q` into terms (max 10 words), removing stop words.
-pub fn parse_query(q: &str, index: &Index) -> Vec<Term> {
-    let s = &index.settings;
-    let stop: Vec<String> = s.stop_words().iter().map(|w| w.to_lowercase()).collect();
-    let (one, two) = s.min_word_sizes();
-    let disabled = s.typo_disabled_words();
-    let mut terms: Vec<Term> = Vec::new();
-    let mut qpos = 0usize;
-    let parts: Vec<&str> = q.split('"').collect();
-    for (i, part) in parts.iter().enumerate() {
-        let in_phrase = i % 2 == 1 && i < parts.len() - 1;
-        let words: Vec<String> = tokenize(part, 0).into_iter().map(|w| w.text).collect();
-        if words.is_empty() {
-            continue;
-        }
-        if in_phrase {
-            let n = words.len();
-            terms.push(Term {
-                words,
-                phrase: true,
-                prefix: false,
-                qpos,
-                max_typos: 0,
-            });
-            qpos += n;
-        } else {
-            for w in words {
-                if !stop.contains(&w) {
-                    let len = w.chars().count();
-                    let typos = if !s.typo_enabled()
-                        || disabled.contains(&w)
-                        || (s.typo_disabled_on_numbers() && w.chars().all(|c| c.is_ascii_digit()))
-                    {
-                        0
-                    } else if len >= two {
-                        2
-                    } else if len >= one {
-                        1
-                    } else {
-                        0
-                    };
-                    terms.push(Term {
-                        words: vec![w],
-                        phrase: false,
-                        prefix: false,
-                        qpos,
-                        max_typos: typos,
-                    });
-                }
-                qpos += 1;
-            }
-        }
-    }
-    let ends_with_separator = q.chars().last().is_none_or(|c| !c.is_alphanumeric());
-    if let Some(last) = terms.last_mut() {
-        if !last.phrase && !ends_with_separator {
-            last.prefix = true;
-        }
-    }
-    let mut count = 0;
-    terms.retain(|t| {
-        count += t.words.len();
-        count <= 10 || t.phrase && count - t.words.len() < 10
-    });
-    terms
-}
-
-/// Damerau-Levenshtein (optimal string alignment) distance, capped.
-fn osa(a: &[char], b: &[char]) -> usize {
-    let (n, m) = (a.len(), b.len());
-    let mut d = vec![vec![0usize; m + 1]; n + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=n {
-        for j in 1..=m {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[n][m]
-}
-
-/// The number of typos with which `token` matches the single-word term, if it does.
-pub fn word_typos(term: &str, prefix: bool, max_typos: u8, token: &str) -> Option<u8> {
-    if token == term || (prefix && token.starts_with(term)) {
-        return Some(0);
-    }
-    if max_typos == 0 {
-        return None;
-    }
-    let a: Vec<char> = term.chars().collect();
-    let b: Vec<char> = token.chars().collect();
-    let same_first = a.first() == b.first();
-    // A different first letter costs a typo: only allowed when two typos are.
-    let allowed = if same_first {
-        max_typos
-    } else if max_typos >= 2 {
-        1
-    } else {
-        0
-    };
-    if allowed == 0 {
-        return None;
-    }
-    let dist = if prefix {
-        (0..=b.len())
-            .map(|k| osa(&a, &b[..k]))
-            .min()
-            .unwrap_or(usize::MAX)
-    } else {
-        osa(&a, &b)
-    };
-    if dist <= allowed as usize {
-        Some(dist as u8)
-    } else {
-        None
-    }
-}
+pub use super::query::{MatchingStrategy, SearchQuery, SEARCH_PARAMS};
+pub use super::text::{parse_query, tokenize, word_typos, Term, Word};
 
 // ---------------------------------------------------------------------------------------------
 // Document analysis
@@ -646,23 +134,32 @@ struct TermMatch {
     exact: bool,
 }
 
-fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
-    if term.phrase {
-        let mut hits = Vec::new();
-        for (fi, f) in fields.iter().enumerate() {
-            let n = term.words.len();
-            if f.words.len() < n {
-                continue;
-            }
-            for s in 0..=f.words.len() - n {
-                if (0..n).all(|k| {
-                    f.words[s + k].text == term.words[k]
-                        && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)
-                }) {
-                    hits.push((fi, f.weight, f.words[s].pos, f.words[s + n - 1].pos));
-                }
+/// Occurrences of a word sequence at consecutive positions: `(field, weight, start, end)`.
+fn sequence_hits(words: &[String], fields: &[Field]) -> Vec<(usize, usize, usize, usize)> {
+    let mut hits = Vec::new();
+    let n = words.len();
+    if n == 0 {
+        return hits;
+    }
+    for (fi, f) in fields.iter().enumerate() {
+        if f.words.len() < n {
+            continue;
+        }
+        for s in 0..=f.words.len() - n {
+            if (0..n).all(|k| {
+                f.words[s + k].text == words[k]
+                    && (k == 0 || f.words[s + k].pos == f.words[s + k - 1].pos + 1)
+            }) {
+                hits.push((fi, f.weight, f.words[s].pos, f.words[s + n - 1].pos));
             }
         }
+    }
+    hits
+}
+
+fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
+    if term.phrase {
+        let hits = sequence_hits(&term.words, fields);
         return if hits.is_empty() {
             None
         } else {
@@ -687,6 +184,13 @@ fn match_term(term: &Term, fields: &[Field]) -> Option<TermMatch> {
                 best = Some(best.map_or(t, |b| b.min(t)));
                 all.push((t, (fi, f.weight, word.pos, word.pos)));
             }
+        }
+    }
+    // synonyms match like the word itself, without typos
+    for syn in &term.synonyms {
+        for h in sequence_hits(syn, fields) {
+            best = Some(0);
+            all.push((0, h));
         }
     }
     let best = best?;
@@ -728,7 +232,7 @@ impl Rank {
 
 /// One ranking-rule outcome for a document.
 #[derive(Debug, Clone, PartialEq)]
-enum Crit {
+pub(crate) enum Crit {
     Words(Rank),
     Typo(Rank, u64),
     Proximity(Rank),
@@ -902,8 +406,7 @@ fn parse_sort_item(s: &str) -> Option<Rule> {
 }
 
 fn fmt_f64(f: f64) -> String {
-    let s = format!("{f}");
-    s
+    format!("{f}")
 }
 
 fn sort_value(doc: &Document, field: &str, asc: bool) -> (Value, Value) {
@@ -936,11 +439,11 @@ fn sort_value(doc: &Document, field: &str, asc: bool) -> (Value, Value) {
 }
 
 /// A ranked candidate.
-struct Ranked {
-    id: u32,
-    crits: Vec<Crit>,
-    score: f64,
-    geo_distance: Option<f64>,
+pub(crate) struct Ranked {
+    pub(crate) id: u32,
+    pub(crate) crits: Vec<Crit>,
+    pub(crate) score: f64,
+    pub(crate) geo_distance: Option<f64>,
 }
 
 fn global_score(crits: &[Crit]) -> f64 {
@@ -970,7 +473,7 @@ fn global_score(crits: &[Crit]) -> f64 {
     r.score()
 }
 
-fn details_json(crits: &[Crit]) -> Value {
+pub(crate) fn details_json(crits: &[Crit]) -> Value {
     let mut m = Map::new();
     let mut order = 0u64;
     let mut pending_fid: Option<Rank> = None;
@@ -1073,19 +576,19 @@ fn details_json(crits: &[Crit]) -> Value {
     Value::Object(m)
 }
 
-fn err(status: u16, code: &str, msg: impl Into<String>) -> MeiliError {
+pub(crate) fn err(status: u16, code: &str, msg: impl Into<String>) -> MeiliError {
     MeiliError::invalid(status, code, msg)
 }
 
 /// The outcome of ranking, before formatting.
 pub struct Ranking {
-    hits: Vec<Ranked>,
-    terms: Vec<Term>,
-    estimated: usize,
+    pub(crate) hits: Vec<Ranked>,
+    pub(crate) terms: Vec<Term>,
+    pub(crate) estimated: usize,
 }
 
 /// Validates the query against the index and ranks the matching documents (distinct and threshold
-/// applied). `filter_code` is the error code for filter errors.
+/// applied).
 pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     let settings = &index.settings;
     let filterable = settings.filterable();
@@ -1193,7 +696,10 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
         }
     }
 
-    let terms = parse_query(q.q.as_deref().unwrap_or(""), index);
+    let parsed_query = parse_query(q.q.as_deref().unwrap_or(""), index);
+    let negative_words = parsed_query.negative_words;
+    let negative_phrases = parsed_query.negative_phrases;
+    let terms = parsed_query.terms;
     let placeholder = terms.is_empty();
     // ranking rules
     let mut rules = Vec::new();
@@ -1225,6 +731,7 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     }
 
     let restrict = q.attributes_to_search_on.as_deref();
+    let by_attribute = settings.proximity_by_attribute();
     // term frequencies, for the `frequency` strategy
     let mut removal: Vec<usize> = terms
         .iter()
@@ -1264,6 +771,19 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
     for (&id, doc) in &index.docs {
         if let Some(p) = &parsed {
             if !p.matches(doc) {
+                continue;
+            }
+        }
+        if !negative_words.is_empty() || !negative_phrases.is_empty() {
+            let (fields, _) = searchable_fields(doc, index, restrict);
+            let has_word = fields
+                .iter()
+                .any(|f| f.words.iter().any(|w| negative_words.contains(&w.text)));
+            if has_word
+                || negative_phrases
+                    .iter()
+                    .any(|p| !sequence_hits(p, &fields).is_empty())
+            {
                 continue;
             }
         }
@@ -1347,6 +867,11 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
                         for &(lf, _, _, lend) in &lm.hits {
                             for &(rf, _, rstart, _) in &rm.hits {
                                 if lf != rf {
+                                    continue;
+                                }
+                                if by_attribute {
+                                    // `proximityPrecision: byAttribute`: same attribute is as close as it gets
+                                    best = 0;
                                     continue;
                                 }
                                 let prox = if lend < rstart {
@@ -1485,9 +1010,11 @@ pub fn rank(index: &Index, q: &SearchQuery) -> Result<Ranking, MeiliError> {
             }
         }
         // Like milli, the estimate only discounts the duplicates of the documents actually returned.
-        let wanted = q.offset.unwrap_or(0) + q.limit.unwrap_or(20);
+        let wanted = q.offset.unwrap_or(0).saturating_add(q.limit.unwrap_or(20));
         let wanted = if q.page.is_some() || q.hits_per_page.is_some() {
-            q.page.unwrap_or(1) * q.hits_per_page.unwrap_or(20)
+            q.page
+                .unwrap_or(1)
+                .saturating_mul(q.hits_per_page.unwrap_or(20))
         } else {
             wanted
         };
@@ -1569,355 +1096,6 @@ fn push_sort_crit(
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Facets
-// ---------------------------------------------------------------------------------------------
-
-/// Formats a facet number as Meilisearch prints facet keys (`1950`, `1.2`).
-pub fn facet_number_key(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{}", f as i64)
-    } else {
-        format!("{f}")
-    }
-}
-
-#[derive(Debug, Clone)]
-struct FacetValue {
-    display: String,
-    num: Option<f64>,
-    norm: String,
-    count: u64,
-}
-
-fn facet_values<'a>(
-    docs: impl Iterator<Item = &'a Document>,
-    attr: &str,
-) -> (Vec<FacetValue>, Option<(f64, f64)>) {
-    let mut map: BTreeMap<String, FacetValue> = BTreeMap::new();
-    let mut stats: Option<(f64, f64)> = None;
-    for doc in docs {
-        let Some(vals) = filter::values_at(doc, attr) else {
-            continue;
-        };
-        let mut seen = Vec::new();
-        for v in vals {
-            let (key, fv) = match v {
-                Value::String(s) => {
-                    let n = filter::normalize(s);
-                    (
-                        format!("s:{n}"),
-                        FacetValue {
-                            display: s.clone(),
-                            num: None,
-                            norm: n,
-                            count: 0,
-                        },
-                    )
-                }
-                Value::Number(n) => {
-                    let f = n.as_f64().unwrap_or(0.0);
-                    stats = Some(match stats {
-                        None => (f, f),
-                        Some((lo, hi)) => (lo.min(f), hi.max(f)),
-                    });
-                    let k = facet_number_key(f);
-                    (
-                        format!("n:{k}"),
-                        FacetValue {
-                            display: k.clone(),
-                            num: Some(f),
-                            norm: k,
-                            count: 0,
-                        },
-                    )
-                }
-                Value::Bool(b) => (
-                    format!("s:{b}"),
-                    FacetValue {
-                        display: b.to_string(),
-                        num: None,
-                        norm: b.to_string(),
-                        count: 0,
-                    },
-                ),
-                _ => continue,
-            };
-            if seen.contains(&key) {
-                continue;
-            }
-            seen.push(key.clone());
-            map.entry(key).or_insert(fv).count += 1;
-        }
-    }
-    (map.into_values().collect(), stats)
-}
-
-fn sort_facet_values(values: &mut [FacetValue], by_count: bool) {
-    values.sort_by(|a, b| {
-        let alpha = match (a.num, b.num) {
-            (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => a.norm.cmp(&b.norm),
-        };
-        if by_count {
-            b.count.cmp(&a.count).then(alpha.reverse())
-        } else {
-            alpha
-        }
-    });
-}
-
-fn facet_distribution(index: &Index, ids: &[u32], facets: &[String]) -> (Value, Value) {
-    let settings = &index.settings;
-    let mut attrs: Vec<String> = Vec::new();
-    for f in facets {
-        if f == "*" {
-            for a in settings.filterable() {
-                if !a.contains('*') && !attrs.contains(&a) {
-                    attrs.push(a);
-                }
-            }
-        } else if !attrs.contains(f) {
-            attrs.push(f.clone());
-        }
-    }
-    let mut dist = Map::new();
-    let mut stats = Map::new();
-    for a in attrs {
-        let (mut values, st) = facet_values(ids.iter().filter_map(|i| index.docs.get(i)), &a);
-        sort_facet_values(&mut values, settings.facet_sorted_by_count(&a));
-        values.truncate(settings.max_values_per_facet());
-        let m: Map<String, Value> = values
-            .into_iter()
-            .map(|v| (v.display, Value::from(v.count)))
-            .collect();
-        dist.insert(a.clone(), Value::Object(m));
-        if let Some((lo, hi)) = st {
-            stats.insert(a, json!({"min": lo, "max": hi}));
-        }
-    }
-    (Value::Object(dist), Value::Object(stats))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Formatting
-// ---------------------------------------------------------------------------------------------
-
-fn stringify(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => Value::String(n.to_string()),
-        Value::Bool(b) => Value::String(b.to_string()),
-        Value::Array(a) => Value::Array(a.iter().map(stringify).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, v)| (k.clone(), stringify(v))).collect())
-        }
-        other => other.clone(),
-    }
-}
-
-/// Byte ranges of the matched part of each word of `text` matching a query term.
-fn match_ranges(text: &str, terms: &[Term]) -> Vec<(usize, usize, usize)> {
-    let words = tokenize(text, 0);
-    let mut out = Vec::new();
-    for (wi, w) in words.iter().enumerate() {
-        for t in terms {
-            let hit = if t.phrase {
-                t.words.contains(&w.text)
-            } else {
-                word_typos(&t.words[0], t.prefix, t.max_typos, &w.text).is_some()
-            };
-            if hit {
-                let len = if !t.phrase
-                    && t.prefix
-                    && w.text.starts_with(&t.words[0])
-                    && w.text != t.words[0]
-                {
-                    text[w.start..w.end]
-                        .char_indices()
-                        .nth(t.words[0].chars().count())
-                        .map_or(w.end - w.start, |(i, _)| i)
-                } else {
-                    w.end - w.start
-                };
-                out.push((wi, w.start, w.start + len));
-                break;
-            }
-        }
-    }
-    out
-}
-
-fn highlight(text: &str, terms: &[Term], pre: &str, post: &str) -> String {
-    let ranges = match_ranges(text, terms);
-    let mut out = String::new();
-    let mut last = 0;
-    for (_, s, e) in ranges {
-        out.push_str(&text[last..s]);
-        out.push_str(pre);
-        out.push_str(&text[s..e]);
-        out.push_str(post);
-        last = e;
-    }
-    out.push_str(&text[last..]);
-    out
-}
-
-fn crop(text: &str, terms: &[Term], len: usize, marker: &str) -> String {
-    let words = tokenize(text, 0);
-    if words.len() <= len || len == 0 {
-        return text.to_string();
-    }
-    let first = match_ranges(text, terms).first().map(|m| m.0);
-    let (start, end) = match first {
-        None => (0, len - 1),
-        Some(m) => {
-            let rest = len - 1;
-            let after = rest / 2;
-            let before = rest - after;
-            let mut s = m.saturating_sub(before);
-            let mut e = s + len - 1;
-            if e >= words.len() {
-                e = words.len() - 1;
-                s = e + 1 - len;
-            }
-            if m < before {
-                s = 0;
-                e = len - 1;
-            }
-            (s, e)
-        }
-    };
-    let mut out = String::new();
-    if start > 0 {
-        out.push_str(marker);
-    }
-    out.push_str(&text[words[start].start..words[end].end]);
-    if end < words.len() - 1 {
-        out.push_str(marker);
-    }
-    out
-}
-
-fn format_value(
-    v: &Value,
-    terms: &[Term],
-    q: &SearchQuery,
-    do_hl: bool,
-    crop_len: Option<usize>,
-) -> Value {
-    match v {
-        Value::String(s) => {
-            let mut text = s.clone();
-            if let Some(l) = crop_len {
-                text = crop(&text, terms, l, &q.crop_marker);
-            }
-            if do_hl {
-                text = highlight(&text, terms, &q.highlight_pre_tag, &q.highlight_post_tag);
-            }
-            Value::String(text)
-        }
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|x| format_value(x, terms, q, do_hl, crop_len))
-                .collect(),
-        ),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| (k.clone(), format_value(x, terms, q, do_hl, crop_len)))
-                .collect(),
-        ),
-        other => stringify(other),
-    }
-}
-
-fn selected(list: &Option<Vec<String>>, attr: &str) -> bool {
-    list.as_ref().is_some_and(|l| {
-        l.iter().any(|a| {
-            a == "*" || filter::pattern_matches(a, attr) || a.split(':').next() == Some(attr)
-        })
-    })
-}
-
-fn crop_len_for(q: &SearchQuery, attr: &str) -> Option<usize> {
-    let list = q.attributes_to_crop.as_ref()?;
-    for a in list {
-        let (name, len) = match a.rsplit_once(':') {
-            Some((n, l)) => (n, l.parse().ok()),
-            None => (a.as_str(), None),
-        };
-        if name == "*" || name == attr {
-            return Some(len.unwrap_or(q.crop_length));
-        }
-    }
-    None
-}
-
-fn format_hit(index: &Index, r: &Ranked, terms: &[Term], q: &SearchQuery) -> Value {
-    let Some(doc) = index.docs.get(&r.id) else {
-        return Value::Null;
-    };
-    let displayed = index.settings.displayed();
-    let mut out = Map::new();
-    let visible = |k: &str| {
-        displayed
-            .as_ref()
-            .is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)))
-            && q.attributes_to_retrieve
-                .as_ref()
-                .is_none_or(|l| l.iter().any(|a| a == "*" || filter::pattern_matches(a, k)))
-    };
-    let wants_formatted = q
-        .attributes_to_highlight
-        .as_ref()
-        .is_some_and(|l| !l.is_empty())
-        || q.attributes_to_crop.as_ref().is_some_and(|l| !l.is_empty());
-    let mut formatted = Map::new();
-    let mut positions = Map::new();
-    for (k, v) in doc {
-        let disp = displayed
-            .as_ref()
-            .is_none_or(|d| d.iter().any(|x| filter::pattern_matches(x, k)));
-        if visible(k) {
-            out.insert(k.clone(), v.clone());
-            if wants_formatted {
-                let hl = selected(&q.attributes_to_highlight, k);
-                let cl = crop_len_for(q, k);
-                formatted.insert(k.clone(), format_value(v, terms, q, hl, cl));
-            }
-        }
-        if q.show_matches_position && disp {
-            if let Value::String(s) = v {
-                let ranges = match_ranges(s, terms);
-                if !ranges.is_empty() {
-                    let list: Vec<Value> = ranges
-                        .iter()
-                        .map(|(_, s, e)| json!({"start": s, "length": e - s}))
-                        .collect();
-                    positions.insert(k.clone(), Value::Array(list));
-                }
-            }
-        }
-    }
-    if wants_formatted {
-        out.insert("_formatted".into(), Value::Object(formatted));
-    }
-    if q.show_matches_position {
-        out.insert("_matchesPosition".into(), Value::Object(positions));
-    }
-    if let Some(d) = r.geo_distance {
-        out.insert("_geoDistance".into(), Value::from(d.round() as u64));
-    }
-    if q.show_ranking_score {
-        out.insert("_rankingScore".into(), json!(r.score));
-    }
-    if q.show_ranking_score_details {
-        out.insert("_rankingScoreDetails".into(), details_json(&r.crits));
-    }
-    Value::Object(out)
-}
-
 /// Runs a search and renders the response body (without `requestUid`).
 pub fn search(index: &Index, q: &SearchQuery) -> Result<Value, MeiliError> {
     let ranking = rank(index, q)?;
@@ -1978,124 +1156,6 @@ pub fn ranked_ids(index: &Index, q: &SearchQuery) -> Result<Vec<(u32, f64, Value
         .collect())
 }
 
-/// `POST /indexes/{uid}/facet-search`.
-pub fn facet_search(index: &Index, body: &Value) -> Result<Value, MeiliError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| type_error("bad_request", "", "an object", body))?;
-    const ALLOWED: &[&str] = &[
-        "facetName",
-        "facetQuery",
-        "q",
-        "filter",
-        "matchingStrategy",
-        "attributesToSearchOn",
-        "exhaustiveFacetCount",
-        "rankingScoreThreshold",
-        "locales",
-        "hybrid",
-        "vector",
-    ];
-    for k in obj.keys() {
-        if !ALLOWED.contains(&k.as_str()) {
-            return Err(err(
-                400,
-                "bad_request",
-                format!(
-                    "Unknown field `{k}`: expected one of {}",
-                    ALLOWED
-                        .iter()
-                        .map(|p| format!("`{p}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-    }
-    let name = match obj.get("facetName") {
-        Some(Value::String(s)) => s.clone(),
-        None => {
-            return Err(err(
-                400,
-                "missing_facet_search_facet_name",
-                "Missing field `facetName`",
-            ))
-        }
-        Some(v) => {
-            return Err(type_error(
-                "invalid_facet_search_facet_name",
-                ".facetName",
-                "a string",
-                v,
-            ))
-        }
-    };
-    let fq = match obj.get("facetQuery") {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(v) => {
-            return Err(type_error(
-                "invalid_facet_search_facet_query",
-                ".facetQuery",
-                "a string",
-                v,
-            ))
-        }
-    };
-    if !index.settings.facet_search() {
-        return Err(err(400, "facet_search_disabled", format!("The facet search is disabled for this index. Enable it with the `facetSearch` setting on index `{}`.", index.uid)));
-    }
-    let filterable = index.settings.filterable();
-    if !filter::attribute_matches_patterns(&name, &filterable) {
-        let mut f = filterable.clone();
-        f.sort();
-        let avail = if f.is_empty() {
-            "This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.".to_string()
-        } else {
-            format!("Available facet-searchable attributes patterns are: `{}`. To make it facet-searchable add it to the `filterableAttributes` index settings.", f.join(", "))
-        };
-        return Err(err(
-            400,
-            "invalid_facet_search_facet_name",
-            format!("Attribute `{name}` is not facet-searchable. {avail}"),
-        ));
-    }
-    let mut sq = Map::new();
-    for k in [
-        "q",
-        "filter",
-        "matchingStrategy",
-        "attributesToSearchOn",
-        "rankingScoreThreshold",
-    ] {
-        if let Some(v) = obj.get(k) {
-            sq.insert(k.into(), v.clone());
-        }
-    }
-    let query = SearchQuery::from_json(&Value::Object(sq), &[])?;
-    let ranking = rank(index, &query)?;
-    let ids: Vec<u32> = ranking.hits.iter().map(|r| r.id).collect();
-    let (mut values, _) = facet_values(ids.iter().filter_map(|i| index.docs.get(i)), &name);
-    let needle = filter::normalize(&fq);
-    values.retain(|v| v.norm.starts_with(&needle));
-    sort_facet_values(&mut values, index.settings.facet_sorted_by_count(&name));
-    values.truncate(index.settings.max_values_per_facet());
-    let hits: Vec<Value> = values
-        .into_iter()
-        .map(|v| json!({"value": v.display, "count": v.count}))
-        .collect();
-    Ok(json!({
-        "facetHits": hits,
-        "facetQuery": obj.get("facetQuery").cloned().unwrap_or(Value::Null),
-        "processingTimeMs": 0,
-    }))
-}
-
-/// Describes a JSON value's kind (re-exported for multi-search errors).
-pub fn kind(v: &Value) -> &'static str {
-    value_kind(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2137,7 +1197,7 @@ mod tests {
     #[test]
     fn query_parsing() {
         let i = index_with(json!([]));
-        let t = parse_query("Dark \"knight rises\" gal", &i);
+        let t = parse_query("Dark \"knight rises\" gal", &i).terms;
         assert_eq!(t.len(), 3);
         assert_eq!(
             (t[0].words.clone(), t[0].max_typos, t[0].prefix),
@@ -2145,9 +1205,24 @@ mod tests {
         );
         assert!(t[1].phrase && t[1].qpos == 1 && t[1].words.len() == 2);
         assert!(t[2].prefix && t[2].qpos == 3);
-        assert!(!parse_query("galaxy ", &i)[0].prefix);
-        assert_eq!(parse_query("extraordinary", &i)[0].max_typos, 2);
-        let many = parse_query("a b c d e f g h i j k l", &i);
+        assert!(!parse_query("galaxy ", &i).terms[0].prefix);
+        assert_eq!(parse_query("extraordinary", &i).terms[0].max_typos, 2);
+        // hard separators put words 8 positions apart
+        assert_eq!(parse_query("dark. knight", &i).terms[1].qpos, 8);
+        // negations, an unclosed quote runs to the end
+        let n = parse_query("-ghost star -\"dark night\" \"open ended", &i);
+        assert_eq!(n.negative_words, vec!["ghost".to_string()]);
+        assert_eq!(
+            n.negative_phrases,
+            vec![vec!["dark".to_string(), "night".to_string()]]
+        );
+        assert_eq!(n.terms.len(), 2);
+        assert!(
+            n.terms[1].phrase && n.terms[1].words == vec!["open".to_string(), "ended".to_string()]
+        );
+        // a dash inside a word is not a negation
+        assert!(parse_query("spider-man", &i).negative_words.is_empty());
+        let many = parse_query("a b c d e f g h i j k l", &i).terms;
         assert_eq!(many.len(), 10);
     }
 
@@ -2209,64 +1284,6 @@ mod tests {
             json!(18.0 / 21.0)
         );
         assert_eq!(r["estimatedTotalHits"], json!(2));
-    }
-
-    #[test]
-    fn facets_sorting_and_keys() {
-        assert_eq!(facet_number_key(1950.0), "1950");
-        assert_eq!(facet_number_key(1.2), "1.2");
-        let mut v = vec![
-            FacetValue {
-                display: "a".into(),
-                num: None,
-                norm: "a".into(),
-                count: 1,
-            },
-            FacetValue {
-                display: "b".into(),
-                num: None,
-                norm: "b".into(),
-                count: 2,
-            },
-            FacetValue {
-                display: "c".into(),
-                num: None,
-                norm: "c".into(),
-                count: 1,
-            },
-        ];
-        sort_facet_values(&mut v, true);
-        let order: Vec<&str> = v.iter().map(|x| x.display.as_str()).collect();
-        assert_eq!(
-            order,
-            vec!["b", "c", "a"],
-            "count first, ties by value descending"
-        );
-        sort_facet_values(&mut v, false);
-        assert_eq!(v[0].display, "a");
-    }
-
-    #[test]
-    fn crop_and_highlight() {
-        let terms = vec![Term {
-            words: vec!["ghost".into()],
-            phrase: false,
-            prefix: true,
-            qpos: 0,
-            max_typos: 1,
-        }];
-        let text = "city wars love storm king lord love love ghost star galaxy storm";
-        assert_eq!(crop(text, &terms, 4, "…"), "…love love ghost star…");
-        assert_eq!(crop("a b c d e f", &terms, 2, "…"), "a b…");
-        assert_eq!(crop("a b", &terms, 4, "…"), "a b");
-        assert_eq!(
-            highlight("Ghosts here", &terms, "<b>", "</b>"),
-            "<b>Ghost</b>s here"
-        );
-        assert_eq!(
-            stringify(&json!({"a": [1, true, null]})),
-            json!({"a": ["1", "true", null]})
-        );
     }
 
     #[test]

@@ -131,7 +131,8 @@ pub fn type_error(code: &str, path: &str, expected: &str, v: &Value) -> MeiliErr
     )
 }
 
-fn snake(key: &str) -> String {
+/// `camelCase` → `snake_case` (for error codes such as `invalid_settings_ranking_rules`).
+pub(crate) fn snake(key: &str) -> String {
     let mut s = String::new();
     for c in key.chars() {
         if c.is_ascii_uppercase() {
@@ -553,6 +554,29 @@ impl Settings {
         self.strings("rankingRules")
     }
 
+    /// Synonyms: lowercased word → its synonyms.
+    pub fn synonyms(&self) -> Vec<(String, Vec<String>)> {
+        self.values
+            .get("synonyms")
+            .and_then(Value::as_object)
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        let list = v
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .filter_map(|x| x.as_str().map(str::to_string))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (k.to_lowercase(), list)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Stop words.
     pub fn stop_words(&self) -> Vec<String> {
         self.strings("stopWords")
@@ -648,6 +672,19 @@ impl Settings {
             .and_then(|f| f.get("maxTotalHits"))
             .and_then(Value::as_u64)
             .unwrap_or(1000) as usize
+    }
+
+    /// Whether prefix search is enabled (`prefixSearch` is not `disabled`).
+    pub fn prefix_search(&self) -> bool {
+        self.values.get("prefixSearch").and_then(Value::as_str) != Some("disabled")
+    }
+
+    /// Whether proximity is measured per attribute rather than per word.
+    pub fn proximity_by_attribute(&self) -> bool {
+        self.values
+            .get("proximityPrecision")
+            .and_then(Value::as_str)
+            == Some("byAttribute")
     }
 
     /// Whether facet search is enabled.

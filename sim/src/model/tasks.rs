@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::filter;
 use super::index::Index;
 use super::payload::Document;
-use super::settings::SettingsPatch;
+use super::settings::{snake, SettingsPatch};
 use super::time::{iso_duration, rfc3339};
 
 /// The status of a task.
@@ -111,8 +111,8 @@ pub enum TaskKind {
     },
     /// Swap pairs of indexes.
     IndexSwap {
-        /// Pairs.
-        swaps: Vec<(String, String)>,
+        /// Pairs, and whether the first is renamed to the second instead of swapped.
+        swaps: Vec<(String, String, bool)>,
     },
     /// Cancel tasks.
     TaskCancelation {
@@ -166,7 +166,7 @@ impl TaskKind {
             }
             TaskKind::SettingsUpdate { patch } => Value::Object(patch.clone()),
             TaskKind::IndexSwap { swaps } => json!({
-                "swaps": swaps.iter().map(|(a, b)| json!({"indexes": [a, b], "rename": false})).collect::<Vec<_>>()
+                "swaps": swaps.iter().map(|(a, b, r)| json!({"indexes": [a, b], "rename": r})).collect::<Vec<_>>()
             }),
             TaskKind::TaskCancelation { query, tasks } => {
                 json!({"matchedTasks": tasks.len(), "canceledTasks": null, "originalFilter": query})
@@ -340,8 +340,23 @@ impl NodeState {
     }
 
     /// Applies the processing task and records its outcome.
+    ///
+    /// If a `taskCancelation` naming the processing task was enqueued meanwhile, the work is aborted
+    /// instead (as Meilisearch stops the running batch): the task goes back to `enqueued`, nothing is
+    /// applied, and the cancelation, which runs next, cancels it.
     pub fn finish(&mut self, now: Millis) -> Option<u32> {
         let uid = self.processing.take()?;
+        let aborted = self.tasks.values().any(|t| {
+            t.status == TaskStatus::Enqueued
+                && matches!(&t.kind, TaskKind::TaskCancelation { tasks, .. } if tasks.contains(&uid))
+        });
+        if aborted {
+            let t = self.tasks.get_mut(&uid)?;
+            t.status = TaskStatus::Enqueued;
+            t.started_at = None;
+            t.batch_uid = None;
+            return Some(uid);
+        }
         let kind = self.tasks.get(&uid)?.kind.clone();
         let index_uid = self.tasks.get(&uid)?.index_uid.clone();
         let outcome = self.apply(uid, &kind, index_uid.as_deref(), now);
@@ -496,10 +511,11 @@ impl NodeState {
             }
             TaskKind::IndexSwap { swaps } => {
                 let mut missing: Vec<String> = Vec::new();
-                for (a, b) in swaps {
-                    for x in [a, b] {
-                        if !self.indexes.contains_key(x) && !missing.contains(x) {
-                            missing.push(x.clone());
+                for (a, b, rename) in swaps {
+                    let must_exist: &[&String] = if *rename { &[a] } else { &[a, b] };
+                    for x in must_exist {
+                        if !self.indexes.contains_key(*x) && !missing.contains(*x) {
+                            missing.push((*x).clone());
                         }
                     }
                 }
@@ -516,24 +532,42 @@ impl NodeState {
                     };
                     return Err(MeiliError::invalid(404, "index_not_found", msg));
                 }
-                for (a, b) in swaps {
-                    let (Some(mut ia), Some(mut ib)) =
-                        (self.indexes.remove(a), self.indexes.remove(b))
-                    else {
-                        continue;
-                    };
-                    std::mem::swap(&mut ia.uid, &mut ib.uid);
-                    ia.updated_at = now;
-                    ib.updated_at = now;
-                    self.indexes.insert(ia.uid.clone(), ia);
-                    self.indexes.insert(ib.uid.clone(), ib);
+                if let Some((_, b, _)) = swaps
+                    .iter()
+                    .find(|(_, b, r)| *r && self.indexes.contains_key(b))
+                {
+                    return Err(MeiliError::invalid(
+                        409,
+                        "index_already_exists",
+                        format!("Index `{b}` already exists."),
+                    ));
+                }
+                for (a, b, rename) in swaps {
+                    if *rename {
+                        if let Some(mut ia) = self.indexes.remove(a) {
+                            ia.uid = b.clone();
+                            ia.updated_at = now;
+                            self.indexes.insert(b.clone(), ia);
+                        }
+                    } else {
+                        let (Some(mut ia), Some(mut ib)) =
+                            (self.indexes.remove(a), self.indexes.remove(b))
+                        else {
+                            continue;
+                        };
+                        std::mem::swap(&mut ia.uid, &mut ib.uid);
+                        ia.updated_at = now;
+                        ib.updated_at = now;
+                        self.indexes.insert(ia.uid.clone(), ia);
+                        self.indexes.insert(ib.uid.clone(), ib);
+                    }
                     for t in self.tasks.values_mut() {
                         if t.uid == self_uid {
                             continue;
                         }
                         if t.index_uid.as_deref() == Some(a.as_str()) {
                             t.index_uid = Some(b.clone());
-                        } else if t.index_uid.as_deref() == Some(b.as_str()) {
+                        } else if !*rename && t.index_uid.as_deref() == Some(b.as_str()) {
                             t.index_uid = Some(a.clone());
                         }
                     }
@@ -675,7 +709,7 @@ pub fn parse_date(s: &str) -> Option<Millis> {
         h = num(11..13)?;
         mi = num(14..16)?;
         se = num(17..19)?;
-        let rest = &s[19..];
+        let rest = s.get(19..)?;
         let rest = if let Some(frac) = rest.strip_prefix('.') {
             let digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).collect();
             let mut three = digits.clone();
@@ -684,7 +718,7 @@ pub fn parse_date(s: &str) -> Option<Millis> {
                 three.push('0');
             }
             ms = three.parse().ok()?;
-            &frac[digits.len()..]
+            frac.get(digits.len()..)?
         } else {
             rest
         };
@@ -862,19 +896,6 @@ impl TaskQuery {
     }
 }
 
-fn snake(key: &str) -> String {
-    let mut s = String::new();
-    for c in key.chars() {
-        if c.is_ascii_uppercase() {
-            s.push('_');
-            s.push(c.to_ascii_lowercase());
-        } else {
-            s.push(c);
-        }
-    }
-    s
-}
-
 /// The body of `GET /tasks`.
 pub fn list(state: &NodeState, q: &TaskQuery) -> Value {
     let mut matching: Vec<&Task> = state.tasks.values().filter(|t| q.matches(t)).collect();
@@ -944,6 +965,29 @@ mod tests {
         run(&mut s, 7);
         assert_eq!(s.tasks[&d].error.as_ref().unwrap().code, "index_not_found");
         assert_eq!(s.tasks[&d].details, json!({"deletedDocuments": 0}));
+    }
+
+    #[test]
+    fn canceling_a_processing_task_aborts_it() {
+        let mut s = NodeState::default();
+        let a = create(&mut s, "a", 1);
+        assert_eq!(s.start_next(2), Some(a));
+        let c = s
+            .enqueue(
+                None,
+                TaskKind::TaskCancelation {
+                    query: "?uids=0".into(),
+                    tasks: vec![a],
+                },
+                3,
+            )
+            .uid;
+        assert_eq!(s.finish(4), Some(a));
+        assert!(s.indexes.is_empty(), "aborted work is not applied");
+        run(&mut s, 5);
+        assert_eq!(s.tasks[&a].status, TaskStatus::Canceled);
+        assert_eq!(s.tasks[&a].canceled_by, Some(c));
+        assert!(s.indexes.is_empty());
     }
 
     #[test]
@@ -1058,5 +1102,10 @@ mod tests {
         assert_eq!(list(&s, &q)["results"][0]["uid"], json!(0));
         assert_eq!(parse_date("2026-11-27"), Some(1_795_737_600_000));
         assert_eq!(parse_date("2026-13-27"), None);
+        assert_eq!(parse_date("2026-11-27T00:00:0é0Z"), None);
+        assert_eq!(
+            parse_date("2026-11-27T00:00:00.1234Z"),
+            Some(1_795_737_600_123)
+        );
     }
 }
