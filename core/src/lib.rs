@@ -21,6 +21,7 @@ pub mod documents;
 pub mod error;
 pub mod health;
 pub mod ops;
+pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
