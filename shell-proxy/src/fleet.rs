@@ -18,19 +18,21 @@ use crate::server::{no_node_available, AppState, ProxyRequest, RouteHandler};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::config::{Config, WriteQuorumSetting};
 use miroir_core::documents::{
     parse_csv_delimiter, parse_delete_ids, parse_request, plan_batch, plan_delete_ids,
     resolve_primary_key,
 };
 use miroir_core::health::{FleetHealth, HealthThresholds};
-use miroir_core::ops::cover::{CoverOutcome, CoverRead};
+use miroir_core::ops::cover::{replacement, CoverOutcome, CoverRead};
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::settings as node_settings;
 use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
 use miroir_core::ops::task::{NodeTaskViews, TaskRead};
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
 use miroir_core::ops::{Method, NodeRequest, Reply};
+use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
 use miroir_core::search::{
@@ -192,10 +194,44 @@ fn http_method(m: Method) -> http::Method {
 /// A node's answer: status and parsed body (`Null` when empty or not JSON).
 type Answer = Result<(u16, Value), String>;
 
+/// What the proxy keeps about an index (store meta `index:<uid>`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct IndexMeta {
+    /// The primary key, once known.
+    primary_key: Option<String>,
+    /// The client's `faceting.maxValuesPerFacet` (`None`: the default); nodes keep at least S.
+    max_values_per_facet: Option<u64>,
+}
+
+impl IndexMeta {
+    fn from_json(v: &Value) -> IndexMeta {
+        IndexMeta {
+            primary_key: v
+                .get("primaryKey")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            max_values_per_facet: v.get("maxValuesPerFacet").and_then(Value::as_u64),
+        }
+    }
+
+    fn to_json(&self, uid: &str) -> Value {
+        json!({
+            "uid": uid,
+            "primaryKey": self.primary_key,
+            "maxValuesPerFacet": self.max_values_per_facet,
+        })
+    }
+
+    fn max_values(&self) -> u64 {
+        self.max_values_per_facet
+            .unwrap_or(node_settings::DEFAULT_MAX_VALUES_PER_FACET)
+    }
+}
+
 #[derive(Default)]
 struct IndexCache {
-    /// Primary keys known (None inside: the index exists without one).
-    primary_keys: HashMap<String, Option<String>>,
+    /// Indexes known to exist.
+    indexes: HashMap<String, IndexMeta>,
     contexts: HashMap<String, (SearchContext, Millis)>,
 }
 
@@ -650,68 +686,80 @@ impl Fleet {
     fn forget_index(&self, uid: &str) {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         c.contexts.remove(uid);
-        c.primary_keys.remove(uid);
+        c.indexes.remove(uid);
     }
 
-    /// Whether the index exists and its primary key: cache, then store, then a node.
+    /// Whether the index exists, and its metadata: cache, then store, then a node.
     async fn index_meta(
         &self,
         state: &AppState,
         uid: &str,
-    ) -> Result<Option<Option<String>>, MeiliError> {
-        if let Some(pk) = self
+    ) -> Result<Option<IndexMeta>, MeiliError> {
+        if let Some(m) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .primary_keys
+            .indexes
             .get(uid)
         {
-            return Ok(Some(pk.clone()));
+            return Ok(Some(m.clone()));
         }
         if let Some(v) = state.store.get_meta(&meta_key(uid)).await? {
-            let pk = v
-                .get("primaryKey")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            self.remember_index(uid, pk.clone());
-            return Ok(Some(pk));
+            let meta = IndexMeta::from_json(&v);
+            self.remember_index(uid, meta.clone());
+            return Ok(Some(meta));
         }
         let (status, body) = self
             .read_one(state, None, Method::Get, &format!("/indexes/{uid}"), None)
             .await?;
         match status {
             200 => {
-                let pk = body
-                    .get("primaryKey")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                self.save_index(state, uid, pk.clone()).await?;
-                Ok(Some(pk))
+                let meta = IndexMeta {
+                    primary_key: body
+                        .get("primaryKey")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    max_values_per_facet: None,
+                };
+                self.save_index(state, uid, meta.clone()).await?;
+                Ok(Some(meta))
             }
             _ => Ok(None),
         }
     }
 
-    fn remember_index(&self, uid: &str, pk: Option<String>) {
+    fn remember_index(&self, uid: &str, meta: IndexMeta) {
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .primary_keys
-            .insert(uid.to_string(), pk);
+            .indexes
+            .insert(uid.to_string(), meta);
     }
 
     async fn save_index(
         &self,
         state: &AppState,
         uid: &str,
-        pk: Option<String>,
+        meta: IndexMeta,
     ) -> Result<(), MeiliError> {
         state
             .store
-            .put_meta(&meta_key(uid), &json!({"uid": uid, "primaryKey": pk}))
+            .put_meta(&meta_key(uid), &meta.to_json(uid))
             .await?;
-        self.remember_index(uid, pk);
+        self.remember_index(uid, meta);
         Ok(())
+    }
+
+    /// Changes the stored metadata of an existing (or just created) index.
+    async fn update_meta(
+        &self,
+        state: &AppState,
+        uid: &str,
+        change: impl FnOnce(&mut IndexMeta),
+    ) -> Result<(), MeiliError> {
+        let mut meta = self.index_meta(state, uid).await?.unwrap_or_default();
+        change(&mut meta);
+        self.save_index(state, uid, meta).await
     }
 
     /// The search context of an index, from a node's settings (cached briefly).
@@ -741,6 +789,10 @@ impl Fleet {
             Ok((200, body)) => node_settings::search_context(&body),
             _ => SearchContext::default(),
         };
+        let mut ctx = ctx;
+        if let Ok(Some(meta)) = self.index_meta(state, uid).await {
+            ctx.max_values_per_facet = meta.max_values() as usize;
+        }
         self.cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -794,7 +846,9 @@ impl Fleet {
             },
             Method::Patch,
             format!("/indexes/{uid}/settings"),
-            Some(json!({"filterableAttributes": node_settings::node_filterable(&Value::Null)})),
+            Some(node_settings::node_initial_settings(
+                self.placement.shards(),
+            )),
             &self.placement,
             WriteQuorum::All,
             self.deadline(state),
@@ -807,8 +861,15 @@ impl Fleet {
                 "cannot make _miroir_shard filterable"
             );
         }
-        self.save_index(state, uid, primary_key.map(str::to_string))
-            .await?;
+        self.save_index(
+            state,
+            uid,
+            IndexMeta {
+                primary_key: primary_key.map(str::to_string),
+                max_values_per_facet: None,
+            },
+        )
+        .await?;
         Ok(reply)
     }
 
@@ -928,7 +989,7 @@ impl Fleet {
             )
             .await?;
         let existing = match self.index_meta(state, index).await? {
-            Some(pk) => pk,
+            Some(meta) => meta.primary_key,
             None => {
                 let created = self.create_index(state, index, None, None).await?;
                 if created.status != 202 {
@@ -961,7 +1022,9 @@ impl Fleet {
             Err(e) => return self.failed_task(state, task, &e).await,
         };
         if existing.as_deref() != Some(pk.as_str()) {
-            self.save_index(state, index, Some(pk.clone())).await?;
+            let pk = pk.clone();
+            self.update_meta(state, index, |m| m.primary_key = Some(pk))
+                .await?;
         }
         let write = FanoutWrite::documents(
             task,
@@ -1124,7 +1187,7 @@ impl Fleet {
             } => {
                 if !unavailable.is_empty()
                     && state.config.scatter.unavailable_shard_policy
-                        == miroir_core::config::UnavailableShardPolicy::Error
+                        == UnavailableShardPolicy::Error
                 {
                     return Err(MeiliError::shard_unavailable(&unavailable));
                 }
@@ -1239,6 +1302,88 @@ impl Fleet {
         Ok(json_response(status, &body))
     }
 
+    /// `GET /indexes/{uid}/documents` and `POST /indexes/{uid}/documents/fetch`: core's documents pager
+    /// over a covering set; a failed node's requests go to another replica holding the same shards
+    /// ([`replacement`]), else follow the unavailable-shard policy.
+    async fn list_documents(
+        &self,
+        state: &AppState,
+        index: &str,
+        query: DocumentsQuery,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let (group, rotation) = self.next_rotation();
+        let cover = self.placement.cover(&|n| self.healthy(n), group, rotation);
+        let entries: Vec<CoverEntry> = cover
+            .assignments
+            .into_iter()
+            .map(|(node, c)| CoverEntry::new(node, c.shards, c.held))
+            .collect();
+        let placement = &self.placement;
+        let mut pager = DocumentsPager::new(index, query, entries, placement.shards(), &|id| {
+            placement.shard_for_key(id)
+        });
+        let policy = state.config.scatter.unavailable_shard_policy;
+        let mut excluded: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
+        let mut set = JoinSet::new();
+        loop {
+            match pager.poll() {
+                Step::Send(requests) => {
+                    for r in requests {
+                        self.spawn_request(
+                            state,
+                            &mut set,
+                            NodeRequest {
+                                id: r.id,
+                                node: r.node,
+                                method: Method::Post,
+                                path: r.path,
+                                body: Some(r.body),
+                            },
+                        );
+                    }
+                }
+                Step::Wait => match set.join_next().await {
+                    Some(Ok((id, Ok((status, body))))) => pager.on_response(id, status, &body),
+                    Some(Ok((id, Err(_)))) => pager.on_failure(id),
+                    Some(Err(_)) => {}
+                    None => {
+                        return Err(MeiliError::internal(
+                            "the document listing waits for nothing",
+                        ))
+                    }
+                },
+                Step::Failed {
+                    request,
+                    node,
+                    shards,
+                } => {
+                    excluded.insert(node);
+                    match replacement(
+                        &self.placement,
+                        &shards,
+                        &excluded,
+                        &|n| self.healthy(n),
+                        group,
+                    ) {
+                        Some((next, held)) => pager.retry(request, next, held)?,
+                        None if policy == UnavailableShardPolicy::Partial => pager.skip(request)?,
+                        None => return Err(MeiliError::shard_unavailable(&shards)),
+                    }
+                }
+                Step::Done(body) => {
+                    let unavailable = pager.unavailable_shards();
+                    if !unavailable.is_empty() && policy == UnavailableShardPolicy::Error {
+                        return Err(MeiliError::shard_unavailable(&unavailable));
+                    }
+                    let mut reply = Reply::json(200, body);
+                    degraded(&mut reply, &unavailable);
+                    return Ok(reply_response(&reply));
+                }
+                Step::Error(e) => return Err(e),
+            }
+        }
+    }
+
     async fn get_settings(
         &self,
         state: &AppState,
@@ -1253,11 +1398,18 @@ impl Fleet {
         if status != 200 {
             return Ok(json_response(status, &body));
         }
+        let max_values = self
+            .index_meta(state, index)
+            .await?
+            .unwrap_or_default()
+            .max_values();
         let shown = match setting {
-            Some(s) => {
-                node_settings::client_setting_value(&node_settings::setting_key(s.path()), &body)
-            }
-            None => node_settings::client_settings(&body),
+            Some(s) => node_settings::client_setting_value(
+                &node_settings::setting_key(s.path()),
+                &body,
+                max_values,
+            ),
+            None => node_settings::client_settings(&body, max_values),
         };
         Ok(json_response(200, &shown))
     }
@@ -1272,7 +1424,7 @@ impl Fleet {
         let (method, path, node_body, client_details) = match setting {
             None => {
                 let body = json_object(request)?;
-                let node = node_settings::node_settings_patch(&body);
+                let node = node_settings::node_settings_patch(&body, self.placement.shards());
                 (
                     Method::Patch,
                     format!("/indexes/{index}/settings"),
@@ -1283,7 +1435,7 @@ impl Fleet {
             Some(s) => {
                 let key = node_settings::setting_key(s.path());
                 let value = json_body(request)?;
-                let node = node_settings::node_setting_value(&key, &value);
+                let node = node_settings::node_setting_value(&key, &value, self.placement.shards());
                 let method = if s.update_method() == http::Method::PATCH {
                     Method::Patch
                 } else {
@@ -1304,6 +1456,13 @@ impl Fleet {
             if created.status != 202 {
                 return Ok(reply_response(&created));
             }
+        }
+        if let Some(change) = client_details
+            .get("faceting")
+            .and_then(node_settings::client_max_values_per_facet)
+        {
+            self.update_meta(state, index, |m| m.max_values_per_facet = change)
+                .await?;
         }
         self.forget_context(index);
         self.broadcast_route(
@@ -1327,7 +1486,7 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         let (method, path, body, d) = match setting {
             None => {
-                let (m, body) = node_settings::node_settings_reset();
+                let (m, body) = node_settings::node_settings_reset(self.placement.shards());
                 let mut d = Map::new();
                 for k in node_settings::RESETTABLE {
                     d.insert(k.to_string(), Value::Null);
@@ -1336,7 +1495,7 @@ impl Fleet {
             }
             Some(s) => {
                 let key = node_settings::setting_key(s.path());
-                let (m, body) = node_settings::node_setting_reset(&key);
+                let (m, body) = node_settings::node_setting_reset(&key, self.placement.shards());
                 let mut d = Map::new();
                 d.insert(key, Value::Null);
                 (
@@ -1347,6 +1506,10 @@ impl Fleet {
                 )
             }
         };
+        if d.contains_key("faceting") && self.index_meta(state, index).await?.is_some() {
+            self.update_meta(state, index, |m| m.max_values_per_facet = None)
+                .await?;
+        }
         self.forget_context(index);
         self.broadcast_route(
             state,
@@ -1466,6 +1629,14 @@ impl Fleet {
             }
             AddDocuments(u) => self.add_documents(state, u.as_str(), &request, true).await,
             UpdateDocuments(u) => self.add_documents(state, u.as_str(), &request, false).await,
+            GetDocuments(u) => {
+                let query = DocumentsQuery::from_query_pairs(&query_pairs(&request.uri))?;
+                self.list_documents(state, u.as_str(), query).await
+            }
+            FetchDocuments(u) => {
+                let query = DocumentsQuery::from_fetch_body(&json_body(&request)?)?;
+                self.list_documents(state, u.as_str(), query).await
+            }
             GetDocument(u, id) => self.get_document(state, u.as_str(), &id, &request).await,
             DeleteDocument(u, id) => {
                 self.delete_ids(state, u.as_str(), vec![Value::String(id)])

@@ -222,6 +222,36 @@ impl CoverRead {
     }
 }
 
+/// Where to re-send a request that failed on one node and served `shards`: the first node, in group
+/// preference order (`preferred_group` first) and owner order, that holds every one of `shards`, is not in
+/// `excluded`, and is healthy; failing that, one that is not known healthy (health is only a hint, and
+/// trying beats giving up). Returns the node and every shard it holds; `None` when no node holds them all.
+pub fn replacement(
+    placement: &Placement,
+    shards: &[ShardId],
+    excluded: &BTreeSet<NodeId>,
+    healthy: &dyn Fn(&NodeId) -> bool,
+    preferred_group: GroupId,
+) -> Option<(NodeId, Vec<ShardId>)> {
+    let first = *shards.first()?;
+    let groups = placement.groups().max(1);
+    let mut candidates: Vec<(NodeId, Vec<ShardId>)> = Vec::new();
+    for k in 0..groups {
+        let group = (preferred_group % groups + k) % groups;
+        for node in placement.owners(first, group) {
+            if excluded.contains(node) || candidates.iter().any(|(n, _)| n == node) {
+                continue;
+            }
+            let held = placement.shards_held_by(node);
+            if shards.iter().all(|s| held.binary_search(s).is_ok()) {
+                candidates.push((node.clone(), held));
+            }
+        }
+    }
+    let pick = candidates.iter().position(|(n, _)| healthy(n)).unwrap_or(0);
+    (!candidates.is_empty()).then(|| candidates.swap_remove(pick))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,6 +353,32 @@ mod tests {
             matches!(r.outcome(), Some(CoverOutcome::ClientError(e)) if e.code == "invalid_search_filter")
         );
         r.on_response(q[0].id, 200, json!({}));
+    }
+
+    #[test]
+    fn replacements_hold_every_shard_and_prefer_healthy_nodes() {
+        let p = placement(3, 2, 1, 8);
+        let owners = p.owners(0, 0).to_vec();
+        let excluded: BTreeSet<NodeId> = [owners[0].clone()].into_iter().collect();
+        let (n, held) = replacement(&p, &[0], &excluded, &|_| true, 0).unwrap();
+        assert_eq!(n, owners[1]);
+        assert!(held.contains(&0));
+        // the only other owner is unhealthy: still tried
+        let (n, _) = replacement(&p, &[0], &excluded, &|_| false, 0).unwrap();
+        assert_eq!(n, owners[1]);
+        let all: BTreeSet<NodeId> = owners.iter().cloned().collect();
+        assert!(replacement(&p, &[0], &all, &|_| true, 0).is_none());
+        assert!(replacement(&p, &[], &BTreeSet::new(), &|_| true, 0).is_none());
+        // shards nobody holds together
+        let none_holds_all = (0..8u32).collect::<Vec<_>>();
+        assert!(replacement(&p, &none_holds_all, &BTreeSet::new(), &|_| true, 0).is_none());
+        // RG=2: the preferred group's owner comes first
+        let p = placement(2, 1, 2, 4);
+        let (n, _) = replacement(&p, &[1], &BTreeSet::new(), &|_| true, 1).unwrap();
+        assert_eq!(&n, &p.owners(1, 1)[0]);
+        let (n, _) =
+            replacement(&p, &[1], &BTreeSet::new(), &|n| n == &p.owners(1, 0)[0], 1).unwrap();
+        assert_eq!(&n, &p.owners(1, 0)[0]);
     }
 
     #[test]

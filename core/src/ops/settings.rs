@@ -1,7 +1,9 @@
 //! Index settings as the client sees them versus as the nodes hold them.
 //!
 //! Every node of a sharded index keeps [`SHARD_FIELD`] filterable (shard restrictions filter on it), and
-//! clients never see it. These pure functions translate both ways:
+//! clients never see it. Nodes also keep `faceting.maxValuesPerFacet` at least S (per-shard counts come from
+//! a facet distribution on `_miroir_shard`, and facet merges over-fetch); the client's own value is kept by
+//! the proxy ([`client_max_values_per_facet`]) and shown instead. These pure functions translate both ways:
 //! - writes: [`node_settings_patch`] (whole object), [`node_setting_value`] (one sub-route),
 //!   [`node_settings_reset`] / [`node_setting_reset`] (DELETE, which would otherwise drop the field);
 //! - reads: [`client_settings`], [`client_setting_value`];
@@ -74,21 +76,86 @@ pub fn client_filterable(node: &Value) -> Value {
     }
 }
 
-/// The body of `PATCH /indexes/{uid}/settings` for the nodes.
-pub fn node_settings_patch(client: &Map<String, Value>) -> Map<String, Value> {
+/// A `faceting` value for the nodes: `maxValuesPerFacet` raised to at least `shards`; `null` (reset) and a
+/// `null` `maxValuesPerFacet` become Meilisearch's default raised the same way. Anything that is not an
+/// object is returned unchanged for the node to reject.
+pub fn node_faceting(client: &Value, shards: u32) -> Value {
+    let floor = |n: u64| Value::from(n.max(u64::from(shards)));
+    match client {
+        Value::Null => {
+            let mut m = Map::new();
+            m.insert(
+                "maxValuesPerFacet".into(),
+                floor(DEFAULT_MAX_VALUES_PER_FACET),
+            );
+            m.insert("sortFacetValuesBy".into(), Value::Null);
+            Value::Object(m)
+        }
+        Value::Object(m) => {
+            let mut m = m.clone();
+            match m.get("maxValuesPerFacet") {
+                Some(Value::Null) => {
+                    m.insert(
+                        "maxValuesPerFacet".into(),
+                        floor(DEFAULT_MAX_VALUES_PER_FACET),
+                    );
+                }
+                Some(v) => {
+                    if let Some(n) = v.as_u64() {
+                        m.insert("maxValuesPerFacet".into(), floor(n));
+                    }
+                }
+                None => {}
+            }
+            Value::Object(m)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Meilisearch's default `faceting.maxValuesPerFacet`.
+pub const DEFAULT_MAX_VALUES_PER_FACET: u64 = 100;
+
+/// What a client `faceting` value does to the client's `maxValuesPerFacet`: `Some(Some(n))` sets it,
+/// `Some(None)` resets it to the default, `None` leaves it.
+pub fn client_max_values_per_facet(client_faceting: &Value) -> Option<Option<u64>> {
+    match client_faceting {
+        Value::Null => Some(None),
+        Value::Object(m) => match m.get("maxValuesPerFacet") {
+            Some(Value::Null) => Some(None),
+            Some(v) => v.as_u64().map(Some),
+            None => None,
+        },
+        _ => None,
+    }
+}
+
+/// The body of `PATCH /indexes/{uid}/settings` for the nodes of an index with `shards` shards.
+pub fn node_settings_patch(client: &Map<String, Value>, shards: u32) -> Map<String, Value> {
     let mut body = client.clone();
     if let Some(f) = body.get_mut("filterableAttributes") {
         *f = node_filterable(f);
     }
+    if let Some(f) = body.get_mut("faceting") {
+        *f = node_faceting(f, shards);
+    }
     body
 }
 
+/// The settings every node of a new index gets: `_miroir_shard` filterable, facet values at least S.
+pub fn node_initial_settings(shards: u32) -> Value {
+    let mut m = Map::new();
+    m.insert("filterableAttributes".into(), node_filterable(&Value::Null));
+    m.insert("faceting".into(), node_faceting(&Value::Null, shards));
+    Value::Object(m)
+}
+
 /// The body of a sub-route update (`PUT`/`PATCH /indexes/{uid}/settings/{segment}`) for the nodes.
-pub fn node_setting_value(key: &str, client: &Value) -> Value {
-    if key == "filterableAttributes" {
-        node_filterable(client)
-    } else {
-        client.clone()
+pub fn node_setting_value(key: &str, client: &Value, shards: u32) -> Value {
+    match key {
+        "filterableAttributes" => node_filterable(client),
+        "faceting" => node_faceting(client, shards),
+        _ => client.clone(),
     }
 }
 
@@ -117,41 +184,56 @@ pub const RESETTABLE: [&str; 19] = [
 ];
 
 /// The node request for a whole reset: a `PATCH` setting every resettable setting to `null` (its default)
-/// except `filterableAttributes`, which becomes `["_miroir_shard"]`, so the nodes never lose the field.
-pub fn node_settings_reset() -> (Method, Value) {
+/// except `filterableAttributes`, which becomes `["_miroir_shard"]`, and `faceting`, whose
+/// `maxValuesPerFacet` stays at least S, so the nodes never lose what shard restrictions need.
+pub fn node_settings_reset(shards: u32) -> (Method, Value) {
     let mut body = Map::new();
     for key in RESETTABLE {
         body.insert(key.to_string(), Value::Null);
     }
     body.insert("filterableAttributes".into(), node_filterable(&Value::Null));
+    body.insert("faceting".into(), node_faceting(&Value::Null, shards));
     (Method::Patch, Value::Object(body))
 }
 
-/// The node request for a sub-route reset: `DELETE` passes through, except for `filterableAttributes`,
-/// which becomes a `PUT ["_miroir_shard"]`. Returns the method and the body.
-pub fn node_setting_reset(key: &str) -> (Method, Option<Value>) {
-    if key == "filterableAttributes" {
-        (Method::Put, Some(node_filterable(&Value::Null)))
-    } else {
-        (Method::Delete, None)
+/// The node request for a sub-route reset: `DELETE` passes through, except `filterableAttributes` (a
+/// `PUT ["_miroir_shard"]`) and `faceting` (a `PATCH` back to the defaults with the S floor). Returns the
+/// method and the body.
+pub fn node_setting_reset(key: &str, shards: u32) -> (Method, Option<Value>) {
+    match key {
+        "filterableAttributes" => (Method::Put, Some(node_filterable(&Value::Null))),
+        "faceting" => (Method::Patch, Some(node_faceting(&Value::Null, shards))),
+        _ => (Method::Delete, None),
     }
 }
 
-/// A node's `GET /indexes/{uid}/settings` answer as the client sees it.
-pub fn client_settings(node: &Value) -> Value {
+fn client_faceting(node: &Value, max_values: u64) -> Value {
+    let mut v = node.clone();
+    if let Some(m) = v.get_mut("maxValuesPerFacet") {
+        *m = Value::from(max_values);
+    }
+    v
+}
+
+/// A node's `GET /indexes/{uid}/settings` answer as the client sees it; `max_values` is the client's
+/// `maxValuesPerFacet`.
+pub fn client_settings(node: &Value, max_values: u64) -> Value {
     let mut v = node.clone();
     if let Some(f) = v.get_mut("filterableAttributes") {
         *f = client_filterable(f);
+    }
+    if let Some(f) = v.get_mut("faceting") {
+        *f = client_faceting(f, max_values);
     }
     v
 }
 
 /// A node's `GET /indexes/{uid}/settings/{segment}` answer as the client sees it.
-pub fn client_setting_value(key: &str, node: &Value) -> Value {
-    if key == "filterableAttributes" {
-        client_filterable(node)
-    } else {
-        node.clone()
+pub fn client_setting_value(key: &str, node: &Value, max_values: u64) -> Value {
+    match key {
+        "filterableAttributes" => client_filterable(node),
+        "faceting" => client_faceting(node, max_values),
+        _ => node.clone(),
     }
 }
 
@@ -209,51 +291,131 @@ mod tests {
     #[test]
     fn writes_keep_the_shard_field_and_reads_hide_it() {
         let body = json!({"filterableAttributes": ["genre"], "rankingRules": ["words"]});
-        let n = node_settings_patch(body.as_object().unwrap());
+        let n = node_settings_patch(body.as_object().unwrap(), 16);
         assert_eq!(n["filterableAttributes"], json!(["genre", "_miroir_shard"]));
         assert_eq!(n["rankingRules"], json!(["words"]));
-        let n = node_settings_patch(json!({"filterableAttributes": null}).as_object().unwrap());
+        let n = node_settings_patch(
+            json!({"filterableAttributes": null}).as_object().unwrap(),
+            16,
+        );
         assert_eq!(n["filterableAttributes"], json!(["_miroir_shard"]));
-        let untouched = node_settings_patch(json!({"stopWords": ["a"]}).as_object().unwrap());
+        let untouched = node_settings_patch(json!({"stopWords": ["a"]}).as_object().unwrap(), 16);
         assert!(untouched.get("filterableAttributes").is_none());
         assert_eq!(
-            node_setting_value("filterableAttributes", &json!(["_miroir_shard", "a"])),
+            node_setting_value("filterableAttributes", &json!(["_miroir_shard", "a"]), 16),
             json!(["_miroir_shard", "a"]),
             "not added twice"
         );
         assert_eq!(
-            node_setting_value("filterableAttributes", &json!(3)),
+            node_setting_value("filterableAttributes", &json!(3), 16),
             json!(3),
             "invalid values reach the node, which rejects them"
         );
-        assert_eq!(node_setting_value("stopWords", &json!(["a"])), json!(["a"]));
+        assert_eq!(
+            node_setting_value("stopWords", &json!(["a"]), 16),
+            json!(["a"])
+        );
         let pattern = json!([{"attributePatterns": ["_miroir_shard"]}, "genre"]);
         assert_eq!(client_filterable(&pattern), json!(["genre"]));
         assert_eq!(
-            client_settings(&json!({"filterableAttributes": ["_miroir_shard", "x"], "a": 1})),
-            json!({"filterableAttributes": ["x"], "a": 1})
+            client_settings(
+                &json!({"filterableAttributes": ["_miroir_shard", "x"], "a": 1, "faceting": {"maxValuesPerFacet": 64}}),
+                3
+            ),
+            json!({"filterableAttributes": ["x"], "a": 1, "faceting": {"maxValuesPerFacet": 3}})
         );
         assert_eq!(
-            client_setting_value("filterableAttributes", &json!(["_miroir_shard"])),
+            client_setting_value("filterableAttributes", &json!(["_miroir_shard"]), 100),
             json!([])
         );
         assert_eq!(
-            client_setting_value("rankingRules", &json!(["x"])),
+            client_setting_value("rankingRules", &json!(["x"]), 100),
             json!(["x"])
         );
     }
 
     #[test]
     fn resets_keep_the_shard_field() {
-        let (m, body) = node_settings_reset();
+        let (m, body) = node_settings_reset(200);
         assert_eq!(m, Method::Patch);
         assert_eq!(body["filterableAttributes"], json!(["_miroir_shard"]));
+        assert_eq!(body["faceting"]["maxValuesPerFacet"], 200);
         assert_eq!(body["rankingRules"], Value::Null);
         assert_eq!(
-            node_setting_reset("filterableAttributes"),
+            node_setting_reset("filterableAttributes", 8),
             (Method::Put, Some(json!(["_miroir_shard"])))
         );
-        assert_eq!(node_setting_reset("stopWords"), (Method::Delete, None));
+        assert_eq!(node_setting_reset("stopWords", 8), (Method::Delete, None));
+        assert_eq!(
+            node_setting_reset("faceting", 8),
+            (
+                Method::Patch,
+                Some(json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": null}))
+            )
+        );
+    }
+
+    #[test]
+    fn facet_values_stay_at_least_s_on_nodes() {
+        assert_eq!(
+            node_faceting(
+                &json!({"maxValuesPerFacet": 3, "sortFacetValuesBy": {"*": "count"}}),
+                16
+            ),
+            json!({"maxValuesPerFacet": 16, "sortFacetValuesBy": {"*": "count"}})
+        );
+        assert_eq!(
+            node_faceting(&json!({"maxValuesPerFacet": 500}), 16),
+            json!({"maxValuesPerFacet": 500})
+        );
+        assert_eq!(
+            node_faceting(&json!({"maxValuesPerFacet": null}), 300),
+            json!({"maxValuesPerFacet": 300})
+        );
+        assert_eq!(
+            node_faceting(&json!({"sortFacetValuesBy": {}}), 16),
+            json!({"sortFacetValuesBy": {}})
+        );
+        assert_eq!(node_faceting(&json!("x"), 16), json!("x"));
+        assert_eq!(
+            node_settings_patch(
+                json!({"faceting": {"maxValuesPerFacet": 1}})
+                    .as_object()
+                    .unwrap(),
+                4
+            )["faceting"]["maxValuesPerFacet"],
+            4
+        );
+        assert_eq!(
+            node_setting_value("faceting", &json!({"maxValuesPerFacet": 1}), 4)
+                ["maxValuesPerFacet"],
+            4
+        );
+        assert_eq!(
+            node_initial_settings(150)["faceting"]["maxValuesPerFacet"],
+            150
+        );
+        assert_eq!(
+            node_initial_settings(8)["filterableAttributes"],
+            json!(["_miroir_shard"])
+        );
+        assert_eq!(
+            client_max_values_per_facet(&json!({"maxValuesPerFacet": 3})),
+            Some(Some(3))
+        );
+        assert_eq!(
+            client_max_values_per_facet(&json!({"maxValuesPerFacet": null})),
+            Some(None)
+        );
+        assert_eq!(client_max_values_per_facet(&json!(null)), Some(None));
+        assert_eq!(
+            client_max_values_per_facet(&json!({"sortFacetValuesBy": {}})),
+            None
+        );
+        assert_eq!(
+            client_max_values_per_facet(&json!({"maxValuesPerFacet": "x"})),
+            None
+        );
     }
 
     #[test]
