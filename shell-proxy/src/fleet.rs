@@ -1592,6 +1592,10 @@ impl Fleet {
             UpdateIndex(u) => {
                 let body = json_object(&request)?;
                 self.forget_index(u.as_str());
+                if body.get("uid").is_some_and(Value::is_string) {
+                    // A rename: the metadata is read again from the nodes under the new name.
+                    state.store.delete_meta(&meta_key(u.as_str())).await?;
+                }
                 let mut d = Map::new();
                 d.insert(
                     "primaryKey".into(),
@@ -1774,6 +1778,128 @@ impl RouteHandler for Fleet {
         match self.dispatch(state, route, request).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(ct: Option<&str>, body: &str) -> ProxyRequest {
+        let mut headers = http::HeaderMap::new();
+        if let Some(ct) = ct {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_str(ct).unwrap(),
+            );
+        }
+        ProxyRequest {
+            method: http::Method::POST,
+            uri: "/indexes/a/search?q=a+b&x=%C3%BC&flag".parse().unwrap(),
+            headers,
+            body: Bytes::from(body.to_string()),
+        }
+    }
+
+    #[test]
+    fn query_pairs_are_decoded_in_order() {
+        let r = request(None, "");
+        assert_eq!(
+            query_pairs(&r.uri),
+            vec![
+                ("q".to_string(), "a b".to_string()),
+                ("x".to_string(), "ü".to_string()),
+                ("flag".to_string(), String::new()),
+            ]
+        );
+        assert!(query_pairs(&"/x".parse().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn json_bodies_follow_meilisearch_extractor_errors() {
+        assert_eq!(
+            json_body(&request(
+                Some("application/json; charset=utf-8"),
+                "{\"q\":1}"
+            ))
+            .unwrap(),
+            json!({"q": 1})
+        );
+        let e = json_body(&request(None, "{}")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (415, "missing_content_type"));
+        let e = json_body(&request(Some("text/csv"), "{}")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (415, "invalid_content_type"));
+        let e = json_body(&request(Some("application/json"), "")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "missing_payload"));
+        let e = json_body(&request(None, "")).unwrap_err();
+        assert_eq!(e.code, "missing_payload");
+        let e = json_body(&request(Some("application/json"), "{")).unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (400, "bad_request"));
+        assert!(e.message.starts_with("Json deserialize error: "));
+        let e = json_object(&request(Some("application/json"), "[1]")).unwrap_err();
+        assert_eq!(e.code, "bad_request");
+        assert!(e.message.contains("sequence"), "{}", e.message);
+    }
+
+    #[test]
+    fn unsupported_routes_name_themselves() {
+        let e = unsupported_route("POST /swap-indexes");
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (501, "miroir_unsupported_route")
+        );
+        assert!(e.message.contains("POST /swap-indexes"));
+        assert!(e.to_json()["link"]
+            .as_str()
+            .unwrap()
+            .contains("miroir_unsupported_route"));
+    }
+
+    #[test]
+    fn index_metadata_round_trips() {
+        let m = IndexMeta {
+            primary_key: Some("sku".into()),
+            max_values_per_facet: Some(3),
+        };
+        assert_eq!(IndexMeta::from_json(&m.to_json("a")), m);
+        assert_eq!(m.max_values(), 3);
+        let d = IndexMeta::from_json(&json!({"uid": "a", "primaryKey": null}));
+        assert_eq!(d, IndexMeta::default());
+        assert_eq!(d.max_values(), 100);
+    }
+
+    #[test]
+    fn replies_carry_their_headers() {
+        let mut reply = Reply::json(200, json!({"hits": []}));
+        degraded(&mut reply, &[1, 4]);
+        degraded(&mut reply, &[]);
+        let r = reply_response(&reply);
+        assert_eq!(r.headers()["x-miroir-degraded"], "shards=1,4");
+        assert_eq!(r.headers().get_all("x-miroir-degraded").iter().count(), 1);
+    }
+
+    #[test]
+    fn fleet_topology_comes_from_the_configuration() {
+        let yaml = "miroir:\n  shards: 8\n  replication_factor: 2\n  nodes:\n    - { id: a, address: \"http://127.0.0.1:1\" }\n    - { id: b, address: \"http://127.0.0.1:2\" }\n";
+        let config = Config::from_yaml_str(yaml, &|_| None).unwrap();
+        let fleet = Fleet::new(&config).unwrap();
+        assert_eq!(fleet.placement().shards(), 8);
+        let view = fleet.topology_view();
+        assert_eq!(
+            view["nodes"][0]["shards"], 8,
+            "RF=2 on two nodes: each holds all"
+        );
+        assert_eq!(view["nodes"][1]["health"], "healthy");
+        let (g, r0) = fleet.next_rotation();
+        let (_, r1) = fleet.next_rotation();
+        assert_eq!((g, r1), (0, r0 + 1));
+        let bad = "miroir:\n  replication_factor: 3\n  nodes:\n    - { id: a, address: \"http://127.0.0.1:1\" }\n";
+        if let Ok(c) = Config::from_yaml_str(bad, &|_| None) {
+            assert!(
+                Fleet::new(&c).is_err(),
+                "RF above the group size is refused"
+            );
         }
     }
 }

@@ -316,9 +316,9 @@ mod dev {
                 }
                 eprintln!();
                 eprintln!("################################################################");
-                eprintln!("#  miroir dev: {nodes} in-process MODEL nodes, NOT Meilisearch.   ");
-                eprintln!("#  They imitate Meilisearch 1.50 for trying the API only.        ");
-                eprintln!("#  Put `meilisearch` on PATH to run real nodes instead.          ");
+                eprintln!("#  miroir dev: {nodes} in-process MODEL nodes, NOT Meilisearch.");
+                eprintln!("#  They imitate Meilisearch 1.50 for trying the API only.");
+                eprintln!("#  Put `meilisearch` on PATH to run real nodes instead.");
                 eprintln!("################################################################");
                 handles.iter().map(ModelHandle::url).collect()
             }
