@@ -25,13 +25,13 @@ use miroir_core::documents::{
     resolve_primary_key,
 };
 use miroir_core::health::{FleetHealth, HealthThresholds};
-use miroir_core::ops::cover::{replacement, CoverOutcome, CoverRead};
+use miroir_core::ops::cover::{cover_without, recover, CoverOutcome, CoverRead, Recovery};
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::settings as node_settings;
 use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
 use miroir_core::ops::task::{NodeTaskViews, TaskRead};
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
-use miroir_core::ops::{Method, NodeRequest, Reply};
+use miroir_core::ops::{node_unavailable, Method, NodeRequest, Reply};
 use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
@@ -1303,8 +1303,8 @@ impl Fleet {
     }
 
     /// `GET /indexes/{uid}/documents` and `POST /indexes/{uid}/documents/fetch`: core's documents pager
-    /// over a covering set; a failed node's requests go to another replica holding the same shards
-    /// ([`replacement`]), else follow the unavailable-shard policy.
+    /// over a covering set. A failed request goes where core's [`recover`] says: another replica holding
+    /// the same shards, a fresh covering set without the failed nodes, or the unavailable-shard policy.
     async fn list_documents(
         &self,
         state: &AppState,
@@ -1312,74 +1312,86 @@ impl Fleet {
         query: DocumentsQuery,
     ) -> Result<ProxyResponse, MeiliError> {
         let (group, rotation) = self.next_rotation();
-        let cover = self.placement.cover(&|n| self.healthy(n), group, rotation);
-        let entries: Vec<CoverEntry> = cover
-            .assignments
-            .into_iter()
-            .map(|(node, c)| CoverEntry::new(node, c.shards, c.held))
-            .collect();
-        let placement = &self.placement;
-        let mut pager = DocumentsPager::new(index, query, entries, placement.shards(), &|id| {
-            placement.shard_for_key(id)
-        });
         let policy = state.config.scatter.unavailable_shard_policy;
+        let placement = &self.placement;
         let mut excluded: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
-        let mut set = JoinSet::new();
-        loop {
-            match pager.poll() {
-                Step::Send(requests) => {
-                    for r in requests {
-                        self.spawn_request(
-                            state,
-                            &mut set,
-                            NodeRequest {
-                                id: r.id,
-                                node: r.node,
-                                method: Method::Post,
-                                path: r.path,
-                                body: Some(r.body),
-                            },
-                        );
+        // Each restart excludes at least one more node, so this ends.
+        'restart: loop {
+            let cover = cover_without(placement, &excluded, &|n| self.healthy(n), group, rotation);
+            let entries: Vec<CoverEntry> = cover
+                .assignments
+                .into_iter()
+                .map(|(node, c)| CoverEntry::new(node, c.shards, c.held))
+                .collect();
+            let mut pager =
+                DocumentsPager::new(index, query.clone(), entries, placement.shards(), &|id| {
+                    placement.shard_for_key(id)
+                });
+            let mut set = JoinSet::new();
+            loop {
+                match pager.poll() {
+                    Step::Send(requests) => {
+                        for r in requests {
+                            self.spawn_request(
+                                state,
+                                &mut set,
+                                NodeRequest {
+                                    id: r.id,
+                                    node: r.node,
+                                    method: Method::Post,
+                                    path: r.path,
+                                    body: Some(r.body),
+                                },
+                            );
+                        }
                     }
+                    Step::Wait => match set.join_next().await {
+                        Some(Ok((id, Ok((status, _))))) if node_unavailable(status) => {
+                            pager.on_failure(id)
+                        }
+                        Some(Ok((id, Ok((status, body))))) => pager.on_response(id, status, &body),
+                        Some(Ok((id, Err(_)))) => pager.on_failure(id),
+                        Some(Err(_)) => {}
+                        None => {
+                            return Err(MeiliError::internal(
+                                "the document listing waits for nothing",
+                            ))
+                        }
+                    },
+                    Step::Failed {
+                        request,
+                        node,
+                        shards,
+                    } => {
+                        excluded.insert(node);
+                        match recover(
+                            placement,
+                            &shards,
+                            &excluded,
+                            &|n| self.healthy(n),
+                            group,
+                            policy,
+                        ) {
+                            Recovery::Retry(next, held) => pager.retry(request, next, held)?,
+                            Recovery::Restart => {
+                                set.abort_all();
+                                continue 'restart;
+                            }
+                            Recovery::Skip => pager.skip(request)?,
+                            Recovery::Fail(e) => return Err(e),
+                        }
+                    }
+                    Step::Done(body) => {
+                        let unavailable = pager.unavailable_shards();
+                        if !unavailable.is_empty() && policy == UnavailableShardPolicy::Error {
+                            return Err(MeiliError::shard_unavailable(&unavailable));
+                        }
+                        let mut reply = Reply::json(200, body);
+                        degraded(&mut reply, &unavailable);
+                        return Ok(reply_response(&reply));
+                    }
+                    Step::Error(e) => return Err(e),
                 }
-                Step::Wait => match set.join_next().await {
-                    Some(Ok((id, Ok((status, body))))) => pager.on_response(id, status, &body),
-                    Some(Ok((id, Err(_)))) => pager.on_failure(id),
-                    Some(Err(_)) => {}
-                    None => {
-                        return Err(MeiliError::internal(
-                            "the document listing waits for nothing",
-                        ))
-                    }
-                },
-                Step::Failed {
-                    request,
-                    node,
-                    shards,
-                } => {
-                    excluded.insert(node);
-                    match replacement(
-                        &self.placement,
-                        &shards,
-                        &excluded,
-                        &|n| self.healthy(n),
-                        group,
-                    ) {
-                        Some((next, held)) => pager.retry(request, next, held)?,
-                        None if policy == UnavailableShardPolicy::Partial => pager.skip(request)?,
-                        None => return Err(MeiliError::shard_unavailable(&shards)),
-                    }
-                }
-                Step::Done(body) => {
-                    let unavailable = pager.unavailable_shards();
-                    if !unavailable.is_empty() && policy == UnavailableShardPolicy::Error {
-                        return Err(MeiliError::shard_unavailable(&unavailable));
-                    }
-                    let mut reply = Reply::json(200, body);
-                    degraded(&mut reply, &unavailable);
-                    return Ok(reply_response(&reply));
-                }
-                Step::Error(e) => return Err(e),
             }
         }
     }

@@ -53,6 +53,9 @@ async fn rf2_survives_a_dead_node_without_degrading() {
         assert_eq!(ids(&r.body), (0..300).collect::<Vec<_>>());
         let s = api.get("/indexes/movies/stats").await;
         assert_eq!(s.body["numberOfDocuments"], 300, "{}", s.body);
+        let l = api.get("/indexes/movies/documents?limit=1").await;
+        assert_eq!(l.body["total"], 300, "{}", l.body);
+        assert!(l.headers.get("x-miroir-degraded").is_none());
         tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     }
     let mut admin = api.clone();
@@ -80,6 +83,10 @@ async fn rf1_answers_partially_with_the_header_or_503() {
     let h = r.headers.get("x-miroir-degraded").expect("degraded header");
     assert!(h.to_str().unwrap().starts_with("shards="), "{h:?}");
     assert_eq!(ids(&r.body).len() as u64, 300 - held_by_1);
+    let l = api.get("/indexes/movies/documents?limit=1").await;
+    assert_eq!(l.status, 200, "{}", l.body);
+    assert_eq!(l.body["total"].as_u64().unwrap(), 300 - held_by_1);
+    assert!(l.headers.get("x-miroir-degraded").is_some());
     // a document on the dead node: no node can answer
     let missing = (0..300)
         .find(|i| !ids(&r.body).contains(&(*i as u64)))
@@ -158,4 +165,58 @@ async fn tasks_survive_a_proxy_restart() {
     for n in f.nodes {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_failing_nodes_are_routed_around() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 2;
+    o.node_timeout_ms = 400;
+    o.write_quorum = "one".into();
+    let (f, api) = fleet_with(o).await;
+    load(&api, 120).await;
+
+    // a node slower than the node timeout: searches finish on the other replicas
+    f.nodes[0].set_faults(miroir_sim::serve::Faults {
+        latency_ms: 3_000,
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let r = api
+        .post("/indexes/movies/search", json!({"q": "", "limit": 500}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.body), (0..120).collect::<Vec<_>>());
+    assert!(started.elapsed() < std::time::Duration::from_millis(2_500));
+
+    // a node answering 503 to everything: same
+    f.nodes[0].set_faults(miroir_sim::serve::Faults {
+        fail_rate: 1.0,
+        ..Default::default()
+    });
+    let r = api
+        .post("/indexes/movies/search", json!({"q": "", "limit": 500}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.body), (0..120).collect::<Vec<_>>());
+    let r = api.get("/indexes/movies/documents?limit=500").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["total"], 120);
+
+    // with write_quorum `one`, a write is acknowledged and its task succeeds without the dead replica
+    f.nodes[0].set_down(true);
+    let t = api
+        .write_ok(
+            "POST",
+            "/indexes/movies/documents",
+            Some(json!([{"id": 500, "title": "late"}, {"id": 501, "title": "later"}])),
+        )
+        .await;
+    assert_eq!(t["details"]["indexedDocuments"], 2);
+    assert_eq!(
+        api.get("/indexes/movies/documents/501").await.body["title"],
+        "later"
+    );
+    f.shutdown().await;
 }

@@ -252,6 +252,68 @@ pub fn replacement(
     (!candidates.is_empty()).then(|| candidates.swap_remove(pick))
 }
 
+/// What to do when a request of a multi-phase read (the documents pager) failed on a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recovery {
+    /// Re-send the request to this node, which holds every shard it served (and these shards).
+    Retry(NodeId, Vec<ShardId>),
+    /// No single node holds all its shards, but the nodes not yet failed still cover every shard: start
+    /// the read again on a covering set without the failed nodes.
+    Restart,
+    /// Nothing can serve these shards: leave them out (`partial` policy).
+    Skip,
+    /// Nothing can serve these shards: answer this error (`error` policy).
+    Fail(MeiliError),
+}
+
+/// Decides how to recover from a failed request that served `shards`, given every node that failed so
+/// far (`excluded`). See [`Recovery`]; [`replacement`] picks the retry target.
+pub fn recover(
+    placement: &Placement,
+    shards: &[ShardId],
+    excluded: &BTreeSet<NodeId>,
+    healthy: &dyn Fn(&NodeId) -> bool,
+    preferred_group: GroupId,
+    policy: crate::config::UnavailableShardPolicy,
+) -> Recovery {
+    if let Some((node, held)) = replacement(placement, shards, excluded, healthy, preferred_group) {
+        return Recovery::Retry(node, held);
+    }
+    if placement
+        .cover(&|n| !excluded.contains(n), preferred_group, 0)
+        .unavailable
+        .is_empty()
+    {
+        return Recovery::Restart;
+    }
+    match policy {
+        crate::config::UnavailableShardPolicy::Partial => Recovery::Skip,
+        crate::config::UnavailableShardPolicy::Error => {
+            Recovery::Fail(MeiliError::shard_unavailable(shards))
+        }
+    }
+}
+
+/// The covering set of a restarted read: healthy nodes not yet failed, or, when they leave a shard
+/// uncovered, any node not yet failed (health is only a hint).
+pub fn cover_without(
+    placement: &Placement,
+    excluded: &BTreeSet<NodeId>,
+    healthy: &dyn Fn(&NodeId) -> bool,
+    preferred_group: GroupId,
+    rotation: u64,
+) -> crate::routing::CoverPlan {
+    let strict = placement.cover(
+        &|n| !excluded.contains(n) && healthy(n),
+        preferred_group,
+        rotation,
+    );
+    if strict.unavailable.is_empty() {
+        return strict;
+    }
+    placement.cover(&|n| !excluded.contains(n), preferred_group, rotation)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,6 +441,45 @@ mod tests {
         let (n, _) =
             replacement(&p, &[1], &BTreeSet::new(), &|n| n == &p.owners(1, 0)[0], 1).unwrap();
         assert_eq!(&n, &p.owners(1, 0)[0]);
+    }
+
+    #[test]
+    fn recovery_retries_then_restarts_then_follows_the_policy() {
+        use crate::config::UnavailableShardPolicy::{Error, Partial};
+        let p = placement(3, 2, 1, 8);
+        let n0 = NodeId::new("n0");
+        let one: BTreeSet<NodeId> = [n0.clone()].into_iter().collect();
+        let held0 = p.shards_held_by(&n0);
+        // a single shard: another owner holds it
+        assert!(matches!(
+            recover(&p, &held0[..1], &one, &|_| true, 0, Partial),
+            Recovery::Retry(n, _) if n != n0
+        ));
+        // everything n0 held: nobody else holds it all, but the two others still cover every shard
+        assert_eq!(
+            recover(&p, &held0, &one, &|_| true, 0, Partial),
+            Recovery::Restart
+        );
+        let c = cover_without(&p, &one, &|_| true, 0, 0);
+        assert!(c.unavailable.is_empty());
+        assert!(!c.assignments.contains_key(&n0));
+        // health is a hint: when healthy nodes leave gaps, unhealthy ones are used
+        let c = cover_without(&p, &one, &|_| false, 0, 0);
+        assert!(c.unavailable.is_empty());
+        // two of three failed with RF=2: some shard is gone
+        let two: BTreeSet<NodeId> = ["n0", "n1"].into_iter().map(NodeId::new).collect();
+        let lost: Vec<u32> = (0..8)
+            .filter(|s| p.owners(*s, 0).iter().all(|o| two.contains(o)))
+            .collect();
+        assert!(!lost.is_empty());
+        assert_eq!(
+            recover(&p, &lost, &two, &|_| true, 0, Partial),
+            Recovery::Skip
+        );
+        assert!(matches!(
+            recover(&p, &lost, &two, &|_| true, 0, Error),
+            Recovery::Fail(e) if e.code == "miroir_shard_unavailable"
+        ));
     }
 
     #[test]

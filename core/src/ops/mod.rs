@@ -84,6 +84,13 @@ impl Reply {
     }
 }
 
+/// Whether a node's HTTP status means the node could not serve (to be retried elsewhere, like a failed
+/// connection) rather than an answer to relay: any 5xx, as [`search::ScatterSearch`] and
+/// [`cover::CoverRead`] judge. A 4xx is the node's verdict on the request and is relayed.
+pub fn node_unavailable(status: u16) -> bool {
+    status >= 500
+}
+
 /// The header that marks an answer served or acknowledged with part of the fleet missing.
 pub const DEGRADED_HEADER: &str = "X-Miroir-Degraded";
 
@@ -117,5 +124,7 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(r.body["code"], "miroir_no_quorum");
         assert_eq!(Method::Delete.as_str(), "DELETE");
+        assert!(node_unavailable(503) && node_unavailable(500));
+        assert!(!node_unavailable(404) && !node_unavailable(200));
     }
 }
