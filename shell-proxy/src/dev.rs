@@ -41,6 +41,8 @@ pub struct DevOptions {
     pub health_interval_ms: u64,
     /// `scatter.node_timeout_ms`.
     pub node_timeout_ms: u64,
+    /// How often the model nodes advance their task queues (each task takes two ticks).
+    pub model_tick_ms: u64,
 }
 
 impl DevOptions {
@@ -59,6 +61,7 @@ impl DevOptions {
             master_key: String::new(),
             health_interval_ms: 200,
             node_timeout_ms: 2_000,
+            model_tick_ms: 2,
         }
     }
 }
@@ -165,6 +168,7 @@ pub async fn start(options: DevOptions) -> Result<DevFleet, String> {
             ModelOptions {
                 master_key: Some(DEV_NODE_KEY.into()),
                 seed: 0x5eed + i as u64,
+                tick_ms: options.model_tick_ms,
                 ..ModelOptions::default()
             },
         )

@@ -39,7 +39,7 @@ use miroir_core::search::{
     merge_facet_search, search_params_from_query, NodeAnswer, SearchContext,
 };
 use miroir_core::tasks::filter::task_not_found;
-use miroir_core::tasks::{details, MiroirTask, NodeTaskView, TaskFilter, TaskType};
+use miroir_core::tasks::{details, MiroirTask, NodeTaskView, TaskFilter, TaskQueryKind, TaskType};
 use miroir_core::topology::{GroupId, Node, NodeId, Topology};
 use miroir_core::{ErrorType, MeiliError, Millis};
 use serde_json::{json, Map, Value};
@@ -232,6 +232,9 @@ impl IndexMeta {
 struct IndexCache {
     /// Indexes known to exist.
     indexes: HashMap<String, IndexMeta>,
+    /// Indexes this proxy deleted: known not to exist (a node may still list one until its deletion task
+    /// runs), so the next write creates them again instead of trusting a node's stale answer.
+    deleted: std::collections::HashSet<String>,
     contexts: HashMap<String, (SearchContext, Millis)>,
 }
 
@@ -704,6 +707,15 @@ impl Fleet {
         {
             return Ok(Some(m.clone()));
         }
+        if self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .deleted
+            .contains(uid)
+        {
+            return Ok(None);
+        }
         if let Some(v) = state.store.get_meta(&meta_key(uid)).await? {
             let meta = IndexMeta::from_json(&v);
             self.remember_index(uid, meta.clone());
@@ -729,11 +741,9 @@ impl Fleet {
     }
 
     fn remember_index(&self, uid: &str, meta: IndexMeta) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .indexes
-            .insert(uid.to_string(), meta);
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.deleted.remove(uid);
+        c.indexes.insert(uid.to_string(), meta);
     }
 
     async fn save_index(
@@ -1550,6 +1560,50 @@ impl Fleet {
         Ok(json_response(200, &filter.paginate(views.iter())))
     }
 
+    /// `DELETE /tasks`: deletes the finished Miroir tasks matching the filter from the store, recorded as a
+    /// `taskDeletion` task (done at once: nothing is sent to the nodes, whose own task queues stay).
+    async fn delete_tasks(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let filter = TaskFilter::from_cancel_or_delete_query(
+            query_pairs(&request.uri),
+            TaskQueryKind::Delete,
+        )?;
+        let stored = state.store.list_tasks(None, 100_000, false).await?;
+        let mut matched = 0u64;
+        let mut finished = Vec::new();
+        for s in &stored {
+            let view = self.read_task(state, s).await?;
+            if filter.matches(&view) {
+                matched += 1;
+                if view.status.is_finished() {
+                    finished.push(view.uid);
+                }
+            }
+        }
+        let original = format!("?{}", request.uri.query().unwrap_or(""));
+        let mut d = details::task_deletion(matched, &original);
+        let task = self
+            .new_task(state, None, TaskType::TaskDeletion, None)
+            .await?;
+        let deleted = state.store.delete_tasks(&finished).await?;
+        d.insert("deletedTasks".into(), Value::from(deleted));
+        let record = MiroirTask::new(
+            task.uid,
+            None,
+            TaskType::TaskDeletion,
+            task.enqueued_at,
+            Some(d),
+        );
+        state
+            .store
+            .put_task(record.uid, &record_json(&record, &[]))
+            .await?;
+        Ok(json_response(202, &record.summarized()))
+    }
+
     fn topology_view(&self) -> Value {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let nodes: Vec<Value> = self
@@ -1631,6 +1685,11 @@ impl Fleet {
             DeleteIndex(u) => {
                 self.forget_index(u.as_str());
                 state.store.delete_meta(&meta_key(u.as_str())).await?;
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .deleted
+                    .insert(u.as_str().to_string());
                 self.broadcast_route(
                     state,
                     u.as_str(),
@@ -1740,6 +1799,7 @@ impl Fleet {
                 Ok(json_response(200, &view.meili))
             }
             ListTasks => self.list_tasks(state, &request).await,
+            DeleteTasks => self.delete_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path })
                 if method == http::Method::GET && path == "topology" =>
             {

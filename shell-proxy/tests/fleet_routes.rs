@@ -134,7 +134,29 @@ async fn indexes_and_document_listing() {
         .await;
     assert_eq!(api.get("/indexes/movies/documents").await.body["total"], 0);
 
-    // index update and deletion
+    // deletion, then documents at once: the index comes back with the shard field filterable
+    let del = api.call("DELETE", "/indexes/movies", None).await;
+    assert_eq!(del.status, 202);
+    let add = api
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 1, "title": "again"}, {"id": 2, "title": "again"}]),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    api.wait_task(del.body["taskUid"].as_u64().unwrap()).await;
+    let t = api.wait_task(add.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    for i in 0..3 {
+        let s = node_api(&f, i)
+            .get("/indexes/movies/settings/filterable-attributes")
+            .await;
+        assert_eq!(s.body, json!(["_miroir_shard"]), "node {i}");
+    }
+    let r = api
+        .post("/indexes/movies/search", json!({"q": "again"}))
+        .await;
+    assert_eq!(r.body["estimatedTotalHits"], 2, "{}", r.body);
     api.write_ok("DELETE", "/indexes/movies", None).await;
     assert_meili_error(&api.get("/indexes/movies").await, 404, "index_not_found");
     f.shutdown().await;
@@ -348,5 +370,61 @@ async fn error_paths_are_meilisearch_shaped() {
     let creations = api.get("/tasks?types=indexCreation&limit=1").await;
     assert_eq!(creations.body["results"].as_array().unwrap().len(), 1);
     assert_eq!(creations.body["total"], 2);
+    // DELETE /tasks removes the matching finished tasks and says so in a taskDeletion task
+    assert_meili_error(
+        &api.call("DELETE", "/tasks", None).await,
+        400,
+        "missing_task_filters",
+    );
+    let r = api.call("DELETE", "/tasks?statuses=failed", None).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["type"], "taskDeletion");
+    let t = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["details"]["matchedTasks"], 3);
+    assert_eq!(t["details"]["deletedTasks"], 3);
+    assert_eq!(t["details"]["originalFilter"], "?statuses=failed");
+    assert_eq!(api.get("/tasks?statuses=failed").await.body["total"], 0);
+    // global stats sum the shards once
+    let stats = api.get("/stats").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert_eq!(stats.body["indexes"]["movies"]["numberOfDocuments"], 10);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_deleted_then_written_at_once_is_recreated_sharded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = miroir_proxy::dev::DevOptions::new(
+        2,
+        dir.path().join("m.db").to_string_lossy().into_owned(),
+    );
+    o.model_tick_ms = 100;
+    let (f, api) = fleet_with(o).await;
+    api.write_ok(
+        "POST",
+        "/indexes/movies/documents",
+        Some(json!([{"id": 1}])),
+    )
+    .await;
+    // nodes still list the index while their deletion task waits: the proxy must not trust them
+    let del = api.call("DELETE", "/indexes/movies", None).await;
+    assert_eq!(del.status, 202);
+    let add = api
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 7, "title": "again"}]),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    api.wait_task(del.body["taskUid"].as_u64().unwrap()).await;
+    let t = api.wait_task(add.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    for i in 0..2 {
+        let s = node_api(&f, i)
+            .get("/indexes/movies/settings/filterable-attributes")
+            .await;
+        assert_eq!(s.body, json!(["_miroir_shard"]), "node {i}");
+    }
     f.shutdown().await;
 }
