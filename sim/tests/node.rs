@@ -216,6 +216,18 @@ fn tasks_cancel_and_delete() {
         task(&mut n, &c)["details"],
         json!({"matchedTasks": 1, "canceledTasks": 1, "originalFilter": "?uids=0"})
     );
+    // cancelations are never canceled (two `uids=*` cancelations do not cancel each other)
+    let c1 = n.handle(
+        Request::new(Method::Post, "/tasks/cancel?uids=*").bearer(KEY),
+        6,
+    );
+    let c2 = n.handle(
+        Request::new(Method::Post, "/tasks/cancel?uids=*").bearer(KEY),
+        6,
+    );
+    run(&mut n);
+    assert_eq!(task(&mut n, &c1)["status"], json!("succeeded"));
+    assert_eq!(task(&mut n, &c2)["details"]["matchedTasks"], json!(0));
     let r = n.handle(Request::new(Method::Post, "/tasks/cancel").bearer(KEY), 6);
     assert_eq!(r.body["code"], json!("missing_task_filters"));
     let r = n.handle(Request::delete("/tasks").bearer(KEY), 6);
@@ -232,7 +244,7 @@ fn tasks_cancel_and_delete() {
         json!("invalid_task_uids")
     );
     let l = get(&mut n, "/tasks?types=taskCancelation").body;
-    assert_eq!(l["total"], json!(1));
+    assert_eq!(l["total"], json!(3));
 }
 
 #[test]
@@ -994,4 +1006,71 @@ fn request_validation_errors() {
         )),
         (405, String::new())
     );
+}
+
+/// A deterministic sweep of odd requests: the node answers every one of them (no panic) and never
+/// with a 5xx.
+#[test]
+fn odd_requests_never_panic() {
+    let mut n = node();
+    movies(&mut n);
+    let paths = [
+        "/",
+        "//",
+        "/indexes/",
+        "/indexes//documents",
+        "/indexes/movies/documents/%",
+        "/indexes/movies/documents/%zz",
+        "/indexes/mo%20vies",
+        "/indexes/movies/search?limit=99999999999999999999",
+        "/indexes/movies/search?page=0&hitsPerPage=0",
+        "/indexes/movies/search?q=%22%22%22",
+        "/indexes/movies/settings/",
+        "/tasks?from=99999999999",
+        "/tasks?limit=0",
+        "/tasks?statuses=*&types=*&indexUids=*",
+        "/indexes/movies/documents?offset=9999999&limit=0",
+        "/indexes/é/search",
+        "/indexes/movies/facet-search",
+        "/multi-search",
+        "/swap-indexes",
+        "/tasks/cancel?uids=*",
+        "/indexes/movies/search?q=-",
+        "/indexes/movies/search?sort=_geoPoint(1,2):asc",
+        "/indexes/movies/search?filter=_geoRadius(1,2)",
+    ];
+    let bodies = [
+        json!(null),
+        json!({}),
+        json!([]),
+        json!("x"),
+        json!(1.5),
+        json!({"q": "\"", "limit": 0, "offset": 18446744073709551615u64}),
+        json!({"q": "a b c d e f g h i j k l m n o p", "page": 18446744073709551615u64, "hitsPerPage": 18446744073709551615u64}),
+        json!({"filter": [["genre = a", "NOT NOT NOT year > 1"], "(((year = 1)))"], "facets": ["*"], "sort": ["year:asc"]}),
+        json!({"filter": "(".repeat(500)}),
+        json!({"q": "é".repeat(600), "attributesToCrop": ["*:0"], "attributesToHighlight": ["*"]}),
+        json!([{"indexes": ["movies", "movies"]}]),
+        json!({"queries": [{"indexUid": "movies", "q": "x"}], "federation": {"limit": 0}}),
+        json!({"facetName": "genre", "facetQuery": "é"}),
+        json!([{"id": "ok"}, {"id": {"nested": 1}}]),
+    ];
+    let methods = [
+        Method::Get,
+        Method::Post,
+        Method::Put,
+        Method::Patch,
+        Method::Delete,
+    ];
+    let mut now = 10;
+    for p in paths {
+        for b in &bodies {
+            for m in methods {
+                now += 1;
+                let r = n.handle(Request::json(m, p, b).bearer(KEY), now);
+                assert!(r.status < 500, "{m:?} {p} {b} -> {} {}", r.status, r.body);
+            }
+        }
+        n.run_until_idle(now);
+    }
 }

@@ -241,7 +241,7 @@ impl<'a> Parser<'a> {
     fn parse_expression(&mut self) -> Result<Filter, ParseError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.err("The filter exceeded the maximum depth limit. Try rewriting the filter so that it contains fewer nested conditions.", self.pos, 0));
+            return Err(self.too_deep());
         }
         let mut items = vec![self.parse_and()?];
         loop {
@@ -286,7 +286,7 @@ impl<'a> Parser<'a> {
             if self.pos > before || self.peek_char('(') {
                 self.depth += 1;
                 if self.depth > MAX_DEPTH {
-                    return Err(self.err("The filter exceeded the maximum depth limit. Try rewriting the filter so that it contains fewer nested conditions.", self.pos, 0));
+                    return Err(self.too_deep());
                 }
                 let inner = self.parse_not()?;
                 self.depth -= 1;
@@ -305,19 +305,18 @@ impl<'a> Parser<'a> {
             let inner = self.parse_expression()?;
             self.ws();
             if !self.peek_char(')') {
-                let rest: String = self.chars[start..].iter().collect();
-                return Err(self.err(
-                    &format!(
-                        "Expression `{}` is missing the following closing delimiter: `)`.",
-                        rest.escape_debug()
-                    ),
-                    start,
-                    rest.chars().count(),
-                ));
+                return Err(self.missing_paren(start));
             }
             self.pos += 1;
             return Ok(inner);
         }
+        self.parse_leaf(start)
+    }
+
+    /// A condition or a geo filter: kept out of the recursive chain so that deep nesting only stacks
+    /// small frames.
+    #[inline(never)]
+    fn parse_leaf(&mut self, start: usize) -> Result<Filter, ParseError> {
         if self.peek_keyword("_geoRadius") || self.rest().starts_with("_geoRadius(") {
             return self.parse_geo_radius();
         }
@@ -440,6 +439,24 @@ impl<'a> Parser<'a> {
         self.pos = save;
         let _ = op_pos;
         Err(self.invalid_primary(start))
+    }
+
+    #[inline(never)]
+    fn too_deep(&self) -> ParseError {
+        self.err("The filter exceeded the maximum depth limit. Try rewriting the filter so that it contains fewer nested conditions.", self.pos, 0)
+    }
+
+    #[inline(never)]
+    fn missing_paren(&self, start: usize) -> ParseError {
+        let rest: String = self.chars[start..].iter().collect();
+        self.err(
+            &format!(
+                "Expression `{}` is missing the following closing delimiter: `)`.",
+                rest.escape_debug()
+            ),
+            start,
+            rest.chars().count(),
+        )
     }
 
     fn invalid_primary(&self, start: usize) -> ParseError {

@@ -782,8 +782,10 @@ impl Node {
                     .state
                     .tasks
                     .values()
+                    // a task cancelation is never itself canceled
                     .filter(|t| {
                         matches!(t.status, TaskStatus::Enqueued | TaskStatus::Processing)
+                            && !matches!(t.kind, TaskKind::TaskCancelation { .. })
                             && q.matches(t)
                     })
                     .map(|t| t.uid)

@@ -346,7 +346,11 @@ impl NodeState {
     /// applied, and the cancelation, which runs next, cancels it.
     pub fn finish(&mut self, now: Millis) -> Option<u32> {
         let uid = self.processing.take()?;
-        let aborted = self.tasks.values().any(|t| {
+        let cancelable = !matches!(
+            self.tasks.get(&uid).map(|t| &t.kind),
+            Some(TaskKind::TaskCancelation { .. })
+        );
+        let aborted = cancelable && self.tasks.values().any(|t| {
             t.status == TaskStatus::Enqueued
                 && matches!(&t.kind, TaskKind::TaskCancelation { tasks, .. } if tasks.contains(&uid))
         });
