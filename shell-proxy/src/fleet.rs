@@ -671,6 +671,10 @@ impl Fleet {
                 ) {
                     self.forget_context(index);
                 }
+                if newly_finished && view.task_type == TaskType::IndexUpdate {
+                    // The nodes now hold the outcome: learn the primary key from them again.
+                    self.refresh_primary_key(state, index).await;
+                }
             }
         }
         Ok(view)
@@ -758,6 +762,31 @@ impl Fleet {
             .await?;
         self.remember_index(uid, meta);
         Ok(())
+    }
+
+    /// Reads the index's primary key from a node into the metadata (after an index update finished).
+    async fn refresh_primary_key(&self, state: &AppState, uid: &str) {
+        match self
+            .read_one(state, None, Method::Get, &format!("/indexes/{uid}"), None)
+            .await
+        {
+            Ok((200, body)) => {
+                let pk = body
+                    .get("primaryKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                if let Err(e) = self.update_meta(state, uid, |m| m.primary_key = pk).await {
+                    tracing::warn!(index = uid, error = %e, "cannot store index metadata");
+                }
+            }
+            Ok((404, _)) => {
+                self.forget_index(uid);
+                if let Err(e) = state.store.delete_meta(&meta_key(uid)).await {
+                    tracing::warn!(index = uid, error = %e, "cannot drop index metadata");
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Changes the stored metadata of an existing (or just created) index.
@@ -1668,19 +1697,35 @@ impl Fleet {
                     body.get("primaryKey").cloned().unwrap_or(Value::Null),
                 );
                 if let Some(new_uid) = body.get("uid") {
+                    d.insert("oldIndexUid".into(), Value::String(u.as_str().to_string()));
                     d.insert("newIndexUid".into(), new_uid.clone());
                 }
-                self.broadcast_route(
-                    state,
-                    u.as_str(),
-                    TaskType::IndexUpdate,
-                    Some(d),
-                    Method::Patch,
-                    format!("/indexes/{u}"),
-                    Some(Value::Object(body)),
-                    WriteQuorum::All,
-                )
-                .await
+                let new_pk = body
+                    .get("primaryKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let renamed = body.get("uid").is_some_and(Value::is_string);
+                let response = self
+                    .broadcast_route(
+                        state,
+                        u.as_str(),
+                        TaskType::IndexUpdate,
+                        Some(d),
+                        Method::Patch,
+                        format!("/indexes/{u}"),
+                        Some(Value::Object(body)),
+                        WriteQuorum::All,
+                    )
+                    .await?;
+                if let (Some(pk), false, StatusCode::ACCEPTED) =
+                    (new_pk, renamed, response.status())
+                {
+                    // Batches sent from now on name the new key; the nodes apply the update first
+                    // (each node runs its tasks in order). Re-read once the task finishes.
+                    self.update_meta(state, u.as_str(), |m| m.primary_key = Some(pk))
+                        .await?;
+                }
+                Ok(response)
             }
             DeleteIndex(u) => {
                 self.forget_index(u.as_str());

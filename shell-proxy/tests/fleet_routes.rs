@@ -428,3 +428,46 @@ async fn an_index_deleted_then_written_at_once_is_recreated_sharded() {
     }
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_key_set_by_index_update_is_used_for_later_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 2, 1, &dir.path().join("m.db")).await;
+    api.write_ok("POST", "/indexes", Some(json!({"uid": "books"})))
+        .await;
+    let t = api
+        .write_ok(
+            "PATCH",
+            "/indexes/books",
+            Some(json!({"primaryKey": "isbn"})),
+        )
+        .await;
+    assert_eq!(t["type"], "indexUpdate");
+    assert_eq!(t["details"]["primaryKey"], "isbn");
+    assert_eq!(api.get("/indexes/books").await.body["primaryKey"], "isbn");
+    // `id` would be inferred; the index's key wins
+    api.write_ok(
+        "POST",
+        "/indexes/books/documents",
+        Some(json!([{"id": 1, "isbn": "x-1"}, {"id": 1, "isbn": "x-2"}])),
+    )
+    .await;
+    assert_eq!(api.get("/indexes/books/documents/x-2").await.status, 200);
+    assert_eq!(
+        api.get("/indexes/books/documents?limit=0").await.body["total"],
+        2
+    );
+    // a conflicting key parameter fails the task as Meilisearch does
+    let r = api
+        .post(
+            "/indexes/books/documents?primaryKey=id",
+            json!([{"id": 3, "isbn": "x-3"}]),
+        )
+        .await;
+    let t = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(
+        t["error"]["code"], "index_primary_key_already_exists",
+        "{t}"
+    );
+    f.shutdown().await;
+}
