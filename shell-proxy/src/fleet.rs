@@ -247,6 +247,7 @@ pub struct Fleet {
     quorum: WriteQuorum,
     counter: AtomicU64,
     cache: Mutex<IndexCache>,
+    write_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Fleet {
@@ -285,6 +286,7 @@ impl Fleet {
             quorum,
             counter: AtomicU64::new(0),
             cache: Mutex::new(IndexCache::default()),
+            write_locks: Mutex::new(HashMap::new()),
         })
     }
 
@@ -342,6 +344,12 @@ impl Fleet {
                 }
             }
         })
+    }
+
+    /// The lock serializing writes to one index (see [`Fleet::run_write`]).
+    fn write_lock(&self, index: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.write_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(index.to_string()).or_default())
     }
 
     fn next_rotation(&self) -> (GroupId, u64) {
@@ -458,6 +466,11 @@ impl Fleet {
         mut write: FanoutWrite,
         persist: bool,
     ) -> Result<Reply, MeiliError> {
+        // Writes to one index go out one at a time, each until every node answered: two batches in
+        // flight together could reach two replicas in different orders and leave them different.
+        let index = write.record().index_uid.unwrap_or_default();
+        let lock = self.write_lock(&index);
+        let guard = lock.lock_owned().await;
         let mut set = JoinSet::new();
         for r in write.requests().to_vec() {
             self.spawn_request(state, &mut set, r);
@@ -486,6 +499,7 @@ impl Fleet {
             if !set.is_empty() {
                 let store = Arc::clone(&state.store);
                 tokio::spawn(async move {
+                    let _guard = guard;
                     while let Some(done) = set.join_next().await {
                         match done {
                             Ok((id, Ok((status, body)))) => write.on_response(id, status, &body),
@@ -507,7 +521,10 @@ impl Fleet {
                 });
             }
         } else if !set.is_empty() {
-            tokio::spawn(async move { while set.join_next().await.is_some() {} });
+            tokio::spawn(async move {
+                let _guard = guard;
+                while set.join_next().await.is_some() {}
+            });
         }
         Ok(reply)
     }

@@ -220,3 +220,54 @@ async fn slow_and_failing_nodes_are_routed_around() {
     );
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_leave_replicas_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 3, 1, &dir.path().join("m.db")).await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    let mut set = tokio::task::JoinSet::new();
+    for v in 0..24 {
+        let api = api.clone();
+        set.spawn(async move {
+            let docs: Vec<Value> = (0..20).map(|id| json!({"id": id, "v": v})).collect();
+            let r = api
+                .post("/indexes/movies/documents", Value::Array(docs))
+                .await;
+            assert_eq!(r.status, 202, "{}", r.body);
+            r.body["taskUid"].as_u64().unwrap()
+        });
+    }
+    let mut uids = Vec::new();
+    while let Some(done) = set.join_next().await {
+        uids.push(done.unwrap());
+    }
+    for uid in uids {
+        assert_eq!(api.wait_task(uid).await["status"], "succeeded");
+    }
+    for id in 0..20 {
+        let values: Vec<Value> = {
+            let mut v = Vec::new();
+            for i in 0..3 {
+                v.push(
+                    node_api(&f, i)
+                        .get(&format!("/indexes/movies/documents/{id}"))
+                        .await
+                        .body["v"]
+                        .clone(),
+                );
+            }
+            v
+        };
+        assert!(
+            values.iter().all(|v| *v == values[0]),
+            "doc {id}: replicas disagree {values:?}"
+        );
+    }
+    f.shutdown().await;
+}
