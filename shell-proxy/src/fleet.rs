@@ -26,6 +26,7 @@ use miroir_core::documents::{
 };
 use miroir_core::health::{FleetHealth, HealthThresholds};
 use miroir_core::ops::cover::{cover_without, recover, CoverOutcome, CoverRead, Recovery};
+use miroir_core::ops::every::EveryNode;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::settings as node_settings;
 use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
@@ -1859,6 +1860,33 @@ impl Fleet {
                     .ok_or_else(|| task_not_found(uid))?;
                 let view = self.read_task(state, &stored).await?;
                 Ok(json_response(200, &view.meili))
+            }
+            GetExperimentalFeatures => {
+                let (s, b) = self
+                    .read_one(state, None, Method::Get, "/experimental-features", None)
+                    .await?;
+                Ok(json_response(s, &b))
+            }
+            UpdateExperimentalFeatures => {
+                let body = json_body(&request)?;
+                let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+                let mut every =
+                    EveryNode::new(&nodes, Method::Patch, "/experimental-features", Some(body));
+                let mut set = JoinSet::new();
+                for r in every.requests().to_vec() {
+                    self.spawn_request(state, &mut set, r);
+                }
+                while let Some(done) = set.join_next().await {
+                    match done {
+                        Ok((id, Ok((status, body)))) => every.on_response(id, status, body),
+                        Ok((id, Err(_))) => every.on_failure(id),
+                        Err(_) => {}
+                    }
+                }
+                let reply = every.reply().unwrap_or_else(|| {
+                    Reply::error(&MeiliError::internal("a node request was lost"))
+                });
+                Ok(reply_response(&reply))
             }
             ListTasks => self.list_tasks(state, &request).await,
             DeleteTasks => self.delete_tasks(state, &request).await,

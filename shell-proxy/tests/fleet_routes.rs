@@ -385,6 +385,16 @@ async fn error_paths_are_meilisearch_shaped() {
     assert_eq!(t["details"]["deletedTasks"], 3);
     assert_eq!(t["details"]["originalFilter"], "?statuses=failed");
     assert_eq!(api.get("/tasks?statuses=failed").await.body["total"], 0);
+    // experimental features go to every node; the node model has no such route (404 without a body),
+    // which the proxy reports as an unusable node answer rather than a success
+    let r = api
+        .call(
+            "PATCH",
+            "/experimental-features",
+            Some(json!({"containsFilter": true})),
+        )
+        .await;
+    assert_meili_error(&r, 502, "miroir_bad_node_response");
     // global stats sum the shards once
     let stats = api.get("/stats").await;
     assert_eq!(stats.status, 200, "{}", stats.body);

@@ -11,10 +11,12 @@
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 //! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
+//! - [`every::EveryNode`]: a synchronous request every node must apply (experimental features).
 //! - [`settings`]: client settings versus node settings (the hidden `_miroir_shard` filterable field).
 //! - [`stats`]: index statistics merged over a covering set.
 
 pub mod cover;
+pub mod every;
 pub mod search;
 pub mod settings;
 pub mod stats;
