@@ -694,6 +694,9 @@ impl Fleet {
                     self.refresh_primary_key(state, index).await;
                 }
             }
+            if newly_finished && view.task_type == TaskType::IndexSwap {
+                self.settle_swap(state, &view).await;
+            }
         }
         Ok(view)
     }
@@ -1651,6 +1654,85 @@ impl Fleet {
         Ok(json_response(202, &record.summarized()))
     }
 
+    /// `POST /swap-indexes`: broadcast (quorum `all`); the proxy's index metadata follows the swap at once
+    /// and is corrected when the task is seen finished ([`Fleet::settle_swap`]).
+    async fn swap_indexes(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let body = json_body(request)?;
+        let task = self
+            .new_task(
+                state,
+                None,
+                TaskType::IndexSwap,
+                Some(details::swaps(body.clone())),
+            )
+            .await?;
+        let write = FanoutWrite::broadcast(
+            task,
+            Method::Post,
+            "/swap-indexes".into(),
+            Some(body.clone()),
+            &self.placement,
+            WriteQuorum::All,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        if reply.status == 202 {
+            for (a, b, rename) in swap_pairs(&body) {
+                self.swap_meta(state, &a, &b, rename).await?;
+            }
+        }
+        Ok(reply_response(&reply))
+    }
+
+    /// Exchanges the metadata of `a` and `b` (or moves `a`'s to `b` for a rename).
+    async fn swap_meta(
+        &self,
+        state: &AppState,
+        a: &str,
+        b: &str,
+        rename: bool,
+    ) -> Result<(), MeiliError> {
+        let ma = self.index_meta(state, a).await?;
+        let mb = if rename {
+            None
+        } else {
+            self.index_meta(state, b).await?
+        };
+        for (uid, meta) in [(b, ma), (a, mb)] {
+            match meta {
+                Some(m) => self.save_index(state, uid, m).await?,
+                None => {
+                    self.forget_index(uid);
+                    state.store.delete_meta(&meta_key(uid)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A swap task finished: a failed swap puts the metadata back; either way the primary keys are read
+    /// from the nodes again.
+    async fn settle_swap(&self, state: &AppState, view: &miroir_core::tasks::TaskView) {
+        let swaps = view
+            .meili
+            .pointer("/details/swaps")
+            .cloned()
+            .unwrap_or(Value::Null);
+        for (a, b, rename) in swap_pairs(&swaps) {
+            if view.status != miroir_core::tasks::TaskStatus::Succeeded && !rename {
+                if let Err(e) = self.swap_meta(state, &a, &b, false).await {
+                    tracing::warn!(error = %e, "cannot restore index metadata after a failed swap");
+                }
+            }
+            self.refresh_primary_key(state, &a).await;
+            self.refresh_primary_key(state, &b).await;
+        }
+    }
+
     fn topology_view(&self) -> Value {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let nodes: Vec<Value> = self
@@ -1888,6 +1970,7 @@ impl Fleet {
                 });
                 Ok(reply_response(&reply))
             }
+            SwapIndexes => self.swap_indexes(state, &request).await,
             ListTasks => self.list_tasks(state, &request).await,
             DeleteTasks => self.delete_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path })
@@ -1906,6 +1989,29 @@ impl Fleet {
             .inspect_err(|_| tracing::debug!(route = other.class(), "unsupported route")),
         }
     }
+}
+
+/// The `(a, b, rename)` pairs of a swap-indexes body; malformed entries are skipped (the nodes reject
+/// them).
+fn swap_pairs(body: &Value) -> Vec<(String, String, bool)> {
+    body.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| {
+                    let pair = item.get("indexes")?.as_array()?;
+                    match pair.as_slice() {
+                        [Value::String(a), Value::String(b)] => Some((
+                            a.clone(),
+                            b.clone(),
+                            item.get("rename").and_then(Value::as_bool).unwrap_or(false),
+                        )),
+                        _ => None,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn index_not_found(uid: &str) -> MeiliError {
@@ -2002,6 +2108,25 @@ mod tests {
         let e = json_object(&request(Some("application/json"), "[1]")).unwrap_err();
         assert_eq!(e.code, "bad_request");
         assert!(e.message.contains("sequence"), "{}", e.message);
+    }
+
+    #[test]
+    fn swap_pairs_are_read_leniently() {
+        let body = json!([
+            {"indexes": ["a", "b"]},
+            {"indexes": ["c", "d"], "rename": true},
+            {"indexes": ["e"]},
+            {"nope": 1},
+            3
+        ]);
+        assert_eq!(
+            swap_pairs(&body),
+            vec![
+                ("a".to_string(), "b".to_string(), false),
+                ("c".to_string(), "d".to_string(), true)
+            ]
+        );
+        assert!(swap_pairs(&json!({"indexes": ["a", "b"]})).is_empty());
     }
 
     #[test]

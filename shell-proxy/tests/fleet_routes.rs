@@ -345,12 +345,7 @@ async fn error_paths_are_meilisearch_shaped() {
     );
     assert_meili_error(&api.get("/tasks/424242").await, 404, "task_not_found");
     assert_meili_error(&api.get("/tasks?limit=x").await, 400, "invalid_task_limit");
-    assert_meili_error(
-        &api.post("/swap-indexes", json!([{"indexes": ["a", "b"]}]))
-            .await,
-        501,
-        "miroir_unsupported_route",
-    );
+    assert_meili_error(&api.get("/batches").await, 501, "miroir_unsupported_route");
     assert_meili_error(
         &api.post(
             "/multi-search",
@@ -479,5 +474,65 @@ async fn a_primary_key_set_by_index_update_is_used_for_later_batches() {
         t["error"]["code"], "index_primary_key_already_exists",
         "{t}"
     );
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_indexes_keep_their_keys_and_facet_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 2, 1, &dir.path().join("m.db")).await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "a", "primaryKey": "ida"})),
+    )
+    .await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "b", "primaryKey": "idb"})),
+    )
+    .await;
+    api.write_ok(
+        "PATCH",
+        "/indexes/a/settings/faceting",
+        Some(json!({"maxValuesPerFacet": 3})),
+    )
+    .await;
+    let t = api
+        .write_ok(
+            "POST",
+            "/swap-indexes",
+            Some(json!([{"indexes": ["a", "b"]}])),
+        )
+        .await;
+    assert_eq!(t["type"], "indexSwap");
+    assert_eq!(t["indexUid"], Value::Null);
+    assert_eq!(api.get("/indexes/a").await.body["primaryKey"], "idb");
+    assert_eq!(
+        api.get("/indexes/b/settings/faceting").await.body["maxValuesPerFacet"],
+        3
+    );
+    // a batch for `a` now resolves `idb`, with no inference
+    api.write_ok(
+        "POST",
+        "/indexes/a/documents",
+        Some(json!([{"idb": 1, "ida": 9}])),
+    )
+    .await;
+    assert_eq!(api.get("/indexes/a/documents/1").await.status, 200);
+    // a swap the nodes refuse at once is relayed
+    let r = api.post("/swap-indexes", json!([{"indexes": ["a"]}])).await;
+    assert_meili_error(&r, 400, "invalid_swap_indexes");
+    // a swap that fails on the nodes puts the metadata back
+    let r = api
+        .post("/swap-indexes", json!([{"indexes": ["a", "missing"]}]))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let t = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "failed", "{t}");
+    assert_eq!(api.get("/indexes/a").await.body["primaryKey"], "idb");
+    api.write_ok("POST", "/indexes/a/documents", Some(json!([{"idb": 2}])))
+        .await;
     f.shutdown().await;
 }
