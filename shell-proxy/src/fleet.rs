@@ -1654,6 +1654,86 @@ impl Fleet {
         Ok(json_response(202, &record.summarized()))
     }
 
+    /// `POST /tasks/cancel`: each node cancels the node tasks behind the matching enqueued or processing
+    /// Miroir tasks (`POST /tasks/cancel?uids=…` on that node); the `taskCancelation` Miroir task succeeds
+    /// when every node's cancelation did (quorum `all` over one pseudo-shard), and the matched records get
+    /// `canceledBy`, which shows once their node tasks are canceled.
+    async fn cancel_tasks(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let filter = TaskFilter::from_cancel_or_delete_query(
+            query_pairs(&request.uri),
+            TaskQueryKind::Cancel,
+        )?;
+        let stored = state.store.list_tasks(None, 100_000, false).await?;
+        let mut matched: Vec<Value> = Vec::new();
+        let mut per_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        for s in &stored {
+            let view = self.read_task(state, s).await?;
+            if view.status.is_finished() || !filter.matches(&view) {
+                continue;
+            }
+            if let Ok(record) = serde_json::from_value::<MiroirTask>(s["record"].clone()) {
+                for r in &record.node_tasks {
+                    if let Some(uid) = r.task_uid {
+                        per_node.entry(r.node.clone()).or_default().push(uid);
+                    }
+                }
+            }
+            matched.push(s.clone());
+        }
+        let original = format!("?{}", request.uri.query().unwrap_or(""));
+        let mut d = details::task_cancelation(matched.len() as u64, &original);
+        d.insert("canceledTasks".into(), Value::from(matched.len() as u64));
+        let task = self
+            .new_task(state, None, TaskType::TaskCancelation, Some(d))
+            .await?;
+        let cancel_uid = task.uid;
+        let nodes: Vec<NodeId> = per_node.keys().cloned().collect();
+        let mut owners = miroir_core::quorum::ShardOwners::new();
+        if !nodes.is_empty() {
+            owners.insert(0, vec![nodes]);
+        }
+        let requests = per_node
+            .into_iter()
+            .map(|(node, mut uids)| {
+                uids.sort_unstable();
+                uids.dedup();
+                let list = uids
+                    .iter()
+                    .map(u64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (
+                    node,
+                    Method::Post,
+                    format!("/tasks/cancel?uids={list}"),
+                    None,
+                )
+            })
+            .collect();
+        let write = FanoutWrite::new(
+            task,
+            owners,
+            WriteQuorum::All,
+            self.deadline(state),
+            requests,
+        );
+        let reply = self.run_write(state, write, true).await?;
+        if reply.status == 202 {
+            for mut s in matched {
+                let Some(uid) = s["record"]["uid"].as_u64() else {
+                    continue;
+                };
+                s["record"]["canceledBy"] = Value::from(cancel_uid);
+                state.store.put_task(uid, &s).await?;
+            }
+        }
+        Ok(reply_response(&reply))
+    }
+
     /// `POST /swap-indexes`: broadcast (quorum `all`); the proxy's index metadata follows the swap at once
     /// and is corrected when the task is seen finished ([`Fleet::settle_swap`]).
     async fn swap_indexes(
@@ -1973,6 +2053,7 @@ impl Fleet {
             SwapIndexes => self.swap_indexes(state, &request).await,
             ListTasks => self.list_tasks(state, &request).await,
             DeleteTasks => self.delete_tasks(state, &request).await,
+            CancelTasks => self.cancel_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path })
                 if method == http::Method::GET && path == "topology" =>
             {

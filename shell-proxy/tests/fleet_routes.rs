@@ -536,3 +536,59 @@ async fn swapped_indexes_keep_their_keys_and_facet_limits() {
         .await;
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_tasks_can_be_canceled() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = miroir_proxy::dev::DevOptions::new(
+        3,
+        dir.path().join("m.db").to_string_lossy().into_owned(),
+    );
+    o.model_tick_ms = 150;
+    let (f, api) = fleet_with(o).await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    // three batches queue up behind each other on slow nodes; cancel the last two
+    let mut uids = Vec::new();
+    for b in 0..3 {
+        let r = api
+            .post(
+                "/indexes/movies/documents",
+                json!([{"id": b, "title": "x"}]),
+            )
+            .await;
+        uids.push(r.body["taskUid"].as_u64().unwrap());
+    }
+    assert_meili_error(
+        &api.post("/tasks/cancel", json!(null)).await,
+        400,
+        "missing_task_filters",
+    );
+    let r = api
+        .call(
+            "POST",
+            &format!("/tasks/cancel?uids={},{}", uids[1], uids[2]),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["type"], "taskCancelation");
+    let cancel = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(cancel["status"], "succeeded", "{cancel}");
+    assert_eq!(cancel["details"]["matchedTasks"], 2);
+    for uid in &uids[1..] {
+        let t = api.wait_task(*uid).await;
+        assert_eq!(t["status"], "canceled", "{t}");
+        assert_eq!(t["canceledBy"], cancel["uid"]);
+    }
+    assert_eq!(api.wait_task(uids[0]).await["status"], "succeeded");
+    assert_eq!(
+        api.get("/indexes/movies/documents?limit=0").await.body["total"],
+        1
+    );
+    f.shutdown().await;
+}
