@@ -2,15 +2,31 @@
 //!
 //! It holds the topology built from the configured nodes (S, RF, RG), its [`Placement`], the nodes'
 //! [`FleetHealth`] (driven by [`Fleet::spawn_probe`]), a rotation counter for reads, and an index-metadata
-//! cache (primary keys, persisted in the task store's meta area under `index:<uid>`; the search context,
-//! read from a node's settings and kept for [`CONTEXT_TTL_MS`]).
+//! cache: primary keys and the client's `faceting.maxValuesPerFacet` (nodes keep at least S), persisted in
+//! the task store's meta area under `index:<uid>`; the search context, read from a node's settings and kept
+//! for [`CONTEXT_TTL_MS`] (dropped when a settings write is sent or its task is seen finished).
 //!
 //! It decides nothing itself: every decision is a core operation ([`FanoutWrite`], [`ScatterSearch`],
-//! [`CoverRead`], [`TaskRead`]) or a pure core function; this module only sends the operation's node
-//! requests concurrently, feeds the answers back by request id, persists task records and replies.
+//! [`CoverRead`], [`TaskRead`], [`DocumentsPager`] with [`recover`], [`EveryNode`]) or a pure core function;
+//! this module sends the operation's node requests concurrently, feeds the answers back by request id,
+//! persists task records and replies.
+//!
+//! Routes:
+//! - indexes: create (broadcast, quorum `all`, then the initial node settings), get and list (one node),
+//!   update, delete, swap (broadcast);
+//! - documents: add/replace/update (split per shard; the primary key is resolved once by the proxy; an
+//!   invalid batch becomes a failed Miroir task; a missing index is created first), get by id (the shard's
+//!   owners), list and fetch (documents pager), delete by id/batch (per shard), by filter and all
+//!   (broadcast);
+//! - search (GET/POST), multi-search (non-federated), facet search, index and global stats;
+//! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
+//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`.
+//!
+//! Every other known route answers 501 `miroir_unsupported_route`.
 //!
 //! Writes: the task record is persisted before the client gets its 202; node answers arriving after the
-//! decision are still collected in the background and the record is updated with them.
+//! decision are still collected in the background and the record is updated with them. Writes to one
+//! index are sent one at a time, each until every node answered, so replicas apply them in one order.
 
 use crate::http_util::{error_response, json_response, ProxyResponse};
 use crate::routes::{AdminRoute, IndexUid, Route, Setting};

@@ -271,3 +271,30 @@ async fn concurrent_writes_leave_replicas_identical() {
     }
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_replica_group_degrades_writes_but_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(2, 1, 2, &dir.path().join("m.db")).await;
+    load(&api, 40).await;
+    f.nodes[1].set_down(true);
+    let r = api
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 100, "title": "while down"}]),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let h = r.headers.get("x-miroir-degraded").expect("degraded header");
+    assert!(h.to_str().unwrap().starts_with("groups=1"), "{h:?}");
+    let t = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    // reads are served by the surviving group, completely
+    let s = api
+        .post("/indexes/movies/search", json!({"q": "", "limit": 100}))
+        .await;
+    assert_eq!(s.status, 200);
+    assert!(s.headers.get("x-miroir-degraded").is_none());
+    assert_eq!(ids(&s.body).len(), 41);
+    f.shutdown().await;
+}
