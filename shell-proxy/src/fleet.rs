@@ -689,7 +689,10 @@ impl Fleet {
                 Err(_) => {}
             }
         }
-        let view = read.view(now_ms(), LOST_AFTER_MS);
+        let mut view = read.view(now_ms(), LOST_AFTER_MS);
+        if let Some(error) = view.meili.get_mut("error") {
+            node_settings::hide_shard_field_in_error(error);
+        }
         if newly_finished {
             let mut updated = stored.clone();
             updated["finished"] = Value::Array(raw_finished);
@@ -1064,19 +1067,20 @@ impl Fleet {
                 Some(details::document_addition(docs.len() as u64)),
             )
             .await?;
-        let existing = match self.index_meta(state, index).await? {
-            Some(meta) => meta.primary_key,
-            None => {
-                let created = self.create_index(state, index, None, None).await?;
-                if created.status != 202 {
-                    return Ok(reply_response(&created));
-                }
-                None
-            }
-        };
+        let meta = self.index_meta(state, index).await?;
+        let exists = meta.is_some();
+        let existing = meta.and_then(|m| m.primary_key);
+        // A missing index is created only for a batch that will be sent (or an empty one): a batch
+        // Miroir fails itself leaves no index behind, as the failed task would on one node.
         let pk = match resolve_primary_key(existing.as_deref(), pk_param.as_deref(), docs.first()) {
             Ok(Some(pk)) => pk,
             Ok(None) => {
+                if !exists {
+                    let created = self.create_index(state, index, None, None).await?;
+                    if created.status != 202 {
+                        return Ok(reply_response(&created));
+                    }
+                }
                 // An empty batch on an index without a key: nothing to send, the task succeeds.
                 let record = MiroirTask::new(
                     task.uid,
@@ -1097,6 +1101,12 @@ impl Fleet {
             Ok(p) => p,
             Err(e) => return self.failed_task(state, task, &e).await,
         };
+        if !exists {
+            let created = self.create_index(state, index, None, None).await?;
+            if created.status != 202 {
+                return Ok(reply_response(&created));
+            }
+        }
         if existing.as_deref() != Some(pk.as_str()) {
             let pk = pk.clone();
             self.update_meta(state, index, |m| m.primary_key = Some(pk))
@@ -2137,13 +2147,36 @@ fn record_json(record: &MiroirTask, finished: &[Value]) -> Value {
     })
 }
 
+/// An error answer as one node holding everything would word it (node messages list `_miroir_shard`
+/// among the filterable attributes; see [`node_settings::hide_shard_field_in_message`]).
+async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
+    use http_body_util::BodyExt;
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let bytes = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut v) => {
+            node_settings::hide_shard_field_in_error(&mut v);
+            Bytes::from(serde_json::to_vec(&v).unwrap_or_else(|_| bytes.to_vec()))
+        }
+        Err(_) => bytes,
+    };
+    ProxyResponse::from_parts(parts, http_body_util::Full::new(bytes))
+}
+
 #[async_trait]
 impl RouteHandler for Fleet {
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
-        match self.dispatch(state, route, request).await {
+        let response = match self.dispatch(state, route, request).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
-        }
+        };
+        hide_shard_field(response).await
     }
 }
 

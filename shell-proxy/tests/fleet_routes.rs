@@ -305,6 +305,14 @@ async fn error_paths_are_meilisearch_shaped() {
     assert_eq!(r.status, 202, "{}", r.body);
     let t = api.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
     assert_eq!(t["error"]["code"], "index_primary_key_no_candidate_found");
+    assert_meili_error(&api.get("/indexes/other").await, 404, "index_not_found");
+    // an empty batch creates the index without a key
+    api.write_ok("POST", "/indexes/other/documents", Some(json!([])))
+        .await;
+    assert_eq!(
+        api.get("/indexes/other").await.body["primaryKey"],
+        Value::Null
+    );
     let r = api
         .raw(
             "POST",
@@ -332,11 +340,55 @@ async fn error_paths_are_meilisearch_shaped() {
         )
         .await;
     assert_meili_error(&r, 415, "invalid_content_type");
-    assert_meili_error(
-        &api.post("/indexes/movies/search", json!({"filter": "nope = 1"}))
+    let r = api
+        .post("/indexes/movies/search", json!({"filter": "nope = 1"}))
+        .await;
+    assert_meili_error(&r, 400, "invalid_search_filter");
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Available filterable attribute patterns are: `genre`, `year`."),
+        "{}",
+        r.body
+    );
+    // no message ever names the hidden field
+    for r in [
+        api.post("/indexes/movies/search", json!({"facets": ["title"]}))
             .await,
-        400,
-        "invalid_search_filter",
+        api.post(
+            "/indexes/movies/facet-search",
+            json!({"facetName": "title"}),
+        )
+        .await,
+        api.post(
+            "/indexes/movies/documents/fetch",
+            json!({"filter": "title = x"}),
+        )
+        .await,
+        api.post("/indexes/movies/search", json!({"distinct": "title"}))
+            .await,
+        api.post("/indexes/other/search", json!({"filter": "title = x"}))
+            .await,
+    ] {
+        assert!(r.status >= 400, "{}", r.body);
+        assert!(r.body["code"].is_string(), "{}", r.body);
+        assert!(
+            !r.body["message"].as_str().unwrap().contains("_miroir"),
+            "{}",
+            r.body
+        );
+    }
+    let r = api
+        .post("/indexes/other/facet-search", json!({"facetName": "title"}))
+        .await;
+    assert!(
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("This index does not have configured facet-searchable attributes."),
+        "{}",
+        r.body
     );
     assert_meili_error(
         &api.post("/indexes/nope/search", json!({"q": ""})).await,

@@ -269,6 +269,71 @@ pub fn search_context(settings: &Value) -> SearchContext {
     ctx
 }
 
+/// The sentences in which Meilisearch lists an index's attributes in error messages, and the attribute
+/// kind its "none configured" sentence names.
+const ATTRIBUTE_LISTS: [(&str, &str); 3] = [
+    (
+        "Available filterable attribute patterns are: ",
+        "filterable",
+    ),
+    (
+        "Available filterable attributes patterns are: ",
+        "filterable",
+    ),
+    (
+        "Available facet-searchable attributes patterns are: ",
+        "facet-searchable",
+    ),
+];
+
+/// A node's error message as one node holding everything would word it: `_miroir_shard` removed from the
+/// attribute lists Meilisearch quotes (both its forms: `` `a`, `b` `` and `` `a, b` ``), and a list left
+/// empty replaced by ``This index does not have configured <kind> attributes.``. Other text is unchanged.
+pub fn hide_shard_field_in_message(message: &str) -> String {
+    let mut out = message.to_string();
+    for (prefix, kind) in ATTRIBUTE_LISTS {
+        let Some(start) = out.find(prefix) else {
+            continue;
+        };
+        let list_start = start + prefix.len();
+        let Some(len) = out[list_start..].find("`.") else {
+            continue;
+        };
+        let list = &out[list_start..list_start + len + 1];
+        let Some(inner) = list.strip_prefix('`').and_then(|l| l.strip_suffix('`')) else {
+            continue;
+        };
+        let each_quoted = inner.contains('`');
+        let items: Vec<&str> = if each_quoted {
+            inner.split("`, `").collect()
+        } else {
+            inner.split(", ").collect()
+        };
+        if !items.contains(&SHARD_FIELD) {
+            continue;
+        }
+        let kept: Vec<&str> = items.into_iter().filter(|i| *i != SHARD_FIELD).collect();
+        let sentence_end = list_start + len + 2;
+        let replacement = if kept.is_empty() {
+            format!("This index does not have configured {kind} attributes.")
+        } else if each_quoted {
+            format!("{prefix}`{}`.", kept.join("`, `"))
+        } else {
+            format!("{prefix}`{}`.", kept.join(", "))
+        };
+        out.replace_range(start..sentence_end, &replacement);
+    }
+    out
+}
+
+/// [`hide_shard_field_in_message`] on the `message` of a Meilisearch error object (a no-op on anything
+/// else).
+pub fn hide_shard_field_in_error(error: &mut Value) {
+    if let Some(Value::String(m)) = error.get_mut("message") {
+        *m = hide_shard_field_in_message(m);
+    }
+}
+
 /// Removes `_miroir_*` fields from a document a node returns.
 pub fn strip_reserved(doc: &mut Value) {
     if let Value::Object(m) = doc {
@@ -431,6 +496,46 @@ mod tests {
         assert_eq!(ctx.facet_order("x"), FacetOrder::Alpha);
         assert_eq!(ctx.distinct_attribute.as_deref(), Some("sku"));
         assert_eq!(search_context(&json!(null)), SearchContext::default());
+    }
+
+    #[test]
+    fn error_messages_never_name_the_shard_field() {
+        let cases = [
+            (
+                "Index `m`: Attribute `t` is not filterable. Available filterable attribute patterns are: `_miroir_shard`, `genre`.\n1:2 t = x",
+                "Index `m`: Attribute `t` is not filterable. Available filterable attribute patterns are: `genre`.\n1:2 t = x",
+            ),
+            (
+                "Attribute `genre` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:6 genre = drama",
+                "Attribute `genre` is not filterable. This index does not have configured filterable attributes.\n1:6 genre = drama",
+            ),
+            (
+                "Invalid facet distribution: Pattern `o` is not filterable. Available filterable attributes patterns are: `_miroir_shard, genre, year`.",
+                "Invalid facet distribution: Pattern `o` is not filterable. Available filterable attributes patterns are: `genre, year`.",
+            ),
+            (
+                "Attribute `genre` is not facet-searchable. Available facet-searchable attributes patterns are: `_miroir_shard`. To make it facet-searchable add it to the `filterableAttributes` index settings.",
+                "Attribute `genre` is not facet-searchable. This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.",
+            ),
+            (
+                "Index `m`: Attribute `t` is not sortable. Available sortable attributes are: `rating, year`.",
+                "Index `m`: Attribute `t` is not sortable. Available sortable attributes are: `rating, year`.",
+            ),
+            (
+                "Available filterable attribute patterns are: `genre`, `year`.",
+                "Available filterable attribute patterns are: `genre`, `year`.",
+            ),
+            ("Available filterable attribute patterns are: no list", "Available filterable attribute patterns are: no list"),
+        ];
+        for (node, client) in cases {
+            assert_eq!(hide_shard_field_in_message(node), client);
+        }
+        let mut e = json!({"message": cases[1].0, "code": "invalid_search_filter"});
+        hide_shard_field_in_error(&mut e);
+        assert_eq!(e["message"], cases[1].1);
+        let mut other = json!([1]);
+        hide_shard_field_in_error(&mut other);
+        assert_eq!(other, json!([1]));
     }
 
     #[test]
