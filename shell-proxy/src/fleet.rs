@@ -1171,7 +1171,11 @@ impl Fleet {
             rotation,
             state.config.scatter.unavailable_shard_policy,
         )?;
-        Ok(self.run_search(state, search).await)
+        let mut reply = self.run_search(state, search).await;
+        if reply.status == 200 {
+            node_settings::strip_reserved_facets(&mut reply.body);
+        }
+        Ok(reply)
     }
 
     async fn multi_search(

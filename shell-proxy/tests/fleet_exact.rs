@@ -121,6 +121,8 @@ async fn exact(nodes: usize, rf: u32, rg: u32) {
         json!({"q": "", "filter": "year > 2000 AND genre != horror", "facets": ["genre", "year"], "sort": ["id:desc"]}),
         json!({"q": "movie", "sort": ["title:asc"], "offset": 40, "limit": 10}),
         json!({"q": "", "sort": ["year:asc", "id:asc"], "page": 3, "hitsPerPage": 25, "facets": ["sku"]}),
+        json!({"q": "", "facets": ["*"], "limit": 0}),
+        json!({"q": "comedy", "facets": ["*"], "sort": ["id:asc"], "attributesToRetrieve": ["*"], "showMatchesPosition": true}),
     ] {
         same(&api, &reference, q).await;
     }
