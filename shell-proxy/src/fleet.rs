@@ -218,6 +218,8 @@ struct IndexMeta {
     primary_key: Option<String>,
     /// The client's `faceting.maxValuesPerFacet` (`None`: the default); nodes keep at least S.
     max_values_per_facet: Option<u64>,
+    /// The client's `displayedAttributes` (`None`: every field); nodes display everything.
+    displayed: Option<Vec<String>>,
 }
 
 impl IndexMeta {
@@ -228,6 +230,10 @@ impl IndexMeta {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             max_values_per_facet: v.get("maxValuesPerFacet").and_then(Value::as_u64),
+            displayed: v
+                .get("displayedAttributes")
+                .and_then(node_settings::client_displayed)
+                .flatten(),
         }
     }
 
@@ -236,7 +242,15 @@ impl IndexMeta {
             "uid": uid,
             "primaryKey": self.primary_key,
             "maxValuesPerFacet": self.max_values_per_facet,
+            "displayedAttributes": self.displayed,
         })
+    }
+
+    fn kept(&self) -> node_settings::ClientSettings {
+        node_settings::ClientSettings {
+            max_values_per_facet: self.max_values_per_facet,
+            displayed: self.displayed.clone(),
+        }
     }
 
     fn max_values(&self) -> u64 {
@@ -776,6 +790,7 @@ impl Fleet {
                         .and_then(Value::as_str)
                         .map(str::to_string),
                     max_values_per_facet: None,
+                    displayed: None,
                 };
                 self.save_index(state, uid, meta.clone()).await?;
                 Ok(Some(meta))
@@ -802,6 +817,15 @@ impl Fleet {
             .await?;
         self.remember_index(uid, meta);
         Ok(())
+    }
+
+    /// The client's displayed attributes of an index (`None`: every field).
+    async fn displayed(&self, state: &AppState, index: &str) -> Option<Vec<String>> {
+        self.index_meta(state, index)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|m| m.displayed)
     }
 
     /// Reads the index's primary key from a node into the metadata (after an index update finished).
@@ -946,6 +970,7 @@ impl Fleet {
             IndexMeta {
                 primary_key: primary_key.map(str::to_string),
                 max_values_per_facet: None,
+                displayed: None,
             },
         )
         .await?;
@@ -1174,6 +1199,8 @@ impl Fleet {
         let mut reply = self.run_search(state, search).await;
         if reply.status == 200 {
             node_settings::strip_reserved_facets(&mut reply.body);
+            let displayed = self.displayed(state, index).await;
+            node_settings::apply_displayed_to_hits(&mut reply.body, displayed.as_deref());
         }
         Ok(reply)
     }
@@ -1388,6 +1415,8 @@ impl Fleet {
             .await?;
         if status == 200 {
             node_settings::strip_reserved(&mut body);
+            let displayed = self.displayed(state, index).await;
+            node_settings::apply_displayed(&mut body, displayed.as_deref());
         }
         Ok(json_response(status, &body))
     }
@@ -1471,7 +1500,13 @@ impl Fleet {
                             Recovery::Fail(e) => return Err(e),
                         }
                     }
-                    Step::Done(body) => {
+                    Step::Done(mut body) => {
+                        let displayed = self.displayed(state, index).await;
+                        if let Some(Value::Array(docs)) = body.get_mut("results") {
+                            for d in docs {
+                                node_settings::apply_displayed(d, displayed.as_deref());
+                            }
+                        }
                         let unavailable = pager.unavailable_shards();
                         if !unavailable.is_empty() && policy == UnavailableShardPolicy::Error {
                             return Err(MeiliError::shard_unavailable(&unavailable));
@@ -1500,18 +1535,18 @@ impl Fleet {
         if status != 200 {
             return Ok(json_response(status, &body));
         }
-        let max_values = self
+        let kept = self
             .index_meta(state, index)
             .await?
             .unwrap_or_default()
-            .max_values();
+            .kept();
         let shown = match setting {
             Some(s) => node_settings::client_setting_value(
                 &node_settings::setting_key(s.path()),
                 &body,
-                max_values,
+                &kept,
             ),
-            None => node_settings::client_settings(&body, max_values),
+            None => node_settings::client_settings(&body, &kept),
         };
         Ok(json_response(200, &shown))
     }
@@ -1566,6 +1601,13 @@ impl Fleet {
             self.update_meta(state, index, |m| m.max_values_per_facet = change)
                 .await?;
         }
+        if let Some(change) = client_details
+            .get("displayedAttributes")
+            .and_then(node_settings::client_displayed)
+        {
+            self.update_meta(state, index, |m| m.displayed = change)
+                .await?;
+        }
         self.forget_context(index);
         self.broadcast_route(
             state,
@@ -1608,9 +1650,20 @@ impl Fleet {
                 )
             }
         };
-        if d.contains_key("faceting") && self.index_meta(state, index).await?.is_some() {
-            self.update_meta(state, index, |m| m.max_values_per_facet = None)
-                .await?;
+        if self.index_meta(state, index).await?.is_some() {
+            let (facets, displayed) = (
+                d.contains_key("faceting"),
+                d.contains_key("displayedAttributes"),
+            );
+            self.update_meta(state, index, |m| {
+                if facets {
+                    m.max_values_per_facet = None;
+                }
+                if displayed {
+                    m.displayed = None;
+                }
+            })
+            .await?;
         }
         self.forget_context(index);
         self.broadcast_route(
@@ -2282,6 +2335,7 @@ mod tests {
         let m = IndexMeta {
             primary_key: Some("sku".into()),
             max_values_per_facet: Some(3),
+            displayed: Some(vec!["title".into()]),
         };
         assert_eq!(IndexMeta::from_json(&m.to_json("a")), m);
         assert_eq!(m.max_values(), 3);

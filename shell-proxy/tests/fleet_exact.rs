@@ -205,6 +205,39 @@ async fn exact(nodes: usize, rf: u32, rg: u32) {
     )
     .await;
 
+    // displayed attributes restrict what nodes return; the merge still orders exactly
+    api.write_ok(
+        "PUT",
+        "/indexes/movies/settings/displayed-attributes",
+        Some(json!(["title", "id"])),
+    )
+    .await;
+    reference
+        .write_ok(
+            "PUT",
+            "/indexes/movies/settings/displayed-attributes",
+            Some(json!(["title", "id"])),
+        )
+        .await;
+    assert_eq!(
+        api.get("/indexes/movies/settings/displayed-attributes")
+            .await
+            .body,
+        json!(["title", "id"])
+    );
+    same_hits(
+        &api,
+        &reference,
+        json!({"q": "drama", "sort": ["year:desc", "id:asc"], "limit": 12}),
+        false,
+    )
+    .await;
+    // (ties in ranking are ordered by shard, a documented limit: compare a total order)
+    let q = json!({"q": "comedy", "limit": 3, "sort": ["id:desc"]});
+    let a = api.post("/indexes/movies/search", q.clone()).await;
+    let b = reference.post("/indexes/movies/search", q).await;
+    assert_eq!(a.body["hits"], b.body["hits"], "displayed fields only");
+
     // multi-search runs each query through the scatter
     let m = api
         .post(

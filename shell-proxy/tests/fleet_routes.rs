@@ -238,6 +238,45 @@ async fn settings_routes_keep_the_shard_field_on_nodes() {
         100
     );
 
+    // displayed attributes: nodes display everything, the proxy shows the client's list
+    api.write_ok(
+        "PUT",
+        "/indexes/movies/settings/displayed-attributes",
+        Some(json!(["title"])),
+    )
+    .await;
+    assert_eq!(
+        api.get("/indexes/movies/settings/displayed-attributes")
+            .await
+            .body,
+        json!(["title"])
+    );
+    for n in nodes_keep_it(&f) {
+        let d = n
+            .get("/indexes/movies/settings/displayed-attributes")
+            .await
+            .body;
+        assert_eq!(d, json!(["*"]));
+    }
+    assert_eq!(
+        api.get("/indexes/movies/documents/3").await.body,
+        json!({"title": "movie kw3 horror"})
+    );
+    let l = api.get("/indexes/movies/documents?limit=2").await.body;
+    assert!(
+        l["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d.as_object().unwrap().len() == 1),
+        "{l}"
+    );
+    let r = api
+        .post("/indexes/movies/search", json!({"q": "kw3", "limit": 1}))
+        .await
+        .body;
+    assert_eq!(r["hits"][0], json!({"title": "movie kw3 horror"}));
+
     // resets
     api.write_ok(
         "DELETE",
@@ -256,6 +295,11 @@ async fn settings_routes_keep_the_shard_field_on_nodes() {
     let shown = api.get("/indexes/movies/settings").await.body;
     assert_eq!(shown["faceting"]["maxValuesPerFacet"], 100);
     assert_eq!(shown["rankingRules"][0], "words");
+    assert_eq!(shown["displayedAttributes"], json!(["*"]));
+    assert_eq!(
+        api.get("/indexes/movies/documents/3").await.body["genre"],
+        "horror"
+    );
     for n in nodes_keep_it(&f) {
         let s = n.get("/indexes/movies/settings").await.body;
         assert_eq!(s["filterableAttributes"], json!(["_miroir_shard"]));

@@ -3,7 +3,10 @@
 //! Every node of a sharded index keeps [`SHARD_FIELD`] filterable (shard restrictions filter on it), and
 //! clients never see it. Nodes also keep `faceting.maxValuesPerFacet` at least S (per-shard counts come from
 //! a facet distribution on `_miroir_shard`, and facet merges over-fetch); the client's own value is kept by
-//! the proxy ([`client_max_values_per_facet`]) and shown instead. These pure functions translate both ways:
+//! the proxy ([`client_max_values_per_facet`]) and shown instead. Nodes display every field
+//! (`displayedAttributes: ["*"]`): the merge needs the distinct attribute and `_miroir_shard` in every hit,
+//! so the client's `displayedAttributes` is kept by the proxy ([`client_displayed`]) and applied to what it
+//! returns ([`apply_displayed`]). These pure functions translate both ways:
 //! - writes: [`node_settings_patch`] (whole object), [`node_setting_value`] (one sub-route),
 //!   [`node_settings_reset`] / [`node_setting_reset`] (DELETE, which would otherwise drop the field);
 //! - reads: [`client_settings`], [`client_setting_value`];
@@ -130,6 +133,65 @@ pub fn client_max_values_per_facet(client_faceting: &Value) -> Option<Option<u64
     }
 }
 
+/// A `displayedAttributes` value for the nodes: every list (and `null`) becomes `["*"]`; anything else is
+/// returned unchanged for the node to reject.
+pub fn node_displayed(client: &Value) -> Value {
+    match client {
+        Value::Null | Value::Array(_) => Value::Array(vec![Value::String("*".into())]),
+        other => other.clone(),
+    }
+}
+
+/// What a client `displayedAttributes` value does to the list the proxy applies: `Some(Some(list))` sets
+/// it, `Some(None)` means every field (`null`, or a list holding `*`), `None` leaves it (not a list of
+/// strings: the nodes refuse it).
+pub fn client_displayed(client: &Value) -> Option<Option<Vec<String>>> {
+    match client {
+        Value::Null => Some(None),
+        Value::Array(items) => {
+            let names: Option<Vec<String>> = items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect();
+            let names = names?;
+            if names.iter().any(|n| n == "*") {
+                Some(None)
+            } else {
+                Some(Some(names))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Keeps only the displayed fields of a document (a top-level field is displayed when listed, or when a
+/// listed path starts with `field.`, in which case the whole field is kept). `None` displays everything.
+pub fn apply_displayed(doc: &mut Value, displayed: Option<&[String]>) {
+    let (Some(list), Value::Object(m)) = (displayed, doc) else {
+        return;
+    };
+    m.retain(|k, _| {
+        k.starts_with('_') && !k.starts_with(crate::RESERVED_PREFIX)
+            || list.iter().any(|d| {
+                d == k
+                    || d.strip_prefix(k.as_str())
+                        .is_some_and(|r| r.starts_with('.'))
+            })
+    });
+    if let Some(f @ Value::Object(_)) = m.get_mut("_formatted") {
+        apply_displayed(f, displayed);
+    }
+}
+
+/// [`apply_displayed`] on every hit of a search answer.
+pub fn apply_displayed_to_hits(search_answer: &mut Value, displayed: Option<&[String]>) {
+    if let Some(Value::Array(hits)) = search_answer.get_mut("hits") {
+        for h in hits {
+            apply_displayed(h, displayed);
+        }
+    }
+}
+
 /// The body of `PATCH /indexes/{uid}/settings` for the nodes of an index with `shards` shards.
 pub fn node_settings_patch(client: &Map<String, Value>, shards: u32) -> Map<String, Value> {
     let mut body = client.clone();
@@ -138,6 +200,9 @@ pub fn node_settings_patch(client: &Map<String, Value>, shards: u32) -> Map<Stri
     }
     if let Some(f) = body.get_mut("faceting") {
         *f = node_faceting(f, shards);
+    }
+    if let Some(f) = body.get_mut("displayedAttributes") {
+        *f = node_displayed(f);
     }
     body
 }
@@ -155,6 +220,7 @@ pub fn node_setting_value(key: &str, client: &Value, shards: u32) -> Value {
     match key {
         "filterableAttributes" => node_filterable(client),
         "faceting" => node_faceting(client, shards),
+        "displayedAttributes" => node_displayed(client),
         _ => client.clone(),
     }
 }
@@ -215,24 +281,50 @@ fn client_faceting(node: &Value, max_values: u64) -> Value {
     v
 }
 
-/// A node's `GET /indexes/{uid}/settings` answer as the client sees it; `max_values` is the client's
-/// `maxValuesPerFacet`.
-pub fn client_settings(node: &Value, max_values: u64) -> Value {
+/// What the proxy keeps of an index's settings in place of the nodes' values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// The client's `faceting.maxValuesPerFacet` (`None`: Meilisearch's default).
+    pub max_values_per_facet: Option<u64>,
+    /// The client's `displayedAttributes` (`None`: every field).
+    pub displayed: Option<Vec<String>>,
+}
+
+impl ClientSettings {
+    fn displayed_json(&self) -> Value {
+        match &self.displayed {
+            Some(list) => Value::Array(list.iter().cloned().map(Value::String).collect()),
+            None => Value::Array(vec![Value::String("*".into())]),
+        }
+    }
+
+    fn max_values(&self) -> u64 {
+        self.max_values_per_facet
+            .unwrap_or(DEFAULT_MAX_VALUES_PER_FACET)
+    }
+}
+
+/// A node's `GET /indexes/{uid}/settings` answer as the client sees it.
+pub fn client_settings(node: &Value, kept: &ClientSettings) -> Value {
     let mut v = node.clone();
     if let Some(f) = v.get_mut("filterableAttributes") {
         *f = client_filterable(f);
     }
     if let Some(f) = v.get_mut("faceting") {
-        *f = client_faceting(f, max_values);
+        *f = client_faceting(f, kept.max_values());
+    }
+    if let Some(f) = v.get_mut("displayedAttributes") {
+        *f = kept.displayed_json();
     }
     v
 }
 
 /// A node's `GET /indexes/{uid}/settings/{segment}` answer as the client sees it.
-pub fn client_setting_value(key: &str, node: &Value, max_values: u64) -> Value {
+pub fn client_setting_value(key: &str, node: &Value, kept: &ClientSettings) -> Value {
     match key {
         "filterableAttributes" => client_filterable(node),
-        "faceting" => client_faceting(node, max_values),
+        "faceting" => client_faceting(node, kept.max_values()),
+        "displayedAttributes" => kept.displayed_json(),
         _ => node.clone(),
     }
 }
@@ -394,19 +486,87 @@ mod tests {
         assert_eq!(client_filterable(&pattern), json!(["genre"]));
         assert_eq!(
             client_settings(
-                &json!({"filterableAttributes": ["_miroir_shard", "x"], "a": 1, "faceting": {"maxValuesPerFacet": 64}}),
-                3
+                &json!({"filterableAttributes": ["_miroir_shard", "x"], "a": 1, "faceting": {"maxValuesPerFacet": 64}, "displayedAttributes": ["*"]}),
+                &ClientSettings {
+                    max_values_per_facet: Some(3),
+                    displayed: Some(vec!["a".into()])
+                }
             ),
-            json!({"filterableAttributes": ["x"], "a": 1, "faceting": {"maxValuesPerFacet": 3}})
+            json!({"filterableAttributes": ["x"], "a": 1, "faceting": {"maxValuesPerFacet": 3}, "displayedAttributes": ["a"]})
         );
         assert_eq!(
-            client_setting_value("filterableAttributes", &json!(["_miroir_shard"]), 100),
+            client_setting_value(
+                "filterableAttributes",
+                &json!(["_miroir_shard"]),
+                &ClientSettings::default()
+            ),
             json!([])
         );
         assert_eq!(
-            client_setting_value("rankingRules", &json!(["x"]), 100),
+            client_setting_value("rankingRules", &json!(["x"]), &ClientSettings::default()),
             json!(["x"])
         );
+    }
+
+    #[test]
+    fn nodes_display_everything_and_the_client_list_is_applied() {
+        assert_eq!(node_displayed(&json!(["title"])), json!(["*"]));
+        assert_eq!(node_displayed(&Value::Null), json!(["*"]));
+        assert_eq!(node_displayed(&json!("x")), json!("x"));
+        assert_eq!(
+            node_setting_value("displayedAttributes", &json!(["a"]), 4),
+            json!(["*"])
+        );
+        assert_eq!(
+            node_settings_patch(
+                json!({"displayedAttributes": ["a"]}).as_object().unwrap(),
+                4
+            )["displayedAttributes"],
+            json!(["*"])
+        );
+        assert_eq!(
+            client_displayed(&json!(["a", "b"])),
+            Some(Some(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(client_displayed(&json!(["a", "*"])), Some(None));
+        assert_eq!(client_displayed(&Value::Null), Some(None));
+        assert_eq!(client_displayed(&json!([1])), None);
+        assert_eq!(client_displayed(&json!("a")), None);
+        let kept = ClientSettings {
+            max_values_per_facet: None,
+            displayed: Some(vec!["title".into()]),
+        };
+        assert_eq!(
+            client_setting_value("displayedAttributes", &json!(["*"]), &kept),
+            json!(["title"])
+        );
+        assert_eq!(
+            client_setting_value(
+                "displayedAttributes",
+                &json!(["*"]),
+                &ClientSettings::default()
+            ),
+            json!(["*"])
+        );
+
+        let list = vec!["title".to_string(), "meta.year".to_string()];
+        let mut hit = json!({
+            "id": 1, "title": "t", "sku": "s", "meta": {"year": 1, "x": 2}, "_miroir_shard": 3,
+            "_rankingScore": 0.5,
+            "_formatted": {"id": "1", "title": "<em>t</em>", "sku": "s"}
+        });
+        apply_displayed(&mut hit, Some(&list));
+        assert_eq!(
+            hit,
+            json!({"title": "t", "meta": {"year": 1, "x": 2}, "_rankingScore": 0.5,
+                   "_formatted": {"title": "<em>t</em>"}})
+        );
+        let mut all = json!({"id": 1});
+        apply_displayed(&mut all, None);
+        assert_eq!(all, json!({"id": 1}));
+        let mut answer = json!({"hits": [{"id": 1, "title": "t"}]});
+        apply_displayed_to_hits(&mut answer, Some(&list));
+        assert_eq!(answer["hits"][0], json!({"title": "t"}));
     }
 
     #[test]
