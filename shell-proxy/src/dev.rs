@@ -35,6 +35,8 @@ pub struct DevOptions {
     pub bind: String,
     /// The SQLite task store file.
     pub store_path: String,
+    /// A Redis task store (`url`, `key_prefix`) instead of SQLite.
+    pub redis: Option<(String, String)>,
     /// The client master key (empty: none).
     pub master_key: String,
     /// `health.interval_ms`.
@@ -58,6 +60,7 @@ impl DevOptions {
             port: 0,
             bind: "127.0.0.1".into(),
             store_path: store_path.into(),
+            redis: None,
             master_key: String::new(),
             health_interval_ms: 200,
             node_timeout_ms: 2_000,
@@ -112,7 +115,7 @@ pub fn dev_config_yaml(options: &DevOptions, addresses: &[String]) -> String {
         ));
     }
     format!(
-        "miroir:\n  master_key: \"{mk}\"\n  node_master_key: \"{DEV_NODE_KEY}\"\n  shards: {s}\n  replication_factor: {rf}\n  replica_groups: {rg}\n  write_quorum: {wq}\n  task_store:\n    backend: sqlite\n    path: \"{path}\"\n  admin:\n    enabled: true\n    api_key: \"{ak}\"\n  nodes:\n{nodes}  health: {{ interval_ms: {hi}, timeout_ms: {ht}, unhealthy_threshold: 2, recovery_threshold: 1 }}\n  scatter: {{ node_timeout_ms: {nt}, unavailable_shard_policy: {pol} }}\n  server: {{ bind: \"{bind}\", port: {port}, metrics_port: 0 }}\n",
+        "miroir:\n  master_key: \"{mk}\"\n  node_master_key: \"{DEV_NODE_KEY}\"\n  shards: {s}\n  replication_factor: {rf}\n  replica_groups: {rg}\n  write_quorum: {wq}\n  task_store:\n{store}  admin:\n    enabled: true\n    api_key: \"{ak}\"\n  nodes:\n{nodes}  health: {{ interval_ms: {hi}, timeout_ms: {ht}, unhealthy_threshold: 2, recovery_threshold: 1 }}\n  scatter: {{ node_timeout_ms: {nt}, unavailable_shard_policy: {pol} }}\n  server: {{ bind: \"{bind}\", port: {port}, metrics_port: 0 }}\n",
         mk = options.master_key,
         ak = if options.master_key.is_empty() {
             DEV_ADMIN_KEY
@@ -123,7 +126,12 @@ pub fn dev_config_yaml(options: &DevOptions, addresses: &[String]) -> String {
         rf = options.replication_factor,
         rg = options.replica_groups,
         wq = options.write_quorum,
-        path = options.store_path,
+        store = match &options.redis {
+            Some((url, prefix)) => format!(
+                "    backend: redis\n    url: \"{url}\"\n    key_prefix: \"{prefix}\"\n"
+            ),
+            None => format!("    backend: sqlite\n    path: \"{}\"\n", options.store_path),
+        },
         hi = options.health_interval_ms,
         ht = options.node_timeout_ms.min(1_000),
         nt = options.node_timeout_ms,

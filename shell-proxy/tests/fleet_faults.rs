@@ -304,3 +304,61 @@ async fn a_lost_replica_group_keeps_writes_and_complete_reads() {
     assert_eq!(ids(&s.body).len(), 41);
     f.shutdown().await;
 }
+
+/// The same restart with the Redis task store, when `MIROIR_TEST_REDIS_URL` names a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_survive_a_proxy_restart_with_redis() {
+    let Ok(url) = std::env::var("MIROIR_TEST_REDIS_URL") else {
+        eprintln!("MIROIR_TEST_REDIS_URL is not set: skipping the Redis fleet test");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(
+        3,
+        dir.path().join("unused.db").to_string_lossy().into_owned(),
+    );
+    let prefix = format!(
+        "miroir-fleet-test-{}-{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    o.redis = Some((url.clone(), prefix.clone()));
+    let (f, api) = fleet_with(o).await;
+    load(&api, 30).await;
+    let before = api.get("/tasks").await.body;
+    assert_eq!(before["total"], 2);
+    f.proxy.shutdown().await;
+    let proxy = dev::start_proxy_for(&f.options, &f.nodes).await.unwrap();
+    let api = Api::new(format!("http://{}", proxy.addr));
+    assert_eq!(api.get("/tasks").await.body["results"], before["results"]);
+    let t = api
+        .write_ok(
+            "POST",
+            "/indexes/movies/documents",
+            Some(json!([{"id": 77}])),
+        )
+        .await;
+    assert_eq!(t["uid"], 2);
+    assert!(!dir.path().join("unused.db").exists());
+    proxy.shutdown().await;
+    for n in f.nodes {
+        n.shutdown().await;
+    }
+    // leave the server as it was
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    redis::cmd("DEL")
+        .arg(keys)
+        .query_async::<()>(&mut con)
+        .await
+        .unwrap();
+}
