@@ -517,12 +517,17 @@ impl Fleet {
                 None => write.on_timeout(Millis::MAX),
             }
         }
-        let reply = write
+        let mut reply = write
             .reply()
             .unwrap_or_else(|| Reply::error(&MeiliError::internal("the write has no decision")));
         let acknowledged = reply.status == 202;
         if persist && acknowledged {
-            let record = write.record();
+            // The uid is allocated once the write is acknowledged, as Meilisearch allocates none for a
+            // request it refuses; under the index's write lock, so uids follow the nodes' order.
+            let uid = state.store.next_task_uid().await?;
+            reply.body["taskUid"] = Value::from(uid);
+            let mut record = write.record();
+            record.uid = uid;
             state
                 .store
                 .put_task(record.uid, &record_json(&record, &[]))
@@ -538,7 +543,8 @@ impl Fleet {
                             Err(_) => {}
                         }
                     }
-                    let record = write.record();
+                    let mut record = write.record();
+                    record.uid = uid;
                     // Keep finished node views already cached by a task read meanwhile.
                     let finished = match store.get_task(record.uid).await {
                         Ok(Some(v)) => v.get("finished").cloned().unwrap_or(json!([])),
@@ -604,21 +610,47 @@ impl Fleet {
 
     // ----- tasks -----
 
+    /// A task about to be written. Its uid is allocated by [`Fleet::run_write`] once the nodes
+    /// acknowledged (or by [`Fleet::failed_task`] / [`Fleet::local_task`]); until then it is 0.
     async fn new_task(
         &self,
-        state: &AppState,
+        _state: &AppState,
         index_uid: Option<&str>,
         task_type: TaskType,
         details: Option<Map<String, Value>>,
     ) -> Result<WriteTask, MeiliError> {
-        let uid = state.store.next_task_uid().await?;
         Ok(WriteTask {
-            uid,
+            uid: 0,
             index_uid: index_uid.map(str::to_string),
             task_type,
             details,
             enqueued_at: now_ms(),
         })
+    }
+
+    /// Stores a task Miroir completes itself (nothing sent to nodes), with a fresh uid, and answers 202.
+    async fn local_task(
+        &self,
+        state: &AppState,
+        task: WriteTask,
+        error: Option<&MeiliError>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let uid = state.store.next_task_uid().await?;
+        let mut record = MiroirTask::new(
+            uid,
+            task.index_uid,
+            task.task_type,
+            task.enqueued_at,
+            task.details,
+        );
+        if let Some(e) = error {
+            record = record.with_error(e);
+        }
+        state
+            .store
+            .put_task(record.uid, &record_json(&record, &[]))
+            .await?;
+        Ok(json_response(202, &record.summarized()))
     }
 
     fn deadline(&self, state: &AppState) -> Millis {
@@ -632,19 +664,7 @@ impl Fleet {
         task: WriteTask,
         error: &MeiliError,
     ) -> Result<ProxyResponse, MeiliError> {
-        let record = MiroirTask::new(
-            task.uid,
-            task.index_uid,
-            task.task_type,
-            task.enqueued_at,
-            task.details,
-        )
-        .with_error(error);
-        state
-            .store
-            .put_task(record.uid, &record_json(&record, &[]))
-            .await?;
-        Ok(json_response(202, &record.summarized()))
+        self.local_task(state, task, Some(error)).await
     }
 
     /// Reads one task: the stored record plus its node tasks, aggregated.
@@ -986,7 +1006,10 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_object(request)?;
         let uid = match body.get("uid") {
-            Some(Value::String(s)) => IndexUid::parse(s)?,
+            Some(Value::String(s)) => IndexUid::parse(s).map_err(|e| MeiliError {
+                message: format!("Invalid value at `.uid`: {}", e.message),
+                ..e
+            })?,
             Some(other) => {
                 return Err(MeiliError::invalid(
                     400,
@@ -1100,28 +1123,25 @@ impl Fleet {
         let pk = match resolve_primary_key(existing.as_deref(), pk_param.as_deref(), docs.first()) {
             Ok(Some(pk)) => pk,
             Ok(None) => {
-                if !exists {
-                    let created = self.create_index(state, index, None, None).await?;
-                    if created.status != 202 {
-                        return Ok(reply_response(&created));
-                    }
-                }
-                // An empty batch on an index without a key: nothing to send, the task succeeds.
-                let record = MiroirTask::new(
-                    task.uid,
-                    task.index_uid.clone(),
-                    task.task_type,
-                    task.enqueued_at,
-                    task.details.clone(),
-                );
-                state
-                    .store
-                    .put_task(record.uid, &record_json(&record, &[]))
-                    .await?;
-                return Ok(json_response(202, &record.summarized()));
+                // An empty batch on an index without a key: every node runs it (and succeeds with no
+                // document), so the task has node tasks and times like any other.
+                return self
+                    .empty_batch(state, index, exists, task, replace, None)
+                    .await;
             }
             Err(e) => return self.failed_task(state, task, &e).await,
         };
+        if docs.is_empty() {
+            let response = self
+                .empty_batch(state, index, exists, task, replace, Some(&pk))
+                .await?;
+            if response.status() == StatusCode::ACCEPTED && existing.as_deref() != Some(pk.as_str())
+            {
+                self.update_meta(state, index, |m| m.primary_key = Some(pk))
+                    .await?;
+            }
+            return Ok(response);
+        }
         let plan = match plan_batch(docs, &pk, &self.placement) {
             Ok(p) => p,
             Err(e) => return self.failed_task(state, task, &e).await,
@@ -1143,6 +1163,44 @@ impl Fleet {
             &pk,
             replace,
             plan,
+            &self.placement,
+            self.quorum,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
+    /// An empty documents batch: sent as is to every node (creating the index first when missing), so
+    /// the nodes enqueue it as one node would.
+    async fn empty_batch(
+        &self,
+        state: &AppState,
+        index: &str,
+        exists: bool,
+        task: WriteTask,
+        replace: bool,
+        primary_key: Option<&str>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        if !exists {
+            let created = self.create_index(state, index, None, None).await?;
+            if created.status != 202 {
+                return Ok(reply_response(&created));
+            }
+        }
+        let path = match primary_key {
+            Some(pk) => format!(
+                "/indexes/{index}/documents?primaryKey={}",
+                miroir_core::ops::encode_query_value(pk)
+            ),
+            None => format!("/indexes/{index}/documents"),
+        };
+        let method = if replace { Method::Post } else { Method::Put };
+        let write = FanoutWrite::broadcast(
+            task,
+            method,
+            path,
+            Some(json!([])),
             &self.placement,
             self.quorum,
             self.deadline(state),
@@ -1239,7 +1297,12 @@ impl Fleet {
                 )));
             };
             let uid = match q.get("indexUid") {
-                Some(Value::String(s)) => IndexUid::parse(s).map_err(inside)?,
+                Some(Value::String(s)) => IndexUid::parse(s)
+                    .map_err(|e| MeiliError {
+                        message: format!("Invalid value at `.indexUid`: {}", e.message),
+                        ..e
+                    })
+                    .map_err(inside)?,
                 _ => {
                     return Err(inside(MeiliError::invalid(
                         400,
@@ -1613,7 +1676,9 @@ impl Fleet {
             state,
             index,
             TaskType::SettingsUpdate,
-            Some(details::settings(&client_details)),
+            Some(details::settings(&node_settings::settings_details(
+                &client_details,
+            ))),
             method,
             path,
             Some(node_body),
@@ -1718,23 +1783,12 @@ impl Fleet {
         }
         let original = format!("?{}", request.uri.query().unwrap_or(""));
         let mut d = details::task_deletion(matched, &original);
-        let task = self
-            .new_task(state, None, TaskType::TaskDeletion, None)
-            .await?;
         let deleted = state.store.delete_tasks(&finished).await?;
         d.insert("deletedTasks".into(), Value::from(deleted));
-        let record = MiroirTask::new(
-            task.uid,
-            None,
-            TaskType::TaskDeletion,
-            task.enqueued_at,
-            Some(d),
-        );
-        state
-            .store
-            .put_task(record.uid, &record_json(&record, &[]))
+        let task = self
+            .new_task(state, None, TaskType::TaskDeletion, Some(d))
             .await?;
-        Ok(json_response(202, &record.summarized()))
+        self.local_task(state, task, None).await
     }
 
     /// `POST /tasks/cancel`: each node cancels the node tasks behind the matching enqueued or processing
@@ -1773,7 +1827,6 @@ impl Fleet {
         let task = self
             .new_task(state, None, TaskType::TaskCancelation, Some(d))
             .await?;
-        let cancel_uid = task.uid;
         let nodes: Vec<NodeId> = per_node.keys().cloned().collect();
         let mut owners = miroir_core::quorum::ShardOwners::new();
         if !nodes.is_empty() {
@@ -1805,7 +1858,7 @@ impl Fleet {
             requests,
         );
         let reply = self.run_write(state, write, true).await?;
-        if reply.status == 202 {
+        if let (202, Some(cancel_uid)) = (reply.status, reply.body["taskUid"].as_u64()) {
             for mut s in matched {
                 let Some(uid) = s["record"]["uid"].as_u64() else {
                     continue;
@@ -1830,7 +1883,7 @@ impl Fleet {
                 state,
                 None,
                 TaskType::IndexSwap,
-                Some(details::swaps(body.clone())),
+                Some(details::swaps(swap_details(&body))),
             )
             .await?;
         let write = FanoutWrite::broadcast(
@@ -2155,6 +2208,27 @@ impl Fleet {
     }
 }
 
+/// The `swaps` of an `indexSwap` task as Meilisearch reports them: each entry with `rename` (default
+/// `false`).
+fn swap_details(body: &Value) -> Value {
+    match body {
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::Object(m) => {
+                        let mut m = m.clone();
+                        m.entry("rename").or_insert(Value::Bool(false));
+                        Value::Object(m)
+                    }
+                    other => other.clone(),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The `(a, b, rename)` pairs of a swap-indexes body; malformed entries are skipped (the nodes reject
 /// them).
 fn swap_pairs(body: &Value) -> Vec<(String, String, bool)> {
@@ -2295,6 +2369,17 @@ mod tests {
         let e = json_object(&request(Some("application/json"), "[1]")).unwrap_err();
         assert_eq!(e.code, "bad_request");
         assert!(e.message.contains("sequence"), "{}", e.message);
+    }
+
+    #[test]
+    fn swap_details_name_rename() {
+        assert_eq!(
+            swap_details(
+                &json!([{"indexes": ["a", "b"]}, {"indexes": ["c", "d"], "rename": true}, 1])
+            ),
+            json!([{"indexes": ["a", "b"], "rename": false}, {"indexes": ["c", "d"], "rename": true}, 1])
+        );
+        assert_eq!(swap_details(&json!({})), json!({}));
     }
 
     #[test]

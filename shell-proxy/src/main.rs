@@ -69,6 +69,9 @@ enum Command {
         /// Use in-process node models even when `meilisearch` is on PATH.
         #[arg(long)]
         models: bool,
+        /// The client master key (default: none, the API is open).
+        #[arg(long, default_value = "")]
+        master_key: String,
     },
 }
 
@@ -125,9 +128,10 @@ async fn main() -> ExitCode {
         rf,
         rg,
         models,
+        master_key,
     }) = args.command
     {
-        return dev::run(nodes, port, shards, rf, rg, models).await;
+        return dev::run(nodes, port, shards, rf, rg, models, master_key).await;
     }
     let Some(config_path) = args.config else {
         tracing::error!("--config PATH is required (or use `miroir-proxy dev`)");
@@ -262,6 +266,7 @@ mod dev {
         rf: Option<u32>,
         rg: u32,
         models: bool,
+        master_key: String,
     ) -> ExitCode {
         if nodes == 0 {
             tracing::error!("--nodes must be at least 1");
@@ -276,6 +281,7 @@ mod dev {
             DevOptions::new(nodes, dir.join("tasks.db").to_string_lossy().into_owned());
         options.port = port;
         options.shards = shards;
+        options.master_key = master_key;
         options.replica_groups = rg.max(1);
         if let Some(rf) = rf {
             options.replication_factor = rf;

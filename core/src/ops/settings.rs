@@ -225,6 +225,40 @@ pub fn node_setting_value(key: &str, client: &Value, shards: u32) -> Value {
     }
 }
 
+/// The settings Meilisearch keeps as sets: their values are reported sorted and deduplicated.
+const SET_SETTINGS: [&str; 5] = [
+    "sortableAttributes",
+    "stopWords",
+    "nonSeparatorTokens",
+    "separatorTokens",
+    "dictionary",
+];
+
+/// A settings update's client body as Meilisearch reports it in the task `details`: set-valued settings
+/// sorted and deduplicated, `synonyms` keys sorted; everything else as sent.
+pub fn settings_details(client: &Map<String, Value>) -> Map<String, Value> {
+    let mut out = client.clone();
+    for key in SET_SETTINGS {
+        if let Some(Value::Array(items)) = out.get_mut(key) {
+            if items.iter().all(Value::is_string) {
+                let mut names: Vec<String> = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+                names.sort();
+                names.dedup();
+                *items = names.into_iter().map(Value::String).collect();
+            }
+        }
+    }
+    if let Some(Value::Object(syn)) = out.get_mut("synonyms") {
+        let mut entries: Vec<(String, Value)> = std::mem::take(syn).into_iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        *syn = entries.into_iter().collect();
+    }
+    out
+}
+
 /// The settings a whole reset (`DELETE /indexes/{uid}/settings`) resets: Meilisearch's stable settings.
 /// Experimental ones (embedders, chat, vector store, foreign keys) are left alone.
 pub const RESETTABLE: [&str; 19] = [
@@ -706,6 +740,41 @@ mod tests {
         let mut other = json!([1]);
         hide_shard_field_in_error(&mut other);
         assert_eq!(other, json!([1]));
+    }
+
+    #[test]
+    fn details_report_sets_sorted() {
+        let d = settings_details(
+            json!({
+                "sortableAttributes": ["year", "rating", "year"],
+                "stopWords": ["the", "a"],
+                "searchableAttributes": ["title", "overview"],
+                "synonyms": {"b": ["x"], "a": ["y"]},
+                "dictionary": [1, "a"]
+            })
+            .as_object()
+            .unwrap(),
+        );
+        assert_eq!(d["sortableAttributes"], json!(["rating", "year"]));
+        assert_eq!(d["stopWords"], json!(["a", "the"]));
+        assert_eq!(
+            d["searchableAttributes"],
+            json!(["title", "overview"]),
+            "order matters there"
+        );
+        assert_eq!(
+            d["synonyms"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            d["dictionary"],
+            json!([1, "a"]),
+            "invalid values are left for the node to refuse"
+        );
     }
 
     #[test]
