@@ -79,11 +79,11 @@ pub fn client_filterable(node: &Value) -> Value {
     }
 }
 
-/// A `faceting` value for the nodes: `maxValuesPerFacet` raised to at least `shards`; `null` (reset) and a
-/// `null` `maxValuesPerFacet` become Meilisearch's default raised the same way. Anything that is not an
-/// object is returned unchanged for the node to reject.
+/// A `faceting` value for the nodes: `maxValuesPerFacet` raised to at least S and [`NODE_FACET_VALUES`];
+/// `null` (reset) and a `null` `maxValuesPerFacet` become Meilisearch's default raised the same way.
+/// Anything that is not an object is returned unchanged for the node to reject.
 pub fn node_faceting(client: &Value, shards: u32) -> Value {
-    let floor = |n: u64| Value::from(n.max(u64::from(shards)));
+    let floor = |n: u64| Value::from(n.max(u64::from(shards)).max(NODE_FACET_VALUES));
     match client {
         Value::Null => {
             let mut m = Map::new();
@@ -118,6 +118,13 @@ pub fn node_faceting(client: &Value, shards: u32) -> Value {
 
 /// Meilisearch's default `faceting.maxValuesPerFacet`.
 pub const DEFAULT_MAX_VALUES_PER_FACET: u64 = 100;
+
+/// The fewest facet values a node returns per facet. Facet values ordered by `count` merge exactly only
+/// when every node returns every value of the facet (a value can be rare on one shard and frequent
+/// overall); nodes over-fetch up to this many values, and the merge truncates to the client's
+/// `maxValuesPerFacet`. Facets with more distinct values than this are merged from each node's top values
+/// only (documented limit).
+pub const NODE_FACET_VALUES: u64 = 1_000;
 
 /// What a client `faceting` value does to the client's `maxValuesPerFacet`: `Some(Some(n))` sets it,
 /// `Some(None)` resets it to the default, `None` leaves it.
@@ -605,10 +612,10 @@ mod tests {
 
     #[test]
     fn resets_keep_the_shard_field() {
-        let (m, body) = node_settings_reset(200);
+        let (m, body) = node_settings_reset(2000);
         assert_eq!(m, Method::Patch);
         assert_eq!(body["filterableAttributes"], json!(["_miroir_shard"]));
-        assert_eq!(body["faceting"]["maxValuesPerFacet"], 200);
+        assert_eq!(body["faceting"]["maxValuesPerFacet"], 2000);
         assert_eq!(body["rankingRules"], Value::Null);
         assert_eq!(
             node_setting_reset("filterableAttributes", 8),
@@ -619,7 +626,7 @@ mod tests {
             node_setting_reset("faceting", 8),
             (
                 Method::Patch,
-                Some(json!({"maxValuesPerFacet": 100, "sortFacetValuesBy": null}))
+                Some(json!({"maxValuesPerFacet": 1000, "sortFacetValuesBy": null}))
             )
         );
     }
@@ -631,15 +638,15 @@ mod tests {
                 &json!({"maxValuesPerFacet": 3, "sortFacetValuesBy": {"*": "count"}}),
                 16
             ),
-            json!({"maxValuesPerFacet": 16, "sortFacetValuesBy": {"*": "count"}})
+            json!({"maxValuesPerFacet": 1000, "sortFacetValuesBy": {"*": "count"}})
         );
         assert_eq!(
-            node_faceting(&json!({"maxValuesPerFacet": 500}), 16),
-            json!({"maxValuesPerFacet": 500})
+            node_faceting(&json!({"maxValuesPerFacet": 5000}), 16),
+            json!({"maxValuesPerFacet": 5000})
         );
         assert_eq!(
-            node_faceting(&json!({"maxValuesPerFacet": null}), 300),
-            json!({"maxValuesPerFacet": 300})
+            node_faceting(&json!({"maxValuesPerFacet": null}), 3000),
+            json!({"maxValuesPerFacet": 3000})
         );
         assert_eq!(
             node_faceting(&json!({"sortFacetValuesBy": {}}), 16),
@@ -653,16 +660,16 @@ mod tests {
                     .unwrap(),
                 4
             )["faceting"]["maxValuesPerFacet"],
-            4
+            NODE_FACET_VALUES
         );
         assert_eq!(
             node_setting_value("faceting", &json!({"maxValuesPerFacet": 1}), 4)
                 ["maxValuesPerFacet"],
-            4
+            NODE_FACET_VALUES
         );
         assert_eq!(
-            node_initial_settings(150)["faceting"]["maxValuesPerFacet"],
-            150
+            node_initial_settings(1500)["faceting"]["maxValuesPerFacet"],
+            1500
         );
         assert_eq!(
             node_initial_settings(8)["filterableAttributes"],
