@@ -1578,9 +1578,43 @@ impl Fleet {
                         degraded(&mut reply, &unavailable);
                         return Ok(reply_response(&reply));
                     }
+                    Step::Error(e) if e.code == "invalid_document_filter" => {
+                        // The pager judged the filter through the search route; the documents route
+                        // words its errors differently: ask one node's documents route for its own.
+                        return Err(self.documents_filter_error(state, index, &query, e).await);
+                    }
                     Step::Error(e) => return Err(e),
                 }
             }
+        }
+    }
+
+    /// The documents route's own error for the client's filter (from one node), else `fallback`.
+    async fn documents_filter_error(
+        &self,
+        state: &AppState,
+        index: &str,
+        query: &DocumentsQuery,
+        fallback: MeiliError,
+    ) -> MeiliError {
+        let Some(filter) = &query.filter else {
+            return fallback;
+        };
+        let body = json!({"filter": filter, "limit": 0});
+        match self
+            .read_one(
+                state,
+                None,
+                Method::Post,
+                &format!("/indexes/{index}/documents/fetch"),
+                Some(body),
+            )
+            .await
+        {
+            Ok((status, body)) if (400..500).contains(&status) => {
+                MeiliError::from_node_body(status, &body).unwrap_or(fallback)
+            }
+            _ => fallback,
         }
     }
 

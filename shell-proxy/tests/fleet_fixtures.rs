@@ -14,31 +14,64 @@ use serde_json::Value;
 use std::time::Duration;
 
 const RESERVED: &str = "the step's document carries `_miroir_shard`, which Miroir refuses (400 miroir_reserved_field) by design: that document is missing from every later count";
-const TIES: &str = "hits with identical ranking details are ordered by shard, not by one node's internal ids (documented limit of the merge)";
+const TIES: &str = "hits with identical ranking details are ordered by shard, not by one node's internal ids, and with `searchableAttributes: [\"*\"]` the attribute rule follows the answering node's field order (documented limits of the merge; may match depending on which replicas answer)";
 const GLOBAL_ORDER: &str = "document listings follow Miroir's global order (shard, then position in the shard), not one node's internal order (documented pager design)";
 
 /// `(step name, reason)`.
 const ALLOWED_DIFFERENCES: &[(&str, &str)] = &[
     ("get documents page", GLOBAL_ORDER),
-    ("get documents filter not filterable", "the documents pager counts through the search route, whose not-filterable wording (index prefix, rebuilt condition) it relays (documented pager limit)"),
     ("reserved-like field passes on plain meili", RESERVED),
     ("reserved-like field passes on plain meili / task", RESERVED),
     ("filter 4: NOT genre = horror", RESERVED),
     ("fetch with filter", GLOBAL_ORDER),
     ("search 0: {\"q\": \"star wars\"}", TIES),
-    ("search 1: {\"q\": \"star wars\", \"showRankingScore\": true}", TIES),
-    ("search 3: {\"q\": \"galxy\", \"showRankingScore\": true, \"limit\": 5}", TIES),
-    ("search 5: {\"q\": \"\", \"sort\": [\"year:asc\"], \"limit\": 5, \"offset\": 3}", TIES),
-    ("search 7: {\"q\": \"\", \"facets\": [\"year\", \"rating\"], \"limit\": 0}", RESERVED),
-    ("search 8: {\"q\": \"ghost\", \"page\": 2, \"hitsPerPage\": 3}", TIES),
-    ("search 9: {\"q\": \"river\", \"distinct\": \"director\", \"limit\": 5}", "distinct counts overcount across shards and ties are ordered by shard (documented limits)"),
-    ("search 10: {\"q\": \"storm\", \"attributesToRetrieve\": [\"title\"], \"attribute", TIES),
-    ("search 17: {\"q\": \"king\", \"showRankingScore\": true, \"rankingScoreThresho", TIES),
+    (
+        "search 1: {\"q\": \"star wars\", \"showRankingScore\": true}",
+        TIES,
+    ),
+    (
+        "search 3: {\"q\": \"galxy\", \"showRankingScore\": true, \"limit\": 5}",
+        TIES,
+    ),
+    (
+        "search 5: {\"q\": \"\", \"sort\": [\"year:asc\"], \"limit\": 5, \"offset\": 3}",
+        TIES,
+    ),
+    (
+        "search 7: {\"q\": \"\", \"facets\": [\"year\", \"rating\"], \"limit\": 0}",
+        RESERVED,
+    ),
+    (
+        "search 8: {\"q\": \"ghost\", \"page\": 2, \"hitsPerPage\": 3}",
+        TIES,
+    ),
+    (
+        "search 9: {\"q\": \"river\", \"distinct\": \"director\", \"limit\": 5}",
+        "distinct counts overcount across shards (documented limit); ties as for TIES (may match depending on which replicas answer)",
+    ),
+    (
+        "search 11: {\"q\": \"city dream\", \"matchingStrategy\": \"all\", \"limit\": 3}",
+        TIES,
+    ),
+    (
+        "search 10: {\"q\": \"storm\", \"attributesToRetrieve\": [\"title\"], \"attribute",
+        TIES,
+    ),
+    (
+        "search 17: {\"q\": \"king\", \"showRankingScore\": true, \"rankingScoreThresho",
+        TIES,
+    ),
     ("multi search", TIES),
-    ("federated search", "federated multi-search is not carried yet: 501 miroir_unsupported_route"),
+    (
+        "federated search",
+        "federated multi-search is not carried yet: 501 miroir_unsupported_route",
+    ),
     ("stats", RESERVED),
     ("delete index / task", RESERVED),
-    ("tasks list filtered", "the refused `_miroir_shard` batch has no task, so later task uids are one lower (`from`)"),
+    (
+        "tasks list filtered",
+        "the refused `_miroir_shard` batch has no task, so later task uids are one lower (`from`)",
+    ),
 ];
 
 const VOLATILE: &[&str] = &[
@@ -148,7 +181,8 @@ async fn replay(text: &str, allowed: &[(&str, &str)]) {
         identical += usize::from(matched);
         let reason = allowed.iter().find(|(n, _)| *n == name);
         match (matched, reason) {
-            (true, Some(_)) => now_matching.push(name.clone()),
+            // steps that depend on which replica answers may match; the others must keep differing
+            (true, Some((_, why))) if !why.contains("may match") => now_matching.push(name.clone()),
             (false, None) => unexpected.push(format!(
                 "`{name}`: status want {want_status} got {status}\n  want {}\n  got  {}",
                 norm(&e["response"]["body"]),
