@@ -25,8 +25,9 @@
 //! Every other known route answers 501 `miroir_unsupported_route`.
 //!
 //! Writes: the task record is persisted before the client gets its 202; node answers arriving after the
-//! decision are still collected in the background and the record is updated with them. Writes to one
-//! index are sent one at a time, each until every node answered, so replicas apply them in one order.
+//! decision are still collected in the background and the record is updated with them. Each node
+//! receives the writes of one index one after the other, in the order they were queued, so replicas apply
+//! them in one order; a slow node delays only its own queue.
 
 use crate::http_util::{error_response, json_response, ProxyResponse};
 use crate::routes::{AdminRoute, IndexUid, Route, Setting};
@@ -278,7 +279,8 @@ pub struct Fleet {
     quorum: WriteQuorum,
     counter: AtomicU64,
     cache: Mutex<IndexCache>,
-    write_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per (index, node): the completion signal of the last write request queued for that node.
+    chains: Mutex<HashMap<(String, NodeId), tokio::sync::oneshot::Receiver<()>>>,
 }
 
 impl Fleet {
@@ -317,7 +319,7 @@ impl Fleet {
             quorum,
             counter: AtomicU64::new(0),
             cache: Mutex::new(IndexCache::default()),
-            write_locks: Mutex::new(HashMap::new()),
+            chains: Mutex::new(HashMap::new()),
         })
     }
 
@@ -377,10 +379,32 @@ impl Fleet {
         })
     }
 
-    /// The lock serializing writes to one index (see [`Fleet::run_write`]).
-    fn write_lock(&self, index: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.write_locks.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(locks.entry(index.to_string()).or_default())
+    /// Queues the write requests of one index behind the previous ones, node by node: each request is
+    /// sent once the previous write request of the same index to the same node was answered. Every node
+    /// thus receives the writes of an index in the order they were queued (replicas apply them in one
+    /// order), while a slow node delays only its own queue.
+    fn spawn_write_requests(
+        &self,
+        state: &AppState,
+        set: &mut JoinSet<(usize, Answer)>,
+        index: &str,
+        requests: Vec<NodeRequest>,
+    ) {
+        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        for r in requests {
+            let (done, next) = tokio::sync::oneshot::channel::<()>();
+            let previous = chains.insert((index.to_string(), r.node.clone()), next);
+            let send = self.request_future(state, r);
+            set.spawn(async move {
+                if let Some(previous) = previous {
+                    // Err: the previous request's task ended without signalling (aborted): go on.
+                    let _ = previous.await;
+                }
+                let answer = send.await;
+                let _ = done.send(());
+                answer
+            });
+        }
     }
 
     fn next_rotation(&self) -> (GroupId, u64) {
@@ -392,9 +416,18 @@ impl Fleet {
     // ----- sending -----
 
     fn spawn_request(&self, state: &AppState, set: &mut JoinSet<(usize, Answer)>, r: NodeRequest) {
+        set.spawn(self.request_future(state, r));
+    }
+
+    /// The exchange of one node request, as a future owning everything it needs.
+    fn request_future(
+        &self,
+        state: &AppState,
+        r: NodeRequest,
+    ) -> impl std::future::Future<Output = (usize, Answer)> + Send + 'static {
         let client = state.nodes.clone();
         let address = self.addresses.get(&r.node).cloned().unwrap_or_default();
-        set.spawn(async move {
+        async move {
             let (ct, body) = match &r.body {
                 Some(b) => (
                     Some("application/json"),
@@ -418,7 +451,7 @@ impl Fleet {
                 })
                 .map_err(|e| e.to_string());
             (r.id, answer)
-        });
+        }
     }
 
     /// Sends one request to one node.
@@ -497,24 +530,26 @@ impl Fleet {
         mut write: FanoutWrite,
         persist: bool,
     ) -> Result<Reply, MeiliError> {
-        // Writes to one index go out one at a time, each until every node answered: two batches in
-        // flight together could reach two replicas in different orders and leave them different.
+        // Two writes in flight together could reach two replicas in different orders and leave them
+        // different: each node receives an index's writes one after the other (see
+        // `spawn_write_requests`).
         let index = write.record().index_uid.unwrap_or_default();
-        let lock = self.write_lock(&index);
-        let guard = lock.lock_owned().await;
         let mut set = JoinSet::new();
-        for r in write.requests().to_vec() {
-            self.spawn_request(state, &mut set, r);
-        }
+        self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
-            match set.join_next().await {
-                Some(Ok((id, Ok((status, body))))) => write.on_response(id, status, &body),
-                Some(Ok((id, Err(e)))) => {
+            let wait = write
+                .poll_timeout()
+                .map(|at| Duration::from_millis(at.saturating_sub(now_ms())))
+                .unwrap_or(Duration::from_secs(3600));
+            match tokio::time::timeout(wait, set.join_next()).await {
+                Ok(Some(Ok((id, Ok((status, body)))))) => write.on_response(id, status, &body),
+                Ok(Some(Ok((id, Err(e))))) => {
                     tracing::warn!(error = %e, "node write failed");
                     write.on_failure(id)
                 }
-                Some(Err(_)) => {}
-                None => write.on_timeout(Millis::MAX),
+                Ok(Some(Err(_))) => {}
+                Ok(None) => write.on_timeout(Millis::MAX),
+                Err(_) => write.on_timeout(now_ms()),
             }
         }
         let mut reply = write
@@ -523,7 +558,7 @@ impl Fleet {
         let acknowledged = reply.status == 202;
         if persist && acknowledged {
             // The uid is allocated once the write is acknowledged, as Meilisearch allocates none for a
-            // request it refuses; under the index's write lock, so uids follow the nodes' order.
+            // request it refuses.
             let uid = state.store.next_task_uid().await?;
             reply.body["taskUid"] = Value::from(uid);
             let mut record = write.record();
@@ -535,7 +570,6 @@ impl Fleet {
             if !set.is_empty() {
                 let store = Arc::clone(&state.store);
                 tokio::spawn(async move {
-                    let _guard = guard;
                     while let Some(done) = set.join_next().await {
                         match done {
                             Ok((id, Ok((status, body)))) => write.on_response(id, status, &body),
@@ -558,10 +592,7 @@ impl Fleet {
                 });
             }
         } else if !set.is_empty() {
-            tokio::spawn(async move {
-                let _guard = guard;
-                while set.join_next().await.is_some() {}
-            });
+            tokio::spawn(async move { while set.join_next().await.is_some() {} });
         }
         Ok(reply)
     }

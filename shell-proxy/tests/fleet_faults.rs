@@ -362,3 +362,48 @@ async fn tasks_survive_a_proxy_restart_with_redis() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_replica_does_not_slow_down_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 3;
+    o.node_timeout_ms = 1_500;
+    let (f, api) = fleet_with(o).await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    // node 2 answers after 3 s, beyond the node timeout: a majority (2 of 3) still acknowledges
+    f.nodes[2].set_faults(miroir_sim::serve::Faults {
+        latency_ms: 3_000,
+        ..Default::default()
+    });
+    let started = std::time::Instant::now();
+    let mut uids = Vec::new();
+    for b in 0..5 {
+        let r = api
+            .post(
+                "/indexes/movies/documents",
+                json!([{"id": b, "title": "x"}]),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        uids.push(r.body["taskUid"].as_u64().unwrap());
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_400),
+        "writes waited for the slow replica: {:?}",
+        started.elapsed()
+    );
+    for uid in uids {
+        assert_eq!(api.wait_task(uid).await["status"], "succeeded");
+    }
+    assert_eq!(
+        api.get("/indexes/movies/documents?limit=0").await.body["total"],
+        5
+    );
+    f.shutdown().await;
+}
