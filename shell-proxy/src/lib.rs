@@ -9,8 +9,12 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`node_client`]: the pooled HTTP client to the Meilisearch nodes.
 //! - [`store`]: the durable task store (SQLite or Redis).
+//! - [`dev`]: a fleet of node models plus the proxy in one process (`miroir-proxy dev`, tests).
+//! - [`fleet`]: the route handler that runs core's operations against the nodes.
 
 pub mod auth;
+pub mod dev;
+pub mod fleet;
 pub mod http_util;
 pub mod metrics;
 pub mod node_client;

@@ -343,7 +343,6 @@ where
         Route::Version => version_response(state).await,
         Route::Metrics => metrics_response(state),
         Route::Admin(AdminRoute::Ready) => ready_response(state).await,
-        Route::Admin(AdminRoute::Other { .. }) => empty_response(StatusCode::NOT_FOUND),
         other => match &state.handler {
             Some(h) => {
                 let request = ProxyRequest {

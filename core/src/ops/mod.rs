@@ -11,9 +11,17 @@
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`get::DocumentGet`]: one document read from the owners of its shard.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
+//! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
+//! - [`every::EveryNode`]: a synchronous request every node must apply (experimental features).
+//! - [`settings`]: client settings versus node settings (the hidden `_miroir_shard` filterable field).
+//! - [`stats`]: index statistics merged over a covering set.
 
+pub mod cover;
+pub mod every;
 pub mod get;
 pub mod search;
+pub mod settings;
+pub mod stats;
 pub mod task;
 pub mod write;
 
@@ -80,6 +88,13 @@ impl Reply {
     }
 }
 
+/// Whether a node's HTTP status means the node could not serve (to be retried elsewhere, like a failed
+/// connection) rather than an answer to relay: any 5xx, as [`search::ScatterSearch`] and
+/// [`cover::CoverRead`] judge. A 4xx is the node's verdict on the request and is relayed.
+pub fn node_unavailable(status: u16) -> bool {
+    status >= 500
+}
+
 /// The header that marks an answer served or acknowledged with part of the fleet missing.
 pub const DEGRADED_HEADER: &str = "X-Miroir-Degraded";
 
@@ -113,5 +128,7 @@ mod tests {
         assert_eq!(r.status, 503);
         assert_eq!(r.body["code"], "miroir_no_quorum");
         assert_eq!(Method::Delete.as_str(), "DELETE");
+        assert!(node_unavailable(503) && node_unavailable(500));
+        assert!(!node_unavailable(404) && !node_unavailable(200));
     }
 }

@@ -1,0 +1,152 @@
+//! Shared helpers of the fleet integration tests: a small HTTP client and task polling.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// A response: status, headers, JSON body (`Null` when empty).
+pub struct Resp {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+/// A client for one base URL.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub key: Option<String>,
+}
+
+impl Api {
+    pub fn new(base: String) -> Api {
+        Api {
+            base,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            key: None,
+        }
+    }
+
+    pub async fn raw(&self, method: &str, path: &str, ct: Option<&str>, body: Vec<u8>) -> Resp {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(ct) = ct {
+            req = req.header("Content-Type", ct);
+        }
+        if let Some(k) = &self.key {
+            req = req.header("Authorization", format!("Bearer {k}"));
+        }
+        let resp = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body))).unwrap())
+            .await
+            .expect("the proxy answers");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        match body {
+            Some(b) => {
+                self.raw(
+                    method,
+                    path,
+                    Some("application/json"),
+                    serde_json::to_vec(&b).unwrap(),
+                )
+                .await
+            }
+            None => self.raw(method, path, None, Vec::new()).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.call("GET", path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.call("POST", path, Some(body)).await
+    }
+
+    /// Polls a task until it is finished; returns the task object.
+    pub async fn wait_task(&self, uid: u64) -> Value {
+        for _ in 0..1_000 {
+            let r = self.get(&format!("/tasks/{uid}")).await;
+            assert_eq!(r.status, 200, "GET /tasks/{uid}: {}", r.body);
+            let s = r.body["status"].as_str().unwrap_or_default();
+            if matches!(s, "succeeded" | "failed" | "canceled") {
+                return r.body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("task {uid} never finished");
+    }
+
+    /// Sends a write, expects 202, waits for success.
+    pub async fn write_ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let r = self.call(method, path, body).await;
+        assert_eq!(r.status, 202, "{method} {path}: {}", r.body);
+        let t = self.wait_task(r.body["taskUid"].as_u64().unwrap()).await;
+        assert_eq!(t["status"], "succeeded", "{method} {path}: {t}");
+        t
+    }
+}
+
+/// Starts a fleet of model nodes plus the proxy.
+pub async fn fleet(nodes: usize, rf: u32, rg: u32, store: &std::path::Path) -> (DevFleet, Api) {
+    let mut o = DevOptions::new(nodes, store.to_string_lossy().into_owned());
+    o.replication_factor = rf;
+    o.replica_groups = rg;
+    o.shards = 16;
+    fleet_with(o).await
+}
+
+pub async fn fleet_with(o: DevOptions) -> (DevFleet, Api) {
+    let f = dev::start(o).await.expect("the dev fleet starts");
+    let api = Api::new(f.url());
+    (f, api)
+}
+
+/// An API directly on one model node (with the dev node key).
+pub fn node_api(f: &DevFleet, i: usize) -> Api {
+    let mut a = Api::new(f.nodes[i].url());
+    a.key = Some(dev::DEV_NODE_KEY.to_string());
+    a
+}
+
+pub const GENRES: [&str; 5] = ["drama", "comedy", "action", "horror", "scifi"];
+
+/// `n` movie documents with a unique keyword each, a genre, a year and a sku shared by pairs.
+pub fn movies(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            json!({
+                "id": i,
+                "title": format!("movie kw{i} {}", GENRES[i % 5]),
+                "genre": GENRES[i % 5],
+                "year": 1950 + (i % 70),
+                "sku": format!("sku{}", i / 2),
+            })
+        })
+        .collect()
+}
