@@ -1287,7 +1287,6 @@ impl Fleet {
         )?;
         let mut reply = self.run_search(state, search).await;
         if reply.status == 200 {
-            node_settings::strip_reserved_facets(&mut reply.body);
             let displayed = self.displayed(state, index).await;
             node_settings::apply_displayed_to_hits(&mut reply.body, displayed.as_deref());
         }

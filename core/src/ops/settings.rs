@@ -467,16 +467,6 @@ pub fn hide_shard_field_in_error(error: &mut Value) {
     }
 }
 
-/// Removes `_miroir_*` facets from a merged search answer (`facetDistribution`, `facetStats`): a client
-/// asking `facets: ["*"]` gets every filterable attribute from the nodes, the hidden one included.
-pub fn strip_reserved_facets(search_answer: &mut Value) {
-    for key in ["facetDistribution", "facetStats"] {
-        if let Some(Value::Object(m)) = search_answer.get_mut(key) {
-            m.retain(|k, _| !k.starts_with(crate::RESERVED_PREFIX));
-        }
-    }
-}
-
 /// Removes `_miroir_*` fields from a document a node returns.
 pub fn strip_reserved(doc: &mut Value) {
     if let Value::Object(m) = doc {
@@ -782,21 +772,6 @@ mod tests {
             json!([1, "a"]),
             "invalid values are left for the node to refuse"
         );
-    }
-
-    #[test]
-    fn reserved_facets_are_stripped() {
-        let mut a = json!({
-            "hits": [],
-            "facetDistribution": {"_miroir_shard": {"1": 2}, "genre": {"a": 1}},
-            "facetStats": {"_miroir_shard": {"min": 0, "max": 3}, "year": {"min": 1, "max": 2}}
-        });
-        strip_reserved_facets(&mut a);
-        assert_eq!(a["facetDistribution"], json!({"genre": {"a": 1}}));
-        assert_eq!(a["facetStats"], json!({"year": {"min": 1, "max": 2}}));
-        let mut b = json!({"hits": []});
-        strip_reserved_facets(&mut b);
-        assert_eq!(b, json!({"hits": []}));
     }
 
     #[test]
