@@ -62,6 +62,8 @@ pub struct CoverRead {
     answers: Vec<CoverAnswer>,
     unavailable: BTreeSet<ShardId>,
     error: Option<MeiliError>,
+    /// Which 2xx bodies count as answers; any other body is a failure of that node (retried elsewhere).
+    accepts: fn(&Value) -> bool,
 }
 
 impl CoverRead {
@@ -111,11 +113,28 @@ impl CoverRead {
             answers: Vec::new(),
             unavailable: cover.unavailable.iter().copied().collect(),
             error: None,
+            accepts: Value::is_object,
         };
         for (node, c) in cover.assignments {
             read.push_request(node, c.shards);
         }
         read
+    }
+
+    /// Only 2xx bodies for which `accepts` holds count as answers (the default accepts any JSON object).
+    pub fn accepting(mut self, accepts: fn(&Value) -> bool) -> Self {
+        self.accepts = accepts;
+        self
+    }
+
+    /// The shards request `id` stands for.
+    pub fn shards_of(&self, id: RequestId) -> &[ShardId] {
+        self.shards_of.get(id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The shards no healthy owner could serve so far.
+    pub fn unavailable(&self) -> Vec<ShardId> {
+        self.unavailable.iter().copied().collect()
     }
 
     fn push_request(&mut self, node: NodeId, shards: Vec<ShardId>) {
@@ -150,7 +169,7 @@ impl CoverRead {
             return;
         }
         match status {
-            200..=299 if body.is_object() => {
+            200..=299 if (self.accepts)(&body) => {
                 self.finished[id] = true;
                 let node = self.requests[id].node.clone();
                 let shards = self.shards_of[id].clone();

@@ -1,5 +1,8 @@
 //! A search scattered over a covering set and merged exactly.
 //!
+//! The scatter itself is a [`CoverRead`] of the planned shard request (one request per covering node, the
+//! node's restriction AND-ed into the filter); this module adds the search plan, the merge and the policy.
+//!
 //! States: `Scattering` (requests out, answers arriving) → `Done` (a reply exists). While scattering, a node
 //! that fails (no answer, a 5xx, or a body that is not a search result) has its shards re-planned onto
 //! another healthy owner — another replica of its group first, then the other groups — and a new request goes
@@ -16,34 +19,21 @@
 //! - with unavailable shards, `scatter.unavailable_shard_policy` decides: `partial` merges what was answered
 //!   and sets `X-Miroir-Degraded: shards=…`; `error` answers 503 `miroir_shard_unavailable`.
 
-use super::Method;
+use super::cover::{CoverOutcome, CoverRead};
 use super::{NodeRequest, Reply, RequestId, DEGRADED_HEADER};
 use crate::config::UnavailableShardPolicy;
 use crate::error::{join_u32, MeiliError};
 use crate::routing::Placement;
-use crate::search::{
-    merge_search, plan_search, NodeAnswer, SearchContext, SearchPlan, ShardRestriction,
-};
+use crate::search::{merge_search, plan_search, NodeAnswer, SearchContext, SearchPlan};
 use crate::topology::{GroupId, NodeId, ShardId};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, BTreeSet};
 
-/// One search in flight. See the module documentation.
+/// One search in flight: a [`CoverRead`] of the planned shard request, merged once every shard answered.
 #[derive(Debug, Clone)]
 pub struct ScatterSearch {
-    path: String,
     plan: SearchPlan,
     policy: UnavailableShardPolicy,
-    /// For each shard, its owners in preference order (preferred group first, then the others).
-    candidates: Vec<Vec<NodeId>>,
-    held: BTreeMap<NodeId, Vec<ShardId>>,
-    usable: BTreeMap<NodeId, bool>,
-    requests: Vec<NodeRequest>,
-    shards_of: Vec<Vec<ShardId>>,
-    finished: Vec<bool>,
-    sent: usize,
-    answers: Vec<NodeAnswer>,
-    unavailable: BTreeSet<ShardId>,
+    read: CoverRead,
     reply: Option<Reply>,
 }
 
@@ -62,143 +52,73 @@ impl ScatterSearch {
         policy: UnavailableShardPolicy,
     ) -> Result<Self, MeiliError> {
         let plan = plan_search(client, ctx)?;
-        let groups = placement.groups().max(1);
-        let mut usable = BTreeMap::new();
-        let mut held = BTreeMap::new();
-        let mut candidates = Vec::with_capacity(placement.shards() as usize);
-        for shard in 0..placement.shards() {
-            let mut list = Vec::new();
-            for k in 0..groups {
-                let group = (preferred_group % groups + k) % groups;
-                for node in placement.owners(shard, group) {
-                    usable.entry(node.clone()).or_insert_with(|| healthy(node));
-                    held.entry(node.clone())
-                        .or_insert_with(|| placement.shards_held_by(node));
-                    if !list.contains(node) {
-                        list.push(node.clone());
-                    }
-                }
-            }
-            candidates.push(list);
-        }
-        let cover = placement.cover(
-            &|n| usable.get(n).copied().unwrap_or(false),
+        let read = CoverRead::new(
+            format!("/indexes/{index_uid}/search"),
+            plan.shard_request.clone(),
+            placement,
+            healthy,
             preferred_group,
             rotation,
-        );
+        )
+        .accepting(|body| body.get("hits").is_some_and(Value::is_array));
         let mut search = ScatterSearch {
-            path: format!("/indexes/{index_uid}/search"),
             plan,
             policy,
-            candidates,
-            held,
-            usable,
-            requests: Vec::new(),
-            shards_of: Vec::new(),
-            finished: Vec::new(),
-            sent: 0,
-            answers: Vec::new(),
-            unavailable: cover.unavailable.iter().copied().collect(),
+            read,
             reply: None,
         };
-        for (node, c) in cover.assignments {
-            search.push_request(node, c.shards);
-        }
         search.settle();
         Ok(search)
     }
 
-    fn push_request(&mut self, node: NodeId, shards: Vec<ShardId>) {
-        let held = self.held.get(&node).cloned().unwrap_or_default();
-        let restriction = ShardRestriction {
-            assigned: shards.clone(),
-            held,
-        };
-        let body = self.plan.node_request(Some(&restriction));
-        let id = self.requests.len();
-        self.requests.push(NodeRequest {
-            id,
-            node,
-            method: Method::Post,
-            path: self.path.clone(),
-            body: Some(Value::Object(body)),
-        });
-        self.shards_of.push(shards);
-        self.finished.push(false);
-    }
-
     /// The requests created since the last call: send them all.
     pub fn take_requests(&mut self) -> Vec<NodeRequest> {
-        let new = self.requests[self.sent..].to_vec();
-        self.sent = self.requests.len();
-        new
+        self.read.take_requests()
     }
 
     /// Feeds a node's HTTP answer to request `id`.
     pub fn on_response(&mut self, id: RequestId, status: u16, body: Value) {
-        if self.reply.is_some() || !self.open(id) {
-            return;
+        if self.reply.is_none() {
+            self.read.on_response(id, status, body);
+            self.settle();
         }
-        match status {
-            200..=299 if body.get("hits").is_some_and(Value::is_array) => {
-                self.finished[id] = true;
-                self.answers.push(NodeAnswer { order: id, body });
-            }
-            400..=499 => match MeiliError::from_node_body(status, &body) {
-                Some(e) => self.reply = Some(Reply::error(&e)),
-                None => self.fail(id),
-            },
-            _ => self.fail(id),
-        }
-        self.settle();
     }
 
     /// Request `id` could not be delivered, or timed out.
     pub fn on_failure(&mut self, id: RequestId) {
-        if self.reply.is_some() || !self.open(id) {
-            return;
-        }
-        self.fail(id);
-        self.settle();
-    }
-
-    fn open(&self, id: RequestId) -> bool {
-        self.finished.get(id).is_some_and(|f| !f)
-    }
-
-    /// Marks request `id` failed and re-plans its shards on other owners.
-    fn fail(&mut self, id: RequestId) {
-        self.finished[id] = true;
-        let failed = self.requests[id].node.clone();
-        self.usable.insert(failed, false);
-        let mut moved: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
-        for &shard in &self.shards_of[id] {
-            let next = self.candidates[shard as usize]
-                .iter()
-                .find(|n| self.usable.get(*n).copied().unwrap_or(false));
-            match next {
-                Some(node) => moved.entry(node.clone()).or_default().push(shard),
-                None => {
-                    self.unavailable.insert(shard);
-                }
-            }
-        }
-        for (node, shards) in moved {
-            self.push_request(node, shards);
+        if self.reply.is_none() {
+            self.read.on_failure(id);
+            self.settle();
         }
     }
 
     /// Produces the reply once nothing is outstanding.
     fn settle(&mut self) {
-        if self.reply.is_some() || self.finished.iter().any(|f| !f) {
+        if self.reply.is_some() {
             return;
         }
-        let unavailable: Vec<ShardId> = self.unavailable.iter().copied().collect();
+        let (answers, unavailable) = match self.read.outcome() {
+            None => return,
+            Some(CoverOutcome::ClientError(e)) => {
+                self.reply = Some(Reply::error(&e));
+                return;
+            }
+            Some(CoverOutcome::Answers {
+                answers,
+                unavailable,
+            }) => (answers, unavailable),
+        };
         if !unavailable.is_empty() && self.policy == UnavailableShardPolicy::Error {
             self.reply = Some(Reply::error(&MeiliError::shard_unavailable(&unavailable)));
             return;
         }
-        let answers = std::mem::take(&mut self.answers);
+        let answers = answers
+            .into_iter()
+            .map(|a| NodeAnswer {
+                order: a.order,
+                body: a.body,
+            })
+            .collect();
         self.reply = Some(match merge_search(&self.plan, answers) {
             Ok(body) => {
                 let mut r = Reply::json(200, body);
@@ -221,7 +141,7 @@ impl ScatterSearch {
 
     /// The shards no healthy owner could serve.
     pub fn unavailable(&self) -> Vec<ShardId> {
-        self.unavailable.iter().copied().collect()
+        self.read.unavailable()
     }
 }
 
@@ -253,11 +173,13 @@ mod tests {
 
     /// The shards a request's filter restricts it to, read back from the assignment we made.
     fn answer_for(search: &ScatterSearch, id: RequestId) -> Value {
-        let hits: Vec<Value> = search.shards_of[id]
+        let hits: Vec<Value> = search
+            .read
+            .shards_of(id)
             .iter()
             .map(|s| json!({"id": format!("d{s}"), "_miroir_shard": s, "_rankingScoreDetails": {"words": {"order": 0, "matchingWords": 1, "maxMatchingWords": 1, "score": 1.0 - *s as f64 / 100.0}}}))
             .collect();
-        json!({"hits": hits, "query": "star", "processingTimeMs": 1, "limit": 2, "offset": 0, "estimatedTotalHits": search.shards_of[id].len()})
+        json!({"hits": hits, "query": "star", "processingTimeMs": 1, "limit": 2, "offset": 0, "estimatedTotalHits": search.read.shards_of(id).len()})
     }
 
     fn run(search: &mut ScatterSearch, fail: &dyn Fn(&NodeId) -> bool) {
@@ -294,7 +216,7 @@ mod tests {
         let first = s.take_requests();
         let mut covered: Vec<ShardId> = first
             .iter()
-            .flat_map(|r| s.shards_of[r.id].clone())
+            .flat_map(|r| s.read.shards_of(r.id).to_vec())
             .collect();
         covered.sort();
         assert_eq!(covered, (0..6).collect::<Vec<_>>());
@@ -340,11 +262,7 @@ mod tests {
             "no shard lost, none counted twice"
         );
         assert!(reply.headers.is_empty());
-        assert!(s
-            .requests
-            .iter()
-            .filter(|r| r.node.as_str() == "n0")
-            .all(|r| s.answers.iter().all(|a| a.order != r.id)));
+        assert!(s.unavailable().is_empty());
     }
 
     #[test]
