@@ -20,7 +20,11 @@
 //!   (broadcast);
 //! - search (GET/POST), multi-search (non-federated), facet search, index and global stats;
 //! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
-//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`.
+//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
+//! - API keys: list and get (one node), create, update, delete (every node, through core's [`KeysWrite`]:
+//!   a created key gets a uid chosen here, sent explicitly to every node, so every node derives the same
+//!   key value; a partial create is rolled back). The proxy itself accepts only its master key: keys
+//!   created through it authenticate on the nodes, not on the proxy.
 //!
 //! Every other known route answers 501 `miroir_unsupported_route`.
 //!
@@ -44,6 +48,7 @@ use miroir_core::documents::{
 use miroir_core::health::{FleetHealth, HealthThresholds};
 use miroir_core::ops::cover::{cover_without, recover, CoverOutcome, CoverRead, Recovery};
 use miroir_core::ops::every::EveryNode;
+use miroir_core::ops::keys::{self as key_ops, KeyDecision, KeyWrite, KeysWrite};
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::settings as node_settings;
 use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
@@ -187,7 +192,11 @@ fn decode(s: &str) -> String {
 }
 
 fn reply_response(reply: &Reply) -> ProxyResponse {
-    let mut r = json_response(reply.status, &reply.body);
+    let mut r = if reply.status == 204 {
+        crate::http_util::empty_response(StatusCode::NO_CONTENT)
+    } else {
+        json_response(reply.status, &reply.body)
+    };
     for (k, v) in &reply.headers {
         if let (Ok(name), Ok(value)) = (
             http::header::HeaderName::from_bytes(k.as_bytes()),
@@ -1367,6 +1376,73 @@ impl Fleet {
         Ok(reply_response(&reply))
     }
 
+    /// A key write (`POST /keys`, `PATCH`/`DELETE /keys/{key}`) sent to every node through core's
+    /// [`KeysWrite`]; a partial create is rolled back (best effort) before the error is returned.
+    async fn key_write(
+        &self,
+        state: &AppState,
+        kind: KeyWrite,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut write = KeysWrite::new(&nodes, kind, method, path, body);
+        let mut set = JoinSet::new();
+        for r in write.requests().to_vec() {
+            self.spawn_request(state, &mut set, r);
+        }
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok((id, Ok((status, body)))) => write.on_response(id, status, body),
+                Ok((id, Err(_))) => write.on_failure(id),
+                Err(_) => {}
+            }
+        }
+        let reply = match write.decide() {
+            Some(KeyDecision::Reply(reply)) => reply,
+            Some(KeyDecision::Rollback { requests, reply }) => {
+                tracing::warn!(
+                    nodes = requests.len(),
+                    "partial key creation: rolling it back"
+                );
+                let mut undo = JoinSet::new();
+                for r in requests {
+                    self.spawn_request(state, &mut undo, r);
+                }
+                while let Some(done) = undo.join_next().await {
+                    if let Ok((_, Ok((status, body)))) = done {
+                        if !(200..300).contains(&status) {
+                            tracing::error!(status, %body, "a key rollback failed");
+                        }
+                    } else {
+                        tracing::error!("a key rollback got no answer");
+                    }
+                }
+                reply
+            }
+            None => Reply::error(&MeiliError::internal("a node request was lost")),
+        };
+        Ok(reply_response(&reply))
+    }
+
+    async fn create_key(
+        &self,
+        state: &AppState,
+        request: &ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let body = json_object(request)?;
+        let (body, uid) = key_ops::create_body(body, &key_ops::key_uid(random_u128()));
+        self.key_write(
+            state,
+            KeyWrite::Create { uid },
+            Method::Post,
+            "/keys",
+            Some(body),
+        )
+        .await
+    }
+
     async fn facet_search(
         &self,
         state: &AppState,
@@ -2250,6 +2326,51 @@ impl Fleet {
                 });
                 Ok(reply_response(&reply))
             }
+            ListKeys => {
+                let q = request
+                    .uri
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default();
+                let (s, b) = self
+                    .read_one(state, None, Method::Get, &format!("/keys{q}"), None)
+                    .await?;
+                Ok(json_response(s, &b))
+            }
+            GetKey(k) => {
+                let (s, b) = self
+                    .read_one(
+                        state,
+                        None,
+                        Method::Get,
+                        &format!("/keys/{}", miroir_core::ops::encode_query_value(&k)),
+                        None,
+                    )
+                    .await?;
+                Ok(json_response(s, &b))
+            }
+            CreateKey => self.create_key(state, &request).await,
+            UpdateKey(k) => {
+                let body = json_body(&request)?;
+                self.key_write(
+                    state,
+                    KeyWrite::Update,
+                    Method::Patch,
+                    &format!("/keys/{}", miroir_core::ops::encode_query_value(&k)),
+                    Some(body),
+                )
+                .await
+            }
+            DeleteKey(k) => {
+                self.key_write(
+                    state,
+                    KeyWrite::Delete,
+                    Method::Delete,
+                    &format!("/keys/{}", miroir_core::ops::encode_query_value(&k)),
+                    None,
+                )
+                .await
+            }
             SwapIndexes => self.swap_indexes(state, &request).await,
             ListTasks => self.list_tasks(state, &request).await,
             DeleteTasks => self.delete_tasks(state, &request).await,
@@ -2270,6 +2391,25 @@ impl Fleet {
             .inspect_err(|_| tracing::debug!(route = other.class(), "unsupported route")),
         }
     }
+}
+
+/// 128 random bits for a key uid: std's randomly keyed hasher over the time and a counter (no extra
+/// dependency; a key uid needs uniqueness, not secrecy: the key value is derived on the nodes).
+fn random_u128() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let half = || {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(nanos);
+        h.write_u64(n);
+        h.finish() as u128
+    };
+    (half() << 64) | half()
 }
 
 /// The `swaps` of an `indexSwap` task as Meilisearch reports them: each entry with `rename` (default

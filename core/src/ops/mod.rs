@@ -13,12 +13,14 @@
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 //! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
 //! - [`every::EveryNode`]: a synchronous request every node must apply (experimental features).
+//! - [`keys::KeysWrite`]: an API key write every node must apply, rolled back when a create is partial.
 //! - [`settings`]: client settings versus node settings (the hidden `_miroir_shard` filterable field).
 //! - [`stats`]: index statistics merged over a covering set.
 
 pub mod cover;
 pub mod every;
 pub mod get;
+pub mod keys;
 pub mod search;
 pub mod settings;
 pub mod stats;

@@ -15,6 +15,7 @@ pub mod facets;
 pub mod filter;
 pub mod format;
 pub mod index;
+pub mod keys;
 pub mod payload;
 pub mod query;
 pub mod search;
@@ -361,6 +362,11 @@ impl Node {
 
     fn request_uid(&self) -> String {
         format!("00000000-0000-7000-8000-{:012x}", self.requests)
+    }
+
+    /// A uuid-v4-shaped uid derived from the request counter, for a key created without `uid`.
+    fn request_key_uid(&self) -> String {
+        format!("00000000-0000-4000-8000-{:012x}", self.requests)
     }
 
     fn check_auth(&self, req: &Request, path: &str) -> Result<(), MeiliError> {
@@ -798,6 +804,32 @@ impl Node {
                     },
                     now,
                 ))
+            }
+            ["keys"] => {
+                let uid = self.request_key_uid();
+                let master = self.master_key.clone();
+                keys::route(
+                    &mut self.state.keys,
+                    master.as_deref(),
+                    req,
+                    None,
+                    &params,
+                    &uid,
+                    now,
+                )
+            }
+            ["keys", key] => {
+                let uid = self.request_key_uid();
+                let master = self.master_key.clone();
+                keys::route(
+                    &mut self.state.keys,
+                    master.as_deref(),
+                    req,
+                    Some(key),
+                    &params,
+                    &uid,
+                    now,
+                )
             }
             ["tasks", uid] if req.method == Get => {
                 let n: u32 = uid.parse().map_err(|_| MeiliError::invalid(400, "invalid_task_uids", format!("Invalid value in parameter `taskUid`: could not parse `{uid}` as a positive integer")))?;

@@ -266,6 +266,8 @@ pub struct NodeState {
     pub next_batch_uid: u32,
     /// The task currently processing, if any (only between [`start_next`] and [`finish`]).
     pub processing: Option<u32>,
+    /// The API keys, in creation order.
+    pub keys: Vec<super::keys::ApiKey>,
 }
 
 impl NodeState {
