@@ -18,7 +18,8 @@
 //!   invalid batch becomes a failed Miroir task; a missing index is created first), get by id (the shard's
 //!   owners), list and fetch (documents pager), delete by id/batch (per shard), by filter and all
 //!   (broadcast);
-//! - search (GET/POST), multi-search (non-federated), facet search, index and global stats;
+//! - search (GET/POST), multi-search (federated or not; federated queries merged by core's
+//!   [`merge_federated`]), facet search, index and global stats;
 //! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
 //! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
 //! - API keys: list and get (one node), create, update, delete (every node, through core's [`KeysWrite`]:
@@ -58,6 +59,9 @@ use miroir_core::ops::{node_unavailable, Method, NodeRequest, Reply};
 use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
+use miroir_core::search::federation::{
+    check_non_federated, federated_query, merge_federated, Federation,
+};
 use miroir_core::search::{
     merge_facet_search, search_params_from_query, NodeAnswer, SearchContext,
 };
@@ -1308,9 +1312,18 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_object(request)?;
-        if body.get("federation").is_some_and(|f| !f.is_null()) {
-            return Err(unsupported_route("POST /multi-search with `federation`"));
-        }
+        let federation = match body.get("federation") {
+            None | Some(Value::Null) => None,
+            Some(f) => {
+                let f = Federation::parse(f)?;
+                if let Some(field) = f.unsupported() {
+                    return Err(unsupported_route(&format!(
+                        "POST /multi-search with `federation.{field}`"
+                    )));
+                }
+                Some(f)
+            }
+        };
         let Some(Value::Array(queries)) = body.get("queries") else {
             return Err(MeiliError::invalid(
                 400,
@@ -1319,6 +1332,7 @@ impl Fleet {
             ));
         };
         let mut results = Vec::with_capacity(queries.len());
+        let mut federated = Vec::with_capacity(queries.len());
         let mut headers = Vec::new();
         for (i, q) in queries.iter().enumerate() {
             let inside = |e: MeiliError| MeiliError {
@@ -1350,9 +1364,33 @@ impl Fleet {
                     )))
                 }
             };
-            let mut query = q.clone();
-            query.remove("indexUid");
-            query.remove("federationOptions");
+            let query = match &federation {
+                None => {
+                    check_non_federated(i, q)?;
+                    let mut query = q.clone();
+                    query.remove("indexUid");
+                    query.remove("federationOptions");
+                    query
+                }
+                Some(f) => {
+                    let pk = match self.index_meta(state, uid.as_str()).await {
+                        Ok(Some(meta)) => meta.primary_key,
+                        _ => None,
+                    };
+                    match federated_query(i, uid.as_str(), q, f, pk.as_deref())? {
+                        Ok(fq) => {
+                            let search = fq.search.clone();
+                            federated.push(fq);
+                            search
+                        }
+                        Err(field) => {
+                            return Err(unsupported_route(&format!(
+                                "POST /multi-search with `{field}`"
+                            )))
+                        }
+                    }
+                }
+            };
             let reply = self
                 .search(state, uid.as_str(), &query)
                 .await
@@ -1363,6 +1401,10 @@ impl Fleet {
                 return Err(inside(e));
             }
             headers.extend(reply.headers.clone());
+            if federation.is_some() {
+                results.push(reply.body);
+                continue;
+            }
             let mut result = Map::new();
             result.insert("indexUid".into(), Value::String(uid.as_str().to_string()));
             if let Value::Object(m) = reply.body {
@@ -1370,7 +1412,10 @@ impl Fleet {
             }
             results.push(Value::Object(result));
         }
-        let mut reply = Reply::json(200, json!({ "results": results }));
+        let mut reply = match &federation {
+            Some(f) => Reply::json(200, merge_federated(&federated, &results, f)?),
+            None => Reply::json(200, json!({ "results": results })),
+        };
         headers.dedup();
         reply.headers = headers;
         Ok(reply_response(&reply))

@@ -39,6 +39,7 @@
 //!   list makes it identical on every node.
 
 mod facets;
+pub mod federation;
 mod filter;
 mod get;
 mod merge;
