@@ -22,6 +22,9 @@
 //!   [`merge_federated`]), facet search, index and global stats;
 //! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
 //! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
+//! - dumps and snapshots: sent to every node, one Miroir task (quorum `all`); each node writes its own
+//!   file of the shards it holds, so a dump's `dumpUid` stays `null` in the Miroir task (no one file);
+//! - batches: each Miroir task is its own batch (core's `tasks::batch`), list and get;
 //! - API keys: list and get (one node), create, update, delete (every node, through core's [`KeysWrite`]:
 //!   a created key gets a uid chosen here, sent explicitly to every node, so every node derives the same
 //!   key value; a partial create is rolled back). The proxy itself accepts only its master key: keys
@@ -1935,12 +1938,21 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let filter = TaskFilter::from_list_query(query_pairs(&request.uri))?;
+        let views = self.all_task_views(state).await?;
+        Ok(json_response(200, &filter.paginate(views.iter())))
+    }
+
+    /// Every stored Miroir task, aggregated.
+    async fn all_task_views(
+        &self,
+        state: &AppState,
+    ) -> Result<Vec<miroir_core::tasks::TaskView>, MeiliError> {
         let stored = state.store.list_tasks(None, 100_000, false).await?;
         let mut views = Vec::with_capacity(stored.len());
         for s in &stored {
             views.push(self.read_task(state, s).await?);
         }
-        Ok(json_response(200, &filter.paginate(views.iter())))
+        Ok(views)
     }
 
     /// `DELETE /tasks`: deletes the finished Miroir tasks matching the filter from the store, recorded as a
@@ -2057,6 +2069,29 @@ impl Fleet {
 
     /// `POST /swap-indexes`: broadcast (quorum `all`); the proxy's index metadata follows the swap at once
     /// and is corrected when the task is seen finished ([`Fleet::settle_swap`]).
+    /// `POST /dumps` / `POST /snapshots`: sent to every node, one Miroir task aggregated from the node
+    /// tasks with quorum `all` (each node writes its own dump or snapshot, of the shards it holds).
+    async fn maintenance_task(
+        &self,
+        state: &AppState,
+        task_type: TaskType,
+        path: &str,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let details = (task_type == TaskType::DumpCreation).then(|| details::dump(None));
+        let task = self.new_task(state, None, task_type, details).await?;
+        let write = FanoutWrite::broadcast(
+            task,
+            Method::Post,
+            path.into(),
+            None,
+            &self.placement,
+            WriteQuorum::All,
+            self.deadline(state),
+        );
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
     async fn swap_indexes(
         &self,
         state: &AppState,
@@ -2415,6 +2450,32 @@ impl Fleet {
                     None,
                 )
                 .await
+            }
+            ListBatches => {
+                let filter = TaskFilter::from_list_query(query_pairs(&request.uri))?;
+                let views = self.all_task_views(state).await?;
+                Ok(json_response(
+                    200,
+                    &miroir_core::tasks::batch::list_batches(&filter, views.iter()),
+                ))
+            }
+            GetBatch(uid) => {
+                let view = match state.store.get_task(uid).await? {
+                    Some(stored) => Some(self.read_task(state, &stored).await?),
+                    None => None,
+                };
+                Ok(json_response(
+                    200,
+                    &miroir_core::tasks::batch::get_batch(uid, view.iter())?,
+                ))
+            }
+            CreateDump => {
+                self.maintenance_task(state, TaskType::DumpCreation, "/dumps")
+                    .await
+            }
+            CreateSnapshot => {
+                self.maintenance_task(state, TaskType::SnapshotCreation, "/snapshots")
+                    .await
             }
             SwapIndexes => self.swap_indexes(state, &request).await,
             ListTasks => self.list_tasks(state, &request).await,

@@ -33,6 +33,7 @@
 //! answers; the output is a pure function of its inputs.
 
 pub mod aggregate;
+pub mod batch;
 pub mod filter;
 pub mod time;
 

@@ -8,6 +8,9 @@
 //! enqueues a task (writes, answered `202`); `process_next` applies the next task. A crash loses
 //! nothing that was acknowledged: [`Node::durable_state`] / [`Node::restart_from`] carry the queue and
 //! the applied state across a restart, and a task caught `processing` runs again from scratch.
+//! `POST /dumps` and `POST /snapshots` enqueue `dumpCreation` / `snapshotCreation` tasks that succeed
+//! without writing anything (the model has no files): a dump task reports the `dumpUid` a real node
+//! would have used.
 //! Invariants: no I/O, no clock (time is always the `now` argument), no randomness; the same sequence of
 //! calls always yields the same responses.
 
@@ -804,6 +807,10 @@ impl Node {
                     },
                     now,
                 ))
+            }
+            ["dumps"] if req.method == Post => Ok(self.enqueue(None, TaskKind::DumpCreation, now)),
+            ["snapshots"] if req.method == Post => {
+                Ok(self.enqueue(None, TaskKind::SnapshotCreation, now))
             }
             ["keys"] => {
                 let uid = self.request_key_uid();

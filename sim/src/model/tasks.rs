@@ -128,6 +128,10 @@ pub enum TaskKind {
         /// Matched uids.
         tasks: Vec<u32>,
     },
+    /// `POST /dumps`. The model writes no file: the task only records the dump uid it would have written.
+    DumpCreation,
+    /// `POST /snapshots`. The model writes no file: the task succeeds without doing anything.
+    SnapshotCreation,
 }
 
 impl TaskKind {
@@ -145,6 +149,8 @@ impl TaskKind {
             TaskKind::IndexSwap { .. } => "indexSwap",
             TaskKind::TaskCancelation { .. } => "taskCancelation",
             TaskKind::TaskDeletion { .. } => "taskDeletion",
+            TaskKind::DumpCreation => "dumpCreation",
+            TaskKind::SnapshotCreation => "snapshotCreation",
         }
     }
 
@@ -174,6 +180,8 @@ impl TaskKind {
             TaskKind::TaskDeletion { query, tasks } => {
                 json!({"matchedTasks": tasks.len(), "deletedTasks": null, "originalFilter": query})
             }
+            TaskKind::DumpCreation => json!({"dumpUid": null}),
+            TaskKind::SnapshotCreation => Value::Null,
         }
     }
 
@@ -222,7 +230,7 @@ pub struct Task {
 impl Task {
     /// The task object of `GET /tasks/{uid}`.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "uid": self.uid,
             "batchUid": self.batch_uid,
             "indexUid": self.index_uid,
@@ -238,7 +246,14 @@ impl Task {
             "enqueuedAt": rfc3339(self.enqueued_at),
             "startedAt": self.started_at.map(rfc3339),
             "finishedAt": self.finished_at.map(rfc3339),
-        })
+        });
+        // Meilisearch omits `details` for a task that has none (`snapshotCreation`).
+        if self.details.is_null() {
+            if let Some(m) = v.as_object_mut() {
+                m.remove("details");
+            }
+        }
+        v
     }
 
     /// The 202 body returned when the task is enqueued.
@@ -614,8 +629,26 @@ impl NodeState {
                 }
                 Ok(Some(n))
             }
+            TaskKind::DumpCreation => {
+                if let Some(d) = self
+                    .tasks
+                    .get_mut(&self_uid)
+                    .and_then(|t| t.details.as_object_mut())
+                {
+                    d.insert("dumpUid".into(), Value::String(dump_uid(now)));
+                }
+                Ok(None)
+            }
+            TaskKind::SnapshotCreation => Ok(None),
         }
     }
+}
+
+/// The uid Meilisearch gives a dump started at `now`: `YYYYMMDD-HHMMSSmmm` (UTC).
+pub fn dump_uid(now: Millis) -> String {
+    let t = rfc3339(now - now % 1000);
+    let digits: String = t.chars().take(19).filter(char::is_ascii_digit).collect();
+    format!("{}-{}{:03}", &digits[..8], &digits[8..], now % 1000)
 }
 
 /// All task types, in Meilisearch's order (for error messages).
@@ -1113,5 +1146,30 @@ mod tests {
             parse_date("2026-11-27T00:00:00.1234Z"),
             Some(1_795_737_600_123)
         );
+    }
+
+    #[test]
+    fn dumps_and_snapshots_are_tasks_that_succeed() {
+        use super::super::{Method, Node, Request};
+        let mut n = Node::new(None);
+        let r = n.handle(Request::new(Method::Post, "/dumps"), 1_000);
+        assert_eq!(
+            (r.status, r.body["type"].as_str()),
+            (202, Some("dumpCreation"))
+        );
+        assert_eq!(r.body["indexUid"], Value::Null);
+        let uid = r.body["taskUid"].as_u64().unwrap();
+        let s = n.handle(Request::new(Method::Post, "/snapshots"), 1_000);
+        assert_eq!(s.body["type"], "snapshotCreation");
+        let enqueued = n.handle(Request::get(&format!("/tasks/{uid}")), 1_000);
+        assert_eq!(enqueued.body["details"], json!({"dumpUid": null}));
+        n.run_until_idle(1_700_000_000_123);
+        let done = n.handle(Request::get(&format!("/tasks/{uid}")), 1);
+        assert_eq!(done.body["status"], "succeeded");
+        assert_eq!(done.body["details"]["dumpUid"], "20231114-221320123");
+        let snap = n.handle(Request::get(&format!("/tasks/{}", uid + 1)), 1);
+        assert_eq!(snap.body["status"], "succeeded");
+        assert!(snap.body.get("details").is_none());
+        assert_eq!(dump_uid(5), "19700101-000000005");
     }
 }
