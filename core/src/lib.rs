@@ -15,6 +15,7 @@
 //! - [`quorum`]: the write-quorum tracker.
 //! - [`search`]: search request planning and the exact merge of shard answers.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
+//! - [`webhooks`]: the webhooks Miroir keeps and notifies itself.
 
 pub mod config;
 pub mod documents;
@@ -27,6 +28,7 @@ pub mod routing;
 pub mod search;
 pub mod tasks;
 pub mod topology;
+pub mod webhooks;
 
 pub use error::{ErrorType, MeiliError};
 

@@ -24,6 +24,8 @@
 //! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
 //! - dumps and snapshots: sent to every node, one Miroir task (quorum `all`); each node writes its own
 //!   file of the shards it holds, so a dump's `dumpUid` stays `null` in the Miroir task (no one file);
+//! - webhooks: kept by Miroir in the task store's meta area (`webhooks`), never sent to the nodes
+//!   (core's `webhooks`);
 //! - batches: each Miroir task is its own batch (core's `tasks::batch`), list and get;
 //! - API keys: list and get (one node), create, update, delete (every node, through core's [`KeysWrite`]:
 //!   a created key gets a uid chosen here, sent explicitly to every node, so every node derives the same
@@ -71,6 +73,7 @@ use miroir_core::search::{
 use miroir_core::tasks::filter::task_not_found;
 use miroir_core::tasks::{details, MiroirTask, NodeTaskView, TaskFilter, TaskQueryKind, TaskType};
 use miroir_core::topology::{GroupId, Node, NodeId, Topology};
+use miroir_core::webhooks::Webhooks;
 use miroir_core::{ErrorType, MeiliError, Millis};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -297,7 +300,12 @@ pub struct Fleet {
     cache: Mutex<IndexCache>,
     /// Per (index, node): the completion signal of the last write request queued for that node.
     chains: Mutex<HashMap<(String, NodeId), tokio::sync::oneshot::Receiver<()>>>,
+    /// Serialises the read-modify-write of the webhooks kept in the store.
+    webhooks: tokio::sync::Mutex<()>,
 }
+
+/// The store meta key of the webhooks.
+const WEBHOOKS_KEY: &str = "webhooks";
 
 impl Fleet {
     /// Builds the fleet from the configuration's nodes, S, RF and RG.
@@ -336,6 +344,7 @@ impl Fleet {
             counter: AtomicU64::new(0),
             cache: Mutex::new(IndexCache::default()),
             chains: Mutex::new(HashMap::new()),
+            webhooks: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -2092,6 +2101,32 @@ impl Fleet {
         Ok(reply_response(&reply))
     }
 
+    /// The webhooks kept in the store.
+    async fn load_webhooks(&self, state: &AppState) -> Result<Webhooks, MeiliError> {
+        Ok(state
+            .store
+            .get_meta(WEBHOOKS_KEY)
+            .await?
+            .map(|v| Webhooks::from_json(&v))
+            .unwrap_or_default())
+    }
+
+    /// Applies `change` to the stored webhooks and saves them when it succeeds.
+    async fn change_webhooks<T>(
+        &self,
+        state: &AppState,
+        change: impl FnOnce(&mut Webhooks) -> Result<T, MeiliError>,
+    ) -> Result<T, MeiliError> {
+        let _guard = self.webhooks.lock().await;
+        let mut webhooks = self.load_webhooks(state).await?;
+        let out = change(&mut webhooks)?;
+        state
+            .store
+            .put_meta(WEBHOOKS_KEY, &webhooks.to_json())
+            .await?;
+        Ok(out)
+    }
+
     async fn swap_indexes(
         &self,
         state: &AppState,
@@ -2476,6 +2511,28 @@ impl Fleet {
             CreateSnapshot => {
                 self.maintenance_task(state, TaskType::SnapshotCreation, "/snapshots")
                     .await
+            }
+            ListWebhooks => Ok(json_response(200, &self.load_webhooks(state).await?.list())),
+            GetWebhook(u) => Ok(json_response(
+                200,
+                &self.load_webhooks(state).await?.get(&u)?,
+            )),
+            CreateWebhook => {
+                let body = json_body(&request)?;
+                let uuid = key_ops::key_uid(random_u128());
+                let view = self
+                    .change_webhooks(state, |w| w.create(&body, &uuid))
+                    .await?;
+                Ok(json_response(201, &view))
+            }
+            UpdateWebhook(u) => {
+                let body = json_body(&request)?;
+                let view = self.change_webhooks(state, |w| w.update(&u, &body)).await?;
+                Ok(json_response(200, &view))
+            }
+            DeleteWebhook(u) => {
+                self.change_webhooks(state, |w| w.delete(&u)).await?;
+                Ok(crate::http_util::empty_response(StatusCode::NO_CONTENT))
             }
             SwapIndexes => self.swap_indexes(state, &request).await,
             ListTasks => self.list_tasks(state, &request).await,

@@ -75,3 +75,62 @@ async fn batches_dumps_and_snapshots() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_kept_by_miroir() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(2, 1, 1, &dir.path().join("m.db")).await;
+    assert_eq!(api.get("/webhooks").await.body, json!({"results": []}));
+    let created = api
+        .post(
+            "/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "headers": {"Authorization": "Bearer a-secret-token"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let uuid = created.body["uuid"].as_str().unwrap().to_string();
+    assert_eq!(created.body["isEditable"], true);
+    assert_eq!(created.body["headers"]["Authorization"], "Bearer a-XXXX...");
+    let one = api.get(&format!("/webhooks/{uuid}")).await;
+    assert_eq!(one.body, created.body);
+    let patched = api
+        .call(
+            "PATCH",
+            &format!("/webhooks/{uuid}"),
+            Some(json!({"headers": {"X-Team": "search"}})),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body["headers"]["X-Team"], "search");
+    let bad = api
+        .call(
+            "PATCH",
+            &format!("/webhooks/{uuid}"),
+            Some(json!({"uuid": "x"})),
+        )
+        .await;
+    assert_eq!(bad.body["code"], "immutable_webhook_uuid");
+    assert_eq!(
+        api.post("/webhooks", json!({"headers": {}})).await.body["code"],
+        "invalid_webhook_url"
+    );
+    // the nodes know nothing of it
+    assert_eq!(node_api(&f, 0).get("/webhooks").await.status, 404);
+    let list = api.get("/webhooks").await;
+    assert_eq!(list.body["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        api.call("DELETE", &format!("/webhooks/{uuid}"), None)
+            .await
+            .status,
+        204
+    );
+    let gone = api.get(&format!("/webhooks/{uuid}")).await;
+    assert_eq!(
+        (gone.status, gone.body["code"].as_str()),
+        (404, Some("webhook_not_found"))
+    );
+    assert_eq!(
+        api.get("/webhooks/nope").await.body["code"],
+        "invalid_webhook_uuid"
+    );
+}
