@@ -12,6 +12,14 @@
 //! characters of the secret and `X…`). [`Webhooks::targets`] gives the shell the unredacted URL and
 //! headers to notify when a task finishes.
 //!
+//! Notification ([`Notifier`]): a state machine over Miroir task uids. States: the `baseline` (tasks up to
+//! it are never notified: they existed while no webhook did) and the set of tasks already notified.
+//! Events: [`Notifier::no_webhooks`] (moves the baseline to the newest task), [`Notifier::candidates`]
+//! (the stored tasks to look at), [`Notifier::on_task`] (a task read: notify it iff it is finished and was
+//! not notified yet). Invariant: each task is notified at most once per proxy process.
+//! [`notification_body`] is the payload: the task objects as NDJSON, as Meilisearch sends them (Meilisearch
+//! gzips it; Miroir sends it uncompressed).
+//!
 //! Known limits: URLs are checked for a `scheme:` prefix only (Meilisearch parses them fully); an invalid
 //! uuid is reported with a simpler message than the `uuid` crate's.
 
@@ -406,9 +414,99 @@ impl Webhooks {
     }
 }
 
+/// Which finished tasks to notify. See the module documentation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notifier {
+    started: bool,
+    baseline: Option<u64>,
+    notified: std::collections::BTreeSet<u64>,
+}
+
+impl Notifier {
+    /// A notifier that has seen nothing yet.
+    pub fn new() -> Self {
+        Notifier::default()
+    }
+
+    /// No webhook exists: tasks stored now (`newest` is the newest uid) are never notified.
+    pub fn no_webhooks(&mut self, newest: Option<u64>) {
+        self.started = true;
+        self.baseline = newest.or(self.baseline);
+        self.notified.clear();
+    }
+
+    /// Of the stored task uids, those to read: newer than the baseline and not notified yet. The first
+    /// event sets the baseline to the newest stored uid (tasks older than the watcher are not notified).
+    pub fn candidates(&mut self, stored: &[u64]) -> Vec<u64> {
+        if !self.started {
+            self.no_webhooks(stored.iter().copied().max());
+            return Vec::new();
+        }
+        let mut v: Vec<u64> = stored
+            .iter()
+            .copied()
+            .filter(|u| self.baseline.is_none_or(|b| *u > b) && !self.notified.contains(u))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Task `uid` was read: whether to notify it now.
+    pub fn on_task(&mut self, uid: u64, finished: bool) -> bool {
+        if !finished || self.baseline.is_some_and(|b| uid <= b) {
+            return false;
+        }
+        self.notified.insert(uid)
+    }
+}
+
+/// The notification body: one task object per line (NDJSON).
+pub fn notification_body(tasks: &[Value]) -> String {
+    let mut out = String::new();
+    for t in tasks {
+        out.push_str(&t.to_string());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notifier_notifies_each_finished_task_once() {
+        let mut n = Notifier::new();
+        // tasks 0..=2 existed before: never notified
+        assert!(n.candidates(&[0, 1, 2]).is_empty());
+        assert!(!n.on_task(2, true));
+        assert_eq!(n.candidates(&[0, 1, 2, 3, 4]), vec![3, 4]);
+        assert!(!n.on_task(3, false));
+        assert!(n.on_task(4, true));
+        assert!(!n.on_task(4, true));
+        assert_eq!(n.candidates(&[2, 3, 4]), vec![3]);
+        assert!(n.on_task(3, true));
+        assert!(n.candidates(&[3, 4]).is_empty());
+        // webhooks all deleted while 5 and 6 ran: they are not notified later
+        n.no_webhooks(Some(6));
+        assert_eq!(n.candidates(&[5, 6, 7]), vec![7]);
+        // an empty store at start: every task is new
+        let mut fresh = Notifier::new();
+        assert!(fresh.candidates(&[]).is_empty());
+        assert_eq!(fresh.candidates(&[0]), vec![0]);
+        assert!(fresh.on_task(0, true));
+        let mut empty = Notifier::new();
+        empty.no_webhooks(None);
+        assert_eq!(empty.candidates(&[0, 1]), vec![0, 1]);
+    }
+
+    #[test]
+    fn ndjson_body() {
+        assert_eq!(
+            notification_body(&[json!({"uid": 1}), json!({"uid": 2})]),
+            "{\"uid\":1}\n{\"uid\":2}\n"
+        );
+    }
 
     const U1: &str = "550e8400-e29b-41d4-a716-446655440000";
     const U2: &str = "550e8400-e29b-41d4-a716-446655440001";

@@ -25,7 +25,8 @@
 //! - dumps and snapshots: sent to every node, one Miroir task (quorum `all`); each node writes its own
 //!   file of the shards it holds, so a dump's `dumpUid` stays `null` in the Miroir task (no one file);
 //! - webhooks: kept by Miroir in the task store's meta area (`webhooks`), never sent to the nodes
-//!   (core's `webhooks`);
+//!   (core's `webhooks`); every Miroir task reaching a final status is POSTed to them (NDJSON,
+//!   uncompressed, plain HTTP, best effort) by a watcher that runs with the health probe;
 //! - batches: each Miroir task is its own batch (core's `tasks::batch`), list and get;
 //! - API keys: list and get (one node), create, update, delete (every node, through core's [`KeysWrite`]:
 //!   a created key gets a uid chosen here, sent explicitly to every node, so every node derives the same
@@ -73,7 +74,7 @@ use miroir_core::search::{
 use miroir_core::tasks::filter::task_not_found;
 use miroir_core::tasks::{details, MiroirTask, NodeTaskView, TaskFilter, TaskQueryKind, TaskType};
 use miroir_core::topology::{GroupId, Node, NodeId, Topology};
-use miroir_core::webhooks::Webhooks;
+use miroir_core::webhooks::{notification_body, Notifier, Webhooks};
 use miroir_core::{ErrorType, MeiliError, Millis};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -304,6 +305,9 @@ pub struct Fleet {
     webhooks: tokio::sync::Mutex<()>,
 }
 
+/// How often the webhook watcher looks for finished tasks.
+pub const WEBHOOK_POLL_MS: u64 = 200;
+
 /// The store meta key of the webhooks.
 const WEBHOOKS_KEY: &str = "webhooks";
 
@@ -363,7 +367,8 @@ impl Fleet {
     /// Starts the periodic health probe (`GET /health` on every node every `health.interval_ms`).
     pub fn spawn_probe(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let fleet = Arc::clone(self);
-        tokio::spawn(async move {
+        let watcher = Arc::clone(self).watch_webhooks(Arc::clone(&state));
+        let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
             let mut tick = tokio::time::interval(period);
@@ -401,7 +406,80 @@ impl Fleet {
                     }
                 }
             }
+        };
+        tokio::spawn(async move {
+            tokio::join!(probe, watcher);
         })
+    }
+
+    /// Notifies the webhooks of every Miroir task that reaches a final status (core's [`Notifier`]
+    /// decides which): the task object POSTed as NDJSON to each webhook URL with its headers, best effort
+    /// (plain HTTP only, one attempt, failures logged). Runs alongside the health probe.
+    async fn watch_webhooks(self: Arc<Self>, state: Arc<AppState>) {
+        let client: hyper_util::client::legacy::Client<_, http_body_util::Full<Bytes>> =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let mut notifier = Notifier::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(WEBHOOK_POLL_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            // Tasks first, webhooks second: a task listed while no webhook exists was stored before any.
+            let Ok(stored) = state.store.list_tasks(None, 100_000, false).await else {
+                continue;
+            };
+            let Ok(webhooks) = self.load_webhooks(&state).await else {
+                continue;
+            };
+            let uids: Vec<u64> = stored
+                .iter()
+                .filter_map(|t| t.pointer("/record/uid").and_then(Value::as_u64))
+                .collect();
+            if webhooks.is_empty() {
+                notifier.no_webhooks(uids.iter().copied().max());
+                continue;
+            }
+            for uid in notifier.candidates(&uids) {
+                let Some(record) = stored
+                    .iter()
+                    .find(|t| t.pointer("/record/uid").and_then(Value::as_u64) == Some(uid))
+                else {
+                    continue;
+                };
+                let Ok(view) = self.read_task(&state, record).await else {
+                    continue;
+                };
+                if !notifier.on_task(uid, view.status.is_finished()) {
+                    continue;
+                }
+                let body = Bytes::from(notification_body(std::slice::from_ref(&view.meili)));
+                for target in webhooks.targets() {
+                    let mut builder = http::Request::builder()
+                        .method(http::Method::POST)
+                        .uri(target.url.as_str())
+                        .header(http::header::CONTENT_TYPE, "application/x-ndjson");
+                    for (k, v) in &target.headers {
+                        builder = builder.header(k.as_str(), v.as_str());
+                    }
+                    let Ok(request) = builder.body(http_body_util::Full::new(body.clone())) else {
+                        tracing::warn!(url = %target.url, "webhook request cannot be built");
+                        continue;
+                    };
+                    let send = client.request(request);
+                    let url = target.url.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(Duration::from_secs(10), send).await {
+                            Ok(Ok(r)) if r.status().is_success() => {}
+                            Ok(Ok(r)) => {
+                                tracing::warn!(%url, status = %r.status(), "webhook refused")
+                            }
+                            Ok(Err(e)) => tracing::warn!(%url, error = %e, "webhook unreachable"),
+                            Err(_) => tracing::warn!(%url, "webhook timed out"),
+                        }
+                    });
+                }
+            }
+        }
     }
 
     /// Queues the write requests of one index behind the previous ones, node by node: each request is

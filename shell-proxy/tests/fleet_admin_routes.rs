@@ -134,3 +134,60 @@ async fn webhooks_are_kept_by_miroir() {
         "invalid_webhook_uuid"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_notified_of_finished_tasks() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let (_f, api) = fleet(2, 1, 1, &dir.path().join("m.db")).await;
+    let created = api
+        .post(
+            "/webhooks",
+            json!({"url": format!("http://127.0.0.1:{port}/hook"), "headers": {"X-Token": "t0ken"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let task = api
+        .write_ok(
+            "POST",
+            "/indexes",
+            Some(json!({"uid": "movies", "primaryKey": "id"})),
+        )
+        .await;
+    let received = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = socket.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            data.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&data);
+            if text.contains("\r\n\r\n") && text.trim_end().ends_with('}') {
+                break;
+            }
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&data).into_owned()
+    })
+    .await
+    .expect("the webhook is called");
+    assert!(received.starts_with("POST /hook"), "{received}");
+    assert!(
+        received.to_ascii_lowercase().contains("x-token: t0ken"),
+        "{received}"
+    );
+    assert!(received.contains("application/x-ndjson"), "{received}");
+    let body = received.split("\r\n\r\n").nth(1).unwrap();
+    let line: serde_json::Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(line["uid"], task["uid"]);
+    assert_eq!(line["status"], "succeeded");
+    assert_eq!(line["type"], "indexCreation");
+}
