@@ -441,7 +441,11 @@ async fn error_paths_are_meilisearch_shaped() {
     );
     assert_meili_error(&api.get("/tasks/424242").await, 404, "task_not_found");
     assert_meili_error(&api.get("/tasks?limit=x").await, 400, "invalid_task_limit");
-    assert_meili_error(&api.get("/batches").await, 501, "miroir_unsupported_route");
+    assert_meili_error(
+        &api.get("/indexes/movies/similar?id=1").await,
+        501,
+        "miroir_unsupported_route",
+    );
     assert_meili_error(
         &api.post(
             "/multi-search",

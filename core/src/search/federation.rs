@@ -18,7 +18,8 @@
 //!   `_rankingScore`/`_rankingScoreDetails` stay only where the query asked for them, and a primary key
 //!   added only to recognise duplicates is removed again;
 //! - the window is `offset`/`limit` (response `limit`, `offset`, `estimatedTotalHits`), or `page`/
-//!   `hitsPerPage` (response `hitsPerPage`, `page`, `totalPages`, `totalHits`).
+//!   `hitsPerPage` (response `hitsPerPage`, `page`, `totalPages`, `totalHits`); `requestUid` is the first
+//!   query's.
 //!
 //! Known limits: the order compares the global weighted score only (Meilisearch compares the weighted score
 //! values rule by rule first, which differs only on ties of the global score); the total is the sum of the
@@ -277,6 +278,7 @@ pub fn merge_federated(
     let mut all: Vec<(f64, usize, usize, Map<String, Value>)> = Vec::new();
     let mut total: u64 = 0;
     let mut processing: u64 = 0;
+    let request_uid = answers.iter().find_map(|a| a.get("requestUid").cloned());
     for (qi, (q, answer)) in queries.iter().zip(answers).enumerate() {
         total = total.saturating_add(total_of(answer));
         processing = processing.max(
@@ -359,6 +361,9 @@ pub fn merge_federated(
         out.insert("limit".into(), json!(federation.limit));
         out.insert("offset".into(), json!(federation.offset));
         out.insert("estimatedTotalHits".into(), json!(total));
+    }
+    if let Some(uid) = request_uid {
+        out.insert("requestUid".into(), uid);
     }
     Ok(Value::Object(out))
 }
@@ -485,7 +490,7 @@ mod tests {
             ),
         ];
         let answers = vec![
-            json!({"hits": [hit(1, 0.9), hit(2, 0.4)], "estimatedTotalHits": 2, "processingTimeMs": 3}),
+            json!({"hits": [hit(1, 0.9), hit(2, 0.4)], "estimatedTotalHits": 2, "processingTimeMs": 3, "requestUid": "r0"}),
             json!({"hits": [hit(7, 1.0), hit(8, 0.8)], "estimatedTotalHits": 2, "processingTimeMs": 5}),
         ];
         let r = merge_federated(&qs, &answers, &f).unwrap();
@@ -511,6 +516,7 @@ mod tests {
             ]
         );
         assert!(r["hits"][0].get("_rankingScore").is_none());
+        assert_eq!(r["requestUid"], "r0");
         assert_eq!(r["hits"][1]["_rankingScore"], 1.0);
         assert_eq!(r["hits"][1]["_federation"]["weightedRankingScore"], 0.5);
         assert_eq!(r["hits"][1]["_federation"]["queriesPosition"], 1);
