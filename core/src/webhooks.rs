@@ -435,8 +435,20 @@ impl Notifier {
         self.notified.clear();
     }
 
-    /// Of the stored task uids, those to read: newer than the baseline and not notified yet. The first
-    /// event sets the baseline to the newest stored uid (tasks older than the watcher are not notified).
+    /// Whether the first event was seen (before it, every stored task counts as older than the watcher).
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    /// Tasks up to this uid are never (or no longer) considered; `None`: none yet.
+    pub fn baseline(&self) -> Option<u64> {
+        self.baseline
+    }
+
+    /// Of the stored task uids (at least those above the baseline), those to read: newer than the
+    /// baseline and not notified yet. The first event sets the baseline to the newest stored uid (tasks
+    /// older than the watcher are not notified). The baseline then moves up over every task already
+    /// notified, so the tasks to look at stay the unfinished recent ones.
     pub fn candidates(&mut self, stored: &[u64]) -> Vec<u64> {
         if !self.started {
             self.no_webhooks(stored.iter().copied().max());
@@ -445,9 +457,20 @@ impl Notifier {
         let mut v: Vec<u64> = stored
             .iter()
             .copied()
-            .filter(|u| self.baseline.is_none_or(|b| *u > b) && !self.notified.contains(u))
+            .filter(|u| self.baseline.is_none_or(|b| *u > b))
             .collect();
         v.sort_unstable();
+        v.dedup();
+        let mut first_open = 0;
+        for u in &v {
+            if !self.notified.remove(u) {
+                break;
+            }
+            self.baseline = Some(*u);
+            first_open += 1;
+        }
+        v.drain(..first_open);
+        v.retain(|u| !self.notified.contains(u));
         v
     }
 
@@ -487,6 +510,9 @@ mod tests {
         assert_eq!(n.candidates(&[2, 3, 4]), vec![3]);
         assert!(n.on_task(3, true));
         assert!(n.candidates(&[3, 4]).is_empty());
+        // 3 and 4 notified: the baseline moved over them
+        assert_eq!(n.baseline(), Some(4));
+        assert!(n.started());
         // webhooks all deleted while 5 and 6 ran: they are not notified later
         n.no_webhooks(Some(6));
         assert_eq!(n.candidates(&[5, 6, 7]), vec![7]);

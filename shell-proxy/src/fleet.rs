@@ -424,26 +424,27 @@ impl Fleet {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            // Tasks first, webhooks second: a task listed while no webhook exists was stored before any.
-            let Ok(stored) = state.store.list_tasks(None, 100_000, false).await else {
+            let uid_of = |t: &Value| t.pointer("/record/uid").and_then(Value::as_u64);
+            // The newest task first, webhooks second: a task stored while no webhook exists is never
+            // notified.
+            let Ok(newest) = state.store.list_tasks(None, 1, false).await else {
                 continue;
             };
+            let newest = newest.first().and_then(uid_of);
             let Ok(webhooks) = self.load_webhooks(&state).await else {
                 continue;
             };
-            let uids: Vec<u64> = stored
-                .iter()
-                .filter_map(|t| t.pointer("/record/uid").and_then(Value::as_u64))
-                .collect();
-            if webhooks.is_empty() {
-                notifier.no_webhooks(uids.iter().copied().max());
+            if webhooks.is_empty() || !notifier.started() {
+                notifier.no_webhooks(newest);
                 continue;
             }
+            let from = notifier.baseline().map_or(0, |b| b + 1);
+            let Ok(stored) = state.store.list_tasks(Some(from), 10_000, true).await else {
+                continue;
+            };
+            let uids: Vec<u64> = stored.iter().filter_map(uid_of).collect();
             for uid in notifier.candidates(&uids) {
-                let Some(record) = stored
-                    .iter()
-                    .find(|t| t.pointer("/record/uid").and_then(Value::as_u64) == Some(uid))
-                else {
+                let Some(record) = stored.iter().find(|t| uid_of(t) == Some(uid)) else {
                     continue;
                 };
                 let Ok(view) = self.read_task(&state, record).await else {
