@@ -10,6 +10,7 @@
 //!   deletions, settings, index creation and deletion).
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`get::DocumentGet`]: one document read from the owners of its shard.
+//! - [`lanes::WriteLanes`]: the order in which one index's writes reach one node.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 //! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
 //! - [`every::EveryNode`]: a synchronous request every node must apply (experimental features).
@@ -19,6 +20,7 @@
 pub mod cover;
 pub mod every;
 pub mod get;
+pub mod lanes;
 pub mod search;
 pub mod settings;
 pub mod stats;
