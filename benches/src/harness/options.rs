@@ -255,6 +255,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
 
 /// Checks the settings that would make a run meaningless.
 pub fn validate(o: &Options) -> Result<(), String> {
+    super::client::normalise_url(&o.url)?;
+    if let Some(url2) = &o.compare {
+        super::client::normalise_url(url2)?;
+    }
     if o.concurrency == 0 || o.concurrency > 10_000 {
         return Err("--concurrency must be in 1..=10000".into());
     }
@@ -335,7 +339,10 @@ mod tests {
         let o = run("--url http://localhost:7700");
         assert_eq!(o, Options::new("http://localhost:7700"));
         assert_eq!(parse_args(args("--help")).unwrap(), Command::Help);
-        assert_eq!(parse_args(args("--url x -h")).unwrap(), Command::Help);
+        assert_eq!(
+            parse_args(args("--url http://x -h")).unwrap(),
+            Command::Help
+        );
     }
 
     #[test]
@@ -343,22 +350,24 @@ mod tests {
         let err = |s: &str| parse_args(args(s)).unwrap_err();
         assert!(err("").contains("--url is required"));
         assert!(err("--url").contains("missing value"));
-        assert!(err("--url u --bogus 1").contains("unknown flag"));
-        assert!(err("--url u stray").contains("unexpected argument"));
-        assert!(err("--url u --setup=yes").contains("takes no value"));
-        assert!(err("--url u --workload x").contains("unknown workload"));
-        assert!(err("--url u --concurrency x").contains("invalid value"));
-        assert!(err("--url u --concurrency 0").contains("concurrency"));
-        assert!(err("--url u --rate 0").contains("positive"));
-        assert!(err("--url u --rate nan").contains("positive"));
-        assert!(err("--url u --batch 0").contains("batch"));
-        assert!(err("--url u --search-share 101").contains("percentage"));
-        assert!(err("--url u --duration 0s").contains("positive"));
-        assert!(err("--url u --timeout 0").contains("positive"));
-        assert!(err("--url u --requests 0").contains("at least 1"));
-        assert!(err("--url u --index a/b").contains("invalid index uid"));
-        assert!(err("--url u --index=").contains("invalid index uid"));
+        assert!(err("--url http://u --bogus 1").contains("unknown flag"));
+        assert!(err("--url http://u stray").contains("unexpected argument"));
+        assert!(err("--url http://u --setup=yes").contains("takes no value"));
+        assert!(err("--url http://u --workload x").contains("unknown workload"));
+        assert!(err("--url http://u --concurrency x").contains("invalid value"));
+        assert!(err("--url http://u --concurrency 0").contains("concurrency"));
+        assert!(err("--url http://u --rate 0").contains("positive"));
+        assert!(err("--url http://u --rate nan").contains("positive"));
+        assert!(err("--url http://u --batch 0").contains("batch"));
+        assert!(err("--url http://u --search-share 101").contains("percentage"));
+        assert!(err("--url http://u --duration 0s").contains("positive"));
+        assert!(err("--url http://u --timeout 0").contains("positive"));
+        assert!(err("--url http://u --requests 0").contains("at least 1"));
+        assert!(err("--url http://u --index a/b").contains("invalid index uid"));
+        assert!(err("--url http://u --index=").contains("invalid index uid"));
+        assert!(err("--url https://h:1").contains("only http://"));
+        assert!(err("--url http://h:1 --compare h:2").contains("only http://"));
         // A zero duration is fine when a request count bounds the run.
-        assert!(parse_args(args("--url u --duration 0 --requests 5")).is_ok());
+        assert!(parse_args(args("--url http://u --duration 0 --requests 5")).is_ok());
     }
 }
