@@ -114,6 +114,27 @@ pub fn encode_query_value(raw: &str) -> String {
     out
 }
 
+/// A placement of `nodes` nodes (`n0`, `n1`, …, node i in group i mod `groups`) for the operations' tests.
+#[cfg(test)]
+pub(crate) fn test_placement(
+    nodes: usize,
+    rf: u32,
+    groups: u32,
+    shards: u32,
+) -> crate::routing::Placement {
+    use crate::topology::{Node, Topology};
+    let topo = Topology {
+        epoch: 1,
+        shards,
+        replication_factor: rf,
+        replica_groups: groups,
+        nodes: (0..nodes)
+            .map(|i| Node::active(format!("n{i}"), format!("http://n{i}"), (i as u32) % groups))
+            .collect(),
+    };
+    crate::routing::Placement::new(&topo).expect("a valid test topology")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
