@@ -1,6 +1,8 @@
 //! Shared fixtures for Miroir's benchmarks: deterministic shard answers built from a seed, shaped like what
 //! Meilisearch 1.50 returns (hits with `_rankingScoreDetails`, facet distributions and stats).
 
+pub mod harness;
+
 use serde_json::{json, Map, Value};
 
 /// A tiny deterministic generator (SplitMix64) so every bench run sees the same data.

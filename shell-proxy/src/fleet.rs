@@ -56,6 +56,7 @@ use miroir_core::health::{FleetHealth, HealthThresholds};
 use miroir_core::ops::cover::{cover_without, recover, CoverOutcome, CoverRead, Recovery};
 use miroir_core::ops::every::EveryNode;
 use miroir_core::ops::keys::{self as key_ops, KeyDecision, KeyWrite, KeysWrite};
+use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::settings as node_settings;
 use miroir_core::ops::stats::{count_request, counted_documents, merge_index_stats, StatsPart};
@@ -299,10 +300,44 @@ pub struct Fleet {
     quorum: WriteQuorum,
     counter: AtomicU64,
     cache: Mutex<IndexCache>,
-    /// Per (index, node): the completion signal of the last write request queued for that node.
-    chains: Mutex<HashMap<(String, NodeId), tokio::sync::oneshot::Receiver<()>>>,
+    /// Per (index, node): core's write lanes; a queued request waits on its `go` signal.
+    lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>,
     /// Serialises the read-modify-write of the webhooks kept in the store.
     webhooks: tokio::sync::Mutex<()>,
+}
+
+/// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
+/// guard while holding the turn (answered, failed, or the task aborted) finishes the lane's in-flight request
+/// and signals the next queued one. A guard dropped before its turn leaves its place to be skipped: the lane
+/// hands its signal to a closed channel and moves on to the next.
+struct LaneTurn {
+    lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>,
+    index: String,
+    node: NodeId,
+    wait: tokio::sync::oneshot::Receiver<()>,
+    holding: bool,
+}
+
+impl LaneTurn {
+    async fn acquire(&mut self) {
+        // Err: the lanes were dropped with the fleet; nothing orders this request any more.
+        let _ = (&mut self.wait).await;
+        self.holding = true;
+    }
+}
+
+impl Drop for LaneTurn {
+    fn drop(&mut self) {
+        if !(self.holding || self.wait.try_recv().is_ok()) {
+            return;
+        }
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(next) = lanes.finished(&self.index, &self.node) {
+            if next.send(()).is_ok() {
+                break;
+            }
+        }
+    }
 }
 
 /// How often the webhook watcher looks for finished tasks.
@@ -347,7 +382,7 @@ impl Fleet {
             quorum,
             counter: AtomicU64::new(0),
             cache: Mutex::new(IndexCache::default()),
-            chains: Mutex::new(HashMap::new()),
+            lanes: Arc::new(Mutex::new(WriteLanes::new())),
             webhooks: tokio::sync::Mutex::new(()),
         })
     }
@@ -483,10 +518,10 @@ impl Fleet {
         }
     }
 
-    /// Queues the write requests of one index behind the previous ones, node by node: each request is
-    /// sent once the previous write request of the same index to the same node was answered. Every node
-    /// thus receives the writes of an index in the order they were queued (replicas apply them in one
-    /// order), while a slow node delays only its own queue.
+    /// Queues the write requests of one index on core's write lanes: each request is sent once the
+    /// previous write request of the same index to the same node was answered (or failed). Every node thus
+    /// receives the writes of an index in the order they were queued (replicas apply them in one order),
+    /// while a slow node delays only its own lane.
     fn spawn_write_requests(
         &self,
         state: &AppState,
@@ -494,18 +529,24 @@ impl Fleet {
         index: &str,
         requests: Vec<NodeRequest>,
     ) {
-        let mut chains = self.chains.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         for r in requests {
-            let (done, next) = tokio::sync::oneshot::channel::<()>();
-            let previous = chains.insert((index.to_string(), r.node.clone()), next);
+            let (go, wait) = tokio::sync::oneshot::channel::<()>();
+            if let Some(go) = lanes.submit(index, &r.node, go) {
+                let _ = go.send(());
+            }
+            let mut turn = LaneTurn {
+                lanes: self.lanes.clone(),
+                index: index.to_string(),
+                node: r.node.clone(),
+                wait,
+                holding: false,
+            };
             let send = self.request_future(state, r);
             set.spawn(async move {
-                if let Some(previous) = previous {
-                    // Err: the previous request's task ended without signalling (aborted): go on.
-                    let _ = previous.await;
-                }
+                turn.acquire().await;
                 let answer = send.await;
-                let _ = done.send(());
+                drop(turn);
                 answer
             });
         }
@@ -2759,6 +2800,51 @@ impl RouteHandler for Fleet {
 
 #[cfg(test)]
 mod tests {
+    /// Lane turns: the lane is released by a finished turn, and a request whose task died before its turn
+    /// is skipped instead of blocking the lane forever.
+    #[tokio::test]
+    async fn lane_turns_release_in_order_and_skip_abandoned_requests() {
+        let lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>> = Arc::default();
+        let node = NodeId::from("n0");
+        let turn = |lanes: &Arc<Mutex<WriteLanes<_>>>| {
+            let (go, wait) = tokio::sync::oneshot::channel::<()>();
+            if let Some(go) = lanes.lock().unwrap().submit("movies", &node, go) {
+                let _ = go.send(());
+            }
+            LaneTurn {
+                lanes: lanes.clone(),
+                index: "movies".into(),
+                node: node.clone(),
+                wait,
+                holding: false,
+            }
+        };
+        let mut first = turn(&lanes);
+        let second = turn(&lanes);
+        let mut third = turn(&lanes);
+        first.acquire().await;
+        drop(second); // its task died before its turn
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), third.acquire())
+                .await
+                .is_err(),
+            "the third waits while the first holds the lane"
+        );
+        drop(first);
+        tokio::time::timeout(std::time::Duration::from_secs(1), third.acquire())
+            .await
+            .expect("the abandoned second is skipped and the third gets the lane");
+        drop(third);
+        assert!(
+            !lanes.lock().unwrap().is_busy("movies", &node),
+            "the lane is idle again"
+        );
+        // a turn dropped after being handed the lane but before awaiting it still releases the lane
+        let unpolled = turn(&lanes);
+        drop(unpolled);
+        assert!(!lanes.lock().unwrap().is_busy("movies", &node));
+    }
+
     use super::*;
 
     fn request(ct: Option<&str>, body: &str) -> ProxyRequest {

@@ -336,20 +336,10 @@ pub fn cover_without(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Node, Topology};
     use serde_json::json;
 
     fn placement(nodes: usize, rf: u32, groups: u32, shards: u32) -> Placement {
-        let topo = Topology {
-            epoch: 1,
-            shards,
-            replication_factor: rf,
-            replica_groups: groups,
-            nodes: (0..nodes)
-                .map(|i| Node::active(format!("n{i}"), format!("http://n{i}"), (i as u32) % groups))
-                .collect(),
-        };
-        Placement::new(&topo).unwrap()
+        crate::ops::test_placement(nodes, rf, groups, shards)
     }
 
     fn body() -> Map<String, Value> {

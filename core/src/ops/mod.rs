@@ -10,6 +10,7 @@
 //!   deletions, settings, index creation and deletion).
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`get::DocumentGet`]: one document read from the owners of its shard.
+//! - [`lanes::WriteLanes`]: the order in which one index's writes reach one node.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 //! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
 //! - [`every::EveryNode`]: a synchronous request every node must apply (experimental features).
@@ -21,6 +22,7 @@ pub mod cover;
 pub mod every;
 pub mod get;
 pub mod keys;
+pub mod lanes;
 pub mod search;
 pub mod settings;
 pub mod stats;
@@ -112,6 +114,27 @@ pub fn encode_query_value(raw: &str) -> String {
         }
     }
     out
+}
+
+/// A placement of `nodes` nodes (`n0`, `n1`, …, node i in group i mod `groups`) for the operations' tests.
+#[cfg(test)]
+pub(crate) fn test_placement(
+    nodes: usize,
+    rf: u32,
+    groups: u32,
+    shards: u32,
+) -> crate::routing::Placement {
+    use crate::topology::{Node, Topology};
+    let topo = Topology {
+        epoch: 1,
+        shards,
+        replication_factor: rf,
+        replica_groups: groups,
+        nodes: (0..nodes)
+            .map(|i| Node::active(format!("n{i}"), format!("http://n{i}"), (i as u32) % groups))
+            .collect(),
+    };
+    crate::routing::Placement::new(&topo).expect("a valid test topology")
 }
 
 #[cfg(test)]

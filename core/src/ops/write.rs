@@ -256,20 +256,10 @@ mod tests {
     use super::*;
     use crate::documents::{plan_batch, plan_delete_ids};
     use crate::tasks::details;
-    use crate::topology::{Node, Topology};
     use serde_json::json;
 
     fn placement(nodes: usize, rf: u32, groups: u32, shards: u32) -> Placement {
-        let topo = Topology {
-            epoch: 1,
-            shards,
-            replication_factor: rf,
-            replica_groups: groups,
-            nodes: (0..nodes)
-                .map(|i| Node::active(format!("n{i}"), format!("http://n{i}"), (i as u32) % groups))
-                .collect(),
-        };
-        Placement::new(&topo).unwrap()
+        crate::ops::test_placement(nodes, rf, groups, shards)
     }
 
     fn task(uid: u64, kind: TaskType) -> WriteTask {

@@ -104,7 +104,7 @@ impl DocumentsQuery {
                             .unwrap_or_else(|_| Value::String(raw.to_string())),
                     )
                 }
-                "sort" => query.sort = Some(sort_list(raw)),
+                "sort" => query.sort = Some(crate::search::split_sort(raw)),
                 "useNetwork" => {
                     query.use_network = Some(parse_bool("invalid_document_use_network", name, raw)?)
                 }
@@ -265,30 +265,6 @@ fn comma_list(raw: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
-}
-
-/// Meilisearch's `fix_sort_query_parameters`: split on commas, but keep `_geoPoint(lat, lng):dir` whole.
-fn sort_list(raw: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut merging = false;
-    for part in raw.trim_matches('"').split(',').map(str::trim) {
-        if part.starts_with("_geoPoint(") {
-            out.push(part.to_string());
-            merging = true;
-        } else if merging && !out.is_empty() {
-            if let Some(last) = out.last_mut() {
-                last.push(',');
-                last.push_str(part);
-            }
-            if part.ends_with("):desc") || part.ends_with("):asc") {
-                merging = false;
-            }
-        } else {
-            out.push(part.to_string());
-            merging = false;
-        }
-    }
-    out
 }
 
 /// deserr's description of a JSON value: its kind, then the value itself.

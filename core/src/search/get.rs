@@ -103,7 +103,7 @@ fn comma_list(raw: &str) -> Value {
 }
 
 /// Meilisearch's `fix_sort_query_parameters`: split on commas, but keep `_geoPoint(lat, lng):dir` whole.
-fn sort_list(raw: &str) -> Value {
+pub(crate) fn split_sort(raw: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut merging = false;
     for part in raw.trim_matches('"').split(',').map(str::trim) {
@@ -123,7 +123,7 @@ fn sort_list(raw: &str) -> Value {
             merging = false;
         }
     }
-    Value::Array(out.into_iter().map(Value::String).collect())
+    out
 }
 
 /// Converts `GET` search query parameters (already percent-decoded, in request order) into the `POST` body.
@@ -166,7 +166,7 @@ pub fn search_params_from_query(
                 parse_bool("invalid_search_show_performance_details", name, raw)?
             }
             "filter" => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone())),
-            "sort" => sort_list(raw),
+            "sort" => Value::Array(split_sort(raw).into_iter().map(Value::String).collect()),
             "matchingStrategy" => match raw.as_str() {
                 "last" | "all" | "frequency" => Value::String(raw.clone()),
                 _ => {

@@ -48,6 +48,7 @@ mod plan;
 pub use facets::merge_facet_search;
 pub use filter::{and_filter, shard_filter, ShardRestriction};
 pub use get::search_params_from_query;
+pub(crate) use get::split_sort;
 pub use merge::{compare_hits, merge_search};
 pub use plan::plan_search;
 

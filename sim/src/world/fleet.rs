@@ -31,6 +31,7 @@ use madsim::time;
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::documents::{plan_batch, plan_delete_ids};
 use miroir_core::ops::get::DocumentGet;
+use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::task::{NodeTaskViews, TaskRead};
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
@@ -169,6 +170,51 @@ async fn call(
         .await
 }
 
+/// The proxy's write lanes (core's `WriteLanes`), one set per proxy incarnation, as in the HTTP proxy.
+type Lanes = Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>;
+
+/// One write request's turn on its lane: the same plumbing as the HTTP proxy's (`shell-proxy/src/fleet.rs`).
+struct LaneTurn {
+    lanes: Lanes,
+    node: NodeId,
+    wait: tokio::sync::oneshot::Receiver<()>,
+    holding: bool,
+}
+
+impl LaneTurn {
+    fn new(lanes: &Lanes, node: &NodeId) -> Self {
+        let (go, wait) = tokio::sync::oneshot::channel();
+        if let Some(go) = lanes.lock().unwrap().submit(INDEX, node, go) {
+            let _ = go.send(());
+        }
+        LaneTurn {
+            lanes: lanes.clone(),
+            node: node.clone(),
+            wait,
+            holding: false,
+        }
+    }
+
+    async fn acquire(&mut self) {
+        let _ = (&mut self.wait).await;
+        self.holding = true;
+    }
+}
+
+impl Drop for LaneTurn {
+    fn drop(&mut self) {
+        if !(self.holding || self.wait.try_recv().is_ok()) {
+            return;
+        }
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(next) = lanes.finished(INDEX, &self.node) {
+            if next.send(()).is_ok() {
+                break;
+            }
+        }
+    }
+}
+
 /// Sends the client's reply once, the moment an operation produces it.
 struct Replier<'a> {
     ep: &'a Endpoint,
@@ -191,14 +237,24 @@ impl Replier<'_> {
 async fn run_write(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
+    lanes: &Lanes,
     mut write: FanoutWrite,
     answer: &mut Replier<'_>,
 ) {
+    // Each node receives the index's writes one at a time, in order (core's write lanes).
     let mut calls: FuturesUnordered<_> = write
         .requests()
         .to_vec()
         .into_iter()
-        .map(|r| async move { (r.id, call(ctx, rpc, &r).await) })
+        .map(|r| {
+            let mut turn = LaneTurn::new(lanes, &r.node);
+            async move {
+                turn.acquire().await;
+                let result = call(ctx, rpc, &r).await;
+                drop(turn);
+                (r.id, result)
+            }
+        })
         .collect();
     while let Some((id, result)) = calls.next().await {
         match result {
@@ -226,7 +282,13 @@ async fn run_write(
     }
 }
 
-async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Replier<'_>) {
+async fn serve_op(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    lanes: &Lanes,
+    op: ProxyOp,
+    answer: &mut Replier<'_>,
+) {
     let now = now_ms();
     let deadline = now + NODE_TIMEOUT.as_millis() as u64;
     let task = |task_type, details| WriteTask {
@@ -254,7 +316,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                         ctx.quorum,
                         deadline,
                     );
-                    run_write(ctx, rpc, w, answer).await
+                    run_write(ctx, rpc, lanes, w, answer).await
                 }
                 Err(e) => answer.send(Reply::error(&e)).await,
             }
@@ -276,7 +338,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                 ctx.quorum,
                 deadline,
             );
-            run_write(ctx, rpc, w, answer).await
+            run_write(ctx, rpc, lanes, w, answer).await
         }
         ProxyOp::DeleteIds(ids) => {
             let t = task(
@@ -286,7 +348,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
             let values: Vec<Value> = ids.into_iter().map(Value::String).collect();
             let plan = plan_delete_ids(&values, &ctx.placement);
             let w = FanoutWrite::delete_ids(t, INDEX, plan, &ctx.placement, ctx.quorum, deadline);
-            run_write(ctx, rpc, w, answer).await
+            run_write(ctx, rpc, lanes, w, answer).await
         }
         ProxyOp::Broadcast(task_type, method, path, body) => {
             let t = task(task_type, Map::new());
@@ -299,7 +361,7 @@ async fn serve_op(ctx: &ProxyCtx, rpc: &RpcClient, op: ProxyOp, answer: &mut Rep
                 WriteQuorum::All,
                 deadline,
             );
-            run_write(ctx, rpc, w, answer).await
+            run_write(ctx, rpc, lanes, w, answer).await
         }
         ProxyOp::Search(body) => {
             let n = ctx.disk.requests.fetch_add(1, Ordering::SeqCst);
@@ -410,11 +472,14 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                         .await
                         .expect("proxy client address"),
                 );
+                // a new incarnation starts with idle lanes (the crashed one's requests died with it)
+                let lanes: Lanes = Arc::default();
                 loop {
                     let Ok((op, from, tag)) = next_request::<ProxyOp>(&ep).await else {
                         continue;
                     };
-                    let (ctx, rpc, ep) = (ctx.clone(), rpc.clone(), ep.clone());
+                    let (ctx, rpc, ep, lanes) =
+                        (ctx.clone(), rpc.clone(), ep.clone(), lanes.clone());
                     madsim::task::spawn_local(async move {
                         let mut answer = Replier {
                             ep: &ep,
@@ -422,7 +487,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                             tag,
                             sent: false,
                         };
-                        serve_op(&ctx, &rpc, op, &mut answer).await;
+                        serve_op(&ctx, &rpc, &lanes, op, &mut answer).await;
                     });
                 }
             }
