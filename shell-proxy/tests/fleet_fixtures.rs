@@ -10,6 +10,7 @@ mod common;
 
 use common::*;
 use miroir_proxy::dev::DevOptions;
+use miroir_sim::fixtures::normalise as norm;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -71,40 +72,6 @@ const ALLOWED_DIFFERENCES: &[(&str, &str)] = &[
         "the refused `_miroir_shard` batch has no task, so later task uids are one lower (`from`)",
     ),
 ];
-
-const VOLATILE: &[&str] = &[
-    "uid",
-    "taskUid",
-    "batchUid",
-    "enqueuedAt",
-    "startedAt",
-    "finishedAt",
-    "duration",
-    "processingTimeMs",
-    "requestUid",
-    "createdAt",
-    "updatedAt",
-    "canceledBy",
-];
-
-fn norm(v: &Value) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| {
-                    let nv = if VOLATILE.contains(&k.as_str()) && !x.is_null() {
-                        Value::String("<v>".into())
-                    } else {
-                        norm(x)
-                    };
-                    (k.clone(), nv)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
-        other => other.clone(),
-    }
-}
 
 async fn wait(api: &Api, uid: u64) -> Option<Value> {
     for _ in 0..1_000 {

@@ -9,6 +9,7 @@
 //!   operations against model nodes and check the invariants in [`checkers`].
 
 pub mod checkers;
+pub mod fixtures;
 pub mod history;
 pub mod model;
 pub mod runner;

@@ -6,6 +6,7 @@
 //! must match exactly, and a listed step that starts matching fails the test too, so the list stays
 //! honest. Set `FIXTURE_SHOW=1` to print the differences.
 
+use miroir_sim::fixtures::normalise as norm;
 use miroir_sim::model::{Method, Node, Request};
 use serde_json::Value;
 
@@ -29,40 +30,6 @@ fn strip_allowed(v: &Value) -> Value {
                 .map(|(k, x)| (k.clone(), strip_allowed(x)))
                 .collect(),
         ),
-        other => other.clone(),
-    }
-}
-
-const VOLATILE: &[&str] = &[
-    "uid",
-    "taskUid",
-    "batchUid",
-    "enqueuedAt",
-    "startedAt",
-    "finishedAt",
-    "duration",
-    "processingTimeMs",
-    "requestUid",
-    "createdAt",
-    "updatedAt",
-    "canceledBy",
-];
-
-fn norm(v: &Value) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| {
-                    let nv = if VOLATILE.contains(&k.as_str()) && !x.is_null() {
-                        Value::String("<v>".into())
-                    } else {
-                        norm(x)
-                    };
-                    (k.clone(), nv)
-                })
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(norm).collect()),
         other => other.clone(),
     }
 }
