@@ -55,6 +55,7 @@ use miroir_core::documents::{
 use miroir_core::health::{FleetHealth, HealthThresholds};
 use miroir_core::ops::cover::{cover_without, recover, CoverOutcome, CoverRead, Recovery};
 use miroir_core::ops::every::EveryNode;
+use miroir_core::ops::index as index_ops;
 use miroir_core::ops::keys::{self as key_ops, KeyDecision, KeyWrite, KeysWrite};
 use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
@@ -672,9 +673,20 @@ impl Fleet {
     async fn run_write(
         &self,
         state: &AppState,
-        mut write: FanoutWrite,
+        write: FanoutWrite,
         persist: bool,
     ) -> Result<Reply, MeiliError> {
+        let (write, set) = self.drive_write(state, write).await;
+        self.finish_write(state, write, set, persist).await
+    }
+
+    /// Sends a write's requests (on the write lanes) and feeds the answers until the quorum decides; the
+    /// requests still in flight come back with the write.
+    async fn drive_write(
+        &self,
+        state: &AppState,
+        mut write: FanoutWrite,
+    ) -> (FanoutWrite, JoinSet<(usize, Answer)>) {
         // Two writes in flight together could reach two replicas in different orders and leave them
         // different: each node receives an index's writes one after the other (see
         // `spawn_write_requests`).
@@ -697,6 +709,18 @@ impl Fleet {
                 Err(_) => write.on_timeout(now_ms()),
             }
         }
+        (write, set)
+    }
+
+    /// The reply of a decided write; when acknowledged and `persist`, the task record is stored (with a
+    /// fresh uid) before the reply, and late node answers keep updating it in the background.
+    async fn finish_write(
+        &self,
+        state: &AppState,
+        mut write: FanoutWrite,
+        mut set: JoinSet<(usize, Answer)>,
+        persist: bool,
+    ) -> Result<Reply, MeiliError> {
         let mut reply = write
             .reply()
             .unwrap_or_else(|| Reply::error(&MeiliError::internal("the write has no decision")));
@@ -1125,6 +1149,33 @@ impl Fleet {
         if let Some(pk) = primary_key {
             body.insert("primaryKey".into(), Value::String(pk.to_string()));
         }
+        // Probe where the index exists, so a rollback never deletes an index a node already had.
+        let probe = {
+            let mut set = JoinSet::new();
+            for (id, n) in self.topology.nodes.iter().enumerate() {
+                self.spawn_request(
+                    state,
+                    &mut set,
+                    NodeRequest {
+                        id,
+                        node: n.id.clone(),
+                        method: Method::Get,
+                        path: format!("/indexes/{uid}"),
+                        body: None,
+                    },
+                );
+            }
+            let mut answers = Vec::new();
+            while let Some(done) = set.join_next().await {
+                if let Ok((id, answer)) = done {
+                    answers.push((
+                        self.topology.nodes[id].id.clone(),
+                        answer.ok().map(|(status, _)| status),
+                    ));
+                }
+            }
+            index_ops::probe(answers)
+        };
         let create = FanoutWrite::broadcast(
             task.clone(),
             Method::Post,
@@ -1134,32 +1185,79 @@ impl Fleet {
             WriteQuorum::All,
             self.deadline(state),
         );
-        let reply = self.run_write(state, create, visible).await?;
-        if reply.status != 202 {
-            return Ok(reply);
-        }
-        let settings = FanoutWrite::broadcast(
-            WriteTask {
-                task_type: TaskType::SettingsUpdate,
-                ..task
-            },
-            Method::Patch,
-            format!("/indexes/{uid}/settings"),
-            Some(node_settings::node_initial_settings(
-                self.placement.shards(),
-            )),
-            &self.placement,
-            WriteQuorum::All,
-            self.deadline(state),
-        );
-        let internal = self.run_write(state, settings, false).await?;
-        if internal.status != 202 {
-            tracing::error!(
-                index = uid,
-                status = internal.status,
-                "cannot make _miroir_shard filterable"
+        let (create, create_pending) = self.drive_write(state, create).await;
+        let created = create.reply().is_some_and(|r| r.status == 202);
+        let configured = if created {
+            let settings = FanoutWrite::broadcast(
+                WriteTask {
+                    task_type: TaskType::SettingsUpdate,
+                    ..task.clone()
+                },
+                Method::Patch,
+                format!("/indexes/{uid}/settings"),
+                Some(node_settings::node_initial_settings(
+                    self.placement.shards(),
+                )),
+                &self.placement,
+                WriteQuorum::All,
+                self.deadline(state),
             );
+            let internal = self.run_write(state, settings, false).await?;
+            if internal.status != 202 {
+                tracing::error!(
+                    index = uid,
+                    status = internal.status,
+                    "cannot make _miroir_shard filterable on every node"
+                );
+            }
+            Some(internal)
+        } else {
+            None
+        };
+        let configured_ok = configured.as_ref().is_some_and(|r| r.status == 202);
+        if !(created && configured_ok) {
+            // Nothing is promised: no task is stored, and the index is undone where that is safe.
+            let failure = match &configured {
+                Some(settings) if created => settings.clone(),
+                _ => {
+                    self.finish_write(state, create, create_pending, false)
+                        .await?
+                }
+            };
+            let targets = index_ops::rollback_targets(&probe, created, configured_ok);
+            if !targets.is_empty() {
+                // On the write lanes, so each node deletes after it applied the creation and the settings.
+                let (method, path) = index_ops::rollback_request(uid);
+                let requests = targets
+                    .into_iter()
+                    .enumerate()
+                    .map(|(id, node)| NodeRequest {
+                        id,
+                        node,
+                        method,
+                        path: path.clone(),
+                        body: None,
+                    })
+                    .collect();
+                let mut set = JoinSet::new();
+                self.spawn_write_requests(state, &mut set, uid, requests);
+                while let Some(done) = set.join_next().await {
+                    if let Ok((id, answer)) = done {
+                        let status = answer.as_ref().map(|(s, _)| *s).ok();
+                        tracing::warn!(
+                            index = uid,
+                            request = id,
+                            ?status,
+                            "rolled back a partial index creation"
+                        );
+                    }
+                }
+            }
+            return Ok(failure);
         }
+        let reply = self
+            .finish_write(state, create, create_pending, visible)
+            .await?;
         self.save_index(
             state,
             uid,

@@ -407,3 +407,71 @@ async fn a_hanging_replica_does_not_slow_down_writes() {
     );
     f.shutdown().await;
 }
+
+/// Polls a node until `GET path` answers `status` (the node applies its tasks asynchronously).
+async fn eventually(api: &Api, path: &str, status: u16) -> bool {
+    for _ in 0..200 {
+        if api.get(path).await.status == status {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_index_creation_is_rolled_back_but_never_deletes_an_existing_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(3, 2, 1, &dir.path().join("m.db")).await;
+    f.nodes[2].set_down(true);
+    let r = api
+        .post("/indexes", json!({"uid": "half", "primaryKey": "id"}))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["code"], "miroir_no_quorum", "{}", r.body);
+    // the nodes that created it delete it again: nothing is left half-done
+    for i in 0..2 {
+        assert!(
+            eventually(&node_api(&f, i), "/indexes/half", 404).await,
+            "node {i} kept the half-created index"
+        );
+    }
+    let tasks = api.get("/tasks?types=indexCreation").await;
+    assert_eq!(
+        tasks.body["total"], 0,
+        "a refused creation leaves no Miroir task: {}",
+        tasks.body
+    );
+    f.nodes[2].set_down(false);
+    let t = api
+        .write_ok(
+            "POST",
+            "/indexes",
+            Some(json!({"uid": "half", "primaryKey": "id"})),
+        )
+        .await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    for i in 0..3 {
+        assert!(
+            eventually(&node_api(&f, i), "/indexes/half", 200).await,
+            "node {i} lacks the index"
+        );
+    }
+
+    // an index one node already has is never deleted by a failed creation
+    let own = node_api(&f, 0)
+        .post("/indexes", json!({"uid": "mine"}))
+        .await;
+    assert_eq!(own.status, 202, "{}", own.body);
+    assert!(eventually(&node_api(&f, 0), "/indexes/mine", 200).await);
+    f.nodes[2].set_down(true);
+    let r = api.post("/indexes", json!({"uid": "mine"})).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        node_api(&f, 0).get("/indexes/mine").await.status,
+        200,
+        "the existing index survived"
+    );
+    f.shutdown().await;
+}

@@ -10,6 +10,7 @@
 //!   deletions, settings, index creation and deletion).
 //! - [`search::ScatterSearch`]: a search scattered over a covering set and merged exactly.
 //! - [`get::DocumentGet`]: one document read from the owners of its shard.
+//! - [`index`]: creating an index on every node, all or nothing (probe, create, configure, roll back).
 //! - [`lanes::WriteLanes`]: the order in which one index's writes reach one node.
 //! - [`task::TaskRead`]: reading the node tasks behind a Miroir task and aggregating them.
 //! - [`cover::CoverRead`]: any other read scattered over a covering set (facet search, counts).
@@ -21,6 +22,7 @@
 pub mod cover;
 pub mod every;
 pub mod get;
+pub mod index;
 pub mod keys;
 pub mod lanes;
 pub mod search;
