@@ -680,6 +680,16 @@ impl Fleet {
         self.finish_write(state, write, set, persist).await
     }
 
+    /// Runs a client-visible write (its task stored once acknowledged) and answers with its reply.
+    async fn answer_write(
+        &self,
+        state: &AppState,
+        write: FanoutWrite,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let reply = self.run_write(state, write, true).await?;
+        Ok(reply_response(&reply))
+    }
+
     /// Sends a write's requests (on the write lanes) and feeds the answers until the quorum decides; the
     /// requests still in flight come back with the write.
     async fn drive_write(
@@ -1351,8 +1361,7 @@ impl Fleet {
             quorum,
             self.deadline(state),
         );
-        let reply = self.run_write(state, write, true).await?;
-        Ok(reply_response(&reply))
+        self.answer_write(state, write).await
     }
 
     async fn add_documents(
@@ -1441,8 +1450,7 @@ impl Fleet {
             self.quorum,
             self.deadline(state),
         );
-        let reply = self.run_write(state, write, true).await?;
-        Ok(reply_response(&reply))
+        self.answer_write(state, write).await
     }
 
     /// An empty documents batch: sent as is to every node (creating the index first when missing), so
@@ -1479,8 +1487,7 @@ impl Fleet {
             self.quorum,
             self.deadline(state),
         );
-        let reply = self.run_write(state, write, true).await?;
-        Ok(reply_response(&reply))
+        self.answer_write(state, write).await
     }
 
     async fn delete_ids(
@@ -1506,8 +1513,7 @@ impl Fleet {
             self.quorum,
             self.deadline(state),
         );
-        let reply = self.run_write(state, write, true).await?;
-        Ok(reply_response(&reply))
+        self.answer_write(state, write).await
     }
 
     async fn search(
@@ -2315,8 +2321,7 @@ impl Fleet {
             WriteQuorum::All,
             self.deadline(state),
         );
-        let reply = self.run_write(state, write, true).await?;
-        Ok(reply_response(&reply))
+        self.answer_write(state, write).await
     }
 
     /// The webhooks kept in the store.

@@ -141,6 +141,20 @@ impl Response {
     }
 }
 
+/// The `primaryKey` of an index creation or update body: a string, or `null` for none.
+fn primary_key_value(v: &Value) -> Result<Option<String>, MeiliError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(s) => Ok(Some(s.clone())),
+        _ => Err(settings::type_error(
+            "invalid_index_primary_key",
+            ".primaryKey",
+            "a string",
+            v,
+        )),
+    }
+}
+
 /// Meilisearch's index uid rule: 1-512 bytes of `[A-Za-z0-9_-]`.
 pub fn valid_index_uid(uid: &str) -> bool {
     !uid.is_empty()
@@ -485,18 +499,7 @@ impl Node {
                     let mut pk = None;
                     for (k, v) in obj {
                         match k.as_str() {
-                            "primaryKey" => match v {
-                                Value::Null => {}
-                                Value::String(s) => pk = Some(s.clone()),
-                                _ => {
-                                    return Err(settings::type_error(
-                                        "invalid_index_primary_key",
-                                        ".primaryKey",
-                                        "a string",
-                                        v,
-                                    ))
-                                }
-                            },
+                            "primaryKey" => pk = primary_key_value(v)?,
                             _ => return Err(unknown_field(k, &["primaryKey", "uid"])),
                         }
                     }
@@ -891,18 +894,7 @@ impl Node {
                         ))
                     }
                 },
-                "primaryKey" => match v {
-                    Value::Null => {}
-                    Value::String(s) => pk = Some(s.clone()),
-                    _ => {
-                        return Err(settings::type_error(
-                            "invalid_index_primary_key",
-                            ".primaryKey",
-                            "a string",
-                            v,
-                        ))
-                    }
-                },
+                "primaryKey" => pk = primary_key_value(v)?,
                 _ => return Err(unknown_field(k, &["uid", "primaryKey"])),
             }
         }
