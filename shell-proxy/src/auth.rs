@@ -1,4 +1,5 @@
-//! Authentication of client and admin requests.
+//! Authentication of client and admin requests (API keys and tenant tokens are decided by
+//! [`miroir_core::auth`], with the key ring the fleet keeps).
 //!
 //! - Client routes: `Authorization: Bearer <master_key>`. With an empty master key the proxy runs open,
 //!   as Meilisearch does without a master key. `/health` is always public.
@@ -11,28 +12,10 @@
 
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
-use miroir_core::{ErrorType, MeiliError};
+use miroir_core::MeiliError;
 use subtle::ConstantTimeEq;
 
-/// 401 `missing_authorization_header`, as Meilisearch.
-pub fn missing_authorization_header() -> MeiliError {
-    MeiliError::new(
-        401,
-        "missing_authorization_header",
-        ErrorType::Auth,
-        "The Authorization header is missing. It must use the bearer authorization method.",
-    )
-}
-
-/// 403 `invalid_api_key`, as Meilisearch.
-pub fn invalid_api_key() -> MeiliError {
-    MeiliError::new(
-        403,
-        "invalid_api_key",
-        ErrorType::Auth,
-        "The provided API key is invalid.",
-    )
-}
+pub use miroir_core::auth::{invalid_api_key, missing_authorization_header};
 
 /// The bearer token of a request: `None` when the header is absent, not UTF-8 or not `Bearer <token>`.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
@@ -80,6 +63,7 @@ fn check(headers: &HeaderMap, expected: &str) -> Result<(), MeiliError> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use miroir_core::ErrorType;
 
     fn h(v: Option<&str>) -> HeaderMap {
         let mut m = HeaderMap::new();

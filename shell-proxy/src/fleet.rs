@@ -46,6 +46,7 @@ use crate::server::{no_node_available, AppState, ProxyRequest, RouteHandler};
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+use miroir_core::auth::Access;
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::config::{Config, WriteQuorumSetting};
 use miroir_core::documents::{
@@ -292,6 +293,9 @@ struct IndexCache {
     contexts: HashMap<String, (SearchContext, Millis)>,
 }
 
+#[path = "fleet_keys.rs"]
+mod keys;
+
 /// The route handler over a fleet of nodes. See the module documentation.
 pub struct Fleet {
     topology: Topology,
@@ -305,6 +309,8 @@ pub struct Fleet {
     lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>,
     /// Serialises the read-modify-write of the webhooks kept in the store.
     webhooks: tokio::sync::Mutex<()>,
+    /// The API keys the nodes hold (see `fleet_keys.rs`).
+    keys: keys::KeyCache,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -385,6 +391,7 @@ impl Fleet {
             cache: Mutex::new(IndexCache::default()),
             lanes: Arc::new(Mutex::new(WriteLanes::new())),
             webhooks: tokio::sync::Mutex::new(()),
+            keys: keys::KeyCache::default(),
         })
     }
 
@@ -1400,6 +1407,10 @@ impl Fleet {
             .await?;
         let meta = self.index_meta(state, index).await?;
         let exists = meta.is_some();
+        if !exists && !request.access.can_create_index(index) {
+            // As Meilisearch: a key without `indexes.create` enqueues the batch, which fails.
+            return self.failed_task(state, task, &index_not_found(index)).await;
+        }
         let existing = meta.and_then(|m| m.primary_key);
         // A missing index is created only for a batch that will be sent (or an empty one): a batch
         // Miroir fails itself leaves no index behind, as the failed task would on one node.
@@ -1600,6 +1611,12 @@ impl Fleet {
                     )))
                 }
             };
+            if !request.access.is_index_authorized(uid.as_str()) {
+                return Err(inside(miroir_core::auth::invalid_api_key()));
+            }
+            let mut q = q.clone();
+            with_search_rules(&request.access, uid.as_str(), &mut q);
+            let q = &q;
             let query = match &federation {
                 None => {
                     check_non_federated(i, q)?;
@@ -1704,6 +1721,7 @@ impl Fleet {
             }
             None => Reply::error(&MeiliError::internal("a node request was lost")),
         };
+        self.keys_changed();
         Ok(reply_response(&reply))
     }
 
@@ -1730,7 +1748,8 @@ impl Fleet {
         index: &str,
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
-        let body = json_object(request)?;
+        let mut body = json_object(request)?;
+        with_search_rules(&request.access, index, &mut body);
         let facet = body
             .get("facetName")
             .and_then(Value::as_str)
@@ -1816,7 +1835,11 @@ impl Fleet {
         Ok(merge_index_stats(&parts))
     }
 
-    async fn global_stats(&self, state: &AppState) -> Result<ProxyResponse, MeiliError> {
+    async fn global_stats(
+        &self,
+        state: &AppState,
+        access: &Access,
+    ) -> Result<ProxyResponse, MeiliError> {
         let (status, body) = self
             .read_one(state, None, Method::Get, "/stats", None)
             .await?;
@@ -1826,7 +1849,7 @@ impl Fleet {
         let mut out = body.clone();
         let mut indexes = Map::new();
         if let Some(Value::Object(m)) = body.get("indexes") {
-            for uid in m.keys() {
+            for uid in m.keys().filter(|u| access.is_index_authorized(u)) {
                 indexes.insert(uid.clone(), self.index_stats(state, uid).await?);
             }
         }
@@ -2171,19 +2194,23 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let filter = TaskFilter::from_list_query(query_pairs(&request.uri))?;
-        let views = self.all_task_views(state).await?;
+        let views = self.all_task_views(state, &request.access).await?;
         Ok(json_response(200, &filter.paginate(views.iter())))
     }
 
-    /// Every stored Miroir task, aggregated.
+    /// Every stored Miroir task `access` may see, aggregated.
     async fn all_task_views(
         &self,
         state: &AppState,
+        access: &Access,
     ) -> Result<Vec<miroir_core::tasks::TaskView>, MeiliError> {
         let stored = state.store.list_tasks(None, 100_000, false).await?;
         let mut views = Vec::with_capacity(stored.len());
         for s in &stored {
-            views.push(self.read_task(state, s).await?);
+            let view = self.read_task(state, s).await?;
+            if keys::task_visible(access, view.index_uid.as_deref()) {
+                views.push(view);
+            }
         }
         Ok(views)
     }
@@ -2204,7 +2231,9 @@ impl Fleet {
         let mut finished = Vec::new();
         for s in &stored {
             let view = self.read_task(state, s).await?;
-            if filter.matches(&view) {
+            if filter.matches(&view)
+                && keys::task_visible(&request.access, view.index_uid.as_deref())
+            {
                 matched += 1;
                 if view.status.is_finished() {
                     finished.push(view.uid);
@@ -2239,7 +2268,10 @@ impl Fleet {
         let mut per_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
         for s in &stored {
             let view = self.read_task(state, s).await?;
-            if view.status.is_finished() || !filter.matches(&view) {
+            if view.status.is_finished()
+                || !filter.matches(&view)
+                || !keys::task_visible(&request.access, view.index_uid.as_deref())
+            {
                 continue;
             }
             if let Ok(record) = serde_json::from_value::<MiroirTask>(s["record"].clone()) {
@@ -2356,6 +2388,11 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_body(request)?;
+        if swap_pairs(&body).iter().any(|(a, b, _)| {
+            !(request.access.is_index_authorized(a) && request.access.is_index_authorized(b))
+        }) {
+            return Err(miroir_core::auth::invalid_api_key());
+        }
         let task = self
             .new_task(
                 state,
@@ -2469,9 +2506,41 @@ impl Fleet {
                 let (s, b) = self
                     .read_one(state, None, Method::Get, &format!("/indexes{q}"), None)
                     .await?;
-                Ok(json_response(s, &b))
+                if s != 200 || request.access.all_indexes_authorized() {
+                    return Ok(json_response(s, &b));
+                }
+                // A key restricted to some indexes pages through those only.
+                let (s, all) = self
+                    .read_one(
+                        state,
+                        None,
+                        Method::Get,
+                        "/indexes?offset=0&limit=1000000",
+                        None,
+                    )
+                    .await?;
+                if s != 200 {
+                    return Ok(json_response(s, &all));
+                }
+                let number = |k: &str| b.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
+                let page = keys::authorized_index_page(
+                    &request.access,
+                    &all,
+                    number("offset"),
+                    number("limit"),
+                );
+                Ok(json_response(200, &page))
             }
-            CreateIndex => self.create_index_route(state, &request).await,
+            CreateIndex => {
+                if let Ok(Value::Object(body)) = json_body(&request) {
+                    if let Some(uid) = body.get("uid").and_then(Value::as_str) {
+                        if !request.access.can_create_index(uid) {
+                            return Err(miroir_core::auth::invalid_api_key());
+                        }
+                    }
+                }
+                self.create_index_route(state, &request).await
+            }
             GetIndex(u) => {
                 let (s, b) = self
                     .read_one(state, None, Method::Get, &format!("/indexes/{u}"), None)
@@ -2593,13 +2662,15 @@ impl Fleet {
                 .await
             }
             SearchPost(u) => {
-                let body = json_object(&request)?;
+                let mut body = json_object(&request)?;
+                with_search_rules(&request.access, u.as_str(), &mut body);
                 Ok(reply_response(
                     &self.search(state, u.as_str(), &body).await?,
                 ))
             }
             SearchGet(u) => {
-                let body = search_params_from_query(&query_pairs(&request.uri))?;
+                let mut body = search_params_from_query(&query_pairs(&request.uri))?;
+                with_search_rules(&request.access, u.as_str(), &mut body);
                 Ok(reply_response(
                     &self.search(state, u.as_str(), &body).await?,
                 ))
@@ -2627,7 +2698,7 @@ impl Fleet {
                     &self.index_stats(state, u.as_str()).await?,
                 ))
             }
-            Stats => self.global_stats(state).await,
+            Stats => self.global_stats(state, &request.access).await,
             GetTask(uid) => {
                 let stored = state
                     .store
@@ -2635,6 +2706,9 @@ impl Fleet {
                     .await?
                     .ok_or_else(|| task_not_found(uid))?;
                 let view = self.read_task(state, &stored).await?;
+                if !keys::task_visible(&request.access, view.index_uid.as_deref()) {
+                    return Err(task_not_found(uid));
+                }
                 Ok(json_response(200, &view.meili))
             }
             GetExperimentalFeatures => {
@@ -2711,7 +2785,7 @@ impl Fleet {
             }
             ListBatches => {
                 let filter = TaskFilter::from_list_query(query_pairs(&request.uri))?;
-                let views = self.all_task_views(state).await?;
+                let views = self.all_task_views(state, &request.access).await?;
                 Ok(json_response(
                     200,
                     &miroir_core::tasks::batch::list_batches(&filter, views.iter()),
@@ -2719,7 +2793,8 @@ impl Fleet {
             }
             GetBatch(uid) => {
                 let view = match state.store.get_task(uid).await? {
-                    Some(stored) => Some(self.read_task(state, &stored).await?),
+                    Some(stored) => Some(self.read_task(state, &stored).await?)
+                        .filter(|v| keys::task_visible(&request.access, v.index_uid.as_deref())),
                     None => None,
                 };
                 Ok(json_response(
@@ -2870,6 +2945,15 @@ fn record_json(record: &MiroirTask, finished: &[Value]) -> Value {
 
 /// An error answer as one node holding everything would word it (node messages list `_miroir_shard`
 /// among the filterable attributes; see [`node_settings::hide_shard_field_in_message`]).
+/// Adds a tenant token's search rule for `index` to a search body's `filter` (Meilisearch's
+/// `add_search_rules`); nothing for other credentials.
+fn with_search_rules(access: &Access, index: &str, body: &mut Map<String, Value>) {
+    let filter = body.remove("filter").filter(|f| !f.is_null());
+    if let Some(f) = access.apply_search_rules(index, filter) {
+        body.insert("filter".into(), f);
+    }
+}
+
 async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
     use http_body_util::BodyExt;
     if response.status().as_u16() < 400 {
@@ -2898,6 +2982,23 @@ impl RouteHandler for Fleet {
             Err(e) => error_response(&e),
         };
         hide_shard_field(response).await
+    }
+
+    async fn authorize(
+        &self,
+        state: &AppState,
+        route: &Route,
+        headers: &http::HeaderMap,
+    ) -> Result<Access, MeiliError> {
+        self.authorize_request(state, route, headers).await
+    }
+
+    async fn authenticate(
+        &self,
+        state: &AppState,
+        headers: &http::HeaderMap,
+    ) -> Result<(), MeiliError> {
+        self.authenticate_request(state, headers).await
     }
 }
 
@@ -2959,6 +3060,7 @@ mod tests {
             );
         }
         ProxyRequest {
+            access: Access::Full,
             method: http::Method::POST,
             uri: "/indexes/a/search?q=a+b&x=%C3%BC&flag".parse().unwrap(),
             headers,

@@ -12,6 +12,7 @@
 //! as `invalid_index_uid` for a malformed path parameter).
 
 use http::Method;
+use miroir_core::auth::Action;
 use miroir_core::MeiliError;
 use percent_encoding::percent_decode_str;
 use std::fmt;
@@ -564,6 +565,69 @@ impl Route {
     /// True for the routes served without any key (only `/health`, as in Meilisearch).
     pub fn is_public(&self) -> bool {
         matches!(self, Route::Health)
+    }
+
+    /// The permission an API key needs for this client route (Meilisearch's `ActionPolicy` of the
+    /// route), and the index the route names. `None` for the public and admin routes.
+    pub fn action(&self) -> Option<(Action, Option<&str>)> {
+        use Route::*;
+        let index = self.index_uid().map(IndexUid::as_str);
+        let action = match self {
+            Health | Admin(_) => return None,
+            Version => Action::Version,
+            Stats | IndexStats(_) => Action::StatsGet,
+            Metrics | LogsStream | LogsStreamStop | LogsStderr => Action::MetricsGet,
+            ListIndexes | GetIndex(_) => Action::IndexesGet,
+            CreateIndex => Action::IndexesCreate,
+            UpdateIndex(_) => Action::IndexesUpdate,
+            DeleteIndex(_) => Action::IndexesDelete,
+            SwapIndexes => Action::IndexesSwap,
+            CompactIndex(_) => Action::IndexesCompact,
+            IndexFields(_) => Action::FieldsPost,
+            GetDocuments(_) | GetDocument(..) | FetchDocuments(_) => Action::DocumentsGet,
+            AddDocuments(_) | UpdateDocuments(_) | EditDocuments(_) => Action::DocumentsAdd,
+            DeleteAllDocuments(_)
+            | DeleteDocument(..)
+            | DeleteDocumentsBatch(_)
+            | DeleteDocumentsByFilter(_) => Action::DocumentsDelete,
+            SearchGet(_) | SearchPost(_) | FacetSearch(_) | SimilarGet(_) | SimilarPost(_)
+            | MultiSearch => Action::Search,
+            GetSettings(_) | GetSetting(..) => Action::SettingsGet,
+            UpdateSettings(_) | UpdateSetting(..) | ResetSettings(_) | ResetSetting(..) => {
+                Action::SettingsUpdate
+            }
+            ListTasks | GetTask(_) | GetTaskDocuments(_) | ListBatches | GetBatch(_) => {
+                Action::TasksGet
+            }
+            DeleteTasks => Action::TasksDelete,
+            CancelTasks => Action::TasksCancel,
+            CompactTasks => Action::TasksCompact,
+            ListKeys | GetKey(_) => Action::KeysGet,
+            CreateKey => Action::KeysCreate,
+            UpdateKey(_) => Action::KeysUpdate,
+            DeleteKey(_) => Action::KeysDelete,
+            CreateDump => Action::DumpsCreate,
+            CreateSnapshot => Action::SnapshotsCreate,
+            GetExperimentalFeatures => Action::ExperimentalGet,
+            UpdateExperimentalFeatures => Action::ExperimentalUpdate,
+            ListWebhooks | GetWebhook(_) => Action::WebhooksGet,
+            CreateWebhook => Action::WebhooksCreate,
+            UpdateWebhook(_) => Action::WebhooksUpdate,
+            DeleteWebhook(_) => Action::WebhooksDelete,
+            Export => Action::Export,
+            // Answered 501 whatever the key; the permission only decides whether a key learns that.
+            Unsupported {
+                feature, method, ..
+            } => match feature {
+                UnsupportedFeature::Network if *method == Method::GET => Action::NetworkGet,
+                UnsupportedFeature::Network => Action::NetworkUpdate,
+                UnsupportedFeature::Chats => Action::ChatCompletions,
+                UnsupportedFeature::DynamicSearchRules | UnsupportedFeature::RenderTemplate => {
+                    Action::SettingsGet
+                }
+            },
+        };
+        Some((action, index))
     }
 
     /// True for `/_miroir/*`, which needs the admin key.

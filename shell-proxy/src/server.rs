@@ -34,6 +34,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use miroir_core::auth::Access;
 use miroir_core::config::Config;
 use miroir_core::{ErrorType, MeiliError};
 use serde_json::json;
@@ -59,6 +60,9 @@ pub struct ProxyRequest {
     pub headers: HeaderMap,
     /// The whole body.
     pub body: Bytes,
+    /// What the request's key opens ([`Access::Full`] for the master key or an open proxy); handlers of
+    /// routes that list or act on several indexes filter by it, searches add its tenant-token rules.
+    pub access: Access,
 }
 
 /// Answers the routes the server does not own (documents, search, settings, tasks, ...).
@@ -66,6 +70,24 @@ pub struct ProxyRequest {
 pub trait RouteHandler: Send + Sync {
     /// Answers an authenticated, size-checked request for `route`.
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse;
+
+    /// Authenticates a client request for `route`: the master key only, unless the handler knows the
+    /// fleet's API keys.
+    async fn authorize(
+        &self,
+        state: &AppState,
+        route: &Route,
+        headers: &HeaderMap,
+    ) -> Result<Access, MeiliError> {
+        let _ = route;
+        auth::check_client(headers, state.config.master_key.expose()).map(|()| Access::Full)
+    }
+
+    /// Whether the request carries a valid credential at all (the master key or any API key), before its
+    /// route could be parsed: a malformed path is then reported as such.
+    async fn authenticate(&self, state: &AppState, headers: &HeaderMap) -> Result<(), MeiliError> {
+        auth::check_client(headers, state.config.master_key.expose())
+    }
 }
 
 /// Everything a request needs.
@@ -300,7 +322,11 @@ where
             if mode == Listener::MetricsOnly {
                 return ("unmatched", empty_response(StatusCode::NOT_FOUND));
             }
-            let answer = match auth::check_client(req.headers(), state.config.master_key.expose()) {
+            let authenticated = match &state.handler {
+                Some(h) => h.authenticate(state, req.headers()).await,
+                None => auth::check_client(req.headers(), state.config.master_key.expose()),
+            };
+            let answer = match authenticated {
                 Err(auth_error) => auth_error,
                 Ok(()) => e,
             };
@@ -318,19 +344,23 @@ where
     }
 
     let authorized = if route.is_public() {
-        Ok(())
+        Ok(Access::Full)
     } else if route.is_admin() {
         auth::check_admin(
             req.headers(),
             state.config.admin.enabled,
             state.config.admin.api_key.expose(),
         )
+        .map(|()| Access::Full)
+    } else if let Some(h) = &state.handler {
+        h.authorize(state, &route, req.headers()).await
     } else {
-        auth::check_client(req.headers(), state.config.master_key.expose())
+        auth::check_client(req.headers(), state.config.master_key.expose()).map(|()| Access::Full)
     };
-    if let Err(e) = authorized {
-        return (class, error_response(&e));
-    }
+    let access = match authorized {
+        Ok(access) => access,
+        Err(e) => return (class, error_response(&e)),
+    };
 
     let (parts, body) = req.into_parts();
     let body = match read_body(&parts.headers, body, state.config.server.max_body_bytes).await {
@@ -350,6 +380,7 @@ where
                     uri: parts.uri,
                     headers: parts.headers,
                     body,
+                    access,
                 };
                 h.handle(state, other, request).await
             }
