@@ -17,6 +17,7 @@
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 //! - [`webhooks`]: the webhooks Miroir keeps and notifies itself.
 
+pub mod aliases;
 pub mod auth;
 pub mod config;
 pub mod documents;

@@ -293,6 +293,8 @@ struct IndexCache {
     contexts: HashMap<String, (SearchContext, Millis)>,
 }
 
+#[path = "fleet_aliases.rs"]
+mod aliases;
 #[path = "fleet_keys.rs"]
 mod keys;
 
@@ -311,6 +313,8 @@ pub struct Fleet {
     webhooks: tokio::sync::Mutex<()>,
     /// The API keys the nodes hold (see `fleet_keys.rs`).
     keys: keys::KeyCache,
+    /// The index aliases (see `fleet_aliases.rs`).
+    aliases: aliases::AliasCache,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -392,6 +396,7 @@ impl Fleet {
             lanes: Arc::new(Mutex::new(WriteLanes::new())),
             webhooks: tokio::sync::Mutex::new(()),
             keys: keys::KeyCache::default(),
+            aliases: aliases::AliasCache::default(),
         })
     }
 
@@ -2537,6 +2542,7 @@ impl Fleet {
                         if !request.access.can_create_index(uid) {
                             return Err(miroir_core::auth::invalid_api_key());
                         }
+                        self.refuse_alias_name(state, uid).await?;
                     }
                 }
                 self.create_index_route(state, &request).await
@@ -2836,6 +2842,10 @@ impl Fleet {
             ListTasks => self.list_tasks(state, &request).await,
             DeleteTasks => self.delete_tasks(state, &request).await,
             CancelTasks => self.cancel_tasks(state, &request).await,
+            Admin(AdminRoute::Other { method, path }) if path.starts_with("aliases") => self
+                .admin_aliases(state, &method, &path, &request)
+                .await
+                .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
             Admin(AdminRoute::Other { method, path })
                 if method == http::Method::GET && path == "topology" =>
             {
@@ -2977,6 +2987,12 @@ async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
 #[async_trait]
 impl RouteHandler for Fleet {
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
+        let mut request = request;
+        let route = if route.is_admin() {
+            route
+        } else {
+            self.resolve_aliases(state, route, &mut request).await
+        };
         let response = match self.dispatch(state, route, request).await {
             Ok(r) => r,
             Err(e) => error_response(&e),

@@ -141,6 +141,43 @@ pub enum UnsupportedFeature {
     RenderTemplate,
 }
 
+/// The variants that address one index, for [`Route::index_uid`] and [`Route::index_uid_mut`].
+macro_rules! index_of {
+    ($route:expr) => {{
+        use Route::*;
+        match $route {
+            GetIndex(u)
+            | UpdateIndex(u)
+            | DeleteIndex(u)
+            | GetDocuments(u)
+            | AddDocuments(u)
+            | UpdateDocuments(u)
+            | DeleteAllDocuments(u)
+            | GetDocument(u, _)
+            | DeleteDocument(u, _)
+            | DeleteDocumentsBatch(u)
+            | DeleteDocumentsByFilter(u)
+            | FetchDocuments(u)
+            | EditDocuments(u)
+            | SearchGet(u)
+            | SearchPost(u)
+            | FacetSearch(u)
+            | SimilarGet(u)
+            | SimilarPost(u)
+            | GetSettings(u)
+            | UpdateSettings(u)
+            | ResetSettings(u)
+            | GetSetting(u, _)
+            | UpdateSetting(u, _)
+            | ResetSetting(u, _)
+            | IndexStats(u)
+            | IndexFields(u)
+            | CompactIndex(u) => Some(u),
+            _ => None,
+        }
+    }};
+}
+
 /// A parsed request route. Variants are per method, so a handler never re-checks the method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -637,37 +674,12 @@ impl Route {
 
     /// The index the route addresses, if any.
     pub fn index_uid(&self) -> Option<&IndexUid> {
-        use Route::*;
-        match self {
-            GetIndex(u)
-            | UpdateIndex(u)
-            | DeleteIndex(u)
-            | GetDocuments(u)
-            | AddDocuments(u)
-            | UpdateDocuments(u)
-            | DeleteAllDocuments(u)
-            | GetDocument(u, _)
-            | DeleteDocument(u, _)
-            | DeleteDocumentsBatch(u)
-            | DeleteDocumentsByFilter(u)
-            | FetchDocuments(u)
-            | EditDocuments(u)
-            | SearchGet(u)
-            | SearchPost(u)
-            | FacetSearch(u)
-            | SimilarGet(u)
-            | SimilarPost(u)
-            | GetSettings(u)
-            | UpdateSettings(u)
-            | ResetSettings(u)
-            | GetSetting(u, _)
-            | UpdateSetting(u, _)
-            | ResetSetting(u, _)
-            | IndexStats(u)
-            | IndexFields(u)
-            | CompactIndex(u) => Some(u),
-            _ => None,
-        }
+        index_of!(self)
+    }
+
+    /// The index the route addresses, to be replaced (by an alias's target).
+    pub fn index_uid_mut(&mut self) -> Option<&mut IndexUid> {
+        index_of!(self)
     }
 
     /// The route class used as the `route` label of the request metrics: a small fixed set, so label
