@@ -28,10 +28,13 @@ pub const ALIAS_CACHE_MS: Millis = 1_000;
 
 const PREFIX: &str = "alias:";
 
-/// The alias table (name → target) and when it was read.
+/// Alias name → target index.
+type Table = Arc<BTreeMap<String, String>>;
+
+/// The alias table and when it was read.
 #[derive(Default)]
 pub struct AliasCache {
-    table: Mutex<(Arc<BTreeMap<String, String>>, Option<Millis>)>,
+    table: Mutex<(Table, Option<Millis>)>,
     /// Serialises this proxy's alias changes (read-decide-write of one record).
     writing: tokio::sync::Mutex<()>,
 }
@@ -54,7 +57,7 @@ impl Fleet {
     }
 
     /// The alias table, read again from the store when older than [`ALIAS_CACHE_MS`].
-    pub(super) async fn alias_table(&self, state: &AppState) -> Arc<BTreeMap<String, String>> {
+    pub(super) async fn alias_table(&self, state: &AppState) -> Table {
         let (table, at) = self
             .aliases
             .table
