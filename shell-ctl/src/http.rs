@@ -1,4 +1,4 @@
-//! A minimal blocking HTTP/1.1 GET over a TCP stream: enough for an operator CLI on a trusted network, with no
+//! A minimal blocking HTTP/1.1 client over a TCP stream: enough for an operator CLI on a trusted network, with no
 //! TLS dependency. `https://` URLs are refused with a clear message.
 
 use std::io::{Read, Write};
@@ -12,8 +12,15 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// GETs `path` from `base` (`http://host[:port]`), with `Authorization: Bearer key` when `key` is not empty.
-pub fn get(base: &str, path: &str, key: &str) -> Result<Answer, String> {
+/// Sends `method path` to `base` (`http://host[:port]`) with an optional JSON body, with
+/// `Authorization: Bearer key` when `key` is not empty.
+pub fn request(
+    base: &str,
+    method: &str,
+    path: &str,
+    key: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<Answer, String> {
     let rest = base
         .strip_prefix("http://")
         .ok_or_else(|| format!("only http:// URLs are supported, got {base:?}"))?;
@@ -30,11 +37,19 @@ pub fn get(base: &str, path: &str, key: &str) -> Result<Answer, String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| e.to_string())?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nAccept: application/json\r\n");
     if !key.is_empty() {
         request.push_str(&format!("Authorization: Bearer {key}\r\n"));
     }
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    if body.is_some() {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            payload.len()
+        ));
+    }
     request.push_str("\r\n");
+    request.push_str(&payload);
     stream
         .write_all(request.as_bytes())
         .map_err(|e| e.to_string())?;
@@ -108,8 +123,10 @@ mod tests {
         );
         assert!(parse(b"garbage").is_err());
         assert!(parse(b"HTTP/1.1 2x0 OK\r\n\r\n").is_err());
-        assert!(get("https://x", "/", "").unwrap_err().contains("only http"));
-        assert!(get("http://x/y", "/", "")
+        assert!(request("https://x", "GET", "/", "", None)
+            .unwrap_err()
+            .contains("only http"));
+        assert!(request("http://x/y", "GET", "/", "", None)
             .unwrap_err()
             .contains("host[:port]"));
     }
@@ -129,7 +146,14 @@ mod tests {
             .unwrap();
             req
         });
-        let a = get(&format!("http://{addr}"), "/_miroir/ready", "k1").unwrap();
+        let a = request(
+            &format!("http://{addr}"),
+            "GET",
+            "/_miroir/ready",
+            "k1",
+            None,
+        )
+        .unwrap();
         assert_eq!(a.status, 200);
         assert_eq!(a.body, b"{\"status\":\"ready\"}");
         let req = server.join().unwrap();

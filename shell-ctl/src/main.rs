@@ -1,7 +1,7 @@
 //! miroir-ctl: the operator CLI. It talks to a running proxy over HTTP: the `/_miroir/*` admin API with the
 //! admin key, and the Meilisearch-compatible API with the master key where an operator needs a client's view.
 //!
-//! Commands: `ready`, `topology`, `tasks`, `task <uid>`. Every command prints a human table by default and the
+//! Commands: `ready`, `topology`, `tasks`, `task <uid>`, `alias list|get|set|delete`. Every command prints a human table by default and the
 //! raw JSON with `--json`; the exit status is 0 on success, 1 when the proxy answered an error, 2 when it could
 //! not be reached.
 
@@ -61,17 +61,101 @@ enum Command {
     },
     /// One Miroir task, aggregated from its node tasks.
     Task { uid: u64 },
+    /// Index aliases: names that resolve to one index.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum AliasCommand {
+    /// Every alias and its target.
+    List,
+    /// One alias with its flip history.
+    Get { name: String },
+    /// Creates the alias, or flips it to a new target.
+    Set {
+        name: String,
+        target: String,
+        /// Accept a target index that does not exist yet.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Deletes the alias (the index stays).
+    Delete { name: String },
+}
+
+/// One HTTP call of a command.
+struct Call {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+}
+
+impl Call {
+    fn get(path: String) -> Call {
+        Call {
+            method: "GET",
+            path,
+            body: None,
+        }
+    }
+}
+
+fn alias_path(name: &str) -> String {
+    format!("/_miroir/aliases/{name}")
+}
+
+/// Sends a call; `alias set` on a missing alias creates it.
+fn send(cli: &Cli, call: &Call, key: &str) -> Result<http::Answer, String> {
+    let answer = http::request(&cli.url, call.method, &call.path, key, call.body.as_ref())?;
+    if let Command::Alias(AliasCommand::Set {
+        name,
+        target,
+        force,
+    }) = &cli.command
+    {
+        let missing = serde_json::from_slice::<Value>(&answer.body)
+            .ok()
+            .and_then(|b| b.get("code").cloned())
+            == Some(Value::from("miroir_alias_not_found"));
+        if answer.status == 404 && missing {
+            let body = serde_json::json!({"name": name, "target": target, "force": force});
+            return http::request(&cli.url, "POST", "/_miroir/aliases", key, Some(&body));
+        }
+    }
+    Ok(answer)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (path, key) = match &cli.command {
-        Command::Ready => ("/_miroir/ready".to_string(), &cli.admin_key),
-        Command::Topology => ("/_miroir/topology".to_string(), &cli.admin_key),
-        Command::Tasks { limit } => (format!("/tasks?limit={limit}"), &cli.master_key),
-        Command::Task { uid } => (format!("/tasks/{uid}"), &cli.master_key),
+    let (call, key) = match &cli.command {
+        Command::Ready => (Call::get("/_miroir/ready".into()), &cli.admin_key),
+        Command::Topology => (Call::get("/_miroir/topology".into()), &cli.admin_key),
+        Command::Tasks { limit } => (Call::get(format!("/tasks?limit={limit}")), &cli.master_key),
+        Command::Task { uid } => (Call::get(format!("/tasks/{uid}")), &cli.master_key),
+        Command::Alias(a) => (
+            match a {
+                AliasCommand::List => Call::get("/_miroir/aliases".into()),
+                AliasCommand::Get { name } => Call::get(alias_path(name)),
+                AliasCommand::Set {
+                    name,
+                    target,
+                    force,
+                } => Call {
+                    method: "PUT",
+                    path: alias_path(name),
+                    body: Some(serde_json::json!({"target": target, "force": force})),
+                },
+                AliasCommand::Delete { name } => Call {
+                    method: "DELETE",
+                    path: alias_path(name),
+                    body: None,
+                },
+            },
+            &cli.admin_key,
+        ),
     };
-    let answer = match http::get(&cli.url, &path, key) {
+    let answer = match send(&cli, &call, key) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("miroir-ctl: cannot reach {}: {e}", cli.url);
@@ -159,6 +243,35 @@ fn render(command: &Command, body: &Value) -> String {
             }
             out
         }
+        Command::Alias(AliasCommand::List) => {
+            let mut out = format!("{:<32} {:<32} {}\n", "ALIAS", "TARGET", "UPDATED");
+            for a in body
+                .get("results")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&alias_line(a, &s));
+            }
+            out
+        }
+        Command::Alias(AliasCommand::Delete { name }) => format!("alias {name} deleted\n"),
+        Command::Alias(_) => {
+            let mut out = alias_line(body, &s);
+            for f in body
+                .get("history")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&format!(
+                    "  was {} until {}\n",
+                    s(f, "target"),
+                    s(f, "until")
+                ));
+            }
+            out
+        }
         Command::Task { .. } => {
             let mut out = task_line(body, &s);
             if let Some(e) = body.get("error").filter(|e| !e.is_null()) {
@@ -167,6 +280,15 @@ fn render(command: &Command, body: &Value) -> String {
             out
         }
     }
+}
+
+fn alias_line(a: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
+    format!(
+        "{:<32} {:<32} {}\n",
+        s(a, "name"),
+        s(a, "target"),
+        s(a, "updatedAt")
+    )
 }
 
 fn task_line(t: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
@@ -212,5 +334,33 @@ mod tests {
         assert!(cli.json);
         assert!(matches!(cli.command, Command::Task { uid: 7 }));
         assert!(Cli::try_parse_from(["miroir-ctl", "task", "seven"]).is_err());
+        let cli = Cli::try_parse_from([
+            "miroir-ctl",
+            "alias",
+            "set",
+            "movies",
+            "movies_v2",
+            "--force",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Alias(AliasCommand::Set { force: true, .. })
+        ));
+    }
+
+    #[test]
+    fn renders_aliases() {
+        let list = json!({"results": [{"name": "movies", "target": "movies_v2", "updatedAt": "2026-11-27T10:00:00Z"}], "total": 1});
+        let out = render(&Command::Alias(AliasCommand::List), &list);
+        assert!(out.lines().nth(1).unwrap().starts_with("movies "), "{out}");
+        let one = json!({"name": "movies", "target": "movies_v2", "history": [{"target": "movies_v1", "until": "t"}]});
+        let out = render(
+            &Command::Alias(AliasCommand::Get {
+                name: "movies".into(),
+            }),
+            &one,
+        );
+        assert!(out.contains("was movies_v1 until t"), "{out}");
     }
 }

@@ -1,0 +1,88 @@
+//! The CLI against a running proxy over model nodes: exit statuses, JSON output and the alias commands.
+
+use miroir_proxy::dev::{self, DevOptions};
+use serde_json::Value;
+use std::process::Command;
+
+/// Runs `miroir-ctl args…` against `url` with the dev admin key: (exit code, stdout, stderr).
+async fn ctl(url: &str, args: &[&str]) -> (i32, String, String) {
+    let url = url.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_miroir-ctl"))
+            .args(&args)
+            .env("MIROIR_URL", &url)
+            .env("MIROIR_ADMIN_API_KEY", dev::DEV_ADMIN_KEY)
+            .env_remove("MIROIR_MASTER_KEY")
+            .output()
+            .expect("miroir-ctl runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_topology_and_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dev::start(DevOptions::new(
+        2,
+        dir.path().join("m.db").to_string_lossy().into_owned(),
+    ))
+    .await
+    .unwrap();
+    let url = f.url();
+
+    let (code, out, _) = ctl(&url, &["ready"]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = ctl(&url, &["topology", "--json"]).await;
+    assert_eq!(code, 0);
+    let topo: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(topo["nodes"].as_array().unwrap().len(), 2);
+
+    // An alias to a missing index needs --force; then it can be flipped, read, listed and deleted.
+    let (code, _, err) = ctl(&url, &["alias", "set", "movies", "movies_v1"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("miroir_alias_target_not_found"), "{err}");
+    let (code, out, err) = ctl(&url, &["alias", "set", "movies", "movies_v1", "--force"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, _) = ctl(&url, &["alias", "set", "movies", "movies_v2", "--force"]).await;
+    assert_eq!(code, 0);
+    let (code, out, _) = ctl(&url, &["alias", "get", "movies"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("movies_v2") && out.contains("was movies_v1"),
+        "{out}"
+    );
+    let (_, out, _) = ctl(&url, &["alias", "list", "--json"]).await;
+    let list: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["total"], 1);
+    let (code, _, _) = ctl(&url, &["alias", "delete", "movies"]).await;
+    assert_eq!(code, 0);
+    let (code, _, err) = ctl(&url, &["alias", "get", "movies"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("miroir_alias_not_found"), "{err}");
+
+    // A wrong admin key and an unreachable proxy have their own exit statuses.
+    let (code, _, _) = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_miroir-ctl"))
+                .args(["--admin-key", "wrong", "ready"])
+                .env("MIROIR_URL", &url)
+                .output()
+                .unwrap();
+            (out.status.code().unwrap_or(-1), (), ())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    let (code, _, _) = ctl("http://127.0.0.1:1", &["ready"]).await;
+    assert_eq!(code, 2);
+    f.shutdown().await;
+}
