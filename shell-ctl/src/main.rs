@@ -1,9 +1,10 @@
 //! miroir-ctl: the operator CLI. It talks to a running proxy over HTTP: the `/_miroir/*` admin API with the
 //! admin key, and the Meilisearch-compatible API with the master key where an operator needs a client's view.
 //!
-//! Commands: `ready`, `topology`, `tasks`, `task <uid>`, `alias list|get|set|delete`. Every command prints a human table by default and the
-//! raw JSON with `--json`; the exit status is 0 on success, 1 when the proxy answered an error, 2 when it could
-//! not be reached.
+//! Commands: `status`, `ready`, `topology`, `shards`, `tasks`, `task <uid>`, `alias list|get|set|delete` and
+//! `completions <shell>`. Every command prints a human table by default and the raw JSON with `--json` (or
+//! `--output json`); the exit status is 0 on success, 1 when the proxy answered an error, 2 when it could not be
+//! reached.
 
 mod http;
 
@@ -40,15 +41,30 @@ struct Cli {
         global = true
     )]
     master_key: String,
-    /// Print the proxy's JSON answer instead of a table.
+    /// Print the proxy's JSON answer instead of a table (same as `--output json`).
     #[arg(long, global = true)]
     json: bool,
+    /// `table` (default) or `json`.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// A summary of the fleet: S, RF, RG and how many nodes are in each health state.
+    Status,
+    /// Every shard and the nodes holding it in each replica group.
+    Shards,
+    /// Prints a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
     /// Whether the proxy can serve (its task store answers).
     Ready,
     /// Nodes, their replica group, health and shard counts, and S, RF, RG.
@@ -128,7 +144,16 @@ fn send(cli: &Cli, call: &Call, key: &str) -> Result<http::Answer, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "miroir-ctl", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let (call, key) = match &cli.command {
+        Command::Status | Command::Completions { .. } => {
+            (Call::get("/_miroir/topology".into()), &cli.admin_key)
+        }
+        Command::Shards => (Call::get("/_miroir/shards".into()), &cli.admin_key),
         Command::Ready => (Call::get("/_miroir/ready".into()), &cli.admin_key),
         Command::Topology => (Call::get("/_miroir/topology".into()), &cli.admin_key),
         Command::Tasks { limit } => (Call::get(format!("/tasks?limit={limit}")), &cli.master_key),
@@ -178,7 +203,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(1);
     }
-    if cli.json {
+    if cli.json || cli.output == Output::Json {
         println!(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
@@ -197,6 +222,62 @@ fn render(command: &Command, body: &Value) -> String {
         Some(other) => other.to_string(),
     };
     match command {
+        Command::Completions { .. } => String::new(),
+        Command::Status => {
+            let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+            for n in body
+                .get("nodes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                *counts.entry(s(n, "health")).or_default() += 1;
+            }
+            let states: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            format!(
+                "epoch {}  S={}  RF={}  RG={}\nnodes: {}\n",
+                s(body, "epoch"),
+                s(body, "shards"),
+                s(body, "replicationFactor"),
+                s(body, "replicaGroups"),
+                if states.is_empty() {
+                    "none".to_string()
+                } else {
+                    states.join(", ")
+                }
+            )
+        }
+        Command::Shards => {
+            let mut out = format!("{:>6} {:>5}  {}\n", "SHARD", "GROUP", "NODES");
+            for sh in body
+                .get("results")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for g in sh
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let nodes: Vec<String> = g
+                        .get("nodes")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .map(|n| format!("{} ({})", s(n, "id"), s(n, "health")))
+                        .collect();
+                    out.push_str(&format!(
+                        "{:>6} {:>5}  {}\n",
+                        s(sh, "shard"),
+                        s(g, "group"),
+                        nodes.join(", ")
+                    ));
+                }
+            }
+            out
+        }
         Command::Ready => format!("ready (task store: {})\n", s(body, "taskStore")),
         Command::Topology => {
             let mut out = format!(
@@ -347,6 +428,30 @@ mod tests {
             cli.command,
             Command::Alias(AliasCommand::Set { force: true, .. })
         ));
+    }
+
+    #[test]
+    fn renders_status_and_shards() {
+        let topo = json!({"epoch": 2, "shards": 8, "replicationFactor": 2, "replicaGroups": 1,
+            "nodes": [{"id": "a", "health": "healthy"}, {"id": "b", "health": "failed"}, {"id": "c", "health": "healthy"}]});
+        let out = render(&Command::Status, &topo);
+        assert_eq!(
+            out,
+            "epoch 2  S=8  RF=2  RG=1\nnodes: 1 failed, 2 healthy\n"
+        );
+        let shards = json!({"results": [{"shard": 0, "groups": [{"group": 0, "nodes": [{"id": "a", "health": "healthy"}, {"id": "b", "health": "failed"}]}]}]});
+        let out = render(&Command::Shards, &shards);
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("a (healthy), b (failed)"),
+            "{out}"
+        );
+        let cli = Cli::try_parse_from(["miroir-ctl", "shards", "--output", "json"]).unwrap();
+        assert_eq!(cli.output, Output::Json);
+        assert!(Cli::try_parse_from(["miroir-ctl", "shards", "--output", "yaml"]).is_err());
+        assert!(Cli::try_parse_from(["miroir-ctl", "completions", "bash"]).is_ok());
     }
 
     #[test]

@@ -43,6 +43,24 @@ async fn ready_topology_and_aliases() {
     assert_eq!(code, 0);
     let topo: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(topo["nodes"].as_array().unwrap().len(), 2);
+    let (code, out, _) = ctl(&url, &["shards", "--output", "json"]).await;
+    assert_eq!(code, 0);
+    let shards: Value = serde_json::from_str(&out).unwrap();
+    let n = shards["shards"].as_u64().unwrap();
+    assert_eq!(shards["results"].as_array().unwrap().len() as u64, n);
+    assert_eq!(
+        shards["results"][0]["groups"][0]["nodes"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        shards["replicationFactor"].as_u64().unwrap()
+    );
+    let (code, out, _) = ctl(&url, &["status"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("nodes: 2 "), "{out}");
+    let (code, out, _) = ctl(&url, &["completions", "bash"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("miroir-ctl"), "{out}");
 
     // An alias to a missing index needs --force; then it can be flipped, read, listed and deleted.
     let (code, _, err) = ctl(&url, &["alias", "set", "movies", "movies_v1"]).await;

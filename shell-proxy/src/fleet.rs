@@ -2469,6 +2469,33 @@ impl Fleet {
         }
     }
 
+    /// `GET /_miroir/shards`: every shard's owners in each replica group.
+    fn shards_view(&self) -> Value {
+        let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let results: Vec<Value> = (0..self.placement.shards())
+            .map(|shard| {
+                let groups: Vec<Value> = (0..self.placement.groups())
+                    .map(|group| {
+                        let nodes: Vec<Value> = self
+                            .placement
+                            .owners(shard, group)
+                            .iter()
+                            .map(|n| json!({"id": n.as_str(), "health": health.state(n)}))
+                            .collect();
+                        json!({"group": group, "nodes": nodes})
+                    })
+                    .collect();
+                json!({"shard": shard, "groups": groups})
+            })
+            .collect();
+        json!({
+            "epoch": self.topology.epoch,
+            "shards": self.placement.shards(),
+            "replicationFactor": self.placement.rf(),
+            "results": results,
+        })
+    }
+
     fn topology_view(&self) -> Value {
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let nodes: Vec<Value> = self
@@ -2850,6 +2877,11 @@ impl Fleet {
                 if method == http::Method::GET && path == "topology" =>
             {
                 Ok(json_response(200, &self.topology_view()))
+            }
+            Admin(AdminRoute::Other { method, path })
+                if method == http::Method::GET && path == "shards" =>
+            {
+                Ok(json_response(200, &self.shards_view()))
             }
             Admin(AdminRoute::Other { .. }) => {
                 Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))
