@@ -616,8 +616,70 @@ fn pager_cover() -> impl Strategy<Value = Cover> {
 
 // ----- the properties -----
 
+// ----- auth -----
+
+fn auth_claims() -> impl Strategy<Value = Value> {
+    let uid = prop::sample::select(vec!["u-search", "u-admin", "u-old", "u-tasks", "nope"]);
+    let index = prop::sample::select(vec!["movies", "prod_x", "books", "*"]);
+    let rule = prop_oneof![
+        Just(Value::Null),
+        string().prop_map(|f| serde_json::json!({ "filter": f })),
+        json(),
+    ];
+    let rules = prop_oneof![
+        prop::collection::btree_map(index.clone().prop_map(str::to_string), rule, 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        prop::collection::vec(index.prop_map(Value::from), 0..3).prop_map(Value::Array),
+        json(),
+    ];
+    let exp = prop_oneof![
+        Just(Value::Null),
+        (1_700_000_000i64..1_900_000_000).prop_map(Value::from),
+        json(),
+    ];
+    (prop::option::of(uid), prop::option::of(rules), exp).prop_map(|(uid, rules, exp)| {
+        let mut m = Map::new();
+        if let Some(u) = uid {
+            m.insert("apiKeyUid".into(), Value::from(u));
+        }
+        if let Some(r) = rules {
+            m.insert("searchRules".into(), r);
+        }
+        m.insert("exp".into(), exp);
+        Value::Object(m)
+    })
+}
+
+fn auth_token() -> impl Strategy<Value = Option<String>> {
+    prop_oneof![
+        1 => Just(None),
+        2 => string().prop_map(Some),
+        2 => prop::sample::select(vec![
+            "k-search-0001", "k-admin-0002", "k-old-0003", "k-tasks-0004", "the-master-key",
+            "a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.AAAA",
+        ])
+        .prop_map(|t| Some(t.to_string())),
+        5 => (prop_oneof![Just(Value::Null), json()], auth_claims(), 0..5usize)
+            .prop_map(|(h, c, signer)| Some(props::auth_token(&h, &c, signer))),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn auth_never_panics_nor_leaks_a_key(
+        token in auth_token(),
+        action in 0..8usize,
+        index in prop::option::of(prop_oneof![
+            3 => prop::sample::select(vec!["movies", "prod_x", "books", "*", ""]).prop_map(str::to_string),
+            1 => string(),
+        ]),
+        late in any::<bool>(),
+    ) {
+        let now = if late { 4_000_000_000_000 } else { props::AUTH_NOW };
+        props::check_auth(token.as_deref(), action, index.as_deref(), now);
+    }
 
     #[test]
     fn documents_never_panic(input in documents_input()) {
@@ -716,6 +778,31 @@ proptest! {
 #[should_panic(expected = "status")]
 fn check_error_rejects_a_2xx_error() {
     props::check_error(&MeiliError::invalid(200, "bad_request", "x"), 400..=599);
+}
+
+/// A tenant token signed with an index-scoped key opens that key's indexes only, and the property accepts it.
+#[test]
+fn auth_property_accepts_a_valid_tenant_token() {
+    let token = props::auth_token(
+        &Value::Null,
+        &serde_json::json!({"apiKeyUid": "u-admin", "searchRules": ["*"]}),
+        1,
+    );
+    let ring = props::auth_ring();
+    let ok = miroir_core::auth::authorize(
+        props::AUTH_MASTER,
+        &ring,
+        Some(&token),
+        miroir_core::auth::Action::Search,
+        Some("movies"),
+        props::AUTH_NOW,
+    );
+    assert!(
+        matches!(ok, Ok(miroir_core::auth::Access::Scoped(_))),
+        "{ok:?}"
+    );
+    props::check_auth(Some(&token), 0, Some("movies"), props::AUTH_NOW);
+    props::check_auth(Some(&token), 0, Some("books"), props::AUTH_NOW);
 }
 
 /// ... and a reserved key anywhere fails `check_no_reserved_keys`.

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use miroir_core::auth::{self, Access, Action, KeyRing};
 use miroir_core::config::Config;
 use miroir_core::documents;
 use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
@@ -898,16 +899,157 @@ fn restricted_shards(filter: &Value) -> Option<BTreeSet<u32>> {
     }
 }
 
+// ----- auth -----
+
+/// The master key of the `auth` property.
+pub const AUTH_MASTER: &str = "the-master-key";
+/// The time of the `auth` seeds (between the ring's expiry dates).
+pub const AUTH_NOW: u64 = 1_800_000_000_000;
+/// The actions the `auth` property asks for.
+pub const AUTH_ACTIONS: [Action; 8] = [
+    Action::Search,
+    Action::DocumentsAdd,
+    Action::DocumentsGet,
+    Action::IndexesGet,
+    Action::TasksGet,
+    Action::KeysGet,
+    Action::SettingsUpdate,
+    Action::Version,
+];
+
+/// The keys every node would list: an unrestricted search key, an index-scoped admin key, an expired key
+/// and a tasks key.
+pub fn auth_ring() -> KeyRing {
+    let key = |uid: &str, value: &str, actions: &[&str], indexes: &[&str], exp: Value| {
+        let mut m = Map::new();
+        m.insert("uid".into(), Value::from(uid));
+        m.insert("key".into(), Value::from(value));
+        m.insert("actions".into(), Value::from(actions.to_vec()));
+        m.insert("indexes".into(), Value::from(indexes.to_vec()));
+        m.insert("expiresAt".into(), exp);
+        Value::Object(m)
+    };
+    let results = vec![
+        key(
+            "u-search",
+            "k-search-0001",
+            &["search"],
+            &["*"],
+            Value::Null,
+        ),
+        key(
+            "u-admin",
+            "k-admin-0002",
+            &["*"],
+            &["movies", "prod_*"],
+            Value::Null,
+        ),
+        key(
+            "u-old",
+            "k-old-0003",
+            &["*"],
+            &["*"],
+            Value::from("2020-01-01T00:00:00Z"),
+        ),
+        key(
+            "u-tasks",
+            "k-tasks-0004",
+            &["tasks.*", "*.get"],
+            &["movies"],
+            Value::Null,
+        ),
+    ];
+    let mut list = Map::new();
+    list.insert("results".into(), Value::Array(results));
+    KeyRing::from_list(&Value::Object(list))
+}
+
+/// A JWT over `header` (an `alg` of HS256 is added unless it names one) and `claims`, signed with the value
+/// of the ring's key number `signer` (a wrong secret past the ring).
+pub fn auth_token(header: &Value, claims: &Value, signer: usize) -> String {
+    let secrets = [
+        "k-search-0001",
+        "k-admin-0002",
+        "k-old-0003",
+        "k-tasks-0004",
+        "wrong",
+    ];
+    let mut header = match header {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if !matches!(
+        header.get("alg").and_then(Value::as_str),
+        Some("HS256" | "HS384" | "HS512")
+    ) {
+        header.insert("alg".into(), Value::from("HS256"));
+    }
+    auth::sign_token(
+        secrets[signer % secrets.len()],
+        &Value::Object(header),
+        claims,
+    )
+    .unwrap_or_default()
+}
+
+/// Authorizes `token` for one of [`AUTH_ACTIONS`] on `index`: never panics; only the master key gets full
+/// access; a scoped access comes from a key of the ring (by value, or a tenant token naming it) and opens
+/// the route's index; a refusal is a 401/403 `auth` error that never shows a key's value.
+pub fn check_auth(token: Option<&str>, action: usize, index: Option<&str>, now: u64) {
+    let ring = auth_ring();
+    let action = AUTH_ACTIONS[action % AUTH_ACTIONS.len()];
+    match auth::authorize(AUTH_MASTER, &ring, token, action, index, now) {
+        Ok(Access::Full) => assert_eq!(
+            token,
+            Some(AUTH_MASTER),
+            "full access without the master key"
+        ),
+        Ok(Access::Scoped(scoped)) => {
+            let t = token.expect("a scoped access has a token");
+            assert!(
+                ring.by_value(t).is_some()
+                    || (action == Action::Search && t.split('.').count() == 3),
+                "scoped access for an unknown token {t:?}"
+            );
+            if let Some(i) = index {
+                assert!(
+                    scoped.is_index_authorized(i),
+                    "{i} opened but not authorized"
+                );
+            }
+        }
+        Err(e) => {
+            check_error(&e, 401..=403);
+            assert_eq!(e.to_json()["type"], "auth", "{e:?}");
+            for secret in [
+                "k-search-0001",
+                "k-admin-0002",
+                "k-old-0003",
+                "k-tasks-0004",
+                AUTH_MASTER,
+            ] {
+                let echoed = index.is_some_and(|i| i.contains(secret));
+                assert!(
+                    echoed || !e.message.contains(secret),
+                    "a key in an error: {}",
+                    e.message
+                );
+            }
+        }
+    }
+}
+
 // ----- seed replay -----
 
 /// The targets with a seed corpus under `fuzz/corpus/<target>/`.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "documents",
     "search_plan",
     "merge",
     "tasks",
     "config",
     "pager",
+    "auth",
 ];
 
 /// Runs one seed file of `fuzz/corpus/<target>/` the way the target reads seeds (see `fuzz/README.md`):
@@ -916,7 +1058,9 @@ pub const TARGETS: [&str; 6] = [
 /// - `merge`: one node answer (JSON object) or one per node (array), through both merges;
 /// - `tasks`: a node task object every node answers with, or `?query` for `GET /tasks`;
 /// - `config`: a YAML file, without environment;
-/// - `pager`: a fetch body, or `?query` for `GET /documents`, answered by plausible nodes.
+/// - `pager`: a fetch body, or `?query` for `GET /documents`, answered by plausible nodes;
+/// - `auth`: `<index>\n<token>`, the token tried for every action, and, when it is JSON, as the claims of
+///   tokens signed by each key.
 ///
 /// Input that is not in the target's seed format is ignored. Both the fuzz targets and the stable suite
 /// (which replays every committed seed) call this.
@@ -973,6 +1117,20 @@ pub fn replay_seed(target: &str, data: &[u8]) {
             }
         }
         "config" => check_config(&text, &BTreeMap::new()),
+        "auth" => {
+            // `<index>\n<token>`: the token as is, and a JWT with its text as claims signed by each key.
+            let (index, token) = text.split_once('\n').unwrap_or(("", &text));
+            let index = Some(index).filter(|i| !i.is_empty());
+            for action in 0..AUTH_ACTIONS.len() {
+                check_auth(Some(token), action, index, AUTH_NOW);
+            }
+            if let Ok(claims) = serde_json::from_str::<Value>(token) {
+                for signer in 0..3 {
+                    let t = auth_token(&Value::Null, &claims, signer);
+                    check_auth(Some(&t), 0, index, AUTH_NOW);
+                }
+            }
+        }
         "pager" => {
             let query = if text.starts_with('?') {
                 PagerQuery::Pairs(query())
