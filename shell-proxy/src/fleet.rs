@@ -1382,6 +1382,7 @@ impl Fleet {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let docs = parse_request(ct, delimiter, &request.body)?;
+        crate::limits::check_batch(docs.len(), state.config.server.max_documents_per_batch)?;
         if let Some(doc) = docs.iter().find_map(|d| {
             d.keys()
                 .find(|k| k.starts_with(miroir_core::RESERVED_PREFIX))
@@ -1496,6 +1497,7 @@ impl Fleet {
         index: &str,
         ids: Vec<Value>,
     ) -> Result<ProxyResponse, MeiliError> {
+        crate::limits::check_batch(ids.len(), state.config.server.max_documents_per_batch)?;
         let task = self
             .new_task(
                 state,
