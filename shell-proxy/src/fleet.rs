@@ -656,7 +656,9 @@ impl Fleet {
                 .send_one(state, &node, method, path, body.clone())
                 .await
             {
-                Ok((s, v)) if s < 500 => return Ok((s, v)),
+                Ok((s, v)) if s < 500 && crate::limits::plausible_node_answer(s, &v) => {
+                    return Ok((s, v))
+                }
                 Ok((s, _)) => tracing::warn!(node = %node, status = s, path, "node read failed"),
                 Err(e) => tracing::warn!(node = %node, error = %e, path, "node unreachable"),
             }

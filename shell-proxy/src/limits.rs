@@ -169,6 +169,19 @@ pub fn check_batch(count: usize, limit: u64) -> Result<(), MeiliError> {
     }
 }
 
+/// True when a node's answer to a read can be passed on: a 2xx with a JSON body (or 204), or a 4xx whose
+/// body is a Meilisearch error object. Anything else (a 200 that is not JSON, a truncated body, a status no
+/// Meilisearch route answers with a body of another shape, a 3xx) is a bad answer: the node counts as
+/// failed for that read and the next one is asked.
+pub fn plausible_node_answer(status: u16, body: &serde_json::Value) -> bool {
+    match status {
+        204 => true,
+        200..=299 => !body.is_null(),
+        400..=499 => MeiliError::from_node_body(status, body).is_some(),
+        _ => false,
+    }
+}
+
 /// The concurrency gate: at most `limit` requests at once, refused (never queued) beyond.
 #[derive(Clone)]
 pub struct ConcurrencyGate {
@@ -269,6 +282,21 @@ mod tests {
         assert_eq!(json_too_deep(1).error_type, ErrorType::InvalidRequest);
         assert!(check_batch(4, 4).is_ok());
         assert_eq!(check_batch(5, 4).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn node_answers_are_checked_before_being_passed_on() {
+        use serde_json::json;
+        assert!(plausible_node_answer(200, &json!({"hits": []})));
+        assert!(plausible_node_answer(200, &json!([])));
+        assert!(plausible_node_answer(204, &serde_json::Value::Null));
+        assert!(!plausible_node_answer(200, &serde_json::Value::Null));
+        let err = json!({"message": "m", "code": "index_not_found", "type": "invalid_request", "link": ""});
+        assert!(plausible_node_answer(404, &err));
+        assert!(!plausible_node_answer(418, &json!({"unexpected": true})));
+        assert!(!plausible_node_answer(404, &serde_json::Value::Null));
+        assert!(!plausible_node_answer(302, &json!({})));
+        assert!(!plausible_node_answer(500, &err));
     }
 
     #[test]
