@@ -509,15 +509,12 @@ impl Config {
             max_header_bytes: s.u64("max_header_bytes", d.max_header_bytes)?,
             max_uri_bytes: s.u64("max_uri_bytes", d.max_uri_bytes)?,
             max_json_depth: s.u32("max_json_depth", d.max_json_depth)?,
-            max_documents_per_batch: s
-                .u64("max_documents_per_batch", d.max_documents_per_batch)?,
+            max_documents_per_batch: s.u64("max_documents_per_batch", d.max_documents_per_batch)?,
             request_timeout_ms: s.u64("request_timeout_ms", d.request_timeout_ms)?,
             header_read_timeout_ms: s.u64("header_read_timeout_ms", d.header_read_timeout_ms)?,
             body_read_timeout_ms: s.u64("body_read_timeout_ms", d.body_read_timeout_ms)?,
-            max_concurrent_requests: s
-                .u32("max_concurrent_requests", d.max_concurrent_requests)?,
-            max_node_response_bytes: s
-                .u64("max_node_response_bytes", d.max_node_response_bytes)?,
+            max_concurrent_requests: s.u32("max_concurrent_requests", d.max_concurrent_requests)?,
+            max_node_response_bytes: s.u64("max_node_response_bytes", d.max_node_response_bytes)?,
         };
         s.finish()?;
         m.finish()?;
@@ -581,7 +578,10 @@ impl Config {
             "miroir.server.header_read_timeout_ms",
             sv.header_read_timeout_ms,
         )?;
-        positive("miroir.server.body_read_timeout_ms", sv.body_read_timeout_ms)?;
+        positive(
+            "miroir.server.body_read_timeout_ms",
+            sv.body_read_timeout_ms,
+        )?;
         positive(
             "miroir.server.max_concurrent_requests",
             sv.max_concurrent_requests as u64,
@@ -1494,7 +1494,10 @@ mod tests {
                 "  server: {max_header_bytes: 0}\n",
                 "miroir.server.max_header_bytes",
             ),
-            ("  server: {max_uri_bytes: 0}\n", "miroir.server.max_uri_bytes"),
+            (
+                "  server: {max_uri_bytes: 0}\n",
+                "miroir.server.max_uri_bytes",
+            ),
             (
                 "  server: {max_json_depth: 0}\n",
                 "miroir.server.max_json_depth",
@@ -1596,8 +1599,9 @@ mod tests {
             err("  server: {max_concurrent_requests: 4294967296}\n"),
             "miroir.server.max_concurrent_requests: expected an integer at most 4294967295, found 4294967296"
         );
-        assert!(err("  server: {request_timeout_ms: -1}\n")
-            .contains("expected a non-negative integer"));
+        assert!(
+            err("  server: {request_timeout_ms: -1}\n").contains("expected a non-negative integer")
+        );
         assert!(err("  server: {max_header_bytes: lots}\n").contains("expected an integer"));
         assert!(err("  server: {max_headers: 1}\n").contains("max_headers"));
         // Environment overrides.

@@ -398,7 +398,8 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, NodeError::InvalidAddress(_)));
         // An answer above the size limit, announced or streamed.
-        let limited = NodeClient::new(&Secret::new("k"), Duration::from_secs(2)).with_max_response_bytes(4);
+        let limited =
+            NodeClient::new(&Secret::new("k"), Duration::from_secs(2)).with_max_response_bytes(4);
         let (addr, _) = fake(Some(
             "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n12345",
         ))

@@ -131,26 +131,45 @@ fn table() -> Vec<Case> {
             .raw(Some("application/json"), b"[{\"id\": 1,")
             .err(400, "malformed_payload", INV),
         case("invalid UTF-8 in JSON", "POST", "/indexes/movies/documents")
-            .raw(Some("application/json"), b"[{\"id\": 1, \"title\": \"\xff\xfe\"}]")
+            .raw(
+                Some("application/json"),
+                b"[{\"id\": 1, \"title\": \"\xff\xfe\"}]",
+            )
             .err(400, "malformed_payload", INV),
-        case("JSON string instead of documents", "POST", "/indexes/movies/documents")
-            .raw(Some("application/json"), b"\"hello\"")
-            .err(400, "malformed_payload", INV),
+        case(
+            "JSON string instead of documents",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .raw(Some("application/json"), b"\"hello\"")
+        .err(400, "malformed_payload", INV),
         case("invalid NDJSON line", "POST", "/indexes/movies/documents")
             .raw(Some("application/x-ndjson"), b"{\"id\": 1}\n{\"id\": \n")
             .err(400, "malformed_payload", INV),
-        case("invalid CSV (not a number in a number column)", "POST", "/indexes/movies/documents")
-            .raw(Some("text/csv"), b"id,year:number\n1,abc\n")
-            .err(400, "malformed_payload", INV),
-        case("invalid CSV (ragged row)", "POST", "/indexes/movies/documents")
-            .raw(Some("text/csv"), b"id,title\n1,a,extra\n")
-            .err(400, "malformed_payload", INV),
+        case(
+            "invalid CSV (not a number in a number column)",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .raw(Some("text/csv"), b"id,year:number\n1,abc\n")
+        .err(400, "malformed_payload", INV),
+        case(
+            "invalid CSV (ragged row)",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .raw(Some("text/csv"), b"id,title\n1,a,extra\n")
+        .err(400, "malformed_payload", INV),
         case("invalid UTF-8 in CSV", "POST", "/indexes/movies/documents")
             .raw(Some("text/csv"), b"id,title\n1,\xff\n")
             .err(400, "malformed_payload", INV),
-        case("bad csvDelimiter", "POST", "/indexes/movies/documents?csvDelimiter=ab")
-            .raw(Some("text/csv"), b"id\n1\n")
-            .err(400, "invalid_document_csv_delimiter", INV),
+        case(
+            "bad csvDelimiter",
+            "POST",
+            "/indexes/movies/documents?csvDelimiter=ab",
+        )
+        .raw(Some("text/csv"), b"id\n1\n")
+        .err(400, "invalid_document_csv_delimiter", INV),
         // core:33
         case("wrong Content-Type", "POST", "/indexes/movies/documents")
             .raw(Some("text/plain"), b"id,title\n1,x")
@@ -178,41 +197,71 @@ fn table() -> Vec<Case> {
         case("id over 511 bytes", "POST", "/indexes/movies/documents")
             .json(docs(json!([{"id": long_id}])))
             .task_fails("invalid_document_id"),
-        case("id of 511 bytes is fine", "POST", "/indexes/movies/documents")
-            .json(docs(json!([{"id": ok_long_id}])))
-            .task_ok(2),
+        case(
+            "id of 511 bytes is fine",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(docs(json!([{"id": ok_long_id}])))
+        .task_ok(2),
         case("object id", "POST", "/indexes/movies/documents")
             .json(docs(json!([{"id": {"a": 1}}])))
             .task_fails("invalid_document_id"),
         // milli accepts any integer id (its text, `-3`, is made of allowed characters).
-        case("negative integer id is accepted", "POST", "/indexes/movies/documents")
-            .json(docs(json!([{"id": -3}])))
-            .task_ok(2),
+        case(
+            "negative integer id is accepted",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(docs(json!([{"id": -3}])))
+        .task_ok(2),
         case("boolean id", "POST", "/indexes/movies/documents")
             .json(docs(json!([{"id": true}])))
             .task_fails("invalid_document_id"),
-        case("one bad id fails the whole batch", "POST", "/indexes/movies/documents")
-            .json(docs(json!([{"id": 300}, {"id": "bad id"}, {"id": 301}])))
-            .task_fails("invalid_document_id"),
+        case(
+            "one bad id fails the whole batch",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(docs(json!([{"id": 300}, {"id": "bad id"}, {"id": 301}])))
+        .task_fails("invalid_document_id"),
         // core:51 (the index's key is `id`)
-        case("primaryKey conflicting with the index's", "POST", "/indexes/movies/documents?primaryKey=sku")
-            .json(docs(json!([{"id": 400, "sku": "x"}])))
-            .task_fails("index_primary_key_already_exists"),
+        case(
+            "primaryKey conflicting with the index's",
+            "POST",
+            "/indexes/movies/documents?primaryKey=sku",
+        )
+        .json(docs(json!([{"id": 400, "sku": "x"}])))
+        .task_fails("index_primary_key_already_exists"),
         case("reserved field", "POST", "/indexes/movies/documents")
             .json(docs(json!([{"id": 401, "_miroir_shard": 3}])))
             .err(400, "miroir_reserved_field", INV),
-        case("reserved field, other name", "PUT", "/indexes/movies/documents")
-            .json(docs(json!([{"id": 402, "_miroir_anything": true}])))
-            .err(400, "miroir_reserved_field", INV),
-        case("duplicate ids in one batch (the last one wins)", "POST", "/indexes/movies/documents")
-            .json(docs(json!([{"id": 500, "title": "first"}, {"id": 500, "title": "last"}])))
-            .task_ok(2),
+        case(
+            "reserved field, other name",
+            "PUT",
+            "/indexes/movies/documents",
+        )
+        .json(docs(json!([{"id": 402, "_miroir_anything": true}])))
+        .err(400, "miroir_reserved_field", INV),
+        case(
+            "duplicate ids in one batch (the last one wins)",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(docs(
+            json!([{"id": 500, "title": "first"}, {"id": 500, "title": "last"}]),
+        ))
+        .task_ok(2),
         case("empty batch", "POST", "/indexes/movies/documents")
             .json(json!([]))
             .task_ok(0),
-        case("delete-batch not an array", "POST", "/indexes/movies/documents/delete-batch")
-            .json(json!({"ids": [1]}))
-            .err(400, "bad_request", INV),
+        case(
+            "delete-batch not an array",
+            "POST",
+            "/indexes/movies/documents/delete-batch",
+        )
+        .json(json!({"ids": [1]}))
+        .err(400, "bad_request", INV),
         // ----- search -----
         // core:91
         case("negative limit", "POST", "/indexes/movies/search")
@@ -227,11 +276,19 @@ fn table() -> Vec<Case> {
         case("absurd offset", "POST", "/indexes/movies/search")
             .json(json!({"q": "movie", "offset": u64::MAX}))
             .ok(200),
-        case("absurd hitsPerPage and page", "POST", "/indexes/movies/search")
-            .json(json!({"q": "movie", "hitsPerPage": u64::MAX, "page": u64::MAX}))
-            .ok(200),
-        case("absurd limit in the query string", "GET", "/indexes/movies/search?q=movie&limit=99999999999999999999")
-            .err(400, "invalid_search_limit", INV),
+        case(
+            "absurd hitsPerPage and page",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "movie", "hitsPerPage": u64::MAX, "page": u64::MAX}))
+        .ok(200),
+        case(
+            "absurd limit in the query string",
+            "GET",
+            "/indexes/movies/search?q=movie&limit=99999999999999999999",
+        )
+        .err(400, "invalid_search_limit", INV),
         // core:93
         case("unknown search parameter", "POST", "/indexes/movies/search")
             .json(json!({"q": "x", "notAParam": 1}))
@@ -239,28 +296,44 @@ fn table() -> Vec<Case> {
         case("q not a string", "POST", "/indexes/movies/search")
             .json(json!({"q": 12}))
             .err(400, "invalid_search_q", INV),
-        case("search body not an object", "POST", "/indexes/movies/search")
-            .json(json!([1, 2]))
-            .err(400, "bad_request", INV),
+        case(
+            "search body not an object",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!([1, 2]))
+        .err(400, "bad_request", INV),
         // core:73
         case("filter missing a value", "POST", "/indexes/movies/search")
             .json(json!({"q": "", "filter": "genre = "}))
             .err(400, "invalid_search_filter", INV),
         // core:74
-        case("filter on an unknown attribute", "POST", "/indexes/movies/search")
-            .json(json!({"q": "", "filter": "unknownattr = 3"}))
-            .err(400, "invalid_search_filter", INV),
+        case(
+            "filter on an unknown attribute",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "", "filter": "unknownattr = 3"}))
+        .err(400, "invalid_search_filter", INV),
         case("filter of the wrong type", "POST", "/indexes/movies/search")
             .json(json!({"q": "", "filter": 42}))
             .err(400, "invalid_search_filter", INV),
         // core:92
-        case("sort on a non-sortable attribute", "POST", "/indexes/movies/search")
-            .json(json!({"q": "x", "sort": ["title:asc"]}))
-            .err(400, "invalid_search_sort", INV),
+        case(
+            "sort on a non-sortable attribute",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "x", "sort": ["title:asc"]}))
+        .err(400, "invalid_search_sort", INV),
         // core:94
-        case("facet on a non-filterable attribute", "POST", "/indexes/movies/search")
-            .json(json!({"q": "x", "facets": ["title"]}))
-            .err(400, "invalid_search_facets", INV),
+        case(
+            "facet on a non-filterable attribute",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "x", "facets": ["title"]}))
+        .err(400, "invalid_search_facets", INV),
         case("search on an unknown index", "POST", "/indexes/nope/search")
             .json(json!({"q": "x"}))
             .err(404, "index_not_found", INV),
@@ -271,25 +344,52 @@ fn table() -> Vec<Case> {
         case("invalid index uid on creation", "POST", "/indexes")
             .json(json!({"uid": "bad uid!"}))
             .err(400, "invalid_index_uid", INV),
-        case("path traversal ../ in an index uid", "GET", "/indexes/../documents")
-            .err(400, "invalid_index_uid", INV),
-        case("path traversal %2e%2e in an index uid", "GET", "/indexes/%2e%2e/documents")
-            .err(400, "invalid_index_uid", INV),
-        case("encoded slash in an index uid", "GET", "/indexes/movies%2F..%2Fkeys")
-            .err(400, "invalid_index_uid", INV),
-        case("path traversal in a document id", "GET", "/indexes/movies/documents/..%2F..%2Fkeys")
-            .err(404, "document_not_found", INV),
+        case(
+            "path traversal ../ in an index uid",
+            "GET",
+            "/indexes/../documents",
+        )
+        .err(400, "invalid_index_uid", INV),
+        case(
+            "path traversal %2e%2e in an index uid",
+            "GET",
+            "/indexes/%2e%2e/documents",
+        )
+        .err(400, "invalid_index_uid", INV),
+        case(
+            "encoded slash in an index uid",
+            "GET",
+            "/indexes/movies%2F..%2Fkeys",
+        )
+        .err(400, "invalid_index_uid", INV),
+        case(
+            "path traversal in a document id",
+            "GET",
+            "/indexes/movies/documents/..%2F..%2Fkeys",
+        )
+        .err(404, "document_not_found", INV),
         case("deleting an unknown index", "DELETE", "/indexes/nope").task_fails("index_not_found"),
         // core:111
         case("unknown task", "GET", "/tasks/999999").err(404, "task_not_found", INV),
         case("task uid not a number", "GET", "/tasks/abc").err(400, "invalid_task_uids", INV),
-        case("task uid overflowing", "GET", "/tasks/99999999999999999999999").err(400, "invalid_task_uids", INV),
+        case(
+            "task uid overflowing",
+            "GET",
+            "/tasks/99999999999999999999999",
+        )
+        .err(400, "invalid_task_uids", INV),
         // core:110
-        case("unknown task status", "GET", "/tasks?statuses=notastatus")
-            .err(400, "invalid_task_statuses", INV),
+        case("unknown task status", "GET", "/tasks?statuses=notastatus").err(
+            400,
+            "invalid_task_statuses",
+            INV,
+        ),
         // core:112
-        case("cancel without filters", "POST", "/tasks/cancel")
-            .err(400, "missing_task_filters", INV),
+        case("cancel without filters", "POST", "/tasks/cancel").err(
+            400,
+            "missing_task_filters",
+            INV,
+        ),
         // core:58
         case("unknown setting", "PATCH", "/indexes/movies/settings")
             .json(json!({"notASetting": 1}))
@@ -318,21 +418,33 @@ fn table() -> Vec<Case> {
         case("client route with Basic auth", "GET", "/indexes")
             .key(Key::Basic)
             .err(401, "missing_authorization_header", AUTH),
-        case("write without a key writes nothing", "POST", "/indexes/movies/documents")
-            .key(Key::None)
-            .json(json!([{"id": 600}]))
-            .err(401, "missing_authorization_header", AUTH),
-        case("write with a wrong key writes nothing", "POST", "/indexes/movies/documents")
-            .key(Key::Wrong)
-            .json(json!([{"id": 601}]))
-            .err(403, "invalid_api_key", AUTH),
+        case(
+            "write without a key writes nothing",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .key(Key::None)
+        .json(json!([{"id": 600}]))
+        .err(401, "missing_authorization_header", AUTH),
+        case(
+            "write with a wrong key writes nothing",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .key(Key::Wrong)
+        .json(json!([{"id": 601}]))
+        .err(403, "invalid_api_key", AUTH),
         case("search with the node key", "POST", "/indexes/movies/search")
             .key(Key::Node)
             .json(json!({"q": "x"}))
             .err(403, "invalid_api_key", AUTH),
-        case("invalid uid without a key: auth first", "GET", "/indexes/bad%20uid")
-            .key(Key::None)
-            .err(401, "missing_authorization_header", AUTH),
+        case(
+            "invalid uid without a key: auth first",
+            "GET",
+            "/indexes/bad%20uid",
+        )
+        .key(Key::None)
+        .err(401, "missing_authorization_header", AUTH),
         case("admin ready without a key", "GET", "/_miroir/ready")
             .key(Key::None)
             .err(401, "missing_authorization_header", AUTH),
@@ -345,85 +457,151 @@ fn table() -> Vec<Case> {
         case("admin ready with the admin key", "GET", "/_miroir/ready")
             .key(Key::Admin)
             .ok(200),
-        case("admin topology with the master key", "GET", "/_miroir/topology")
-            .key(Key::Master)
-            .err(403, "invalid_api_key", AUTH),
-        case("admin topology with a wrong key", "GET", "/_miroir/topology")
-            .key(Key::Wrong)
-            .err(403, "invalid_api_key", AUTH),
+        case(
+            "admin topology with the master key",
+            "GET",
+            "/_miroir/topology",
+        )
+        .key(Key::Master)
+        .err(403, "invalid_api_key", AUTH),
+        case(
+            "admin topology with a wrong key",
+            "GET",
+            "/_miroir/topology",
+        )
+        .key(Key::Wrong)
+        .err(403, "invalid_api_key", AUTH),
         case("admin topology with Basic auth", "GET", "/_miroir/topology")
             .key(Key::Basic)
             .err(401, "missing_authorization_header", AUTH),
-        case("unknown admin path with the master key", "POST", "/_miroir/nodes/x/drain")
-            .key(Key::Master)
-            .err(403, "invalid_api_key", AUTH),
-        case("admin path traversal without a key", "GET", "/_miroir/%2e%2e/indexes")
-            .key(Key::None)
-            .err(401, "missing_authorization_header", AUTH),
-        case("admin topology with the admin key", "GET", "/_miroir/topology")
-            .key(Key::Admin)
-            .ok(200),
+        case(
+            "unknown admin path with the master key",
+            "POST",
+            "/_miroir/nodes/x/drain",
+        )
+        .key(Key::Master)
+        .err(403, "invalid_api_key", AUTH),
+        case(
+            "admin path traversal without a key",
+            "GET",
+            "/_miroir/%2e%2e/indexes",
+        )
+        .key(Key::None)
+        .err(401, "missing_authorization_header", AUTH),
+        case(
+            "admin topology with the admin key",
+            "GET",
+            "/_miroir/topology",
+        )
+        .key(Key::Admin)
+        .ok(200),
         case("metrics without a key", "GET", "/metrics")
             .key(Key::None)
             .err(401, "missing_authorization_header", AUTH),
         case("metrics with the admin key", "GET", "/metrics")
             .key(Key::Admin)
             .err(403, "invalid_api_key", AUTH),
-        case("health needs no key", "GET", "/health").key(Key::None).ok(200),
+        case("health needs no key", "GET", "/health")
+            .key(Key::None)
+            .ok(200),
         // ----- nodes answering garbage -----
-        case("one node answers garbage to a search", "POST", "/indexes/movies/search")
-            .json(json!({"q": "movie"}))
-            .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .ok(200),
-        case("one node truncates its answers to a search", "POST", "/indexes/movies/search")
-            .json(json!({"q": "movie"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "truncated"}))
-            .ok(200),
-        case("one node answers a wrong status to a search", "POST", "/indexes/movies/search")
-            .json(json!({"q": "movie"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .ok(200),
-        case("one node answers garbage to a document read", "GET", "/indexes/movies/documents/3")
-            .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .ok(200),
-        case("one node answers a wrong status to a document read", "GET", "/indexes/movies/documents/4")
-            .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .ok(200),
-        case("every node answers garbage to an index read", "GET", "/indexes/movies")
-            .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .err(503, "miroir_no_node_available", SYS),
-        case("every node truncates its answer to a document read", "GET", "/indexes/movies/documents/5")
-            .fault(0, json!({"failRate": 1.0, "failMode": "truncated"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "truncated"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "truncated"}))
-            .err(503, "miroir_no_node_available", SYS),
-        case("every node answers garbage to a search", "POST", "/indexes/movies/search")
-            .json(json!({"q": "movie"}))
-            .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .err(503, "miroir_shard_unavailable", SYS),
-        case("every node answers a wrong status to an index read", "GET", "/indexes/movies")
-            .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .err(503, "miroir_no_node_available", SYS),
-        case("every node answers garbage to a write: nothing written", "POST", "/indexes/movies/documents")
-            .json(json!([{"id": 700}, {"id": 701}, {"id": 702}]))
-            .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
-            .err(503, "miroir_no_quorum", SYS),
-        case("every node answers a wrong status to a write: nothing written", "POST", "/indexes/movies/documents")
-            .json(json!([{"id": 710}, {"id": 711}]))
-            .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
-            .err(503, "miroir_no_quorum", SYS),
+        case(
+            "one node answers garbage to a search",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "movie"}))
+        .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .ok(200),
+        case(
+            "one node truncates its answers to a search",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "movie"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "truncated"}))
+        .ok(200),
+        case(
+            "one node answers a wrong status to a search",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "movie"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .ok(200),
+        case(
+            "one node answers garbage to a document read",
+            "GET",
+            "/indexes/movies/documents/3",
+        )
+        .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .ok(200),
+        case(
+            "one node answers a wrong status to a document read",
+            "GET",
+            "/indexes/movies/documents/4",
+        )
+        .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .ok(200),
+        case(
+            "every node answers garbage to an index read",
+            "GET",
+            "/indexes/movies",
+        )
+        .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .err(503, "miroir_no_node_available", SYS),
+        case(
+            "every node truncates its answer to a document read",
+            "GET",
+            "/indexes/movies/documents/5",
+        )
+        .fault(0, json!({"failRate": 1.0, "failMode": "truncated"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "truncated"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "truncated"}))
+        .err(503, "miroir_no_node_available", SYS),
+        case(
+            "every node answers garbage to a search",
+            "POST",
+            "/indexes/movies/search",
+        )
+        .json(json!({"q": "movie"}))
+        .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .err(503, "miroir_shard_unavailable", SYS),
+        case(
+            "every node answers a wrong status to an index read",
+            "GET",
+            "/indexes/movies",
+        )
+        .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .err(503, "miroir_no_node_available", SYS),
+        case(
+            "every node answers garbage to a write: nothing written",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(json!([{"id": 700}, {"id": 701}, {"id": 702}]))
+        .fault(0, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "garbage"}))
+        .err(503, "miroir_no_quorum", SYS),
+        case(
+            "every node answers a wrong status to a write: nothing written",
+            "POST",
+            "/indexes/movies/documents",
+        )
+        .json(json!([{"id": 710}, {"id": 711}]))
+        .fault(0, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
+        .err(503, "miroir_no_quorum", SYS),
     ]
 }
 
@@ -475,15 +653,17 @@ async fn the_bad_input_table() {
     let d = api.get("/indexes/movies/documents/500").await;
     assert_eq!(d.status, 200, "{}", d.body);
     assert_eq!(d.body["title"], "last");
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
     f.shutdown().await;
 }
 
-async fn run_case(
-    f: &miroir_proxy::dev::DevFleet,
-    api: &Api,
-    c: &Case,
-) -> Result<(), String> {
+async fn run_case(f: &miroir_proxy::dev::DevFleet, api: &Api, c: &Case) -> Result<(), String> {
     let before = doc_counts(f, "movies").await;
     for (node, patch) in &c.faults {
         set_faults(f, *node, patch.clone()).await;
@@ -533,7 +713,10 @@ async fn run_case(
             let t = api.wait_task(uid).await;
             match &c.expect {
                 Expect::TaskFails(code) => {
-                    if t["status"] != "failed" || t["error"]["code"] != *code || t["error"]["type"] != INV {
+                    if t["status"] != "failed"
+                        || t["error"]["code"] != *code
+                        || t["error"]["type"] != INV
+                    {
                         return Err(format!("task should fail with {code}: {t}"));
                     }
                 }
@@ -545,7 +728,10 @@ async fn run_case(
             }
         }
         Expect::Empty(status) => {
-            check(r.status == *status && r.body.is_null(), &format!("empty {status}"))?;
+            check(
+                r.status == *status && r.body.is_null(),
+                &format!("empty {status}"),
+            )?;
         }
         Expect::Ok(status) => {
             check(r.status == *status, &format!("status {status}"))?;

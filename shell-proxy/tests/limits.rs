@@ -110,10 +110,24 @@ async fn uri_and_header_limits() {
     assert_eq!(api.get(&at).await.status, 200);
 
     let big = "x".repeat(3000);
-    let r = send_with_headers(&api, "GET", "/indexes/movies/search", &[("x-big", &big)], vec![]).await;
+    let r = send_with_headers(
+        &api,
+        "GET",
+        "/indexes/movies/search",
+        &[("x-big", &big)],
+        vec![],
+    )
+    .await;
     assert_error(&r, 431, "miroir_headers_too_large", "invalid_request");
     let fine = "x".repeat(1000);
-    let r = send_with_headers(&api, "GET", "/indexes/movies/search", &[("x-ok", &fine)], vec![]).await;
+    let r = send_with_headers(
+        &api,
+        "GET",
+        "/indexes/movies/search",
+        &[("x-ok", &fine)],
+        vec![],
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.body);
     // Many small headers add up too.
     let names: Vec<String> = (0..60).map(|i| format!("x-h{i}")).collect();
@@ -136,7 +150,14 @@ async fn uri_and_header_limits() {
     let r = send_with_headers(&api, "GET", "/health", &[("x-big", &big)], vec![]).await;
     assert_error(&r, 431, "miroir_headers_too_large", "invalid_request");
     let ok = "y".repeat(30_000);
-    let r = send_with_headers(&api, "GET", "/indexes/movies/search", &[("x-big", &ok)], vec![]).await;
+    let r = send_with_headers(
+        &api,
+        "GET",
+        "/indexes/movies/search",
+        &[("x-big", &ok)],
+        vec![],
+    )
+    .await;
     assert_eq!(r.status, 200);
     f.shutdown().await;
 }
@@ -215,7 +236,9 @@ async fn documents_per_batch_limit_writes_nothing() {
     let before = doc_counts(&f, "movies").await;
     let tasks_before = api.get("/tasks").await.body["total"].clone();
     let batch: Vec<Value> = (100..106).map(|i| json!({"id": i, "title": "x"})).collect();
-    let r = api.post("/indexes/movies/documents", Value::Array(batch)).await;
+    let r = api
+        .post("/indexes/movies/documents", Value::Array(batch))
+        .await;
     assert_error(&r, 413, "miroir_too_many_documents", "invalid_request");
     assert!(r.body["message"].as_str().unwrap().contains("6 documents"));
     let r = api

@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 const CONNECTIONS: usize = 1000;
 
 /// Raises the soft open-files limit to the hard one (each connection takes two descriptors here).
+#[allow(clippy::unnecessary_cast)] // `rlim_t` is not `u64` on every target.
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -76,7 +77,11 @@ async fn open(addr: SocketAddr) -> Result<Sender, String> {
 
 async fn one(sender: &mut Sender, i: usize, tally: &mut Tally) {
     let (method, path, body) = match i % 3 {
-        0 => ("POST", "/indexes/movies/search", json!({"q": format!("kw{}", i % 50)})),
+        0 => (
+            "POST",
+            "/indexes/movies/search",
+            json!({"q": format!("kw{}", i % 50)}),
+        ),
         1 => ("GET", "/indexes/movies/documents/7", Value::Null),
         _ => ("GET", "/health", Value::Null),
     };

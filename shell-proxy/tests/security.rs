@@ -43,7 +43,8 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
             .with_ansi(false)
             .with_writer(move || w.clone())
             .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("one subscriber per test binary");
         buf
     })
 }
@@ -82,8 +83,16 @@ async fn keys_never_reach_logs_or_answers() {
     let routes: [(&str, &str, Option<Value>); 12] = [
         ("GET", "/indexes", None),
         ("GET", "/indexes/movies", None),
-        ("POST", "/indexes/movies/search", Some(json!({"q": "movie"}))),
-        ("POST", "/indexes/movies/documents", Some(json!([{"id": 99}]))),
+        (
+            "POST",
+            "/indexes/movies/search",
+            Some(json!({"q": "movie"})),
+        ),
+        (
+            "POST",
+            "/indexes/movies/documents",
+            Some(json!([{"id": 99}])),
+        ),
         ("GET", "/indexes/movies/documents/1", None),
         ("GET", "/indexes/movies/settings", None),
         ("GET", "/tasks", None),
@@ -93,7 +102,13 @@ async fn keys_never_reach_logs_or_answers() {
         ("GET", "/_miroir/ready", None),
         ("GET", "/_miroir/topology", None),
     ];
-    for key in [None, Some(WRONG), Some(DEV_NODE_KEY), Some(MASTER), Some(ADMIN)] {
+    for key in [
+        None,
+        Some(WRONG),
+        Some(DEV_NODE_KEY),
+        Some(MASTER),
+        Some(ADMIN),
+    ] {
         let a = with_key(&api, key);
         for (method, path, body) in &routes {
             let r = a.call(method, path, body.clone()).await;
@@ -106,7 +121,12 @@ async fn keys_never_reach_logs_or_answers() {
                     r.body
                 );
             }
-            answers.push(format!("{method} {path} {:?} {:?} {}", key.map(|_| "k"), r.headers, r.body));
+            answers.push(format!(
+                "{method} {path} {:?} {:?} {}",
+                key.map(|_| "k"),
+                r.headers,
+                r.body
+            ));
         }
     }
     // Nodes answering garbage, errors or nothing: what reaches the client and the logs.
@@ -139,7 +159,10 @@ async fn keys_never_reach_logs_or_answers() {
     for (method, path, body) in &routes[..10] {
         let r = master.call(method, path, body.clone()).await;
         assert_ne!(r.status, 0);
-        answers.push(format!("wrong node key {method} {path} {:?} {}", r.headers, r.body));
+        answers.push(format!(
+            "wrong node key {method} {path} {:?} {}",
+            r.headers, r.body
+        ));
     }
     f.shutdown().await;
 
@@ -148,7 +171,10 @@ async fn keys_never_reach_logs_or_answers() {
     }
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(text.contains("request"), "the logs were captured: {text}");
-    assert!(text.contains("status=403") || text.contains("status: 403"), "wrong keys were logged as requests");
+    assert!(
+        text.contains("status=403") || text.contains("status: 403"),
+        "wrong keys were logged as requests"
+    );
     assert_no_secret("the logs", &text);
 }
 

@@ -401,8 +401,7 @@ async fn serve_one(
                 Ok(r)
             }
             FailMode::WrongStatus => Ok(respond(418, &json!({"unexpected": true}))),
-            FailMode::Truncated | 
-            FailMode::Status => Ok(respond(
+            FailMode::Truncated | FailMode::Status => Ok(respond(
                 503,
                 &json!({
                     "message": "The node model injected a failure.",

@@ -176,7 +176,9 @@ pub async fn fleet_tweaked(
     let yaml = dev::dev_config_yaml(&o, &addresses);
     let mut config = miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap();
     tweak(&mut config);
-    config.validate().expect("the tweaked configuration is valid");
+    config
+        .validate()
+        .expect("the tweaked configuration is valid");
     // Port 0 (ephemeral) is set after validation, which refuses it in a file.
     config.server.port = o.port;
     let proxy = dev::start_proxy(config).await.expect("the proxy starts");
