@@ -760,3 +760,34 @@ async fn run_case(f: &miroir_proxy::dev::DevFleet, api: &Api, c: &Case) -> Resul
     }
     Ok(())
 }
+
+/// KNOWN GAP (found by the table, not fixed here: the fix belongs to core's fan-out write). A write is sent
+/// to every owner at once and decided afterwards, so when one replica of some shards fails, the client is
+/// told 503 `miroir_no_quorum` ("Nothing was acknowledged") while the replicas that answered have already
+/// applied their part: the documents of the healthy shards, and the healthy copy of the failed ones.
+/// Ignored until the write path compensates (or stages) such writes; run it with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a write refused for lack of quorum is partially applied on the replicas that answered"]
+async fn a_write_refused_for_lack_of_quorum_is_not_applied_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("t.db").to_string_lossy().into_owned());
+    o.replication_factor = 2;
+    let (f, api) = fleet_tweaked(o, |_| {}).await;
+    api.write_ok(
+        "POST",
+        "/indexes/movies/documents",
+        Some(Value::Array(movies(20))),
+    )
+    .await;
+    let before = doc_counts(&f, "movies").await;
+    set_faults(&f, 0, json!({"failRate": 1.0, "failMode": "status"})).await;
+    let docs: Vec<Value> = (100..130).map(|i| json!({ "id": i })).collect();
+    let r = api
+        .post("/indexes/movies/documents", Value::Array(docs))
+        .await;
+    set_faults(&f, 0, json!({"failRate": 0.0})).await;
+    assert_error(&r, 503, "miroir_no_quorum", SYS);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(doc_counts(&f, "movies").await, before);
+    f.shutdown().await;
+}
