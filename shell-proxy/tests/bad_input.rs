@@ -124,7 +124,7 @@ fn docs(v: Value) -> Value {
 fn table() -> Vec<Case> {
     let long_id = "a".repeat(512);
     let ok_long_id = "b".repeat(511);
-    vec![
+    let mut cases = vec![
         // ----- documents: payloads -----
         // core:32
         case("invalid JSON", "POST", "/indexes/movies/documents")
@@ -504,6 +504,18 @@ fn table() -> Vec<Case> {
         case("health needs no key", "GET", "/health")
             .key(Key::None)
             .ok(200),
+        // ----- non-UTF-8 in the URL -----
+        case(
+            "invalid UTF-8 in a query value",
+            "GET",
+            "/indexes/movies/search?q=%FF%FE",
+        )
+        .ok(200),
+        case("invalid UTF-8 in an index uid", "GET", "/indexes/%FF%FE").err(
+            400,
+            "invalid_index_uid",
+            INV,
+        ),
         // ----- nodes answering garbage -----
         case(
             "one node answers garbage to a search",
@@ -602,7 +614,48 @@ fn table() -> Vec<Case> {
         .fault(1, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
         .fault(2, json!({"failRate": 1.0, "failMode": "wrongStatus"}))
         .err(503, "miroir_no_quorum", SYS),
-    ]
+    ];
+    // Every other route class: without a key 401, with the admin or the node key 403, and nothing written.
+    let classes: [(&'static str, &'static str, Option<Value>); 12] = [
+        (
+            "POST",
+            "/multi-search",
+            Some(json!({"queries": [{"indexUid": "movies", "q": "x"}]})),
+        ),
+        (
+            "POST",
+            "/swap-indexes",
+            Some(json!([{"indexes": ["movies", "other"]}])),
+        ),
+        ("GET", "/keys", None),
+        ("GET", "/stats", None),
+        (
+            "PATCH",
+            "/indexes/movies/settings",
+            Some(json!({"filterableAttributes": []})),
+        ),
+        ("DELETE", "/indexes/movies/documents", None),
+        ("DELETE", "/indexes/movies", None),
+        ("GET", "/tasks", None),
+        ("GET", "/batches", None),
+        ("GET", "/version", None),
+        ("POST", "/dumps", None),
+        ("GET", "/webhooks", None),
+    ];
+    for (method, path, body) in classes {
+        for (key, expect) in [
+            (Key::None, (401, "missing_authorization_header")),
+            (Key::Admin, (403, "invalid_api_key")),
+            (Key::Node, (403, "invalid_api_key")),
+        ] {
+            let mut c = case("route class with a missing or foreign key", method, path).key(key);
+            if let Some(b) = &body {
+                c = c.json(b.clone());
+            }
+            cases.push(c.err(expect.0, expect.1, AUTH));
+        }
+    }
+    cases
 }
 
 fn auth_header(k: Key) -> Option<String> {
@@ -643,6 +696,7 @@ async fn the_bad_input_table() {
 
     let cases = table();
     assert!(cases.len() >= 40, "{} rows", cases.len());
+    eprintln!("bad-input table: {} rows", cases.len());
     let mut failures = Vec::new();
     for c in &cases {
         if let Err(e) = run_case(&f, &api, c).await {
