@@ -32,7 +32,20 @@
 //!   health: { interval_ms: 5000, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 2 }
 //!   scatter: { node_timeout_ms: 5000, unavailable_shard_policy: partial }
 //!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0 }
-//!   server: { bind: 0.0.0.0, port: 7700, max_body_bytes: 104857600, metrics_port: 9090 }
+//!   server:
+//!     bind: 0.0.0.0
+//!     port: 7700
+//!     max_body_bytes: 104857600
+//!     metrics_port: 9090
+//!     max_header_bytes: 65536
+//!     max_uri_bytes: 16384
+//!     max_json_depth: 64
+//!     max_documents_per_batch: 1000000
+//!     request_timeout_ms: 60000
+//!     header_read_timeout_ms: 10000
+//!     body_read_timeout_ms: 120000
+//!     max_concurrent_requests: 1024
+//!     max_node_response_bytes: 268435456
 //! ```
 //!
 //! # Environment overrides
@@ -54,6 +67,9 @@
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
+//! | `server.max_header_bytes` / `.max_uri_bytes` / `.max_json_depth` / `.max_documents_per_batch` | `MIROIR_SERVER_MAX_HEADER_BYTES` / `MIROIR_SERVER_MAX_URI_BYTES` / `MIROIR_SERVER_MAX_JSON_DEPTH` / `MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH` |
+//! | `server.request_timeout_ms` / `.header_read_timeout_ms` / `.body_read_timeout_ms` | `MIROIR_SERVER_REQUEST_TIMEOUT_MS` / `MIROIR_SERVER_HEADER_READ_TIMEOUT_MS` / `MIROIR_SERVER_BODY_READ_TIMEOUT_MS` |
+//! | `server.max_concurrent_requests` / `.max_node_response_bytes` | `MIROIR_SERVER_MAX_CONCURRENT_REQUESTS` / `MIROIR_SERVER_MAX_NODE_RESPONSE_BYTES` |
 //!
 //! An environment value wins over the file. Integers are written in decimal, booleans as `true` / `false`,
 //! enums by their name. Secrets (`master_key`, `node_master_key`, `admin.api_key`) should come from the
@@ -281,6 +297,34 @@ pub struct ServerConfig {
     /// `metrics_port` (default 9090, 0 = off): a second listener serving only `/metrics` (and `/health`).
     /// `/metrics` is always served on `port` too. Must differ from `port`.
     pub metrics_port: u16,
+    /// `max_header_bytes` (default 65536 = 64 KiB, > 0): the request headers (names plus values) may
+    /// take at most this many bytes, else 431 `miroir_headers_too_large`.
+    pub max_header_bytes: u64,
+    /// `max_uri_bytes` (default 16384 = 16 KiB, 1..=65534): the request target (path and query) may
+    /// take at most this many bytes, else 414 `miroir_uri_too_long`.
+    pub max_uri_bytes: u64,
+    /// `max_json_depth` (default 64, 1..=128): JSON bodies may nest arrays and objects at most this
+    /// deep, else 400 `miroir_json_too_deep`. Checked by a byte scan before any parsing.
+    pub max_json_depth: u32,
+    /// `max_documents_per_batch` (default 1000000, > 0): a documents addition or a delete-by-ids batch
+    /// may hold at most this many entries, else 413 `miroir_too_many_documents` and nothing is written.
+    pub max_documents_per_batch: u64,
+    /// `request_timeout_ms` (default 60000, > 0): a request not answered within this time gets 504
+    /// `miroir_request_timeout`. A write already sent to the nodes keeps running and stays a task.
+    pub request_timeout_ms: u64,
+    /// `header_read_timeout_ms` (default 10000, > 0): a client must send its whole request head within
+    /// this time, else the connection is closed (slow clients).
+    pub header_read_timeout_ms: u64,
+    /// `body_read_timeout_ms` (default 120000, > 0): a client must send its whole body within this
+    /// time, else 408 `miroir_body_timeout` (slow clients).
+    pub body_read_timeout_ms: u64,
+    /// `max_concurrent_requests` (default 1024, > 0): requests served at once; one more is refused at
+    /// once with 503 `miroir_overloaded` and `Retry-After` (never queued). `/health` and `/metrics` are
+    /// exempt.
+    pub max_concurrent_requests: u32,
+    /// `max_node_response_bytes` (default 268435456 = 256 MiB, > 0): a node answer larger than this is
+    /// a bad node response (the node counts as failed for that request).
+    pub max_node_response_bytes: u64,
 }
 
 impl Default for TaskStoreConfig {
@@ -339,6 +383,15 @@ impl Default for ServerConfig {
             port: 7700,
             max_body_bytes: 104_857_600,
             metrics_port: 9090,
+            max_header_bytes: 65_536,
+            max_uri_bytes: 16_384,
+            max_json_depth: 64,
+            max_documents_per_batch: 1_000_000,
+            request_timeout_ms: 60_000,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 120_000,
+            max_concurrent_requests: 1024,
+            max_node_response_bytes: 268_435_456,
         }
     }
 }
@@ -453,6 +506,15 @@ impl Config {
             port: s.u16("port", d.port)?,
             max_body_bytes: s.u64("max_body_bytes", d.max_body_bytes)?,
             metrics_port: s.u16("metrics_port", d.metrics_port)?,
+            max_header_bytes: s.u64("max_header_bytes", d.max_header_bytes)?,
+            max_uri_bytes: s.u64("max_uri_bytes", d.max_uri_bytes)?,
+            max_json_depth: s.u32("max_json_depth", d.max_json_depth)?,
+            max_documents_per_batch: s.u64("max_documents_per_batch", d.max_documents_per_batch)?,
+            request_timeout_ms: s.u64("request_timeout_ms", d.request_timeout_ms)?,
+            header_read_timeout_ms: s.u64("header_read_timeout_ms", d.header_read_timeout_ms)?,
+            body_read_timeout_ms: s.u64("body_read_timeout_ms", d.body_read_timeout_ms)?,
+            max_concurrent_requests: s.u32("max_concurrent_requests", d.max_concurrent_requests)?,
+            max_node_response_bytes: s.u64("max_node_response_bytes", d.max_node_response_bytes)?,
         };
         s.finish()?;
         m.finish()?;
@@ -503,6 +565,49 @@ impl Config {
             self.rebalancer.max_concurrent_migrations as u64,
         )?;
         positive("miroir.server.max_body_bytes", self.server.max_body_bytes)?;
+        let sv = &self.server;
+        positive("miroir.server.max_header_bytes", sv.max_header_bytes)?;
+        positive("miroir.server.max_uri_bytes", sv.max_uri_bytes)?;
+        positive("miroir.server.max_json_depth", sv.max_json_depth as u64)?;
+        positive(
+            "miroir.server.max_documents_per_batch",
+            sv.max_documents_per_batch,
+        )?;
+        positive("miroir.server.request_timeout_ms", sv.request_timeout_ms)?;
+        positive(
+            "miroir.server.header_read_timeout_ms",
+            sv.header_read_timeout_ms,
+        )?;
+        positive(
+            "miroir.server.body_read_timeout_ms",
+            sv.body_read_timeout_ms,
+        )?;
+        positive(
+            "miroir.server.max_concurrent_requests",
+            sv.max_concurrent_requests as u64,
+        )?;
+        positive(
+            "miroir.server.max_node_response_bytes",
+            sv.max_node_response_bytes,
+        )?;
+        if sv.max_uri_bytes > MAX_URI_BYTES {
+            return Err(ConfigError::new(
+                "miroir.server.max_uri_bytes",
+                format!(
+                    "must be at most {MAX_URI_BYTES} (the HTTP layer refuses longer request targets), found {}",
+                    sv.max_uri_bytes
+                ),
+            ));
+        }
+        if sv.max_json_depth > MAX_JSON_DEPTH {
+            return Err(ConfigError::new(
+                "miroir.server.max_json_depth",
+                format!(
+                    "must be at most {MAX_JSON_DEPTH} (deeper JSON cannot be parsed by the nodes either), found {}",
+                    sv.max_json_depth
+                ),
+            ));
+        }
 
         match self.task_store.backend {
             TaskStoreBackend::Sqlite => {
@@ -632,6 +737,13 @@ impl Config {
         self.nodes.iter().filter(move |n| n.replica_group == group)
     }
 }
+
+/// The largest accepted `server.max_uri_bytes`: hyper refuses longer request targets itself.
+pub const MAX_URI_BYTES: u64 = 65_534;
+
+/// The largest accepted `server.max_json_depth`: serde_json (and so every Meilisearch node) stops at
+/// this recursion depth.
+pub const MAX_JSON_DEPTH: u32 = 128;
 
 fn positive(path: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {
@@ -1378,6 +1490,42 @@ mod tests {
                 "  server: {max_body_bytes: 0}\n",
                 "miroir.server.max_body_bytes",
             ),
+            (
+                "  server: {max_header_bytes: 0}\n",
+                "miroir.server.max_header_bytes",
+            ),
+            (
+                "  server: {max_uri_bytes: 0}\n",
+                "miroir.server.max_uri_bytes",
+            ),
+            (
+                "  server: {max_json_depth: 0}\n",
+                "miroir.server.max_json_depth",
+            ),
+            (
+                "  server: {max_documents_per_batch: 0}\n",
+                "miroir.server.max_documents_per_batch",
+            ),
+            (
+                "  server: {request_timeout_ms: 0}\n",
+                "miroir.server.request_timeout_ms",
+            ),
+            (
+                "  server: {header_read_timeout_ms: 0}\n",
+                "miroir.server.header_read_timeout_ms",
+            ),
+            (
+                "  server: {body_read_timeout_ms: 0}\n",
+                "miroir.server.body_read_timeout_ms",
+            ),
+            (
+                "  server: {max_concurrent_requests: 0}\n",
+                "miroir.server.max_concurrent_requests",
+            ),
+            (
+                "  server: {max_node_response_bytes: 0}\n",
+                "miroir.server.max_node_response_bytes",
+            ),
         ] {
             assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
         }
@@ -1412,6 +1560,83 @@ mod tests {
             err("  server: {bind: localhost}\n"),
             "miroir.server.bind: expected an IP address such as 0.0.0.0 or ::, found \"localhost\""
         );
+    }
+
+    #[test]
+    fn server_limits_are_read_validated_and_overridable() {
+        let d = ServerConfig::default();
+        assert_eq!(d.max_header_bytes, 65_536);
+        assert_eq!(d.max_uri_bytes, 16_384);
+        assert_eq!(d.max_json_depth, 64);
+        assert_eq!(d.max_documents_per_batch, 1_000_000);
+        assert_eq!(d.request_timeout_ms, 60_000);
+        assert_eq!(d.header_read_timeout_ms, 10_000);
+        assert_eq!(d.body_read_timeout_ms, 120_000);
+        assert_eq!(d.max_concurrent_requests, 1024);
+        assert_eq!(d.max_node_response_bytes, 268_435_456);
+        let c = parse(
+            "  server:\n    max_header_bytes: 100\n    max_uri_bytes: 200\n    max_json_depth: 3\n    max_documents_per_batch: 4\n    request_timeout_ms: 5\n    header_read_timeout_ms: 6\n    body_read_timeout_ms: 7\n    max_concurrent_requests: 8\n    max_node_response_bytes: 9\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.max_header_bytes, 100);
+        assert_eq!(c.server.max_uri_bytes, 200);
+        assert_eq!(c.server.max_json_depth, 3);
+        assert_eq!(c.server.max_documents_per_batch, 4);
+        assert_eq!(c.server.request_timeout_ms, 5);
+        assert_eq!(c.server.header_read_timeout_ms, 6);
+        assert_eq!(c.server.body_read_timeout_ms, 7);
+        assert_eq!(c.server.max_concurrent_requests, 8);
+        assert_eq!(c.server.max_node_response_bytes, 9);
+        // The upper bounds.
+        assert!(parse("  server: {max_uri_bytes: 65534, max_json_depth: 128}\n").is_ok());
+        assert_eq!(
+            err("  server: {max_uri_bytes: 65535}\n"),
+            "miroir.server.max_uri_bytes: must be at most 65534 (the HTTP layer refuses longer request targets), found 65535"
+        );
+        assert!(err("  server: {max_json_depth: 129}\n")
+            .starts_with("miroir.server.max_json_depth: must be at most 128"));
+        assert_eq!(
+            err("  server: {max_concurrent_requests: 4294967296}\n"),
+            "miroir.server.max_concurrent_requests: expected an integer at most 4294967295, found 4294967296"
+        );
+        assert!(
+            err("  server: {request_timeout_ms: -1}\n").contains("expected a non-negative integer")
+        );
+        assert!(err("  server: {max_header_bytes: lots}\n").contains("expected an integer"));
+        assert!(err("  server: {max_headers: 1}\n").contains("max_headers"));
+        // Environment overrides.
+        let text = format!("miroir:\n{NODES}");
+        let c = parse_env(
+            &text,
+            &[
+                ("MIROIR_SERVER_MAX_HEADER_BYTES", "11"),
+                ("MIROIR_SERVER_MAX_URI_BYTES", "12"),
+                ("MIROIR_SERVER_MAX_JSON_DEPTH", "13"),
+                ("MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH", "14"),
+                ("MIROIR_SERVER_REQUEST_TIMEOUT_MS", "15"),
+                ("MIROIR_SERVER_HEADER_READ_TIMEOUT_MS", "16"),
+                ("MIROIR_SERVER_BODY_READ_TIMEOUT_MS", "17"),
+                ("MIROIR_SERVER_MAX_CONCURRENT_REQUESTS", "18"),
+                ("MIROIR_SERVER_MAX_NODE_RESPONSE_BYTES", "19"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.server.max_header_bytes,
+                c.server.max_uri_bytes,
+                c.server.max_json_depth,
+                c.server.max_documents_per_batch,
+                c.server.request_timeout_ms,
+                c.server.header_read_timeout_ms,
+                c.server.body_read_timeout_ms,
+                c.server.max_concurrent_requests,
+                c.server.max_node_response_bytes
+            ),
+            (11, 12, 13, 14, 15, 16, 17, 18, 19)
+        );
+        let e = parse_env(&text, &[("MIROIR_SERVER_MAX_JSON_DEPTH", "0")]).unwrap_err();
+        assert_eq!(e.path, "miroir.server.max_json_depth");
     }
 
     #[test]

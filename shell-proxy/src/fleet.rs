@@ -668,7 +668,9 @@ impl Fleet {
                 .send_one(state, &node, method, path, body.clone())
                 .await
             {
-                Ok((s, v)) if s < 500 => return Ok((s, v)),
+                Ok((s, v)) if s < 500 && crate::limits::plausible_node_answer(s, &v) => {
+                    return Ok((s, v))
+                }
                 Ok((s, _)) => tracing::warn!(node = %node, status = s, path, "node read failed"),
                 Err(e) => tracing::warn!(node = %node, error = %e, path, "node unreachable"),
             }
@@ -1394,6 +1396,7 @@ impl Fleet {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let docs = parse_request(ct, delimiter, &request.body)?;
+        crate::limits::check_batch(docs.len(), state.config.server.max_documents_per_batch)?;
         if let Some(doc) = docs.iter().find_map(|d| {
             d.keys()
                 .find(|k| k.starts_with(miroir_core::RESERVED_PREFIX))
@@ -1512,6 +1515,7 @@ impl Fleet {
         index: &str,
         ids: Vec<Value>,
     ) -> Result<ProxyResponse, MeiliError> {
+        crate::limits::check_batch(ids.len(), state.config.server.max_documents_per_batch)?;
         let task = self
             .new_task(
                 state,

@@ -6,6 +6,7 @@
 //! - [`routes`]: the typed route table of the whole Meilisearch 1.50 surface plus `/_miroir/*`.
 //! - [`auth`]: master-key and admin-key checks with Meilisearch's exact errors.
 //! - [`http_util`]: JSON/error responses and size-limited body reading.
+//! - [`limits`]: the hostile-input limits (sizes, depth, timeouts, concurrency) and their errors.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`node_client`]: the pooled HTTP client to the Meilisearch nodes.
 //! - [`store`]: the durable task store (SQLite or Redis).
@@ -16,6 +17,7 @@ pub mod auth;
 pub mod dev;
 pub mod fleet;
 pub mod http_util;
+pub mod limits;
 pub mod metrics;
 pub mod node_client;
 pub mod routes;

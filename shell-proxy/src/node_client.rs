@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -42,6 +42,8 @@ pub enum NodeError {
     Timeout(Duration),
     /// The connection broke while sending or reading.
     Io(String),
+    /// The answer is larger than `server.max_node_response_bytes` (the limit): a bad answer.
+    TooLarge(u64),
 }
 
 impl fmt::Display for NodeError {
@@ -51,6 +53,9 @@ impl fmt::Display for NodeError {
             NodeError::Connect(m) => write!(f, "cannot connect: {m}"),
             NodeError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
             NodeError::Io(m) => write!(f, "connection failed: {m}"),
+            NodeError::TooLarge(limit) => {
+                write!(f, "the answer is larger than the limit of {limit} bytes")
+            }
         }
     }
 }
@@ -63,7 +68,7 @@ impl NodeError {
         match self {
             NodeError::Connect(_) => "connect_error",
             NodeError::Timeout(_) => "timeout",
-            NodeError::InvalidAddress(_) | NodeError::Io(_) => "error",
+            NodeError::InvalidAddress(_) | NodeError::Io(_) | NodeError::TooLarge(_) => "error",
         }
     }
 
@@ -80,6 +85,7 @@ pub struct NodeClient {
     auth: Option<HeaderValue>,
     timeout: Duration,
     metrics: Option<Metrics>,
+    max_response_bytes: u64,
 }
 
 impl NodeClient {
@@ -108,12 +114,20 @@ impl NodeClient {
             auth,
             timeout,
             metrics: None,
+            max_response_bytes: u64::MAX,
         }
     }
 
     /// Records every round trip in `metrics` (`miroir_node_requests_total`, `..._duration_seconds`).
     pub fn with_metrics(mut self, metrics: Metrics) -> NodeClient {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Refuses node answers whose body exceeds `limit` bytes ([`NodeError::TooLarge`]; the caller treats
+    /// the node as failed for that request). Default: no limit.
+    pub fn with_max_response_bytes(mut self, limit: u64) -> NodeClient {
+        self.max_response_bytes = limit;
         self
     }
 
@@ -212,11 +226,23 @@ impl NodeClient {
                 }
             })?;
             let (parts, body) = resp.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| NodeError::Io(error_chain(&e)))?
-                .to_bytes();
+            let limit = self.max_response_bytes;
+            let announced = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if announced.is_some_and(|len| len > limit) {
+                return Err(NodeError::TooLarge(limit));
+            }
+            let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+            let body = match limited.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                    return Err(NodeError::TooLarge(limit))
+                }
+                Err(e) => return Err(NodeError::Io(error_chain(&*e))),
+            };
             Ok(NodeResponse {
                 status: parts.status.as_u16(),
                 headers: parts.headers,
@@ -371,6 +397,38 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, NodeError::InvalidAddress(_)));
+        // An answer above the size limit, announced or streamed.
+        let limited =
+            NodeClient::new(&Secret::new("k"), Duration::from_secs(2)).with_max_response_bytes(4);
+        let (addr, _) = fake(Some(
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\n12345",
+        ))
+        .await;
+        let e = limited
+            .send("n", &addr, Method::GET, "/", None, Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e, NodeError::TooLarge(4));
+        assert_eq!(e.outcome(), "error");
+        assert_eq!(e.to_meili("n").code, "miroir_bad_node_response");
+        let (addr, _) = fake(Some(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\n123\r\n3\r\n456\r\n0\r\n\r\n",
+        ))
+        .await;
+        let e = limited
+            .send("n", &addr, Method::GET, "/", None, Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(e, NodeError::TooLarge(4));
+        let (addr, _) = fake(Some(
+            "HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\n1234",
+        ))
+        .await;
+        let r = limited
+            .send("n", &addr, Method::GET, "/", None, Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(&r.body[..], b"1234");
         // A connection closed without an answer.
         let (addr, _) = fake(Some("")).await;
         let e = c

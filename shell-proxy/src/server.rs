@@ -2,15 +2,30 @@
 //! authentication and the body size limit, answers the routes it owns and hands every other known route to
 //! a [`RouteHandler`] (the lead wires core's planners there).
 //!
-//! Request pipeline, in Meilisearch's order:
+//! Request pipeline, in Meilisearch's order (the limits are described in [`crate::limits`]):
+//! 0. Limits that need no routing: the request target within `server.max_uri_bytes` (else 414
+//!    `miroir_uri_too_long`), the headers within `server.max_header_bytes` (else 431
+//!    `miroir_headers_too_large`).
 //! 1. Route ([`Route::parse`]). Unknown path: 404 with an empty body; known path, other method: 405 with
 //!    an `Allow` header (both as actix-web answers for Meilisearch).
 //! 2. Authentication ([`crate::auth`]): `/health` is public, `/_miroir/*` needs the admin key, everything
 //!    else the master key. A malformed path parameter (`invalid_index_uid`, ...) is reported after
 //!    authentication, so it reveals nothing to unauthenticated clients.
-//! 3. Body: read whole, at most `server.max_body_bytes`, else 413 `payload_too_large`.
-//! 4. Dispatch: `/health`, `/version`, `/metrics`, `/_miroir/ready` here; other routes to the handler.
+//! 3. Concurrency: a slot of `server.max_concurrent_requests`, else 503 `miroir_overloaded` with
+//!    `Retry-After` (never queued). `/health` and `/metrics` take no slot.
+//! 4. Body: read whole, at most `server.max_body_bytes` (else 413 `payload_too_large`) within
+//!    `server.body_read_timeout_ms` (else 408 `miroir_body_timeout`); a JSON or NDJSON body nesting
+//!    deeper than `server.max_json_depth` is refused with 400 `miroir_json_too_deep` before any parsing.
+//! 5. Dispatch: `/health`, `/version`, `/metrics`, `/_miroir/ready` here; other routes to the handler.
 //!    Without a handler, or for an unknown `/_miroir/*` path, the answer is 404 with an empty body.
+//!    An answer not ready within `server.request_timeout_ms` is 504 `miroir_request_timeout`. The
+//!    handler runs as its own task: on a timeout, a read is abandoned, but a write keeps running to its
+//!    end (holding its concurrency slot), so a write already sent to the nodes is still decided and,
+//!    when acknowledged, recorded as a task; the client is told to check `GET /tasks`.
+//!
+//! Slow clients: hyper closes a connection whose request head is not complete within
+//! `server.header_read_timeout_ms`; its read buffer is sized so the header and URI limits above are the
+//! ones clients meet.
 //!
 //! Every request is counted in the metrics and logged (method, path without query, route class, status,
 //! duration); headers, and so keys, are never logged.
@@ -20,18 +35,19 @@
 
 use crate::auth;
 use crate::http_util::{empty_response, error_response, json_response, read_body, ProxyResponse};
+use crate::limits::{self, ConcurrencyGate};
 use crate::metrics::{Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use crate::node_client::NodeClient;
 use crate::routes::{AdminRoute, Route, RouteError};
 use crate::store::TaskStore;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use miroir_core::auth::Access;
@@ -102,6 +118,8 @@ pub struct AppState {
     pub nodes: NodeClient,
     /// The handler of the routes the server does not own.
     pub handler: Option<Arc<dyn RouteHandler>>,
+    /// The `server.max_concurrent_requests` gate.
+    pub gate: ConcurrencyGate,
 }
 
 impl AppState {
@@ -116,8 +134,11 @@ impl AppState {
             &config.node_master_key,
             Duration::from_millis(config.scatter.node_timeout_ms),
         )
-        .with_metrics(metrics.clone());
+        .with_metrics(metrics.clone())
+        .with_max_response_bytes(config.server.max_node_response_bytes);
+        let gate = ConcurrencyGate::new(config.server.max_concurrent_requests);
         AppState {
+            gate,
             config: Arc::new(config),
             store,
             metrics,
@@ -206,7 +227,7 @@ async fn accept_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = connection_builder(&state.config);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -246,8 +267,32 @@ async fn accept_loop(
     }
 }
 
+/// The connection settings: HTTP/1 with the slow-client header timeout and a read buffer large enough
+/// for the header and URI limits (so the proxy's own Meilisearch-shaped 414/431 are what clients get),
+/// HTTP/2 with the same header list bound.
+fn connection_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let server = &config.server;
+    let head = server
+        .max_header_bytes
+        .saturating_add(server.max_uri_bytes)
+        .saturating_add(16 * 1024);
+    // hyper refuses a buffer below 8 KiB.
+    let buf = usize::try_from(head).unwrap_or(usize::MAX).max(8 * 1024);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(server.header_read_timeout_ms))
+        .max_buf_size(buf);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
+    builder
+}
+
 /// Answers one request (any body type), recording metrics and a log line.
-pub async fn handle<B>(state: &AppState, mode: Listener, req: Request<B>) -> ProxyResponse
+pub async fn handle<B>(state: &Arc<AppState>, mode: Listener, req: Request<B>) -> ProxyResponse
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -290,7 +335,7 @@ impl Drop for InFlight {
 }
 
 async fn route_and_answer<B>(
-    state: &AppState,
+    state: &Arc<AppState>,
     mode: Listener,
     req: Request<B>,
 ) -> (&'static str, ProxyResponse)
@@ -303,6 +348,20 @@ where
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| req.uri().path().to_string());
+    let limits = &state.config.server;
+    if target.len() as u64 > limits.max_uri_bytes {
+        return (
+            "invalid",
+            error_response(&limits::uri_too_long(target.len(), limits.max_uri_bytes)),
+        );
+    }
+    let head = limits::header_bytes(req.headers());
+    if head > limits.max_header_bytes {
+        return (
+            "invalid",
+            error_response(&limits::headers_too_large(head, limits.max_header_bytes)),
+        );
+    }
     let route = match Route::parse(req.method(), &target) {
         Ok(route) => route,
         Err(RouteError::NotFound) => return ("unmatched", empty_response(StatusCode::NOT_FOUND)),
@@ -343,6 +402,20 @@ where
         };
     }
 
+    // Health and metrics stay reachable under any load: they take no slot.
+    let slot = match route {
+        Route::Health | Route::Metrics => None,
+        _ => match state.gate.try_enter() {
+            Ok(permit) => Some(permit),
+            Err(e) => {
+                let mut r = error_response(&e);
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(limits::RETRY_AFTER_SECS));
+                return (class, r);
+            }
+        },
+    };
+
     let authorized = if route.is_public() {
         Ok(Access::Full)
     } else if route.is_admin() {
@@ -363,16 +436,49 @@ where
     };
 
     let (parts, body) = req.into_parts();
-    let body = match read_body(&parts.headers, body, state.config.server.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return (class, error_response(&e)),
+    let body_timeout = Duration::from_millis(limits.body_read_timeout_ms);
+    let read = tokio::time::timeout(
+        body_timeout,
+        read_body(&parts.headers, body, limits.max_body_bytes),
+    );
+    let body = match read.await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return (class, error_response(&e)),
+        Err(_) => {
+            // The rest of the body is not worth waiting for: close the connection.
+            let mut r = error_response(&limits::body_timeout(limits.body_read_timeout_ms));
+            r.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return (class, r);
+        }
     };
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if limits::is_json_content_type(content_type)
+        && limits::json_too_deep_in(&body, limits.max_json_depth)
+    {
+        return (
+            class,
+            error_response(&limits::json_too_deep(limits.max_json_depth)),
+        );
+    }
 
+    let timeout = Duration::from_millis(limits.request_timeout_ms);
     let resp = match route {
         Route::Health => health_response(),
-        Route::Version => version_response(state).await,
         Route::Metrics => metrics_response(state),
-        Route::Admin(AdminRoute::Ready) => ready_response(state).await,
+        Route::Version => match tokio::time::timeout(timeout, version_response(state)).await {
+            Ok(r) => r,
+            Err(_) => error_response(&limits::request_timeout(limits.request_timeout_ms)),
+        },
+        Route::Admin(AdminRoute::Ready) => {
+            match tokio::time::timeout(timeout, ready_response(state)).await {
+                Ok(r) => r,
+                Err(_) => error_response(&limits::request_timeout(limits.request_timeout_ms)),
+            }
+        }
         other => match &state.handler {
             Some(h) => {
                 let request = ProxyRequest {
@@ -382,12 +488,53 @@ where
                     body,
                     access,
                 };
-                h.handle(state, other, request).await
+                run_handler(state, Arc::clone(h), other, request, slot).await
             }
             None => empty_response(StatusCode::NOT_FOUND),
         },
     };
     (class, resp)
+}
+
+/// Runs the handler as its own task under `server.request_timeout_ms`. On a timeout the client gets 504
+/// `miroir_request_timeout`; a read (`GET`/`HEAD`) is abandoned, anything else runs to its end in the
+/// background so a write already sent to the nodes is still decided and recorded (its slot is held until
+/// then, so the concurrency limit counts it).
+async fn run_handler(
+    state: &Arc<AppState>,
+    handler: Arc<dyn RouteHandler>,
+    route: Route,
+    request: ProxyRequest,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> ProxyResponse {
+    let limit_ms = state.config.server.request_timeout_ms;
+    let read_only = matches!(request.method, Method::GET | Method::HEAD);
+    let task_state = Arc::clone(state);
+    let mut task = tokio::spawn(async move {
+        let resp = handler.handle(&task_state, route, request).await;
+        drop(slot);
+        resp
+    });
+    match tokio::time::timeout(Duration::from_millis(limit_ms), &mut task).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "request handler failed");
+            error_response(&MeiliError::internal(
+                "The request could not be completed because of an internal error.",
+            ))
+        }
+        Err(_) => {
+            if read_only {
+                task.abort();
+            } else {
+                tracing::warn!(
+                    limit_ms,
+                    "request timed out; its write keeps running in the background"
+                );
+            }
+            error_response(&limits::request_timeout(limit_ms))
+        }
+    }
 }
 
 fn health_response() -> ProxyResponse {

@@ -5,7 +5,10 @@
 //! States of a served node: `Up` (requests reach the model) and `Down` (every connection and request is
 //! dropped without an answer, as a killed process would). Faults apply per request while up: an added
 //! latency, and a failure rate at which the request fails instead of reaching the model — answered
-//! `503` with a Meilisearch-shaped body, or with the connection dropped ([`FailMode`]).
+//! `503` with a Meilisearch-shaped body, with the connection dropped, with a `200` whose body is not
+//! JSON (`garbage`), or with a status no Meilisearch route answers and a body of the wrong shape
+//! (`wrongStatus`) ([`FailMode`]). One mode differs: with `truncated` the request DOES reach the model
+//! (a write is applied), and its answer is cut in half before it is sent (a node that dies mid-answer).
 //!
 //! Tasks run asynchronously like a real node: the scheduler wakes every `tick_ms`; each tick either starts
 //! the next enqueued task or finishes the one processing, so a task is observably `enqueued`, then
@@ -16,7 +19,7 @@
 //! - `POST /_model/faults` with any subset of those fields: updates them and answers the new faults.
 //!
 //! Invariants: a request either reaches the model exactly once or not at all (a fault is decided before
-//! the model sees it); randomness comes only from the seed in [`ModelOptions`].
+//! the model sees it; with `truncated` it reaches it and only the answer is damaged); randomness comes only from the seed in [`ModelOptions`].
 
 use crate::model::{Method, Node, Request};
 use bytes::Bytes;
@@ -40,6 +43,12 @@ pub enum FailMode {
     Status,
     /// The connection is closed without an answer.
     Drop,
+    /// `200` with `content-type: application/json` and a body that is not JSON.
+    Garbage,
+    /// The model handles the request; its answer keeps its status but only the first half of its body.
+    Truncated,
+    /// `418` with a JSON body that is neither a Meilisearch answer nor a Meilisearch error.
+    WrongStatus,
 }
 
 impl FailMode {
@@ -47,6 +56,9 @@ impl FailMode {
         match self {
             FailMode::Status => "status",
             FailMode::Drop => "drop",
+            FailMode::Garbage => "garbage",
+            FailMode::Truncated => "truncated",
+            FailMode::WrongStatus => "wrongStatus",
         }
     }
 
@@ -54,6 +66,9 @@ impl FailMode {
         match s {
             "status" => Some(FailMode::Status),
             "drop" => Some(FailMode::Drop),
+            "garbage" => Some(FailMode::Garbage),
+            "truncated" => Some(FailMode::Truncated),
+            "wrongStatus" => Some(FailMode::WrongStatus),
             _ => None,
         }
     }
@@ -119,7 +134,10 @@ impl Faults {
                     next.fail_mode = v
                         .as_str()
                         .and_then(FailMode::parse)
-                        .ok_or_else(|| "`failMode` must be `status` or `drop`".to_string())?
+                        .ok_or_else(|| {
+                            "`failMode` must be `status`, `drop`, `garbage`, `truncated` or `wrongStatus`"
+                                .to_string()
+                        })?
                 }
                 "down" => {
                     next.down = v
@@ -368,10 +386,22 @@ async fn serve_one(
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    if shared.draw_failure(faults.fail_rate) {
+    let failing = shared.draw_failure(faults.fail_rate);
+    if failing && faults.fail_mode != FailMode::Truncated {
         return match faults.fail_mode {
             FailMode::Drop => Err(Dropped),
-            FailMode::Status => Ok(respond(
+            FailMode::Garbage => {
+                let mut r = hyper::Response::new(Full::new(Bytes::from_static(
+                    b"<html><body>502 Bad Gateway</body></html>",
+                )));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("application/json"),
+                );
+                Ok(r)
+            }
+            FailMode::WrongStatus => Ok(respond(418, &json!({"unexpected": true}))),
+            FailMode::Truncated | FailMode::Status => Ok(respond(
                 503,
                 &json!({
                     "message": "The node model injected a failure.",
@@ -407,7 +437,12 @@ async fn serve_one(
     if shared.faults().down {
         return Err(Dropped);
     }
-    Ok(respond(response.status, &response.body))
+    let mut answer = respond(response.status, &response.body);
+    if failing {
+        let full = serde_json::to_vec(&response.body).unwrap_or_default();
+        *answer.body_mut() = Full::new(Bytes::from(full[..full.len() / 2].to_vec()));
+    }
+    Ok(answer)
 }
 
 fn control(shared: &Shared, method: &hyper::Method, body: &[u8]) -> hyper::Response<Full<Bytes>> {
@@ -454,6 +489,10 @@ mod tests {
         assert!(f.apply_json(&json!({"failRate": 2.0})).is_err());
         assert!(f.apply_json(&json!({"latencyMs": -1})).is_err());
         assert!(f.apply_json(&json!({"failMode": "x"})).is_err());
+        for mode in ["status", "drop", "garbage", "truncated", "wrongStatus"] {
+            let g = f.apply_json(&json!({ "failMode": mode })).unwrap();
+            assert_eq!(g.to_json()["failMode"], mode);
+        }
         assert!(f.apply_json(&json!({"down": 1})).is_err());
         assert!(f.apply_json(&json!({"nope": 1})).is_err());
         assert!(f.apply_json(&json!([1])).is_err());

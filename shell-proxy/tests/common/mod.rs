@@ -150,3 +150,123 @@ pub fn movies(n: usize) -> Vec<Value> {
         })
         .collect()
 }
+
+/// Starts model nodes and a proxy whose configuration `tweak` adjusts first (limits, timeouts): the same
+/// fleet as [`fleet_with`], with a hook on the parsed configuration.
+pub async fn fleet_tweaked(
+    o: DevOptions,
+    tweak: impl FnOnce(&mut miroir_core::config::Config),
+) -> (DevFleet, Api) {
+    let mut nodes = Vec::with_capacity(o.nodes);
+    for i in 0..o.nodes {
+        let node = miroir_sim::serve::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            miroir_sim::serve::ModelOptions {
+                master_key: Some(dev::DEV_NODE_KEY.into()),
+                seed: 0x5eed + i as u64,
+                tick_ms: o.model_tick_ms,
+                ..miroir_sim::serve::ModelOptions::default()
+            },
+        )
+        .await
+        .expect("a model node starts");
+        nodes.push(node);
+    }
+    let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let yaml = dev::dev_config_yaml(&o, &addresses);
+    let mut config = miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap();
+    tweak(&mut config);
+    config
+        .validate()
+        .expect("the tweaked configuration is valid");
+    // Port 0 (ephemeral) is set after validation, which refuses it in a file.
+    config.server.port = o.port;
+    let proxy = dev::start_proxy(config).await.expect("the proxy starts");
+    let f = DevFleet {
+        nodes,
+        proxy,
+        options: o,
+    };
+    let api = Api::new(f.url());
+    (f, api)
+}
+
+/// Sends a request with extra headers (on top of the API's key); `body` is sent as is.
+pub async fn send_with_headers(
+    api: &Api,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Resp {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", api.base));
+    if let Some(k) = &api.key {
+        req = req.header("Authorization", format!("Bearer {k}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client
+        .request(req.body(Full::new(Bytes::from(body))).unwrap())
+        .await
+        .expect("the proxy answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Sets faults on model node `i` through its control route (`/_model/faults`).
+pub async fn set_faults(f: &DevFleet, i: usize, patch: Value) {
+    let r = Api::new(f.nodes[i].url())
+        .post("/_model/faults", patch)
+        .await;
+    assert_eq!(r.status, 200, "faults: {}", r.body);
+}
+
+/// `numberOfDocuments` of `index` on every node (0 where the index does not exist).
+pub async fn doc_counts(f: &DevFleet, index: &str) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for i in 0..f.nodes.len() {
+        let r = node_api(f, i).get(&format!("/indexes/{index}/stats")).await;
+        counts.push(r.body["numberOfDocuments"].as_u64().unwrap_or(0));
+    }
+    counts
+}
+
+/// Asserts the proxy is healthy: `/health` answers 200 and a search on `index` answers 200.
+pub async fn assert_healthy(api: &Api, index: &str) {
+    let h = api.get("/health").await;
+    assert_eq!(h.status, 200, "health: {}", h.body);
+    let s = api
+        .post(&format!("/indexes/{index}/search"), json!({"q": "movie"}))
+        .await;
+    assert_eq!(s.status, 200, "search after the case: {}", s.body);
+}
+
+/// Asserts a Meilisearch-shaped error: status, code, type, and a link ending with the code.
+pub fn assert_error(r: &Resp, status: u16, code: &str, error_type: &str) {
+    assert_eq!(r.status, status, "status: {}", r.body);
+    assert_eq!(r.body["code"], code, "code: {}", r.body);
+    assert_eq!(r.body["type"], error_type, "type: {}", r.body);
+    assert!(
+        r.body["link"].as_str().is_some_and(|l| l.ends_with(code)),
+        "link: {}",
+        r.body
+    );
+    assert!(r.body["message"].is_string(), "message: {}", r.body);
+}
