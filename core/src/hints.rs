@@ -189,7 +189,7 @@ pub enum ReplayOutcome {
 type Lane = (String, NodeId);
 
 /// The hint log of a proxy. See the module documentation.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HintLog {
     max_per_node: usize,
     next_seq: u64,
@@ -199,12 +199,34 @@ pub struct HintLog {
     overflows: u64,
 }
 
+/// The default bound on a lane's hints (`repair.max_hints_per_node`'s default).
+pub const DEFAULT_MAX_HINTS_PER_NODE: usize = 10_000;
+
+impl Default for HintLog {
+    fn default() -> Self {
+        HintLog::new(DEFAULT_MAX_HINTS_PER_NODE)
+    }
+}
+
 impl HintLog {
     /// An empty log keeping at most `max_per_node` hints per lane (at least 1).
     pub fn new(max_per_node: usize) -> Self {
         HintLog {
             max_per_node: max_per_node.max(1),
-            ..HintLog::default()
+            next_seq: 0,
+            lanes: BTreeMap::new(),
+            replaying: BTreeSet::new(),
+            anti_entropy: BTreeSet::new(),
+            overflows: 0,
+        }
+    }
+
+    /// The same hints with no replay in flight: what a restarted proxy holds (an in-flight replay died
+    /// with the process and is retried).
+    pub fn restarted(&self) -> Self {
+        HintLog {
+            replaying: BTreeSet::new(),
+            ..self.clone()
         }
     }
 
@@ -415,6 +437,30 @@ impl HintLog {
     /// How many lane overflows happened since this log was created (a metric).
     pub fn overflows(&self) -> u64 {
         self.overflows
+    }
+}
+
+/// Records in a task record that `node` applied the write through a replayed hint as node task
+/// `node_task_uid`, so the Miroir task finds it; returns whether the record changed. A node task the
+/// record already names is kept.
+pub fn record_replay(
+    record: &mut crate::tasks::MiroirTask,
+    node: &NodeId,
+    node_task_uid: Option<u64>,
+) -> bool {
+    let Some(uid) = node_task_uid else {
+        return false;
+    };
+    match record
+        .node_tasks
+        .iter_mut()
+        .find(|t| &t.node == node && t.task_uid.is_none())
+    {
+        Some(t) => {
+            t.task_uid = Some(uid);
+            true
+        }
+        None => false,
     }
 }
 
@@ -673,6 +719,32 @@ mod tests {
         let mut bad = stored[0].clone();
         bad["method"] = json!("BREW");
         assert!(Hint::from_json(&bad).is_none());
+    }
+
+    #[test]
+    fn replays_complete_the_task_record_and_restarts_forget_in_flight_replays() {
+        use crate::tasks::{MiroirTask, NodeTaskRef, TaskType};
+        let mut record = MiroirTask::new(3, Some("movies".into()), TaskType::DocumentAdditionOrUpdate, 0, None);
+        let node_ref = |n: &str, uid| NodeTaskRef {
+            node: NodeId::from(n),
+            task_uid: uid,
+            shards: vec![0],
+            group: 0,
+        };
+        record.node_tasks = vec![node_ref("a", Some(1)), node_ref("b", None)];
+        assert!(!record_replay(&mut record, &NodeId::from("b"), None));
+        assert!(!record_replay(&mut record, &NodeId::from("a"), Some(9)), "a known node task is kept");
+        assert!(!record_replay(&mut record, &NodeId::from("z"), Some(9)));
+        assert!(record_replay(&mut record, &NodeId::from("b"), Some(9)));
+        assert_eq!(record.node_tasks[1].task_uid, Some(9));
+
+        let mut log = HintLog::default();
+        let a = NodeId::from("a");
+        log.add("movies", &req("a", 0), None, 0);
+        assert!(log.next_replay("movies", &a).is_some());
+        assert!(log.next_replay("movies", &a).is_none());
+        let mut after = log.restarted();
+        assert_eq!(after.next_replay("movies", &a).unwrap().seq, 0);
     }
 
     proptest! {

@@ -39,6 +39,7 @@ mod scenarios {
             faults,
             ops: 30,
             slow_max_ms: 1_500,
+            skip_replay: false,
         }
     }
 
@@ -167,13 +168,11 @@ mod scenarios {
         sweep_spec(spec("swarm", 3, 2, 1, WriteQuorum::Majority, faults), 150);
     }
 
-    /// Not yet supported, kept as the target of the self-healing replicas issue (ignored so main stays green;
-    /// run it with `cargo sim replica_repair --ignored`). With two groups a write is acknowledged once one
-    /// group reaches quorum; a replica of the other group that missed it (lost message, crash, partition)
-    /// stays behind forever without hinted handoff or anti-entropy, and a checker fires.
-    /// Seed 1 reproduces it (`MADSIM_TEST_SEED=1 cargo sim replica_repair --ignored`).
+    /// With two groups a write is acknowledged once one group reaches quorum; a replica of the other group
+    /// that missed it (lost message, crash, partition) catches up through hinted handoff: the node writes it
+    /// missed are replayed in order once it answers again. Seed 1 left node3 holding an acknowledged-deleted
+    /// document before hints existed.
     #[test]
-    #[ignore = "needs replica repair (hinted handoff / anti-entropy), not built yet"]
     fn replica_repair() {
         let faults = FaultKinds {
             node_crash: true,
