@@ -1472,7 +1472,10 @@ mod tests {
         let c = parse_env(&text, &[("MIROIR_REPAIR_MAX_HINTS_PER_NODE", "3")]).unwrap();
         assert_eq!(c.repair.max_hints_per_node, 3);
         assert_eq!(c.repair.replay_interval_ms, 1_000);
-        assert!(parse("  repair: {max_hints: 1}\n").is_err(), "unknown keys are refused");
+        assert!(
+            parse("  repair: {max_hints: 1}\n").is_err(),
+            "unknown keys are refused"
+        );
         assert!(parse("  repair: {replay_interval_ms: soon}\n").is_err());
     }
 

@@ -491,11 +491,17 @@ mod tests {
     fn clear_lanes_send_and_pending_lanes_queue_behind() {
         let mut log = HintLog::new(10);
         let a = NodeId::from("a");
-        assert_eq!(log.admit("movies", &req("a", 1), None, false, 5), Admission::Send);
+        assert_eq!(
+            log.admit("movies", &req("a", 1), None, false, 5),
+            Admission::Send
+        );
         let h0 = queued(log.add("movies", &req("a", 1), Some(7), 5));
         assert_eq!((h0.seq, h0.task_uid, h0.created_at), (0, Some(7), 5));
         assert!(log.has_pending("movies", &a));
-        assert!(!log.has_pending("books", &a), "another index is another lane");
+        assert!(
+            !log.has_pending("books", &a),
+            "another index is another lane"
+        );
         assert_eq!(
             log.admit("books", &req("a", 1), None, false, 5),
             Admission::Send
@@ -503,7 +509,11 @@ mod tests {
         let h1 = queued(log.admit("movies", &req("a", 2), Some(8), false, 6));
         assert_eq!(h1.seq, 1);
         let down = queued(log.admit("movies", &req("b", 3), None, true, 6));
-        assert_eq!(down.node, NodeId::from("b"), "a node known down is not waited for");
+        assert_eq!(
+            down.node,
+            NodeId::from("b"),
+            "a node known down is not waited for"
+        );
         assert_eq!(log.len(), 3);
         assert_eq!(log.pending_for_task(7), 1);
         assert_eq!(
@@ -613,7 +623,10 @@ mod tests {
             &json!({"code": "invalid_document_id", "message": "x", "type": "invalid_request", "link": ""}),
         );
         assert_eq!(verdict, ReplayVerdict::Refused);
-        assert!(matches!(log.on_replay(h.seq, verdict), ReplayOutcome::Dropped(_)));
+        assert!(matches!(
+            log.on_replay(h.seq, verdict),
+            ReplayOutcome::Dropped(_)
+        ));
         assert_eq!(log.anti_entropy().len(), 1);
         assert_eq!(
             log.next_replay("movies", &a).unwrap().seq,
@@ -724,7 +737,13 @@ mod tests {
     #[test]
     fn replays_complete_the_task_record_and_restarts_forget_in_flight_replays() {
         use crate::tasks::{MiroirTask, NodeTaskRef, TaskType};
-        let mut record = MiroirTask::new(3, Some("movies".into()), TaskType::DocumentAdditionOrUpdate, 0, None);
+        let mut record = MiroirTask::new(
+            3,
+            Some("movies".into()),
+            TaskType::DocumentAdditionOrUpdate,
+            0,
+            None,
+        );
         let node_ref = |n: &str, uid| NodeTaskRef {
             node: NodeId::from(n),
             task_uid: uid,
@@ -733,7 +752,10 @@ mod tests {
         };
         record.node_tasks = vec![node_ref("a", Some(1)), node_ref("b", None)];
         assert!(!record_replay(&mut record, &NodeId::from("b"), None));
-        assert!(!record_replay(&mut record, &NodeId::from("a"), Some(9)), "a known node task is kept");
+        assert!(
+            !record_replay(&mut record, &NodeId::from("a"), Some(9)),
+            "a known node task is kept"
+        );
         assert!(!record_replay(&mut record, &NodeId::from("z"), Some(9)));
         assert!(record_replay(&mut record, &NodeId::from("b"), Some(9)));
         assert_eq!(record.node_tasks[1].task_uid, Some(9));

@@ -87,6 +87,75 @@ pub struct Spec {
     /// A planted bug for the checkers' own test: the proxy's replay drops each hint without sending it.
     /// Always `false` except in the test that shows the checkers catch a replica left behind.
     pub skip_replay: bool,
+    /// How the run's fault timeline is drawn.
+    pub pattern: FaultPattern,
+}
+
+/// How a scenario's fault timeline is drawn from its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPattern {
+    /// The swarm schedule of `faults::Schedule::draw` over the scenario's fault kinds.
+    Swarm,
+    /// One node (drawn) is down for most of the safety phase, writes keep coming, then it restarts.
+    NodeDown,
+    /// One node (drawn) goes down and comes back 3 to 5 times during the safety phase.
+    Flapping,
+    /// The proxy loses every node of one replica group (drawn) for a while, then the links heal.
+    GroupPartition,
+}
+
+impl FaultPattern {
+    /// The timeline of this pattern for a fleet of `nodes` nodes in `groups` groups (node i is in group
+    /// i mod `groups`); `Swarm` uses the scenario's fault kinds.
+    fn schedule(self, spec: &Spec, rng: &mut SimRng) -> Schedule {
+        let kinds = |node_crash, partition| FaultKinds {
+            node_crash,
+            partition,
+            ..FaultKinds::NONE
+        };
+        let node = rng.below(spec.nodes.max(1) as u64) as usize;
+        let mut events = Vec::new();
+        let kinds = match self {
+            FaultPattern::Swarm => {
+                return Schedule::draw(spec.faults, spec.nodes, SAFETY_MS, spec.slow_max_ms, rng)
+            }
+            FaultPattern::NodeDown => {
+                let start = rng.below(SAFETY_MS / 5);
+                let end = rng.range(SAFETY_MS * 3 / 4, SAFETY_MS);
+                events.push((start, FaultEvent::KillNode(node)));
+                events.push((end, FaultEvent::RestartNode(node)));
+                kinds(true, false)
+            }
+            FaultPattern::Flapping => {
+                let flaps = rng.range(3, 6);
+                let mut t = rng.below(SAFETY_MS / 10);
+                for _ in 0..flaps {
+                    let down = rng.range(100, SAFETY_MS / 8);
+                    events.push((t, FaultEvent::KillNode(node)));
+                    events.push((t + down, FaultEvent::RestartNode(node)));
+                    t += down + rng.range(50, SAFETY_MS / 8);
+                }
+                kinds(true, false)
+            }
+            FaultPattern::GroupPartition => {
+                let group = rng.below(u64::from(spec.groups.max(1))) as usize;
+                let start = rng.below(SAFETY_MS / 3);
+                let end = start + rng.range(SAFETY_MS / 4, SAFETY_MS / 2);
+                for i in (0..spec.nodes).filter(|i| i % spec.groups.max(1) as usize == group) {
+                    events.push((start, FaultEvent::Partition(i)));
+                    events.push((end, FaultEvent::Heal(i)));
+                }
+                kinds(false, true)
+            }
+        };
+        events.sort_by_key(|(t, _)| *t);
+        Schedule {
+            kinds,
+            loss_rate: 0.0,
+            duplicate_rate: 0.0,
+            events,
+        }
+    }
 }
 
 /// The model node as a simulated host's payload.
@@ -174,12 +243,12 @@ async fn send_or_hint(
     req: &NodeRequest,
     task_uid: u64,
 ) -> Result<model::Response, CallError> {
-    let admitted = ctx
-        .disk
-        .hints
-        .lock()
-        .unwrap()
-        .admit(INDEX, req, Some(task_uid), false, now_ms());
+    let admitted =
+        ctx.disk
+            .hints
+            .lock()
+            .unwrap()
+            .admit(INDEX, req, Some(task_uid), false, now_ms());
     if admitted != Admission::Send {
         return Err(CallError::Timeout);
     }
@@ -807,13 +876,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let handle = Handle::current();
     let net = NetSim::current();
     let mut rng = SimRng::new(seed);
-    let schedule = Schedule::draw(
-        spec.faults,
-        spec.nodes,
-        SAFETY_MS,
-        spec.slow_max_ms,
-        &mut rng.fork(1),
-    );
+    let schedule = spec.pattern.schedule(&spec, &mut rng.fork(1));
     let keep = std::env::var("MIROIR_SIM_TRACE").is_ok();
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
