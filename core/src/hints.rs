@@ -140,6 +140,16 @@ pub enum Admission {
     /// Queuing overflowed the lane: these hints (the lane's whole queue, the new one included) were dropped
     /// and must be deleted from the store; the lane is marked for anti-entropy.
     Overflowed(Vec<Hint>),
+    /// The request is never hinted (see [`hintable`]) and the lane holds hints: it must not overtake them,
+    /// so it is not sent and counts as failed.
+    Blocked,
+}
+
+/// Whether a node request may become a hint. An index creation (`POST /indexes`) may not: creating an
+/// index is all or nothing (`ops::index`), a creation that missed a node is rolled back elsewhere, so
+/// replaying it later would create an index nobody has. Everything else a write sends can be replayed.
+pub fn hintable(request: &NodeRequest) -> bool {
+    !(request.method == Method::Post && request.path == "/indexes")
 }
 
 /// How a replayed hint ended, from the node's answer.
@@ -254,7 +264,9 @@ impl HintLog {
     }
 
     /// A live write `request` of `index` holding its lane's turn: send it, or queue it as a hint when the
-    /// lane holds hints or `node_down` (the shell knows the node is failed and will not wait for it).
+    /// lane holds hints or `node_down` (the shell knows the node is failed and will not wait for it). A
+    /// request that is not [`hintable`] is sent when the lane is clear (even to a node thought down: the
+    /// probe may lag) and [`Admission::Blocked`] otherwise.
     pub fn admit(
         &mut self,
         index: &str,
@@ -263,13 +275,22 @@ impl HintLog {
         node_down: bool,
         now: Millis,
     ) -> Admission {
-        if !node_down && !self.has_pending(index, &request.node) {
+        let pending = self.has_pending(index, &request.node);
+        if !hintable(request) {
+            return if pending {
+                Admission::Blocked
+            } else {
+                Admission::Send
+            };
+        }
+        if !node_down && !pending {
             return Admission::Send;
         }
         self.add(index, request, task_uid, now)
     }
 
-    /// Queues `request` of `index` as a hint (it failed, timed out, or answered 5xx).
+    /// Queues `request` of `index` as a hint (it failed, timed out, or answered 5xx). A request that is not
+    /// [`hintable`] is not queued: [`Admission::Send`] says nothing was done.
     pub fn add(
         &mut self,
         index: &str,
@@ -277,6 +298,9 @@ impl HintLog {
         task_uid: Option<u64>,
         now: Millis,
     ) -> Admission {
+        if !hintable(request) {
+            return Admission::Send;
+        }
         let hint = Hint {
             seq: self.next_seq,
             index: index.to_string(),
@@ -525,6 +549,33 @@ mod tests {
         );
         assert_eq!(h1.request(4).id, 4);
         assert_eq!(h1.request(4).body, Some(json!([{"id": 2}])));
+    }
+
+    #[test]
+    fn index_creations_are_never_hinted_nor_sent_past_hints() {
+        let mut log = HintLog::new(4);
+        let create = NodeRequest {
+            id: 0,
+            node: NodeId::from("a"),
+            method: Method::Post,
+            path: "/indexes".into(),
+            body: Some(json!({"uid": "movies"})),
+        };
+        assert!(!hintable(&create));
+        assert!(hintable(&req("a", 0)));
+        assert_eq!(
+            log.admit("movies", &create, None, true, 0),
+            Admission::Send,
+            "a creation is tried even on a node thought down"
+        );
+        assert_eq!(log.add("movies", &create, None, 0), Admission::Send);
+        assert!(log.is_empty(), "a failed creation leaves no hint");
+        log.add("movies", &req("a", 1), None, 0);
+        assert_eq!(
+            log.admit("movies", &create, None, false, 0),
+            Admission::Blocked
+        );
+        assert_eq!(log.len(), 1);
     }
 
     #[test]

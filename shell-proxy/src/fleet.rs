@@ -2498,6 +2498,7 @@ impl Fleet {
             .unwrap_or_default();
         match route {
             ListIndexes => {
+                let _ = self.write_hints(state).await;
                 let (s, mut b) = self
                     .read_one(state, None, Method::Get, &format!("/indexes{q}"), None)
                     .await?;
@@ -2505,7 +2506,10 @@ impl Fleet {
                 Ok(json_response(s, &b))
             }
             CreateIndex => self.create_index_route(state, &request).await,
-            GetIndex(u) if self.index_deletion_pending(u.as_str()) => {
+            GetIndex(u)
+                if self.write_hints(state).await.is_some()
+                    && self.index_deletion_pending(u.as_str()) =>
+            {
                 Err(index_not_found(u.as_str()))
             }
             GetIndex(u) => {

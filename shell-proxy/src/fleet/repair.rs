@@ -98,7 +98,7 @@ impl WriteHints {
     /// Persists what queuing a hint did; refreshes the metrics.
     async fn persist_admission(&self, admission: Admission) {
         match admission {
-            Admission::Send => {}
+            Admission::Send | Admission::Blocked => {}
             Admission::Queued(hint) => {
                 self.metrics.queued.inc();
                 if let Err(e) = self.store.put_hint(hint.seq, &hint.to_json()).await {
@@ -164,16 +164,23 @@ impl WriteHints {
         node_down: bool,
         send: impl Future<Output = (usize, Answer)>,
     ) -> (usize, Answer) {
-        let admission = self.lock().admit(index, &request, None, node_down, now_ms());
-        if admission != Admission::Send {
+        let admission = self
+            .lock()
+            .admit(index, &request, None, node_down, now_ms());
+        let refusal = match admission {
+            Admission::Send => None,
+            Admission::Blocked => Some(format!(
+                "node {} has writes of index `{index}` to catch up first: not sent",
+                request.node
+            )),
+            Admission::Queued(_) | Admission::Overflowed(_) => Some(format!(
+                "node {} misses writes of index `{index}`: queued as a hint",
+                request.node
+            )),
+        };
+        if let Some(refusal) = refusal {
             self.persist_admission(admission).await;
-            return (
-                request.id,
-                Err(format!(
-                    "node {} misses writes of index `{index}`: queued as a hint",
-                    request.node
-                )),
-            );
+            return (request.id, Err(refusal));
         }
         let (id, answer) = send.await;
         let missed = match &answer {
@@ -208,7 +215,8 @@ impl Fleet {
                         "some stored hints cannot be read and are ignored"
                     );
                 }
-                let max = usize::try_from(state.config.repair.max_hints_per_node).unwrap_or(usize::MAX);
+                let max =
+                    usize::try_from(state.config.repair.max_hints_per_node).unwrap_or(usize::MAX);
                 let log = HintLog::restore(max, hints);
                 metrics.pending.set(log.len() as i64);
                 *self.hints.lock().unwrap_or_else(|p| p.into_inner()) = log;
@@ -406,5 +414,125 @@ impl Fleet {
             wait,
             holding: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miroir_core::config::Config;
+    use miroir_core::ops::Method;
+    use miroir_core::topology::NodeId;
+    use serde_json::json;
+
+    fn fleet() -> Fleet {
+        let yaml = "miroir:\n  shards: 4\n  replication_factor: 2\n  nodes:\n    - { id: a, address: \"http://127.0.0.1:1\" }\n    - { id: b, address: \"http://127.0.0.1:2\" }\n";
+        Fleet::new(&Config::from_yaml_str(yaml, &|_| None).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn admissions_are_persisted_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn TaskStore> = Arc::new(
+            crate::store::sqlite::SqliteStore::open(dir.path().join("h.db"))
+                .await
+                .unwrap(),
+        );
+        let metrics = crate::metrics::Metrics::new();
+        let hints = WriteHints {
+            log: Arc::new(Mutex::new(HintLog::new(2))),
+            store: Arc::clone(&store),
+            metrics: RepairMetrics::new(metrics.registry()),
+        };
+        let r = |n: u64| NodeRequest {
+            id: n as usize,
+            node: NodeId::from("a"),
+            method: Method::Post,
+            path: "/indexes/movies/documents".into(),
+            body: Some(json!([{"id": n}])),
+        };
+        // a 503 becomes a hint; the next write queues behind it without being sent
+        let (_, answer) = hints
+            .send_or_hint("movies", r(0), false, async { (0, Ok((503, Value::Null))) })
+            .await;
+        assert_eq!(answer.unwrap().0, 503);
+        let (id, answer) = hints
+            .send_or_hint("movies", r(1), false, async {
+                panic!("a lane with hints sends nothing")
+            })
+            .await;
+        assert_eq!(id, 1);
+        assert!(answer.unwrap_err().contains("queued as a hint"));
+        assert_eq!(store.list_hints().await.unwrap().len(), 2);
+        // a 2xx on a clear lane of another node is not hinted
+        let (_, answer) = hints
+            .send_or_hint(
+                "movies",
+                NodeRequest {
+                    node: NodeId::from("b"),
+                    ..r(2)
+                },
+                false,
+                async { (2, Ok((202, json!({"taskUid": 1})))) },
+            )
+            .await;
+        assert!(answer.is_ok());
+        // the third hint of lane (movies, a) overflows the bound of 2: the lane's hints are dropped
+        let _ = hints
+            .send_or_hint("movies", r(3), true, async { unreachable!() })
+            .await;
+        assert!(store.list_hints().await.unwrap().is_empty());
+        assert_eq!(hints.lock().anti_entropy().len(), 1);
+        let text = metrics.render();
+        assert!(text.contains("miroir_hints_queued_total 2"), "{text}");
+        assert!(
+            text.contains("miroir_hint_lane_overflows_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("miroir_hints_dropped_total{reason=\"overflow\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("miroir_hints_pending 0"), "{text}");
+    }
+
+    #[test]
+    fn pending_index_deletions_hide_the_index_and_tasks_count_pending_replicas() {
+        let f = fleet();
+        let delete = NodeRequest {
+            id: 0,
+            node: NodeId::from("b"),
+            method: Method::Delete,
+            path: "/indexes/movies".into(),
+            body: None,
+        };
+        {
+            let mut log = f.hints.lock().unwrap();
+            log.add("movies", &delete, Some(5), 0);
+            log.add(
+                "books",
+                &NodeRequest {
+                    path: "/indexes/books/documents".into(),
+                    method: Method::Post,
+                    ..delete.clone()
+                },
+                Some(5),
+                0,
+            );
+        }
+        assert!(f.index_deletion_pending("movies"));
+        assert!(
+            !f.index_deletion_pending("books"),
+            "a document write is no deletion"
+        );
+        assert_eq!(f.pending_replicas(5), 2);
+        assert_eq!(f.pending_replicas(6), 0);
+        let mut list = json!({"results": [{"uid": "books"}, {"uid": "movies"}], "offset": 0, "limit": 20, "total": 2});
+        f.hide_deleted_indexes(&mut list);
+        assert_eq!(list["results"], json!([{"uid": "books"}]));
+        assert_eq!(list["total"], 1);
+        let mut odd = json!({"message": "not a list"});
+        f.hide_deleted_indexes(&mut odd);
+        assert_eq!(odd, json!({"message": "not a list"}));
     }
 }

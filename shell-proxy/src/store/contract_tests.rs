@@ -211,7 +211,9 @@ where
             .await
             .unwrap();
     }
-    s.put_hint(7, &json!({"seq": 7, "attempts": 3})).await.unwrap();
+    s.put_hint(7, &json!({"seq": 7, "attempts": 3}))
+        .await
+        .unwrap();
     let seqs = |v: Vec<serde_json::Value>| -> Vec<u64> {
         v.iter().map(|h| h["seq"].as_u64().unwrap()).collect()
     };

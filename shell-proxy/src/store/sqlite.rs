@@ -120,8 +120,10 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err)?;
         tx.commit().map_err(err)?;
     }
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);")
-        .map_err(err)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);",
+    )
+    .map_err(err)?;
     Ok(conn)
 }
 
