@@ -837,7 +837,7 @@ mod tests {
                     0 | 1 => match log.add("i", &req(node, 0), None, 0) {
                         Admission::Queued(h) => added.entry(node).or_default().push(h.seq),
                         Admission::Overflowed(_) => { lost.insert(node); added.remove(node); applied.remove(node); }
-                        Admission::Send => prop_assert!(false, "add always queues"),
+                        Admission::Send | Admission::Blocked => prop_assert!(false, "add always queues a hintable request"),
                     },
                     2 => if let Some(h) = log.next_replay("i", &id) {
                         if let ReplayOutcome::Done { hint, .. } = log.on_replay(h.seq, ReplayVerdict::Applied(None)) {
