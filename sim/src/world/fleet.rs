@@ -13,7 +13,10 @@
 //!
 //! The proxy here is the simulator's shell around miroir-core: like the HTTP proxy, it only carries out the
 //! node requests that `ops::FanoutWrite`, `ops::ScatterSearch` and `ops::TaskRead` produce and feeds the answers
-//! back. Its task records live on its "disk" and survive a proxy crash.
+//! back. Its task records live on its "disk" and survive a proxy crash, and so do its hints: a node write
+//! that fails, times out or answers 5xx becomes a hint (core's `hints::HintLog`), a lane (index, node) that
+//! holds hints queues new writes behind them, and a replay loop sends them in order every 250 ms. The
+//! liveness phase also waits until no hint and no node write is left, i.e. one full repair pass.
 
 use super::faults::{FaultEvent, FaultKinds, Schedule};
 use super::host::{spawn_host, Disk, SimulatedNode};
