@@ -32,6 +32,7 @@
 //!   health: { interval_ms: 5000, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 2 }
 //!   scatter: { node_timeout_ms: 5000, unavailable_shard_policy: partial }
 //!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0 }
+//!   repair: { max_hints_per_node: 10000, replay_interval_ms: 1000 }
 //!   server:
 //!     bind: 0.0.0.0
 //!     port: 7700
@@ -66,6 +67,7 @@
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
+//! | `repair.max_hints_per_node` / `.replay_interval_ms` | `MIROIR_REPAIR_MAX_HINTS_PER_NODE` / `MIROIR_REPAIR_REPLAY_INTERVAL_MS` |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
 //! | `server.max_header_bytes` / `.max_uri_bytes` / `.max_json_depth` / `.max_documents_per_batch` | `MIROIR_SERVER_MAX_HEADER_BYTES` / `MIROIR_SERVER_MAX_URI_BYTES` / `MIROIR_SERVER_MAX_JSON_DEPTH` / `MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH` |
 //! | `server.request_timeout_ms` / `.header_read_timeout_ms` / `.body_read_timeout_ms` | `MIROIR_SERVER_REQUEST_TIMEOUT_MS` / `MIROIR_SERVER_HEADER_READ_TIMEOUT_MS` / `MIROIR_SERVER_BODY_READ_TIMEOUT_MS` |
@@ -185,6 +187,8 @@ pub struct Config {
     pub scatter: ScatterConfig,
     /// `rebalancer`: shard migrations when the topology changes.
     pub rebalancer: RebalancerConfig,
+    /// `repair`: hinted handoff of the writes a replica missed.
+    pub repair: RepairConfig,
     /// `server`: the HTTP listener.
     pub server: ServerConfig,
 }
@@ -282,6 +286,25 @@ pub struct RebalancerConfig {
     pub max_concurrent_migrations: u32,
     /// `throttle_docs_per_sec` (default 0 = unlimited).
     pub throttle_docs_per_sec: u64,
+}
+
+/// `repair`: hinted handoff (see `hints`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepairConfig {
+    /// `max_hints_per_node` (default 10000, > 0): the most hints kept per (index, node); beyond it the
+    /// node's queue is dropped and the pair is marked for anti-entropy.
+    pub max_hints_per_node: u64,
+    /// `replay_interval_ms` (default 1000, > 0): how often hints are replayed to nodes that answer again.
+    pub replay_interval_ms: u64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            max_hints_per_node: 10_000,
+            replay_interval_ms: 1_000,
+        }
+    }
 }
 
 /// `server`.
@@ -499,6 +522,14 @@ impl Config {
         };
         s.finish()?;
 
+        let d = RepairConfig::default();
+        let mut s = m.section("repair")?;
+        let repair = RepairConfig {
+            max_hints_per_node: s.u64("max_hints_per_node", d.max_hints_per_node)?,
+            replay_interval_ms: s.u64("replay_interval_ms", d.replay_interval_ms)?,
+        };
+        s.finish()?;
+
         let d = ServerConfig::default();
         let mut s = m.section("server")?;
         let server = ServerConfig {
@@ -532,6 +563,7 @@ impl Config {
             health,
             scatter,
             rebalancer,
+            repair,
             server,
         };
         config.validate()?;
@@ -563,6 +595,14 @@ impl Config {
         positive(
             "miroir.rebalancer.max_concurrent_migrations",
             self.rebalancer.max_concurrent_migrations as u64,
+        )?;
+        positive(
+            "miroir.repair.max_hints_per_node",
+            self.repair.max_hints_per_node,
+        )?;
+        positive(
+            "miroir.repair.replay_interval_ms",
+            self.repair.replay_interval_ms,
         )?;
         positive("miroir.server.max_body_bytes", self.server.max_body_bytes)?;
         let sv = &self.server;
@@ -1193,6 +1233,7 @@ mod tests {
         assert_eq!(c.health, HealthConfig::default());
         assert_eq!(c.scatter, ScatterConfig::default());
         assert_eq!(c.rebalancer, RebalancerConfig::default());
+        assert_eq!(c.repair, RepairConfig::default());
         assert_eq!(c.server, ServerConfig::default());
         assert!(c.admin.enabled);
         assert!(c.master_key.is_empty());
@@ -1487,6 +1528,14 @@ mod tests {
                 "miroir.rebalancer.max_concurrent_migrations",
             ),
             (
+                "  repair: {max_hints_per_node: 0}\n",
+                "miroir.repair.max_hints_per_node",
+            ),
+            (
+                "  repair: {replay_interval_ms: 0}\n",
+                "miroir.repair.replay_interval_ms",
+            ),
+            (
                 "  server: {max_body_bytes: 0}\n",
                 "miroir.server.max_body_bytes",
             ),
@@ -1637,6 +1686,22 @@ mod tests {
         );
         let e = parse_env(&text, &[("MIROIR_SERVER_MAX_JSON_DEPTH", "0")]).unwrap_err();
         assert_eq!(e.path, "miroir.server.max_json_depth");
+    }
+
+    #[test]
+    fn repair_section_is_read_from_file_and_environment() {
+        let c = parse("  repair: {max_hints_per_node: 7, replay_interval_ms: 50}\n").unwrap();
+        assert_eq!(c.repair.max_hints_per_node, 7);
+        assert_eq!(c.repair.replay_interval_ms, 50);
+        let text = format!("miroir:\n{NODES}");
+        let c = parse_env(&text, &[("MIROIR_REPAIR_MAX_HINTS_PER_NODE", "3")]).unwrap();
+        assert_eq!(c.repair.max_hints_per_node, 3);
+        assert_eq!(c.repair.replay_interval_ms, 1_000);
+        assert!(
+            parse("  repair: {max_hints: 1}\n").is_err(),
+            "unknown keys are refused"
+        );
+        assert!(parse("  repair: {replay_interval_ms: soon}\n").is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Modules:
 //! - [`error`]: the Meilisearch-shaped error type.
 //! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
+//! - [`hints`]: hinted handoff, the node writes a replica missed, replayed in order when it is back.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod documents;
 pub mod error;
 pub mod health;
+pub mod hints;
 pub mod ops;
 pub mod pager;
 pub mod quorum;

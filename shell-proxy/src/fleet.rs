@@ -86,6 +86,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 
+mod aliases;
+mod keys;
+mod repair;
+
 /// How long a node task may stay unknown before the task counts it as lost.
 pub const LOST_AFTER_MS: Millis = 10 * 60 * 1000;
 
@@ -293,11 +297,6 @@ struct IndexCache {
     contexts: HashMap<String, (SearchContext, Millis)>,
 }
 
-#[path = "fleet_aliases.rs"]
-mod aliases;
-#[path = "fleet_keys.rs"]
-mod keys;
-
 /// The route handler over a fleet of nodes. See the module documentation.
 pub struct Fleet {
     topology: Topology,
@@ -311,10 +310,14 @@ pub struct Fleet {
     lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>,
     /// Serialises the read-modify-write of the webhooks kept in the store.
     webhooks: tokio::sync::Mutex<()>,
-    /// The API keys the nodes hold (see `fleet_keys.rs`).
+    /// The API keys the nodes hold (see `fleet/keys.rs`).
     keys: keys::KeyCache,
-    /// The index aliases (see `fleet_aliases.rs`).
+    /// The index aliases (see `fleet/aliases.rs`).
     aliases: aliases::AliasCache,
+    /// Hinted handoff (core's `HintLog`, see `repair`): loaded from the store before the first write.
+    hints: Arc<Mutex<miroir_core::hints::HintLog>>,
+    hints_loaded: tokio::sync::OnceCell<()>,
+    repair_metrics: std::sync::OnceLock<repair::RepairMetrics>,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -397,6 +400,9 @@ impl Fleet {
             webhooks: tokio::sync::Mutex::new(()),
             keys: keys::KeyCache::default(),
             aliases: aliases::AliasCache::default(),
+            hints: Arc::default(),
+            hints_loaded: tokio::sync::OnceCell::new(),
+            repair_metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -416,6 +422,7 @@ impl Fleet {
     pub fn spawn_probe(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let fleet = Arc::clone(self);
         let watcher = Arc::clone(self).watch_webhooks(Arc::clone(&state));
+        let replay = Arc::clone(self).replay_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -456,7 +463,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher);
+            tokio::join!(probe, watcher, replay);
         })
     }
 
@@ -534,7 +541,8 @@ impl Fleet {
     /// Queues the write requests of one index on core's write lanes: each request is sent once the
     /// previous write request of the same index to the same node was answered (or failed). Every node thus
     /// receives the writes of an index in the order they were queued (replicas apply them in one order),
-    /// while a slow node delays only its own lane.
+    /// while a slow node delays only its own lane. A request the node misses, or that would overtake the
+    /// node's pending hints, becomes a hint (see `repair`).
     fn spawn_write_requests(
         &self,
         state: &AppState,
@@ -542,6 +550,7 @@ impl Fleet {
         index: &str,
         requests: Vec<NodeRequest>,
     ) {
+        let hints = self.loaded_hints(state);
         let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
         for r in requests {
             let (go, wait) = tokio::sync::oneshot::channel::<()>();
@@ -555,10 +564,16 @@ impl Fleet {
                 wait,
                 holding: false,
             };
-            let send = self.request_future(state, r);
+            let node_down = self.node_down(&r.node);
+            let index = index.to_string();
+            let hints = hints.clone();
+            let send = self.request_future(state, r.clone());
             set.spawn(async move {
                 turn.acquire().await;
-                let answer = send.await;
+                let answer = match hints {
+                    Some(h) => h.send_or_hint(&index, r, node_down, send).await,
+                    None => send.await,
+                };
                 drop(turn);
                 answer
             });
@@ -715,6 +730,8 @@ impl Fleet {
         // different: each node receives an index's writes one after the other (see
         // `spawn_write_requests`).
         let index = write.record().index_uid.unwrap_or_default();
+        // Loads the hints of an earlier run before the first write is sent.
+        let _ = self.write_hints(state).await;
         let mut set = JoinSet::new();
         self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
@@ -760,6 +777,10 @@ impl Fleet {
                 .store
                 .put_task(record.uid, &record_json(&record, &[]))
                 .await?;
+            let hints = self.loaded_hints(state);
+            if let Some(h) = &hints {
+                h.tag(&write, uid).await;
+            }
             if !set.is_empty() {
                 let store = Arc::clone(&state.store);
                 tokio::spawn(async move {
@@ -769,6 +790,9 @@ impl Fleet {
                             Ok((id, Err(_))) => write.on_failure(id),
                             Err(_) => {}
                         }
+                    }
+                    if let Some(h) = &hints {
+                        h.tag(&write, uid).await;
                     }
                     let mut record = write.record();
                     record.uid = uid;
@@ -950,6 +974,11 @@ impl Fleet {
         let mut view = read.view(now_ms(), LOST_AFTER_MS);
         if let Some(error) = view.meili.get_mut("error") {
             node_settings::hide_shard_field_in_error(error);
+        }
+        let pending = self.pending_replicas(view.uid);
+        if let (true, Some(m)) = (pending > 0, view.meili.as_object_mut()) {
+            // Miroir's own field, after Meilisearch's: replicas whose write still waits as a hint.
+            m.insert("pendingReplicas".into(), Value::from(pending as u64));
         }
         if newly_finished {
             let mut updated = stored.clone();
@@ -2539,14 +2568,16 @@ impl Fleet {
             .unwrap_or_default();
         match route {
             ListIndexes => {
-                let (s, b) = self
+                let _ = self.write_hints(state).await;
+                let (s, mut b) = self
                     .read_one(state, None, Method::Get, &format!("/indexes{q}"), None)
                     .await?;
+                self.hide_deleted_indexes(&mut b);
                 if s != 200 || request.access.all_indexes_authorized() {
                     return Ok(json_response(s, &b));
                 }
                 // A key restricted to some indexes pages through those only.
-                let (s, all) = self
+                let (s, mut all) = self
                     .read_one(
                         state,
                         None,
@@ -2558,6 +2589,7 @@ impl Fleet {
                 if s != 200 {
                     return Ok(json_response(s, &all));
                 }
+                self.hide_deleted_indexes(&mut all);
                 let number = |k: &str| b.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
                 let page = keys::authorized_index_page(
                     &request.access,
@@ -2577,6 +2609,12 @@ impl Fleet {
                     }
                 }
                 self.create_index_route(state, &request).await
+            }
+            GetIndex(u)
+                if self.write_hints(state).await.is_some()
+                    && self.index_deletion_pending(u.as_str()) =>
+            {
+                Err(index_not_found(u.as_str()))
             }
             GetIndex(u) => {
                 let (s, b) = self

@@ -150,6 +150,11 @@ impl Metrics {
         self.store_errors.with_label_values(&[backend]).inc();
     }
 
+    /// The registry, for metrics registered by other modules (the repair metrics).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

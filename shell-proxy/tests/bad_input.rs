@@ -845,12 +845,29 @@ async fn a_write_refused_for_lack_of_quorum_converges_when_retried() {
         "no task for a refused write"
     );
     set_faults(&f, 0, json!({"failRate": 0.0})).await;
-    api.write_ok(
-        "POST",
-        "/indexes/movies/documents",
-        Some(Value::Array(docs)),
-    )
-    .await;
+    // The client retries on 503 until the node is back (and has replayed what it missed).
+    let mut retried = None;
+    for _ in 0..100 {
+        let r = api
+            .post("/indexes/movies/documents", Value::Array(docs.clone()))
+            .await;
+        if r.status == 202 {
+            retried = r.body["taskUid"].as_u64();
+            break;
+        }
+        assert_error(&r, 503, "miroir_no_quorum", SYS);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let t = api
+        .wait_task(retried.expect("the retry is acknowledged once the node is back"))
+        .await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    for _ in 0..100 {
+        if doc_counts(&f, "movies").await.iter().sum::<u64>() == 100 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let after: u64 = doc_counts(&f, "movies").await.iter().sum();
     assert_eq!(
         after, 100,

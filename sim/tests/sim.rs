@@ -19,7 +19,7 @@ mod scenarios {
     use miroir_core::quorum::WriteQuorum;
     use miroir_sim::runner::{sweep, Outcome};
     use miroir_sim::world::faults::FaultKinds;
-    use miroir_sim::world::fleet::{run, Spec};
+    use miroir_sim::world::fleet::{run, FaultPattern, Spec};
 
     fn spec(
         name: &'static str,
@@ -39,6 +39,8 @@ mod scenarios {
             faults,
             ops: 30,
             slow_max_ms: 1_500,
+            skip_replay: false,
+            pattern: FaultPattern::Swarm,
         }
     }
 
@@ -167,13 +169,11 @@ mod scenarios {
         sweep_spec(spec("swarm", 3, 2, 1, WriteQuorum::Majority, faults), 150);
     }
 
-    /// Not yet supported, kept as the target of the self-healing replicas issue (ignored so main stays green;
-    /// run it with `cargo sim replica_repair --ignored`). With two groups a write is acknowledged once one
-    /// group reaches quorum; a replica of the other group that missed it (lost message, crash, partition)
-    /// stays behind forever without hinted handoff or anti-entropy, and a checker fires.
-    /// Seed 1 reproduces it (`MADSIM_TEST_SEED=1 cargo sim replica_repair --ignored`).
+    /// With two groups a write is acknowledged once one group reaches quorum; a replica of the other group
+    /// that missed it (lost message, crash, partition) catches up through hinted handoff: the node writes it
+    /// missed are replayed in order once it answers again. Seed 1 left node3 holding an acknowledged-deleted
+    /// document before hints existed.
     #[test]
-    #[ignore = "needs replica repair (hinted handoff / anti-entropy), not built yet"]
     fn replica_repair() {
         let faults = FaultKinds {
             node_crash: true,
@@ -187,13 +187,100 @@ mod scenarios {
         );
     }
 
+    fn repair_spec(
+        name: &'static str,
+        nodes: usize,
+        rf: u32,
+        groups: u32,
+        pattern: FaultPattern,
+    ) -> Spec {
+        let mut s = spec(
+            name,
+            nodes,
+            rf,
+            groups,
+            WriteQuorum::Majority,
+            FaultKinds::NONE,
+        );
+        s.pattern = pattern;
+        s
+    }
+
+    /// One node down for most of the writes, RF=2 in two groups: its group misses quorum for its shards, the
+    /// other group acknowledges, and the node catches up from its hints once it is back.
+    #[test]
+    fn node_down_rf2() {
+        sweep_spec(
+            repair_spec("node_down_rf2", 4, 2, 2, FaultPattern::NodeDown),
+            40,
+        );
+    }
+
+    /// One node down for most of the writes, RF=3 in one group under `majority`: writes are acknowledged by
+    /// the two other replicas, the third catches up from its hints.
+    #[test]
+    fn node_down_rf3() {
+        sweep_spec(
+            repair_spec("node_down_rf3", 4, 3, 1, FaultPattern::NodeDown),
+            40,
+        );
+    }
+
+    /// A node that goes down and up several times while writes keep coming: hints queue, partly replay,
+    /// queue again, and the node still ends with every write in order.
+    #[test]
+    fn flapping_node() {
+        sweep_spec(
+            repair_spec("flapping_node", 4, 2, 2, FaultPattern::Flapping),
+            40,
+        );
+    }
+
+    /// The proxy loses a whole replica group for a while: the other group acknowledges every write, the cut
+    /// group catches up once the links heal.
+    #[test]
+    fn group_partition() {
+        sweep_spec(
+            repair_spec("group_partition", 4, 2, 2, FaultPattern::GroupPartition),
+            40,
+        );
+    }
+
+    /// The checkers catch a replica left behind: with a planted bug that drops hints instead of replaying
+    /// them, seeds of the repair scenarios must fail a checker (not the liveness phase).
+    #[test]
+    fn planted_replay_bug_is_caught() {
+        let mut caught = Vec::new();
+        for (pattern, seeds) in [
+            (FaultPattern::NodeDown, 1u64..=6),
+            (FaultPattern::GroupPartition, 1u64..=6),
+        ] {
+            let mut s = repair_spec("planted_replay_bug", 4, 2, 2, pattern);
+            s.skip_replay = true;
+            for seed in seeds {
+                let rt =
+                    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                if let Err(f) = rt.block_on(run(seed, s.clone())) {
+                    assert_ne!(f.checker, "liveness", "{f}");
+                    caught.push((pattern, seed, f.checker));
+                }
+            }
+        }
+        assert!(
+            caught.len() >= 6,
+            "dropping hints must leave replicas behind and a checker must see it: {caught:?}"
+        );
+    }
+
     /// A known bug, kept as a regression test until it is fixed (ignored so main stays green; run it with
     /// `cargo sim reordering --ignored`). A node slower than the proxy's node timeout (2 s) still applies a
     /// write the proxy already gave up on, after a newer write to the same document reached it: the replica
     /// regresses to the older version. Write lanes keep one index's writes to one node in order while they are
     /// answered, but cannot order across a timeout; that needs per-write versions with a last-writer-wins rule
     /// enforced by repair (the self-healing replicas issue). One group, so only this bug can fire.
-    /// Seed 13 reproduces it (`MADSIM_TEST_SEED=13 cargo sim reordering --ignored`).
+    /// Hinted handoff replays what the proxy gave up on, in order, but cannot stop the node from applying the
+    /// timed-out original late. Seed 15 reproduces it (`MADSIM_TEST_SEED=15 cargo sim reordering --ignored`;
+    /// seed 13 did before hints changed the run's timing).
     #[test]
     #[ignore = "known bug: a write applied after the proxy timed out on it regresses a replica (needs write versions)"]
     fn reordering() {

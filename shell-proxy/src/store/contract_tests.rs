@@ -197,6 +197,108 @@ where
     assert!(after > before, "uid {after} after restart, {before} before");
 }
 
+/// The hint part of the contract: hints are listed in ascending sequence order (not insertion order),
+/// replaced in place, deleted once, and survive a restart.
+pub(crate) async fn run_hint_contract<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn TaskStore>>,
+{
+    let s = open().await;
+    assert!(s.list_hints().await.unwrap().is_empty());
+    for seq in [10u64, 2, 7, 1_000_000_000_000] {
+        s.put_hint(seq, &json!({"seq": seq, "attempts": 0}))
+            .await
+            .unwrap();
+    }
+    s.put_hint(7, &json!({"seq": 7, "attempts": 3}))
+        .await
+        .unwrap();
+    let seqs = |v: Vec<serde_json::Value>| -> Vec<u64> {
+        v.iter().map(|h| h["seq"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(
+        seqs(s.list_hints().await.unwrap()),
+        vec![2, 7, 10, 1_000_000_000_000]
+    );
+    assert!(s.delete_hint(2).await.unwrap());
+    assert!(!s.delete_hint(2).await.unwrap(), "deleted once");
+    assert!(!s.delete_hint(99).await.unwrap());
+    drop(s);
+    let s = open().await;
+    let hints = s.list_hints().await.unwrap();
+    assert_eq!(seqs(hints.clone()), vec![7, 10, 1_000_000_000_000]);
+    assert_eq!(hints[0]["attempts"], 3, "replaced in place");
+    for seq in [7, 10, 1_000_000_000_000] {
+        assert!(s.delete_hint(seq).await.unwrap());
+    }
+    assert!(s.list_hints().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_hint_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hints.db");
+    run_hint_contract(|| {
+        let path = path.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+            s
+        }
+    })
+    .await;
+    // A corrupt hint is reported, not skipped; a sequence beyond SQLite's integers is refused.
+    let s = SqliteStore::open(&path).await.unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute("INSERT INTO hints (seq, hint) VALUES (1, '{oops')", [])
+            .unwrap();
+    }
+    let e = s.list_hints().await.err().unwrap();
+    assert!(e.message.contains("corrupt record hint 1"), "{e}");
+    assert!(s.put_hint(u64::MAX, &json!({})).await.is_err());
+    assert!(!s.delete_hint(u64::MAX).await.unwrap());
+}
+
+#[tokio::test]
+async fn redis_passes_the_hint_contract() {
+    let Some(url) = redis_for_tests().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    run_hint_contract(|| {
+        let url = url.clone();
+        let prefix = prefix.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(
+                RedisStore::open(&url, &prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
+            );
+            s
+        }
+    })
+    .await;
+    let store = RedisStore::open(&url, &prefix).await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(store.hints_key())
+        .arg("not-a-seq")
+        .arg("{}")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let e = store.list_hints().await.err().unwrap();
+    assert!(e.message.contains("corrupt hint key"), "{e}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.hints_key())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    cleanup(&url, &prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_passes_the_contract() {
     let dir = tempfile::tempdir().unwrap();

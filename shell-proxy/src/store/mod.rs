@@ -13,6 +13,9 @@
 //!   first with `reverse` (`from` = lowest uid to include), like Meilisearch's `GET /tasks`.
 //! - [`TaskStore::put_meta`] / [`TaskStore::get_meta`] / [`TaskStore::list_meta`]: a generic keyed JSON
 //!   area for topology, index metadata (primary keys, client-visible settings) and the like.
+//! - [`TaskStore::put_hint`] / [`TaskStore::delete_hint`] / [`TaskStore::list_hints`]: the hinted-handoff
+//!   log (core's `hints`): node writes a replica missed, keyed by their sequence number, durable before
+//!   `put_hint` returns and listed in ascending sequence order, so a restarted proxy replays them in order.
 
 pub mod redis;
 pub mod sqlite;
@@ -104,6 +107,15 @@ pub trait TaskStore: Send + Sync {
 
     /// Checks that the store answers (a trivial read); used by `/_miroir/ready`.
     async fn health(&self) -> Result<(), StoreError>;
+
+    /// Stores (or replaces) hint `seq` of the hinted-handoff log; durable when this returns.
+    async fn put_hint(&self, seq: u64, hint: &Value) -> Result<(), StoreError>;
+
+    /// Deletes hint `seq` (applied or dropped); returns whether it existed.
+    async fn delete_hint(&self, seq: u64) -> Result<bool, StoreError>;
+
+    /// Every stored hint, in ascending `seq` order.
+    async fn list_hints(&self) -> Result<Vec<Value>, StoreError>;
 }
 
 /// Opens the store the configuration names.

@@ -6,6 +6,7 @@
 //! - `{prefix}task_index`: sorted set of uids (score = uid) for ordered listing. Scores are doubles, so
 //!   uids are exact up to 2^53, far beyond any realistic task count.
 //! - `{prefix}meta`: hash key → JSON value.
+//! - `{prefix}hints`: hash seq → JSON hint (the hinted-handoff log; listed sorted by seq).
 //!
 //! `put_task` is one Lua script (hash + sorted set + counter bump), so it is atomic.
 //!
@@ -37,6 +38,7 @@ pub struct RedisStore {
     tasks_key: String,
     index_key: String,
     meta_key: String,
+    hints_key: String,
     put_task: Script,
 }
 
@@ -61,10 +63,16 @@ impl RedisStore {
             tasks_key: format!("{key_prefix}tasks"),
             index_key: format!("{key_prefix}task_index"),
             meta_key: format!("{key_prefix}meta"),
+            hints_key: format!("{key_prefix}hints"),
             put_task: Script::new(PUT_TASK),
         };
         store.warn_on_weak_persistence().await;
         Ok(store)
+    }
+
+    /// The Redis key of the hinted-handoff log (used by tests to clean up).
+    pub fn hints_key(&self) -> &str {
+        &self.hints_key
     }
 
     /// The Redis keys this store writes (used by tests to clean up).
@@ -296,5 +304,49 @@ impl TaskStore for RedisStore {
         } else {
             Err(err(format!("unexpected PING answer {pong:?}")))
         }
+    }
+
+    async fn put_hint(&self, seq: u64, hint: &Value) -> Result<(), StoreError> {
+        let text = encode(BACKEND, hint)?;
+        let mut c = self.conn.clone();
+        let _: i64 = redis::cmd("HSET")
+            .arg(&self.hints_key)
+            .arg(seq)
+            .arg(text)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_hint(&self, seq: u64) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = redis::cmd("HDEL")
+            .arg(&self.hints_key)
+            .arg(seq)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
+    async fn list_hints(&self) -> Result<Vec<Value>, StoreError> {
+        let mut c = self.conn.clone();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(&self.hints_key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        let mut out = all
+            .into_iter()
+            .map(|(k, t)| {
+                let seq: u64 = k
+                    .parse()
+                    .map_err(|_| err(format!("corrupt hint key {k:?}")))?;
+                Ok((seq, decode(BACKEND, &format!("hint {seq}"), &t)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, v)| v).collect())
     }
 }

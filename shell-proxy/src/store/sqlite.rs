@@ -13,6 +13,8 @@
 //! - `tasks(uid INTEGER PRIMARY KEY, record TEXT)`: one JSON record per task.
 //! - `meta(key TEXT PRIMARY KEY, value TEXT)`: the keyed metadata area.
 //! - `counters(name TEXT PRIMARY KEY, value INTEGER)`: `next_task_uid` = the next uid to hand out.
+//! - `hints(seq INTEGER PRIMARY KEY, hint TEXT)`: the hinted-handoff log, created on open when missing
+//!   (an additive table: files written before it existed open unchanged).
 
 use super::{decode, encode, StoreError, TaskStore};
 use async_trait::async_trait;
@@ -118,6 +120,10 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
         .map_err(err)?;
         tx.commit().map_err(err)?;
     }
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);",
+    )
+    .map_err(err)?;
     Ok(conn)
 }
 
@@ -320,5 +326,50 @@ impl TaskStore for SqliteStore {
             .map_err(err)
         })
         .await
+    }
+
+    async fn put_hint(&self, seq: u64, hint: &Value) -> Result<(), StoreError> {
+        let id = i64::try_from(seq).map_err(|_| err(format!("hint {seq} is too large")))?;
+        let text = encode(BACKEND, hint)?;
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO hints (seq, hint) VALUES (?1, ?2)",
+                params![id, text],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn delete_hint(&self, seq: u64) -> Result<bool, StoreError> {
+        let Ok(id) = i64::try_from(seq) else {
+            return Ok(false);
+        };
+        self.run(move |c| {
+            c.execute("DELETE FROM hints WHERE seq = ?1", [id])
+                .map(|n| n > 0)
+                .map_err(err)
+        })
+        .await
+    }
+
+    async fn list_hints(&self) -> Result<Vec<Value>, StoreError> {
+        let rows: Vec<(i64, String)> = self
+            .run(|c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT seq, hint FROM hints ORDER BY seq ASC")
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(seq, t)| decode(BACKEND, &format!("hint {seq}"), &t))
+            .collect()
     }
 }

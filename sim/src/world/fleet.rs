@@ -13,7 +13,10 @@
 //!
 //! The proxy here is the simulator's shell around miroir-core: like the HTTP proxy, it only carries out the
 //! node requests that `ops::FanoutWrite`, `ops::ScatterSearch` and `ops::TaskRead` produce and feeds the answers
-//! back. Its task records live on its "disk" and survive a proxy crash.
+//! back. Its task records live on its "disk" and survive a proxy crash, and so do its hints: a node write
+//! that fails, times out or answers 5xx becomes a hint (core's `hints::HintLog`), a lane (index, node) that
+//! holds hints queues new writes behind them, and a replay loop sends them in order every 250 ms. The
+//! liveness phase also waits until no hint and no node write is left, i.e. one full repair pass.
 
 use super::faults::{FaultEvent, FaultKinds, Schedule};
 use super::host::{spawn_host, Disk, SimulatedNode};
@@ -30,12 +33,13 @@ use madsim::runtime::{Handle, NodeHandle};
 use madsim::time;
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::documents::{plan_batch, plan_delete_ids};
+use miroir_core::hints::{record_replay, Admission, HintLog, ReplayOutcome, ReplayVerdict};
 use miroir_core::ops::get::DocumentGet;
 use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::ops::task::{NodeTaskViews, TaskRead};
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
-use miroir_core::ops::{Method, NodeRequest, Reply};
+use miroir_core::ops::{node_unavailable, Method, NodeRequest, Reply};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
 use miroir_core::search::SearchContext;
@@ -83,6 +87,78 @@ pub struct Spec {
     /// The most a slow node adds to an answer. Above the proxy's node timeout (2 s), a write can time out at
     /// the proxy yet still be applied later, after a newer write: see the `late_delivery` scenario.
     pub slow_max_ms: u64,
+    /// A planted bug for the checkers' own test: the proxy's replay drops each hint without sending it.
+    /// Always `false` except in the test that shows the checkers catch a replica left behind.
+    pub skip_replay: bool,
+    /// How the run's fault timeline is drawn.
+    pub pattern: FaultPattern,
+}
+
+/// How a scenario's fault timeline is drawn from its seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultPattern {
+    /// The swarm schedule of `faults::Schedule::draw` over the scenario's fault kinds.
+    Swarm,
+    /// One node (drawn) is down for most of the safety phase, writes keep coming, then it restarts.
+    NodeDown,
+    /// One node (drawn) goes down and comes back 3 to 5 times during the safety phase.
+    Flapping,
+    /// The proxy loses every node of one replica group (drawn) for a while, then the links heal.
+    GroupPartition,
+}
+
+impl FaultPattern {
+    /// The timeline of this pattern for a fleet of `nodes` nodes in `groups` groups (node i is in group
+    /// i mod `groups`); `Swarm` uses the scenario's fault kinds.
+    fn schedule(self, spec: &Spec, rng: &mut SimRng) -> Schedule {
+        let kinds = |node_crash, partition| FaultKinds {
+            node_crash,
+            partition,
+            ..FaultKinds::NONE
+        };
+        let node = rng.below(spec.nodes.max(1) as u64) as usize;
+        let mut events = Vec::new();
+        let kinds = match self {
+            FaultPattern::Swarm => {
+                return Schedule::draw(spec.faults, spec.nodes, SAFETY_MS, spec.slow_max_ms, rng)
+            }
+            FaultPattern::NodeDown => {
+                let start = rng.below(SAFETY_MS / 5);
+                let end = rng.range(SAFETY_MS * 3 / 4, SAFETY_MS);
+                events.push((start, FaultEvent::KillNode(node)));
+                events.push((end, FaultEvent::RestartNode(node)));
+                kinds(true, false)
+            }
+            FaultPattern::Flapping => {
+                let flaps = rng.range(3, 6);
+                let mut t = rng.below(SAFETY_MS / 10);
+                for _ in 0..flaps {
+                    let down = rng.range(100, SAFETY_MS / 8);
+                    events.push((t, FaultEvent::KillNode(node)));
+                    events.push((t + down, FaultEvent::RestartNode(node)));
+                    t += down + rng.range(50, SAFETY_MS / 8);
+                }
+                kinds(true, false)
+            }
+            FaultPattern::GroupPartition => {
+                let group = rng.below(u64::from(spec.groups.max(1))) as usize;
+                let start = rng.below(SAFETY_MS / 3);
+                let end = start + rng.range(SAFETY_MS / 4, SAFETY_MS / 2);
+                for i in (0..spec.nodes).filter(|i| i % spec.groups.max(1) as usize == group) {
+                    events.push((start, FaultEvent::Partition(i)));
+                    events.push((end, FaultEvent::Heal(i)));
+                }
+                kinds(false, true)
+            }
+        };
+        events.sort_by_key(|(t, _)| *t);
+        Schedule {
+            kinds,
+            loss_rate: 0.0,
+            duplicate_rate: 0.0,
+            events,
+        }
+    }
 }
 
 /// The model node as a simulated host's payload.
@@ -121,13 +197,33 @@ enum ProxyOp {
     GetTask(u64),
 }
 
-/// The proxy's durable state: its task store.
+/// The proxy's durable state: its task store, and the hints of the node writes replicas missed.
 #[derive(Default)]
 struct ProxyDisk {
     next_uid: AtomicU64,
     tasks: Mutex<BTreeMap<u64, MiroirTask>>,
     views: Mutex<BTreeMap<u64, NodeTaskViews>>,
     requests: AtomicU64,
+    hints: Mutex<HintLog>,
+    /// Node write requests in flight (not durable: each request's guard counts itself out when it ends or
+    /// dies with a crashed proxy); quiescence waits for 0, as a request that fails becomes a hint.
+    writes_in_flight: AtomicU64,
+}
+
+/// Counts one node write request in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        InFlight(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 struct ProxyCtx {
@@ -135,6 +231,97 @@ struct ProxyCtx {
     addrs: BTreeMap<NodeId, SocketAddr>,
     quorum: WriteQuorum,
     disk: Arc<ProxyDisk>,
+    skip_replay: bool,
+}
+
+/// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
+const REPLAY_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A write request's turn on its lane, as the HTTP proxy takes it: a lane holding hints queues the request
+/// behind them as a hint (not sent); a request that is sent and fails, times out or answers 5xx becomes a
+/// hint, queued while the lane's turn is still held, so hints keep the lane's order.
+async fn send_or_hint(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    req: &NodeRequest,
+    task_uid: u64,
+) -> Result<model::Response, CallError> {
+    let admitted =
+        ctx.disk
+            .hints
+            .lock()
+            .unwrap()
+            .admit(INDEX, req, Some(task_uid), false, now_ms());
+    if admitted != Admission::Send {
+        return Err(CallError::Timeout);
+    }
+    let result = call(ctx, rpc, req).await;
+    let missed = match &result {
+        Ok(resp) => node_unavailable(resp.status),
+        Err(_) => true,
+    };
+    if missed {
+        ctx.disk
+            .hints
+            .lock()
+            .unwrap()
+            .add(INDEX, req, Some(task_uid), now_ms());
+    }
+    result
+}
+
+/// Replays the hints of every lane, in order, each while holding the lane's turn; a lane stops at its
+/// first hint the node does not take. Runs for the life of a proxy incarnation.
+async fn replay_hints(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>, lanes: Lanes) {
+    loop {
+        time::sleep(REPLAY_INTERVAL).await;
+        let pending = ctx.disk.hints.lock().unwrap().pending_lanes();
+        let mut runs: FuturesUnordered<_> = pending
+            .into_iter()
+            .map(|(_, node)| {
+                let (ctx, rpc) = (&ctx, &rpc);
+                let mut turn = LaneTurn::new(&lanes, &node);
+                async move {
+                    turn.acquire().await;
+                    loop {
+                        let Some(hint) = ctx.disk.hints.lock().unwrap().next_replay(INDEX, &node)
+                        else {
+                            break;
+                        };
+                        let verdict = if ctx.skip_replay {
+                            ReplayVerdict::Applied(None)
+                        } else {
+                            match call(ctx, rpc, &hint.request(0)).await {
+                                Ok(resp) => {
+                                    ReplayVerdict::from_response(&hint, resp.status, &resp.body)
+                                }
+                                Err(_) => ReplayVerdict::Retry,
+                            }
+                        };
+                        let outcome = ctx.disk.hints.lock().unwrap().on_replay(hint.seq, verdict);
+                        match outcome {
+                            ReplayOutcome::Done {
+                                hint,
+                                node_task_uid,
+                            } => {
+                                if let Some(uid) = hint.task_uid {
+                                    if let Some(record) =
+                                        ctx.disk.tasks.lock().unwrap().get_mut(&uid)
+                                    {
+                                        record_replay(record, &hint.node, node_task_uid);
+                                    }
+                                }
+                            }
+                            ReplayOutcome::Dropped(_) => {}
+                            ReplayOutcome::Kept(_) | ReplayOutcome::Unknown => break,
+                        }
+                    }
+                    drop(turn);
+                }
+            })
+            .collect();
+        while runs.next().await.is_some() {}
+    }
 }
 
 fn node_addr(i: usize) -> SocketAddr {
@@ -241,16 +428,20 @@ async fn run_write(
     mut write: FanoutWrite,
     answer: &mut Replier<'_>,
 ) {
-    // Each node receives the index's writes one at a time, in order (core's write lanes).
+    // Each node receives the index's writes one at a time, in order (core's write lanes); what a node
+    // misses becomes a hint, replayed in order when it answers again.
+    let uid = write.record().uid;
     let mut calls: FuturesUnordered<_> = write
         .requests()
         .to_vec()
         .into_iter()
         .map(|r| {
             let mut turn = LaneTurn::new(lanes, &r.node);
+            let in_flight = InFlight::new(&ctx.disk.writes_in_flight);
             async move {
                 turn.acquire().await;
-                let result = call(ctx, rpc, &r).await;
+                let result = send_or_hint(ctx, rpc, &r, uid).await;
+                drop(in_flight);
                 drop(turn);
                 (r.id, result)
             }
@@ -472,8 +663,14 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                         .await
                         .expect("proxy client address"),
                 );
-                // a new incarnation starts with idle lanes (the crashed one's requests died with it)
+                // a new incarnation starts with idle lanes (the crashed one's requests died with it) and
+                // no replay in flight; its hints are on disk
                 let lanes: Lanes = Arc::default();
+                {
+                    let mut hints = ctx.disk.hints.lock().unwrap();
+                    *hints = hints.restarted();
+                }
+                madsim::task::spawn_local(replay_hints(ctx.clone(), rpc.clone(), lanes.clone()));
                 loop {
                     let Ok((op, from, tag)) = next_request::<ProxyOp>(&ep).await else {
                         continue;
@@ -682,13 +879,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let handle = Handle::current();
     let net = NetSim::current();
     let mut rng = SimRng::new(seed);
-    let schedule = Schedule::draw(
-        spec.faults,
-        spec.nodes,
-        SAFETY_MS,
-        spec.slow_max_ms,
-        &mut rng.fork(1),
-    );
+    let schedule = spec.pattern.schedule(&spec, &mut rng.fork(1));
     let keep = std::env::var("MIROIR_SIM_TRACE").is_ok();
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
@@ -740,6 +931,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .collect(),
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
+        skip_replay: spec.skip_replay,
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -878,6 +1070,9 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     }
     let liveness_deadline = now_ms() + LIVENESS_MS;
     loop {
+        // one repair pass: every hint replayed (the proxy is up and every node reachable again)
+        let hints = ctx.disk.hints.lock().unwrap().len()
+            + ctx.disk.writes_in_flight.load(Ordering::SeqCst) as usize;
         let busy: Vec<usize> = disks
             .iter()
             .enumerate()
@@ -891,14 +1086,14 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             })
             .map(|(i, _)| i)
             .collect();
-        if busy.is_empty() {
+        if busy.is_empty() && hints == 0 {
             break;
         }
         if now_ms() > liveness_deadline {
             return Err(fail(
                 "liveness",
                 format!(
-                    "nodes {busy:?} still have unfinished tasks after {LIVENESS_MS} ms of healing"
+                    "nodes {busy:?} still have unfinished tasks and the proxy {hints} hints to replay or writes in flight after {LIVENESS_MS} ms of healing"
                 ),
                 &schedule,
             ));
@@ -976,7 +1171,14 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         }
         fleet.nodes.insert(ids[i].0.clone(), docs);
     }
-    let check = |name: &str, r: Result<(), String>| r.map_err(|m| fail(name, m, &schedule));
+    let check = |name: &str, r: Result<(), String>| {
+        r.map_err(|m| {
+            if let Ok(path) = std::env::var("MIROIR_SIM_FAIL_TRACE") {
+                let _ = std::fs::write(path, shared.trace.lock().unwrap().text());
+            }
+            fail(name, m, &schedule)
+        })
+    };
     check("task_status", checkers::task_status::check(&acked, &finals))?;
     check("lost_write", checkers::lost_write::check(&expect, &reads))?;
     check(
