@@ -25,6 +25,7 @@
 //!   admin:
 //!     enabled: true
 //!     api_key: ""
+//!   idempotency: { enabled: true, ttl_secs: 86400, max_keys: 100000, in_flight_timeout_ms: 60000 }
 //!   nodes:
 //!     - id: meili-0
 //!       address: http://127.0.0.1:7701
@@ -50,6 +51,7 @@
 //! | `write_quorum` | `MIROIR_WRITE_QUORUM` |
 //! | `task_store.backend` / `.path` / `.url` / `.key_prefix` | `MIROIR_TASK_STORE_BACKEND` / `_PATH` / `_URL` / `_KEY_PREFIX` |
 //! | `admin.enabled` / `.api_key` | `MIROIR_ADMIN_ENABLED` / `MIROIR_ADMIN_API_KEY` |
+//! | `idempotency.enabled` / `.ttl_secs` / `.max_keys` / `.in_flight_timeout_ms` | `MIROIR_IDEMPOTENCY_ENABLED` / `MIROIR_IDEMPOTENCY_TTL_SECS` / ... |
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
@@ -161,6 +163,8 @@ pub struct Config {
     pub task_store: TaskStoreConfig,
     /// `admin`: the `/_miroir/*` admin API.
     pub admin: AdminConfig,
+    /// `idempotency`: deduplication of client retries that carry an `Idempotency-Key` header.
+    pub idempotency: IdempotencyConfig,
     /// `nodes` (required, at least one): the Meilisearch nodes. Ids are stable and never reused.
     pub nodes: Vec<NodeConfig>,
     /// `health`: node health checking.
@@ -214,6 +218,35 @@ pub struct AdminConfig {
     /// `api_key` (default `""`): the key guarding `/_miroir/*` (`Authorization: Bearer <api_key>`).
     /// While it is empty the admin API refuses every request.
     pub api_key: Secret,
+}
+
+/// `idempotency`: how long and how many `Idempotency-Key`s the task store remembers (see
+/// [`crate::idempotency`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyConfig {
+    /// `enabled` (default true): when false, the `Idempotency-Key` header is ignored.
+    pub enabled: bool,
+    /// `ttl_secs` (default 86400 = one day, > 0): how long a key is remembered after its first request.
+    /// A retry after that is treated as a new request.
+    pub ttl_secs: u64,
+    /// `max_keys` (default 100000, > 0): the most keys kept; beyond it the keys closest to expiry are
+    /// forgotten first.
+    pub max_keys: u64,
+    /// `in_flight_timeout_ms` (default 60000, > 0): how long a key whose first request has not answered
+    /// yet refuses retries with 409 `miroir_idempotency_key_in_flight`; after that (a proxy died while
+    /// serving it) a retry takes the key over, unless the first request already registered its task.
+    pub in_flight_timeout_ms: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            enabled: true,
+            ttl_secs: 86_400,
+            max_keys: 100_000,
+            in_flight_timeout_ms: 60_000,
+        }
+    }
 }
 
 /// One entry of `nodes`.
@@ -413,6 +446,16 @@ impl Config {
         };
         s.finish()?;
 
+        let d = IdempotencyConfig::default();
+        let mut s = m.section("idempotency")?;
+        let idempotency = IdempotencyConfig {
+            enabled: s.bool("enabled", d.enabled)?,
+            ttl_secs: s.u64("ttl_secs", d.ttl_secs)?,
+            max_keys: s.u64("max_keys", d.max_keys)?,
+            in_flight_timeout_ms: s.u64("in_flight_timeout_ms", d.in_flight_timeout_ms)?,
+        };
+        s.finish()?;
+
         let nodes = m.nodes()?;
 
         let d = HealthConfig::default();
@@ -466,6 +509,7 @@ impl Config {
             write_quorum,
             task_store,
             admin,
+            idempotency,
             nodes,
             health,
             scatter,
@@ -503,6 +547,12 @@ impl Config {
             self.rebalancer.max_concurrent_migrations as u64,
         )?;
         positive("miroir.server.max_body_bytes", self.server.max_body_bytes)?;
+        positive("miroir.idempotency.ttl_secs", self.idempotency.ttl_secs)?;
+        positive("miroir.idempotency.max_keys", self.idempotency.max_keys)?;
+        positive(
+            "miroir.idempotency.in_flight_timeout_ms",
+            self.idempotency.in_flight_timeout_ms,
+        )?;
 
         match self.task_store.backend {
             TaskStoreBackend::Sqlite => {
@@ -1497,5 +1547,44 @@ mod tests {
         // Nodes are never read from the environment.
         let e = parse_env("miroir:\n", &[("MIROIR_NODES", "x")]).unwrap_err();
         assert_eq!(e.to_string(), "miroir.nodes: missing required field");
+    }
+
+    #[test]
+    fn idempotency_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.idempotency, IdempotencyConfig::default());
+        assert!(c.idempotency.enabled);
+        assert_eq!(c.idempotency.ttl_secs, 86_400);
+        let c = parse(
+            "  idempotency: {enabled: false, ttl_secs: 60, max_keys: 10, in_flight_timeout_ms: 5}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.idempotency,
+            IdempotencyConfig {
+                enabled: false,
+                ttl_secs: 60,
+                max_keys: 10,
+                in_flight_timeout_ms: 5,
+            }
+        );
+        for (yaml, path) in [
+            ("  idempotency: {ttl_secs: 0}\n", "miroir.idempotency.ttl_secs"),
+            ("  idempotency: {max_keys: 0}\n", "miroir.idempotency.max_keys"),
+            (
+                "  idempotency: {in_flight_timeout_ms: 0}\n",
+                "miroir.idempotency.in_flight_timeout_ms",
+            ),
+        ] {
+            assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
+        }
+        assert!(err("  idempotency: {ttl: 5}\n").contains("miroir.idempotency.ttl"));
+        assert!(err("  idempotency: {enabled: maybe}\n").contains("miroir.idempotency.enabled"));
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_IDEMPOTENCY_TTL_SECS", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.idempotency.ttl_secs, 7);
     }
 }

@@ -148,6 +148,29 @@ impl MeiliError {
         )
     }
 
+    /// An `Idempotency-Key` was already used for a different request (method, path or body).
+    pub fn idempotency_key_reused(key: &str) -> Self {
+        MeiliError::invalid(
+            409,
+            "miroir_idempotency_key_reused",
+            format!("The idempotency key `{key}` was already used for a different request (method, path or body). Use a new key for a new request."),
+        )
+    }
+
+    /// The first request with this `Idempotency-Key` is still being served.
+    pub fn idempotency_key_in_flight(key: &str) -> Self {
+        MeiliError::invalid(
+            409,
+            "miroir_idempotency_key_in_flight",
+            format!("A request with the idempotency key `{key}` is still being processed. Retry later to get its answer."),
+        )
+    }
+
+    /// The `Idempotency-Key` header is malformed.
+    pub fn invalid_idempotency_key(message: impl Into<String>) -> Self {
+        MeiliError::invalid(400, "miroir_invalid_idempotency_key", message)
+    }
+
     /// An unexpected internal failure.
     pub fn internal(message: impl Into<String>) -> Self {
         MeiliError::new(500, "internal", ErrorType::Internal, message)
@@ -219,6 +242,20 @@ mod tests {
             502
         );
         assert_eq!(MeiliError::internal("x").error_type, ErrorType::Internal);
+        let r = MeiliError::idempotency_key_reused("k1");
+        assert_eq!((r.status, r.error_type), (409, ErrorType::InvalidRequest));
+        assert!(r.link().ends_with("#miroir_idempotency_key_reused"));
+        assert!(r.message.contains("`k1`"));
+        let f = MeiliError::idempotency_key_in_flight("k2");
+        assert_eq!(
+            (f.status, f.code.as_str()),
+            (409, "miroir_idempotency_key_in_flight")
+        );
+        let i = MeiliError::invalid_idempotency_key("bad");
+        assert_eq!(
+            (i.status, i.code.as_str(), i.message.as_str()),
+            (400, "miroir_invalid_idempotency_key", "bad")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Modules:
 //! - [`error`]: the Meilisearch-shaped error type.
 //! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
+//! - [`idempotency`]: deduplication of client retries carrying an `Idempotency-Key`.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod documents;
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod ops;
 pub mod pager;
 pub mod quorum;
