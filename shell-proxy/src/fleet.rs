@@ -2893,10 +2893,15 @@ async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
 #[async_trait]
 impl RouteHandler for Fleet {
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
-        let response = match self.dispatch(state, route, request).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
-        };
+        // Writes carrying an `Idempotency-Key` are deduplicated around the dispatch.
+        let route_ref = route.clone();
+        let response = crate::idempotency::serve(state, &route_ref, request, |request| async {
+            match self.dispatch(state, route, request).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        })
+        .await;
         hide_shard_field(response).await
     }
 }

@@ -10,12 +10,14 @@
 //! - [`node_client`]: the pooled HTTP client to the Meilisearch nodes.
 //! - [`store`]: the durable task store (SQLite or Redis).
 //! - [`dev`]: a fleet of node models plus the proxy in one process (`miroir-proxy dev`, tests).
+//! - [`idempotency`]: `Idempotency-Key` deduplication of client writes (core decides, this executes).
 //! - [`fleet`]: the route handler that runs core's operations against the nodes.
 
 pub mod auth;
 pub mod dev;
 pub mod fleet;
 pub mod http_util;
+pub mod idempotency;
 pub mod metrics;
 pub mod node_client;
 pub mod routes;
