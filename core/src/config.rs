@@ -1569,8 +1569,14 @@ mod tests {
             }
         );
         for (yaml, path) in [
-            ("  idempotency: {ttl_secs: 0}\n", "miroir.idempotency.ttl_secs"),
-            ("  idempotency: {max_keys: 0}\n", "miroir.idempotency.max_keys"),
+            (
+                "  idempotency: {ttl_secs: 0}\n",
+                "miroir.idempotency.ttl_secs",
+            ),
+            (
+                "  idempotency: {max_keys: 0}\n",
+                "miroir.idempotency.max_keys",
+            ),
             (
                 "  idempotency: {in_flight_timeout_ms: 0}\n",
                 "miroir.idempotency.in_flight_timeout_ms",

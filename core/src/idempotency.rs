@@ -456,7 +456,10 @@ mod tests {
         assert_eq!(record.expires_at, 10_100);
         assert_eq!(record.task_uid, None);
         assert_eq!(record.response, None);
-        assert_eq!(IdempotencyRecord::from_json(&record.to_json()), Some(record));
+        assert_eq!(
+            IdempotencyRecord::from_json(&record.to_json()),
+            Some(record)
+        );
         assert_eq!(IdempotencyRecord::from_json(&json!({"x": 1})), None);
     }
 
@@ -466,7 +469,11 @@ mod tests {
         let claimed = IdempotencyRecord::claim("fp", 0, &c);
         let body = json!({"taskUid": 7, "status": "enqueued"});
         let done = claimed.complete(202, &body).unwrap();
-        assert_eq!(done.task_uid, Some(7), "the task uid is read from the answer");
+        assert_eq!(
+            done.task_uid,
+            Some(7),
+            "the task uid is read from the answer"
+        );
         assert_eq!(
             decide("k", Some(&done), "fp", 5_000, &c),
             Decision::Replay(StoredResponse { status: 202, body })
@@ -507,7 +514,10 @@ mod tests {
     fn server_errors_without_a_task_release_the_key() {
         let c = cfg();
         let claimed = IdempotencyRecord::claim("fp", 0, &c);
-        assert_eq!(claimed.complete(503, &json!({"code": "miroir_no_quorum"})), None);
+        assert_eq!(
+            claimed.complete(503, &json!({"code": "miroir_no_quorum"})),
+            None
+        );
         // once a task exists the answer is kept whatever its status
         let with_task = claimed.with_task(4);
         let kept = with_task.complete(500, &json!({})).unwrap();
@@ -569,10 +579,11 @@ mod tests {
 
     #[test]
     fn pruning_drops_expired_then_closest_to_expiry() {
-        let records: Vec<(String, Millis)> = [("a", 50), ("b", 500), ("c", 300), ("d", 400), ("e", 300)]
-            .iter()
-            .map(|(k, e)| (k.to_string(), *e))
-            .collect();
+        let records: Vec<(String, Millis)> =
+            [("a", 50), ("b", 500), ("c", 300), ("d", 400), ("e", 300)]
+                .iter()
+                .map(|(k, e)| (k.to_string(), *e))
+                .collect();
         // a expired; 4 live, bound 3 → drop the earliest expiry, ties by key (c before e)
         assert_eq!(prune_plan(&records, 100, 3), vec!["a", "c"]);
         assert_eq!(prune_plan(&records, 100, 10), vec!["a"]);

@@ -139,7 +139,8 @@ async fn claim(
             None => (None, None),
         };
         let mut decision = decide(key, parsed, fp, now, config);
-        if let (Decision::Proceed { replaces: None, .. }, Some(raw), None) = (&decision, raw, parsed)
+        if let (Decision::Proceed { replaces: None, .. }, Some(raw), None) =
+            (&decision, raw, parsed)
         {
             // unreadable record: take it over by compare-and-swap on its raw value
             let Decision::Proceed { record, .. } = decision else {
@@ -273,7 +274,11 @@ async fn finish(
     match outcome {
         Ok((true, _)) => {}
         Ok((false, what)) => {
-            tracing::warn!(key, what, "idempotency key taken over while its request was served")
+            tracing::warn!(
+                key,
+                what,
+                "idempotency key taken over while its request was served"
+            )
         }
         Err(e) => tracing::error!(error = %e, key, "cannot record an idempotent answer"),
     }
@@ -316,7 +321,11 @@ impl NotingStore {
         {
             lock(&scope).record = noted;
         } else {
-            tracing::warn!(key, uid, "idempotency key taken over before its task was stored");
+            tracing::warn!(
+                key,
+                uid,
+                "idempotency key taken over before its task was stored"
+            );
         }
         Ok(())
     }
@@ -535,7 +544,13 @@ mod tests {
         let Claimed::Serve(record) = claim(s.as_ref(), &cfg(), "e", "fp").await.unwrap() else {
             panic!()
         };
-        finish(s.as_ref(), "e", record, empty_response(StatusCode::NO_CONTENT)).await;
+        finish(
+            s.as_ref(),
+            "e",
+            record,
+            empty_response(StatusCode::NO_CONTENT),
+        )
+        .await;
         let Claimed::Answer(r) = claim(s.as_ref(), &cfg(), "e", "fp").await.unwrap() else {
             panic!()
         };

@@ -235,7 +235,13 @@ where
         winners[0]
     );
     // Pruning: expired first (expires_at <= now), then the closest to expiry beyond the bound, ties by key.
-    for (k, at) in [("p-a", 150u64), ("p-b", 500), ("p-c", 300), ("p-d", 400), ("p-e", 300)] {
+    for (k, at) in [
+        ("p-a", 150u64),
+        ("p-b", 500),
+        ("p-c", 300),
+        ("p-d", 400),
+        ("p-e", 300),
+    ] {
         assert_eq!(
             s.claim_idempotency_key(k, &json!({"k": k}), at)
                 .await
@@ -245,7 +251,14 @@ where
     }
     // "race" (50) and "p-a" (150) expire at 150; four live, bound 3: "p-c" (300, before "p-e") goes.
     assert_eq!(s.prune_idempotency_keys(150, 3).await.unwrap(), 3);
-    for (k, kept) in [("race", false), ("p-a", false), ("p-b", true), ("p-c", false), ("p-d", true), ("p-e", true)] {
+    for (k, kept) in [
+        ("race", false),
+        ("p-a", false),
+        ("p-b", true),
+        ("p-c", false),
+        ("p-d", true),
+        ("p-e", true),
+    ] {
         assert_eq!(
             s.get_idempotency_key(k).await.unwrap().is_some(),
             kept,

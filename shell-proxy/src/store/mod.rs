@@ -117,8 +117,11 @@ pub trait TaskStore: Send + Sync {
     async fn get_idempotency_key(&self, key: &str) -> Result<Option<Value>, StoreError>;
 
     /// Deletes the record of `key` only if it equals `expected`; returns whether it did.
-    async fn release_idempotency_key(&self, key: &str, expected: &Value)
-        -> Result<bool, StoreError>;
+    async fn release_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+    ) -> Result<bool, StoreError>;
 
     /// Deletes every record with `expires_at <= now`, then, while more than `max_keys` remain, the records
     /// closest to expiry (ties by key), as core's `idempotency::prune_plan`; returns how many it deleted.
