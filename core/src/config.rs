@@ -26,6 +26,7 @@
 //!     enabled: true
 //!     api_key: ""
 //!   idempotency: { enabled: true, ttl_secs: 86400, max_keys: 100000, in_flight_timeout_ms: 60000 }
+//!   settings_sync: { drift_check_interval_ms: 30000, max_repair_retries: 5, repair_backoff_ms: 1000, verify_timeout_ms: 60000 }
 //!   nodes:
 //!     - id: meili-0
 //!       address: http://127.0.0.1:7701
@@ -52,6 +53,7 @@
 //! | `task_store.backend` / `.path` / `.url` / `.key_prefix` | `MIROIR_TASK_STORE_BACKEND` / `_PATH` / `_URL` / `_KEY_PREFIX` |
 //! | `admin.enabled` / `.api_key` | `MIROIR_ADMIN_ENABLED` / `MIROIR_ADMIN_API_KEY` |
 //! | `idempotency.enabled` / `.ttl_secs` / `.max_keys` / `.in_flight_timeout_ms` | `MIROIR_IDEMPOTENCY_ENABLED` / `MIROIR_IDEMPOTENCY_TTL_SECS` / ... |
+//! | `settings_sync.drift_check_interval_ms` / `.max_repair_retries` / `.repair_backoff_ms` / `.verify_timeout_ms` | `MIROIR_SETTINGS_SYNC_DRIFT_CHECK_INTERVAL_MS` / ... |
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
@@ -165,6 +167,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `idempotency`: deduplication of client retries that carry an `Idempotency-Key` header.
     pub idempotency: IdempotencyConfig,
+    /// `settings_sync`: two-phase settings changes, read-back verification and drift repair.
+    pub settings_sync: SettingsSyncConfig,
     /// `nodes` (required, at least one): the Meilisearch nodes. Ids are stable and never reused.
     pub nodes: Vec<NodeConfig>,
     /// `health`: node health checking.
@@ -245,6 +249,34 @@ impl Default for IdempotencyConfig {
             ttl_secs: 86_400,
             max_keys: 100_000,
             in_flight_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `settings_sync`: how the nodes' settings are verified and repaired (see [`crate::settings_sync`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsSyncConfig {
+    /// `drift_check_interval_ms` (default 30000, 0 = off): how often every node's settings are read and
+    /// compared with the committed ones (changes made behind Miroir's back are repaired).
+    pub drift_check_interval_ms: u64,
+    /// `max_repair_retries` (default 5, > 0): repairs of diverging nodes before the index's writes are
+    /// frozen (503 `miroir_settings_frozen`).
+    pub max_repair_retries: u32,
+    /// `repair_backoff_ms` (default 1000, > 0): the wait before reading back after the first repair;
+    /// doubled at every further attempt.
+    pub repair_backoff_ms: u64,
+    /// `verify_timeout_ms` (default 60000, > 0): the longest wait for a settings write's node tasks before
+    /// its read-back.
+    pub verify_timeout_ms: u64,
+}
+
+impl Default for SettingsSyncConfig {
+    fn default() -> Self {
+        SettingsSyncConfig {
+            drift_check_interval_ms: 30_000,
+            max_repair_retries: 5,
+            repair_backoff_ms: 1_000,
+            verify_timeout_ms: 60_000,
         }
     }
 }
@@ -456,6 +488,16 @@ impl Config {
         };
         s.finish()?;
 
+        let d = SettingsSyncConfig::default();
+        let mut s = m.section("settings_sync")?;
+        let settings_sync = SettingsSyncConfig {
+            drift_check_interval_ms: s.u64("drift_check_interval_ms", d.drift_check_interval_ms)?,
+            max_repair_retries: s.u32("max_repair_retries", d.max_repair_retries)?,
+            repair_backoff_ms: s.u64("repair_backoff_ms", d.repair_backoff_ms)?,
+            verify_timeout_ms: s.u64("verify_timeout_ms", d.verify_timeout_ms)?,
+        };
+        s.finish()?;
+
         let nodes = m.nodes()?;
 
         let d = HealthConfig::default();
@@ -510,6 +552,7 @@ impl Config {
             task_store,
             admin,
             idempotency,
+            settings_sync,
             nodes,
             health,
             scatter,
@@ -552,6 +595,18 @@ impl Config {
         positive(
             "miroir.idempotency.in_flight_timeout_ms",
             self.idempotency.in_flight_timeout_ms,
+        )?;
+        positive(
+            "miroir.settings_sync.max_repair_retries",
+            u64::from(self.settings_sync.max_repair_retries),
+        )?;
+        positive(
+            "miroir.settings_sync.repair_backoff_ms",
+            self.settings_sync.repair_backoff_ms,
+        )?;
+        positive(
+            "miroir.settings_sync.verify_timeout_ms",
+            self.settings_sync.verify_timeout_ms,
         )?;
 
         match self.task_store.backend {
@@ -1592,5 +1647,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.idempotency.ttl_secs, 7);
+    }
+
+    #[test]
+    fn settings_sync_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.settings_sync, SettingsSyncConfig::default());
+        let c = parse("  settings_sync: {drift_check_interval_ms: 0, max_repair_retries: 2, repair_backoff_ms: 5, verify_timeout_ms: 9}\n").unwrap();
+        assert_eq!(
+            c.settings_sync,
+            SettingsSyncConfig {
+                drift_check_interval_ms: 0,
+                max_repair_retries: 2,
+                repair_backoff_ms: 5,
+                verify_timeout_ms: 9,
+            }
+        );
+        for (yaml, path) in [
+            ("  settings_sync: {max_repair_retries: 0}\n", "miroir.settings_sync.max_repair_retries"),
+            ("  settings_sync: {repair_backoff_ms: 0}\n", "miroir.settings_sync.repair_backoff_ms"),
+            ("  settings_sync: {verify_timeout_ms: 0}\n", "miroir.settings_sync.verify_timeout_ms"),
+        ] {
+            assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
+        }
+        assert!(err("  settings_sync: {interval: 1}\n").contains("miroir.settings_sync.interval"));
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SETTINGS_SYNC_DRIFT_CHECK_INTERVAL_MS", "77")],
+        )
+        .unwrap();
+        assert_eq!(c.settings_sync.drift_check_interval_ms, 77);
     }
 }

@@ -15,6 +15,7 @@
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
 //! - [`search`]: search request planning and the exact merge of shard answers.
+//! - [`settings_sync`]: two-phase settings changes, read-back verification, drift repair, freezing.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 //! - [`webhooks`]: the webhooks Miroir keeps and notifies itself.
 
@@ -28,6 +29,7 @@ pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
+pub mod settings_sync;
 pub mod tasks;
 pub mod topology;
 pub mod webhooks;

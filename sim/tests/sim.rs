@@ -19,7 +19,7 @@ mod scenarios {
     use miroir_core::quorum::WriteQuorum;
     use miroir_sim::runner::{sweep, Outcome};
     use miroir_sim::world::faults::FaultKinds;
-    use miroir_sim::world::fleet::{run, Spec};
+    use miroir_sim::world::fleet::{run, IdempotencyMode, Spec};
 
     fn spec(
         name: &'static str,
@@ -39,6 +39,7 @@ mod scenarios {
             faults,
             ops: 30,
             slow_max_ms: 1_500,
+            idempotency: IdempotencyMode::Off,
         }
     }
 
@@ -228,5 +229,63 @@ mod scenarios {
             let b = run_once(s.clone()).expect("seed passes");
             assert_eq!(a, b, "seed {seed}: two runs produced different traces");
         }
+    }
+
+    /// The client retries every write with its idempotency key (after a timeout, a lost answer, or a 409
+    /// `miroir_idempotency_key_in_flight`) while the proxy crashes and messages are lost: every key creates
+    /// one Miroir task and every 202 for a key names it (checker `idempotency`).
+    #[test]
+    fn idempotent_retries() {
+        let faults = FaultKinds {
+            proxy_crash: true,
+            packet_loss: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec("idempotent_retries", 3, 2, 1, WriteQuorum::Majority, faults);
+        s.idempotency = IdempotencyMode::Retries;
+        sweep_spec(s, 150);
+    }
+
+    /// The planted bug: the same retries through a proxy that ignores the keys. The `idempotency` checker
+    /// must fire on some seed (a retry of a write whose answer was lost creates a second task).
+    #[test]
+    fn idempotency_checker_fires_on_a_proxy_ignoring_keys() {
+        let faults = FaultKinds {
+            proxy_crash: true,
+            packet_loss: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec(
+            "idempotency_planted_bug",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            faults,
+        );
+        s.idempotency = IdempotencyMode::RetriesIgnoredByProxy;
+        let mut fired = Vec::new();
+        for seed in 1..=40u64 {
+            let s = s.clone();
+            let checker = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    let rt = madsim::runtime::Runtime::with_seed_and_config(
+                        seed,
+                        madsim::Config::default(),
+                    );
+                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
+                })
+                .expect("spawn a simulation thread")
+                .join()
+                .expect("the simulation does not panic");
+            if checker.as_deref() == Some("idempotency") {
+                fired.push(seed);
+            }
+        }
+        assert!(
+            !fired.is_empty(),
+            "the idempotency checker never fired on a proxy that ignores idempotency keys"
+        );
     }
 }

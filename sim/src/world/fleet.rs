@@ -28,8 +28,12 @@ use madsim::export::futures::stream::{FuturesUnordered, StreamExt};
 use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time;
+use miroir_core::config::IdempotencyConfig;
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::documents::{plan_batch, plan_delete_ids};
+use miroir_core::idempotency::{
+    decide, decide_missing_task, fingerprint, Decision, IdempotencyRecord,
+};
 use miroir_core::ops::get::DocumentGet;
 use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
@@ -83,7 +87,31 @@ pub struct Spec {
     /// The most a slow node adds to an answer. Above the proxy's node timeout (2 s), a write can time out at
     /// the proxy yet still be applied later, after a newer write: see the `late_delivery` scenario.
     pub slow_max_ms: u64,
+    /// Whether the client sends its writes with idempotency keys and retries them.
+    pub idempotency: IdempotencyMode,
 }
+
+/// How the client and the proxy use idempotency keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdempotencyMode {
+    /// Writes are sent once, without a key.
+    #[default]
+    Off,
+    /// Every write carries a key; the client retries it (same key, same request) until it gets a definite
+    /// answer; the proxy deduplicates through core's `idempotency` decisions, its records on its disk.
+    Retries,
+    /// A planted bug for the checker: the client retries with keys, but the proxy ignores them.
+    RetriesIgnoredByProxy,
+}
+
+/// The sim proxy's idempotency settings: in-flight claims older than 10 s are abandoned (above any write's
+/// duration here), so a retry after a proxy crash can take the key over.
+const IDEMPOTENCY: IdempotencyConfig = IdempotencyConfig {
+    enabled: true,
+    ttl_secs: 3_600,
+    max_keys: 100_000,
+    in_flight_timeout_ms: 10_000,
+};
 
 /// The model node as a simulated host's payload.
 struct ModelHost(ModelNode);
@@ -119,6 +147,8 @@ enum ProxyOp {
     Search(Map<String, Value>),
     GetDocument(String),
     GetTask(u64),
+    /// A write carrying an idempotency key.
+    Keyed(String, Box<ProxyOp>),
 }
 
 /// The proxy's durable state: its task store.
@@ -128,6 +158,10 @@ struct ProxyDisk {
     tasks: Mutex<BTreeMap<u64, MiroirTask>>,
     views: Mutex<BTreeMap<u64, NodeTaskViews>>,
     requests: AtomicU64,
+    /// The idempotency records, by key (the task store's records).
+    idempotency: Mutex<BTreeMap<String, IdempotencyRecord>>,
+    /// God's-eye bookkeeping for the checker (not proxy state): the key each stored task was created under.
+    task_keys: Mutex<BTreeMap<u64, String>>,
 }
 
 struct ProxyCtx {
@@ -135,6 +169,7 @@ struct ProxyCtx {
     addrs: BTreeMap<NodeId, SocketAddr>,
     quorum: WriteQuorum,
     disk: Arc<ProxyDisk>,
+    idempotency: IdempotencyMode,
 }
 
 fn node_addr(i: usize) -> SocketAddr {
@@ -215,19 +250,161 @@ impl Drop for LaneTurn {
     }
 }
 
+/// The idempotency claim of the request being served.
+struct Claim {
+    key: String,
+    /// The record as stored; `None` under the planted bug (the proxy claimed nothing).
+    record: Option<IdempotencyRecord>,
+    disk: Arc<ProxyDisk>,
+}
+
 /// Sends the client's reply once, the moment an operation produces it.
 struct Replier<'a> {
     ep: &'a Endpoint,
     to: SocketAddr,
     tag: u64,
     sent: bool,
+    claim: Option<Claim>,
+}
+
+/// One task store round trip: a proxy crash can land between two of them.
+async fn store_round_trip() {
+    time::sleep(Duration::from_millis(1)).await;
 }
 
 impl Replier<'_> {
     async fn send(&mut self, r: Reply) {
         if !self.sent {
             self.sent = true;
+            if let Some(Claim {
+                key,
+                record: Some(record),
+                disk,
+            }) = self.claim.take()
+            {
+                // As the HTTP proxy: the answer is recorded under the key (or the key released) before the
+                // client hears it.
+                {
+                    let mut records = disk.idempotency.lock().unwrap();
+                    if records.get(&key) == Some(&record) {
+                        match record.complete(r.status, &r.body) {
+                            Some(done) => records.insert(key, done),
+                            None => records.remove(&key),
+                        };
+                    }
+                }
+                store_round_trip().await;
+            }
             reply(self.ep, self.to, self.tag, r).await;
+        }
+    }
+
+    /// Stores an acknowledged task; under a claim its uid is noted in the key's record first (the HTTP
+    /// proxy's `NotingStore`).
+    async fn store_task(&mut self, ctx: &ProxyCtx, record: MiroirTask) {
+        if let Some(claim) = &mut self.claim {
+            let first = !ctx.disk.task_keys.lock().unwrap().contains_key(&record.uid);
+            if let (Some(current), true) = (&claim.record, first) {
+                if current.task_uid.is_none() {
+                    let noted = current.with_task(record.uid);
+                    let mut records = ctx.disk.idempotency.lock().unwrap();
+                    if records.get(&claim.key) == Some(current) {
+                        records.insert(claim.key.clone(), noted.clone());
+                        claim.record = Some(noted);
+                    }
+                }
+            }
+            if first {
+                store_round_trip().await;
+            }
+            ctx.disk
+                .task_keys
+                .lock()
+                .unwrap()
+                .insert(record.uid, claim.key.clone());
+        }
+        ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+    }
+}
+
+/// Decides a keyed request with core's `idempotency`: returns the operation to serve (the key claimed in
+/// `answer`) or `None` once it answered (a replay or a refusal).
+async fn claim_key(
+    ctx: &ProxyCtx,
+    key: String,
+    op: ProxyOp,
+    answer: &mut Replier<'_>,
+) -> Option<ProxyOp> {
+    if ctx.idempotency == IdempotencyMode::RetriesIgnoredByProxy {
+        answer.claim = Some(Claim {
+            key,
+            record: None,
+            disk: ctx.disk.clone(),
+        });
+        return Some(op);
+    }
+    let fp = fingerprint("POST", "/sim", None, format!("{op:?}").as_bytes());
+    store_round_trip().await;
+    let now = now_ms();
+    let mut records = ctx.disk.idempotency.lock().unwrap();
+    let existing = records.get(&key).cloned();
+    let mut decision = decide(&key, existing.as_ref(), &fp, now, &IDEMPOTENCY);
+    if let Decision::ReplayTask(uid) = decision {
+        let task = ctx.disk.tasks.lock().unwrap().get(&uid).cloned();
+        match (task, &existing) {
+            (Some(task), _) => {
+                decision = Decision::Replay(miroir_core::idempotency::StoredResponse {
+                    status: 202,
+                    body: task.summarized(),
+                })
+            }
+            (None, Some(existing)) => {
+                decision = decide_missing_task(&key, existing, now, &IDEMPOTENCY)
+            }
+            (None, None) => {
+                decision = Decision::Reject(miroir_core::MeiliError::internal("no record"))
+            }
+        }
+    }
+    match decision {
+        Decision::Proceed { record, replaces } => {
+            // one lock: the claim is atomic, as the store's
+            if records.get(&key) != replaces.as_ref() {
+                drop(records);
+                answer
+                    .send(Reply::error(
+                        &miroir_core::MeiliError::idempotency_key_in_flight(&key),
+                    ))
+                    .await;
+                return None;
+            }
+            records.insert(key.clone(), record.clone());
+            drop(records);
+            answer.claim = Some(Claim {
+                key,
+                record: Some(record),
+                disk: ctx.disk.clone(),
+            });
+            Some(op)
+        }
+        Decision::Replay(r) => {
+            drop(records);
+            answer.send(Reply::json(r.status, r.body)).await;
+            None
+        }
+        Decision::Reject(e) => {
+            drop(records);
+            answer.send(Reply::error(&e)).await;
+            None
+        }
+        Decision::ReplayTask(_) => {
+            drop(records);
+            answer
+                .send(Reply::error(&miroir_core::MeiliError::internal(
+                    "inconsistent idempotency decision",
+                )))
+                .await;
+            None
         }
     }
 }
@@ -265,8 +442,7 @@ async fn run_write(
             if let Some(r) = write.reply() {
                 // durable before the client hears of it
                 if r.status == 202 {
-                    let record = write.record();
-                    ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+                    answer.store_task(ctx, write.record()).await;
                 }
                 answer.send(r).await;
             }
@@ -275,8 +451,7 @@ async fn run_write(
     // late acknowledgements still reach the record
     if let Some(r) = write.reply() {
         if r.status == 202 {
-            let record = write.record();
-            ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+            answer.store_task(ctx, write.record()).await;
         }
         answer.send(r).await;
     }
@@ -299,6 +474,11 @@ async fn serve_op(
         enqueued_at: now,
     };
     match op {
+        ProxyOp::Keyed(key, op) => {
+            if let Some(op) = claim_key(ctx, key, *op, answer).await {
+                Box::pin(serve_op(ctx, rpc, lanes, op, answer)).await
+            }
+        }
         ProxyOp::Documents { replace, docs } => {
             let t = task(
                 TaskType::DocumentAdditionOrUpdate,
@@ -486,6 +666,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                             to: from,
                             tag,
                             sent: false,
+                            claim: None,
                         };
                         serve_op(&ctx, &rpc, &lanes, op, &mut answer).await;
                     });
@@ -522,6 +703,8 @@ fn random_doc(rng: &mut SimRng, id: u64) -> Doc {
 
 struct Shared {
     history: Mutex<History>,
+    /// The keyed writes' answers, for the idempotency checker.
+    keyed: Mutex<checkers::idempotency::KeyedWrites>,
     trace: Mutex<Trace>,
     done: AtomicBool,
     start: u64,
@@ -537,6 +720,60 @@ impl Shared {
 async fn client_call(rpc: &RpcClient, op: ProxyOp) -> Result<Reply, CallError> {
     rpc.call::<ProxyOp, Reply>(proxy_addr(), op, CLIENT_TIMEOUT)
         .await
+}
+
+/// How many times the client resends a keyed write that got no definite answer.
+const KEYED_RETRIES: usize = 20;
+
+/// Sends a write: once without keys; with idempotency keys, under the key `w<step>`, resent with the same key
+/// after a timeout or a 409 `miroir_idempotency_key_in_flight` until it gets a definite answer.
+async fn write_call(
+    rpc: &RpcClient,
+    op: ProxyOp,
+    step: usize,
+    mode: IdempotencyMode,
+    shared: &Shared,
+) -> Result<Reply, CallError> {
+    if mode == IdempotencyMode::Off {
+        return client_call(rpc, op).await;
+    }
+    let key = format!("w{step}");
+    let keyed = ProxyOp::Keyed(key.clone(), Box::new(op));
+    let mut attempt = 0;
+    loop {
+        let result = client_call(rpc, keyed.clone()).await;
+        let code = result.as_ref().ok().and_then(|r| {
+            r.body
+                .get("code")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        match (&result, code.as_deref()) {
+            (Ok(r), _) if r.status == 202 => {
+                if let Some(uid) = r.body.get("taskUid").and_then(Value::as_u64) {
+                    shared
+                        .keyed
+                        .lock()
+                        .unwrap()
+                        .answers
+                        .push((key.clone(), uid));
+                }
+                return result;
+            }
+            (Ok(_), Some("miroir_idempotency_key_reused")) => {
+                shared.keyed.lock().unwrap().reused.push(key.clone());
+                return result;
+            }
+            (Ok(_), Some("miroir_idempotency_key_in_flight")) | (Err(_), _) => {}
+            (Ok(_), _) => return result,
+        }
+        attempt += 1;
+        if attempt > KEYED_RETRIES {
+            return result;
+        }
+        shared.log(format_args!("client#{step} retry {attempt} with key {key}"));
+        time::sleep(Duration::from_millis(1_000)).await;
+    }
 }
 
 /// Polls a task through the proxy until it reaches a final status or the deadline passes.
@@ -575,12 +812,15 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Put(d.clone())))
                 .collect();
-            let result = client_call(
+            let result = write_call(
                 &rpc,
                 ProxyOp::Documents {
                     replace: true,
                     docs,
                 },
+                step,
+                spec.idempotency,
+                &shared,
             )
             .await;
             let outcome = outcome_of(&result);
@@ -602,12 +842,15 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Merge(d.clone())))
                 .collect();
-            let result = client_call(
+            let result = write_call(
                 &rpc,
                 ProxyOp::Documents {
                     replace: false,
                     docs,
                 },
+                step,
+                spec.idempotency,
+                &shared,
             )
             .await;
             let outcome = outcome_of(&result);
@@ -623,8 +866,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                     )
                 })
                 .collect();
-            let result =
-                client_call(&rpc, ProxyOp::DeleteByFilter(format!("genre = {genre}"))).await;
+            let result = write_call(
+                &rpc,
+                ProxyOp::DeleteByFilter(format!("genre = {genre}")),
+                step,
+                spec.idempotency,
+                &shared,
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!(
                 "client#{step} delete genre = {genre} -> {outcome:?}"
@@ -635,7 +884,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .map(|_| rng.below(ID_SPACE).to_string())
                 .collect();
             let effects = ids.iter().map(|id| (id.clone(), Effect::Delete)).collect();
-            let result = client_call(&rpc, ProxyOp::DeleteIds(ids)).await;
+            let result = write_call(
+                &rpc,
+                ProxyOp::DeleteIds(ids),
+                step,
+                spec.idempotency,
+                &shared,
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} delete -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
@@ -692,6 +948,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let keep = std::env::var("MIROIR_SIM_TRACE").is_ok();
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
+        keyed: Mutex::new(Default::default()),
         trace: Mutex::new(Trace::new(keep)),
         done: AtomicBool::new(false),
         start: now_ms(),
@@ -740,6 +997,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .collect(),
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
+        idempotency: spec.idempotency,
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -985,6 +1243,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     )?;
     check("convergence", checkers::convergence::check(&expect, &fleet))?;
     check("duplicates", checkers::duplicates::check(&fleet))?;
+    if spec.idempotency != IdempotencyMode::Off {
+        let mut keyed = shared.keyed.lock().unwrap().clone();
+        keyed.created = ctx.disk.task_keys.lock().unwrap().clone();
+        check("idempotency", checkers::idempotency::check(&keyed))?;
+    }
     let oracle_checked = match oracle_corpus(&fleet) {
         Some(corpus) => {
             let mut oracle = oracle_node(&corpus);
