@@ -1664,9 +1664,18 @@ mod tests {
             }
         );
         for (yaml, path) in [
-            ("  settings_sync: {max_repair_retries: 0}\n", "miroir.settings_sync.max_repair_retries"),
-            ("  settings_sync: {repair_backoff_ms: 0}\n", "miroir.settings_sync.repair_backoff_ms"),
-            ("  settings_sync: {verify_timeout_ms: 0}\n", "miroir.settings_sync.verify_timeout_ms"),
+            (
+                "  settings_sync: {max_repair_retries: 0}\n",
+                "miroir.settings_sync.max_repair_retries",
+            ),
+            (
+                "  settings_sync: {repair_backoff_ms: 0}\n",
+                "miroir.settings_sync.repair_backoff_ms",
+            ),
+            (
+                "  settings_sync: {verify_timeout_ms: 0}\n",
+                "miroir.settings_sync.verify_timeout_ms",
+            ),
         ] {
             assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
         }

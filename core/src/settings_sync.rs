@@ -227,7 +227,11 @@ impl SettingsSync {
         if self.version() >= min {
             Ok(())
         } else {
-            Err(MeiliError::settings_version_stale(index, min, self.version()))
+            Err(MeiliError::settings_version_stale(
+                index,
+                min,
+                self.version(),
+            ))
         }
     }
 
@@ -375,7 +379,11 @@ mod tests {
         assert_ne!(settings_hash(&c), settings_hash(&b));
         let order = json!({"filterableAttributes": ["genre"], "rankingRules": ["typo", "words"]});
         let order2 = json!({"filterableAttributes": ["genre"], "rankingRules": ["words", "typo"]});
-        assert_ne!(settings_hash(&order), settings_hash(&order2), "list order matters");
+        assert_ne!(
+            settings_hash(&order),
+            settings_hash(&order2),
+            "list order matters"
+        );
     }
 
     #[test]
@@ -385,7 +393,11 @@ mod tests {
         assert!(!s.inconsistent());
         s.propose();
         assert!(s.inconsistent());
-        assert_eq!(s.drift_check(0), Action::Nothing, "no drift repair during a proposal");
+        assert_eq!(
+            s.drift_check(0),
+            Action::Nothing,
+            "no drift repair during a proposal"
+        );
         assert_eq!(s.proposal_applied(), Action::ReadAll);
         assert!(s.inconsistent());
         let v = json!({"filterableAttributes": ["genre"]});
@@ -393,7 +405,9 @@ mod tests {
             &reads(&[("a", Some(v.clone())), ("b", Some(v.clone())), ("c", None)]),
             0,
         );
-        let Action::Commit(c) = a else { panic!("{a:?}") };
+        let Action::Commit(c) = a else {
+            panic!("{a:?}")
+        };
         assert_eq!((c.version, &c.settings), (1, &v));
         assert_eq!(s.version(), 1);
         assert!(!s.inconsistent());
@@ -497,10 +511,16 @@ mod tests {
         );
         // the repair episode keeps the proposal's target
         let a = s.on_read(
-            &reads(&[("a", Some(new.clone())), ("b", Some(new.clone())), ("c", Some(new.clone()))]),
+            &reads(&[
+                ("a", Some(new.clone())),
+                ("b", Some(new.clone())),
+                ("c", Some(new.clone())),
+            ]),
             100,
         );
-        let Action::Commit(c) = a else { panic!("{a:?}") };
+        let Action::Commit(c) = a else {
+            panic!("{a:?}")
+        };
         assert_eq!(c.version, 2);
         assert_eq!(c.settings, new);
     }
@@ -521,9 +541,18 @@ mod tests {
         // ties between two hashes: the smallest hash wins, deterministically
         let x = json!({"a": 1});
         let y = json!({"a": 2});
-        let a = s.on_read(&reads(&[("n1", Some(x.clone())), ("n2", Some(y.clone()))]), 0);
-        let Action::Repair { settings, .. } = a else { panic!("{a:?}") };
-        let want = if settings_hash(&x) < settings_hash(&y) { x } else { y };
+        let a = s.on_read(
+            &reads(&[("n1", Some(x.clone())), ("n2", Some(y.clone()))]),
+            0,
+        );
+        let Action::Repair { settings, .. } = a else {
+            panic!("{a:?}")
+        };
+        let want = if settings_hash(&x) < settings_hash(&y) {
+            x
+        } else {
+            y
+        };
         assert_eq!(settings, want);
     }
 }

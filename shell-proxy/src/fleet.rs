@@ -305,6 +305,8 @@ pub struct Fleet {
     lanes: Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>,
     /// Serialises the read-modify-write of the webhooks kept in the store.
     webhooks: tokio::sync::Mutex<()>,
+    /// Two-phase settings: one machine per index (see [`crate::settings_sync`]).
+    settings_sync: Arc<crate::settings_sync::SettingsSyncs>,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -385,6 +387,9 @@ impl Fleet {
             cache: Mutex::new(IndexCache::default()),
             lanes: Arc::new(Mutex::new(WriteLanes::new())),
             webhooks: tokio::sync::Mutex::new(()),
+            settings_sync: Arc::new(crate::settings_sync::SettingsSyncs::new(
+                &config.settings_sync,
+            )),
         })
     }
 
@@ -404,6 +409,8 @@ impl Fleet {
     pub fn spawn_probe(self: &Arc<Self>, state: Arc<AppState>) -> tokio::task::JoinHandle<()> {
         let fleet = Arc::clone(self);
         let watcher = Arc::clone(self).watch_webhooks(Arc::clone(&state));
+        let drift =
+            crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -444,7 +451,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher);
+            tokio::join!(probe, watcher, drift);
         })
     }
 
@@ -2894,12 +2901,21 @@ async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
 impl RouteHandler for Fleet {
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
         // Writes carrying an `Idempotency-Key` are deduplicated around the dispatch.
+        // Requests about an index run under its two-phase settings machine.
         let route_ref = route.clone();
-        let response = crate::idempotency::serve(state, &route_ref, request, |request| async {
-            match self.dispatch(state, route, request).await {
-                Ok(r) => r,
-                Err(e) => error_response(&e),
-            }
+        let response = crate::idempotency::serve(state, &route_ref, request, |request| {
+            crate::settings_sync::around(
+                &self.settings_sync,
+                state,
+                &route_ref,
+                request,
+                |r| async {
+                    match self.dispatch(state, route, r).await {
+                        Ok(r) => r,
+                        Err(e) => error_response(&e),
+                    }
+                },
+            )
         })
         .await;
         hide_shard_field(response).await

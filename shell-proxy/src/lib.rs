@@ -11,6 +11,7 @@
 //! - [`store`]: the durable task store (SQLite or Redis).
 //! - [`dev`]: a fleet of node models plus the proxy in one process (`miroir-proxy dev`, tests).
 //! - [`idempotency`]: `Idempotency-Key` deduplication of client writes (core decides, this executes).
+//! - [`settings_sync`]: two-phase settings, read-back verification, drift repair (core decides).
 //! - [`fleet`]: the route handler that runs core's operations against the nodes.
 
 pub mod auth;
@@ -22,4 +23,5 @@ pub mod metrics;
 pub mod node_client;
 pub mod routes;
 pub mod server;
+pub mod settings_sync;
 pub mod store;
