@@ -27,6 +27,7 @@
 //!     api_key: ""
 //!   idempotency: { enabled: true, ttl_secs: 86400, max_keys: 100000, in_flight_timeout_ms: 60000 }
 //!   settings_sync: { drift_check_interval_ms: 30000, max_repair_retries: 5, repair_backoff_ms: 1000, verify_timeout_ms: 60000 }
+//!   session: { strategy: block, max_wait_ms: 5000, max_sessions: 10000, ttl_secs: 600 }
 //!   nodes:
 //!     - id: meili-0
 //!       address: http://127.0.0.1:7701
@@ -54,6 +55,7 @@
 //! | `admin.enabled` / `.api_key` | `MIROIR_ADMIN_ENABLED` / `MIROIR_ADMIN_API_KEY` |
 //! | `idempotency.enabled` / `.ttl_secs` / `.max_keys` / `.in_flight_timeout_ms` | `MIROIR_IDEMPOTENCY_ENABLED` / `MIROIR_IDEMPOTENCY_TTL_SECS` / ... |
 //! | `settings_sync.drift_check_interval_ms` / `.max_repair_retries` / `.repair_backoff_ms` / `.verify_timeout_ms` | `MIROIR_SETTINGS_SYNC_DRIFT_CHECK_INTERVAL_MS` / ... |
+//! | `session.strategy` / `.max_wait_ms` / `.max_sessions` / `.ttl_secs` | `MIROIR_SESSION_STRATEGY` / `MIROIR_SESSION_MAX_WAIT_MS` / ... |
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
@@ -169,6 +171,8 @@ pub struct Config {
     pub idempotency: IdempotencyConfig,
     /// `settings_sync`: two-phase settings changes, read-back verification and drift repair.
     pub settings_sync: SettingsSyncConfig,
+    /// `session`: read-your-writes for clients sending `X-Miroir-Session`.
+    pub session: SessionConfig,
     /// `nodes` (required, at least one): the Meilisearch nodes. Ids are stable and never reused.
     pub nodes: Vec<NodeConfig>,
     /// `health`: node health checking.
@@ -280,6 +284,45 @@ impl Default for SettingsSyncConfig {
         }
     }
 }
+
+/// `session.strategy`: how a read of a session sees the session's last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStrategy {
+    /// `block`: read from a group that acknowledged the write, after its node tasks there succeeded.
+    Block,
+    /// `route_pin`: read from a group that acknowledged the write, without waiting.
+    RoutePin,
+}
+
+/// `session`: read-your-writes sessions (see [`crate::session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// `strategy` (default `block`): `block` or `route_pin`.
+    pub strategy: SessionStrategy,
+    /// `max_wait_ms` (default 5000): the longest a `block` read waits for the session's write; then it is
+    /// served anyway.
+    pub max_wait_ms: u64,
+    /// `max_sessions` (default 10000, > 0): sessions remembered per proxy (least recently used dropped).
+    pub max_sessions: u64,
+    /// `ttl_secs` (default 600, > 0): a session unused this long is forgotten.
+    pub ttl_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            strategy: SessionStrategy::Block,
+            max_wait_ms: 5_000,
+            max_sessions: 10_000,
+            ttl_secs: 600,
+        }
+    }
+}
+
+const SESSION_STRATEGIES: &[(&str, SessionStrategy)] = &[
+    ("block", SessionStrategy::Block),
+    ("route_pin", SessionStrategy::RoutePin),
+];
 
 /// One entry of `nodes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -498,6 +541,16 @@ impl Config {
         };
         s.finish()?;
 
+        let d = SessionConfig::default();
+        let mut s = m.section("session")?;
+        let session = SessionConfig {
+            strategy: s.choice("strategy", d.strategy, SESSION_STRATEGIES)?,
+            max_wait_ms: s.u64("max_wait_ms", d.max_wait_ms)?,
+            max_sessions: s.u64("max_sessions", d.max_sessions)?,
+            ttl_secs: s.u64("ttl_secs", d.ttl_secs)?,
+        };
+        s.finish()?;
+
         let nodes = m.nodes()?;
 
         let d = HealthConfig::default();
@@ -553,6 +606,7 @@ impl Config {
             admin,
             idempotency,
             settings_sync,
+            session,
             nodes,
             health,
             scatter,
@@ -608,6 +662,8 @@ impl Config {
             "miroir.settings_sync.verify_timeout_ms",
             self.settings_sync.verify_timeout_ms,
         )?;
+        positive("miroir.session.max_sessions", self.session.max_sessions)?;
+        positive("miroir.session.ttl_secs", self.session.ttl_secs)?;
 
         match self.task_store.backend {
             TaskStoreBackend::Sqlite => {
@@ -1686,5 +1742,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.settings_sync.drift_check_interval_ms, 77);
+    }
+
+    #[test]
+    fn session_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.session, SessionConfig::default());
+        assert_eq!(c.session.strategy, SessionStrategy::Block);
+        let c = parse(
+            "  session: {strategy: route_pin, max_wait_ms: 0, max_sessions: 3, ttl_secs: 4}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.session,
+            SessionConfig {
+                strategy: SessionStrategy::RoutePin,
+                max_wait_ms: 0,
+                max_sessions: 3,
+                ttl_secs: 4,
+            }
+        );
+        assert_eq!(
+            err("  session: {strategy: wait}\n"),
+            "miroir.session.strategy: unknown value \"wait\", expected one of block, route_pin"
+        );
+        assert_eq!(
+            err("  session: {max_sessions: 0}\n"),
+            "miroir.session.max_sessions: must be greater than 0"
+        );
+        assert_eq!(
+            err("  session: {ttl_secs: 0}\n"),
+            "miroir.session.ttl_secs: must be greater than 0"
+        );
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SESSION_STRATEGY", "route_pin")],
+        )
+        .unwrap();
+        assert_eq!(c.session.strategy, SessionStrategy::RoutePin);
     }
 }

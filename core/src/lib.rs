@@ -15,6 +15,7 @@
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
 //! - [`search`]: search request planning and the exact merge of shard answers.
+//! - [`session`]: read-your-writes sessions (`X-Miroir-Session`).
 //! - [`settings_sync`]: two-phase settings changes, read-back verification, drift repair, freezing.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 //! - [`webhooks`]: the webhooks Miroir keeps and notifies itself.
@@ -29,6 +30,7 @@ pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
+pub mod session;
 pub mod settings_sync;
 pub mod tasks;
 pub mod topology;

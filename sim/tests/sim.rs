@@ -19,7 +19,7 @@ mod scenarios {
     use miroir_core::quorum::WriteQuorum;
     use miroir_sim::runner::{sweep, Outcome};
     use miroir_sim::world::faults::FaultKinds;
-    use miroir_sim::world::fleet::{run, IdempotencyMode, Spec};
+    use miroir_sim::world::fleet::{run, IdempotencyMode, SettingsMode, Spec};
 
     fn spec(
         name: &'static str,
@@ -40,6 +40,7 @@ mod scenarios {
             ops: 30,
             slow_max_ms: 1_500,
             idempotency: IdempotencyMode::Off,
+            settings: SettingsMode::Off,
         }
     }
 
@@ -287,5 +288,57 @@ mod scenarios {
             !fired.is_empty(),
             "the idempotency checker never fired on a proxy that ignores idempotency keys"
         );
+    }
+
+    /// A settings change while a node is down (refused for lack of quorum `all`, applied by the live nodes),
+    /// node crashes during the workload: after recovery and quiescence the proxy's settings check (core's
+    /// `settings_sync`) repairs the nodes, and every node holds the same settings (checker `settings`).
+    #[test]
+    fn settings_change_while_node_down() {
+        let faults = FaultKinds {
+            node_crash: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec(
+            "settings_change_while_node_down",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            faults,
+        );
+        s.settings = SettingsMode::ChangeWhileNodeDown;
+        sweep_spec(s, 100);
+    }
+
+    /// The planted bug: the same change, but the proxy never checks nor repairs the settings; the `settings`
+    /// checker must fire.
+    #[test]
+    fn settings_checker_fires_without_repair() {
+        let mut s = spec(
+            "settings_planted_bug",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            FaultKinds::NONE,
+        );
+        s.settings = SettingsMode::ChangeWithoutRepair;
+        for seed in [1u64, 2, 3] {
+            let s = s.clone();
+            let checker = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    let rt = madsim::runtime::Runtime::with_seed_and_config(
+                        seed,
+                        madsim::Config::default(),
+                    );
+                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
+                })
+                .expect("spawn a simulation thread")
+                .join()
+                .expect("the simulation does not panic");
+            assert_eq!(checker.as_deref(), Some("settings"), "seed {seed}");
+        }
     }
 }

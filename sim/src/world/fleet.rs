@@ -28,8 +28,8 @@ use madsim::export::futures::stream::{FuturesUnordered, StreamExt};
 use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time;
-use miroir_core::config::IdempotencyConfig;
 use miroir_core::config::UnavailableShardPolicy;
+use miroir_core::config::{IdempotencyConfig, SettingsSyncConfig};
 use miroir_core::documents::{plan_batch, plan_delete_ids};
 use miroir_core::idempotency::{
     decide, decide_missing_task, fingerprint, Decision, IdempotencyRecord,
@@ -43,6 +43,7 @@ use miroir_core::ops::{Method, NodeRequest, Reply};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
 use miroir_core::search::SearchContext;
+use miroir_core::settings_sync::{settings_hash, Action as SettingsAction, Phase, SettingsSync};
 use miroir_core::tasks::{details, MiroirTask, TaskType};
 use miroir_core::topology::{Node, NodeId, Topology};
 use serde_json::{json, Map, Value};
@@ -89,7 +90,32 @@ pub struct Spec {
     pub slow_max_ms: u64,
     /// Whether the client sends its writes with idempotency keys and retries them.
     pub idempotency: IdempotencyMode,
+    /// Whether a settings change is made while a node is down.
+    pub settings: SettingsMode,
 }
+
+/// The settings part of a scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SettingsMode {
+    /// No settings change after the setup.
+    #[default]
+    Off,
+    /// After the setup, one node is killed, a settings change is sent through the proxy (refused for lack of
+    /// quorum `all`, yet applied by the live nodes), then the node restarts. After quiescence the proxy runs
+    /// its settings check (core's `settings_sync`: read back, repair, commit) and the `settings` checker
+    /// demands identical settings on every node.
+    ChangeWhileNodeDown,
+    /// A planted bug for the checker: the same change, but the proxy never runs its settings check.
+    ChangeWithoutRepair,
+}
+
+/// The sim proxy's settings repair knobs.
+const SETTINGS_SYNC: SettingsSyncConfig = SettingsSyncConfig {
+    drift_check_interval_ms: 0,
+    max_repair_retries: 5,
+    repair_backoff_ms: 200,
+    verify_timeout_ms: 10_000,
+};
 
 /// How the client and the proxy use idempotency keys.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,6 +175,10 @@ enum ProxyOp {
     GetTask(u64),
     /// A write carrying an idempotency key.
     Keyed(String, Box<ProxyOp>),
+    /// A client settings change (`PATCH /indexes/docs/settings`, quorum `all`) under the two-phase machine.
+    SettingsChange(Value),
+    /// Run the settings check now: read every node back, repair, commit (the HTTP proxy's drift check).
+    SettingsCheck,
 }
 
 /// The proxy's durable state: its task store.
@@ -162,6 +192,91 @@ struct ProxyDisk {
     idempotency: Mutex<BTreeMap<String, IdempotencyRecord>>,
     /// God's-eye bookkeeping for the checker (not proxy state): the key each stored task was created under.
     task_keys: Mutex<BTreeMap<u64, String>>,
+    /// The index's two-phase settings machine (its committed settings are stored state).
+    settings: Mutex<Option<SettingsSync>>,
+}
+
+impl ProxyDisk {
+    fn with_settings<T>(&self, f: impl FnOnce(&mut SettingsSync) -> T) -> T {
+        let mut guard = self.settings.lock().unwrap();
+        f(guard.get_or_insert_with(|| SettingsSync::new(None, &SETTINGS_SYNC)))
+    }
+}
+
+/// Every node's settings of the index (`None` for a node that does not answer 200).
+async fn read_settings(ctx: &ProxyCtx, rpc: &RpcClient) -> BTreeMap<NodeId, Option<Value>> {
+    let mut calls: FuturesUnordered<_> = ctx
+        .addrs
+        .keys()
+        .enumerate()
+        .map(|(i, node)| {
+            let r = NodeRequest {
+                id: i,
+                node: node.clone(),
+                method: Method::Get,
+                path: format!("/indexes/{INDEX}/settings"),
+                body: None,
+            };
+            async move {
+                let v = match call(ctx, rpc, &r).await {
+                    Ok(resp) if resp.status == 200 => Some(resp.body),
+                    _ => None,
+                };
+                (r.node, v)
+            }
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    while let Some((node, v)) = calls.next().await {
+        out.insert(node, v);
+    }
+    out
+}
+
+/// The settings check: drives core's machine (read back, repair with backoff, commit) until it has nothing
+/// more to do now; answers the committed version and the phase.
+async fn settings_check(ctx: &ProxyCtx, rpc: &RpcClient) -> Reply {
+    let mut action = ctx.disk.with_settings(|m| {
+        if *m.phase() == Phase::Verifying {
+            SettingsAction::ReadAll
+        } else {
+            m.drift_check(now_ms())
+        }
+    });
+    for _ in 0..64 {
+        action = match action {
+            SettingsAction::Nothing | SettingsAction::Commit(_) | SettingsAction::Freeze { .. } => {
+                break
+            }
+            SettingsAction::ReadAll => {
+                let reads = read_settings(ctx, rpc).await;
+                ctx.disk.with_settings(|m| m.on_read(&reads, now_ms()))
+            }
+            SettingsAction::Repair {
+                nodes,
+                settings,
+                read_at,
+            } => {
+                for (i, node) in nodes.iter().enumerate() {
+                    let r = NodeRequest {
+                        id: i,
+                        node: node.clone(),
+                        method: Method::Patch,
+                        path: format!("/indexes/{INDEX}/settings"),
+                        body: Some(settings.clone()),
+                    };
+                    let _ = call(ctx, rpc, &r).await;
+                }
+                let wait = read_at.saturating_sub(now_ms());
+                time::sleep(Duration::from_millis(wait)).await;
+                ctx.disk.with_settings(|m| m.drift_check(now_ms()))
+            }
+        };
+    }
+    let (version, phase) = ctx
+        .disk
+        .with_settings(|m| (m.version(), format!("{:?}", m.phase())));
+    Reply::json(200, json!({"version": version, "phase": phase}))
 }
 
 struct ProxyCtx {
@@ -474,6 +589,33 @@ async fn serve_op(
         enqueued_at: now,
     };
     match op {
+        ProxyOp::SettingsCheck => {
+            let r = settings_check(ctx, rpc).await;
+            answer.send(r).await
+        }
+        ProxyOp::SettingsChange(body) => {
+            ctx.disk.with_settings(SettingsSync::propose);
+            let t = task(TaskType::SettingsUpdate, Map::new());
+            let uid = t.uid;
+            let w = FanoutWrite::broadcast(
+                t,
+                Method::Patch,
+                format!("/indexes/{INDEX}/settings"),
+                Some(body),
+                &ctx.placement,
+                WriteQuorum::All,
+                deadline,
+            );
+            run_write(ctx, rpc, lanes, w, answer).await;
+            let acked = ctx.disk.tasks.lock().unwrap().contains_key(&uid);
+            ctx.disk.with_settings(|m| {
+                if acked {
+                    m.proposal_applied();
+                } else {
+                    m.proposal_refused();
+                }
+            });
+        }
         ProxyOp::Keyed(key, op) => {
             if let Some(op) = claim_key(ctx, key, *op, answer).await {
                 Box::pin(serve_op(ctx, rpc, lanes, op, answer)).await
@@ -1046,6 +1188,41 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         ));
     }
 
+    if spec.settings != SettingsMode::Off {
+        // the agreement after the setup, then a settings change while one node is down
+        let victim = (seed % spec.nodes as u64) as usize;
+        let first = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                client_call(&rpc, ProxyOp::SettingsCheck)
+                    .await
+                    .ok()
+                    .map(|r| r.body)
+            })
+            .await
+            .map_err(|_| fail("setup", "the settings check panicked".into(), &schedule))?;
+        shared.log(format_args!("settings check after setup -> {first:?}"));
+        handle.kill(hosts[victim].id());
+        shared.log(format_args!("settings change while node{victim} is down"));
+        let change = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                let body = json!({"sortableAttributes": ["year", "id", "title"]});
+                client_call(&rpc, ProxyOp::SettingsChange(body))
+                    .await
+                    .ok()
+                    .map(|r| r.status)
+            })
+            .await
+            .map_err(|_| fail("setup", "the settings change panicked".into(), &schedule))?;
+        shared.log(format_args!("settings change -> {change:?}"));
+        handle.restart(hosts[victim].id());
+    }
+
     // 2. safety: workload under faults
     let client = {
         let (spec, shared) = (spec.clone(), shared.clone());
@@ -1162,6 +1339,54 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             ));
         }
         time::sleep(Duration::from_millis(100)).await;
+    }
+    if spec.settings == SettingsMode::ChangeWhileNodeDown {
+        let checked = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                client_call(&rpc, ProxyOp::SettingsCheck)
+                    .await
+                    .ok()
+                    .map(|r| r.body)
+            })
+            .await
+            .map_err(|_| fail("liveness", "the settings check panicked".into(), &schedule))?;
+        shared.log(format_args!("settings check after healing -> {checked:?}"));
+        // the repairs' node tasks finish too
+        let deadline = now_ms() + LIVENESS_MS;
+        while disks.iter().any(|d| {
+            d.lock().0.state().tasks.values().any(|t| {
+                matches!(
+                    t.status,
+                    crate::model::TaskStatus::Enqueued | crate::model::TaskStatus::Processing
+                )
+            })
+        }) {
+            if now_ms() > deadline {
+                return Err(fail(
+                    "liveness",
+                    "settings repairs did not finish".into(),
+                    &schedule,
+                ));
+            }
+            time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if spec.settings != SettingsMode::Off {
+        let hashes: BTreeMap<String, String> = disks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let guard = d.lock();
+                let index = guard.0.state().indexes.get(INDEX)?;
+                Some((ids[i].0.clone(), settings_hash(&index.settings.to_json())))
+            })
+            .collect();
+        if let Err(m) = checkers::settings::check(&hashes) {
+            return Err(fail("settings", m, &schedule));
+        }
     }
     let history = shared.history.lock().unwrap().clone();
     let acked = history.acked_tasks();
