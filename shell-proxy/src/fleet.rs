@@ -307,6 +307,8 @@ pub struct Fleet {
     webhooks: tokio::sync::Mutex<()>,
     /// Two-phase settings: one machine per index (see [`crate::settings_sync`]).
     settings_sync: Arc<crate::settings_sync::SettingsSyncs>,
+    /// Read-your-writes sessions (see [`crate::session`]).
+    sessions: crate::session::SessionTable,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -390,6 +392,7 @@ impl Fleet {
             settings_sync: Arc::new(crate::settings_sync::SettingsSyncs::new(
                 &config.settings_sync,
             )),
+            sessions: crate::session::SessionTable::new(&config.session),
         })
     }
 
@@ -563,6 +566,10 @@ impl Fleet {
     fn next_rotation(&self) -> (GroupId, u64) {
         let r = self.counter.fetch_add(1, Ordering::Relaxed);
         let groups = u64::from(self.placement.groups().max(1));
+        // a read-your-writes session pins its reads to a group that acknowledged its write
+        if let Some(g) = crate::session::pinned_group().filter(|g| u64::from(*g) < groups) {
+            return (g, r / groups);
+        }
         ((r % groups) as GroupId, r / groups)
     }
 
@@ -2901,21 +2908,19 @@ async fn hide_shard_field(response: ProxyResponse) -> ProxyResponse {
 impl RouteHandler for Fleet {
     async fn handle(&self, state: &AppState, route: Route, request: ProxyRequest) -> ProxyResponse {
         // Writes carrying an `Idempotency-Key` are deduplicated around the dispatch.
-        // Requests about an index run under its two-phase settings machine.
+        // Requests about an index run under its two-phase settings machine, session requests under
+        // read-your-writes.
         let route_ref = route.clone();
+        let sync = &self.settings_sync;
         let response = crate::idempotency::serve(state, &route_ref, request, |request| {
-            crate::settings_sync::around(
-                &self.settings_sync,
-                state,
-                &route_ref,
-                request,
-                |r| async {
+            crate::settings_sync::around(sync, state, &route_ref, request, |r| {
+                crate::session::around(&self.sessions, state, &route_ref, r, |r| async {
                     match self.dispatch(state, route, r).await {
                         Ok(r) => r,
                         Err(e) => error_response(&e),
                     }
-                },
-            )
+                })
+            })
         })
         .await;
         hide_shard_field(response).await
