@@ -461,40 +461,44 @@ async fn claim_key(
     let fp = fingerprint("POST", "/sim", None, format!("{op:?}").as_bytes());
     store_round_trip().await;
     let now = now_ms();
-    let mut records = ctx.disk.idempotency.lock().unwrap();
-    let existing = records.get(&key).cloned();
-    let mut decision = decide(&key, existing.as_ref(), &fp, now, &IDEMPOTENCY);
-    if let Decision::ReplayTask(uid) = decision {
-        let task = ctx.disk.tasks.lock().unwrap().get(&uid).cloned();
-        match (task, &existing) {
-            (Some(task), _) => {
-                decision = Decision::Replay(miroir_core::idempotency::StoredResponse {
+    // decided and claimed under one lock: the claim is atomic, as the store's
+    let outcome: Result<IdempotencyRecord, Reply> = {
+        let mut records = ctx.disk.idempotency.lock().unwrap();
+        let existing = records.get(&key).cloned();
+        let mut decision = decide(&key, existing.as_ref(), &fp, now, &IDEMPOTENCY);
+        if let Decision::ReplayTask(uid) = decision {
+            let task = ctx.disk.tasks.lock().unwrap().get(&uid).cloned();
+            decision = match (task, &existing) {
+                (Some(task), _) => Decision::Replay(miroir_core::idempotency::StoredResponse {
                     status: 202,
                     body: task.summarized(),
-                })
-            }
-            (None, Some(existing)) => {
-                decision = decide_missing_task(&key, existing, now, &IDEMPOTENCY)
-            }
-            (None, None) => {
-                decision = Decision::Reject(miroir_core::MeiliError::internal("no record"))
-            }
+                }),
+                (None, Some(existing)) => decide_missing_task(&key, existing, now, &IDEMPOTENCY),
+                (None, None) => {
+                    Decision::Reject(miroir_core::MeiliError::internal("no idempotency record"))
+                }
+            };
         }
-    }
-    match decision {
-        Decision::Proceed { record, replaces } => {
-            // one lock: the claim is atomic, as the store's
-            if records.get(&key) != replaces.as_ref() {
-                drop(records);
-                answer
-                    .send(Reply::error(
+        match decision {
+            Decision::Proceed { record, replaces } => {
+                if records.get(&key) == replaces.as_ref() {
+                    records.insert(key.clone(), record.clone());
+                    Ok(record)
+                } else {
+                    Err(Reply::error(
                         &miroir_core::MeiliError::idempotency_key_in_flight(&key),
                     ))
-                    .await;
-                return None;
+                }
             }
-            records.insert(key.clone(), record.clone());
-            drop(records);
+            Decision::Replay(r) => Err(Reply::json(r.status, r.body)),
+            Decision::Reject(e) => Err(Reply::error(&e)),
+            Decision::ReplayTask(_) => Err(Reply::error(&miroir_core::MeiliError::internal(
+                "inconsistent idempotency decision",
+            ))),
+        }
+    };
+    match outcome {
+        Ok(record) => {
             answer.claim = Some(Claim {
                 key,
                 record: Some(record),
@@ -502,23 +506,8 @@ async fn claim_key(
             });
             Some(op)
         }
-        Decision::Replay(r) => {
-            drop(records);
-            answer.send(Reply::json(r.status, r.body)).await;
-            None
-        }
-        Decision::Reject(e) => {
-            drop(records);
-            answer.send(Reply::error(&e)).await;
-            None
-        }
-        Decision::ReplayTask(_) => {
-            drop(records);
-            answer
-                .send(Reply::error(&miroir_core::MeiliError::internal(
-                    "inconsistent idempotency decision",
-                )))
-                .await;
+        Err(reply) => {
+            answer.send(reply).await;
             None
         }
     }
