@@ -109,6 +109,17 @@ fn canonical(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Whether a settings write another proxy started at `proposed_at` (its marker in the shared store) may still
+/// be in progress at `now`: drift checks skip the index until it is verified or `verify_timeout_ms` passed,
+/// so one proxy never undoes another's half-applied change.
+pub fn proposal_in_progress(
+    proposed_at: Option<Millis>,
+    now: Millis,
+    config: &SettingsSyncConfig,
+) -> bool {
+    proposed_at.is_some_and(|at| now.saturating_sub(at) < config.verify_timeout_ms)
+}
+
 /// The persisted agreement of an index's nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -366,6 +377,18 @@ mod tests {
             .iter()
             .map(|(n, v)| (NodeId::from(*n), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn foreign_proposals_hold_drift_checks_until_their_timeout() {
+        let c = cfg();
+        assert!(!proposal_in_progress(None, 5, &c));
+        assert!(proposal_in_progress(Some(1_000), 10_999, &c));
+        assert!(!proposal_in_progress(Some(1_000), 11_000, &c));
+        assert!(
+            proposal_in_progress(Some(2_000), 1_000, &c),
+            "clock skew: a future marker holds"
+        );
     }
 
     #[test]

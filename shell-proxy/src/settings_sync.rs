@@ -27,8 +27,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 use miroir_core::config::{Config, SettingsSyncConfig};
 use miroir_core::settings_sync::{
-    Action, Committed, SettingsSync, MIN_SETTINGS_VERSION_HEADER, SETTINGS_INCONSISTENT_HEADER,
-    SETTINGS_VERSION_HEADER,
+    proposal_in_progress, Action, Committed, SettingsSync, MIN_SETTINGS_VERSION_HEADER,
+    SETTINGS_INCONSISTENT_HEADER, SETTINGS_VERSION_HEADER,
 };
 use miroir_core::tasks::MiroirTask;
 use miroir_core::topology::NodeId;
@@ -42,6 +42,11 @@ use std::time::Duration;
 /// The store meta key of an index's committed settings.
 pub fn meta_key(index: &str) -> String {
     format!("settings_version:{index}")
+}
+
+/// The store meta key marking a settings write in progress (seen by every proxy sharing the store).
+pub fn proposal_key(index: &str) -> String {
+    format!("settings_proposal:{index}")
 }
 
 /// Every index's machine, plus the indexes being acted on.
@@ -192,6 +197,14 @@ impl SettingsSyncs {
             return Ok(());
         };
         let now = now_ms();
+        let proposed_at = ctx
+            .store
+            .get_meta(&proposal_key(index))
+            .await?
+            .and_then(|v| v.get("at").and_then(Value::as_u64));
+        if proposal_in_progress(proposed_at, now, &self.config) {
+            return Ok(());
+        }
         let action = self
             .with(ctx.store.as_ref(), index, |m| m.drift_check(now))
             .await?;
@@ -216,6 +229,9 @@ impl SettingsSyncs {
             Err(e) => Err(e),
         };
         drop(turn);
+        if let Err(e) = ctx.store.delete_meta(&proposal_key(index)).await {
+            tracing::warn!(index, error = %e, "cannot clear a settings proposal marker");
+        }
         if let Err(e) = result {
             tracing::error!(index, error = %e, "settings verification failed");
         }
@@ -414,6 +430,9 @@ where
         return Ok(response);
     } else if is_settings_write(route) {
         syncs.with(store, index, SettingsSync::propose).await?;
+        store
+            .put_meta(&proposal_key(index), &serde_json::json!({ "at": now_ms() }))
+            .await?;
         let response = run(request).await;
         let task = if response.status().as_u16() == 202 {
             response_task_uid(response).await
@@ -427,6 +446,7 @@ where
                 response
             }
             (response, None) => {
+                store.delete_meta(&proposal_key(index)).await?;
                 syncs
                     .with(store, index, SettingsSync::proposal_refused)
                     .await?;
@@ -543,5 +563,6 @@ mod tests {
         assert!(is_read(&Route::GetSettings(u.clone()), &http::Method::GET));
         assert!(!is_read(&Route::AddDocuments(u), &http::Method::POST));
         assert_eq!(meta_key("movies"), "settings_version:movies");
+        assert_eq!(proposal_key("movies"), "settings_proposal:movies");
     }
 }
