@@ -104,7 +104,9 @@ impl SettingsSyncs {
         }
     }
 
-    /// Runs `f` on the index's machine, loading its committed settings from the store first if needed.
+    /// Runs `f` on the index's machine, loading its committed settings from the store first if needed. An
+    /// index with nothing committed gets a machine only once `f` changes it (a settings write), so reads of
+    /// arbitrary index names never grow the table.
     async fn with<T>(
         &self,
         store: &dyn TaskStore,
@@ -116,22 +118,35 @@ impl SettingsSyncs {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains_key(index);
-        if !loaded {
+        let fresh = if loaded {
+            None
+        } else {
             let committed = store
                 .get_meta(&meta_key(index))
                 .await?
                 .and_then(|v| serde_json::from_value::<Committed>(v).ok());
-            self.machines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(index.to_string())
-                .or_insert_with(|| SettingsSync::new(committed, &self.config));
-        }
+            Some(SettingsSync::new(committed, &self.config))
+        };
         let mut machines = self.machines.lock().unwrap_or_else(|p| p.into_inner());
-        let machine = machines
-            .entry(index.to_string())
-            .or_insert_with(|| SettingsSync::new(None, &self.config));
-        Ok(f(machine))
+        if let Some(machine) = machines.get_mut(index) {
+            return Ok(f(machine));
+        }
+        let mut machine = fresh.unwrap_or_else(|| SettingsSync::new(None, &self.config));
+        let blank = SettingsSync::new(None, &self.config);
+        let out = f(&mut machine);
+        if machine != blank {
+            machines.insert(index.to_string(), machine);
+        }
+        Ok(out)
+    }
+
+    /// How many indexes have a machine.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.machines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn forget(&self, index: &str) {
@@ -552,6 +567,43 @@ pub async fn drift_loop(syncs: Arc<SettingsSyncs>, state: Arc<AppState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn machines_exist_only_for_indexes_with_settings_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(dir.path().join("s.db"))
+            .await
+            .unwrap();
+        let syncs = SettingsSyncs::new(&SettingsSyncConfig::default());
+        for i in 0..10 {
+            let v = syncs
+                .with(&store, &format!("nope{i}"), |m| m.version())
+                .await
+                .unwrap();
+            assert_eq!(v, 0);
+        }
+        assert_eq!(syncs.len(), 0, "reads of unknown indexes keep no machine");
+        syncs
+            .with(&store, "a", SettingsSync::propose)
+            .await
+            .unwrap();
+        assert_eq!(syncs.len(), 1);
+        assert!(syncs.with(&store, "a", |m| m.inconsistent()).await.unwrap());
+        // a committed agreement in the store is loaded
+        let c = Committed {
+            version: 4,
+            hash: "h".into(),
+            settings: serde_json::json!({}),
+        };
+        store
+            .put_meta(&meta_key("b"), &serde_json::to_value(&c).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(syncs.with(&store, "b", |m| m.version()).await.unwrap(), 4);
+        assert_eq!(syncs.len(), 2);
+        syncs.forget("b");
+        assert_eq!(syncs.len(), 1);
+    }
 
     #[test]
     fn routes_are_classified() {
