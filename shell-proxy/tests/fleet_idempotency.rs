@@ -417,3 +417,66 @@ async fn a_retry_through_another_proxy_is_deduplicated() {
     b_proxy.shutdown().await;
     f.shutdown().await;
 }
+
+/// A proxy that died after noting its task's uid under the key but before recording its answer: a retry
+/// through the restarted proxy is answered from that task (same uid, a 202 summary), without new work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noted_task_without_a_recorded_answer_is_replayed_from_the_task() {
+    use miroir_core::idempotency::IdempotencyRecord;
+    use miroir_proxy::store::{sqlite::SqliteStore, TaskStore};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("m.db");
+    let (f, api) = fleet(3, 2, 1, &db).await;
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    let first = keyed(
+        &api,
+        "POST",
+        "/indexes/movies/documents",
+        "crashed",
+        Some(Value::Array(movies(4))),
+    )
+    .await;
+    assert_eq!(first.status, 202);
+    let uid = first.body["taskUid"].as_u64().unwrap();
+    f.proxy.shutdown().await;
+
+    // rewind the key's record to "in flight, task noted, no answer", as a crash would have left it
+    {
+        let store = SqliteStore::open(&db).await.unwrap();
+        let done = store.get_idempotency_key("crashed").await.unwrap().unwrap();
+        let record = IdempotencyRecord::from_json(&done).unwrap();
+        assert_eq!(record.task_uid, Some(uid));
+        let mut crashed = record.clone();
+        crashed.response = None;
+        assert!(store
+            .replace_idempotency_key("crashed", &done, &crashed.to_json(), crashed.expires_at)
+            .await
+            .unwrap());
+    }
+    let proxy = dev::start_proxy_for(&f.options, &f.nodes).await.unwrap();
+    let api = Api::new(format!("http://{}", proxy.addr));
+    let before = total_tasks(&api).await;
+    let retry = keyed(
+        &api,
+        "POST",
+        "/indexes/movies/documents",
+        "crashed",
+        Some(Value::Array(movies(4))),
+    )
+    .await;
+    assert_eq!(retry.status, 202, "{}", retry.body);
+    assert!(replayed(&retry));
+    assert_eq!(retry.body["taskUid"], uid);
+    assert_eq!(retry.body["status"], "enqueued");
+    assert_eq!(retry.body["type"], "documentAdditionOrUpdate");
+    assert_eq!(total_tasks(&api).await, before);
+    proxy.shutdown().await;
+    for n in f.nodes {
+        n.shutdown().await;
+    }
+}
