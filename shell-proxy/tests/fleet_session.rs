@@ -154,3 +154,59 @@ async fn a_session_reads_its_own_writes() {
     assert_eq!(mine.body["title"], "charlie");
     f.shutdown().await;
 }
+
+/// The wait is bounded by `session.max_wait_ms`: with very slow nodes the read goes ahead after it, saying
+/// so (`X-Miroir-Session-Wait: timeout`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_read_waits_at_most_max_wait() {
+    use miroir_core::config::Config;
+    use miroir_proxy::dev::{self, DevFleet};
+    use miroir_sim::serve::ModelHandle;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(2, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 2;
+    o.model_tick_ms = 300;
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = dev::start(o).await.unwrap();
+    proxy.shutdown().await;
+    let addresses: Vec<String> = nodes.iter().map(ModelHandle::url).collect();
+    let yaml = format!(
+        "{}  session: {{ strategy: block, max_wait_ms: 50 }}\n",
+        dev::dev_config_yaml(&options, &addresses)
+    );
+    let mut config = Config::from_yaml_str(&yaml, &|_| None).unwrap();
+    config.server.port = 0;
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let api = Api::new(format!("http://{}", proxy.addr));
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": "movies", "primaryKey": "id"})),
+    )
+    .await;
+    let w = send(
+        &api.base,
+        "POST",
+        "/indexes/movies/documents",
+        Some("s"),
+        json!([{"id": 1, "title": "slow"}]),
+    )
+    .await;
+    assert_eq!(w.status, 202, "{}", w.body);
+    let r = send(
+        &api.base,
+        "GET",
+        "/indexes/movies/documents/1",
+        Some("s"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.headers["x-miroir-session-wait"], "timeout", "{}", r.body);
+    proxy.shutdown().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
