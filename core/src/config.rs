@@ -25,6 +25,9 @@
 //!   admin:
 //!     enabled: true
 //!     api_key: ""
+//!   idempotency: { enabled: true, ttl_secs: 86400, max_keys: 100000, in_flight_timeout_ms: 60000 }
+//!   settings_sync: { drift_check_interval_ms: 30000, max_repair_retries: 5, repair_backoff_ms: 1000, verify_timeout_ms: 60000 }
+//!   session: { strategy: block, max_wait_ms: 5000, max_sessions: 10000, ttl_secs: 600 }
 //!   nodes:
 //!     - id: meili-0
 //!       address: http://127.0.0.1:7701
@@ -64,6 +67,9 @@
 //! | `write_quorum` | `MIROIR_WRITE_QUORUM` |
 //! | `task_store.backend` / `.path` / `.url` / `.key_prefix` | `MIROIR_TASK_STORE_BACKEND` / `_PATH` / `_URL` / `_KEY_PREFIX` |
 //! | `admin.enabled` / `.api_key` | `MIROIR_ADMIN_ENABLED` / `MIROIR_ADMIN_API_KEY` |
+//! | `idempotency.enabled` / `.ttl_secs` / `.max_keys` / `.in_flight_timeout_ms` | `MIROIR_IDEMPOTENCY_ENABLED` / `MIROIR_IDEMPOTENCY_TTL_SECS` / ... |
+//! | `settings_sync.drift_check_interval_ms` / `.max_repair_retries` / `.repair_backoff_ms` / `.verify_timeout_ms` | `MIROIR_SETTINGS_SYNC_DRIFT_CHECK_INTERVAL_MS` / ... |
+//! | `session.strategy` / `.max_wait_ms` / `.max_sessions` / `.ttl_secs` | `MIROIR_SESSION_STRATEGY` / `MIROIR_SESSION_MAX_WAIT_MS` / ... |
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
@@ -179,6 +185,12 @@ pub struct Config {
     pub task_store: TaskStoreConfig,
     /// `admin`: the `/_miroir/*` admin API.
     pub admin: AdminConfig,
+    /// `idempotency`: deduplication of client retries that carry an `Idempotency-Key` header.
+    pub idempotency: IdempotencyConfig,
+    /// `settings_sync`: two-phase settings changes, read-back verification and drift repair.
+    pub settings_sync: SettingsSyncConfig,
+    /// `session`: read-your-writes for clients sending `X-Miroir-Session`.
+    pub session: SessionConfig,
     /// `nodes` (required, at least one): the Meilisearch nodes. Ids are stable and never reused.
     pub nodes: Vec<NodeConfig>,
     /// `health`: node health checking.
@@ -235,6 +247,102 @@ pub struct AdminConfig {
     /// While it is empty the admin API refuses every request.
     pub api_key: Secret,
 }
+
+/// `idempotency`: how long and how many `Idempotency-Key`s the task store remembers (see
+/// [`crate::idempotency`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyConfig {
+    /// `enabled` (default true): when false, the `Idempotency-Key` header is ignored.
+    pub enabled: bool,
+    /// `ttl_secs` (default 86400 = one day, > 0): how long a key is remembered after its first request.
+    /// A retry after that is treated as a new request.
+    pub ttl_secs: u64,
+    /// `max_keys` (default 100000, > 0): the most keys kept; beyond it the keys closest to expiry are
+    /// forgotten first.
+    pub max_keys: u64,
+    /// `in_flight_timeout_ms` (default 60000, > 0): how long a key whose first request has not answered
+    /// yet refuses retries with 409 `miroir_idempotency_key_in_flight`; after that (a proxy died while
+    /// serving it) a retry takes the key over, unless the first request already registered its task.
+    pub in_flight_timeout_ms: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            enabled: true,
+            ttl_secs: 86_400,
+            max_keys: 100_000,
+            in_flight_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `settings_sync`: how the nodes' settings are verified and repaired (see [`crate::settings_sync`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsSyncConfig {
+    /// `drift_check_interval_ms` (default 30000, 0 = off): how often every node's settings are read and
+    /// compared with the committed ones (changes made behind Miroir's back are repaired).
+    pub drift_check_interval_ms: u64,
+    /// `max_repair_retries` (default 5, > 0): repairs of diverging nodes before the index's writes are
+    /// frozen (503 `miroir_settings_frozen`).
+    pub max_repair_retries: u32,
+    /// `repair_backoff_ms` (default 1000, > 0): the wait before reading back after the first repair;
+    /// doubled at every further attempt.
+    pub repair_backoff_ms: u64,
+    /// `verify_timeout_ms` (default 60000, > 0): the longest wait for a settings write's node tasks before
+    /// its read-back.
+    pub verify_timeout_ms: u64,
+}
+
+impl Default for SettingsSyncConfig {
+    fn default() -> Self {
+        SettingsSyncConfig {
+            drift_check_interval_ms: 30_000,
+            max_repair_retries: 5,
+            repair_backoff_ms: 1_000,
+            verify_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// `session.strategy`: how a read of a session sees the session's last write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionStrategy {
+    /// `block`: read from a group that acknowledged the write, after its node tasks there succeeded.
+    Block,
+    /// `route_pin`: read from a group that acknowledged the write, without waiting.
+    RoutePin,
+}
+
+/// `session`: read-your-writes sessions (see [`crate::session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// `strategy` (default `block`): `block` or `route_pin`.
+    pub strategy: SessionStrategy,
+    /// `max_wait_ms` (default 5000): the longest a `block` read waits for the session's write; then it is
+    /// served anyway.
+    pub max_wait_ms: u64,
+    /// `max_sessions` (default 10000, > 0): sessions remembered per proxy (least recently used dropped).
+    pub max_sessions: u64,
+    /// `ttl_secs` (default 600, > 0): a session unused this long is forgotten.
+    pub ttl_secs: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            strategy: SessionStrategy::Block,
+            max_wait_ms: 5_000,
+            max_sessions: 10_000,
+            ttl_secs: 600,
+        }
+    }
+}
+
+const SESSION_STRATEGIES: &[(&str, SessionStrategy)] = &[
+    ("block", SessionStrategy::Block),
+    ("route_pin", SessionStrategy::RoutePin),
+];
 
 /// One entry of `nodes`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -489,6 +597,36 @@ impl Config {
         };
         s.finish()?;
 
+        let d = IdempotencyConfig::default();
+        let mut s = m.section("idempotency")?;
+        let idempotency = IdempotencyConfig {
+            enabled: s.bool("enabled", d.enabled)?,
+            ttl_secs: s.u64("ttl_secs", d.ttl_secs)?,
+            max_keys: s.u64("max_keys", d.max_keys)?,
+            in_flight_timeout_ms: s.u64("in_flight_timeout_ms", d.in_flight_timeout_ms)?,
+        };
+        s.finish()?;
+
+        let d = SettingsSyncConfig::default();
+        let mut s = m.section("settings_sync")?;
+        let settings_sync = SettingsSyncConfig {
+            drift_check_interval_ms: s.u64("drift_check_interval_ms", d.drift_check_interval_ms)?,
+            max_repair_retries: s.u32("max_repair_retries", d.max_repair_retries)?,
+            repair_backoff_ms: s.u64("repair_backoff_ms", d.repair_backoff_ms)?,
+            verify_timeout_ms: s.u64("verify_timeout_ms", d.verify_timeout_ms)?,
+        };
+        s.finish()?;
+
+        let d = SessionConfig::default();
+        let mut s = m.section("session")?;
+        let session = SessionConfig {
+            strategy: s.choice("strategy", d.strategy, SESSION_STRATEGIES)?,
+            max_wait_ms: s.u64("max_wait_ms", d.max_wait_ms)?,
+            max_sessions: s.u64("max_sessions", d.max_sessions)?,
+            ttl_secs: s.u64("ttl_secs", d.ttl_secs)?,
+        };
+        s.finish()?;
+
         let nodes = m.nodes()?;
 
         let d = HealthConfig::default();
@@ -559,6 +697,9 @@ impl Config {
             write_quorum,
             task_store,
             admin,
+            idempotency,
+            settings_sync,
+            session,
             nodes,
             health,
             scatter,
@@ -648,6 +789,26 @@ impl Config {
                 ),
             ));
         }
+        positive("miroir.idempotency.ttl_secs", self.idempotency.ttl_secs)?;
+        positive("miroir.idempotency.max_keys", self.idempotency.max_keys)?;
+        positive(
+            "miroir.idempotency.in_flight_timeout_ms",
+            self.idempotency.in_flight_timeout_ms,
+        )?;
+        positive(
+            "miroir.settings_sync.max_repair_retries",
+            u64::from(self.settings_sync.max_repair_retries),
+        )?;
+        positive(
+            "miroir.settings_sync.repair_backoff_ms",
+            self.settings_sync.repair_backoff_ms,
+        )?;
+        positive(
+            "miroir.settings_sync.verify_timeout_ms",
+            self.settings_sync.verify_timeout_ms,
+        )?;
+        positive("miroir.session.max_sessions", self.session.max_sessions)?;
+        positive("miroir.session.ttl_secs", self.session.ttl_secs)?;
 
         match self.task_store.backend {
             TaskStoreBackend::Sqlite => {
@@ -1787,5 +1948,127 @@ mod tests {
         // Nodes are never read from the environment.
         let e = parse_env("miroir:\n", &[("MIROIR_NODES", "x")]).unwrap_err();
         assert_eq!(e.to_string(), "miroir.nodes: missing required field");
+    }
+
+    #[test]
+    fn idempotency_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.idempotency, IdempotencyConfig::default());
+        assert!(c.idempotency.enabled);
+        assert_eq!(c.idempotency.ttl_secs, 86_400);
+        let c = parse(
+            "  idempotency: {enabled: false, ttl_secs: 60, max_keys: 10, in_flight_timeout_ms: 5}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.idempotency,
+            IdempotencyConfig {
+                enabled: false,
+                ttl_secs: 60,
+                max_keys: 10,
+                in_flight_timeout_ms: 5,
+            }
+        );
+        for (yaml, path) in [
+            (
+                "  idempotency: {ttl_secs: 0}\n",
+                "miroir.idempotency.ttl_secs",
+            ),
+            (
+                "  idempotency: {max_keys: 0}\n",
+                "miroir.idempotency.max_keys",
+            ),
+            (
+                "  idempotency: {in_flight_timeout_ms: 0}\n",
+                "miroir.idempotency.in_flight_timeout_ms",
+            ),
+        ] {
+            assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
+        }
+        assert!(err("  idempotency: {ttl: 5}\n").contains("miroir.idempotency.ttl"));
+        assert!(err("  idempotency: {enabled: maybe}\n").contains("miroir.idempotency.enabled"));
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_IDEMPOTENCY_TTL_SECS", "7")],
+        )
+        .unwrap();
+        assert_eq!(c.idempotency.ttl_secs, 7);
+    }
+
+    #[test]
+    fn settings_sync_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.settings_sync, SettingsSyncConfig::default());
+        let c = parse("  settings_sync: {drift_check_interval_ms: 0, max_repair_retries: 2, repair_backoff_ms: 5, verify_timeout_ms: 9}\n").unwrap();
+        assert_eq!(
+            c.settings_sync,
+            SettingsSyncConfig {
+                drift_check_interval_ms: 0,
+                max_repair_retries: 2,
+                repair_backoff_ms: 5,
+                verify_timeout_ms: 9,
+            }
+        );
+        for (yaml, path) in [
+            (
+                "  settings_sync: {max_repair_retries: 0}\n",
+                "miroir.settings_sync.max_repair_retries",
+            ),
+            (
+                "  settings_sync: {repair_backoff_ms: 0}\n",
+                "miroir.settings_sync.repair_backoff_ms",
+            ),
+            (
+                "  settings_sync: {verify_timeout_ms: 0}\n",
+                "miroir.settings_sync.verify_timeout_ms",
+            ),
+        ] {
+            assert_eq!(err(yaml), format!("{path}: must be greater than 0"));
+        }
+        assert!(err("  settings_sync: {interval: 1}\n").contains("miroir.settings_sync.interval"));
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SETTINGS_SYNC_DRIFT_CHECK_INTERVAL_MS", "77")],
+        )
+        .unwrap();
+        assert_eq!(c.settings_sync.drift_check_interval_ms, 77);
+    }
+
+    #[test]
+    fn session_section() {
+        let c = parse("").unwrap();
+        assert_eq!(c.session, SessionConfig::default());
+        assert_eq!(c.session.strategy, SessionStrategy::Block);
+        let c = parse(
+            "  session: {strategy: route_pin, max_wait_ms: 0, max_sessions: 3, ttl_secs: 4}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.session,
+            SessionConfig {
+                strategy: SessionStrategy::RoutePin,
+                max_wait_ms: 0,
+                max_sessions: 3,
+                ttl_secs: 4,
+            }
+        );
+        assert_eq!(
+            err("  session: {strategy: wait}\n"),
+            "miroir.session.strategy: unknown value \"wait\", expected one of block, route_pin"
+        );
+        assert_eq!(
+            err("  session: {max_sessions: 0}\n"),
+            "miroir.session.max_sessions: must be greater than 0"
+        );
+        assert_eq!(
+            err("  session: {ttl_secs: 0}\n"),
+            "miroir.session.ttl_secs: must be greater than 0"
+        );
+        let c = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SESSION_STRATEGY", "route_pin")],
+        )
+        .unwrap();
+        assert_eq!(c.session.strategy, SessionStrategy::RoutePin);
     }
 }

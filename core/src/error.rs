@@ -148,6 +148,49 @@ impl MeiliError {
         )
     }
 
+    /// An `Idempotency-Key` was already used for a different request (method, path or body).
+    pub fn idempotency_key_reused(key: &str) -> Self {
+        MeiliError::invalid(
+            409,
+            "miroir_idempotency_key_reused",
+            format!("The idempotency key `{key}` was already used for a different request (method, path or body). Use a new key for a new request."),
+        )
+    }
+
+    /// The first request with this `Idempotency-Key` is still being served.
+    pub fn idempotency_key_in_flight(key: &str) -> Self {
+        MeiliError::invalid(
+            409,
+            "miroir_idempotency_key_in_flight",
+            format!("A request with the idempotency key `{key}` is still being processed. Retry later to get its answer."),
+        )
+    }
+
+    /// The `Idempotency-Key` header is malformed.
+    pub fn invalid_idempotency_key(message: impl Into<String>) -> Self {
+        MeiliError::invalid(400, "miroir_invalid_idempotency_key", message)
+    }
+
+    /// The index's nodes hold different settings and repairs did not converge: its writes are refused.
+    pub fn settings_frozen(index: &str, diverging: &[&str]) -> Self {
+        MeiliError::new(
+            503,
+            "miroir_settings_frozen",
+            ErrorType::System,
+            format!("Writes to index `{index}` are suspended: the settings of node(s) {} differ from the other nodes' and could not be repaired. Check those nodes, then change the settings again or wait for the drift check.", diverging.join(", ")),
+        )
+    }
+
+    /// A read asked for a settings version the index has not committed yet.
+    pub fn settings_version_stale(index: &str, wanted: u64, committed: u64) -> Self {
+        MeiliError::new(
+            503,
+            "miroir_settings_version_stale",
+            ErrorType::System,
+            format!("Index `{index}` has settings version {committed}; the request needs at least version {wanted} (`X-Miroir-Min-Settings-Version`). Retry once the settings change is committed."),
+        )
+    }
+
     /// An unexpected internal failure.
     pub fn internal(message: impl Into<String>) -> Self {
         MeiliError::new(500, "internal", ErrorType::Internal, message)
@@ -219,6 +262,29 @@ mod tests {
             502
         );
         assert_eq!(MeiliError::internal("x").error_type, ErrorType::Internal);
+        let r = MeiliError::idempotency_key_reused("k1");
+        assert_eq!((r.status, r.error_type), (409, ErrorType::InvalidRequest));
+        assert!(r.link().ends_with("#miroir_idempotency_key_reused"));
+        assert!(r.message.contains("`k1`"));
+        let f = MeiliError::idempotency_key_in_flight("k2");
+        assert_eq!(
+            (f.status, f.code.as_str()),
+            (409, "miroir_idempotency_key_in_flight")
+        );
+        let fz = MeiliError::settings_frozen("movies", &["n1", "n2"]);
+        assert_eq!((fz.status, fz.error_type), (503, ErrorType::System));
+        assert!(fz.message.contains("n1, n2") && fz.message.contains("`movies`"));
+        let st = MeiliError::settings_version_stale("movies", 4, 3);
+        assert_eq!(
+            (st.status, st.code.as_str()),
+            (503, "miroir_settings_version_stale")
+        );
+        assert!(st.message.contains("version 3") && st.message.contains("version 4"));
+        let i = MeiliError::invalid_idempotency_key("bad");
+        assert_eq!(
+            (i.status, i.code.as_str(), i.message.as_str()),
+            (400, "miroir_invalid_idempotency_key", "bad")
+        );
     }
 
     #[test]

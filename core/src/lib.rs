@@ -9,12 +9,15 @@
 //! - [`error`]: the Meilisearch-shaped error type.
 //! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
 //! - [`hints`]: hinted handoff, the node writes a replica missed, replayed in order when it is back.
+//! - [`idempotency`]: deduplication of client retries carrying an `Idempotency-Key`.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
 //! - [`search`]: search request planning and the exact merge of shard answers.
+//! - [`session`]: read-your-writes sessions (`X-Miroir-Session`).
+//! - [`settings_sync`]: two-phase settings changes, read-back verification, drift repair, freezing.
 //! - [`tasks`]: Miroir task uids and the aggregation of node tasks into one Meilisearch task object.
 //! - [`webhooks`]: the webhooks Miroir keeps and notifies itself.
 
@@ -25,11 +28,14 @@ pub mod documents;
 pub mod error;
 pub mod health;
 pub mod hints;
+pub mod idempotency;
 pub mod ops;
 pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
+pub mod session;
+pub mod settings_sync;
 pub mod tasks;
 pub mod topology;
 pub mod webhooks;

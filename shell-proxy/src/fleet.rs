@@ -318,6 +318,10 @@ pub struct Fleet {
     hints: Arc<Mutex<miroir_core::hints::HintLog>>,
     hints_loaded: tokio::sync::OnceCell<()>,
     repair_metrics: std::sync::OnceLock<repair::RepairMetrics>,
+    /// Two-phase settings: one machine per index (see [`crate::settings_sync`]).
+    settings_sync: Arc<crate::settings_sync::SettingsSyncs>,
+    /// Read-your-writes sessions (see [`crate::session`]).
+    sessions: crate::session::SessionTable,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -403,6 +407,10 @@ impl Fleet {
             hints: Arc::default(),
             hints_loaded: tokio::sync::OnceCell::new(),
             repair_metrics: std::sync::OnceLock::new(),
+            settings_sync: Arc::new(crate::settings_sync::SettingsSyncs::new(
+                &config.settings_sync,
+            )),
+            sessions: crate::session::SessionTable::new(&config.session),
         })
     }
 
@@ -423,6 +431,8 @@ impl Fleet {
         let fleet = Arc::clone(self);
         let watcher = Arc::clone(self).watch_webhooks(Arc::clone(&state));
         let replay = Arc::clone(self).replay_loop(Arc::clone(&state));
+        let drift =
+            crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -463,7 +473,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay);
+            tokio::join!(probe, watcher, replay, drift);
         })
     }
 
@@ -583,6 +593,10 @@ impl Fleet {
     fn next_rotation(&self) -> (GroupId, u64) {
         let r = self.counter.fetch_add(1, Ordering::Relaxed);
         let groups = u64::from(self.placement.groups().max(1));
+        // a read-your-writes session pins its reads to a group that acknowledged its write
+        if let Some(g) = crate::session::pinned_group().filter(|g| u64::from(*g) < groups) {
+            return (g, r / groups);
+        }
         ((r % groups) as GroupId, r / groups)
     }
 
@@ -3067,10 +3081,22 @@ impl RouteHandler for Fleet {
         } else {
             self.resolve_aliases(state, route, &mut request).await
         };
-        let response = match self.dispatch(state, route, request).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
-        };
+        // Writes carrying an `Idempotency-Key` are deduplicated around the dispatch.
+        // Requests about an index run under its two-phase settings machine, session requests under
+        // read-your-writes.
+        let route_ref = route.clone();
+        let sync = &self.settings_sync;
+        let response = crate::idempotency::serve(state, &route_ref, request, |request| {
+            crate::settings_sync::around(sync, state, &route_ref, request, |r| {
+                crate::session::around(&self.sessions, state, &route_ref, r, |r| async {
+                    match self.dispatch(state, route, r).await {
+                        Ok(r) => r,
+                        Err(e) => error_response(&e),
+                    }
+                })
+            })
+        })
+        .await;
         hide_shard_field(response).await
     }
 

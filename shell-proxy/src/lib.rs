@@ -11,15 +11,21 @@
 //! - [`node_client`]: the pooled HTTP client to the Meilisearch nodes.
 //! - [`store`]: the durable task store (SQLite or Redis).
 //! - [`dev`]: a fleet of node models plus the proxy in one process (`miroir-proxy dev`, tests).
+//! - [`idempotency`]: `Idempotency-Key` deduplication of client writes (core decides, this executes).
+//! - [`session`]: read-your-writes sessions (`X-Miroir-Session`; core plans, this waits and pins).
+//! - [`settings_sync`]: two-phase settings, read-back verification, drift repair (core decides).
 //! - [`fleet`]: the route handler that runs core's operations against the nodes.
 
 pub mod auth;
 pub mod dev;
 pub mod fleet;
 pub mod http_util;
+pub mod idempotency;
 pub mod limits;
 pub mod metrics;
 pub mod node_client;
 pub mod routes;
 pub mod server;
+pub mod session;
+pub mod settings_sync;
 pub mod store;

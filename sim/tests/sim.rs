@@ -19,7 +19,7 @@ mod scenarios {
     use miroir_core::quorum::WriteQuorum;
     use miroir_sim::runner::{sweep, Outcome};
     use miroir_sim::world::faults::FaultKinds;
-    use miroir_sim::world::fleet::{run, FaultPattern, Spec};
+    use miroir_sim::world::fleet::{run, FaultPattern, IdempotencyMode, SettingsMode, Spec};
 
     fn spec(
         name: &'static str,
@@ -41,6 +41,8 @@ mod scenarios {
             slow_max_ms: 1_500,
             skip_replay: false,
             pattern: FaultPattern::Swarm,
+            idempotency: IdempotencyMode::Off,
+            settings: SettingsMode::Off,
         }
     }
 
@@ -314,6 +316,116 @@ mod scenarios {
             let a = run_once(s.clone()).expect("seed passes");
             let b = run_once(s.clone()).expect("seed passes");
             assert_eq!(a, b, "seed {seed}: two runs produced different traces");
+        }
+    }
+
+    /// The client retries every write with its idempotency key (after a timeout, a lost answer, or a 409
+    /// `miroir_idempotency_key_in_flight`) while the proxy crashes and messages are lost: every key creates
+    /// one Miroir task and every 202 for a key names it (checker `idempotency`).
+    #[test]
+    fn idempotent_retries() {
+        let faults = FaultKinds {
+            proxy_crash: true,
+            packet_loss: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec("idempotent_retries", 3, 2, 1, WriteQuorum::Majority, faults);
+        s.idempotency = IdempotencyMode::Retries;
+        sweep_spec(s, 150);
+    }
+
+    /// The planted bug: the same retries through a proxy that ignores the keys. The `idempotency` checker
+    /// must fire on some seed (a retry of a write whose answer was lost creates a second task).
+    #[test]
+    fn idempotency_checker_fires_on_a_proxy_ignoring_keys() {
+        let faults = FaultKinds {
+            proxy_crash: true,
+            packet_loss: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec(
+            "idempotency_planted_bug",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            faults,
+        );
+        s.idempotency = IdempotencyMode::RetriesIgnoredByProxy;
+        let mut fired = Vec::new();
+        for seed in 1..=40u64 {
+            let s = s.clone();
+            let checker = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    let rt = madsim::runtime::Runtime::with_seed_and_config(
+                        seed,
+                        madsim::Config::default(),
+                    );
+                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
+                })
+                .expect("spawn a simulation thread")
+                .join()
+                .expect("the simulation does not panic");
+            if checker.as_deref() == Some("idempotency") {
+                fired.push(seed);
+            }
+        }
+        assert!(
+            !fired.is_empty(),
+            "the idempotency checker never fired on a proxy that ignores idempotency keys"
+        );
+    }
+
+    /// A settings change while a node is down (refused for lack of quorum `all`, applied by the live nodes),
+    /// node crashes during the workload: after recovery and quiescence the proxy's settings check (core's
+    /// `settings_sync`) repairs the nodes, and every node holds the same settings (checker `settings`).
+    #[test]
+    fn settings_change_while_node_down() {
+        let faults = FaultKinds {
+            node_crash: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec(
+            "settings_change_while_node_down",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            faults,
+        );
+        s.settings = SettingsMode::ChangeWhileNodeDown;
+        sweep_spec(s, 100);
+    }
+
+    /// The planted bug: the same change, but the proxy never checks nor repairs the settings; the `settings`
+    /// checker must fire.
+    #[test]
+    fn settings_checker_fires_without_repair() {
+        let mut s = spec(
+            "settings_planted_bug",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            FaultKinds::NONE,
+        );
+        s.settings = SettingsMode::ChangeWithoutRepair;
+        for seed in [1u64, 2, 3] {
+            let s = s.clone();
+            let checker = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    let rt = madsim::runtime::Runtime::with_seed_and_config(
+                        seed,
+                        madsim::Config::default(),
+                    );
+                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
+                })
+                .expect("spawn a simulation thread")
+                .join()
+                .expect("the simulation does not panic");
+            assert_eq!(checker.as_deref(), Some("settings"), "seed {seed}");
         }
     }
 }

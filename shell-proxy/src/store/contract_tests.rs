@@ -175,6 +175,108 @@ where
     assert!(!s.delete_meta("index/books").await.unwrap());
     assert_eq!(s.get_meta("index/books").await.unwrap(), None);
 
+    // Idempotency keys: claim once, compare-and-swap, release, prune.
+    let r1 = json!({"fingerprint": "f1", "claimedAt": 10, "expiresAt": 100, "taskUid": null});
+    assert_eq!(s.get_idempotency_key("k1").await.unwrap(), None);
+    assert_eq!(s.claim_idempotency_key("k1", &r1, 100).await.unwrap(), None);
+    let other = json!({"fingerprint": "f2"});
+    assert_eq!(
+        s.claim_idempotency_key("k1", &other, 100).await.unwrap(),
+        Some(r1.clone()),
+        "a claimed key is not claimed again"
+    );
+    assert_eq!(s.get_idempotency_key("k1").await.unwrap(), Some(r1.clone()));
+    let r1_task = json!({"fingerprint": "f1", "claimedAt": 10, "expiresAt": 100, "taskUid": 7});
+    assert!(!s
+        .replace_idempotency_key("k1", &other, &r1_task, 100)
+        .await
+        .unwrap());
+    assert!(!s
+        .replace_idempotency_key("missing", &r1, &r1_task, 100)
+        .await
+        .unwrap());
+    assert_eq!(s.get_idempotency_key("missing").await.unwrap(), None);
+    assert!(s
+        .replace_idempotency_key("k1", &r1, &r1_task, 100)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.get_idempotency_key("k1").await.unwrap(),
+        Some(r1_task.clone())
+    );
+    // the swap is against the current record only
+    assert!(!s
+        .replace_idempotency_key("k1", &r1, &other, 100)
+        .await
+        .unwrap());
+    assert!(!s.release_idempotency_key("k1", &r1).await.unwrap());
+    assert!(s.release_idempotency_key("k1", &r1_task).await.unwrap());
+    assert_eq!(s.get_idempotency_key("k1").await.unwrap(), None);
+    assert!(!s.release_idempotency_key("k1", &r1_task).await.unwrap());
+    // Concurrent claims of one key: exactly one wins.
+    let mut handles = Vec::new();
+    for i in 0..16u64 {
+        let s = Arc::clone(&s);
+        handles.push(tokio::spawn(async move {
+            let r = json!({"fingerprint": "race", "claimer": i});
+            (i, s.claim_idempotency_key("race", &r, 50).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for h in handles {
+        let (i, existing) = h.await.unwrap();
+        if existing.is_none() {
+            winners.push(i);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(
+        s.get_idempotency_key("race").await.unwrap().unwrap()["claimer"],
+        winners[0]
+    );
+    // Pruning: expired first (expires_at <= now), then the closest to expiry beyond the bound, ties by key.
+    for (k, at) in [
+        ("p-a", 150u64),
+        ("p-b", 500),
+        ("p-c", 300),
+        ("p-d", 400),
+        ("p-e", 300),
+    ] {
+        assert_eq!(
+            s.claim_idempotency_key(k, &json!({"k": k}), at)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    // "race" (50) and "p-a" (150) expire at 150; four live, bound 3: "p-c" (300, before "p-e") goes.
+    assert_eq!(s.prune_idempotency_keys(150, 3).await.unwrap(), 3);
+    for (k, kept) in [
+        ("race", false),
+        ("p-a", false),
+        ("p-b", true),
+        ("p-c", false),
+        ("p-d", true),
+        ("p-e", true),
+    ] {
+        assert_eq!(
+            s.get_idempotency_key(k).await.unwrap().is_some(),
+            kept,
+            "{k}"
+        );
+    }
+    assert_eq!(s.prune_idempotency_keys(150, 3).await.unwrap(), 0);
+    // a swap moves the expiry
+    assert!(s
+        .replace_idempotency_key("p-e", &json!({"k": "p-e"}), &json!({"k": "e2"}), 1_000)
+        .await
+        .unwrap());
+    assert_eq!(s.prune_idempotency_keys(450, 10).await.unwrap(), 1, "p-d");
+    assert_eq!(
+        s.get_idempotency_key("p-e").await.unwrap(),
+        Some(json!({"k": "e2"}))
+    );
+
     // Restart: everything is still there and uids keep growing.
     let before = s.next_task_uid().await.unwrap();
     drop(s);
@@ -192,6 +294,11 @@ where
     assert_eq!(
         s.get_meta("topology").await.unwrap(),
         Some(json!({"epoch": 3}))
+    );
+    assert_eq!(
+        s.get_idempotency_key("p-e").await.unwrap(),
+        Some(json!({"k": "e2"})),
+        "idempotency records survive a restart"
     );
     let after = s.next_task_uid().await.unwrap();
     assert!(after > before, "uid {after} after restart, {before} before");

@@ -16,6 +16,9 @@
 //! - [`TaskStore::put_hint`] / [`TaskStore::delete_hint`] / [`TaskStore::list_hints`]: the hinted-handoff
 //!   log (core's `hints`): node writes a replica missed, keyed by their sequence number, durable before
 //!   `put_hint` returns and listed in ascending sequence order, so a restarted proxy replays them in order.
+//! - The idempotency-key methods (`claim_` / `replace_` / `get_` / `release_` / `prune_idempotency_keys`):
+//!   one record per key, claimed and swapped atomically (compare-and-swap on the whole record), so two
+//!   proxies sharing the store never both serve one key (see `miroir_core::idempotency`).
 
 pub mod redis;
 pub mod sqlite;
@@ -93,6 +96,40 @@ pub trait TaskStore: Send + Sync {
     /// Deletes the given tasks and returns how many existed. Their uids stay retired.
     async fn delete_tasks(&self, uids: &[u64]) -> Result<u64, StoreError>;
 
+    /// Stores `record` for the idempotency key `key` unless a record is stored for it: atomically. Returns
+    /// `None` when `record` was stored (the key is claimed), else the stored record (nothing written).
+    /// `expires_at` (ms since the epoch) orders the record for [`TaskStore::prune_idempotency_keys`].
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<Option<Value>, StoreError>;
+
+    /// Replaces the record of `key` with `record` only if the stored record equals `expected`
+    /// (compare-and-swap); returns whether it did. A missing record never equals `expected`.
+    async fn replace_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The record of `key`, if stored (expired or not: expiry is the caller's decision).
+    async fn get_idempotency_key(&self, key: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Deletes the record of `key` only if it equals `expected`; returns whether it did.
+    async fn release_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes every record with `expires_at <= now`, then, while more than `max_keys` remain, the records
+    /// closest to expiry (ties by key), as core's `idempotency::prune_plan`; returns how many it deleted.
+    async fn prune_idempotency_keys(&self, now: u64, max_keys: u64) -> Result<u64, StoreError>;
+
     /// Stores (or replaces) a metadata value; durable when this returns.
     async fn put_meta(&self, key: &str, value: &Value) -> Result<(), StoreError>;
 
@@ -118,14 +155,16 @@ pub trait TaskStore: Send + Sync {
     async fn list_hints(&self) -> Result<Vec<Value>, StoreError>;
 }
 
-/// Opens the store the configuration names.
+/// Opens the store the configuration names, wrapped in the idempotency-key
+/// [`crate::idempotency::NotingStore`].
 pub async fn open(config: &TaskStoreConfig) -> Result<Arc<dyn TaskStore>, StoreError> {
-    Ok(match config.backend {
+    let backend: Arc<dyn TaskStore> = match config.backend {
         TaskStoreBackend::Sqlite => Arc::new(sqlite::SqliteStore::open(&config.path).await?),
         TaskStoreBackend::Redis => {
             Arc::new(redis::RedisStore::open(&config.url, &config.key_prefix).await?)
         }
-    })
+    };
+    Ok(Arc::new(crate::idempotency::NotingStore::new(backend)))
 }
 
 /// Serializes a record for storage.

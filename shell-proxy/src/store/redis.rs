@@ -7,8 +7,13 @@
 //!   uids are exact up to 2^53, far beyond any realistic task count.
 //! - `{prefix}meta`: hash key → JSON value.
 //! - `{prefix}hints`: hash seq → JSON hint (the hinted-handoff log; listed sorted by seq).
+//! - `{prefix}idempotency`: hash idempotency key → JSON record; `{prefix}idempotency_expiry`: sorted set of
+//!   idempotency keys by `expires_at`, for pruning.
 //!
-//! `put_task` is one Lua script (hash + sorted set + counter bump), so it is atomic.
+//! `put_task` is one Lua script (hash + sorted set + counter bump), so it is atomic; so are the
+//! idempotency claim, compare-and-swap, release and prune (each one script). The compare-and-swaps compare
+//! the stored JSON text with the expected record encoded the same way (the records are always written by
+//! this encoder, so a record read back and encoded again gives the same text).
 //!
 //! Durability is Redis's: a write is acknowledged once Redis has applied it. To keep the "no acknowledged
 //! write lost" promise across a Redis crash, run Redis with `appendonly yes` and `appendfsync always`; on
@@ -31,6 +36,51 @@ if current < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end
 return 1
 ";
 
+const CLAIM_IDEMPOTENCY: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current then return current end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return false
+";
+
+const REPLACE_IDEMPOTENCY: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+";
+
+const RELEASE_IDEMPOTENCY: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+";
+
+const PRUNE_IDEMPOTENCY: &str = r"
+local deleted = 0
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+for _, k in ipairs(expired) do
+  redis.call('HDEL', KEYS[1], k)
+  redis.call('ZREM', KEYS[2], k)
+  deleted = deleted + 1
+end
+local count = redis.call('ZCARD', KEYS[2])
+local max = tonumber(ARGV[2])
+if count > max then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, count - max - 1)
+  for _, k in ipairs(oldest) do
+    redis.call('HDEL', KEYS[1], k)
+    redis.call('ZREM', KEYS[2], k)
+    deleted = deleted + 1
+  end
+end
+return deleted
+";
+
 /// The Redis backend of [`TaskStore`].
 pub struct RedisStore {
     conn: ConnectionManager,
@@ -39,7 +89,13 @@ pub struct RedisStore {
     index_key: String,
     meta_key: String,
     hints_key: String,
+    idempotency_key: String,
+    idempotency_expiry_key: String,
     put_task: Script,
+    claim_idempotency: Script,
+    replace_idempotency: Script,
+    release_idempotency: Script,
+    prune_idempotency: Script,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -64,7 +120,13 @@ impl RedisStore {
             index_key: format!("{key_prefix}task_index"),
             meta_key: format!("{key_prefix}meta"),
             hints_key: format!("{key_prefix}hints"),
+            idempotency_key: format!("{key_prefix}idempotency"),
+            idempotency_expiry_key: format!("{key_prefix}idempotency_expiry"),
             put_task: Script::new(PUT_TASK),
+            claim_idempotency: Script::new(CLAIM_IDEMPOTENCY),
+            replace_idempotency: Script::new(REPLACE_IDEMPOTENCY),
+            release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
+            prune_idempotency: Script::new(PRUNE_IDEMPOTENCY),
         };
         store.warn_on_weak_persistence().await;
         Ok(store)
@@ -76,12 +138,14 @@ impl RedisStore {
     }
 
     /// The Redis keys this store writes (used by tests to clean up).
-    pub fn keys(&self) -> [&str; 4] {
+    pub fn keys(&self) -> [&str; 6] {
         [
             &self.counter_key,
             &self.tasks_key,
             &self.index_key,
             &self.meta_key,
+            &self.idempotency_key,
+            &self.idempotency_expiry_key,
         ]
     }
 
@@ -239,6 +303,96 @@ impl TaskStore for RedisStore {
             .await
             .map_err(err)?;
         Ok(deleted)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<Option<Value>, StoreError> {
+        let text = encode(BACKEND, record)?;
+        let mut c = self.conn.clone();
+        let current: Option<String> = self
+            .claim_idempotency
+            .key(&self.idempotency_key)
+            .key(&self.idempotency_expiry_key)
+            .arg(key)
+            .arg(text)
+            .arg(expires_at.to_string())
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        current
+            .map(|t| decode(BACKEND, &format!("idempotency key {key:?}"), &t))
+            .transpose()
+    }
+
+    async fn replace_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let expected = encode(BACKEND, expected)?;
+        let text = encode(BACKEND, record)?;
+        let mut c = self.conn.clone();
+        let done: i64 = self
+            .replace_idempotency
+            .key(&self.idempotency_key)
+            .key(&self.idempotency_expiry_key)
+            .arg(key)
+            .arg(expected)
+            .arg(text)
+            .arg(expires_at.to_string())
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(done == 1)
+    }
+
+    async fn get_idempotency_key(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let mut c = self.conn.clone();
+        let text: Option<String> = redis::cmd("HGET")
+            .arg(&self.idempotency_key)
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        text.map(|t| decode(BACKEND, &format!("idempotency key {key:?}"), &t))
+            .transpose()
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+    ) -> Result<bool, StoreError> {
+        let expected = encode(BACKEND, expected)?;
+        let mut c = self.conn.clone();
+        let done: i64 = self
+            .release_idempotency
+            .key(&self.idempotency_key)
+            .key(&self.idempotency_expiry_key)
+            .arg(key)
+            .arg(expected)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(done == 1)
+    }
+
+    async fn prune_idempotency_keys(&self, now: u64, max_keys: u64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        self.prune_idempotency
+            .key(&self.idempotency_key)
+            .key(&self.idempotency_expiry_key)
+            .arg(now.to_string())
+            .arg(max_keys.to_string())
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)
     }
 
     async fn put_meta(&self, key: &str, value: &Value) -> Result<(), StoreError> {

@@ -15,6 +15,9 @@
 //! - `counters(name TEXT PRIMARY KEY, value INTEGER)`: `next_task_uid` = the next uid to hand out.
 //! - `hints(seq INTEGER PRIMARY KEY, hint TEXT)`: the hinted-handoff log, created on open when missing
 //!   (an additive table: files written before it existed open unchanged).
+//! - `idempotency(key TEXT PRIMARY KEY, record TEXT, expires_at INTEGER)` with an index on
+//!   `(expires_at, key)`: the idempotency-key records. Added to version 1 files with `IF NOT EXISTS` on
+//!   every open (an additive table an older Miroir simply ignores, so no version bump).
 
 use super::{decode, encode, StoreError, TaskStore};
 use async_trait::async_trait;
@@ -121,10 +124,30 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
         tx.commit().map_err(err)?;
     }
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);",
+        "CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
+         CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at, key);",
     )
     .map_err(err)?;
     Ok(conn)
+}
+
+/// A stored idempotency record, decoded, if any.
+fn idempotency_record(c: &Connection, key: &str) -> Result<Option<Value>, StoreError> {
+    let text: Option<String> = c
+        .query_row(
+            "SELECT record FROM idempotency WHERE key = ?1",
+            [key],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(err)?;
+    text.map(|t| decode(BACKEND, &format!("idempotency key {key:?}"), &t))
+        .transpose()
+}
+
+fn expiry(expires_at: u64) -> i64 {
+    i64::try_from(expires_at).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -248,6 +271,110 @@ impl TaskStore for SqliteStore {
             }
             tx.commit().map_err(err)?;
             Ok(deleted)
+        })
+        .await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<Option<Value>, StoreError> {
+        let key = key.to_string();
+        let text = encode(BACKEND, record)?;
+        let at = expiry(expires_at);
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            if let Some(existing) = idempotency_record(&tx, &key)? {
+                return Ok(Some(existing));
+            }
+            tx.execute(
+                "INSERT INTO idempotency (key, record, expires_at) VALUES (?1, ?2, ?3)",
+                params![key, text, at],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn replace_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+        record: &Value,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let expected = expected.clone();
+        let text = encode(BACKEND, record)?;
+        let at = expiry(expires_at);
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            if idempotency_record(&tx, &key)?.as_ref() != Some(&expected) {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE idempotency SET record = ?2, expires_at = ?3 WHERE key = ?1",
+                params![key, text, at],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn get_idempotency_key(&self, key: &str) -> Result<Option<Value>, StoreError> {
+        let key = key.to_string();
+        self.run(move |c| idempotency_record(c, &key)).await
+    }
+
+    async fn release_idempotency_key(
+        &self,
+        key: &str,
+        expected: &Value,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let expected = expected.clone();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            if idempotency_record(&tx, &key)?.as_ref() != Some(&expected) {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM idempotency WHERE key = ?1", [&key])
+                .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn prune_idempotency_keys(&self, now: u64, max_keys: u64) -> Result<u64, StoreError> {
+        let now = expiry(now);
+        let max = i64::try_from(max_keys).unwrap_or(i64::MAX);
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            let expired = tx
+                .execute("DELETE FROM idempotency WHERE expires_at <= ?1", [now])
+                .map_err(err)?;
+            let count: i64 = tx
+                .query_row("SELECT COUNT(*) FROM idempotency", [], |r| r.get(0))
+                .map_err(err)?;
+            let excess = count.saturating_sub(max).max(0);
+            let evicted = if excess > 0 {
+                tx.execute(
+                    "DELETE FROM idempotency WHERE key IN (SELECT key FROM idempotency ORDER BY expires_at, key LIMIT ?1)",
+                    [excess],
+                )
+                .map_err(err)?
+            } else {
+                0
+            };
+            tx.commit().map_err(err)?;
+            Ok((expired + evicted) as u64)
         })
         .await
     }

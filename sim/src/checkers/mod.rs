@@ -8,13 +8,17 @@
 //!   determined;
 //! - [`duplicates`]: a document lives only on the owners of its shard, tagged with that shard;
 //! - [`task_status`]: every acknowledged task ends `succeeded`, none stays enqueued or processing;
+//! - [`idempotency`]: one Miroir task per idempotency key, whatever the retries;
+//! - [`settings`]: after quiescence every node holds the same settings (changes repaired everywhere);
 //! - [`oracle`]: searches through the proxy equal a single node holding the whole corpus.
 
 pub mod convergence;
 pub mod duplicates;
+pub mod idempotency;
 pub mod lost_write;
 pub mod oracle;
 pub mod resurrection;
+pub mod settings;
 pub mod task_status;
 
 use crate::history::Doc;

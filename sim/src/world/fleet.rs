@@ -32,8 +32,12 @@ use madsim::net::{Endpoint, NetSim};
 use madsim::runtime::{Handle, NodeHandle};
 use madsim::time;
 use miroir_core::config::UnavailableShardPolicy;
+use miroir_core::config::{IdempotencyConfig, SettingsSyncConfig};
 use miroir_core::documents::{plan_batch, plan_delete_ids};
 use miroir_core::hints::{record_replay, Admission, HintLog, ReplayOutcome, ReplayVerdict};
+use miroir_core::idempotency::{
+    decide, decide_missing_task, fingerprint, Decision, IdempotencyRecord,
+};
 use miroir_core::ops::get::DocumentGet;
 use miroir_core::ops::lanes::WriteLanes;
 use miroir_core::ops::search::ScatterSearch;
@@ -43,6 +47,7 @@ use miroir_core::ops::{node_unavailable, Method, NodeRequest, Reply};
 use miroir_core::quorum::WriteQuorum;
 use miroir_core::routing::Placement;
 use miroir_core::search::SearchContext;
+use miroir_core::settings_sync::{settings_hash, Action as SettingsAction, Phase, SettingsSync};
 use miroir_core::tasks::{details, MiroirTask, TaskType};
 use miroir_core::topology::{Node, NodeId, Topology};
 use serde_json::{json, Map, Value};
@@ -92,6 +97,10 @@ pub struct Spec {
     pub skip_replay: bool,
     /// How the run's fault timeline is drawn.
     pub pattern: FaultPattern,
+    /// Whether the client sends its writes with idempotency keys and retries them.
+    pub idempotency: IdempotencyMode,
+    /// Whether a settings change is made while a node is down.
+    pub settings: SettingsMode,
 }
 
 /// How a scenario's fault timeline is drawn from its seed.
@@ -161,6 +170,51 @@ impl FaultPattern {
     }
 }
 
+/// The settings part of a scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SettingsMode {
+    /// No settings change after the setup.
+    #[default]
+    Off,
+    /// After the setup, one node is killed, a settings change is sent through the proxy (refused for lack of
+    /// quorum `all`, yet applied by the live nodes), then the node restarts. After quiescence the proxy runs
+    /// its settings check (core's `settings_sync`: read back, repair, commit) and the `settings` checker
+    /// demands identical settings on every node.
+    ChangeWhileNodeDown,
+    /// A planted bug for the checker: the same change, but the proxy never runs its settings check.
+    ChangeWithoutRepair,
+}
+
+/// The sim proxy's settings repair knobs.
+const SETTINGS_SYNC: SettingsSyncConfig = SettingsSyncConfig {
+    drift_check_interval_ms: 0,
+    max_repair_retries: 5,
+    repair_backoff_ms: 200,
+    verify_timeout_ms: 10_000,
+};
+
+/// How the client and the proxy use idempotency keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IdempotencyMode {
+    /// Writes are sent once, without a key.
+    #[default]
+    Off,
+    /// Every write carries a key; the client retries it (same key, same request) until it gets a definite
+    /// answer; the proxy deduplicates through core's `idempotency` decisions, its records on its disk.
+    Retries,
+    /// A planted bug for the checker: the client retries with keys, but the proxy ignores them.
+    RetriesIgnoredByProxy,
+}
+
+/// The sim proxy's idempotency settings: in-flight claims older than 10 s are abandoned (above any write's
+/// duration here), so a retry after a proxy crash can take the key over.
+const IDEMPOTENCY: IdempotencyConfig = IdempotencyConfig {
+    enabled: true,
+    ttl_secs: 3_600,
+    max_keys: 100_000,
+    in_flight_timeout_ms: 10_000,
+};
+
 /// The model node as a simulated host's payload.
 struct ModelHost(ModelNode);
 
@@ -195,6 +249,12 @@ enum ProxyOp {
     Search(Map<String, Value>),
     GetDocument(String),
     GetTask(u64),
+    /// A write carrying an idempotency key.
+    Keyed(String, Box<ProxyOp>),
+    /// A client settings change (`PATCH /indexes/docs/settings`, quorum `all`) under the two-phase machine.
+    SettingsChange(Value),
+    /// Run the settings check now: read every node back, repair, commit (the HTTP proxy's drift check).
+    SettingsCheck,
 }
 
 /// The proxy's durable state: its task store, and the hints of the node writes replicas missed.
@@ -208,6 +268,12 @@ struct ProxyDisk {
     /// Node write requests in flight (not durable: each request's guard counts itself out when it ends or
     /// dies with a crashed proxy); quiescence waits for 0, as a request that fails becomes a hint.
     writes_in_flight: AtomicU64,
+    /// The idempotency records, by key (the task store's records).
+    idempotency: Mutex<BTreeMap<String, IdempotencyRecord>>,
+    /// God's-eye bookkeeping for the checker (not proxy state): the key each stored task was created under.
+    task_keys: Mutex<BTreeMap<u64, String>>,
+    /// The index's two-phase settings machine (its committed settings are stored state).
+    settings: Mutex<Option<SettingsSync>>,
 }
 
 /// Counts one node write request in flight for as long as it lives.
@@ -226,12 +292,96 @@ impl Drop for InFlight<'_> {
     }
 }
 
+impl ProxyDisk {
+    fn with_settings<T>(&self, f: impl FnOnce(&mut SettingsSync) -> T) -> T {
+        let mut guard = self.settings.lock().unwrap();
+        f(guard.get_or_insert_with(|| SettingsSync::new(None, &SETTINGS_SYNC)))
+    }
+}
+
+/// Every node's settings of the index (`None` for a node that does not answer 200).
+async fn read_settings(ctx: &ProxyCtx, rpc: &RpcClient) -> BTreeMap<NodeId, Option<Value>> {
+    let mut calls: FuturesUnordered<_> = ctx
+        .addrs
+        .keys()
+        .enumerate()
+        .map(|(i, node)| {
+            let r = NodeRequest {
+                id: i,
+                node: node.clone(),
+                method: Method::Get,
+                path: format!("/indexes/{INDEX}/settings"),
+                body: None,
+            };
+            async move {
+                let v = match call(ctx, rpc, &r).await {
+                    Ok(resp) if resp.status == 200 => Some(resp.body),
+                    _ => None,
+                };
+                (r.node, v)
+            }
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    while let Some((node, v)) = calls.next().await {
+        out.insert(node, v);
+    }
+    out
+}
+
+/// The settings check: drives core's machine (read back, repair with backoff, commit) until it has nothing
+/// more to do now; answers the committed version and the phase.
+async fn settings_check(ctx: &ProxyCtx, rpc: &RpcClient) -> Reply {
+    let mut action = ctx.disk.with_settings(|m| {
+        if *m.phase() == Phase::Verifying {
+            SettingsAction::ReadAll
+        } else {
+            m.drift_check(now_ms())
+        }
+    });
+    for _ in 0..64 {
+        action = match action {
+            SettingsAction::Nothing | SettingsAction::Commit(_) | SettingsAction::Freeze { .. } => {
+                break
+            }
+            SettingsAction::ReadAll => {
+                let reads = read_settings(ctx, rpc).await;
+                ctx.disk.with_settings(|m| m.on_read(&reads, now_ms()))
+            }
+            SettingsAction::Repair {
+                nodes,
+                settings,
+                read_at,
+            } => {
+                for (i, node) in nodes.iter().enumerate() {
+                    let r = NodeRequest {
+                        id: i,
+                        node: node.clone(),
+                        method: Method::Patch,
+                        path: format!("/indexes/{INDEX}/settings"),
+                        body: Some(settings.clone()),
+                    };
+                    let _ = call(ctx, rpc, &r).await;
+                }
+                let wait = read_at.saturating_sub(now_ms());
+                time::sleep(Duration::from_millis(wait)).await;
+                ctx.disk.with_settings(|m| m.drift_check(now_ms()))
+            }
+        };
+    }
+    let (version, phase) = ctx
+        .disk
+        .with_settings(|m| (m.version(), format!("{:?}", m.phase())));
+    Reply::json(200, json!({"version": version, "phase": phase}))
+}
+
 struct ProxyCtx {
     placement: Placement,
     addrs: BTreeMap<NodeId, SocketAddr>,
     quorum: WriteQuorum,
     disk: Arc<ProxyDisk>,
     skip_replay: bool,
+    idempotency: IdempotencyMode,
 }
 
 /// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
@@ -402,19 +552,150 @@ impl Drop for LaneTurn {
     }
 }
 
+/// The idempotency claim of the request being served.
+struct Claim {
+    key: String,
+    /// The record as stored; `None` under the planted bug (the proxy claimed nothing).
+    record: Option<IdempotencyRecord>,
+    disk: Arc<ProxyDisk>,
+}
+
 /// Sends the client's reply once, the moment an operation produces it.
 struct Replier<'a> {
     ep: &'a Endpoint,
     to: SocketAddr,
     tag: u64,
     sent: bool,
+    claim: Option<Claim>,
+}
+
+/// One task store round trip: a proxy crash can land between two of them.
+async fn store_round_trip() {
+    time::sleep(Duration::from_millis(1)).await;
 }
 
 impl Replier<'_> {
     async fn send(&mut self, r: Reply) {
         if !self.sent {
             self.sent = true;
+            if let Some(Claim {
+                key,
+                record: Some(record),
+                disk,
+            }) = self.claim.take()
+            {
+                // As the HTTP proxy: the answer is recorded under the key (or the key released) before the
+                // client hears it.
+                {
+                    let mut records = disk.idempotency.lock().unwrap();
+                    if records.get(&key) == Some(&record) {
+                        match record.complete(r.status, &r.body) {
+                            Some(done) => records.insert(key, done),
+                            None => records.remove(&key),
+                        };
+                    }
+                }
+                store_round_trip().await;
+            }
             reply(self.ep, self.to, self.tag, r).await;
+        }
+    }
+
+    /// Stores an acknowledged task; under a claim its uid is noted in the key's record first (the HTTP
+    /// proxy's `NotingStore`).
+    async fn store_task(&mut self, ctx: &ProxyCtx, record: MiroirTask) {
+        if let Some(claim) = &mut self.claim {
+            let first = !ctx.disk.task_keys.lock().unwrap().contains_key(&record.uid);
+            if let (Some(current), true) = (&claim.record, first) {
+                if current.task_uid.is_none() {
+                    let noted = current.with_task(record.uid);
+                    let mut records = ctx.disk.idempotency.lock().unwrap();
+                    if records.get(&claim.key) == Some(current) {
+                        records.insert(claim.key.clone(), noted.clone());
+                        claim.record = Some(noted);
+                    }
+                }
+            }
+            if first {
+                store_round_trip().await;
+            }
+            ctx.disk
+                .task_keys
+                .lock()
+                .unwrap()
+                .insert(record.uid, claim.key.clone());
+        }
+        ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+    }
+}
+
+/// Decides a keyed request with core's `idempotency`: returns the operation to serve (the key claimed in
+/// `answer`) or `None` once it answered (a replay or a refusal).
+async fn claim_key(
+    ctx: &ProxyCtx,
+    key: String,
+    op: ProxyOp,
+    answer: &mut Replier<'_>,
+) -> Option<ProxyOp> {
+    if ctx.idempotency == IdempotencyMode::RetriesIgnoredByProxy {
+        answer.claim = Some(Claim {
+            key,
+            record: None,
+            disk: ctx.disk.clone(),
+        });
+        return Some(op);
+    }
+    let fp = fingerprint("POST", "/sim", None, format!("{op:?}").as_bytes());
+    store_round_trip().await;
+    let now = now_ms();
+    // decided and claimed under one lock: the claim is atomic, as the store's
+    let outcome: Result<IdempotencyRecord, Reply> = {
+        let mut records = ctx.disk.idempotency.lock().unwrap();
+        let existing = records.get(&key).cloned();
+        let mut decision = decide(&key, existing.as_ref(), &fp, now, &IDEMPOTENCY);
+        if let Decision::ReplayTask(uid) = decision {
+            let task = ctx.disk.tasks.lock().unwrap().get(&uid).cloned();
+            decision = match (task, &existing) {
+                (Some(task), _) => Decision::Replay(miroir_core::idempotency::StoredResponse {
+                    status: 202,
+                    body: task.summarized(),
+                }),
+                (None, Some(existing)) => decide_missing_task(&key, existing, now, &IDEMPOTENCY),
+                (None, None) => {
+                    Decision::Reject(miroir_core::MeiliError::internal("no idempotency record"))
+                }
+            };
+        }
+        match decision {
+            Decision::Proceed { record, replaces } => {
+                if records.get(&key) == replaces.as_ref() {
+                    records.insert(key.clone(), record.clone());
+                    Ok(record)
+                } else {
+                    Err(Reply::error(
+                        &miroir_core::MeiliError::idempotency_key_in_flight(&key),
+                    ))
+                }
+            }
+            Decision::Replay(r) => Err(Reply::json(r.status, r.body)),
+            Decision::Reject(e) => Err(Reply::error(&e)),
+            Decision::ReplayTask(_) => Err(Reply::error(&miroir_core::MeiliError::internal(
+                "inconsistent idempotency decision",
+            ))),
+        }
+    };
+    match outcome {
+        Ok(record) => {
+            answer.claim = Some(Claim {
+                key,
+                record: Some(record),
+                disk: ctx.disk.clone(),
+            });
+            Some(op)
+        }
+        Err(reply) => {
+            answer.send(reply).await;
+            None
         }
     }
 }
@@ -456,8 +737,7 @@ async fn run_write(
             if let Some(r) = write.reply() {
                 // durable before the client hears of it
                 if r.status == 202 {
-                    let record = write.record();
-                    ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+                    answer.store_task(ctx, write.record()).await;
                 }
                 answer.send(r).await;
             }
@@ -466,8 +746,7 @@ async fn run_write(
     // late acknowledgements still reach the record
     if let Some(r) = write.reply() {
         if r.status == 202 {
-            let record = write.record();
-            ctx.disk.tasks.lock().unwrap().insert(record.uid, record);
+            answer.store_task(ctx, write.record()).await;
         }
         answer.send(r).await;
     }
@@ -490,6 +769,38 @@ async fn serve_op(
         enqueued_at: now,
     };
     match op {
+        ProxyOp::SettingsCheck => {
+            let r = settings_check(ctx, rpc).await;
+            answer.send(r).await
+        }
+        ProxyOp::SettingsChange(body) => {
+            ctx.disk.with_settings(SettingsSync::propose);
+            let t = task(TaskType::SettingsUpdate, Map::new());
+            let uid = t.uid;
+            let w = FanoutWrite::broadcast(
+                t,
+                Method::Patch,
+                format!("/indexes/{INDEX}/settings"),
+                Some(body),
+                &ctx.placement,
+                WriteQuorum::All,
+                deadline,
+            );
+            run_write(ctx, rpc, lanes, w, answer).await;
+            let acked = ctx.disk.tasks.lock().unwrap().contains_key(&uid);
+            ctx.disk.with_settings(|m| {
+                if acked {
+                    m.proposal_applied();
+                } else {
+                    m.proposal_refused();
+                }
+            });
+        }
+        ProxyOp::Keyed(key, op) => {
+            if let Some(op) = claim_key(ctx, key, *op, answer).await {
+                Box::pin(serve_op(ctx, rpc, lanes, op, answer)).await
+            }
+        }
         ProxyOp::Documents { replace, docs } => {
             let t = task(
                 TaskType::DocumentAdditionOrUpdate,
@@ -683,6 +994,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                             to: from,
                             tag,
                             sent: false,
+                            claim: None,
                         };
                         serve_op(&ctx, &rpc, &lanes, op, &mut answer).await;
                     });
@@ -719,6 +1031,8 @@ fn random_doc(rng: &mut SimRng, id: u64) -> Doc {
 
 struct Shared {
     history: Mutex<History>,
+    /// The keyed writes' answers, for the idempotency checker.
+    keyed: Mutex<checkers::idempotency::KeyedWrites>,
     trace: Mutex<Trace>,
     done: AtomicBool,
     start: u64,
@@ -734,6 +1048,60 @@ impl Shared {
 async fn client_call(rpc: &RpcClient, op: ProxyOp) -> Result<Reply, CallError> {
     rpc.call::<ProxyOp, Reply>(proxy_addr(), op, CLIENT_TIMEOUT)
         .await
+}
+
+/// How many times the client resends a keyed write that got no definite answer.
+const KEYED_RETRIES: usize = 20;
+
+/// Sends a write: once without keys; with idempotency keys, under the key `w<step>`, resent with the same key
+/// after a timeout or a 409 `miroir_idempotency_key_in_flight` until it gets a definite answer.
+async fn write_call(
+    rpc: &RpcClient,
+    op: ProxyOp,
+    step: usize,
+    mode: IdempotencyMode,
+    shared: &Shared,
+) -> Result<Reply, CallError> {
+    if mode == IdempotencyMode::Off {
+        return client_call(rpc, op).await;
+    }
+    let key = format!("w{step}");
+    let keyed = ProxyOp::Keyed(key.clone(), Box::new(op));
+    let mut attempt = 0;
+    loop {
+        let result = client_call(rpc, keyed.clone()).await;
+        let code = result.as_ref().ok().and_then(|r| {
+            r.body
+                .get("code")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+        match (&result, code.as_deref()) {
+            (Ok(r), _) if r.status == 202 => {
+                if let Some(uid) = r.body.get("taskUid").and_then(Value::as_u64) {
+                    shared
+                        .keyed
+                        .lock()
+                        .unwrap()
+                        .answers
+                        .push((key.clone(), uid));
+                }
+                return result;
+            }
+            (Ok(_), Some("miroir_idempotency_key_reused")) => {
+                shared.keyed.lock().unwrap().reused.push(key.clone());
+                return result;
+            }
+            (Ok(_), Some("miroir_idempotency_key_in_flight")) | (Err(_), _) => {}
+            (Ok(_), _) => return result,
+        }
+        attempt += 1;
+        if attempt > KEYED_RETRIES {
+            return result;
+        }
+        shared.log(format_args!("client#{step} retry {attempt} with key {key}"));
+        time::sleep(Duration::from_millis(1_000)).await;
+    }
 }
 
 /// Polls a task through the proxy until it reaches a final status or the deadline passes.
@@ -772,12 +1140,15 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Put(d.clone())))
                 .collect();
-            let result = client_call(
+            let result = write_call(
                 &rpc,
                 ProxyOp::Documents {
                     replace: true,
                     docs,
                 },
+                step,
+                spec.idempotency,
+                &shared,
             )
             .await;
             let outcome = outcome_of(&result);
@@ -799,12 +1170,15 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .iter()
                 .map(|d| (d["id"].to_string(), Effect::Merge(d.clone())))
                 .collect();
-            let result = client_call(
+            let result = write_call(
                 &rpc,
                 ProxyOp::Documents {
                     replace: false,
                     docs,
                 },
+                step,
+                spec.idempotency,
+                &shared,
             )
             .await;
             let outcome = outcome_of(&result);
@@ -820,8 +1194,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                     )
                 })
                 .collect();
-            let result =
-                client_call(&rpc, ProxyOp::DeleteByFilter(format!("genre = {genre}"))).await;
+            let result = write_call(
+                &rpc,
+                ProxyOp::DeleteByFilter(format!("genre = {genre}")),
+                step,
+                spec.idempotency,
+                &shared,
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!(
                 "client#{step} delete genre = {genre} -> {outcome:?}"
@@ -832,7 +1212,14 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>) {
                 .map(|_| rng.below(ID_SPACE).to_string())
                 .collect();
             let effects = ids.iter().map(|id| (id.clone(), Effect::Delete)).collect();
-            let result = client_call(&rpc, ProxyOp::DeleteIds(ids)).await;
+            let result = write_call(
+                &rpc,
+                ProxyOp::DeleteIds(ids),
+                step,
+                spec.idempotency,
+                &shared,
+            )
+            .await;
             let outcome = outcome_of(&result);
             shared.log(format_args!("client#{step} delete -> {outcome:?}"));
             shared.history.lock().unwrap().record(effects, outcome);
@@ -883,6 +1270,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     let keep = std::env::var("MIROIR_SIM_TRACE").is_ok();
     let shared = Arc::new(Shared {
         history: Mutex::new(History::default()),
+        keyed: Mutex::new(Default::default()),
         trace: Mutex::new(Trace::new(keep)),
         done: AtomicBool::new(false),
         start: now_ms(),
@@ -932,6 +1320,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
         skip_replay: spec.skip_replay,
+        idempotency: spec.idempotency,
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -978,6 +1367,41 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             format!("index setup did not succeed: {setup:?}"),
             &schedule,
         ));
+    }
+
+    if spec.settings != SettingsMode::Off {
+        // the agreement after the setup, then a settings change while one node is down
+        let victim = (seed % spec.nodes as u64) as usize;
+        let first = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                client_call(&rpc, ProxyOp::SettingsCheck)
+                    .await
+                    .ok()
+                    .map(|r| r.body)
+            })
+            .await
+            .map_err(|_| fail("setup", "the settings check panicked".into(), &schedule))?;
+        shared.log(format_args!("settings check after setup -> {first:?}"));
+        handle.kill(hosts[victim].id());
+        shared.log(format_args!("settings change while node{victim} is down"));
+        let change = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                let body = json!({"sortableAttributes": ["year", "id", "title"]});
+                client_call(&rpc, ProxyOp::SettingsChange(body))
+                    .await
+                    .ok()
+                    .map(|r| r.status)
+            })
+            .await
+            .map_err(|_| fail("setup", "the settings change panicked".into(), &schedule))?;
+        shared.log(format_args!("settings change -> {change:?}"));
+        handle.restart(hosts[victim].id());
     }
 
     // 2. safety: workload under faults
@@ -1100,6 +1524,54 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         }
         time::sleep(Duration::from_millis(100)).await;
     }
+    if spec.settings == SettingsMode::ChangeWhileNodeDown {
+        let checked = admin_node
+            .spawn(async move {
+                let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+                    .await
+                    .expect("admin endpoint");
+                client_call(&rpc, ProxyOp::SettingsCheck)
+                    .await
+                    .ok()
+                    .map(|r| r.body)
+            })
+            .await
+            .map_err(|_| fail("liveness", "the settings check panicked".into(), &schedule))?;
+        shared.log(format_args!("settings check after healing -> {checked:?}"));
+        // the repairs' node tasks finish too
+        let deadline = now_ms() + LIVENESS_MS;
+        while disks.iter().any(|d| {
+            d.lock().0.state().tasks.values().any(|t| {
+                matches!(
+                    t.status,
+                    crate::model::TaskStatus::Enqueued | crate::model::TaskStatus::Processing
+                )
+            })
+        }) {
+            if now_ms() > deadline {
+                return Err(fail(
+                    "liveness",
+                    "settings repairs did not finish".into(),
+                    &schedule,
+                ));
+            }
+            time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    if spec.settings != SettingsMode::Off {
+        let hashes: BTreeMap<String, String> = disks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| {
+                let guard = d.lock();
+                let index = guard.0.state().indexes.get(INDEX)?;
+                Some((ids[i].0.clone(), settings_hash(&index.settings.to_json())))
+            })
+            .collect();
+        if let Err(m) = checkers::settings::check(&hashes) {
+            return Err(fail("settings", m, &schedule));
+        }
+    }
     let history = shared.history.lock().unwrap().clone();
     let acked = history.acked_tasks();
     let expect = history.expectations();
@@ -1187,6 +1659,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     )?;
     check("convergence", checkers::convergence::check(&expect, &fleet))?;
     check("duplicates", checkers::duplicates::check(&fleet))?;
+    if spec.idempotency != IdempotencyMode::Off {
+        let mut keyed = shared.keyed.lock().unwrap().clone();
+        keyed.created = ctx.disk.task_keys.lock().unwrap().clone();
+        check("idempotency", checkers::idempotency::check(&keyed))?;
+    }
     let oracle_checked = match oracle_corpus(&fleet) {
         Some(corpus) => {
             let mut oracle = oracle_node(&corpus);
