@@ -26,6 +26,7 @@ pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
+pub mod select;
 pub mod tasks;
 pub mod topology;
 pub mod webhooks;
