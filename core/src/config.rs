@@ -1685,12 +1685,20 @@ mod tests {
             let got = err(extra);
             assert_eq!(got, want);
         }
-        let e = parse_env(&format!("miroir:\n{NODES}"), &[("MIROIR_HEDGING_MULTIPLIER", "inf")]).unwrap_err();
+        let e = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_HEDGING_MULTIPLIER", "inf")],
+        )
+        .unwrap_err();
         assert_eq!(
             e.to_string(),
             "miroir.hedging.multiplier (from MIROIR_HEDGING_MULTIPLIER): expected a number, found \"inf\""
         );
-        let e = parse_env(&format!("miroir:\n{NODES}"), &[("MIROIR_SELECTION_EXPLORATION", "x")]).unwrap_err();
+        let e = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SELECTION_EXPLORATION", "x")],
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("MIROIR_SELECTION_EXPLORATION"));
     }
 }

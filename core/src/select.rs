@@ -92,10 +92,7 @@ pub struct HedgePolicy {
 impl HedgePolicy {
     /// The hedging delay of `node`.
     pub fn delay(&self, node: &NodeId) -> Millis {
-        self.delays
-            .get(node)
-            .copied()
-            .unwrap_or(self.default_delay)
+        self.delays.get(node).copied().unwrap_or(self.default_delay)
     }
 }
 
@@ -281,7 +278,10 @@ mod tests {
             s.on_sent(&ns[2]);
             s.on_answer(&ns[2], 5, false);
         }
-        assert_eq!(s.ranking(&ns), vec![ns[1].clone(), ns[0].clone(), ns[2].clone()]);
+        assert_eq!(
+            s.ranking(&ns),
+            vec![ns[1].clone(), ns[0].clone(), ns[2].clone()]
+        );
         // in-flight requests make a node costlier
         for _ in 0..30 {
             s.on_sent(&ns[1]);
@@ -303,12 +303,17 @@ mod tests {
                 s.on_sent(n);
                 s.on_answer(n, 10 * (i as u64 + 1), true);
             }
-            (0..200).map(|_| s.ranking(&ns)[0].clone()).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| s.ranking(&ns)[0].clone())
+                .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7), "same seed, same choices");
         let best = a.iter().filter(|n| n.as_str() == "n0").count();
-        assert!(best > 100 && best < 200, "mostly the best, not always: {best}");
+        assert!(
+            best > 100 && best < 200,
+            "mostly the best, not always: {best}"
+        );
     }
 
     #[test]
@@ -339,7 +344,11 @@ mod tests {
             s.on_answer(&ns[1], 10, true);
             s.on_answer(&ns[2], 1000, true);
         }
-        assert_eq!(s.stats(&ns[0]).unwrap().p95(), Some(97), "last 64 of 1..=100");
+        assert_eq!(
+            s.stats(&ns[0]).unwrap().p95(),
+            Some(97),
+            "last 64 of 1..=100"
+        );
         let p = s.hedge_policy(&ns, 1.5, 20, 2);
         assert_eq!(p.max_hedges, 2);
         // median p95 is 97: the slow node is hedged at 1.5 × 97, not at 1.5 × 1000

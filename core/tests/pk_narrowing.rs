@@ -23,8 +23,8 @@ enum F {
 }
 
 const VALUES: &[&str] = &[
-    "5", "05", "5.0", "7", "a", "A", "ab", "AB", "x-1", "X_2", " 7 ", "1e1", "a b", "12", "-3", "id9",
-    "Id9", "0", "-0", "10",
+    "5", "05", "5.0", "7", "a", "A", "ab", "AB", "x-1", "X_2", " 7 ", "1e1", "a b", "12", "-3",
+    "id9", "Id9", "0", "-0", "10",
 ];
 
 fn value() -> impl Strategy<Value = String> {
@@ -135,8 +135,10 @@ fn eval(f: &F, d: &Doc) -> bool {
 fn docs() -> impl Strategy<Value = Vec<Doc>> {
     let id = prop_oneof![
         (-3i64..15).prop_map(Value::from),
-        prop::sample::select(&["a", "A", "ab", "Ab", "aB", "AB", "x-1", "X-1", "X_2", "7", "05", "id9", "ID9"][..])
-            .prop_map(Value::from),
+        prop::sample::select(
+            &["a", "A", "ab", "Ab", "aB", "AB", "x-1", "X-1", "X_2", "7", "05", "id9", "ID9"][..]
+        )
+        .prop_map(Value::from),
     ];
     prop::collection::vec((id, 0u8..3), 1..40).prop_map(|v| {
         let mut seen = std::collections::BTreeSet::new();

@@ -403,9 +403,9 @@ impl CoverRead {
         let mut moved: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
         let mut lost = Vec::new();
         for shard in shards {
-            let next = self.candidates[shard as usize].iter().find(|n| {
-                Some(*n) != avoid && self.usable.get(*n).copied().unwrap_or(false)
-            });
+            let next = self.candidates[shard as usize]
+                .iter()
+                .find(|n| Some(*n) != avoid && self.usable.get(*n).copied().unwrap_or(false));
             match next {
                 Some(node) => moved.entry(node.clone()).or_default().push(shard),
                 None => lost.push(shard),
@@ -456,8 +456,8 @@ impl CoverRead {
                 continue;
             }
             let node = self.requests[id].node.clone();
-            let due = self.sent_at[id]
-                .is_some_and(|at| at.saturating_add(policy.delay(&node)) <= now);
+            let due =
+                self.sent_at[id].is_some_and(|at| at.saturating_add(policy.delay(&node)) <= now);
             if !due {
                 continue;
             }
@@ -469,9 +469,10 @@ impl CoverRead {
                 .find(|n| {
                     **n != node
                         && self.usable.get(*n).copied().unwrap_or(false)
-                        && self.held.get(*n).is_some_and(|h| {
-                            shards.iter().all(|s| h.binary_search(s).is_ok())
-                        })
+                        && self
+                            .held
+                            .get(*n)
+                            .is_some_and(|h| shards.iter().all(|s| h.binary_search(s).is_ok()))
                 })
                 .cloned();
             match whole {
@@ -866,7 +867,10 @@ mod tests {
         r.on_timeout(1);
         let hedges = r.take_requests_at(1);
         r.on_failure(hedges[0].id);
-        assert!(r.take_requests().is_empty(), "the original still covers them");
+        assert!(
+            r.take_requests().is_empty(),
+            "the original still covers them"
+        );
         for q in &first {
             r.on_response(q.id, 200, json!({}));
         }
@@ -940,6 +944,9 @@ mod tests {
         let Some(CoverOutcome::Answers { unavailable, .. }) = r.outcome() else {
             panic!()
         };
-        assert!(unavailable.is_empty(), "out-of-scope shards are not unavailable");
+        assert!(
+            unavailable.is_empty(),
+            "out-of-scope shards are not unavailable"
+        );
     }
 }

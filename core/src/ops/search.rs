@@ -86,9 +86,9 @@ impl ScatterSearch {
         primary_key: Option<&str>,
     ) -> Result<Self, MeiliError> {
         let plan = plan_search(client, ctx)?;
-        if let Some(pinned) = primary_key.and_then(|pk| {
-            pinned_shards(plan.shard_request.get("filter"), pk, placement.shards())
-        }) {
+        if let Some(pinned) = primary_key
+            .and_then(|pk| pinned_shards(plan.shard_request.get("filter"), pk, placement.shards()))
+        {
             options.scope = Some(match options.scope.take() {
                 None => pinned,
                 Some(scope) => pinned.into_iter().filter(|s| scope.contains(s)).collect(),
@@ -471,7 +471,10 @@ mod tests {
         assert_eq!(s.poll_timeout(), None);
 
         // OR with another field: every shard
-        let body = json!({"filter": "id = 7 OR year > 2000"}).as_object().unwrap().clone();
+        let body = json!({"filter": "id = 7 OR year > 2000"})
+            .as_object()
+            .unwrap()
+            .clone();
         let s = ScatterSearch::with_options(
             "movies",
             &body,

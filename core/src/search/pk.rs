@@ -47,7 +47,10 @@ enum Tok {
     /// An unquoted word (keywords included).
     Word(String),
     /// A quoted string's content; `clean` is false when it held a backslash.
-    Quoted { text: String, clean: bool },
+    Quoted {
+        text: String,
+        clean: bool,
+    },
     /// `=`, `!=`, `>`, `>=`, `<`, `<=`.
     Op(String),
     Open,
