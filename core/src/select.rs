@@ -12,9 +12,11 @@
 //! the placement never reuses ids.
 //!
 //! Strategies ([`Strategy`]): `adaptive` ranks nodes by expected cost, `ewma_latency × (1 + in_flight) +
-//! error_rate × ERROR_PENALTY_MS`, lowest first, ties broken by a rotation so equal nodes share the load; with
-//! probability `exploration` (drawn from the seeded generator) the order is shuffled instead, so a node that
-//! became fast again is noticed. `round_robin` rotates the node list by one per query. `random` shuffles it.
+//! error_rate × ERROR_PENALTY_MS`, lowest first, ties broken by a rotation so equal nodes share the load.
+//! Exploration is a *probe*: with probability `exploration` (drawn from the seeded generator) a read also
+//! names a random node ([`Selector::probe`]) to which the shell sends a shadow copy of the read whose answer
+//! is only measured, never used, so a node that became fast again is noticed without a client ever waiting
+//! on a slow one. `round_robin` rotates the node list by one per query. `random` shuffles it.
 //!
 //! Invariants: the selector is deterministic for a given seed and sequence of events (no clock reads, no
 //! global randomness); a ranking is a permutation of the nodes it was given; `in_flight` never underflows.
@@ -202,16 +204,26 @@ impl Selector {
             Strategy::RoundRobin => {}
             Strategy::Random => self.rng.shuffle(&mut v),
             Strategy::Adaptive => {
-                if self.exploration > 0.0 && self.rng.unit() < self.exploration {
-                    self.rng.shuffle(&mut v);
-                } else {
-                    // Stable: equal costs keep the rotated order.
-                    let cost = |n: &NodeId| self.stats.get(n).map(NodeStats::cost).unwrap_or(0.0);
-                    v.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
-                }
+                // Stable: equal costs keep the rotated order.
+                let cost = |n: &NodeId| self.stats.get(n).map(NodeStats::cost).unwrap_or(0.0);
+                v.sort_by(|a, b| cost(a).total_cmp(&cost(b)));
             }
         }
         v
+    }
+
+    /// With `adaptive`, and with probability `exploration`: a node (uniformly among `nodes`) to probe with
+    /// a shadow copy of the read, whose answer only feeds the statistics. `None` otherwise.
+    pub fn probe(&mut self, nodes: &[NodeId]) -> Option<NodeId> {
+        if self.strategy != Strategy::Adaptive
+            || nodes.is_empty()
+            || self.exploration <= 0.0
+            || self.rng.unit() >= self.exploration
+        {
+            return None;
+        }
+        let i = (self.rng.next() % nodes.len() as u64) as usize;
+        nodes.get(i).cloned()
     }
 
     /// The hedging policy of one read over `nodes`: the delay of node `n` is `max(floor_ms, multiplier ×
@@ -295,25 +307,41 @@ mod tests {
     }
 
     #[test]
-    fn exploration_sometimes_shuffles_and_is_seeded() {
+    fn exploration_probes_sometimes_and_is_seeded() {
         let ns = nodes(4);
         let run = |seed: u64| {
-            let mut s = Selector::new(Strategy::Adaptive, 0.5, seed);
+            let mut s = Selector::new(Strategy::Adaptive, 0.25, seed);
             for (i, n) in ns.iter().enumerate() {
                 s.on_sent(n);
                 s.on_answer(n, 10 * (i as u64 + 1), true);
             }
-            (0..200)
-                .map(|_| s.ranking(&ns)[0].clone())
+            (0..400)
+                .map(|_| (s.ranking(&ns)[0].clone(), s.probe(&ns)))
                 .collect::<Vec<_>>()
         };
         let a = run(7);
         assert_eq!(a, run(7), "same seed, same choices");
-        let best = a.iter().filter(|n| n.as_str() == "n0").count();
         assert!(
-            best > 100 && best < 200,
-            "mostly the best, not always: {best}"
+            a.iter().all(|(best, _)| best.as_str() == "n0"),
+            "probes never change the ranking"
         );
+        let probes: Vec<&NodeId> = a.iter().filter_map(|(_, p)| p.as_ref()).collect();
+        assert!(
+            probes.len() > 60 && probes.len() < 140,
+            "about 25 %: {}",
+            probes.len()
+        );
+        assert!(
+            probes.iter().any(|p| p.as_str() == "n3"),
+            "any node can be probed"
+        );
+        let mut rr = Selector::new(Strategy::RoundRobin, 1.0, 1);
+        assert_eq!(rr.probe(&ns), None, "only adaptive explores");
+        let mut none = Selector::new(Strategy::Adaptive, 0.0, 1);
+        assert_eq!(none.probe(&ns), None);
+        let mut all = Selector::new(Strategy::Adaptive, 1.0, 1);
+        assert!(all.probe(&ns).is_some());
+        assert_eq!(all.probe(&[]), None);
     }
 
     #[test]

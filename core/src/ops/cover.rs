@@ -38,6 +38,9 @@ use crate::Millis;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// The id of a probe request ([`CoverRead::probe_request`]), never one of the read's own requests.
+pub const PROBE_ID: RequestId = RequestId::MAX;
+
 /// One successful answer of a covering read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoverAnswer {
@@ -250,6 +253,20 @@ impl CoverRead {
     /// Hedges sent so far, and how many of them gave the accepted answer.
     pub fn hedges(&self) -> (u32, u32) {
         (self.hedges_fired, self.hedges_won)
+    }
+
+    /// A shadow copy of this read for `node` (the selector's exploration probe): the client's body with no
+    /// shard restriction, identified by [`PROBE_ID`]. Its answer must never be fed back: it is only timed.
+    /// `None` when the node holds no shard of this read.
+    pub fn probe_request(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.held.get(node).filter(|h| !h.is_empty())?;
+        Some(NodeRequest {
+            id: PROBE_ID,
+            node: node.clone(),
+            method: Method::Post,
+            path: self.path.clone(),
+            body: Some(Value::Object(self.body.clone())),
+        })
     }
 
     /// Whether request `id` is a hedge (a duplicate of a slow request).
@@ -924,6 +941,16 @@ mod tests {
             },
         );
         assert_eq!(r.take_requests()[0].node.as_str(), "n0");
+        let probe = r.probe_request(&best).unwrap();
+        assert_eq!(probe.id, PROBE_ID);
+        assert_eq!(
+            probe.body,
+            Some(Value::Object(body())),
+            "no shard restriction"
+        );
+        r.on_response(PROBE_ID, 200, json!({}));
+        assert!(r.outcome().is_none(), "a probe answer is not an answer");
+        assert!(r.probe_request(&NodeId::new("stranger")).is_none());
         // scope: only shards 1 and 4 (99 is ignored)
         let mut r = CoverRead::with_options(
             "/x".into(),

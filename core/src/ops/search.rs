@@ -132,6 +132,11 @@ impl ScatterSearch {
         }
     }
 
+    /// A shadow copy of this search for `node`, only to time it (see [`CoverRead::probe_request`]).
+    pub fn probe_request(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.read.probe_request(node)
+    }
+
     /// Hedges sent, and how many of them won.
     pub fn hedges(&self) -> (u32, u32) {
         self.read.hedges()

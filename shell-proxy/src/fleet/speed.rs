@@ -30,6 +30,7 @@ pub(super) trait Scattered {
     fn hedge(&mut self, now: Millis);
     fn decided(&self) -> bool;
     fn hedge_counts(&self) -> (u32, u32);
+    fn probe(&self, node: &NodeId) -> Option<NodeRequest>;
 }
 
 impl Scattered for ScatterSearch {
@@ -54,6 +55,9 @@ impl Scattered for ScatterSearch {
     fn hedge_counts(&self) -> (u32, u32) {
         self.hedges()
     }
+    fn probe(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.probe_request(node)
+    }
 }
 
 impl Scattered for CoverRead {
@@ -77,6 +81,9 @@ impl Scattered for CoverRead {
     }
     fn hedge_counts(&self) -> (u32, u32) {
         self.hedges()
+    }
+    fn probe(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.probe_request(node)
     }
 }
 
@@ -151,6 +158,7 @@ impl Fleet {
     /// Drives a scattered read to its decision: sends its requests, feeds the answers, and wakes up at
     /// its `poll_timeout` to let it hedge. Returns `false` when the requests ran out without a decision.
     pub(super) async fn drive_scatter<R: Scattered>(&self, state: &AppState, read: &mut R) -> bool {
+        self.spawn_read_probe(state, read);
         let mut set = JoinSet::new();
         let mut sent: HashMap<RequestId, (NodeId, Instant)> = HashMap::new();
         let decided = loop {
@@ -231,6 +239,32 @@ impl Fleet {
             }
         }
         first.ok_or_else(|| crate::server::no_node_available(&format!("GET {path}")))
+    }
+
+    /// The selector's exploration: now and then a shadow copy of the read goes to a random node, in the
+    /// background; its answer is only timed.
+    fn spawn_read_probe<R: Scattered>(&self, state: &AppState, read: &R) {
+        let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+        let node = self
+            .selector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .probe(&nodes);
+        let Some(request) = node.and_then(|n| read.probe(&n)) else {
+            return;
+        };
+        let node = request.node.clone();
+        self.selector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .on_sent(&node);
+        let selector = Arc::clone(&self.selector);
+        let started = Instant::now();
+        let send = self.request_future(state, request);
+        tokio::spawn(async move {
+            let (_, answer) = send.await;
+            record(&selector, &node, started, &answer);
+        });
     }
 
     /// Sends one single-node read, feeding its latency to the selector.
