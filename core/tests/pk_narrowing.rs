@@ -186,3 +186,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_narrowed_documents_listing_reports_no_unavailable_shard() {
+    use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery};
+    let query = DocumentsQuery::from_fetch_body(&json!({"filter": "id = 7"})).unwrap();
+    let cover = vec![CoverEntry::new("n0", vec![2], vec![0, 1, 2, 3])];
+    let p = DocumentsPager::new("movies", query.clone(), cover.clone(), 4, &|_| 0);
+    assert_eq!(p.unavailable_shards(), vec![0, 1, 3]);
+    let p = DocumentsPager::new("movies", query, cover, 4, &|_| 0).narrowed_to(&[2, 3]);
+    assert_eq!(
+        p.unavailable_shards(),
+        vec![3],
+        "in scope and unassigned: still unavailable"
+    );
+}

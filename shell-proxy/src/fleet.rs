@@ -1868,15 +1868,29 @@ impl Fleet {
         // Each restart excludes at least one more node, so this ends.
         'restart: loop {
             let cover = cover_without(placement, &excluded, &|n| self.healthy(n), group, rotation);
+            // A filter pinning the primary key: only the shards owning those ids are read.
+            let scope = self.cached_primary_key(index).and_then(|pk| {
+                miroir_core::search::pinned_shards(query.filter.as_ref(), &pk, placement.shards())
+            });
             let entries: Vec<CoverEntry> = cover
                 .assignments
                 .into_iter()
-                .map(|(node, c)| CoverEntry::new(node, c.shards, c.held))
+                .map(|(node, c)| {
+                    let shards = match &scope {
+                        Some(scope) => c.shards.into_iter().filter(|s| scope.contains(s)).collect(),
+                        None => c.shards,
+                    };
+                    CoverEntry::new(node, shards, c.held)
+                })
+                .filter(|e| !e.assigned.is_empty())
                 .collect();
             let mut pager =
                 DocumentsPager::new(index, query.clone(), entries, placement.shards(), &|id| {
                     placement.shard_for_key(id)
                 });
+            if let Some(scope) = &scope {
+                pager = pager.narrowed_to(scope);
+            }
             let mut set = JoinSet::new();
             loop {
                 match pager.poll() {

@@ -79,6 +79,24 @@ async fn a_slow_replica_does_not_slow_searches_and_pinned_ids_are_found() {
             "round {round}: a search waited for the slow replica ({took:?})"
         );
     }
+    // documents fetch with pinned ids: exactly those, no degraded header
+    let r = api
+        .post(
+            "/indexes/movies/documents/fetch",
+            json!({"filter": "id IN [3, 77] AND genre EXISTS", "limit": 10}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.headers.get("x-miroir-degraded").is_none());
+    let mut got: Vec<u64> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![3, 77]);
+    assert_eq!(r.body["total"], 2);
     let metrics = api.get("/metrics").await;
     let text = metrics.body.as_str().unwrap_or_default().to_string();
     if let Some(line) = text
