@@ -34,6 +34,8 @@
 //!       replica_group: 0
 //!   health: { interval_ms: 5000, timeout_ms: 2000, unhealthy_threshold: 3, recovery_threshold: 2 }
 //!   scatter: { node_timeout_ms: 5000, unavailable_shard_policy: partial }
+//!   selection: { strategy: adaptive, exploration: 0.05 }   # adaptive | round_robin | random
+//!   hedging: { enabled: true, multiplier: 1.5, floor_ms: 50, max_hedges_per_query: 2 }
 //!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0 }
 //!   repair: { max_hints_per_node: 10000, replay_interval_ms: 1000 }
 //!   server:
@@ -72,6 +74,8 @@
 //! | `session.strategy` / `.max_wait_ms` / `.max_sessions` / `.ttl_secs` | `MIROIR_SESSION_STRATEGY` / `MIROIR_SESSION_MAX_WAIT_MS` / ... |
 //! | `health.interval_ms` / `.timeout_ms` / `.unhealthy_threshold` / `.recovery_threshold` | `MIROIR_HEALTH_INTERVAL_MS` / ... |
 //! | `scatter.node_timeout_ms` / `.unavailable_shard_policy` | `MIROIR_SCATTER_NODE_TIMEOUT_MS` / `MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY` |
+//! | `selection.strategy` / `.exploration` | `MIROIR_SELECTION_STRATEGY` / `MIROIR_SELECTION_EXPLORATION` |
+//! | `hedging.enabled` / `.multiplier` / `.floor_ms` / `.max_hedges_per_query` | `MIROIR_HEDGING_ENABLED` / `MIROIR_HEDGING_MULTIPLIER` / `MIROIR_HEDGING_FLOOR_MS` / `MIROIR_HEDGING_MAX_HEDGES_PER_QUERY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
 //! | `repair.max_hints_per_node` / `.replay_interval_ms` | `MIROIR_REPAIR_MAX_HINTS_PER_NODE` / `MIROIR_REPAIR_REPLAY_INTERVAL_MS` |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
@@ -79,7 +83,7 @@
 //! | `server.request_timeout_ms` / `.header_read_timeout_ms` / `.body_read_timeout_ms` | `MIROIR_SERVER_REQUEST_TIMEOUT_MS` / `MIROIR_SERVER_HEADER_READ_TIMEOUT_MS` / `MIROIR_SERVER_BODY_READ_TIMEOUT_MS` |
 //! | `server.max_concurrent_requests` / `.max_node_response_bytes` | `MIROIR_SERVER_MAX_CONCURRENT_REQUESTS` / `MIROIR_SERVER_MAX_NODE_RESPONSE_BYTES` |
 //!
-//! An environment value wins over the file. Integers are written in decimal, booleans as `true` / `false`,
+//! An environment value wins over the file. Integers are written in decimal, decimals as `0.05`, booleans as `true` / `false`,
 //! enums by their name. Secrets (`master_key`, `node_master_key`, `admin.api_key`) should come from the
 //! environment in production; they are held in [`Secret`], whose `Debug` never prints them.
 //!
@@ -197,6 +201,10 @@ pub struct Config {
     pub health: HealthConfig,
     /// `scatter`: fan-out of reads to the nodes.
     pub scatter: ScatterConfig,
+    /// `selection`: which replica answers a read.
+    pub selection: SelectionConfig,
+    /// `hedging`: duplicate reads for slow replicas.
+    pub hedging: HedgingConfig,
     /// `rebalancer`: shard migrations when the topology changes.
     pub rebalancer: RebalancerConfig,
     /// `repair`: hinted handoff of the writes a replica missed.
@@ -387,6 +395,36 @@ pub struct ScatterConfig {
     pub unavailable_shard_policy: UnavailableShardPolicy,
 }
 
+/// `selection`: how reads choose among the replicas of a shard (see [`crate::select`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelectionConfig {
+    /// `strategy` (default `adaptive`): `adaptive`, `round_robin` or `random`.
+    pub strategy: crate::select::Strategy,
+    /// `exploration` (default 0.05, between 0 and 1): with `adaptive`, the share of queries that try the
+    /// replicas in a random order, so a replica that became fast again is noticed.
+    pub exploration: f64,
+}
+
+// Validation keeps every float finite, so equality is reflexive.
+impl Eq for SelectionConfig {}
+
+/// `hedging`: a read request still unanswered after its node's rolling p95 × `multiplier` (at least
+/// `floor_ms`) is sent again to another replica, and the first answer wins. Writes are never hedged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgingConfig {
+    /// `enabled` (default true).
+    pub enabled: bool,
+    /// `multiplier` (default 1.5, > 0): of the node's rolling p95 latency (capped by the fleet's median p95).
+    pub multiplier: f64,
+    /// `floor_ms` (default 50): the shortest delay before a hedge.
+    pub floor_ms: u64,
+    /// `max_hedges_per_query` (default 2): hedge requests one read may send.
+    pub max_hedges_per_query: u32,
+}
+
+// Validation keeps every float finite, so equality is reflexive.
+impl Eq for HedgingConfig {}
+
 /// `rebalancer`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RebalancerConfig {
@@ -498,6 +536,26 @@ impl Default for ScatterConfig {
     }
 }
 
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        SelectionConfig {
+            strategy: crate::select::Strategy::Adaptive,
+            exploration: 0.05,
+        }
+    }
+}
+
+impl Default for HedgingConfig {
+    fn default() -> Self {
+        HedgingConfig {
+            enabled: true,
+            multiplier: 1.5,
+            floor_ms: 50,
+            max_hedges_per_query: 2,
+        }
+    }
+}
+
 impl Default for RebalancerConfig {
     fn default() -> Self {
         RebalancerConfig {
@@ -535,6 +593,11 @@ const WRITE_QUORUMS: &[(&str, WriteQuorumSetting)] = &[
 const BACKENDS: &[(&str, TaskStoreBackend)] = &[
     ("sqlite", TaskStoreBackend::Sqlite),
     ("redis", TaskStoreBackend::Redis),
+];
+const STRATEGIES: &[(&str, crate::select::Strategy)] = &[
+    ("adaptive", crate::select::Strategy::Adaptive),
+    ("round_robin", crate::select::Strategy::RoundRobin),
+    ("random", crate::select::Strategy::Random),
 ];
 const SHARD_POLICIES: &[(&str, UnavailableShardPolicy)] = &[
     ("partial", UnavailableShardPolicy::Partial),
@@ -651,6 +714,24 @@ impl Config {
         };
         s.finish()?;
 
+        let d = SelectionConfig::default();
+        let mut s = m.section("selection")?;
+        let selection = SelectionConfig {
+            strategy: s.choice("strategy", d.strategy, STRATEGIES)?,
+            exploration: s.float("exploration", d.exploration)?,
+        };
+        s.finish()?;
+
+        let d = HedgingConfig::default();
+        let mut s = m.section("hedging")?;
+        let hedging = HedgingConfig {
+            enabled: s.bool("enabled", d.enabled)?,
+            multiplier: s.float("multiplier", d.multiplier)?,
+            floor_ms: s.u64("floor_ms", d.floor_ms)?,
+            max_hedges_per_query: s.u32("max_hedges_per_query", d.max_hedges_per_query)?,
+        };
+        s.finish()?;
+
         let d = RebalancerConfig::default();
         let mut s = m.section("rebalancer")?;
         let rebalancer = RebalancerConfig {
@@ -703,6 +784,8 @@ impl Config {
             nodes,
             health,
             scatter,
+            selection,
+            hedging,
             rebalancer,
             repair,
             server,
@@ -733,6 +816,24 @@ impl Config {
             "miroir.scatter.node_timeout_ms",
             self.scatter.node_timeout_ms,
         )?;
+        if !(0.0..=1.0).contains(&self.selection.exploration) {
+            return Err(ConfigError::new(
+                "miroir.selection.exploration",
+                format!(
+                    "expected a number between 0 and 1, found {}",
+                    self.selection.exploration
+                ),
+            ));
+        }
+        if !(self.hedging.multiplier.is_finite() && self.hedging.multiplier > 0.0) {
+            return Err(ConfigError::new(
+                "miroir.hedging.multiplier",
+                format!(
+                    "expected a positive number, found {}",
+                    self.hedging.multiplier
+                ),
+            ));
+        }
         positive(
             "miroir.rebalancer.max_concurrent_migrations",
             self.rebalancer.max_concurrent_migrations as u64,
@@ -1188,6 +1289,25 @@ impl<'a> Section<'a> {
             ));
         }
         Ok(v)
+    }
+
+    fn float(&mut self, key: &'static str, default: f64) -> Result<f64, ConfigError> {
+        let Some(raw) = self.raw(key) else {
+            return Ok(default);
+        };
+        let parsed = match &raw {
+            Raw::Yaml(Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| format!("expected a number, found {n}")),
+            Raw::Yaml(other) => Err(format!("expected a number, found {}", describe(other))),
+            Raw::Env { value, .. } => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("expected a number, found {value:?}")),
+        };
+        parsed.map_err(|p| ConfigError::new(self.err_path(key, &raw), p))
     }
 
     fn bool(&mut self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
@@ -2070,5 +2190,88 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.session.strategy, SessionStrategy::RoutePin);
+    }
+
+    #[test]
+    fn selection_and_hedging_sections() {
+        let c = parse("").unwrap();
+        assert_eq!(c.selection, SelectionConfig::default());
+        assert_eq!(c.hedging, HedgingConfig::default());
+        assert_eq!(c.selection.strategy, crate::select::Strategy::Adaptive);
+        assert!(c.hedging.enabled);
+        let c = parse(
+            "  selection: {strategy: round_robin, exploration: 0}\n  hedging: {enabled: false, multiplier: 3, floor_ms: 5, max_hedges_per_query: 0}\n",
+        )
+        .unwrap();
+        assert_eq!(c.selection.strategy, crate::select::Strategy::RoundRobin);
+        assert_eq!(c.selection.exploration, 0.0);
+        assert!(!c.hedging.enabled);
+        assert_eq!(c.hedging.multiplier, 3.0);
+        assert_eq!(c.hedging.floor_ms, 5);
+        assert_eq!(c.hedging.max_hedges_per_query, 0);
+        let c = parse_env(
+            &format!("miroir:\n  selection: {{strategy: random}}\n{NODES}"),
+            &[
+                ("MIROIR_SELECTION_EXPLORATION", "0.25"),
+                ("MIROIR_HEDGING_MULTIPLIER", " 2.5 "),
+                ("MIROIR_SELECTION_STRATEGY", "adaptive"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.selection.exploration, 0.25);
+        assert_eq!(c.hedging.multiplier, 2.5);
+        assert_eq!(c.selection.strategy, crate::select::Strategy::Adaptive);
+    }
+
+    #[test]
+    fn selection_and_hedging_errors() {
+        for (extra, want) in [
+            (
+                "  selection: {strategy: fastest}\n",
+                "miroir.selection.strategy: unknown value \"fastest\", expected one of adaptive, round_robin, random",
+            ),
+            (
+                "  selection: {exploration: 1.5}\n",
+                "miroir.selection.exploration: expected a number between 0 and 1, found 1.5",
+            ),
+            (
+                "  selection: {exploration: -0.1}\n",
+                "miroir.selection.exploration: expected a number between 0 and 1, found -0.1",
+            ),
+            (
+                "  selection: {exploration: lots}\n",
+                "miroir.selection.exploration: expected a number, found \"lots\"",
+            ),
+            (
+                "  hedging: {multiplier: 0}\n",
+                "miroir.hedging.multiplier: expected a positive number, found 0",
+            ),
+            (
+                "  hedging: {enabled: 1}\n",
+                "miroir.hedging.enabled: expected a boolean (true or false), found the number 1",
+            ),
+            (
+                "  hedging: {floor: 1}\n",
+                "miroir.hedging.floor: unknown field, expected one of enabled, multiplier, floor_ms, max_hedges_per_query",
+            ),
+        ] {
+            let got = err(extra);
+            assert_eq!(got, want);
+        }
+        let e = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_HEDGING_MULTIPLIER", "inf")],
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "miroir.hedging.multiplier (from MIROIR_HEDGING_MULTIPLIER): expected a number, found \"inf\""
+        );
+        let e = parse_env(
+            &format!("miroir:\n{NODES}"),
+            &[("MIROIR_SELECTION_EXPLORATION", "x")],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("MIROIR_SELECTION_EXPLORATION"));
     }
 }

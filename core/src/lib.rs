@@ -34,6 +34,7 @@ pub mod pager;
 pub mod quorum;
 pub mod routing;
 pub mod search;
+pub mod select;
 pub mod session;
 pub mod settings_sync;
 pub mod tasks;

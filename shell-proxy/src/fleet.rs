@@ -239,6 +239,8 @@ fn http_method(m: Method) -> http::Method {
 /// A node's answer: status and parsed body (`Null` when empty or not JSON).
 type Answer = Result<(u16, Value), String>;
 
+mod speed;
+
 /// What the proxy keeps about an index (store meta `index:<uid>`).
 #[derive(Debug, Clone, Default, PartialEq)]
 struct IndexMeta {
@@ -322,6 +324,8 @@ pub struct Fleet {
     settings_sync: Arc<crate::settings_sync::SettingsSyncs>,
     /// Read-your-writes sessions (see [`crate::session`]).
     sessions: crate::session::SessionTable,
+    /// Replica selection, fed by every node read answer (see `speed`).
+    selector: Arc<Mutex<miroir_core::select::Selector>>,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -411,6 +415,7 @@ impl Fleet {
                 &config.settings_sync,
             )),
             sessions: crate::session::SessionTable::new(&config.session),
+            selector: Fleet::new_selector(config),
         })
     }
 
@@ -675,8 +680,7 @@ impl Fleet {
         if nodes.is_empty() {
             return nodes;
         }
-        let r = (self.counter.fetch_add(1, Ordering::Relaxed) % nodes.len() as u64) as usize;
-        nodes.rotate_left(r);
+        nodes = self.ranked_nodes(nodes);
         let (mut ok, bad): (Vec<NodeId>, Vec<NodeId>) =
             nodes.into_iter().partition(|n| self.healthy(n));
         ok.extend(bad);
@@ -694,7 +698,7 @@ impl Fleet {
     ) -> Result<(u16, Value), MeiliError> {
         for node in self.read_order(among) {
             match self
-                .send_one(state, &node, method, path, body.clone())
+                .send_read_one(state, &node, method, path, body.clone())
                 .await
             {
                 Ok((s, v)) if s < 500 && crate::limits::plausible_node_answer(s, &v) => {
@@ -829,45 +833,18 @@ impl Fleet {
     }
 
     async fn run_search(&self, state: &AppState, mut search: ScatterSearch) -> Reply {
-        let mut set = JoinSet::new();
-        loop {
-            for r in search.take_requests() {
-                self.spawn_request(state, &mut set, r);
-            }
-            if let Some(reply) = search.reply() {
-                return reply.clone();
-            }
-            match set.join_next().await {
-                Some(Ok((id, Ok((status, body))))) => search.on_response(id, status, body),
-                Some(Ok((id, Err(_)))) => search.on_failure(id),
-                Some(Err(_)) => {}
-                None => {
-                    return Reply::error(&MeiliError::internal("the search ended without a reply"))
-                }
-            }
+        self.drive_scatter(state, &mut search).await;
+        match search.reply() {
+            Some(reply) => reply.clone(),
+            None => Reply::error(&MeiliError::internal("the search ended without a reply")),
         }
     }
 
     async fn run_cover(&self, state: &AppState, mut read: CoverRead) -> CoverOutcome {
-        let mut set = JoinSet::new();
-        loop {
-            for r in read.take_requests() {
-                self.spawn_request(state, &mut set, r);
-            }
-            if let Some(outcome) = read.outcome() {
-                return outcome;
-            }
-            match set.join_next().await {
-                Some(Ok((id, Ok((status, body))))) => read.on_response(id, status, body),
-                Some(Ok((id, Err(_)))) => read.on_failure(id),
-                Some(Err(_)) => {}
-                None => {
-                    return CoverOutcome::ClientError(MeiliError::internal(
-                        "the read ended without an outcome",
-                    ))
-                }
-            }
-        }
+        self.drive_scatter(state, &mut read).await;
+        read.outcome().unwrap_or_else(|| {
+            CoverOutcome::ClientError(MeiliError::internal("the read ended without an outcome"))
+        })
     }
 
     // ----- tasks -----
@@ -1117,10 +1094,7 @@ impl Fleet {
 
     /// Reads the index's primary key from a node into the metadata (after an index update finished).
     async fn refresh_primary_key(&self, state: &AppState, uid: &str) {
-        match self
-            .read_one(state, None, Method::Get, &format!("/indexes/{uid}"), None)
-            .await
-        {
+        match self.read_index(state, uid).await {
             Ok((200, body)) => {
                 let pk = body
                     .get("primaryKey")
@@ -1587,15 +1561,16 @@ impl Fleet {
     ) -> Result<Reply, MeiliError> {
         let ctx = self.search_context(state, index).await;
         let (group, rotation) = self.next_rotation();
-        let search = ScatterSearch::new(
+        let primary_key = self.cached_primary_key(index);
+        let search = ScatterSearch::with_options(
             index,
             body,
             &ctx,
             &self.placement,
             &|n| self.healthy(n),
-            group,
-            rotation,
+            self.cover_options(state, group, rotation),
             state.config.scatter.unavailable_shard_policy,
+            primary_key.as_deref(),
         )?;
         let mut reply = self.run_search(state, search).await;
         if reply.status == 200 {
@@ -1809,13 +1784,20 @@ impl Fleet {
             .to_string();
         let ctx = self.search_context(state, index).await;
         let (group, rotation) = self.next_rotation();
-        let read = CoverRead::new(
+        let mut options = self.cover_options(state, group, rotation);
+        if let Some(pk) = self.cached_primary_key(index) {
+            options.scope = miroir_core::search::pinned_shards(
+                body.get("filter"),
+                &pk,
+                self.placement.shards(),
+            );
+        }
+        let read = CoverRead::with_options(
             format!("/indexes/{index}/facet-search"),
             body,
             &self.placement,
             &|n| self.healthy(n),
-            group,
-            rotation,
+            options,
         );
         match self.run_cover(state, read).await {
             CoverOutcome::ClientError(e) => Err(e),
@@ -1847,13 +1829,12 @@ impl Fleet {
 
     async fn index_stats(&self, state: &AppState, index: &str) -> Result<Value, MeiliError> {
         let (group, rotation) = self.next_rotation();
-        let read = CoverRead::new(
+        let read = CoverRead::with_options(
             format!("/indexes/{index}/search"),
             count_request(),
             &self.placement,
             &|n| self.healthy(n),
-            group,
-            rotation,
+            self.cover_options(state, group, rotation),
         );
         let answers = match self.run_cover(state, read).await {
             CoverOutcome::ClientError(e) => return Err(e),
@@ -1962,15 +1943,29 @@ impl Fleet {
         // Each restart excludes at least one more node, so this ends.
         'restart: loop {
             let cover = cover_without(placement, &excluded, &|n| self.healthy(n), group, rotation);
+            // A filter pinning the primary key: only the shards owning those ids are read.
+            let scope = self.cached_primary_key(index).and_then(|pk| {
+                miroir_core::search::pinned_shards(query.filter.as_ref(), &pk, placement.shards())
+            });
             let entries: Vec<CoverEntry> = cover
                 .assignments
                 .into_iter()
-                .map(|(node, c)| CoverEntry::new(node, c.shards, c.held))
+                .map(|(node, c)| {
+                    let shards = match &scope {
+                        Some(scope) => c.shards.into_iter().filter(|s| scope.contains(s)).collect(),
+                        None => c.shards,
+                    };
+                    CoverEntry::new(node, shards, c.held)
+                })
+                .filter(|e| !e.assigned.is_empty())
                 .collect();
             let mut pager =
                 DocumentsPager::new(index, query.clone(), entries, placement.shards(), &|id| {
                     placement.shard_for_key(id)
                 });
+            if let Some(scope) = &scope {
+                pager = pager.narrowed_to(scope);
+            }
             let mut set = JoinSet::new();
             loop {
                 match pager.poll() {
@@ -2631,9 +2626,7 @@ impl Fleet {
                 Err(index_not_found(u.as_str()))
             }
             GetIndex(u) => {
-                let (s, b) = self
-                    .read_one(state, None, Method::Get, &format!("/indexes/{u}"), None)
-                    .await?;
+                let (s, b) = self.read_index(state, u.as_str()).await?;
                 Ok(json_response(s, &b))
             }
             UpdateIndex(u) => {

@@ -32,6 +32,7 @@ pub struct Metrics {
     node_requests: IntCounterVec,
     node_duration: HistogramVec,
     store_errors: IntCounterVec,
+    hedges: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -89,6 +90,14 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric definition");
+        let hedges = IntCounterVec::new(
+            Opts::new(
+                "miroir_hedged_requests_total",
+                "Hedged read requests: `fired` duplicates sent to another replica, `won` those whose answer was used.",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -96,6 +105,7 @@ impl Metrics {
             Box::new(node_requests.clone()),
             Box::new(node_duration.clone()),
             Box::new(store_errors.clone()),
+            Box::new(hedges.clone()),
         ] {
             registry
                 .register(c)
@@ -109,6 +119,7 @@ impl Metrics {
             node_requests,
             node_duration,
             store_errors,
+            hedges,
         }
     }
 
@@ -143,6 +154,20 @@ impl Metrics {
         self.node_duration
             .with_label_values(&[node])
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Records the hedges of one read: `fired` duplicates sent, `won` of them answered first.
+    pub fn observe_hedges(&self, fired: u32, won: u32) {
+        if fired > 0 {
+            self.hedges
+                .with_label_values(&["fired"])
+                .inc_by(u64::from(fired));
+        }
+        if won > 0 {
+            self.hedges
+                .with_label_values(&["won"])
+                .inc_by(u64::from(won));
+        }
     }
 
     /// Records a task store failure.
@@ -187,7 +212,11 @@ mod tests {
         m.observe_node("meili-0", "timeout", Duration::from_secs(2));
         m.store_error("sqlite");
         m.in_flight().inc();
+        m.observe_hedges(0, 0);
+        m.observe_hedges(3, 2);
         let text = m.render();
+        assert!(text.contains("miroir_hedged_requests_total{outcome=\"fired\"} 3"));
+        assert!(text.contains("miroir_hedged_requests_total{outcome=\"won\"} 2"));
         assert!(text.contains(
             "miroir_http_requests_total{method=\"POST\",route=\"search\",status=\"200\"} 1"
         ));

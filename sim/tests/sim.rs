@@ -428,4 +428,87 @@ mod scenarios {
             assert_eq!(checker.as_deref(), Some("settings"), "seed {seed}");
         }
     }
+    /// One replica turns 20× slower than the others (after a warm-up where it was as fast), RF=2: with
+    /// adaptive replica selection and hedged reads the search latency p99 (virtual time) stays within 1.5×
+    /// the healthy fleet's. Prints the figures, with round-robin with and without hedging on the same slow
+    /// fleet for comparison.
+    #[test]
+    fn slow_replica_hedging() {
+        use miroir_core::config::HedgingConfig;
+        use miroir_core::select::Strategy;
+        use miroir_sim::world::speed::{measure, LatencyReport, LatencySpec};
+        let seed = std::env::var("MADSIM_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(7u64);
+        let run = |spec: LatencySpec| -> LatencyReport {
+            let rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.block_on(measure(seed, spec))
+        };
+        let base = LatencySpec {
+            nodes: 4,
+            rf: 2,
+            shards: 8,
+            docs: 200,
+            queries: 400,
+            warmup: 40,
+            slow: None,
+            strategy: Strategy::Adaptive,
+            exploration: 0.05,
+            hedging: Some(HedgingConfig::default()),
+        };
+        let healthy = run(base.clone());
+        let slow_ms = (19.0 * healthy.node_mean_ms).round() as u64;
+        let slowed = run(LatencySpec {
+            slow: Some((0, slow_ms)),
+            ..base.clone()
+        });
+        let naive = run(LatencySpec {
+            slow: Some((0, slow_ms)),
+            strategy: Strategy::RoundRobin,
+            hedging: None,
+            ..base.clone()
+        });
+        let hedging_only = run(LatencySpec {
+            slow: Some((0, slow_ms)),
+            strategy: Strategy::RoundRobin,
+            ..base.clone()
+        });
+        println!(
+            "slow_replica_hedging seed {seed}: node mean {:.1} ms, slow node +{slow_ms} ms (20x)",
+            healthy.node_mean_ms
+        );
+        for (name, r) in [
+            ("healthy, adaptive+hedging", &healthy),
+            ("one slow, adaptive+hedging", &slowed),
+            ("one slow, round_robin, no hedging", &naive),
+            ("one slow, round_robin+hedging", &hedging_only),
+        ] {
+            println!(
+                "  {name:<36} p50 {:>4} ms  p99 {:>4} ms  max {:>4} ms  hedges {} fired / {} won",
+                r.p50, r.p99, r.max, r.hedges_fired, r.hedges_won
+            );
+        }
+        for r in [&healthy, &slowed, &naive, &hedging_only] {
+            assert_eq!(
+                r.complete, base.queries,
+                "every search saw the whole corpus"
+            );
+        }
+        assert!(
+            slowed.p99 as f64 <= 1.5 * healthy.p99 as f64,
+            "p99 {} ms with one slow replica vs {} ms healthy",
+            slowed.p99,
+            healthy.p99
+        );
+        assert!(
+            naive.p99 > slowed.p99,
+            "the slow replica does hurt without them"
+        );
+        assert!(
+            hedging_only.hedges_won > 0 && hedging_only.p99 < naive.p99,
+            "hedges win"
+        );
+    }
 }

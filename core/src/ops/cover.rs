@@ -1,14 +1,30 @@
-//! A read scattered over a covering set, for requests other than search (facet search, per-shard counts):
-//! each node of the cover receives the client's body with its shard restriction AND-ed into `filter`, and a
-//! node that fails has its shards re-planned on another healthy owner, exactly as [`super::search`] does.
+//! A read scattered over a covering set, for requests other than search (facet search, per-shard counts),
+//! and the scatter underneath [`super::search::ScatterSearch`]: each node of the cover receives the
+//! client's body with its shard restriction AND-ed into `filter`, and a node that fails has its shards
+//! re-planned on another healthy owner.
 //!
-//! States: `Scattering` (requests out, answers arriving) → `Done` (every request answered or given up;
-//! [`CoverRead::outcome`] is available). A node error that is a client error (4xx with a Meilisearch error
-//! body, e.g. an invalid filter) ends the read with that error at once.
+//! States: `Scattering` (requests out, answers arriving) → `Done` (every shard in scope answered or given
+//! up; [`CoverRead::outcome`] is available). A node error that is a client error (4xx with a Meilisearch
+//! error body, e.g. an invalid filter) ends the read with that error at once.
+//!
+//! Options ([`CoverOptions`]):
+//! - *scope*: only some shards are read (primary-key narrowing, see [`crate::search::pinned_shards`]);
+//!   the others are neither asked nor unavailable: they cannot hold a matching document;
+//! - *ranking*: a replica preference, best first (from a [`crate::select::Selector`]): each shard goes to
+//!   its best-ranked healthy owner in the preferred group (so the best node takes every shard it holds and
+//!   the read needs few requests); without one, owners rotate with `rotation`;
+//! - *hedging* ([`HedgePolicy`]): a request still unanswered `delay(node)` ms after it was sent (see
+//!   [`CoverRead::take_requests_at`], [`CoverRead::poll_timeout`], [`CoverRead::on_timeout`]) is sent again
+//!   to other replicas holding its shards; the first usable answer for those shards wins.
 //!
 //! Invariants:
-//! - every shard is answered by exactly one successful request, or is listed unavailable; a retry carries
-//!   only the failed request's shards, and a failed request's answer is never used;
+//! - every shard in scope is answered by exactly one accepted answer, or is listed unavailable: an answer is
+//!   accepted only when none of its shards was answered already, so a late duplicate (the loser of a hedge,
+//!   or a request overtaken by a retry) is never merged, and no hit, facet count or total counts twice;
+//! - a shard is re-planned when no open request that could still be accepted covers it (its request failed,
+//!   or an overlapping answer made it unacceptable); a failed request's answer is never used;
+//! - a hedge is only sent when every shard of the slow request has another usable owner, and at most
+//!   `max_hedges` times per read; writes never use this type;
 //! - a request body differs from the client's only by its `filter`, which keeps the client's filter
 //!   byte for byte (see [`crate::search::and_filter`]).
 
@@ -16,9 +32,14 @@ use super::{Method, NodeRequest, RequestId};
 use crate::error::MeiliError;
 use crate::routing::Placement;
 use crate::search::{and_filter, shard_filter};
+pub use crate::select::HedgePolicy;
 use crate::topology::{GroupId, NodeId, ShardId};
+use crate::Millis;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The id of a probe request ([`CoverRead::probe_request`]), never one of the read's own requests.
+pub const PROBE_ID: RequestId = RequestId::MAX;
 
 /// One successful answer of a covering read.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +68,21 @@ pub enum CoverOutcome {
     ClientError(MeiliError),
 }
 
+/// How a covering read is planned, beyond the placement and health. See the module documentation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CoverOptions {
+    /// The replica group tried first (taken modulo RG).
+    pub preferred_group: GroupId,
+    /// Spreads shards over replicas when `ranking` is empty.
+    pub rotation: u64,
+    /// Replica preference, best first; nodes not listed come after, in owner order. Empty: rotation.
+    pub ranking: Vec<NodeId>,
+    /// Only these shards are read; `None`: every shard.
+    pub scope: Option<Vec<ShardId>>,
+    /// Hedging of slow requests; `None`: never.
+    pub hedge: Option<HedgePolicy>,
+}
+
 /// One covering read in flight. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct CoverRead {
@@ -55,19 +91,28 @@ pub struct CoverRead {
     candidates: Vec<Vec<NodeId>>,
     held: BTreeMap<NodeId, Vec<ShardId>>,
     usable: BTreeMap<NodeId, bool>,
+    scope: BTreeSet<ShardId>,
     requests: Vec<NodeRequest>,
     shards_of: Vec<Vec<ShardId>>,
     finished: Vec<bool>,
+    sent_at: Vec<Option<Millis>>,
+    is_hedge: Vec<bool>,
+    hedged: Vec<bool>,
     sent: usize,
+    answered: BTreeMap<ShardId, RequestId>,
     answers: Vec<CoverAnswer>,
     unavailable: BTreeSet<ShardId>,
     error: Option<MeiliError>,
+    hedge: Option<HedgePolicy>,
+    hedges_fired: u32,
+    hedges_won: u32,
     /// Which 2xx bodies count as answers; any other body is a failure of that node (retried elsewhere).
     accepts: fn(&Value) -> bool,
 }
 
 impl CoverRead {
-    /// Plans a POST of `body` to `path` on a covering set of `placement`.
+    /// Plans a POST of `body` to `path` on a covering set of `placement` (every shard, owners rotated by
+    /// `rotation`, no hedging).
     pub fn new(
         path: String,
         body: Map<String, Value>,
@@ -76,7 +121,36 @@ impl CoverRead {
         preferred_group: GroupId,
         rotation: u64,
     ) -> Self {
+        Self::with_options(
+            path,
+            body,
+            placement,
+            healthy,
+            CoverOptions {
+                preferred_group,
+                rotation,
+                ..CoverOptions::default()
+            },
+        )
+    }
+
+    /// Plans a POST of `body` to `path` on a covering set of `placement`, as `options` say.
+    pub fn with_options(
+        path: String,
+        body: Map<String, Value>,
+        placement: &Placement,
+        healthy: &dyn Fn(&NodeId) -> bool,
+        options: CoverOptions,
+    ) -> Self {
+        let CoverOptions {
+            preferred_group,
+            rotation,
+            ranking,
+            scope,
+            hedge,
+        } = options;
         let groups = placement.groups().max(1);
+        let rank = |n: &NodeId| ranking.iter().position(|r| r == n).unwrap_or(usize::MAX);
         let mut usable = BTreeMap::new();
         let mut held = BTreeMap::new();
         let mut candidates = Vec::with_capacity(placement.shards() as usize);
@@ -84,7 +158,11 @@ impl CoverRead {
             let mut list = Vec::new();
             for k in 0..groups {
                 let group = (preferred_group % groups + k) % groups;
-                for node in placement.owners(shard, group) {
+                let mut owners: Vec<&NodeId> = placement.owners(shard, group).iter().collect();
+                if !ranking.is_empty() {
+                    owners.sort_by_key(|n| rank(n));
+                }
+                for node in owners {
                     usable.entry(node.clone()).or_insert_with(|| healthy(node));
                     held.entry(node.clone())
                         .or_insert_with(|| placement.shards_held_by(node));
@@ -95,28 +173,58 @@ impl CoverRead {
             }
             candidates.push(list);
         }
-        let cover = placement.cover(
-            &|n| usable.get(n).copied().unwrap_or(false),
-            preferred_group,
-            rotation,
-        );
+        let scope: BTreeSet<ShardId> = match scope {
+            Some(s) => s.into_iter().filter(|s| *s < placement.shards()).collect(),
+            None => (0..placement.shards()).collect(),
+        };
         let mut read = CoverRead {
             path,
             body,
             candidates,
             held,
             usable,
+            scope,
             requests: Vec::new(),
             shards_of: Vec::new(),
             finished: Vec::new(),
+            sent_at: Vec::new(),
+            is_hedge: Vec::new(),
+            hedged: Vec::new(),
             sent: 0,
+            answered: BTreeMap::new(),
             answers: Vec::new(),
-            unavailable: cover.unavailable.iter().copied().collect(),
+            unavailable: BTreeSet::new(),
             error: None,
+            hedge,
+            hedges_fired: 0,
+            hedges_won: 0,
             accepts: Value::is_object,
         };
-        for (node, c) in cover.assignments {
-            read.push_request(node, c.shards);
+        if ranking.is_empty() {
+            let cover = placement.cover(
+                &|n| read.usable.get(n).copied().unwrap_or(false),
+                preferred_group,
+                rotation,
+            );
+            read.unavailable = cover
+                .unavailable
+                .iter()
+                .copied()
+                .filter(|s| read.scope.contains(s))
+                .collect();
+            for (node, c) in cover.assignments {
+                let shards: Vec<ShardId> = c
+                    .shards
+                    .into_iter()
+                    .filter(|s| read.scope.contains(s))
+                    .collect();
+                if !shards.is_empty() {
+                    read.push_request(node, shards, false);
+                }
+            }
+        } else {
+            // The best-ranked healthy owner of every shard, in the preferred group first.
+            read.replan(read.scope.iter().copied().collect(), None);
         }
         read
     }
@@ -137,7 +245,36 @@ impl CoverRead {
         self.unavailable.iter().copied().collect()
     }
 
-    fn push_request(&mut self, node: NodeId, shards: Vec<ShardId>) {
+    /// The shards this read covers (all of them unless narrowed).
+    pub fn scope(&self) -> Vec<ShardId> {
+        self.scope.iter().copied().collect()
+    }
+
+    /// Hedges sent so far, and how many of them gave the accepted answer.
+    pub fn hedges(&self) -> (u32, u32) {
+        (self.hedges_fired, self.hedges_won)
+    }
+
+    /// A shadow copy of this read for `node` (the selector's exploration probe): the client's body with no
+    /// shard restriction, identified by [`PROBE_ID`]. Its answer must never be fed back: it is only timed.
+    /// `None` when the node holds no shard of this read.
+    pub fn probe_request(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.held.get(node).filter(|h| !h.is_empty())?;
+        Some(NodeRequest {
+            id: PROBE_ID,
+            node: node.clone(),
+            method: Method::Post,
+            path: self.path.clone(),
+            body: Some(Value::Object(self.body.clone())),
+        })
+    }
+
+    /// Whether request `id` is a hedge (a duplicate of a slow request).
+    pub fn is_hedge(&self, id: RequestId) -> bool {
+        self.is_hedge.get(id).copied().unwrap_or(false)
+    }
+
+    fn push_request(&mut self, node: NodeId, shards: Vec<ShardId>, hedge: bool) {
         let held = self.held.get(&node).cloned().unwrap_or_default();
         let mut body = self.body.clone();
         if let Some(extra) = shard_filter(&shards, &held) {
@@ -154,13 +291,28 @@ impl CoverRead {
         });
         self.shards_of.push(shards);
         self.finished.push(false);
+        self.sent_at.push(None);
+        self.is_hedge.push(hedge);
+        self.hedged.push(false);
+        if hedge {
+            self.hedges_fired += 1;
+        }
     }
 
-    /// The requests created since the last call: send them all.
+    /// The requests created since the last call: send them all. They are never hedged (their send time is
+    /// unknown); see [`CoverRead::take_requests_at`].
     pub fn take_requests(&mut self) -> Vec<NodeRequest> {
         let new = self.requests[self.sent..].to_vec();
         self.sent = self.requests.len();
         new
+    }
+
+    /// The requests created since the last call, sent at `now`: send them all.
+    pub fn take_requests_at(&mut self, now: Millis) -> Vec<NodeRequest> {
+        for at in &mut self.sent_at[self.sent..] {
+            *at = Some(now);
+        }
+        self.take_requests()
     }
 
     /// Feeds a node's HTTP answer to request `id`.
@@ -168,11 +320,24 @@ impl CoverRead {
         if self.error.is_some() || !self.open(id) {
             return;
         }
+        let duplicate = self.shards_of[id]
+            .iter()
+            .any(|s| self.answered.contains_key(s));
         match status {
             200..=299 if (self.accepts)(&body) => {
                 self.finished[id] = true;
+                if duplicate {
+                    self.repair();
+                    return;
+                }
                 let node = self.requests[id].node.clone();
                 let shards = self.shards_of[id].clone();
+                for &s in &shards {
+                    self.answered.insert(s, id);
+                }
+                if self.is_hedge[id] {
+                    self.hedges_won += 1;
+                }
                 let whole_node = self
                     .held
                     .get(&node)
@@ -184,8 +349,13 @@ impl CoverRead {
                     whole_node,
                     body,
                 });
+                self.repair();
             }
             400..=499 => match MeiliError::from_node_body(status, &body) {
+                Some(_) if duplicate => {
+                    self.finished[id] = true;
+                    self.repair();
+                }
                 Some(e) => self.error = Some(e),
                 None => self.fail(id),
             },
@@ -205,33 +375,145 @@ impl CoverRead {
         self.finished.get(id).is_some_and(|f| !f)
     }
 
+    /// Open, and none of its shards answered: its answer could still be accepted.
+    fn acceptable(&self, id: RequestId) -> bool {
+        self.open(id)
+            && self.shards_of[id]
+                .iter()
+                .all(|s| !self.answered.contains_key(s))
+    }
+
     fn fail(&mut self, id: RequestId) {
         self.finished[id] = true;
         let failed = self.requests[id].node.clone();
         self.usable.insert(failed, false);
-        let mut moved: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
-        for &shard in &self.shards_of[id] {
-            let next = self.candidates[shard as usize]
-                .iter()
-                .find(|n| self.usable.get(*n).copied().unwrap_or(false));
-            match next {
-                Some(node) => moved.entry(node.clone()).or_default().push(shard),
-                None => {
-                    self.unavailable.insert(shard);
-                }
+        self.repair();
+    }
+
+    /// Re-plans every shard in scope that is neither answered, nor unavailable, nor covered by an open
+    /// request whose answer could still be accepted.
+    fn repair(&mut self) {
+        let mut covered: BTreeSet<ShardId> = BTreeSet::new();
+        for id in 0..self.requests.len() {
+            if self.acceptable(id) {
+                covered.extend(self.shards_of[id].iter().copied());
             }
         }
-        for (node, shards) in moved {
-            self.push_request(node, shards);
+        let stranded: Vec<ShardId> = self
+            .scope
+            .iter()
+            .copied()
+            .filter(|s| {
+                !self.answered.contains_key(s)
+                    && !self.unavailable.contains(s)
+                    && !covered.contains(s)
+            })
+            .collect();
+        if !stranded.is_empty() {
+            self.replan(stranded, None);
         }
     }
 
-    /// How the read ended, once nothing is outstanding (or a client error ended it).
+    /// Sends `shards` to their first usable candidate (other than `avoid`); a shard with none becomes
+    /// unavailable, unless `avoid` is given (a hedge), in which case nothing is sent and `false` returned.
+    fn replan(&mut self, shards: Vec<ShardId>, avoid: Option<&NodeId>) -> bool {
+        let mut moved: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
+        let mut lost = Vec::new();
+        for shard in shards {
+            let next = self.candidates[shard as usize]
+                .iter()
+                .find(|n| Some(*n) != avoid && self.usable.get(*n).copied().unwrap_or(false));
+            match next {
+                Some(node) => moved.entry(node.clone()).or_default().push(shard),
+                None => lost.push(shard),
+            }
+        }
+        if avoid.is_some() && !lost.is_empty() {
+            return false;
+        }
+        self.unavailable.extend(lost);
+        // Requests go out in candidate order of their first shard, so the best node's request comes first.
+        let mut order: Vec<(NodeId, Vec<ShardId>)> = moved.into_iter().collect();
+        order.sort_by_key(|(_, shards)| shards.first().copied());
+        for (node, shards) in order {
+            self.push_request(node, shards, avoid.is_some());
+        }
+        true
+    }
+
+    /// When the next hedge is due (a time to wake up at), if any can be sent.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let policy = self.hedge.as_ref()?;
+        if self.error.is_some() || self.hedges_fired >= policy.max_hedges || self.done() {
+            return None;
+        }
+        (0..self.requests.len())
+            .filter(|&id| !self.is_hedge[id] && !self.hedged[id] && self.acceptable(id))
+            .filter_map(|id| {
+                let at = self.sent_at[id]?;
+                Some(at.saturating_add(policy.delay(&self.requests[id].node)))
+            })
+            .min()
+    }
+
+    /// Sends hedges for the requests whose delay passed at `now` (within the read's hedge budget): each
+    /// goes to the best other usable owners of the slow request's shards; the first answer wins.
+    pub fn on_timeout(&mut self, now: Millis) {
+        let Some(policy) = self.hedge.clone() else {
+            return;
+        };
+        if self.error.is_some() || self.done() {
+            return;
+        }
+        for id in 0..self.requests.len() {
+            if self.hedges_fired >= policy.max_hedges {
+                break;
+            }
+            if self.is_hedge[id] || self.hedged[id] || !self.acceptable(id) {
+                continue;
+            }
+            let node = self.requests[id].node.clone();
+            let due =
+                self.sent_at[id].is_some_and(|at| at.saturating_add(policy.delay(&node)) <= now);
+            if !due {
+                continue;
+            }
+            self.hedged[id] = true;
+            let shards = self.shards_of[id].clone();
+            // One other node holding every shard, when there is one; else the best owner per shard.
+            let whole = self.candidates[shards[0] as usize]
+                .iter()
+                .find(|n| {
+                    **n != node
+                        && self.usable.get(*n).copied().unwrap_or(false)
+                        && self
+                            .held
+                            .get(*n)
+                            .is_some_and(|h| shards.iter().all(|s| h.binary_search(s).is_ok()))
+                })
+                .cloned();
+            match whole {
+                Some(other) => self.push_request(other, shards, true),
+                None => {
+                    self.replan(shards, Some(&node));
+                }
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.scope
+            .iter()
+            .all(|s| self.answered.contains_key(s) || self.unavailable.contains(s))
+    }
+
+    /// How the read ended, once every shard in scope is answered or unavailable (or a client error ended
+    /// it). Requests still in flight then are late duplicates: the shell may drop them.
     pub fn outcome(&self) -> Option<CoverOutcome> {
         if let Some(e) = &self.error {
             return Some(CoverOutcome::ClientError(e.clone()));
         }
-        if self.finished.iter().any(|f| !f) {
+        if !self.done() {
             return None;
         }
         Some(CoverOutcome::Answers {
@@ -502,5 +784,196 @@ mod tests {
             panic!("done")
         };
         assert!(answers[0].whole_node);
+    }
+
+    fn all_shards(outcome: Option<CoverOutcome>) -> Vec<ShardId> {
+        let Some(CoverOutcome::Answers { answers, .. }) = outcome else {
+            panic!("done")
+        };
+        let mut shards: Vec<ShardId> = answers.iter().flat_map(|a| a.shards.clone()).collect();
+        shards.sort_unstable();
+        shards
+    }
+
+    fn hedged_options(delay: Millis, max: u32) -> CoverOptions {
+        CoverOptions {
+            hedge: Some(HedgePolicy {
+                max_hedges: max,
+                delays: BTreeMap::new(),
+                default_delay: delay,
+            }),
+            ..CoverOptions::default()
+        }
+    }
+
+    #[test]
+    fn a_slow_request_is_hedged_and_the_first_answer_wins_once() {
+        // RF=2 over 2 nodes: both hold everything.
+        let p = placement(2, 2, 1, 4);
+        for original_first in [false, true] {
+            let mut r =
+                CoverRead::with_options("/x".into(), body(), &p, &|_| true, hedged_options(10, 2));
+            let first = r.take_requests_at(100);
+            assert_eq!(first.len(), 2, "rotation spreads the shards");
+            assert_eq!(r.poll_timeout(), Some(110));
+            r.on_timeout(109);
+            assert!(r.take_requests_at(109).is_empty(), "not due yet");
+            r.on_timeout(110);
+            let hedges = r.take_requests_at(110);
+            assert_eq!(hedges.len(), first.len());
+            assert!(hedges.iter().all(|h| r.is_hedge(h.id)));
+            assert_eq!(r.hedges().0, first.len() as u32);
+            assert_eq!(r.poll_timeout(), None, "budget spent");
+            let (win, lose) = if original_first {
+                (&first, &hedges)
+            } else {
+                (&hedges, &first)
+            };
+            for q in win {
+                assert_ne!(
+                    first.iter().find(|f| f.id == q.id).map(|f| &f.node),
+                    hedges.iter().find(|h| h.id == q.id).map(|h| &h.node)
+                );
+                r.on_response(q.id, 200, json!({"n": q.node.as_str()}));
+            }
+            assert!(r.outcome().is_some(), "done without waiting for the losers");
+            for q in lose {
+                r.on_response(q.id, 200, json!({"late": true}));
+            }
+            assert_eq!(all_shards(r.outcome()), vec![0, 1, 2, 3], "each shard once");
+            let Some(CoverOutcome::Answers { answers, .. }) = r.outcome() else {
+                panic!()
+            };
+            assert!(answers.iter().all(|a| a.body.get("late").is_none()));
+            assert_eq!(r.hedges().1, if original_first { 0 } else { 2 });
+        }
+    }
+
+    #[test]
+    fn overlapping_answers_are_never_merged_twice() {
+        // 3 nodes RF=2: no other node holds all of a node's shards, so a hedge splits.
+        let p = placement(3, 2, 1, 12);
+        let mut r =
+            CoverRead::with_options("/x".into(), body(), &p, &|_| true, hedged_options(5, 8));
+        let first = r.take_requests_at(0);
+        r.on_timeout(5);
+        let hedges = r.take_requests_at(5);
+        assert!(!hedges.is_empty());
+        // Answer hedges first, then originals, then fail whatever is left: every shard exactly once.
+        for q in hedges.iter().chain(first.iter()) {
+            r.on_response(q.id, 200, json!({}));
+        }
+        loop {
+            let more = r.take_requests_at(6);
+            if more.is_empty() {
+                break;
+            }
+            for q in more {
+                r.on_response(q.id, 200, json!({}));
+            }
+        }
+        assert_eq!(all_shards(r.outcome()), (0..12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_failed_hedge_or_original_leaves_the_other_in_charge() {
+        let p = placement(2, 2, 1, 4);
+        let mut r =
+            CoverRead::with_options("/x".into(), body(), &p, &|_| true, hedged_options(1, 4));
+        let first = r.take_requests_at(0);
+        r.on_timeout(1);
+        let hedges = r.take_requests_at(1);
+        r.on_failure(hedges[0].id);
+        assert!(
+            r.take_requests().is_empty(),
+            "the original still covers them"
+        );
+        for q in &first {
+            r.on_response(q.id, 200, json!({}));
+        }
+        assert_eq!(all_shards(r.outcome()), vec![0, 1, 2, 3]);
+        // without a send time nothing is hedged; without a policy neither
+        let mut r =
+            CoverRead::with_options("/x".into(), body(), &p, &|_| true, hedged_options(1, 4));
+        r.take_requests();
+        assert_eq!(r.poll_timeout(), None);
+        let mut r = CoverRead::new("/x".into(), body(), &p, &|_| true, 0, 0);
+        r.take_requests_at(0);
+        assert_eq!(r.poll_timeout(), None);
+        r.on_timeout(u64::MAX);
+        assert!(r.take_requests().is_empty());
+        // a single replica: no hedge possible
+        let p = placement(1, 1, 1, 4);
+        let mut r =
+            CoverRead::with_options("/x".into(), body(), &p, &|_| true, hedged_options(1, 4));
+        r.take_requests_at(0);
+        r.on_timeout(10);
+        assert!(r.take_requests().is_empty());
+        assert_eq!(r.hedges(), (0, 0));
+    }
+
+    #[test]
+    fn ranking_and_scope_shape_the_cover() {
+        let p = placement(3, 3, 1, 6);
+        let best = NodeId::new("n2");
+        let mut r = CoverRead::with_options(
+            "/x".into(),
+            body(),
+            &p,
+            &|_| true,
+            CoverOptions {
+                ranking: vec![best.clone()],
+                ..CoverOptions::default()
+            },
+        );
+        let q = r.take_requests();
+        assert_eq!(q.len(), 1, "the best node holds everything");
+        assert_eq!(q[0].node, best);
+        // unhealthy best node: the next one
+        let mut r = CoverRead::with_options(
+            "/x".into(),
+            body(),
+            &p,
+            &|n| n != &best,
+            CoverOptions {
+                ranking: vec![best.clone(), NodeId::new("n0")],
+                ..CoverOptions::default()
+            },
+        );
+        assert_eq!(r.take_requests()[0].node.as_str(), "n0");
+        let probe = r.probe_request(&best).unwrap();
+        assert_eq!(probe.id, PROBE_ID);
+        assert_eq!(
+            probe.body,
+            Some(Value::Object(body())),
+            "no shard restriction"
+        );
+        r.on_response(PROBE_ID, 200, json!({}));
+        assert!(r.outcome().is_none(), "a probe answer is not an answer");
+        assert!(r.probe_request(&NodeId::new("stranger")).is_none());
+        // scope: only shards 1 and 4 (99 is ignored)
+        let mut r = CoverRead::with_options(
+            "/x".into(),
+            body(),
+            &p,
+            &|_| true,
+            CoverOptions {
+                scope: Some(vec![4, 1, 99]),
+                ..CoverOptions::default()
+            },
+        );
+        assert_eq!(r.scope(), vec![1, 4]);
+        let q = r.take_requests();
+        for x in &q {
+            r.on_response(x.id, 200, json!({}));
+        }
+        assert_eq!(all_shards(r.outcome()), vec![1, 4]);
+        let Some(CoverOutcome::Answers { unavailable, .. }) = r.outcome() else {
+            panic!()
+        };
+        assert!(
+            unavailable.is_empty(),
+            "out-of-scope shards are not unavailable"
+        );
     }
 }

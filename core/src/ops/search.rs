@@ -19,13 +19,16 @@
 //! - with unavailable shards, `scatter.unavailable_shard_policy` decides: `partial` merges what was answered
 //!   and sets `X-Miroir-Degraded: shards=…`; `error` answers 503 `miroir_shard_unavailable`.
 
-use super::cover::{CoverOutcome, CoverRead};
+use super::cover::{CoverOptions, CoverOutcome, CoverRead};
 use super::{NodeRequest, Reply, RequestId, DEGRADED_HEADER};
 use crate::config::UnavailableShardPolicy;
 use crate::error::{join_u32, MeiliError};
 use crate::routing::Placement;
-use crate::search::{merge_search, plan_search, NodeAnswer, SearchContext, SearchPlan};
+use crate::search::{
+    merge_search, pinned_shards, plan_search, NodeAnswer, SearchContext, SearchPlan,
+};
 use crate::topology::{GroupId, NodeId, ShardId};
+use crate::Millis;
 use serde_json::{Map, Value};
 
 /// One search in flight: a [`CoverRead`] of the planned shard request, merged once every shard answered.
@@ -51,14 +54,52 @@ impl ScatterSearch {
         rotation: u64,
         policy: UnavailableShardPolicy,
     ) -> Result<Self, MeiliError> {
+        Self::with_options(
+            index_uid,
+            client,
+            ctx,
+            placement,
+            healthy,
+            CoverOptions {
+                preferred_group,
+                rotation,
+                ..CoverOptions::default()
+            },
+            policy,
+            None,
+        )
+    }
+
+    /// Plans the search `client` on index `index_uid` with the scatter `options` (replica ranking,
+    /// hedging, scope). With `primary_key`, a filter pinning it (`id = x`, `id IN [...]`, AND-ed with
+    /// anything) narrows the scope to the shards owning those ids (see
+    /// [`crate::search::pinned_shards`]): the other shards cannot hold a matching document.
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_options(
+        index_uid: &str,
+        client: &Map<String, Value>,
+        ctx: &SearchContext,
+        placement: &Placement,
+        healthy: &dyn Fn(&NodeId) -> bool,
+        mut options: CoverOptions,
+        policy: UnavailableShardPolicy,
+        primary_key: Option<&str>,
+    ) -> Result<Self, MeiliError> {
         let plan = plan_search(client, ctx)?;
-        let read = CoverRead::new(
+        if let Some(pinned) = primary_key
+            .and_then(|pk| pinned_shards(plan.shard_request.get("filter"), pk, placement.shards()))
+        {
+            options.scope = Some(match options.scope.take() {
+                None => pinned,
+                Some(scope) => pinned.into_iter().filter(|s| scope.contains(s)).collect(),
+            });
+        }
+        let read = CoverRead::with_options(
             format!("/indexes/{index_uid}/search"),
             plan.shard_request.clone(),
             placement,
             healthy,
-            preferred_group,
-            rotation,
+            options,
         )
         .accepting(|body| body.get("hits").is_some_and(Value::is_array));
         let mut search = ScatterSearch {
@@ -69,6 +110,41 @@ impl ScatterSearch {
         };
         search.settle();
         Ok(search)
+    }
+
+    /// The requests created since the last call, sent at `now` (so they can be hedged): send them all.
+    pub fn take_requests_at(&mut self, now: Millis) -> Vec<NodeRequest> {
+        self.read.take_requests_at(now)
+    }
+
+    /// When the next hedge is due, if any (see [`CoverRead::poll_timeout`]).
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.reply.is_some() {
+            return None;
+        }
+        self.read.poll_timeout()
+    }
+
+    /// Sends the hedges due at `now` (see [`CoverRead::on_timeout`]).
+    pub fn on_timeout(&mut self, now: Millis) {
+        if self.reply.is_none() {
+            self.read.on_timeout(now);
+        }
+    }
+
+    /// A shadow copy of this search for `node`, only to time it (see [`CoverRead::probe_request`]).
+    pub fn probe_request(&self, node: &NodeId) -> Option<NodeRequest> {
+        self.read.probe_request(node)
+    }
+
+    /// Hedges sent, and how many of them won.
+    pub fn hedges(&self) -> (u32, u32) {
+        self.read.hedges()
+    }
+
+    /// The shards this search reads (all of them unless narrowed by the primary key).
+    pub fn scope(&self) -> Vec<ShardId> {
+        self.read.scope()
     }
 
     /// The requests created since the last call: send them all.
@@ -357,5 +433,67 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, "invalid_search_limit");
+    }
+
+    #[test]
+    fn a_pinned_primary_key_reaches_only_its_shards() {
+        let p = placement(4, 1, 1, 16);
+        let body = json!({"q": "", "filter": "id IN [7, 9] AND year > 2000"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let mut want = vec![p.shard_for_key("7"), p.shard_for_key("9")];
+        want.sort_unstable();
+        want.dedup();
+        let mut s = ScatterSearch::with_options(
+            "movies",
+            &body,
+            &SearchContext::default(),
+            &p,
+            &|_| true,
+            CoverOptions::default(),
+            UnavailableShardPolicy::Error,
+            Some("id"),
+        )
+        .unwrap();
+        assert_eq!(s.scope(), want);
+        let reqs = s.take_requests_at(0);
+        let mut asked: Vec<ShardId> = reqs
+            .iter()
+            .flat_map(|r| s.read.shards_of(r.id).to_vec())
+            .collect();
+        asked.sort_unstable();
+        assert_eq!(asked, want);
+        for r in reqs {
+            let b = answer_for(&s, r.id);
+            s.on_response(r.id, 200, b);
+        }
+        let reply = s.reply().unwrap();
+        assert_eq!(reply.status, 200, "no shard is reported unavailable");
+        assert!(reply.headers.is_empty());
+        assert_eq!(reply.body["estimatedTotalHits"], want.len());
+        assert_eq!(s.hedges(), (0, 0));
+        assert_eq!(s.poll_timeout(), None);
+
+        // OR with another field: every shard
+        let body = json!({"filter": "id = 7 OR year > 2000"})
+            .as_object()
+            .unwrap()
+            .clone();
+        let s = ScatterSearch::with_options(
+            "movies",
+            &body,
+            &SearchContext::default(),
+            &p,
+            &|_| true,
+            CoverOptions {
+                scope: Some(vec![1, 2]),
+                ..CoverOptions::default()
+            },
+            UnavailableShardPolicy::Error,
+            Some("id"),
+        )
+        .unwrap();
+        assert_eq!(s.scope(), vec![1, 2], "a caller's scope is kept");
     }
 }

@@ -269,6 +269,15 @@ impl DocumentsPager {
         pager
     }
 
+    /// Narrows the listing to the shards of `scope` (primary-key narrowing, see
+    /// [`crate::search::pinned_shards`]): the shards outside it cannot hold a matching document, so they are
+    /// empty without being unavailable. Call it right after [`DocumentsPager::new`], with a cover that
+    /// assigns only shards of `scope`.
+    pub fn narrowed_to(mut self, scope: &[u32]) -> Self {
+        self.unavailable.retain(|s| scope.contains(s));
+        self
+    }
+
     /// The shards given up (never assigned, or [`skip`](Self::skip)ped): the answer counts them as empty.
     pub fn unavailable_shards(&self) -> Vec<u32> {
         self.unavailable.iter().copied().collect()

@@ -43,6 +43,7 @@ pub mod federation;
 mod filter;
 mod get;
 mod merge;
+mod pk;
 mod plan;
 
 pub use facets::merge_facet_search;
@@ -50,6 +51,7 @@ pub use filter::{and_filter, shard_filter, ShardRestriction};
 pub use get::search_params_from_query;
 pub(crate) use get::split_sort;
 pub use merge::{compare_hits, merge_search};
+pub use pk::{pinned_ids, pinned_shards, MAX_CASE_VARIANTS};
 pub use plan::plan_search;
 
 use serde_json::{Map, Value};

@@ -382,6 +382,8 @@ struct ProxyCtx {
     disk: Arc<ProxyDisk>,
     skip_replay: bool,
     idempotency: IdempotencyMode,
+    /// Replica selection fed by every search answer (as the HTTP proxy's), with default hedging.
+    selector: Mutex<miroir_core::select::Selector>,
 }
 
 /// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
@@ -868,36 +870,36 @@ async fn serve_op(
         ProxyOp::Search(body) => {
             let n = ctx.disk.requests.fetch_add(1, Ordering::SeqCst);
             let groups = ctx.placement.groups().max(1);
-            let search = ScatterSearch::new(
+            let nodes: Vec<NodeId> = ctx.addrs.keys().cloned().collect();
+            let options = super::speed::cover_options(
+                &ctx.selector,
+                &nodes,
+                Some(&miroir_core::config::HedgingConfig::default()),
+                (n % groups as u64) as u32,
+                n,
+            );
+            let search = ScatterSearch::with_options(
                 INDEX,
                 &body,
                 &SearchContext::default(),
                 &ctx.placement,
                 &|_| true,
-                (n % groups as u64) as u32,
-                n,
+                options,
                 UnavailableShardPolicy::Partial,
+                Some("id"),
             );
             let mut search = match search {
                 Ok(s) => s,
                 Err(e) => return answer.send(Reply::error(&e)).await,
             };
-            loop {
-                let reqs = search.take_requests();
-                if reqs.is_empty() {
-                    break;
-                }
-                let mut calls: FuturesUnordered<_> = reqs
-                    .into_iter()
-                    .map(|r| async move { (r.id, call(ctx, rpc, &r).await) })
-                    .collect();
-                while let Some((id, result)) = calls.next().await {
-                    match result {
-                        Ok(resp) => search.on_response(id, resp.status, resp.body),
-                        Err(_) => search.on_failure(id),
-                    }
-                }
-            }
+            super::speed::drive_search(
+                &mut search,
+                &ctx.selector,
+                &nodes,
+                |r: NodeRequest| async move { call(ctx, rpc, &r).await },
+                |_| (),
+            )
+            .await;
             match search.reply() {
                 Some(r) => answer.send(r.clone()).await,
                 None => {
@@ -1321,6 +1323,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         disk: Arc::new(ProxyDisk::default()),
         skip_replay: spec.skip_replay,
         idempotency: spec.idempotency,
+        selector: Mutex::new(miroir_core::select::Selector::new(
+            miroir_core::select::Strategy::Adaptive,
+            0.05,
+            seed,
+        )),
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle

@@ -11,3 +11,5 @@ pub mod trace;
 pub mod host;
 #[cfg(madsim)]
 pub mod net;
+#[cfg(madsim)]
+pub mod speed;
