@@ -10,6 +10,7 @@
 //! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
+//! - [`migration`]: the shard-migration (cutover) coordinator used when the fleet changes shape.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
@@ -23,6 +24,7 @@ pub mod config;
 pub mod documents;
 pub mod error;
 pub mod health;
+pub mod migration;
 pub mod ops;
 pub mod pager;
 pub mod quorum;

@@ -269,6 +269,32 @@ impl Placement {
         })
     }
 
+    /// A placement with explicit owners, laid out as `owners[(shard * groups + group) * rf ..][..rf]` (shard
+    /// migrations build their read view with it). `None` when a count is 0 or the length is not `S·RG·RF`.
+    pub fn from_owners(shards: u32, rf: u32, groups: u32, owners: Vec<NodeId>) -> Option<Placement> {
+        if shards == 0 || rf == 0 || groups == 0 {
+            return None;
+        }
+        if owners.len() != shards as usize * groups as usize * rf as usize {
+            return None;
+        }
+        let mut held: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
+        for (i, id) in owners.iter().enumerate() {
+            let shard = (i / (groups as usize * rf as usize)) as ShardId;
+            let list = held.entry(id.clone()).or_default();
+            if list.last() != Some(&shard) {
+                list.push(shard);
+            }
+        }
+        Some(Placement {
+            shards,
+            rf,
+            groups,
+            owners,
+            held,
+        })
+    }
+
     /// S.
     pub fn shards(&self) -> u32 {
         self.shards
