@@ -171,14 +171,31 @@ pub fn plan(old: &Topology, new: &Topology, lost: BTreeSet<NodeId>) -> Result<Pl
         for g in 0..groups {
             let old_o = old_p.owners(s, g);
             let new_o = new_p.owners(s, g);
-            let targets: Vec<NodeId> = new_o.iter().filter(|n| !old_o.contains(n)).cloned().collect();
-            let leaving: Vec<NodeId> = old_o.iter().filter(|n| !new_o.contains(n)).cloned().collect();
+            let targets: Vec<NodeId> = new_o
+                .iter()
+                .filter(|n| !old_o.contains(n))
+                .cloned()
+                .collect();
+            let leaving: Vec<NodeId> = old_o
+                .iter()
+                .filter(|n| !new_o.contains(n))
+                .cloned()
+                .collect();
             changed |= !targets.is_empty() || !leaving.is_empty();
-            let mut sources: Vec<NodeId> =
-                old_o.iter().filter(|n| !lost.contains(*n)).cloned().collect();
+            let mut sources: Vec<NodeId> = old_o
+                .iter()
+                .filter(|n| !lost.contains(*n))
+                .cloned()
+                .collect();
             if sources.is_empty() {
                 for h in (0..old_p.groups()).filter(|h| *h != g) {
-                    sources.extend(old_p.owners(s, h).iter().filter(|n| !lost.contains(*n)).cloned());
+                    sources.extend(
+                        old_p
+                            .owners(s, h)
+                            .iter()
+                            .filter(|n| !lost.contains(*n))
+                            .cloned(),
+                    );
                 }
             }
             if !targets.is_empty() && sources.is_empty() {
@@ -207,7 +224,11 @@ pub fn plan(old: &Topology, new: &Topology, lost: BTreeSet<NodeId>) -> Result<Pl
 }
 
 fn not_found(id: &NodeId) -> MeiliError {
-    MeiliError::invalid(404, "miroir_node_not_found", format!("Node `{id}` not found."))
+    MeiliError::invalid(
+        404,
+        "miroir_node_not_found",
+        format!("Node `{id}` not found."),
+    )
 }
 
 /// Derives the next topology from `change` and plans the migration to it.
@@ -466,17 +487,44 @@ pub enum WriteIntent {
     },
 }
 
+/// A node request before it gets an id: node, method, path, body.
+type RequestSpec = (NodeId, Method, String, Option<Value>);
+
 #[derive(Debug, Clone, PartialEq)]
 enum Work {
-    GetSettings { node: NodeId },
-    CreateIndex { node: NodeId },
-    PatchSettings { node: NodeId },
-    Fetch { node: NodeId, offset: usize, purpose: Scan },
-    Write { node: NodeId, docs: Vec<Document> },
-    Delete { node: NodeId, ids: Vec<String> },
-    Barrier { node: NodeId },
-    DeleteShard { node: NodeId },
-    AwaitTask { node: NodeId, uid: u64, tolerate_failure: bool },
+    GetSettings {
+        node: NodeId,
+    },
+    CreateIndex {
+        node: NodeId,
+    },
+    PatchSettings {
+        node: NodeId,
+    },
+    Fetch {
+        node: NodeId,
+        offset: usize,
+        purpose: Scan,
+    },
+    Write {
+        node: NodeId,
+        docs: Vec<Document>,
+    },
+    Delete {
+        node: NodeId,
+        ids: Vec<String>,
+    },
+    Barrier {
+        node: NodeId,
+    },
+    DeleteShard {
+        node: NodeId,
+    },
+    AwaitTask {
+        node: NodeId,
+        uid: u64,
+        tolerate_failure: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -581,8 +629,9 @@ impl Job {
         self.phase > Phase::CutOver || (self.phase == Phase::CutOver && self.cut_persisted)
     }
 
+    /// Whether the shard holds a concurrency slot (cut-over and cleanup are cheap and do not).
     fn is_active(&self) -> bool {
-        self.phase > Phase::Planned && self.phase < Phase::Done
+        self.phase > Phase::Planned && self.phase < Phase::CutOver
     }
 }
 
@@ -874,85 +923,84 @@ impl Migration {
     ) -> Result<Option<(FanoutWrite, WriteTicket)>, MeiliError> {
         let shards_n = self.plan.new.shards;
         let idx = self.params.index_uid.clone();
-        let (shards, requests): (BTreeSet<ShardId>, Vec<(NodeId, Method, String, Option<Value>)>) =
-            match intent {
-                WriteIntent::Documents { docs, replace } => {
-                    let pk = self.params.primary_key.clone();
-                    let mut per_node: BTreeMap<NodeId, Vec<Value>> = BTreeMap::new();
-                    let mut shards = BTreeSet::new();
-                    let mut tagged = Vec::with_capacity(docs.len());
-                    for mut doc in docs {
-                        let id = document_id(&doc, &pk)?;
-                        check_reserved_fields(&doc)?;
-                        let s = shard_for_key(&id, shards_n);
-                        doc.insert(SHARD_FIELD.to_string(), Value::from(s));
-                        shards.insert(s);
-                        tagged.push((s, doc));
-                    }
-                    if shards.iter().any(|s| self.is_fenced(*s)) {
-                        return Ok(None);
-                    }
-                    for (s, doc) in tagged {
-                        for n in self.routes[s as usize].write_targets.iter() {
-                            per_node
-                                .entry(n.clone())
-                                .or_default()
-                                .push(Value::Object(doc.clone()));
-                        }
-                    }
-                    let path = format!(
-                        "/indexes/{idx}/documents?primaryKey={}",
-                        encode_query_value(&pk)
-                    );
-                    let method = if replace { Method::Post } else { Method::Put };
-                    let requests = per_node
-                        .into_iter()
-                        .map(|(n, d)| (n, method, path.clone(), Some(Value::Array(d))))
-                        .collect();
-                    (shards, requests)
+        let (shards, requests): (BTreeSet<ShardId>, Vec<RequestSpec>) = match intent {
+            WriteIntent::Documents { docs, replace } => {
+                let pk = self.params.primary_key.clone();
+                let mut per_node: BTreeMap<NodeId, Vec<Value>> = BTreeMap::new();
+                let mut shards = BTreeSet::new();
+                let mut tagged = Vec::with_capacity(docs.len());
+                for mut doc in docs {
+                    let id = document_id(&doc, &pk)?;
+                    check_reserved_fields(&doc)?;
+                    let s = shard_for_key(&id, shards_n);
+                    doc.insert(SHARD_FIELD.to_string(), Value::from(s));
+                    shards.insert(s);
+                    tagged.push((s, doc));
                 }
-                WriteIntent::DeleteIds(ids) => {
-                    let mut per_node: BTreeMap<NodeId, Vec<Value>> = BTreeMap::new();
-                    let mut shards = BTreeSet::new();
-                    let mut routed = Vec::with_capacity(ids.len());
-                    for v in &ids {
-                        let id = delete_batch_id(v);
-                        let s = shard_for_key(&id, shards_n);
-                        shards.insert(s);
-                        routed.push((s, id));
-                    }
-                    if shards.iter().any(|s| self.is_fenced(*s)) {
-                        return Ok(None);
-                    }
-                    for (s, id) in routed {
-                        for n in self.routes[s as usize].write_targets.iter() {
-                            per_node
-                                .entry(n.clone())
-                                .or_default()
-                                .push(Value::String(id.clone()));
-                        }
-                    }
-                    let path = format!("/indexes/{idx}/documents/delete-batch");
-                    let requests = per_node
-                        .into_iter()
-                        .map(|(n, d)| (n, Method::Post, path.clone(), Some(Value::Array(d))))
-                        .collect();
-                    (shards, requests)
+                if shards.iter().any(|s| self.is_fenced(*s)) {
+                    return Ok(None);
                 }
-                WriteIntent::Broadcast { method, path, body } => {
-                    let shards: BTreeSet<ShardId> = (0..shards_n).collect();
-                    if shards.iter().any(|s| self.is_fenced(*s)) {
-                        return Ok(None);
+                for (s, doc) in tagged {
+                    for n in self.routes[s as usize].write_targets.iter() {
+                        per_node
+                            .entry(n.clone())
+                            .or_default()
+                            .push(Value::Object(doc.clone()));
                     }
-                    let nodes: BTreeSet<&NodeId> =
-                        self.routes.iter().flat_map(|r| &r.write_targets).collect();
-                    let requests = nodes
-                        .into_iter()
-                        .map(|n| (n.clone(), method, path.clone(), body.clone()))
-                        .collect();
-                    (shards, requests)
                 }
-            };
+                let path = format!(
+                    "/indexes/{idx}/documents?primaryKey={}",
+                    encode_query_value(&pk)
+                );
+                let method = if replace { Method::Post } else { Method::Put };
+                let requests = per_node
+                    .into_iter()
+                    .map(|(n, d)| (n, method, path.clone(), Some(Value::Array(d))))
+                    .collect();
+                (shards, requests)
+            }
+            WriteIntent::DeleteIds(ids) => {
+                let mut per_node: BTreeMap<NodeId, Vec<Value>> = BTreeMap::new();
+                let mut shards = BTreeSet::new();
+                let mut routed = Vec::with_capacity(ids.len());
+                for v in &ids {
+                    let id = delete_batch_id(v);
+                    let s = shard_for_key(&id, shards_n);
+                    shards.insert(s);
+                    routed.push((s, id));
+                }
+                if shards.iter().any(|s| self.is_fenced(*s)) {
+                    return Ok(None);
+                }
+                for (s, id) in routed {
+                    for n in self.routes[s as usize].write_targets.iter() {
+                        per_node
+                            .entry(n.clone())
+                            .or_default()
+                            .push(Value::String(id.clone()));
+                    }
+                }
+                let path = format!("/indexes/{idx}/documents/delete-batch");
+                let requests = per_node
+                    .into_iter()
+                    .map(|(n, d)| (n, Method::Post, path.clone(), Some(Value::Array(d))))
+                    .collect();
+                (shards, requests)
+            }
+            WriteIntent::Broadcast { method, path, body } => {
+                let shards: BTreeSet<ShardId> = (0..shards_n).collect();
+                if shards.iter().any(|s| self.is_fenced(*s)) {
+                    return Ok(None);
+                }
+                let nodes: BTreeSet<&NodeId> =
+                    self.routes.iter().flat_map(|r| &r.write_targets).collect();
+                let requests = nodes
+                    .into_iter()
+                    .map(|n| (n.clone(), method, path.clone(), body.clone()))
+                    .collect();
+                (shards, requests)
+            }
+        };
         for s in &shards {
             *self.in_flight.entry(*s).or_default() += 1;
         }
@@ -1187,8 +1235,10 @@ impl Migration {
                                     docs: batch.clone(),
                                 });
                             }
-                            if params.docs_per_second > 0 {
-                                let wait = (n as u64).saturating_mul(1000) / params.docs_per_second;
+                            if let Some(wait) = (n as u64)
+                                .saturating_mul(1000)
+                                .checked_div(params.docs_per_second)
+                            {
                                 job.not_before = now.saturating_add(wait);
                             }
                         }
@@ -1267,7 +1317,7 @@ impl Migration {
         Ok(())
     }
 
-    fn request_for(&self, s: ShardId, work: &Work) -> (NodeId, Method, String, Option<Value>) {
+    fn request_for(&self, s: ShardId, work: &Work) -> RequestSpec {
         let idx = &self.params.index_uid;
         let pk = &self.params.primary_key;
         let filter = format!("{SHARD_FIELD} = {s}");
@@ -1294,7 +1344,9 @@ impl Migration {
                 node.clone(),
                 Method::Post,
                 format!("/indexes/{idx}/documents/fetch"),
-                Some(json!({"filter": filter, "offset": offset, "limit": self.params.page_size.max(1)})),
+                Some(
+                    json!({"filter": filter, "offset": offset, "limit": self.params.page_size.max(1)}),
+                ),
             ),
             Work::Write { node, docs } => (
                 node.clone(),
@@ -1303,13 +1355,17 @@ impl Migration {
                     "/indexes/{idx}/documents?primaryKey={}",
                     encode_query_value(pk)
                 ),
-                Some(Value::Array(docs.iter().cloned().map(Value::Object).collect())),
+                Some(Value::Array(
+                    docs.iter().cloned().map(Value::Object).collect(),
+                )),
             ),
             Work::Delete { node, ids } => (
                 node.clone(),
                 Method::Post,
                 format!("/indexes/{idx}/documents/delete-batch"),
-                Some(Value::Array(ids.iter().cloned().map(Value::String).collect())),
+                Some(Value::Array(
+                    ids.iter().cloned().map(Value::String).collect(),
+                )),
             ),
             Work::Barrier { node } => (
                 node.clone(),
@@ -1539,6 +1595,1001 @@ impl Migration {
                 offset: 0,
                 purpose: Scan::Source,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn topo(per_group: &[u32], rf: u32, shards: u32) -> Topology {
+        let mut nodes = Vec::new();
+        let mut i = 0;
+        for (g, count) in per_group.iter().enumerate() {
+            for _ in 0..*count {
+                nodes.push(Node::active(
+                    format!("n{i}"),
+                    format!("http://n{i}"),
+                    g as u32,
+                ));
+                i += 1;
+            }
+        }
+        Topology {
+            epoch: 1,
+            shards,
+            replication_factor: rf,
+            replica_groups: per_group.len() as u32,
+            nodes,
+        }
+    }
+
+    fn task(uid: u64) -> WriteTask {
+        WriteTask {
+            uid,
+            index_uid: Some("docs".into()),
+            task_type: crate::tasks::TaskType::DocumentAdditionOrUpdate,
+            details: None,
+            enqueued_at: 0,
+        }
+    }
+
+    /// A tiny in-memory Meilisearch: one index, tasks applied when `auto` (else on `process`).
+    #[derive(Default, Clone)]
+    struct FakeNode {
+        has_index: bool,
+        settings: Value,
+        docs: BTreeMap<String, Document>,
+        tasks: Vec<(String, Option<Value>, bool)>, // (kind, payload, done)
+        down: bool,
+        manual: bool,
+    }
+
+    impl FakeNode {
+        fn enqueue(&mut self, kind: &str, payload: Option<Value>) -> Value {
+            self.tasks.push((kind.into(), payload, false));
+            let uid = self.tasks.len() as u64 - 1;
+            if !self.manual {
+                self.process();
+            }
+            json!({"taskUid": uid})
+        }
+        fn process(&mut self) {
+            for i in 0..self.tasks.len() {
+                if self.tasks[i].2 {
+                    continue;
+                }
+                let (kind, payload, _) = self.tasks[i].clone();
+                match kind.as_str() {
+                    "create" => self.has_index = true,
+                    "settings" => self.settings = payload.unwrap_or(Value::Null),
+                    "add" => {
+                        for d in payload.unwrap().as_array().unwrap() {
+                            let d = d.as_object().unwrap().clone();
+                            self.docs.insert(canonical_id(&d["id"]).unwrap(), d);
+                        }
+                    }
+                    "del" => {
+                        for id in payload.unwrap().as_array().unwrap() {
+                            self.docs.remove(id.as_str().unwrap());
+                        }
+                    }
+                    "delshard" => {
+                        let f = payload.unwrap();
+                        let s: u64 = f
+                            .as_str()
+                            .unwrap()
+                            .rsplit(' ')
+                            .next()
+                            .unwrap()
+                            .parse()
+                            .unwrap();
+                        self.docs.retain(|_, d| d[SHARD_FIELD] != json!(s));
+                    }
+                    _ => {}
+                }
+                self.tasks[i].2 = true;
+            }
+        }
+        fn handle(&mut self, r: &NodeRequest) -> Option<(u16, Value)> {
+            if self.down {
+                return None;
+            }
+            let body = r.body.clone();
+            let out = match (r.method, r.path.as_str()) {
+                (Method::Get, p) if p.ends_with("/settings") => {
+                    json!({"filterableAttributes": ["_miroir_shard"]})
+                }
+                (Method::Patch, _) => self.enqueue("settings", body),
+                (Method::Post, "/indexes") => self.enqueue("create", None),
+                (Method::Post, p) if p.ends_with("/documents/fetch") => {
+                    let b = body.unwrap();
+                    let f = b["filter"].as_str().unwrap().to_string();
+                    let s: u64 = f.rsplit(' ').next().unwrap().parse().unwrap();
+                    let (o, l) = (
+                        b["offset"].as_u64().unwrap() as usize,
+                        b["limit"].as_u64().unwrap() as usize,
+                    );
+                    let res: Vec<Value> = self
+                        .docs
+                        .values()
+                        .filter(|d| d[SHARD_FIELD] == json!(s))
+                        .skip(o)
+                        .take(l)
+                        .cloned()
+                        .map(Value::Object)
+                        .collect();
+                    json!({"results": res})
+                }
+                (Method::Post, p) if p.contains("/documents?") => self.enqueue("add", body),
+                (Method::Put, p) if p.contains("/documents?") => {
+                    // partial update
+                    let mut merged = Vec::new();
+                    for d in body.unwrap().as_array().unwrap() {
+                        let d = d.as_object().unwrap();
+                        let mut cur = self
+                            .docs
+                            .get(&canonical_id(&d["id"]).unwrap())
+                            .cloned()
+                            .unwrap_or_default();
+                        for (k, v) in d {
+                            cur.insert(k.clone(), v.clone());
+                        }
+                        merged.push(Value::Object(cur));
+                    }
+                    self.enqueue("add", Some(Value::Array(merged)))
+                }
+                (Method::Post, p) if p.ends_with("/delete-batch") => self.enqueue("del", body),
+                (Method::Post, p) if p.ends_with("/documents/delete") => {
+                    self.enqueue("delshard", body.map(|b| b["filter"].clone()))
+                }
+                (Method::Get, p) if p.starts_with("/tasks/") => {
+                    let uid: usize = p[7..].parse().unwrap();
+                    match self.tasks.get(uid) {
+                        Some(t) if t.2 => json!({"status": "succeeded"}),
+                        Some(_) => json!({"status": "enqueued"}),
+                        None => return Some((404, json!({"code": "task_not_found"}))),
+                    }
+                }
+                _ => return Some((404, json!({}))),
+            };
+            Some((
+                if r.method == Method::Get || r.path.ends_with("/fetch") {
+                    200
+                } else {
+                    202
+                },
+                out,
+            ))
+        }
+    }
+
+    struct Harness {
+        m: Migration,
+        nodes: BTreeMap<NodeId, FakeNode>,
+        now: Millis,
+        persisted: Vec<Value>,
+        persist_ack: bool,
+        sent: Vec<NodeRequest>,
+    }
+
+    impl Harness {
+        fn new(plan: Plan, params: MigrationParams, docs: &[u64]) -> Harness {
+            let old_p = Placement::new(&plan.old).unwrap();
+            let mut nodes: BTreeMap<NodeId, FakeNode> = plan
+                .old
+                .nodes
+                .iter()
+                .chain(plan.new.nodes.iter())
+                .map(|n| (n.id.clone(), FakeNode::default()))
+                .collect();
+            for n in &plan.old.nodes {
+                if n.state.is_placed() {
+                    nodes.get_mut(&n.id).unwrap().has_index = true;
+                }
+            }
+            for id in docs {
+                let key = id.to_string();
+                let s = shard_for_key(&key, plan.old.shards);
+                for o in old_p.write_targets(s) {
+                    let d = json!({"id": id, "v": 0, SHARD_FIELD: s})
+                        .as_object()
+                        .unwrap()
+                        .clone();
+                    nodes.get_mut(&o).unwrap().docs.insert(key.clone(), d);
+                }
+            }
+            Harness {
+                m: Migration::start(plan, params).unwrap(),
+                nodes,
+                now: 1_000,
+                persisted: Vec::new(),
+                persist_ack: true,
+                sent: Vec::new(),
+            }
+        }
+
+        /// Runs actions until nothing is left; then advances the clock to the next wake-up. `steps` bounds it.
+        fn run(&mut self, steps: usize) {
+            for _ in 0..steps {
+                if self.m.is_finished() && self.m.outbox.is_empty() {
+                    return;
+                }
+                match self.m.poll_action() {
+                    Some(Action::Send(r)) => {
+                        self.sent.push(r.clone());
+                        let node = self.nodes.get_mut(&r.node).unwrap();
+                        match node.handle(&r) {
+                            Some((st, b)) => self.m.on_response(r.id, st, &b, self.now),
+                            None => self.m.on_failure(r.id, self.now),
+                        }
+                    }
+                    Some(Action::Persist { seq, record }) => {
+                        self.persisted.push(record);
+                        if self.persist_ack {
+                            self.m.on_persisted(seq, self.now);
+                        }
+                    }
+                    None => {
+                        self.now = self
+                            .m
+                            .poll_timeout()
+                            .unwrap_or(self.now + 10)
+                            .max(self.now + 1);
+                        self.m.handle_timeout(self.now);
+                    }
+                }
+            }
+        }
+
+        /// What a client write does, through the routing view, with nodes applying at once.
+        fn client_put(&mut self, id: u64, v: u64) -> bool {
+            let doc = json!({"id": id, "v": v}).as_object().unwrap().clone();
+            let Some((w, t)) = self
+                .m
+                .try_write(
+                    WriteIntent::Documents {
+                        docs: vec![doc],
+                        replace: true,
+                    },
+                    task(1),
+                    WriteQuorum::All,
+                    self.now + 100,
+                )
+                .unwrap()
+            else {
+                return false;
+            };
+            let mut w = w;
+            for r in w.requests().to_vec() {
+                match self.nodes.get_mut(&r.node).unwrap().handle(&r) {
+                    Some((st, b)) => w.on_response(r.id, st, &b),
+                    None => w.on_failure(r.id),
+                }
+            }
+            self.m.write_finished(t, self.now);
+            matches!(
+                w.decision(),
+                Some(crate::quorum::WriteDecision::Acknowledged { .. })
+            )
+        }
+
+        fn check_final(&self, docs: &BTreeMap<String, u64>) {
+            let p = Placement::new(&self.m.plan().new).unwrap();
+            for (id, node) in &self.nodes {
+                for (doc_id, d) in &node.docs {
+                    let s = shard_for_key(doc_id, p.shards());
+                    assert!(p.write_targets(s).contains(id), "{doc_id} stray on {id}");
+                    assert_eq!(
+                        d["v"].as_u64(),
+                        docs.get(doc_id).copied(),
+                        "{doc_id} on {id}"
+                    );
+                }
+            }
+            for doc_id in docs.keys() {
+                let s = shard_for_key(doc_id, p.shards());
+                for o in p.write_targets(s) {
+                    assert!(
+                        self.nodes[&o].docs.contains_key(doc_id),
+                        "{doc_id} missing on {o}"
+                    );
+                }
+            }
+        }
+    }
+
+    fn params() -> MigrationParams {
+        let mut p = MigrationParams::new("docs", "id");
+        p.page_size = 3;
+        p
+    }
+
+    fn add_node_plan() -> Plan {
+        let t = topo(&[3], 2, 8);
+        plan_change(&t, &Change::AddNode(Node::active("n9", "http://n9", 0))).unwrap()
+    }
+
+    #[test]
+    fn add_node_moves_shards_and_cleans_up() {
+        let plan = add_node_plan();
+        assert!(!plan.moves.is_empty());
+        let ids: Vec<u64> = (0..40).collect();
+        let mut h = Harness::new(plan, params(), &ids);
+        h.run(20_000);
+        assert!(h.m.is_finished(), "{:?}", h.m.phases());
+        let want: BTreeMap<String, u64> = ids.iter().map(|i| (i.to_string(), 0)).collect();
+        h.check_final(&want);
+        assert!(h.nodes[&NodeId::from("n9")].has_index, "target prepared");
+        let last = h.persisted.last().unwrap();
+        assert!(last["shards"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|p| p == "done"));
+        // after the migration the view is the new placement
+        let p = Placement::new(&h.m.plan().new).unwrap();
+        for s in 0..8 {
+            assert_eq!(h.m.route(s).unwrap().write_targets, p.write_targets(s));
+        }
+    }
+
+    #[test]
+    fn copy_is_throttled() {
+        let ids: Vec<u64> = (0..60).collect();
+        let mut p = params();
+        p.docs_per_second = 2;
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(add_node_plan(), p, &ids);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        // a moved shard holds ~7 of the 60 documents: at 2 documents/s its copy takes seconds
+        assert!(h.now > 1_000 + 3_000, "now = {}", h.now);
+    }
+
+    #[test]
+    fn writes_during_migration_go_to_old_and_new_and_ack_on_old() {
+        let plan = add_node_plan();
+        let (&s, moves) = plan.moves.iter().next().unwrap();
+        let target = moves[0].targets[0].clone();
+        let mut h = Harness::new(plan, params(), &[]);
+        // before the shard starts: old routing only
+        let r = h.m.route(s).unwrap().clone();
+        assert!(!r.write_targets.contains(&target));
+        // let every shard start
+        let mut p = params();
+        p.max_concurrent_migrations = 8;
+        h.m.params = p;
+        h.run(1); // the initial record is persisted: shards start
+        let r = h.m.route(s).unwrap().clone();
+        assert!(r.write_targets.contains(&target), "dual write");
+        assert!(!r.ack[0].contains(&target), "ack judged on old owners");
+        // a write that fails on the target is still acknowledged
+        h.nodes.get_mut(&target).unwrap().down = true;
+        let id = (0..1000u64)
+            .find(|i| shard_for_key(&i.to_string(), 8) == s)
+            .unwrap();
+        assert!(h.client_put(id, 1));
+    }
+
+    #[test]
+    fn failed_target_pauses_and_never_cuts_over_until_back() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..30).collect();
+        let mut h = Harness::new(plan, params(), &ids);
+        h.nodes.get_mut(&NodeId::from("n9")).unwrap().down = true;
+        h.run(3_000);
+        assert!(!h.m.is_finished());
+        assert!(
+            h.m.phases().values().all(|p| *p < Phase::CutOver),
+            "{:?}",
+            h.m.phases()
+        );
+        assert!(h.m.failures().values().any(|f| *f > 0));
+        h.nodes.get_mut(&NodeId::from("n9")).unwrap().down = false;
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+    }
+
+    #[test]
+    fn failed_source_rotates_to_another_source() {
+        let t = topo(&[3], 2, 8);
+        let plan = plan_change(&t, &Change::AddNode(Node::active("n9", "x", 0))).unwrap();
+        let ids: Vec<u64> = (0..30).collect();
+        let mut h = Harness::new(plan, params(), &ids);
+        h.nodes.get_mut(&NodeId::from("n0")).unwrap().down = true;
+        h.run(20_000);
+        // with RF=2 every shard has another source: all cut over; only cleanups on n0 wait for it
+        let old = Placement::new(&h.m.plan().old).unwrap();
+        for (s, p) in h.m.phases() {
+            let n0_leaves = h.m.plan().moves[&s][0].leaving.contains(&"n0".into());
+            assert_eq!(
+                p,
+                if n0_leaves {
+                    Phase::Cleanup
+                } else {
+                    Phase::Done
+                },
+                "shard {s}"
+            );
+            let _ = &old;
+        }
+        h.nodes.get_mut(&NodeId::from("n0")).unwrap().down = false;
+        h.run(20_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+    }
+
+    #[test]
+    fn fence_waits_for_in_flight_writes_and_holds_new_ones() {
+        let plan = add_node_plan();
+        let mut p = params();
+        p.max_concurrent_migrations = 1;
+        let mut h = Harness::new(plan, p, &[1, 2, 3]);
+        // admit a write for every shard and keep it in flight
+        let doc = json!({"id": 77, "v": 1}).as_object().unwrap().clone();
+        let (_, ticket) =
+            h.m.try_write(
+                WriteIntent::Broadcast {
+                    method: Method::Post,
+                    path: "/x".into(),
+                    body: None,
+                },
+                task(1),
+                WriteQuorum::One,
+                0,
+            )
+            .unwrap()
+            .unwrap();
+        h.run(5_000);
+        let fenced: Vec<ShardId> =
+            h.m.phases()
+                .iter()
+                .filter(|(_, p)| **p == Phase::Fence)
+                .map(|(s, _)| *s)
+                .collect();
+        assert_eq!(fenced.len(), 1, "{:?}", h.m.phases());
+        let s = fenced[0];
+        assert!(h.m.is_fenced(s));
+        // new writes to the shard wait
+        let id = (0..1000u64)
+            .find(|i| shard_for_key(&i.to_string(), 8) == s)
+            .unwrap();
+        let doc_s = json!({"id": id}).as_object().unwrap().clone();
+        assert!(h
+            .m
+            .try_write(
+                WriteIntent::Documents {
+                    docs: vec![doc_s],
+                    replace: true
+                },
+                task(2),
+                WriteQuorum::One,
+                0
+            )
+            .unwrap()
+            .is_none());
+        assert!(h
+            .m
+            .try_write(
+                WriteIntent::DeleteIds(vec![json!(id)]),
+                task(2),
+                WriteQuorum::One,
+                0
+            )
+            .unwrap()
+            .is_none());
+        let _ = doc;
+        h.m.write_finished(ticket, h.now);
+        h.run(50_000);
+        assert!(h.m.is_finished(), "{:?}", h.m.phases());
+    }
+
+    #[test]
+    fn fence_times_out_back_to_catch_up() {
+        let plan = add_node_plan();
+        let mut p = params();
+        p.max_concurrent_migrations = 1;
+        p.fence_timeout_ms = 200;
+        let mut h = Harness::new(plan, p, &[1, 2, 3]);
+        let (_, ticket) =
+            h.m.try_write(
+                WriteIntent::Broadcast {
+                    method: Method::Post,
+                    path: "/x".into(),
+                    body: None,
+                },
+                task(1),
+                WriteQuorum::One,
+                0,
+            )
+            .unwrap()
+            .unwrap();
+        h.run(3_000);
+        assert!(
+            h.m.failures().values().any(|f| *f > 0),
+            "the fence timed out at least once"
+        );
+        assert!(!h.m.is_finished());
+        h.m.write_finished(ticket, h.now);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+    }
+
+    #[test]
+    fn verify_repairs_stale_and_resurrected_documents_under_the_fence() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..80).collect();
+        let mut p = params();
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(plan, p, &ids);
+        // corrupt the target behind the machine's back once a shard is copied: a stale copy and a
+        // resurrected document
+        let n9 = NodeId::from("n9");
+        let mut s = None;
+        for _ in 0..5_000 {
+            h.run(1);
+            s =
+                h.m.phases()
+                    .into_iter()
+                    .find(|(x, p)| {
+                        *p == Phase::CatchUp
+                            && h.m.plan().moves[x][0].targets.contains(&n9)
+                            && h.nodes[&n9]
+                                .docs
+                                .keys()
+                                .filter(|k| shard_for_key(k, 8) == *x)
+                                .count()
+                                >= 2
+                    })
+                    .map(|(x, _)| x);
+            if s.is_some() {
+                break;
+            }
+        }
+        let s = s.expect("a shard reaches catch-up");
+        let held: Vec<String> = h.nodes[&n9]
+            .docs
+            .keys()
+            .filter(|k| shard_for_key(k, 8) == s)
+            .cloned()
+            .collect();
+        assert!(held.len() >= 2, "{held:?}");
+        if let Some(k) = held.first() {
+            h.nodes
+                .get_mut(&n9)
+                .unwrap()
+                .docs
+                .get_mut(k)
+                .unwrap()
+                .insert("v".into(), json!(99));
+        }
+        let mut want: BTreeMap<String, u64> = ids.iter().map(|i| (i.to_string(), 0)).collect();
+        if let Some(k) = held.get(1) {
+            for n in h.nodes.values_mut() {
+                n.docs.remove(k);
+            }
+            want.remove(k);
+            // the target got it back from a racing copy
+            let s = shard_for_key(k, 8);
+            h.nodes.get_mut(&n9).unwrap().docs.insert(
+                k.clone(),
+                json!({"id": k.parse::<u64>().unwrap(), "v": 0, SHARD_FIELD: s})
+                    .as_object()
+                    .unwrap()
+                    .clone(),
+            );
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&want);
+    }
+
+    #[test]
+    fn planted_skip_verify_leaves_a_stale_target() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..80).collect();
+        let mut p = params();
+        p.planted = PlantedBug::SkipVerify;
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(plan.clone(), p, &ids);
+        // a client write fails on the target only, during the copy
+        h.m.handle_timeout(h.now);
+        let n9 = NodeId::from("n9");
+        let s = *plan
+            .moves
+            .iter()
+            .find(|(_, m)| m[0].targets.contains(&n9))
+            .unwrap()
+            .0;
+        let id = (0..80u64)
+            .find(|i| shard_for_key(&i.to_string(), 8) == s)
+            .expect("a document of the shard");
+        h.run(30);
+        h.nodes.get_mut(&n9).unwrap().down = true;
+        assert!(h.client_put(id, 5));
+        h.nodes.get_mut(&n9).unwrap().down = false;
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        let mut want: BTreeMap<String, u64> = ids.iter().map(|i| (i.to_string(), 0)).collect();
+        want.insert(id.to_string(), 5);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.check_final(&want)));
+        assert!(r.is_err(), "without verify the target misses the write");
+        // the correct machine repairs it
+        let mut h = Harness::new(
+            plan,
+            {
+                let mut p = params();
+                p.max_concurrent_migrations = 8;
+                p
+            },
+            &ids,
+        );
+        h.m.handle_timeout(h.now);
+        h.run(30);
+        h.nodes.get_mut(&n9).unwrap().down = true;
+        assert!(h.client_put(id, 5));
+        h.nodes.get_mut(&n9).unwrap().down = false;
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&want);
+    }
+
+    #[test]
+    fn barrier_waits_for_node_tasks() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..10).collect();
+        let mut h = Harness::new(plan, params(), &ids);
+        for n in h.nodes.values_mut() {
+            n.manual = true;
+        }
+        h.run(2_000);
+        assert!(
+            h.m.phases().values().all(|p| *p <= Phase::DualWrite),
+            "nothing processed, nothing advances"
+        );
+        for n in h.nodes.values_mut() {
+            n.manual = false;
+            n.process();
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+    }
+
+    #[test]
+    fn cut_over_waits_for_persistence_and_cleanup_follows_it() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..20).collect();
+        let mut h = Harness::new(plan.clone(), params(), &ids);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        // replay: stop acknowledging persistence at the first cut-over
+        let mut h = Harness::new(plan, params(), &ids);
+        h.run(1); // initial record
+        h.persist_ack = false;
+        h.run(50_000);
+        let last = h.persisted.last().unwrap().clone();
+        let cut: Vec<&String> = last["shards"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| *p == "cut_over")
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(cut.len(), 1, "{last}");
+        let s: ShardId = cut[0].parse().unwrap();
+        assert!(h.m.is_fenced(s), "still fenced until persisted");
+        assert!(
+            h.m.poll_action().is_none(),
+            "nothing else before the persist is acknowledged"
+        );
+        assert!(
+            !h.sent.iter().any(|r| r.path.ends_with("/documents/delete")),
+            "no cleanup yet"
+        );
+        let old = Placement::new(&h.m.plan().old).unwrap();
+        assert_eq!(h.m.read_placement().owners(s, 0), old.owners(s, 0));
+        let seq = h.m.seq;
+        h.m.on_persisted(seq + 5, h.now); // wrong seq: ignored
+        assert!(h.m.is_fenced(s));
+        h.m.on_persisted(seq, h.now);
+        assert!(!h.m.is_fenced(s));
+        let new = Placement::new(&h.m.plan().new).unwrap();
+        assert_eq!(h.m.read_placement().owners(s, 0), new.owners(s, 0));
+        h.persist_ack = true;
+        h.run(50_000);
+        assert!(h.m.is_finished());
+    }
+
+    #[test]
+    fn resume_from_record_restarts_copies_and_keeps_cut_overs() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..30).collect();
+        let mut slow = params();
+        slow.docs_per_second = 5;
+        let mut h = Harness::new(plan, slow, &ids);
+        for _ in 0..5_000 {
+            h.run(1);
+            let ph = h.m.phases();
+            if ph.values().any(|p| *p >= Phase::CutOver) && ph.values().any(|p| *p < Phase::CutOver)
+            {
+                break;
+            }
+        }
+        assert!(!h.m.is_finished());
+        let record = h.persisted.last().unwrap().clone();
+        let m = Migration::resume(&record, params()).unwrap();
+        for (s, p) in m.phases() {
+            let was: Phase =
+                serde_json::from_value(record["shards"][s.to_string()].clone()).unwrap();
+            let want = match was {
+                Phase::Planned => Phase::Planned,
+                Phase::Done => Phase::Done,
+                Phase::CutOver | Phase::Cleanup => Phase::Cleanup,
+                _ => Phase::DualWrite,
+            };
+            assert_eq!(p, want);
+        }
+        h.m = m;
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+    }
+
+    #[test]
+    fn resume_rejects_bad_records() {
+        let p = params();
+        assert!(Migration::resume(&json!(1), p.clone()).is_err());
+        let plan = add_node_plan();
+        let m = Migration::start(plan, p.clone()).unwrap();
+        let mut r = m.record();
+        r["version"] = json!(2);
+        assert!(Migration::resume(&r, p.clone()).is_err());
+        let mut r = m.record();
+        r["indexUid"] = json!("other");
+        assert!(Migration::resume(&r, p.clone()).is_err());
+        let mut r = m.record();
+        r["shards"] = json!({});
+        assert!(Migration::resume(&r, p.clone()).is_err());
+        assert!(Migration::resume(&m.record(), p).is_ok());
+    }
+
+    #[test]
+    fn drain_then_remove() {
+        let t = topo(&[4], 2, 8);
+        let plan = plan_change(&t, &Change::DrainNode("n1".into())).unwrap();
+        let old = Placement::new(&plan.old).unwrap();
+        for s in old.shards_held_by(&"n1".into()) {
+            assert!(plan.moves[&s][0].leaving.contains(&"n1".into()));
+        }
+        let ids: Vec<u64> = (0..30).collect();
+        let mut h = Harness::new(plan.clone(), params(), &ids);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+        assert!(
+            h.nodes[&NodeId::from("n1")].docs.is_empty(),
+            "drained node cleaned"
+        );
+        // removing the drained node moves nothing; removing a placed one is refused
+        let removed = plan_change(&plan.new, &Change::RemoveNode("n1".into())).unwrap();
+        assert!(removed.moves.is_empty());
+        let e = plan_change(&plan.new, &Change::RemoveNode("n2".into())).unwrap_err();
+        assert_eq!(e.code, "miroir_node_not_drained");
+        let e = plan_change(&plan.new, &Change::RemoveNode("zz".into())).unwrap_err();
+        assert_eq!(e.code, "miroir_node_not_found");
+    }
+
+    #[test]
+    fn fail_node_re_replicates_from_survivors() {
+        let t = topo(&[4], 2, 8);
+        let plan = plan_change(&t, &Change::FailNode("n1".into())).unwrap();
+        assert!(plan.lost.contains(&NodeId::from("n1")));
+        for m in plan.moves.values() {
+            assert!(!m[0].sources.contains(&NodeId::from("n1")));
+        }
+        let ids: Vec<u64> = (0..30).collect();
+        let mut h = Harness::new(plan.clone(), params(), &ids);
+        h.nodes.get_mut(&NodeId::from("n1")).unwrap().down = true;
+        // ack and writes exclude the lost node; reads never name it
+        for s in plan.moves.keys() {
+            let r = h.m.route(*s).unwrap();
+            assert!(!r.write_targets.contains(&NodeId::from("n1")));
+            assert!(!h
+                .m
+                .read_placement()
+                .owners(*s, 0)
+                .contains(&NodeId::from("n1")));
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.nodes.remove(&NodeId::from("n1"));
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+        // RF=1: nothing survives
+        let t1 = topo(&[3], 1, 8);
+        let e = plan_change(&t1, &Change::FailNode("n0".into())).unwrap_err();
+        assert_eq!(e.code, "miroir_shard_unrecoverable");
+    }
+
+    #[test]
+    fn add_group_reads_from_old_group_until_synced() {
+        let t = topo(&[2], 1, 4);
+        let plan = plan_change(
+            &t,
+            &Change::AddGroup(vec![
+                Node::active("g1a", "a", 0),
+                Node::active("g1b", "b", 0),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(plan.new.replica_groups, 2);
+        assert_eq!(plan.moves.len(), 4, "every shard fills the new group");
+        let ids: Vec<u64> = (0..20).collect();
+        let mut h = Harness::new(plan.clone(), params(), &ids);
+        let old = Placement::new(&plan.old).unwrap();
+        for s in 0..4 {
+            assert_eq!(h.m.read_placement().owners(s, 1), old.owners(s, 0));
+            assert!(h.m.route(s).unwrap().ack[1].is_empty());
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+    }
+
+    #[test]
+    fn remove_group_stops_routing_at_once() {
+        let t = topo(&[2, 2], 1, 4);
+        let plan = plan_change(&t, &Change::RemoveGroup(1)).unwrap();
+        let ids: Vec<u64> = (0..20).collect();
+        let mut h = Harness::new(plan.clone(), params(), &ids);
+        let old = Placement::new(&plan.old).unwrap();
+        for s in 0..4 {
+            let r = h.m.route(s).unwrap();
+            for n in old.owners(s, 1) {
+                assert!(!r.write_targets.contains(n));
+            }
+            assert_eq!(h.m.read_placement().groups(), 1);
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
+        assert!(
+            !h.sent.iter().any(|r| r.path.ends_with("/fetch")),
+            "nothing copied"
+        );
+        assert!(plan_change(&t, &Change::RemoveGroup(0)).is_err());
+        assert!(plan_change(&topo(&[2], 1, 4), &Change::RemoveGroup(0)).is_err());
+    }
+
+    #[test]
+    fn planning_errors() {
+        let t = topo(&[3], 2, 8);
+        assert!(plan_change(&t, &Change::AddNode(Node::active("n0", "x", 0))).is_err());
+        assert!(plan_change(&t, &Change::AddNode(Node::active("n7", "x", 3))).is_err());
+        assert!(plan_change(&t, &Change::AddGroup(vec![Node::active("n0", "x", 0)])).is_err());
+        assert!(
+            plan_change(&t, &Change::AddGroup(vec![Node::active("q", "x", 0)])).is_err(),
+            "fewer than RF"
+        );
+        assert_eq!(
+            plan_change(&t, &Change::DrainNode("zz".into()))
+                .unwrap_err()
+                .code,
+            "miroir_node_not_found"
+        );
+        assert!(
+            plan_change(&topo(&[2], 2, 8), &Change::DrainNode("n0".into())).is_err(),
+            "fewer than RF left"
+        );
+        assert!(plan_change(&t, &Change::FailNode("zz".into())).is_err());
+        let drained = plan_change(&t, &Change::DrainNode("n0".into()))
+            .unwrap()
+            .new;
+        assert!(
+            plan_change(&drained, &Change::DrainNode("n0".into())).is_err(),
+            "not placed any more"
+        );
+        let mut other = t.clone();
+        other.shards = 4;
+        other.epoch = 2;
+        assert!(plan(&t, &other, BTreeSet::new()).is_err());
+        let mut other = t.clone();
+        other.replication_factor = 1;
+        other.epoch = 2;
+        assert!(plan(&t, &other, BTreeSet::new()).is_err());
+        assert!(plan(&t, &t, BTreeSet::new()).is_err(), "not newer");
+        let next = t.next(|_| {}).unwrap();
+        assert!(
+            plan(&t, &next, ["n0".into()].into_iter().collect()).is_err(),
+            "lost but placed"
+        );
+        // joining node becomes active
+        let mut j = t.clone();
+        j.nodes.push(Node {
+            state: NodeState::Joining,
+            ..Node::active("n5", "x", 0)
+        });
+        let p = plan_change(&j, &Change::AddNode(Node::active("n5", "x", 0))).unwrap();
+        assert_eq!(p.new.node(&"n5".into()).unwrap().state, NodeState::Active);
+    }
+
+    #[test]
+    fn fingerprint_ignores_order_and_miroir_fields() {
+        let a = json!({"id": 1, "t": {"x": 1, "y": [1, 2]}, "_miroir_shard": 3});
+        let b = json!({"t": {"y": [1, 2], "x": 1}, "id": 1});
+        let c = json!({"t": {"y": [2, 1], "x": 1}, "id": 1});
+        let f = |v: &Value| fingerprint(v.as_object().unwrap());
+        assert_eq!(f(&a), f(&b));
+        assert_ne!(f(&a), f(&c));
+    }
+
+    #[test]
+    fn bad_answers_are_failures_not_panics() {
+        let plan = add_node_plan();
+        let mut m = Migration::start(plan, params()).unwrap();
+        let mut now = 1_000;
+        let mut answers = vec![
+            json!(null),
+            json!({"results": 5}),
+            json!({"results": [1]}),
+            json!({"results": [{"x": 1}]}),
+            json!({"status": "failed"}),
+            json!("x"),
+        ];
+        let mut steps = 0;
+        while steps < 500 {
+            steps += 1;
+            match m.poll_action() {
+                Some(Action::Persist { seq, .. }) => m.on_persisted(seq, now),
+                Some(Action::Send(r)) => {
+                    let a = answers.pop().unwrap_or(json!({}));
+                    m.on_response(r.id, 200, &a, now);
+                    m.on_response(r.id, 200, &a, now); // duplicate: ignored
+                    m.on_failure(r.id, now); // late: ignored
+                }
+                None => {
+                    now += 1_000;
+                    m.handle_timeout(now);
+                }
+            }
+        }
+        assert!(!m.is_finished());
+        m.on_response(9_999, 200, &json!({}), now);
+        assert!(m.failures().values().any(|f| *f > 0));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn plan_moves_only_shards_whose_owners_change(
+            n in 2u32..6, rf in 1u32..3, shards in 1u32..24, action in 0u8..3, pick in 0usize..8,
+        ) {
+            prop_assume!(rf <= n);
+            let t = topo(&[n], rf, shards);
+            let change = match action {
+                0 => Change::AddNode(Node::active("new", "x", 0)),
+                1 if n > rf => Change::DrainNode(NodeId::new(format!("n{}", pick % n as usize))),
+                _ if n > rf && rf > 1 => Change::FailNode(NodeId::new(format!("n{}", pick % n as usize))),
+                _ => Change::AddNode(Node::active("new", "x", 0)),
+            };
+            let plan = plan_change(&t, &change).unwrap();
+            let old = Placement::new(&plan.old).unwrap();
+            let new = Placement::new(&plan.new).unwrap();
+            for s in 0..shards {
+                let a: BTreeSet<_> = old.owners(s, 0).iter().collect();
+                let b: BTreeSet<_> = new.owners(s, 0).iter().collect();
+                prop_assert_eq!(plan.moves.contains_key(&s), a != b);
+                if let Some(m) = plan.moves.get(&s) {
+                    let t: BTreeSet<_> = m[0].targets.iter().collect();
+                    let l: BTreeSet<_> = m[0].leaving.iter().collect();
+                    prop_assert_eq!(t, b.difference(&a).copied().collect::<BTreeSet<_>>());
+                    prop_assert_eq!(l, a.difference(&b).copied().collect::<BTreeSet<_>>());
+                    prop_assert!(m[0].sources.iter().all(|x| a.contains(x) && !plan.lost.contains(x)));
+                }
+            }
         }
     }
 }
