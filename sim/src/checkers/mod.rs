@@ -7,6 +7,7 @@
 //! - [`convergence`]: every replica of a shard holds the same state for every document whose fate is
 //!   determined;
 //! - [`duplicates`]: a document lives only on the owners of its shard, tagged with that shard;
+//! - [`placement`]: after a migration, every document lives on exactly the owners of its shard;
 //! - [`task_status`]: every acknowledged task ends `succeeded`, none stays enqueued or processing;
 //! - [`oracle`]: searches through the proxy equal a single node holding the whole corpus.
 
@@ -14,6 +15,7 @@ pub mod convergence;
 pub mod duplicates;
 pub mod lost_write;
 pub mod oracle;
+pub mod placement;
 pub mod resurrection;
 pub mod task_status;
 

@@ -53,7 +53,7 @@ pub const NODE_KEY: &str = "sim-node-key";
 /// The index every run works on.
 pub const INDEX: &str = "docs";
 /// How long the proxy waits for one node.
-const NODE_TIMEOUT: Duration = Duration::from_millis(2_000);
+pub(crate) const NODE_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// How long the client waits for the proxy.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(8_000);
 /// When a silent node task counts as lost.
@@ -83,6 +83,8 @@ pub struct Spec {
     /// The most a slow node adds to an answer. Above the proxy's node timeout (2 s), a write can time out at
     /// the proxy yet still be applied later, after a newer write: see the `late_delivery` scenario.
     pub slow_max_ms: u64,
+    /// A fleet change during the safety phase (shard migration), if any.
+    pub elastic: Option<super::migrate::ElasticSpec>,
 }
 
 /// The model node as a simulated host's payload.
@@ -130,14 +132,24 @@ struct ProxyDisk {
     requests: AtomicU64,
 }
 
-struct ProxyCtx {
+pub(crate) struct ProxyCtx {
     placement: Placement,
     addrs: BTreeMap<NodeId, SocketAddr>,
-    quorum: WriteQuorum,
+    pub(crate) quorum: WriteQuorum,
     disk: Arc<ProxyDisk>,
+    pub(crate) elastic: super::migrate::Elastic,
 }
 
-fn node_addr(i: usize) -> SocketAddr {
+impl ProxyCtx {
+    /// The placement reads use: the migration's read view in elastic runs.
+    fn read_placement(&self) -> Placement {
+        self.elastic
+            .read_placement()
+            .unwrap_or_else(|| self.placement.clone())
+    }
+}
+
+pub(crate) fn node_addr(i: usize) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1)), 7700)
 }
 const PROXY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -160,7 +172,7 @@ fn to_model(req: &NodeRequest) -> model::Request {
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
     req: &NodeRequest,
@@ -171,7 +183,7 @@ async fn call(
 }
 
 /// The proxy's write lanes (core's `WriteLanes`), one set per proxy incarnation, as in the HTTP proxy.
-type Lanes = Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>;
+pub(crate) type Lanes = Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>;
 
 /// One write request's turn on its lane: the same plumbing as the HTTP proxy's (`shell-proxy/src/fleet.rs`).
 struct LaneTurn {
@@ -216,7 +228,7 @@ impl Drop for LaneTurn {
 }
 
 /// Sends the client's reply once, the moment an operation produces it.
-struct Replier<'a> {
+pub(crate) struct Replier<'a> {
     ep: &'a Endpoint,
     to: SocketAddr,
     tag: u64,
@@ -224,7 +236,7 @@ struct Replier<'a> {
 }
 
 impl Replier<'_> {
-    async fn send(&mut self, r: Reply) {
+    pub(crate) async fn send(&mut self, r: Reply) {
         if !self.sent {
             self.sent = true;
             reply(self.ep, self.to, self.tag, r).await;
@@ -234,7 +246,7 @@ impl Replier<'_> {
 
 /// Runs a write to completion; replies to the client as soon as the quorum decides, keeps collecting late
 /// acknowledgements into the persisted record.
-async fn run_write(
+pub(crate) async fn run_write(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
     lanes: &Lanes,
@@ -304,6 +316,19 @@ async fn serve_op(
                 TaskType::DocumentAdditionOrUpdate,
                 details::document_addition(docs.len() as u64),
             );
+            if ctx.elastic.enabled() {
+                let intent = miroir_core::migration::WriteIntent::Documents {
+                    docs: docs.clone(),
+                    replace,
+                };
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    let plan = plan_batch(docs.clone(), "id", p)?;
+                    Ok(FanoutWrite::documents(
+                        t, INDEX, "id", replace, plan, p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+            }
             match plan_batch(docs, "id", &ctx.placement) {
                 Ok(plan) => {
                     let w = FanoutWrite::documents(
@@ -329,6 +354,15 @@ async fn serve_op(
             );
             let path = format!("/indexes/{INDEX}/documents/delete");
             let body = json!({ "filter": filter });
+            if ctx.elastic.enabled() {
+                let intent = super::migrate::broadcast(Method::Post, path.clone(), Some(body.clone()));
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    Ok(FanoutWrite::broadcast(
+                        t, Method::Post, path.clone(), Some(body.clone()), p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+            }
             let w = FanoutWrite::broadcast(
                 t,
                 Method::Post,
@@ -346,6 +380,14 @@ async fn serve_op(
                 details::document_deletion(ids.len() as u64),
             );
             let values: Vec<Value> = ids.into_iter().map(Value::String).collect();
+            if ctx.elastic.enabled() {
+                let intent = miroir_core::migration::WriteIntent::DeleteIds(values.clone());
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    let plan = plan_delete_ids(&values, p);
+                    Ok(FanoutWrite::delete_ids(t, INDEX, plan, p, ctx.quorum, deadline))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+            }
             let plan = plan_delete_ids(&values, &ctx.placement);
             let w = FanoutWrite::delete_ids(t, INDEX, plan, &ctx.placement, ctx.quorum, deadline);
             run_write(ctx, rpc, lanes, w, answer).await
@@ -365,12 +407,13 @@ async fn serve_op(
         }
         ProxyOp::Search(body) => {
             let n = ctx.disk.requests.fetch_add(1, Ordering::SeqCst);
-            let groups = ctx.placement.groups().max(1);
+            let placement = ctx.read_placement();
+            let groups = placement.groups().max(1);
             let search = ScatterSearch::new(
                 INDEX,
                 &body,
                 &SearchContext::default(),
-                &ctx.placement,
+                &placement,
                 &|_| true,
                 (n % groups as u64) as u32,
                 n,
@@ -408,7 +451,8 @@ async fn serve_op(
             }
         }
         ProxyOp::GetDocument(id) => {
-            let mut get = DocumentGet::new(INDEX, &id, None, &ctx.placement, &|_| true, 0);
+            let placement = ctx.read_placement();
+            let mut get = DocumentGet::new(INDEX, &id, None, &placement, &|_| true, 0);
             while let Some(r) = get.next_request() {
                 match call(ctx, rpc, &r).await {
                     Ok(resp) => get.on_response(r.id, resp.status, resp.body),
@@ -472,6 +516,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                         .await
                         .expect("proxy client address"),
                 );
+                super::migrate::spawn_driver(ctx.clone(), rpc.clone());
                 // a new incarnation starts with idle lanes (the crashed one's requests died with it)
                 let lanes: Lanes = Arc::default();
                 loop {
@@ -716,11 +761,15 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     };
     let placement =
         Placement::new(&topology).map_err(|e| fail("setup", e.to_string(), &schedule))?;
-    let ids: Vec<NodeId> = topology.nodes.iter().map(|n| n.id.clone()).collect();
-    let disks: Vec<Arc<Disk<ModelHost>>> = (0..spec.nodes)
+    // spare hosts for nodes an elastic scenario adds (not in the topology yet)
+    let hosts_n = spec.nodes + spec.elastic.map_or(0, |e| e.spare_hosts(spec.rf));
+    let ids: Vec<NodeId> = (0..hosts_n)
+        .map(|i| NodeId::new(format!("node{i}")))
+        .collect();
+    let disks: Vec<Arc<Disk<ModelHost>>> = (0..hosts_n)
         .map(|_| Disk::new(ModelHost(ModelNode::new(Some(NODE_KEY)))))
         .collect();
-    let hosts: Vec<NodeHandle> = (0..spec.nodes)
+    let hosts: Vec<NodeHandle> = (0..hosts_n)
         .map(|i| {
             spawn_host(
                 &handle,
@@ -736,10 +785,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         addrs: ids
             .iter()
             .cloned()
-            .zip((0..spec.nodes).map(node_addr))
+            .zip((0..hosts_n).map(node_addr))
             .collect(),
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
+        elastic: super::migrate::Elastic::new(spec.elastic, topology.clone()),
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -805,6 +855,10 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     for d in &disks {
         d.duplicate_per_mille
             .store((schedule.duplicate_rate * 1000.0) as u64, Ordering::SeqCst);
+    }
+    if let Some(e) = spec.elastic {
+        let lost = e.lost_host().map(|i| hosts[i].id());
+        super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost);
     }
     let start = now_ms();
     let mut down: BTreeSet<usize> = BTreeSet::new();
@@ -877,10 +931,28 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         handle.restart(proxy.id());
     }
     let liveness_deadline = now_ms() + LIVENESS_MS;
+    while !ctx.elastic.finished() {
+        if now_ms() > liveness_deadline {
+            return Err(fail(
+                "liveness",
+                format!("the migration did not finish within {LIVENESS_MS} ms of healing"),
+                &schedule,
+            ));
+        }
+        time::sleep(Duration::from_millis(100)).await;
+    }
+    let placement = if ctx.elastic.enabled() {
+        Placement::new(&ctx.elastic.topology())
+            .map_err(|e| fail("migration", e.to_string(), &schedule))?
+    } else {
+        placement
+    };
+    let lost = ctx.elastic.lost();
     loop {
         let busy: Vec<usize> = disks
             .iter()
             .enumerate()
+            .filter(|(i, _)| !lost.contains(&ids[*i].0))
             .filter(|(_, d)| {
                 d.lock().0.state().tasks.values().any(|t| {
                     matches!(
@@ -965,6 +1037,9 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         );
     }
     for (i, d) in disks.iter().enumerate() {
+        if lost.contains(&ids[i].0) {
+            continue; // gone for good
+        }
         let guard = d.lock();
         let mut docs = BTreeMap::new();
         if let Some(index) = guard.0.state().indexes.get(INDEX) {
@@ -985,6 +1060,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     )?;
     check("convergence", checkers::convergence::check(&expect, &fleet))?;
     check("duplicates", checkers::duplicates::check(&fleet))?;
+    check("placement", checkers::placement::check(&expect, &fleet))?;
     let oracle_checked = match oracle_corpus(&fleet) {
         Some(corpus) => {
             let mut oracle = oracle_node(&corpus);

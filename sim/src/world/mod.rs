@@ -10,4 +10,6 @@ pub mod trace;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
+pub mod migrate;
+#[cfg(madsim)]
 pub mod net;
