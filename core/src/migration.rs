@@ -556,6 +556,7 @@ struct Job {
     settings: Option<Value>,
     copy_offset: usize,
     copy_done: bool,
+    copy_next_at: Millis,
     pass_running: bool,
     passes: u32,
     dirty: bool,
@@ -604,6 +605,7 @@ impl Job {
             settings: None,
             copy_offset: 0,
             copy_done: false,
+            copy_next_at: 0,
             pass_running: false,
             passes: 0,
             dirty: false,
@@ -1235,11 +1237,12 @@ impl Migration {
                                     docs: batch.clone(),
                                 });
                             }
+                            // the throttle delays the next page, never this page's writes
                             if let Some(wait) = (n as u64)
                                 .saturating_mul(1000)
                                 .checked_div(params.docs_per_second)
                             {
-                                job.not_before = now.saturating_add(wait);
+                                job.copy_next_at = now.saturating_add(wait);
                             }
                         }
                     }
@@ -1491,6 +1494,10 @@ impl Migration {
                 true
             }
             Phase::Copy => {
+                if !job.copy_done && now < job.copy_next_at {
+                    job.not_before = job.copy_next_at;
+                    return false;
+                }
                 if !job.copy_done {
                     let Some(src) = job.source().cloned() else {
                         return false;

@@ -464,11 +464,12 @@ async fn serve_op(
             }
         }
         ProxyOp::GetTask(uid) => {
-            let Some(record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
+            let Some(mut record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
                 return answer
                     .send(Reply::json(404, json!({"code": "task_not_found"})))
                     .await;
             };
+            super::migrate::forget_lost(ctx, &mut record);
             let cached = ctx
                 .disk
                 .views

@@ -187,7 +187,7 @@ fn params(spec: &ElasticSpec) -> MigrationParams {
     let mut p = MigrationParams::new(INDEX, "id");
     p.planted = spec.planted;
     p.docs_per_second = spec.docs_per_second;
-    p.page_size = 5;
+    p.page_size = 2;
     p.retry_after_ms = 300;
     p.fence_timeout_ms = 3_000;
     p
@@ -357,4 +357,19 @@ pub(crate) fn request_at(
         }
         ctx.elastic.request();
     });
+}
+
+/// A node lost for good no longer takes part in the tasks it had acknowledged: its node task is forgotten and
+/// the task is judged on the surviving owners.
+pub(crate) fn forget_lost(ctx: &ProxyCtx, record: &mut miroir_core::tasks::MiroirTask) {
+    let lost = ctx.elastic.lost();
+    if lost.is_empty() || !ctx.elastic.finished() {
+        return;
+    }
+    record.node_tasks.retain(|t| !lost.contains(&t.node.0));
+    for groups in record.placement.values_mut() {
+        for owners in groups.iter_mut() {
+            owners.retain(|n| !lost.contains(&n.0));
+        }
+    }
 }
