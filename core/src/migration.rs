@@ -2245,6 +2245,70 @@ mod tests {
         h.check_final(&want);
     }
 
+    /// A write admitted before the fence, whose copy to the target is lost, lands on the source late. The
+    /// fence waits for it and the final verify repairs the target; without the fence the shard is cut over
+    /// before the write lands and the target misses it.
+    fn in_flight_write_at_the_fence(planted: PlantedBug) -> Result<(), String> {
+        let plan = add_node_plan();
+        let n9 = NodeId::from("n9");
+        let s = *plan
+            .moves
+            .iter()
+            .find(|(_, m)| m[0].targets.contains(&n9))
+            .unwrap()
+            .0;
+        let id = (0..1000u64)
+            .find(|i| shard_for_key(&i.to_string(), 8) == s)
+            .unwrap();
+        let mut p = params();
+        p.planted = planted;
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(plan, p, &[id]);
+        h.run(1);
+        let doc = json!({"id": id, "v": 7}).as_object().unwrap().clone();
+        let (mut w, ticket) =
+            h.m.try_write(
+                WriteIntent::Documents {
+                    docs: vec![doc],
+                    replace: true,
+                },
+                task(3),
+                WriteQuorum::All,
+                h.now + 100_000,
+            )
+            .unwrap()
+            .unwrap();
+        // the migration runs while the write is still in flight
+        h.run(20_000);
+        // now the write lands: on every old owner, not on the target
+        for r in w.requests().to_vec() {
+            if r.node == n9 {
+                w.on_failure(r.id);
+            } else {
+                let (st, b) = h.nodes.get_mut(&r.node).unwrap().handle(&r).unwrap();
+                w.on_response(r.id, st, &b);
+            }
+        }
+        assert!(matches!(
+            w.decision(),
+            Some(crate::quorum::WriteDecision::Acknowledged { .. })
+        ));
+        h.m.write_finished(ticket, h.now);
+        h.run(50_000);
+        if !h.m.is_finished() {
+            return Err(format!("not finished: {:?}", h.m.phases()));
+        }
+        let want: BTreeMap<String, u64> = [(id.to_string(), 7)].into_iter().collect();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.check_final(&want)))
+            .map_err(|_| "the target misses the write".to_string())
+    }
+
+    #[test]
+    fn fence_drains_in_flight_writes_planted_skip_fence_loses_one() {
+        assert_eq!(in_flight_write_at_the_fence(PlantedBug::None), Ok(()));
+        assert!(in_flight_write_at_the_fence(PlantedBug::SkipFence).is_err());
+    }
+
     #[test]
     fn barrier_waits_for_node_tasks() {
         let plan = add_node_plan();

@@ -69,7 +69,11 @@ mod tests {
         let expect = BTreeMap::new();
         assert!(check(&expect, &fleet).is_ok());
         // planted: the leaving owner c was not cleaned
-        fleet.nodes.get_mut("c").unwrap().insert(id.clone(), doc.clone());
+        fleet
+            .nodes
+            .get_mut("c")
+            .unwrap()
+            .insert(id.clone(), doc.clone());
         assert!(check(&expect, &fleet).unwrap_err().contains("node c"));
         fleet.nodes.get_mut("c").unwrap().clear();
         // planted: the new owner b was cut over without the document

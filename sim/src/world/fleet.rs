@@ -327,7 +327,8 @@ async fn serve_op(
                         t, INDEX, "id", replace, plan, p, ctx.quorum, deadline,
                     ))
                 };
-                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
             }
             match plan_batch(docs, "id", &ctx.placement) {
                 Ok(plan) => {
@@ -355,13 +356,21 @@ async fn serve_op(
             let path = format!("/indexes/{INDEX}/documents/delete");
             let body = json!({ "filter": filter });
             if ctx.elastic.enabled() {
-                let intent = super::migrate::broadcast(Method::Post, path.clone(), Some(body.clone()));
+                let intent =
+                    super::migrate::broadcast(Method::Post, path.clone(), Some(body.clone()));
                 let plain = |p: &Placement, t: WriteTask, deadline: u64| {
                     Ok(FanoutWrite::broadcast(
-                        t, Method::Post, path.clone(), Some(body.clone()), p, ctx.quorum, deadline,
+                        t,
+                        Method::Post,
+                        path.clone(),
+                        Some(body.clone()),
+                        p,
+                        ctx.quorum,
+                        deadline,
                     ))
                 };
-                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
             }
             let w = FanoutWrite::broadcast(
                 t,
@@ -384,9 +393,12 @@ async fn serve_op(
                 let intent = miroir_core::migration::WriteIntent::DeleteIds(values.clone());
                 let plain = |p: &Placement, t: WriteTask, deadline: u64| {
                     let plan = plan_delete_ids(&values, p);
-                    Ok(FanoutWrite::delete_ids(t, INDEX, plan, p, ctx.quorum, deadline))
+                    Ok(FanoutWrite::delete_ids(
+                        t, INDEX, plan, p, ctx.quorum, deadline,
+                    ))
                 };
-                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain).await;
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
             }
             let plan = plan_delete_ids(&values, &ctx.placement);
             let w = FanoutWrite::delete_ids(t, INDEX, plan, &ctx.placement, ctx.quorum, deadline);
@@ -859,7 +871,10 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     }
     if let Some(e) = spec.elastic {
         let lost = e.lost_host().map(|i| hosts[i].id());
-        super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost);
+        let cut = e
+            .partition
+            .map(|(i, after, length)| (proxy.id(), hosts[i].id(), after, length));
+        super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost, cut);
     }
     let start = now_ms();
     let mut down: BTreeSet<usize> = BTreeSet::new();

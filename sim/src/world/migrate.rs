@@ -53,6 +53,8 @@ pub struct ElasticSpec {
     pub planted: PlantedBug,
     /// Copy throttle.
     pub docs_per_second: u64,
+    /// Cut host `i` off from the proxy `after` ms after the request, for `length` ms: `(i, after, length)`.
+    pub partition: Option<(usize, u64, u64)>,
 }
 
 impl ElasticSpec {
@@ -254,7 +256,9 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                         let mut guard = ctx.elastic.live.lock().unwrap();
                         if let Some(m) = guard.as_mut() {
                             match result {
-                                Ok(resp) => m.on_response(req.id, resp.status, &resp.body, now_ms()),
+                                Ok(resp) => {
+                                    m.on_response(req.id, resp.status, &resp.body, now_ms())
+                                }
                                 Err(_) => m.on_failure(req.id, now_ms()),
                             }
                         }
@@ -349,6 +353,7 @@ pub(crate) fn request_at(
     handle: madsim::runtime::Handle,
     at_ms: u64,
     lost: Option<madsim::task::NodeId>,
+    partition: Option<(madsim::task::NodeId, madsim::task::NodeId, u64, u64)>,
 ) {
     madsim::task::spawn(async move {
         time::sleep(Duration::from_millis(at_ms)).await;
@@ -356,6 +361,15 @@ pub(crate) fn request_at(
             handle.kill(id);
         }
         ctx.elastic.request();
+        if let Some((proxy, host, after, length)) = partition {
+            let net = madsim::net::NetSim::current();
+            time::sleep(Duration::from_millis(after)).await;
+            net.clog_link(proxy, host);
+            net.clog_link(host, proxy);
+            time::sleep(Duration::from_millis(length)).await;
+            net.unclog_link(proxy, host);
+            net.unclog_link(host, proxy);
+        }
     });
 }
 
