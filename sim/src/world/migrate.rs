@@ -308,10 +308,9 @@ pub(crate) async fn serve_write(
         let deadline = now_ms() + NODE_TIMEOUT.as_millis() as u64;
         let admitted = {
             let mut guard = el.live.lock().unwrap();
-            match guard.as_mut() {
-                Some(m) => Some(m.try_write(intent.clone(), task.clone(), ctx.quorum, deadline)),
-                None => None,
-            }
+            guard
+                .as_mut()
+                .map(|m| m.try_write(intent.clone(), task.clone(), ctx.quorum, deadline))
         };
         match admitted {
             Some(Ok(Some((write, ticket)))) => {
