@@ -664,6 +664,8 @@ pub struct Migration {
     seq: u64,
     awaiting_persist: Option<u64>,
     in_flight: BTreeMap<ShardId, u64>,
+    /// The latest `now` seen.
+    now: Millis,
     routes: Vec<ShardRoute>,
     read: Placement,
 }
@@ -737,6 +739,7 @@ impl Migration {
             seq: 0,
             awaiting_persist: None,
             in_flight: BTreeMap::new(),
+            now: 0,
             routes: Vec::new(),
             read,
         };
@@ -1033,27 +1036,22 @@ impl Migration {
         self.outbox.pop_front()
     }
 
-    /// When [`Migration::handle_timeout`] must be called (a paused or throttled shard, a fence deadline).
+    /// When [`Migration::handle_timeout`] must be called: the earliest time a paused, throttled or polling
+    /// shard may go on, or a fence must be lifted. `None` when every shard waits for an event instead (an
+    /// answer, a persistence acknowledgement, a finished write, a free slot) or everything is done.
     pub fn poll_timeout(&self) -> Option<Millis> {
         if self.awaiting_persist.is_some() {
             return None;
         }
+        let now = self.now;
         self.jobs
             .values()
-            .filter(|j| j.waiting.is_none() && j.phase != Phase::Done && j.phase != Phase::Planned)
-            .map(|j| {
-                if j.fenced {
-                    j.not_before.min(j.fence_deadline)
-                } else {
-                    j.not_before
-                }
+            .filter(|j| j.phase != Phase::Done)
+            .flat_map(|j| {
+                let resume = (j.waiting.is_none() && j.not_before > now).then_some(j.not_before);
+                let fence = (j.fenced && j.phase == Phase::Fence).then_some(j.fence_deadline);
+                resume.into_iter().chain(fence)
             })
-            .chain(
-                self.jobs
-                    .values()
-                    .filter(|j| j.fenced && j.waiting.is_some())
-                    .map(|j| j.fence_deadline),
-            )
             .min()
     }
 
@@ -1390,6 +1388,7 @@ impl Migration {
 
     /// Drives every shard as far as it can go without an answer.
     fn pump(&mut self, now: Millis) {
+        self.now = self.now.max(now);
         loop {
             if self.awaiting_persist.is_some() {
                 return;
@@ -2051,7 +2050,12 @@ mod tests {
             )
             .unwrap()
             .unwrap();
-        h.run(5_000);
+        for _ in 0..5_000 {
+            h.run(1);
+            if h.m.phases().values().any(|p| *p == Phase::Fence) {
+                break;
+            }
+        }
         let fenced: Vec<ShardId> =
             h.m.phases()
                 .iter()
@@ -2307,6 +2311,32 @@ mod tests {
     fn fence_drains_in_flight_writes_planted_skip_fence_loses_one() {
         assert_eq!(in_flight_write_at_the_fence(PlantedBug::None), Ok(()));
         assert!(in_flight_write_at_the_fence(PlantedBug::SkipFence).is_err());
+    }
+
+    #[test]
+    fn poll_timeout_names_only_time_driven_waits() {
+        let mut p = params();
+        p.docs_per_second = 1;
+        let mut h = Harness::new(add_node_plan(), p, &(0..40).collect::<Vec<_>>());
+        assert_eq!(
+            h.m.poll_timeout(),
+            None,
+            "waiting for the first record to be persisted"
+        );
+        let mut throttled = false;
+        for _ in 0..2_000 {
+            h.run(1);
+            if let Some(t) = h.m.poll_timeout() {
+                assert!(t > h.m.now, "a wake-up in the future");
+                if h.m.jobs.values().any(|j| j.phase == Phase::Copy) {
+                    throttled = true;
+                }
+            }
+        }
+        assert!(throttled, "the copy throttle asks to be woken");
+        h.run(100_000);
+        assert!(h.m.is_finished());
+        assert_eq!(h.m.poll_timeout(), None);
     }
 
     #[test]
