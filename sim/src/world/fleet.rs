@@ -963,6 +963,12 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     } else {
         placement
     };
+    if ctx.elastic.enabled() {
+        shared.log(format_args!(
+            "migration finished; resumed from its record {} time(s)",
+            ctx.elastic.resumes.load(Ordering::SeqCst)
+        ));
+    }
     let lost = ctx.elastic.lost();
     loop {
         let busy: Vec<usize> = disks
