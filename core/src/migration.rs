@@ -69,6 +69,15 @@
 //! - cleanup of a shard is only sent after its cut-over was persisted;
 //! - a replica group being added serves reads of a shard only once that shard is cut over; a group being
 //!   removed is neither written nor read from the start.
+//!
+//! # Known limits
+//! - The chosen source is taken as the truth for its shard. With a quorum below "every owner" (RF=3
+//!   `majority`, quorum `one`, several groups) a source can lack an acknowledged write another old owner
+//!   has; the verify then copies its stale state. Until writes carry versions (repair), the source should be
+//!   an owner that acknowledged everything, which `majority` with RF ≤ 2 in one group guarantees.
+//! - One coordinator migrates one index; a fleet with several indexes runs one per index.
+//! - Documents pages are read with offset/limit; a pass that races client writes may see a shifted page
+//!   and repair wrongly, which only the fenced passes (no client writes) are trusted to undo.
 
 use crate::documents::{check_reserved_fields, delete_batch_id, document_id, Document};
 use crate::ops::write::{FanoutWrite, WriteTask};
@@ -375,13 +384,21 @@ pub fn fingerprint(doc: &Document) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Waiting for a concurrency slot; old routing.
     Planned,
+    /// Writes go to old ∪ new owners (acknowledged on the old ones); targets are being prepared.
     DualWrite,
+    /// Pages of the shard are copied from a source to the targets.
     Copy,
+    /// Verify passes repair the targets.
     CatchUp,
+    /// Client writes for the shard are held; a final clean verify pass is required.
     Fence,
+    /// Routing switches to the new owners once the record is persisted.
     CutOver,
+    /// The leaving owners delete the shard.
     Cleanup,
+    /// Finished.
     Done,
 }
 
@@ -481,8 +498,11 @@ pub enum WriteIntent {
     DeleteIds(Vec<Value>),
     /// The same request to every node that owns or is receiving any shard (judged over all shards).
     Broadcast {
+        /// HTTP method.
         method: Method,
+        /// Path and query string.
         path: String,
+        /// JSON body, if any.
         body: Option<Value>,
     },
 }
