@@ -964,8 +964,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         placement
     };
     if ctx.elastic.enabled() {
+        let at = |t: &AtomicU64| t.load(Ordering::SeqCst).saturating_sub(shared.start);
         shared.log(format_args!(
-            "migration finished; resumed from its record {} time(s)",
+            "migration ran from t+{}ms to t+{}ms; resumed from its record {} time(s)",
+            at(&ctx.elastic.started_at),
+            at(&ctx.elastic.finished_at),
             ctx.elastic.resumes.load(Ordering::SeqCst)
         ));
     }

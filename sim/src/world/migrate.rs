@@ -95,6 +95,9 @@ pub struct Elastic {
     gate: AtomicBool,
     /// How many times a coordinator was resumed from a record.
     pub resumes: AtomicU64,
+    /// Virtual time (ms) at which the migration started and finished (0 = not yet).
+    pub started_at: AtomicU64,
+    pub finished_at: AtomicU64,
 }
 
 impl Elastic {
@@ -110,6 +113,8 @@ impl Elastic {
             plain_in_flight: AtomicU64::new(0),
             gate: AtomicBool::new(false),
             resumes: AtomicU64::new(0),
+            started_at: AtomicU64::new(0),
+            finished_at: AtomicU64::new(0),
         }
     }
 
@@ -235,7 +240,15 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                 }
             };
             match started {
-                Ok(m) => *el.live.lock().unwrap() = Some(m),
+                Ok(m) => {
+                    let _ = el.started_at.compare_exchange(
+                        0,
+                        now_ms(),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    *el.live.lock().unwrap() = Some(m)
+                }
                 Err(e) => panic!("the migration could not start: {e}"),
             }
             el.gate.store(false, Ordering::SeqCst);
@@ -278,6 +291,7 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
             match guard.as_ref() {
                 Some(m) if m.is_finished() => {
                     *el.topology.lock().unwrap() = m.plan().new.clone();
+                    el.finished_at.store(now_ms(), Ordering::SeqCst);
                     el.finished.store(true, Ordering::SeqCst);
                     *guard = None;
                     return;
