@@ -12,6 +12,7 @@
 //! - [`idempotency`]: deduplication of client retries carrying an `Idempotency-Key`.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
+//! - [`migration`]: the shard-migration (cutover) coordinator used when the fleet changes shape.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
@@ -29,6 +30,7 @@ pub mod error;
 pub mod health;
 pub mod hints;
 pub mod idempotency;
+pub mod migration;
 pub mod ops;
 pub mod pager;
 pub mod quorum;

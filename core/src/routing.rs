@@ -269,6 +269,37 @@ impl Placement {
         })
     }
 
+    /// A placement with explicit owners, laid out as `owners[(shard * groups + group) * rf ..][..rf]` (shard
+    /// migrations build their read view with it). `None` when a count is 0 or the length is not `S·RG·RF`.
+    pub fn from_owners(
+        shards: u32,
+        rf: u32,
+        groups: u32,
+        owners: Vec<NodeId>,
+    ) -> Option<Placement> {
+        if shards == 0 || rf == 0 || groups == 0 {
+            return None;
+        }
+        if owners.len() != shards as usize * groups as usize * rf as usize {
+            return None;
+        }
+        let mut held: BTreeMap<NodeId, Vec<ShardId>> = BTreeMap::new();
+        for (i, id) in owners.iter().enumerate() {
+            let shard = (i / (groups as usize * rf as usize)) as ShardId;
+            let list = held.entry(id.clone()).or_default();
+            if list.last() != Some(&shard) {
+                list.push(shard);
+            }
+        }
+        Some(Placement {
+            shards,
+            rf,
+            groups,
+            owners,
+            held,
+        })
+    }
+
     /// S.
     pub fn shards(&self) -> u32 {
         self.shards
@@ -560,6 +591,23 @@ mod tests {
         let none = p.cover(&|_| false, 0, 0);
         assert!(none.assignments.is_empty());
         assert_eq!(none.unavailable, (0..8).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn from_owners_checks_its_shape() {
+        let ids: Vec<NodeId> = ["a", "b", "a", "c"]
+            .iter()
+            .map(|s| NodeId::from(*s))
+            .collect();
+        assert!(Placement::from_owners(2, 1, 2, ids[..3].to_vec()).is_none());
+        assert!(Placement::from_owners(0, 1, 2, Vec::new()).is_none());
+        let p = Placement::from_owners(2, 1, 2, ids).unwrap();
+        assert_eq!(p.owners(1, 0), &[NodeId::from("a")]);
+        assert_eq!(p.shards_held_by(&NodeId::from("a")), vec![0, 1]);
+        assert_eq!(
+            p.write_targets(0),
+            vec![NodeId::from("a"), NodeId::from("b")]
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`convergence`]: every replica of a shard holds the same state for every document whose fate is
 //!   determined;
 //! - [`duplicates`]: a document lives only on the owners of its shard, tagged with that shard;
+//! - [`placement`]: after a migration, every document lives on exactly the owners of its shard;
 //! - [`task_status`]: every acknowledged task ends `succeeded`, none stays enqueued or processing;
 //! - [`idempotency`]: one Miroir task per idempotency key, whatever the retries;
 //! - [`settings`]: after quiescence every node holds the same settings (changes repaired everywhere);
@@ -17,6 +18,7 @@ pub mod duplicates;
 pub mod idempotency;
 pub mod lost_write;
 pub mod oracle;
+pub mod placement;
 pub mod resurrection;
 pub mod settings;
 pub mod task_status;

@@ -62,7 +62,7 @@ pub const NODE_KEY: &str = "sim-node-key";
 /// The index every run works on.
 pub const INDEX: &str = "docs";
 /// How long the proxy waits for one node.
-const NODE_TIMEOUT: Duration = Duration::from_millis(2_000);
+pub(crate) const NODE_TIMEOUT: Duration = Duration::from_millis(2_000);
 /// How long the client waits for the proxy.
 const CLIENT_TIMEOUT: Duration = Duration::from_millis(8_000);
 /// When a silent node task counts as lost.
@@ -101,6 +101,8 @@ pub struct Spec {
     pub idempotency: IdempotencyMode,
     /// Whether a settings change is made while a node is down.
     pub settings: SettingsMode,
+    /// A fleet change during the safety phase (shard migration), if any.
+    pub elastic: Option<super::migrate::ElasticSpec>,
 }
 
 /// How a scenario's fault timeline is drawn from its seed.
@@ -375,15 +377,16 @@ async fn settings_check(ctx: &ProxyCtx, rpc: &RpcClient) -> Reply {
     Reply::json(200, json!({"version": version, "phase": phase}))
 }
 
-struct ProxyCtx {
+pub(crate) struct ProxyCtx {
     placement: Placement,
     addrs: BTreeMap<NodeId, SocketAddr>,
-    quorum: WriteQuorum,
+    pub(crate) quorum: WriteQuorum,
     disk: Arc<ProxyDisk>,
     skip_replay: bool,
     idempotency: IdempotencyMode,
     /// Replica selection fed by every search answer (as the HTTP proxy's), with default hedging.
     selector: Mutex<miroir_core::select::Selector>,
+    pub(crate) elastic: super::migrate::Elastic,
 }
 
 /// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
@@ -476,7 +479,16 @@ async fn replay_hints(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>, lanes: Lanes) {
     }
 }
 
-fn node_addr(i: usize) -> SocketAddr {
+impl ProxyCtx {
+    /// The placement reads use: the migration's read view in elastic runs.
+    fn read_placement(&self) -> Placement {
+        self.elastic
+            .read_placement()
+            .unwrap_or_else(|| self.placement.clone())
+    }
+}
+
+pub(crate) fn node_addr(i: usize) -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1)), 7700)
 }
 const PROXY_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -499,7 +511,7 @@ fn to_model(req: &NodeRequest) -> model::Request {
     }
 }
 
-async fn call(
+pub(crate) async fn call(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
     req: &NodeRequest,
@@ -510,7 +522,7 @@ async fn call(
 }
 
 /// The proxy's write lanes (core's `WriteLanes`), one set per proxy incarnation, as in the HTTP proxy.
-type Lanes = Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>;
+pub(crate) type Lanes = Arc<Mutex<WriteLanes<tokio::sync::oneshot::Sender<()>>>>;
 
 /// One write request's turn on its lane: the same plumbing as the HTTP proxy's (`shell-proxy/src/fleet.rs`).
 struct LaneTurn {
@@ -563,7 +575,7 @@ struct Claim {
 }
 
 /// Sends the client's reply once, the moment an operation produces it.
-struct Replier<'a> {
+pub(crate) struct Replier<'a> {
     ep: &'a Endpoint,
     to: SocketAddr,
     tag: u64,
@@ -577,7 +589,7 @@ async fn store_round_trip() {
 }
 
 impl Replier<'_> {
-    async fn send(&mut self, r: Reply) {
+    pub(crate) async fn send(&mut self, r: Reply) {
         if !self.sent {
             self.sent = true;
             if let Some(Claim {
@@ -704,7 +716,7 @@ async fn claim_key(
 
 /// Runs a write to completion; replies to the client as soon as the quorum decides, keeps collecting late
 /// acknowledgements into the persisted record.
-async fn run_write(
+pub(crate) async fn run_write(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
     lanes: &Lanes,
@@ -808,6 +820,20 @@ async fn serve_op(
                 TaskType::DocumentAdditionOrUpdate,
                 details::document_addition(docs.len() as u64),
             );
+            if ctx.elastic.enabled() {
+                let intent = miroir_core::migration::WriteIntent::Documents {
+                    docs: docs.clone(),
+                    replace,
+                };
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    let plan = plan_batch(docs.clone(), "id", p)?;
+                    Ok(FanoutWrite::documents(
+                        t, INDEX, "id", replace, plan, p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             match plan_batch(docs, "id", &ctx.placement) {
                 Ok(plan) => {
                     let w = FanoutWrite::documents(
@@ -833,6 +859,23 @@ async fn serve_op(
             );
             let path = format!("/indexes/{INDEX}/documents/delete");
             let body = json!({ "filter": filter });
+            if ctx.elastic.enabled() {
+                let intent =
+                    super::migrate::broadcast(Method::Post, path.clone(), Some(body.clone()));
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    Ok(FanoutWrite::broadcast(
+                        t,
+                        Method::Post,
+                        path.clone(),
+                        Some(body.clone()),
+                        p,
+                        ctx.quorum,
+                        deadline,
+                    ))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             let w = FanoutWrite::broadcast(
                 t,
                 Method::Post,
@@ -850,6 +893,17 @@ async fn serve_op(
                 details::document_deletion(ids.len() as u64),
             );
             let values: Vec<Value> = ids.into_iter().map(Value::String).collect();
+            if ctx.elastic.enabled() {
+                let intent = miroir_core::migration::WriteIntent::DeleteIds(values.clone());
+                let plain = |p: &Placement, t: WriteTask, deadline: u64| {
+                    let plan = plan_delete_ids(&values, p);
+                    Ok(FanoutWrite::delete_ids(
+                        t, INDEX, plan, p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::migrate::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             let plan = plan_delete_ids(&values, &ctx.placement);
             let w = FanoutWrite::delete_ids(t, INDEX, plan, &ctx.placement, ctx.quorum, deadline);
             run_write(ctx, rpc, lanes, w, answer).await
@@ -869,7 +923,8 @@ async fn serve_op(
         }
         ProxyOp::Search(body) => {
             let n = ctx.disk.requests.fetch_add(1, Ordering::SeqCst);
-            let groups = ctx.placement.groups().max(1);
+            let placement = ctx.read_placement();
+            let groups = placement.groups().max(1);
             let nodes: Vec<NodeId> = ctx.addrs.keys().cloned().collect();
             let options = super::speed::cover_options(
                 &ctx.selector,
@@ -882,7 +937,7 @@ async fn serve_op(
                 INDEX,
                 &body,
                 &SearchContext::default(),
-                &ctx.placement,
+                &placement,
                 &|_| true,
                 options,
                 UnavailableShardPolicy::Partial,
@@ -912,7 +967,8 @@ async fn serve_op(
             }
         }
         ProxyOp::GetDocument(id) => {
-            let mut get = DocumentGet::new(INDEX, &id, None, &ctx.placement, &|_| true, 0);
+            let placement = ctx.read_placement();
+            let mut get = DocumentGet::new(INDEX, &id, None, &placement, &|_| true, 0);
             while let Some(r) = get.next_request() {
                 match call(ctx, rpc, &r).await {
                     Ok(resp) => get.on_response(r.id, resp.status, resp.body),
@@ -924,11 +980,12 @@ async fn serve_op(
             }
         }
         ProxyOp::GetTask(uid) => {
-            let Some(record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
+            let Some(mut record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
                 return answer
                     .send(Reply::json(404, json!({"code": "task_not_found"})))
                     .await;
             };
+            super::migrate::forget_lost(ctx, &mut record);
             let cached = ctx
                 .disk
                 .views
@@ -976,6 +1033,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                         .await
                         .expect("proxy client address"),
                 );
+                super::migrate::spawn_driver(ctx.clone(), rpc.clone());
                 // a new incarnation starts with idle lanes (the crashed one's requests died with it) and
                 // no replay in flight; its hints are on disk
                 let lanes: Lanes = Arc::default();
@@ -1297,11 +1355,15 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     };
     let placement =
         Placement::new(&topology).map_err(|e| fail("setup", e.to_string(), &schedule))?;
-    let ids: Vec<NodeId> = topology.nodes.iter().map(|n| n.id.clone()).collect();
-    let disks: Vec<Arc<Disk<ModelHost>>> = (0..spec.nodes)
+    // spare hosts for nodes an elastic scenario adds (not in the topology yet)
+    let hosts_n = spec.nodes + spec.elastic.map_or(0, |e| e.spare_hosts(spec.rf));
+    let ids: Vec<NodeId> = (0..hosts_n)
+        .map(|i| NodeId::new(format!("node{i}")))
+        .collect();
+    let disks: Vec<Arc<Disk<ModelHost>>> = (0..hosts_n)
         .map(|_| Disk::new(ModelHost(ModelNode::new(Some(NODE_KEY)))))
         .collect();
-    let hosts: Vec<NodeHandle> = (0..spec.nodes)
+    let hosts: Vec<NodeHandle> = (0..hosts_n)
         .map(|i| {
             spawn_host(
                 &handle,
@@ -1317,7 +1379,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         addrs: ids
             .iter()
             .cloned()
-            .zip((0..spec.nodes).map(node_addr))
+            .zip((0..hosts_n).map(node_addr))
             .collect(),
         quorum: spec.quorum,
         disk: Arc::new(ProxyDisk::default()),
@@ -1328,6 +1390,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             0.05,
             seed,
         )),
+        elastic: super::migrate::Elastic::new(spec.elastic, topology.clone()),
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -1429,6 +1492,13 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         d.duplicate_per_mille
             .store((schedule.duplicate_rate * 1000.0) as u64, Ordering::SeqCst);
     }
+    if let Some(e) = spec.elastic {
+        let lost = e.lost_host().map(|i| hosts[i].id());
+        let cut = e
+            .partition
+            .map(|(i, after, length)| (proxy.id(), hosts[i].id(), after, length));
+        super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost, cut);
+    }
     let start = now_ms();
     let mut down: BTreeSet<usize> = BTreeSet::new();
     let mut proxy_down = false;
@@ -1500,6 +1570,32 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         handle.restart(proxy.id());
     }
     let liveness_deadline = now_ms() + LIVENESS_MS;
+    while !ctx.elastic.finished() {
+        if now_ms() > liveness_deadline {
+            return Err(fail(
+                "liveness",
+                format!("the migration did not finish within {LIVENESS_MS} ms of healing"),
+                &schedule,
+            ));
+        }
+        time::sleep(Duration::from_millis(100)).await;
+    }
+    let placement = if ctx.elastic.enabled() {
+        Placement::new(&ctx.elastic.topology())
+            .map_err(|e| fail("migration", e.to_string(), &schedule))?
+    } else {
+        placement
+    };
+    if ctx.elastic.enabled() {
+        let at = |t: &AtomicU64| t.load(Ordering::SeqCst).saturating_sub(shared.start);
+        shared.log(format_args!(
+            "migration ran from t+{}ms to t+{}ms; resumed from its record {} time(s)",
+            at(&ctx.elastic.started_at),
+            at(&ctx.elastic.finished_at),
+            ctx.elastic.resumes.load(Ordering::SeqCst)
+        ));
+    }
+    let lost = ctx.elastic.lost();
     loop {
         // one repair pass: every hint replayed (the proxy is up and every node reachable again)
         let hints = ctx.disk.hints.lock().unwrap().len()
@@ -1507,6 +1603,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         let busy: Vec<usize> = disks
             .iter()
             .enumerate()
+            .filter(|(i, _)| !lost.contains(&ids[*i].0))
             .filter(|(_, d)| {
                 d.lock().0.state().tasks.values().any(|t| {
                     matches!(
@@ -1639,6 +1736,9 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         );
     }
     for (i, d) in disks.iter().enumerate() {
+        if lost.contains(&ids[i].0) {
+            continue; // gone for good
+        }
         let guard = d.lock();
         let mut docs = BTreeMap::new();
         if let Some(index) = guard.0.state().indexes.get(INDEX) {
@@ -1671,6 +1771,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         keyed.created = ctx.disk.task_keys.lock().unwrap().clone();
         check("idempotency", checkers::idempotency::check(&keyed))?;
     }
+    check("placement", checkers::placement::check(&expect, &fleet))?;
     let oracle_checked = match oracle_corpus(&fleet) {
         Some(corpus) => {
             let mut oracle = oracle_node(&corpus);

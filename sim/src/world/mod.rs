@@ -10,6 +10,8 @@ pub mod trace;
 #[cfg(madsim)]
 pub mod host;
 #[cfg(madsim)]
+pub mod migrate;
+#[cfg(madsim)]
 pub mod net;
 #[cfg(madsim)]
 pub mod speed;

@@ -1,0 +1,402 @@
+//! The simulated proxy's migration driver: the shell around miroir-core's `migration::Migration`, as the HTTP
+//! proxy will run it.
+//!
+//! A scenario with an [`ElasticSpec`] asks for one fleet change at a given time of the safety phase. The
+//! proxy's driver task then plans it (`migration::plan_change`), runs the coordinator's actions (node requests
+//! in parallel, records persisted on the proxy's disk before they are acknowledged) and sleeps until the next
+//! wake-up. Client writes of the migrated index go through `Migration::try_write` while a migration is live
+//! (waiting while their shard is fenced) and through the current placement otherwise; reads use the current
+//! read placement. A proxy crash kills the live coordinator with the proxy; the next incarnation resumes it
+//! from the persisted record.
+//!
+//! Starting a migration must not race writes routed without it: while the driver starts one, new writes wait
+//! at a gate and the ones already routed by the plain placement drain first.
+
+use super::fleet::{call, run_write, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
+use super::net::{now_ms, RpcClient};
+use madsim::time;
+use miroir_core::migration::{
+    self, Action, Change, Migration, MigrationParams, PlantedBug, WriteIntent,
+};
+use miroir_core::ops::write::{FanoutWrite, WriteTask};
+use miroir_core::ops::{Method, Reply};
+use miroir_core::routing::Placement;
+use miroir_core::topology::{Node, NodeId, Topology};
+use miroir_core::MeiliError;
+use serde_json::Value;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The fleet change a scenario asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElasticChange {
+    /// One spare host joins group 0.
+    AddNode,
+    /// Node `i` is drained, then removed.
+    DrainRemove(usize),
+    /// Node `i` dies for good; its shards are re-replicated from the survivors.
+    FailNode(usize),
+    /// A new replica group of RF spare hosts.
+    AddGroup,
+    /// The last replica group goes.
+    RemoveGroup,
+}
+
+/// What an elastic scenario does.
+#[derive(Debug, Clone, Copy)]
+pub struct ElasticSpec {
+    pub change: ElasticChange,
+    /// When, after the safety phase starts, the change is requested.
+    pub at_ms: u64,
+    /// A bug to plant in the coordinator.
+    pub planted: PlantedBug,
+    /// Copy throttle.
+    pub docs_per_second: u64,
+    /// Cut host `i` off from the proxy `after` ms after the request, for `length` ms: `(i, after, length)`.
+    pub partition: Option<(usize, u64, u64)>,
+}
+
+impl ElasticSpec {
+    /// The host that dies for good, if the change is a failure.
+    pub fn lost_host(&self) -> Option<usize> {
+        match self.change {
+            ElasticChange::FailNode(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// Hosts the scenario needs beyond the initial topology's.
+    pub fn spare_hosts(&self, rf: u32) -> usize {
+        match self.change {
+            ElasticChange::AddNode => 1,
+            ElasticChange::AddGroup => rf as usize,
+            _ => 0,
+        }
+    }
+}
+
+/// The migration state of the simulated proxy. Fields marked durable live on its disk and survive a crash.
+pub struct Elastic {
+    spec: Option<ElasticSpec>,
+    /// Durable: the committed topology (the old one until the migration is finished).
+    topology: Mutex<Topology>,
+    /// Durable: the last persisted migration record.
+    record: Mutex<Option<Value>>,
+    /// Durable: the change was requested by the operator.
+    requested: AtomicBool,
+    /// Durable: the migration finished and `topology` is the new one.
+    finished: AtomicBool,
+    /// This incarnation: the live coordinator.
+    live: Mutex<Option<Migration>>,
+    /// This incarnation: writes routed by the plain placement, still running.
+    plain_in_flight: AtomicU64,
+    /// This incarnation: a migration is being started; new writes wait.
+    gate: AtomicBool,
+    /// How many times a coordinator was resumed from a record.
+    pub resumes: AtomicU64,
+    /// Virtual time (ms) at which the migration started and finished (0 = not yet).
+    pub started_at: AtomicU64,
+    pub finished_at: AtomicU64,
+}
+
+impl Elastic {
+    /// The state for a run; `spec = None` for scenarios without a fleet change.
+    pub fn new(spec: Option<ElasticSpec>, topology: Topology) -> Self {
+        Elastic {
+            spec,
+            topology: Mutex::new(topology),
+            record: Mutex::new(None),
+            requested: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            live: Mutex::new(None),
+            plain_in_flight: AtomicU64::new(0),
+            gate: AtomicBool::new(false),
+            resumes: AtomicU64::new(0),
+            started_at: AtomicU64::new(0),
+            finished_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this run changes the fleet.
+    pub fn enabled(&self) -> bool {
+        self.spec.is_some()
+    }
+
+    /// The operator asks for the change.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the change was asked for and is finished (true when there is nothing to do).
+    pub fn finished(&self) -> bool {
+        self.spec.is_none() || self.finished.load(Ordering::SeqCst)
+    }
+
+    /// The placement reads use now.
+    pub fn read_placement(&self) -> Option<Placement> {
+        self.spec?;
+        if let Some(m) = self.live.lock().unwrap().as_ref() {
+            return Some(m.read_placement().clone());
+        }
+        Placement::new(&self.topology.lock().unwrap()).ok()
+    }
+
+    /// The committed topology.
+    pub fn topology(&self) -> Topology {
+        self.topology.lock().unwrap().clone()
+    }
+
+    /// The nodes whose data is gone for good (excluded from the god's-eye view).
+    pub fn lost(&self) -> Vec<String> {
+        match self.spec.map(|s| s.change) {
+            Some(ElasticChange::FailNode(i)) => vec![format!("node{i}")],
+            _ => Vec::new(),
+        }
+    }
+
+    /// A proxy incarnation starts: whatever was live died with the previous one.
+    fn reset(&self) {
+        *self.live.lock().unwrap() = None;
+        self.plain_in_flight.store(0, Ordering::SeqCst);
+        self.gate.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The change as a core `Change` against `current`.
+fn change_for(spec: &ElasticSpec, current: &Topology) -> Change {
+    let placed = current.nodes.len();
+    match spec.change {
+        ElasticChange::AddNode => Change::AddNode(Node::active(
+            format!("node{placed}"),
+            format!("http://{}", super::fleet::node_addr(placed)),
+            0,
+        )),
+        ElasticChange::DrainRemove(i) => Change::DrainNode(NodeId::new(format!("node{i}"))),
+        ElasticChange::FailNode(i) => Change::FailNode(NodeId::new(format!("node{i}"))),
+        ElasticChange::AddGroup => Change::AddGroup(
+            (0..current.replication_factor as usize)
+                .map(|k| {
+                    let i = placed + k;
+                    Node::active(
+                        format!("node{i}"),
+                        format!("http://{}", super::fleet::node_addr(i)),
+                        0,
+                    )
+                })
+                .collect(),
+        ),
+        ElasticChange::RemoveGroup => Change::RemoveGroup(current.replica_groups - 1),
+    }
+}
+
+fn params(spec: &ElasticSpec) -> MigrationParams {
+    let mut p = MigrationParams::new(INDEX, "id");
+    p.planted = spec.planted;
+    p.docs_per_second = spec.docs_per_second;
+    p.page_size = 2;
+    p.retry_after_ms = 300;
+    p.fence_timeout_ms = 3_000;
+    p
+}
+
+/// Starts the driver of one proxy incarnation (call it from the proxy's init).
+pub(crate) fn spawn_driver(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
+    ctx.elastic.reset();
+    if !ctx.elastic.enabled() {
+        return;
+    }
+    madsim::task::spawn_local(drive(ctx, rpc));
+}
+
+async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
+    let el = &ctx.elastic;
+    let Some(spec) = el.spec else { return };
+    loop {
+        if el.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        let live = el.live.lock().unwrap().is_some();
+        if !live {
+            let record = el.record.lock().unwrap().clone();
+            let started = match record {
+                Some(r) => {
+                    el.resumes.fetch_add(1, Ordering::SeqCst);
+                    Migration::resume(&r, params(&spec))
+                }
+                None if el.requested.load(Ordering::SeqCst) => {
+                    // close the gate and let plainly routed writes drain before routing by the coordinator
+                    el.gate.store(true, Ordering::SeqCst);
+                    while el.plain_in_flight.load(Ordering::SeqCst) > 0 {
+                        time::sleep(Duration::from_millis(5)).await;
+                    }
+                    let current = el.topology();
+                    migration::plan_change(&current, &change_for(&spec, &current))
+                        .and_then(|plan| Migration::start(plan, params(&spec)))
+                }
+                None => {
+                    time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            match started {
+                Ok(m) => {
+                    let _ = el.started_at.compare_exchange(
+                        0,
+                        now_ms(),
+                        Ordering::SeqCst,
+                        Ordering::SeqCst,
+                    );
+                    *el.live.lock().unwrap() = Some(m)
+                }
+                Err(e) => panic!("the migration could not start: {e}"),
+            }
+            el.gate.store(false, Ordering::SeqCst);
+        }
+        // carry out every action
+        loop {
+            let action = {
+                let mut guard = el.live.lock().unwrap();
+                let Some(m) = guard.as_mut() else { break };
+                m.handle_timeout(now_ms());
+                m.poll_action()
+            };
+            match action {
+                Some(Action::Send(req)) => {
+                    let (ctx, rpc) = (ctx.clone(), rpc.clone());
+                    madsim::task::spawn_local(async move {
+                        let result = call(&ctx, &rpc, &req).await;
+                        let mut guard = ctx.elastic.live.lock().unwrap();
+                        if let Some(m) = guard.as_mut() {
+                            match result {
+                                Ok(resp) => {
+                                    m.on_response(req.id, resp.status, &resp.body, now_ms())
+                                }
+                                Err(_) => m.on_failure(req.id, now_ms()),
+                            }
+                        }
+                    });
+                }
+                Some(Action::Persist { seq, record }) => {
+                    *el.record.lock().unwrap() = Some(record);
+                    if let Some(m) = el.live.lock().unwrap().as_mut() {
+                        m.on_persisted(seq, now_ms());
+                    }
+                }
+                None => break,
+            }
+        }
+        let wake = {
+            let mut guard = el.live.lock().unwrap();
+            match guard.as_ref() {
+                Some(m) if m.is_finished() => {
+                    *el.topology.lock().unwrap() = m.plan().new.clone();
+                    el.finished_at.store(now_ms(), Ordering::SeqCst);
+                    el.finished.store(true, Ordering::SeqCst);
+                    *guard = None;
+                    return;
+                }
+                Some(m) => m.poll_timeout(),
+                None => None,
+            }
+        };
+        let now = now_ms();
+        let sleep = wake.map_or(20, |w| w.saturating_sub(now).clamp(1, 20));
+        time::sleep(Duration::from_millis(sleep)).await;
+    }
+}
+
+/// A client write of an elastic run: through the coordinator while a migration is live (waiting while a
+/// shard is fenced), through the committed placement otherwise. `plain` builds the write from a placement.
+pub(crate) async fn serve_write(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    lanes: &Lanes,
+    intent: WriteIntent,
+    task: WriteTask,
+    answer: &mut Replier<'_>,
+    plain: impl Fn(&Placement, WriteTask, u64) -> Result<FanoutWrite, MeiliError>,
+) {
+    let el = &ctx.elastic;
+    loop {
+        let deadline = now_ms() + NODE_TIMEOUT.as_millis() as u64;
+        let admitted = {
+            let mut guard = el.live.lock().unwrap();
+            guard
+                .as_mut()
+                .map(|m| m.try_write(intent.clone(), task.clone(), ctx.quorum, deadline))
+        };
+        match admitted {
+            Some(Ok(Some((write, ticket)))) => {
+                run_write(ctx, rpc, lanes, write, answer).await;
+                if let Some(m) = el.live.lock().unwrap().as_mut() {
+                    m.write_finished(ticket, now_ms());
+                }
+                return;
+            }
+            Some(Ok(None)) => {} // fenced: wait
+            Some(Err(e)) => return answer.send(Reply::error(&e)).await,
+            None if !el.gate.load(Ordering::SeqCst) => {
+                let placement = match Placement::new(&el.topology()) {
+                    Ok(p) => p,
+                    Err(e) => return answer.send(Reply::error(&MeiliError::from(e))).await,
+                };
+                el.plain_in_flight.fetch_add(1, Ordering::SeqCst);
+                match plain(&placement, task.clone(), deadline) {
+                    Ok(w) => run_write(ctx, rpc, lanes, w, answer).await,
+                    Err(e) => answer.send(Reply::error(&e)).await,
+                }
+                el.plain_in_flight.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            None => {} // a migration is starting: wait
+        }
+        time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The broadcast intent of a write of the migrated index.
+pub(crate) fn broadcast(method: Method, path: String, body: Option<Value>) -> WriteIntent {
+    WriteIntent::Broadcast { method, path, body }
+}
+
+/// The operator's request, `at_ms` after now: for a node failure, the node dies (for good) first.
+pub(crate) fn request_at(
+    ctx: Arc<ProxyCtx>,
+    handle: madsim::runtime::Handle,
+    at_ms: u64,
+    lost: Option<madsim::task::NodeId>,
+    partition: Option<(madsim::task::NodeId, madsim::task::NodeId, u64, u64)>,
+) {
+    madsim::task::spawn(async move {
+        time::sleep(Duration::from_millis(at_ms)).await;
+        if let Some(id) = lost {
+            handle.kill(id);
+        }
+        ctx.elastic.request();
+        if let Some((proxy, host, after, length)) = partition {
+            let net = madsim::net::NetSim::current();
+            time::sleep(Duration::from_millis(after)).await;
+            net.clog_link(proxy, host);
+            net.clog_link(host, proxy);
+            time::sleep(Duration::from_millis(length)).await;
+            net.unclog_link(proxy, host);
+            net.unclog_link(host, proxy);
+        }
+    });
+}
+
+/// A node lost for good no longer takes part in the tasks it had acknowledged: its node task is forgotten and
+/// the task is judged on the surviving owners.
+pub(crate) fn forget_lost(ctx: &ProxyCtx, record: &mut miroir_core::tasks::MiroirTask) {
+    let lost = ctx.elastic.lost();
+    if lost.is_empty() || !ctx.elastic.finished() {
+        return;
+    }
+    record.node_tasks.retain(|t| !lost.contains(&t.node.0));
+    for groups in record.placement.values_mut() {
+        for owners in groups.iter_mut() {
+            owners.retain(|n| !lost.contains(&n.0));
+        }
+    }
+}
