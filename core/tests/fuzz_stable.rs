@@ -616,6 +616,27 @@ fn pager_cover() -> impl Strategy<Value = Cover> {
 
 // ----- the properties -----
 
+// ----- primary-key narrowing -----
+
+fn pk_filter() -> impl Strategy<Value = String> {
+    let atom = prop_oneof![
+        4 => prop::sample::select(vec![
+            "id = 1", "id = \"A-b\"", "id IN [1, 2, x]", "id != 3", "id NOT IN [4]", "genre = drama",
+            "year > 3", "id = 9007199254740993", "id = \"é\"", "id EXISTS", "id IN []", "ID = 2",
+        ])
+        .prop_map(str::to_string),
+        1 => string(),
+    ];
+    atom.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} AND {b}")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} OR {b}")),
+            inner.clone().prop_map(|a| format!("NOT {a}")),
+            inner.prop_map(|a| format!("({a})")),
+        ]
+    })
+}
+
 // ----- auth -----
 
 fn auth_claims() -> impl Strategy<Value = Value> {
@@ -666,6 +687,17 @@ fn auth_token() -> impl Strategy<Value = Option<String>> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn pk_narrowing_never_panics_and_stays_consistent(
+        filter in prop_oneof![
+            3 => pk_filter().prop_map(Value::String),
+            1 => json(),
+        ],
+        shards in 1..64u32,
+    ) {
+        props::check_pk(&filter, "id", shards);
+    }
 
     #[test]
     fn auth_never_panics_nor_leaks_a_key(

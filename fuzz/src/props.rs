@@ -1039,10 +1039,58 @@ pub fn check_auth(token: Option<&str>, action: usize, index: Option<&str>, now: 
     }
 }
 
+// ----- primary-key narrowing -----
+
+/// The primary-key narrowing of a filter (`search::pk`, a filter parser over client input): never panics;
+/// the pinned shards are the shards of the pinned ids, sorted, unique and below `shards`; AND-ing a pin on a
+/// plain id `x` onto the filter never admits an id other than `x`'s spellings (when it pins at all).
+pub fn check_pk(filter: &Value, pk: &str, shards: u32) {
+    let ids = search::pinned_ids(Some(filter), pk);
+    let pinned = search::pinned_shards(Some(filter), pk, shards);
+    match (&ids, &pinned) {
+        (None, None) => {}
+        (Some(ids), Some(got)) => {
+            assert!(
+                got.windows(2).all(|w| w[0] < w[1]),
+                "shards not sorted/unique: {got:?}"
+            );
+            assert!(
+                got.iter().all(|s| *s < shards),
+                "shard out of range: {got:?}"
+            );
+            let mut want: Vec<u32> = ids
+                .iter()
+                .map(|id| miroir_core::routing::shard_for_key(id, shards))
+                .collect();
+            want.sort_unstable();
+            want.dedup();
+            if want.is_empty() {
+                assert_eq!(
+                    got.len(),
+                    1,
+                    "no id can match: one shard still checks the filter"
+                );
+            } else {
+                assert_eq!(got, &want, "the pinned shards are the pinned ids' shards");
+            }
+        }
+        other => panic!("pinned_ids and pinned_shards disagree: {other:?}"),
+    }
+    if let Value::String(f) = filter {
+        let anded = Value::String(format!("({f}) AND {pk} = abc1"));
+        if let Some(ids) = search::pinned_ids(Some(&anded), pk) {
+            assert!(
+                ids.iter().all(|i| i.eq_ignore_ascii_case("abc1")),
+                "AND with `{pk} = abc1` admits {ids:?}"
+            );
+        }
+    }
+}
+
 // ----- seed replay -----
 
 /// The targets with a seed corpus under `fuzz/corpus/<target>/`.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "documents",
     "search_plan",
     "merge",
@@ -1050,6 +1098,7 @@ pub const TARGETS: [&str; 7] = [
     "config",
     "pager",
     "auth",
+    "pk",
 ];
 
 /// Runs one seed file of `fuzz/corpus/<target>/` the way the target reads seeds (see `fuzz/README.md`):
@@ -1060,7 +1109,8 @@ pub const TARGETS: [&str; 7] = [
 /// - `config`: a YAML file, without environment;
 /// - `pager`: a fetch body, or `?query` for `GET /documents`, answered by plausible nodes;
 /// - `auth`: `<index>\n<token>`, the token tried for every action, and, when it is JSON, as the claims of
-///   tokens signed by each key.
+///   tokens signed by each key;
+/// - `pk`: a filter string (or a JSON filter) narrowed on the primary key `id` with S=16.
 ///
 /// Input that is not in the target's seed format is ignored. Both the fuzz targets and the stable suite
 /// (which replays every committed seed) call this.
@@ -1117,6 +1167,12 @@ pub fn replay_seed(target: &str, data: &[u8]) {
             }
         }
         "config" => check_config(&text, &BTreeMap::new()),
+        "pk" => {
+            check_pk(&Value::String(text.to_string()), "id", 16);
+            if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                check_pk(&v, "id", 16);
+            }
+        }
         "auth" => {
             // `<index>\n<token>`: the token as is, and a JWT with its text as claims signed by each key.
             let (index, token) = text.split_once('\n').unwrap_or(("", &text));

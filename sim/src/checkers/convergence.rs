@@ -2,8 +2,8 @@
 //! document whose fate the history determines, and that state is the acknowledged one.
 //!
 //! Documents whose last writes are in doubt (rejected or unanswered) are not judged here: such a write may
-//! have reached some replicas and not others, and bringing them back together is the job of repair
-//! (hinted handoff and anti-entropy), which this checker will cover once it exists.
+//! have reached some replicas and not others. Hinted handoff brings most of them back together, but a write a
+//! crashed proxy sent without recording its hint needs anti-entropy, which does not exist yet.
 
 use super::{show, FleetView};
 use crate::history::Expect;
