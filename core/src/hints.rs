@@ -38,8 +38,10 @@
 //! - a lane never holds more than `max_per_node` hints; a lane that lost hints is marked for
 //!   anti-entropy;
 //! - at most one hint per lane is handed out for replay at a time;
-//! - every hint leaves the log only by being applied, refused (lane marked) or dropped by an overflow
-//!   (lane marked): a missed write is never silently forgotten.
+//! - every hint leaves the log only by being applied, refused (lane marked), dropped by an overflow
+//!   (lane marked), or forgotten with its node when the node leaves the fleet for good
+//!   ([`HintLog::forget_node`]: its shards were re-replicated from the survivors): a missed write is never
+//!   silently forgotten.
 //!
 //! The log is a pure state machine; the shells persist each change in the task store (hints are durable
 //! and survive a proxy restart) and hold the lane's write turn (`ops::lanes`) while admitting, adding and
@@ -450,6 +452,27 @@ impl HintLog {
     /// The lanes that lost hints (overflow or refusal) and need an anti-entropy pass.
     pub fn anti_entropy(&self) -> Vec<(String, NodeId)> {
         self.anti_entropy.iter().cloned().collect()
+    }
+
+    /// Forgets every hint for `node`, which left the fleet for good (removed after a drain, or failed for
+    /// good and re-replicated from the survivors): no replay could reach it. Returns the forgotten hints, for
+    /// the shell to delete from the store.
+    pub fn forget_node(&mut self, node: &NodeId) -> Vec<Hint> {
+        let lanes: Vec<Lane> = self
+            .lanes
+            .keys()
+            .filter(|(_, n)| n == node)
+            .cloned()
+            .collect();
+        let mut forgotten = Vec::new();
+        for lane in lanes {
+            self.replaying.remove(&lane);
+            self.anti_entropy.remove(&lane);
+            if let Some(q) = self.lanes.remove(&lane) {
+                forgotten.extend(q);
+            }
+        }
+        forgotten
     }
 
     /// Takes lane (`index`, `node`) off the anti-entropy list (a pass is starting); returns whether it
@@ -867,5 +890,28 @@ mod tests {
             }
             prop_assert!(log.is_empty());
         }
+    }
+    #[test]
+    fn a_node_leaving_for_good_takes_its_hints_along() {
+        let mut log = HintLog::new(10);
+        let gone = NodeId::from("gone");
+        let stays = NodeId::from("stays");
+        for node in [&gone, &stays, &gone] {
+            let r = NodeRequest {
+                id: 0,
+                node: node.clone(),
+                method: Method::Post,
+                path: "/indexes/i/documents".into(),
+                body: Some(serde_json::json!([{"id": 1}])),
+            };
+            log.add("i", &r, Some(1), 0);
+        }
+        let forgotten = log.forget_node(&gone);
+        assert_eq!(forgotten.len(), 2);
+        assert!(forgotten.iter().all(|h| h.node == gone));
+        assert!(!log.has_pending("i", &gone));
+        assert!(log.has_pending("i", &stays));
+        assert_eq!(log.len(), 1);
+        assert!(log.forget_node(&gone).is_empty());
     }
 }

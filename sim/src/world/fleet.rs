@@ -261,12 +261,12 @@ enum ProxyOp {
 
 /// The proxy's durable state: its task store, and the hints of the node writes replicas missed.
 #[derive(Default)]
-struct ProxyDisk {
+pub(crate) struct ProxyDisk {
     next_uid: AtomicU64,
     tasks: Mutex<BTreeMap<u64, MiroirTask>>,
     views: Mutex<BTreeMap<u64, NodeTaskViews>>,
     requests: AtomicU64,
-    hints: Mutex<HintLog>,
+    pub(crate) hints: Mutex<HintLog>,
     /// Node write requests in flight (not durable: each request's guard counts itself out when it ends or
     /// dies with a crashed proxy); quiescence waits for 0, as a request that fails becomes a hint.
     writes_in_flight: AtomicU64,
@@ -381,7 +381,7 @@ pub(crate) struct ProxyCtx {
     placement: Placement,
     addrs: BTreeMap<NodeId, SocketAddr>,
     pub(crate) quorum: WriteQuorum,
-    disk: Arc<ProxyDisk>,
+    pub(crate) disk: Arc<ProxyDisk>,
     skip_replay: bool,
     idempotency: IdempotencyMode,
     /// Replica selection fed by every search answer (as the HTTP proxy's), with default hedging.

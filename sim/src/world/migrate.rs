@@ -262,6 +262,16 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                 m.poll_action()
             };
             match action {
+                Some(Action::Send(req))
+                    if req.method != Method::Get
+                        && ctx.disk.hints.lock().unwrap().has_pending(INDEX, &req.node) =>
+                {
+                    // A node write never overtakes the node's hints (they may hold this shard's older
+                    // writes, which a cleanup or a repair must come after): retried once they are replayed.
+                    if let Some(m) = el.live.lock().unwrap().as_mut() {
+                        m.on_failure(req.id, now_ms());
+                    }
+                }
                 Some(Action::Send(req)) => {
                     let (ctx, rpc) = (ctx.clone(), rpc.clone());
                     madsim::task::spawn_local(async move {
@@ -290,6 +300,19 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
             let mut guard = el.live.lock().unwrap();
             match guard.as_ref() {
                 Some(m) if m.is_finished() => {
+                    // Nodes that left the fleet take their hints along: their shards live elsewhere now.
+                    let gone: Vec<NodeId> = m
+                        .plan()
+                        .old
+                        .nodes
+                        .iter()
+                        .map(|n| n.id.clone())
+                        .filter(|id| !m.plan().new.nodes.iter().any(|n| &n.id == id))
+                        .chain(m.plan().lost.iter().cloned())
+                        .collect();
+                    for node in &gone {
+                        ctx.disk.hints.lock().unwrap().forget_node(node);
+                    }
                     *el.topology.lock().unwrap() = m.plan().new.clone();
                     el.finished_at.store(now_ms(), Ordering::SeqCst);
                     el.finished.store(true, Ordering::SeqCst);
