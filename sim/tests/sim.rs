@@ -507,6 +507,60 @@ mod scenarios {
         );
     }
 
+    /// Regression seeds of bugs the merged simulator found (also inside the sweeps above, kept by name):
+    /// seed 26 of `elastic_node_crash` (a hint replayed after the cleanup put a document back on a node that
+    /// no longer owned its shard) and seed 3 of `elastic_fail_node` (a hint for a node lost for good never
+    /// drained).
+    #[test]
+    fn migration_and_hints_regressions() {
+        let crash = FaultKinds {
+            node_crash: true,
+            ..FaultKinds::NONE
+        };
+        let cases = [
+            (
+                26u64,
+                elastic(
+                    "elastic_node_crash",
+                    4,
+                    2,
+                    1,
+                    ElasticChange::DrainRemove(0),
+                    crash,
+                    PlantedBug::None,
+                ),
+            ),
+            (
+                3,
+                elastic(
+                    "elastic_fail_node",
+                    4,
+                    2,
+                    1,
+                    ElasticChange::FailNode(2),
+                    FaultKinds::NONE,
+                    PlantedBug::None,
+                ),
+            ),
+        ];
+        for (seed, spec) in cases {
+            let name = spec.name;
+            let failure = std::thread::Builder::new()
+                .stack_size(16 << 20)
+                .spawn(move || {
+                    let rt = madsim::runtime::Runtime::with_seed_and_config(
+                        seed,
+                        madsim::Config::default(),
+                    );
+                    rt.block_on(run(seed, spec)).err().map(|f| f.to_string())
+                })
+                .expect("spawn a simulation thread")
+                .join()
+                .expect("the simulation does not panic");
+            assert_eq!(failure, None, "{name} seed {seed}");
+        }
+    }
+
     /// A node is added with a slow copy, and the new node is cut off from the proxy for 1.5 s in the middle
     /// of it: dual writes miss it, copies and verifies fail and are retried.
     fn target_partition(name: &'static str, bug: PlantedBug) -> Spec {
