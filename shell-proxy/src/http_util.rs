@@ -92,6 +92,23 @@ where
     }
 }
 
+/// The `taskUid` of an answer (a 202's), read from its body; the answer is rebuilt around the same bytes.
+pub async fn task_uid_of(response: ProxyResponse) -> (ProxyResponse, Option<u64>) {
+    use http_body_util::BodyExt;
+    let (parts, body) = response.into_parts();
+    let bytes = match body.collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(never) => match never {},
+    };
+    let uid = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("taskUid").and_then(serde_json::Value::as_u64));
+    (
+        ProxyResponse::from_parts(parts, http_body_util::Full::new(bytes)),
+        uid,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,7 +98,7 @@ where
         if response.status().as_u16() != 202 {
             return response;
         }
-        let (response, uid) = task_uid(response).await;
+        let (response, uid) = crate::http_util::task_uid_of(response).await;
         if let Some(uid) = uid {
             record(table, state, &session, uid).await;
         }
@@ -201,23 +201,6 @@ async fn wait(
             done => return done,
         }
     }
-}
-
-/// The `taskUid` of a 202 answer (the answer is rebuilt around its body).
-async fn task_uid(response: ProxyResponse) -> (ProxyResponse, Option<u64>) {
-    use http_body_util::BodyExt;
-    let (parts, body) = response.into_parts();
-    let bytes = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(never) => match never {},
-    };
-    let uid = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("taskUid").and_then(Value::as_u64));
-    (
-        ProxyResponse::from_parts(parts, http_body_util::Full::new(bytes)),
-        uid,
-    )
 }
 
 #[cfg(test)]

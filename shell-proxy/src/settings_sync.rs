@@ -450,7 +450,7 @@ where
             .await?;
         let response = run(request).await;
         let task = if response.status().as_u16() == 202 {
-            response_task_uid(response).await
+            crate::http_util::task_uid_of(response).await
         } else {
             (response, None)
         };
@@ -507,23 +507,6 @@ where
             .insert(SETTINGS_VERSION_HEADER, HeaderValue::from(version));
     }
     Ok(response)
-}
-
-/// The `taskUid` of a 202 answer (the answer is rebuilt around its body).
-async fn response_task_uid(response: ProxyResponse) -> (ProxyResponse, Option<u64>) {
-    use http_body_util::BodyExt;
-    let (parts, body) = response.into_parts();
-    let bytes = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(never) => match never {},
-    };
-    let uid = serde_json::from_slice::<Value>(&bytes)
-        .ok()
-        .and_then(|v| v.get("taskUid").and_then(Value::as_u64));
-    (
-        ProxyResponse::from_parts(parts, http_body_util::Full::new(bytes)),
-        uid,
-    )
 }
 
 /// The periodic drift check (runs with the health probe; never returns).

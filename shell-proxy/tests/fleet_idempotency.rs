@@ -4,57 +4,12 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use miroir_proxy::dev::{self, DevOptions};
 use serde_json::{json, Value};
 
-/// A JSON request with extra headers.
-async fn send(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let bytes = match &body {
-        Some(b) => {
-            req = req.header("Content-Type", "application/json");
-            serde_json::to_vec(b).unwrap()
-        }
-        None => Vec::new(),
-    };
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(bytes))).unwrap())
-        .await
-        .expect("the proxy answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-    };
-    Resp {
-        status,
-        headers,
-        body,
-    }
-}
-
 async fn keyed(api: &Api, method: &str, path: &str, key: &str, body: Option<Value>) -> Resp {
-    send(&api.base, method, path, &[("Idempotency-Key", key)], body).await
+    send_json_with_headers(&api.base, method, path, &[("Idempotency-Key", key)], body).await
 }
 
 fn replayed(r: &Resp) -> bool {
@@ -195,7 +150,7 @@ async fn retries_get_the_first_task_and_a_reused_key_is_refused() {
     assert!(replayed(&bad2));
 
     // a malformed key is refused before anything is done
-    let r = send(
+    let r = send_json_with_headers(
         &api.base,
         "POST",
         "/indexes/movies/documents",

@@ -4,38 +4,16 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use miroir_proxy::dev::DevOptions;
 use serde_json::{json, Value};
 
 async fn send(base: &str, method: &str, path: &str, session: Option<&str>, body: Value) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header("Content-Type", "application/json");
-    if let Some(s) = session {
-        req = req.header("X-Miroir-Session", s);
-    }
-    let resp = client
-        .request(
-            req.body(Full::new(Bytes::from(serde_json::to_vec(&body).unwrap())))
-                .unwrap(),
-        )
-        .await
-        .expect("the proxy answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
+    let headers: Vec<(&str, &str)> = session
+        .map(|s| ("X-Miroir-Session", s))
+        .into_iter()
+        .collect();
+    send_json_with_headers(base, method, path, &headers, Some(body)).await
 }
 
 fn hits(r: &Resp) -> usize {

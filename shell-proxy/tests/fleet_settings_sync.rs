@@ -4,11 +4,7 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use miroir_core::config::Config;
 use miroir_proxy::dev::{self, DevFleet, DevOptions, RunningProxy};
 use miroir_sim::serve::ModelHandle;
@@ -25,41 +21,6 @@ async fn proxy_with_drift_check(o: &DevOptions, nodes: &[ModelHandle]) -> Runnin
     let mut config = Config::from_yaml_str(&yaml, &|_| None).unwrap();
     config.server.port = 0;
     dev::start_proxy(config).await.unwrap()
-}
-
-async fn send(
-    base: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> Resp {
-    let client = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let bytes = match &body {
-        Some(b) => {
-            req = req.header("Content-Type", "application/json");
-            serde_json::to_vec(b).unwrap()
-        }
-        None => Vec::new(),
-    };
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(bytes))).unwrap())
-        .await
-        .expect("the proxy answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Resp {
-        status,
-        headers,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    }
 }
 
 fn version(r: &Resp) -> Option<u64> {
@@ -151,7 +112,7 @@ async fn settings_versions_and_drift_repair() {
         assert_eq!(node_settings(&f, i).await, settled, "node {i}");
     }
     // the version is on search answers too, and reads can demand it
-    let s = send(
+    let s = send_json_with_headers(
         &api.base,
         "POST",
         "/indexes/movies/search",
@@ -162,7 +123,7 @@ async fn settings_versions_and_drift_repair() {
     assert_eq!(s.status, 200, "{}", s.body);
     assert_eq!(version(&s), Some(v2));
     assert!(s.headers.get("x-miroir-settings-inconsistent").is_none());
-    let stale = send(
+    let stale = send_json_with_headers(
         &api.base,
         "POST",
         "/indexes/movies/search",
@@ -172,7 +133,7 @@ async fn settings_versions_and_drift_repair() {
     .await;
     assert_eq!(stale.status, 503, "{}", stale.body);
     assert_eq!(stale.body["code"], "miroir_settings_version_stale");
-    let bad = send(
+    let bad = send_json_with_headers(
         &api.base,
         "GET",
         "/indexes/movies/settings",

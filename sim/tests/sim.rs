@@ -47,6 +47,21 @@ mod scenarios {
         }
     }
 
+    /// Runs one seed of `spec` on a thread of its own (with the sweeps' large stack); a failure is returned,
+    /// not raised.
+    fn run_seed(spec: Spec, seed: u64) -> Result<Outcome, miroir_sim::runner::Failure> {
+        std::thread::Builder::new()
+            .stack_size(16 << 20)
+            .spawn(move || {
+                let rt =
+                    madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+                rt.block_on(run(seed, spec))
+            })
+            .expect("spawn a simulation thread")
+            .join()
+            .expect("the simulation does not panic")
+    }
+
     fn sweep_spec(spec: Spec, default_seeds: u64) -> Vec<Outcome> {
         let name = spec.name;
         let outcomes = sweep(name, default_seeds, move |seed| run(seed, spec.clone()));
@@ -371,21 +386,9 @@ mod scenarios {
     fn failures(spec: Spec, seeds: u64) -> Vec<String> {
         (1..=seeds)
             .filter_map(|seed| {
-                let s = spec.clone();
-                std::thread::Builder::new()
-                    .stack_size(16 << 20)
-                    .spawn(move || {
-                        let rt = madsim::runtime::Runtime::with_seed_and_config(
-                            seed,
-                            madsim::Config::default(),
-                        );
-                        rt.block_on(run(seed, s))
-                            .err()
-                            .map(|f| format!("seed {seed}: {f}"))
-                    })
-                    .expect("thread")
-                    .join()
-                    .expect("the run does not panic")
+                run_seed(spec.clone(), seed)
+                    .err()
+                    .map(|f| format!("seed {seed}: {f}"))
             })
             .collect()
     }
@@ -545,18 +548,7 @@ mod scenarios {
         ];
         for (seed, spec) in cases {
             let name = spec.name;
-            let failure = std::thread::Builder::new()
-                .stack_size(16 << 20)
-                .spawn(move || {
-                    let rt = madsim::runtime::Runtime::with_seed_and_config(
-                        seed,
-                        madsim::Config::default(),
-                    );
-                    rt.block_on(run(seed, spec)).err().map(|f| f.to_string())
-                })
-                .expect("spawn a simulation thread")
-                .join()
-                .expect("the simulation does not panic");
+            let failure = run_seed(spec, seed).err().map(|f| f.to_string());
             assert_eq!(failure, None, "{name} seed {seed}");
         }
     }
@@ -663,19 +655,7 @@ mod scenarios {
         s.idempotency = IdempotencyMode::RetriesIgnoredByProxy;
         let mut fired = Vec::new();
         for seed in 1..=40u64 {
-            let s = s.clone();
-            let checker = std::thread::Builder::new()
-                .stack_size(16 << 20)
-                .spawn(move || {
-                    let rt = madsim::runtime::Runtime::with_seed_and_config(
-                        seed,
-                        madsim::Config::default(),
-                    );
-                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
-                })
-                .expect("spawn a simulation thread")
-                .join()
-                .expect("the simulation does not panic");
+            let checker = run_seed(s.clone(), seed).err().map(|f| f.checker);
             if checker.as_deref() == Some("idempotency") {
                 fired.push(seed);
             }
@@ -723,19 +703,7 @@ mod scenarios {
         // Hinted handoff would replay the refused change to the node that was down: off too.
         s.skip_replay = true;
         for seed in [1u64, 2, 3] {
-            let s = s.clone();
-            let checker = std::thread::Builder::new()
-                .stack_size(16 << 20)
-                .spawn(move || {
-                    let rt = madsim::runtime::Runtime::with_seed_and_config(
-                        seed,
-                        madsim::Config::default(),
-                    );
-                    rt.block_on(run(seed, s)).err().map(|f| f.checker)
-                })
-                .expect("spawn a simulation thread")
-                .join()
-                .expect("the simulation does not panic");
+            let checker = run_seed(s.clone(), seed).err().map(|f| f.checker);
             assert_eq!(checker.as_deref(), Some("settings"), "seed {seed}");
         }
     }

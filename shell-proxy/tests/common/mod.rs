@@ -270,3 +270,21 @@ pub fn assert_error(r: &Resp, status: u16, code: &str, error_type: &str) {
     );
     assert!(r.body["message"].is_string(), "message: {}", r.body);
 }
+
+/// A JSON request with extra headers to `base` (no key): `body` as JSON with its Content-Type.
+pub async fn send_json_with_headers(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Resp {
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    if body.is_some() {
+        all.push(("Content-Type", "application/json"));
+    }
+    let bytes = body
+        .map(|b| serde_json::to_vec(&b).unwrap())
+        .unwrap_or_default();
+    send_with_headers(&Api::new(base.to_string()), method, path, &all, bytes).await
+}
