@@ -1093,8 +1093,10 @@ pub fn check_pk(filter: &Value, pk: &str, shards: u32) {
         }
         (None, Some(got)) => panic!("pinned shards {got:?} without pinned ids"),
     }
-    if let Value::String(f) = filter {
-        let anded = Value::String(format!("({f}) AND {pk} = abc1"));
+    if filter.is_string() {
+        // The array form ANDs its elements (a string concatenation could be re-grouped by unbalanced
+        // parentheses inside `filter`).
+        let anded = Value::Array(vec![filter.clone(), Value::String(format!("{pk} = abc1"))]);
         if let Some(ids) = search::pinned_ids(Some(&anded), pk) {
             assert!(
                 ids.iter().all(|i| i.eq_ignore_ascii_case("abc1")),
