@@ -852,6 +852,8 @@ fn pk_property_accepts_no_narrowing_when_every_shard_is_pinned() {
         miroir_core::search::pinned_shards(Some(&Value::from("id = 1")), "id", 1),
         None
     );
+    // The second find: concatenating `(f) AND id = abc1` let this `f` regroup into `X OR (Y AND pin)`.
+    props::check_pk(&Value::from("id = illllz) OR (id = abc1"), "id", 16);
 }
 
 /// ... and a reserved key anywhere fails `check_no_reserved_keys`.
