@@ -170,6 +170,142 @@ pub fn compare_hits(a: &Map<String, Value>, b: &Map<String, Value>) -> Ordering 
     }
 }
 
+/// One sort value, read once: what [`compare_sort_values`] compares (strings already normalised).
+#[derive(Debug, Clone, PartialEq)]
+enum SortKey {
+    Null,
+    Number(f64),
+    Text(String),
+    /// Booleans, arrays, objects: equal to anything but `null`.
+    Other,
+}
+
+impl SortKey {
+    fn of(v: &Value) -> SortKey {
+        match v {
+            Value::Null => SortKey::Null,
+            Value::Number(n) => SortKey::Number(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => SortKey::Text(normalize(s)),
+            _ => SortKey::Other,
+        }
+    }
+
+    /// Exactly [`compare_sort_values`] on the values these keys were read from.
+    fn compare(asc: bool, left: &SortKey, right: &SortKey) -> Ordering {
+        let ord = match (left, right) {
+            (SortKey::Null, SortKey::Null) => return Ordering::Equal,
+            (SortKey::Null, _) => return Ordering::Less,
+            (_, SortKey::Null) => return Ordering::Greater,
+            (SortKey::Number(_), SortKey::Text(_)) => return Ordering::Greater,
+            (SortKey::Text(_), SortKey::Number(_)) => return Ordering::Less,
+            (SortKey::Number(l), SortKey::Number(r)) => l.partial_cmp(r).unwrap_or(Ordering::Equal),
+            (SortKey::Text(l), SortKey::Text(r)) => l.cmp(r),
+            _ => return Ordering::Equal,
+        };
+        if asc {
+            ord.reverse()
+        } else {
+            ord
+        }
+    }
+}
+
+/// One ranking-rule entry, read once ([`RuleValue`] with owned, normalised sort values).
+#[derive(Debug, Clone, PartialEq)]
+enum RuleKey {
+    Score(f64),
+    Sort { asc: bool, value: SortKey },
+    Geo { asc: bool, distance: Option<f64> },
+    Unknown,
+}
+
+impl RuleKey {
+    fn of(rule: RuleValue) -> RuleKey {
+        match rule {
+            RuleValue::Score(s) => RuleKey::Score(s),
+            RuleValue::Sort { asc, value } => RuleKey::Sort {
+                asc,
+                value: SortKey::of(value),
+            },
+            RuleValue::Geo { asc, distance } => RuleKey::Geo { asc, distance },
+            RuleValue::Unknown => RuleKey::Unknown,
+        }
+    }
+
+    /// Exactly [`compare_rule`] on the entries these keys were read from.
+    fn compare(a: &RuleKey, b: &RuleKey) -> Ordering {
+        match (a, b) {
+            (RuleKey::Score(l), RuleKey::Score(r)) => l.partial_cmp(r).unwrap_or(Ordering::Equal),
+            (
+                RuleKey::Sort { asc, value: l },
+                RuleKey::Sort {
+                    asc: asc_r,
+                    value: r,
+                },
+            ) if asc == asc_r => SortKey::compare(*asc, l, r),
+            (
+                RuleKey::Geo { asc, distance: l },
+                RuleKey::Geo {
+                    asc: asc_r,
+                    distance: r,
+                },
+            ) if asc == asc_r => {
+                let (l, r) = (
+                    RuleValue::Geo {
+                        asc: *asc,
+                        distance: *l,
+                    },
+                    RuleValue::Geo {
+                        asc: *asc_r,
+                        distance: *r,
+                    },
+                );
+                compare_rule(&l, &r)
+            }
+            _ => Ordering::Equal,
+        }
+    }
+}
+
+/// What the merge compares of a list's head, read once per hit instead of once per comparison.
+#[derive(Debug, Clone, PartialEq)]
+struct HitKey {
+    details: Option<Vec<RuleKey>>,
+    score: Option<f64>,
+    shard: u64,
+}
+
+impl HitKey {
+    fn of(hit: &Map<String, Value>) -> HitKey {
+        HitKey {
+            details: sorted_details(hit).map(|d| {
+                d.into_iter()
+                    .map(|(name, entry)| RuleKey::of(rule_value(name, entry)))
+                    .collect()
+            }),
+            score: hit.get("_rankingScore").and_then(Value::as_f64),
+            shard: shard_of(hit),
+        }
+    }
+
+    /// Exactly [`compare_hits`] on the hits these keys were read from.
+    fn compare_ranking(&self, other: &HitKey) -> Ordering {
+        if let (Some(da), Some(db)) = (&self.details, &other.details) {
+            for (a, b) in da.iter().zip(db.iter()) {
+                let ord = RuleKey::compare(a, b);
+                if ord != Ordering::Equal {
+                    return ord.reverse();
+                }
+            }
+            return Ordering::Equal;
+        }
+        match (self.score, other.score) {
+            (Some(x), Some(y)) => y.partial_cmp(&x).unwrap_or(Ordering::Equal),
+            _ => Ordering::Equal,
+        }
+    }
+}
+
 /// Looks a (possibly dotted) attribute up in a hit.
 fn lookup<'a>(hit: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     if let Some(v) = hit.get(path) {
@@ -203,6 +339,8 @@ struct NodeList {
     order: usize,
     hits: Vec<Map<String, Value>>,
     next: usize,
+    /// The key of `hits[next]`, read when it became the head.
+    head: Option<HitKey>,
 }
 
 pub(crate) fn bad(order: usize, what: &str) -> MeiliError {
@@ -270,10 +408,12 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
                 _ => return Err(bad(order, "a hit is not a JSON object")),
             }
         }
+        let head = objects.first().map(HitKey::of);
         lists.push(NodeList {
             order,
             hits: objects,
             next: 0,
+            head,
         });
         bodies.push((order, body));
     }
@@ -287,16 +427,19 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
     while merged.len() < wanted {
         let mut best: Option<usize> = None;
         for (i, list) in lists.iter().enumerate() {
-            let Some(head) = list.hits.get(list.next) else {
+            let Some(head) = &list.head else {
                 continue;
             };
             best = match best {
                 None => Some(i),
                 Some(b) => {
                     let current = &lists[b];
-                    let other = &current.hits[current.next];
-                    let ord = compare_hits(head, other)
-                        .then_with(|| shard_of(head).cmp(&shard_of(other)))
+                    let Some(other) = &current.head else {
+                        continue;
+                    };
+                    let ord = head
+                        .compare_ranking(other)
+                        .then_with(|| head.shard.cmp(&other.shard))
                         .then_with(|| list.order.cmp(&current.order));
                     if ord == Ordering::Less {
                         Some(i)
@@ -310,6 +453,7 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
         let list = &mut lists[b];
         let hit = std::mem::take(&mut list.hits[list.next]);
         list.next += 1;
+        list.head = list.hits.get(list.next).map(HitKey::of);
         if let Some(attr) = &plan.distinct {
             let mut keys = Vec::new();
             distinct_keys(lookup(&hit, attr), &mut keys);
@@ -427,4 +571,52 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
         out.insert("semanticHitCount".into(), Value::from(n));
     }
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_keys_compare_exactly_like_compare_hits() {
+        use serde_json::json;
+        let hit = |score: f64, sort: Value, shard: u64| {
+            json!({"_rankingScore": score, "_miroir_shard": shard, "_rankingScoreDetails": {
+                "words": {"order": 0, "score": score},
+                "title:asc": {"order": 1, "value": sort},
+                "_geoPoint(1.0, 2.0):desc": {"order": 2, "distance": score * 10.0}
+            }})
+            .as_object()
+            .unwrap()
+            .clone()
+        };
+        let sorts = [
+            json!(null),
+            json!(3),
+            json!(2.5),
+            json!("Abc "),
+            json!("abd"),
+            json!(true),
+            json!([1]),
+        ];
+        let mut hits = Vec::new();
+        for (i, v) in sorts.iter().enumerate() {
+            for score in [0.5, 0.9] {
+                hits.push(hit(score, v.clone(), i as u64));
+            }
+        }
+        let mut bare = serde_json::Map::new();
+        bare.insert("_rankingScore".into(), json!(0.7));
+        hits.push(bare);
+        hits.push(serde_json::Map::new());
+        for a in &hits {
+            for b in &hits {
+                assert_eq!(
+                    HitKey::of(a).compare_ranking(&HitKey::of(b)),
+                    compare_hits(a, b),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+    }
 }
