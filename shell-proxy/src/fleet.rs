@@ -2245,21 +2245,35 @@ impl Fleet {
         Ok(json_response(200, &filter.paginate(views.iter())))
     }
 
+    /// Every stored Miroir task `access` may see: the stored record with its aggregated view.
+    async fn visible_tasks(
+        &self,
+        state: &AppState,
+        access: &Access,
+    ) -> Result<Vec<(Value, miroir_core::tasks::TaskView)>, MeiliError> {
+        let stored = state.store.list_tasks(None, 100_000, false).await?;
+        let mut tasks = Vec::with_capacity(stored.len());
+        for s in stored {
+            let view = self.read_task(state, &s).await?;
+            if keys::task_visible(access, view.index_uid.as_deref()) {
+                tasks.push((s, view));
+            }
+        }
+        Ok(tasks)
+    }
+
     /// Every stored Miroir task `access` may see, aggregated.
     async fn all_task_views(
         &self,
         state: &AppState,
         access: &Access,
     ) -> Result<Vec<miroir_core::tasks::TaskView>, MeiliError> {
-        let stored = state.store.list_tasks(None, 100_000, false).await?;
-        let mut views = Vec::with_capacity(stored.len());
-        for s in &stored {
-            let view = self.read_task(state, s).await?;
-            if keys::task_visible(access, view.index_uid.as_deref()) {
-                views.push(view);
-            }
-        }
-        Ok(views)
+        Ok(self
+            .visible_tasks(state, access)
+            .await?
+            .into_iter()
+            .map(|(_, view)| view)
+            .collect())
     }
 
     /// `DELETE /tasks`: deletes the finished Miroir tasks matching the filter from the store, recorded as a
@@ -2273,14 +2287,10 @@ impl Fleet {
             query_pairs(&request.uri),
             TaskQueryKind::Delete,
         )?;
-        let stored = state.store.list_tasks(None, 100_000, false).await?;
         let mut matched = 0u64;
         let mut finished = Vec::new();
-        for s in &stored {
-            let view = self.read_task(state, s).await?;
-            if filter.matches(&view)
-                && keys::task_visible(&request.access, view.index_uid.as_deref())
-            {
+        for view in self.all_task_views(state, &request.access).await? {
+            if filter.matches(&view) {
                 matched += 1;
                 if view.status.is_finished() {
                     finished.push(view.uid);
@@ -2310,15 +2320,10 @@ impl Fleet {
             query_pairs(&request.uri),
             TaskQueryKind::Cancel,
         )?;
-        let stored = state.store.list_tasks(None, 100_000, false).await?;
         let mut matched: Vec<Value> = Vec::new();
         let mut per_node: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
-        for s in &stored {
-            let view = self.read_task(state, s).await?;
-            if view.status.is_finished()
-                || !filter.matches(&view)
-                || !keys::task_visible(&request.access, view.index_uid.as_deref())
-            {
+        for (s, view) in self.visible_tasks(state, &request.access).await? {
+            if view.status.is_finished() || !filter.matches(&view) {
                 continue;
             }
             if let Ok(record) = serde_json::from_value::<MiroirTask>(s["record"].clone()) {
@@ -2328,7 +2333,7 @@ impl Fleet {
                     }
                 }
             }
-            matched.push(s.clone());
+            matched.push(s);
         }
         let original = format!("?{}", request.uri.query().unwrap_or(""));
         let mut d = details::task_cancelation(matched.len() as u64, &original);
