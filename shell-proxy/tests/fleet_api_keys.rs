@@ -46,17 +46,6 @@ async fn create_key(master: &Api, body: Value) -> (String, String) {
     )
 }
 
-fn hit_ids(r: &Resp) -> Vec<u64> {
-    let mut ids: Vec<u64> = r.body["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no hits: {}", r.body))
-        .iter()
-        .map(|h| h["id"].as_u64().unwrap())
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_and_tenant_tokens_open_what_they_allow() {
     let dir = tempfile::tempdir().unwrap();
@@ -107,7 +96,7 @@ async fn api_keys_and_tenant_tokens_open_what_they_allow() {
     let scoped = with_key(&open, &key);
     let r = scoped.get("/indexes/movies/search?q=movie&limit=50").await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(hit_ids(&r).len(), 20);
+    assert_eq!(sorted_hit_ids(&r.body).len(), 20);
     assert_eq!(scoped.get("/indexes/movies/documents/3").await.status, 200);
     assert_auth_error(
         &scoped.get("/indexes/books/search?q=movie").await,
@@ -175,7 +164,7 @@ async fn api_keys_and_tenant_tokens_open_what_they_allow() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(hit_ids(&r), vec![3, 8, 13, 18], "{}", r.body);
+    assert_eq!(sorted_hit_ids(&r.body), vec![3, 8, 13, 18], "{}", r.body);
     let r = tenant
         .post(
             "/multi-search",

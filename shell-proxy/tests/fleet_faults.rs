@@ -21,17 +21,6 @@ async fn load(api: &Api, n: usize) {
     .await;
 }
 
-fn ids(body: &Value) -> Vec<u64> {
-    let mut v: Vec<u64> = body["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|h| h["id"].as_u64().unwrap())
-        .collect();
-    v.sort_unstable();
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rf2_survives_a_dead_node_without_degrading() {
     let dir = tempfile::tempdir().unwrap();
@@ -50,7 +39,7 @@ async fn rf2_survives_a_dead_node_without_degrading() {
         assert_eq!(r.status, 200, "{}", r.body);
         assert!(r.headers.get("x-miroir-degraded").is_none());
         assert_eq!(r.body["estimatedTotalHits"], 300);
-        assert_eq!(ids(&r.body), (0..300).collect::<Vec<_>>());
+        assert_eq!(sorted_hit_ids(&r.body), (0..300).collect::<Vec<_>>());
         let s = api.get("/indexes/movies/stats").await;
         assert_eq!(s.body["numberOfDocuments"], 300, "{}", s.body);
         let l = api.get("/indexes/movies/documents?limit=1").await;
@@ -85,14 +74,14 @@ async fn rf1_answers_partially_with_the_header_or_503() {
         .get("x-miroir-degraded")
         .unwrap_or_else(|| panic!("degraded header: {:?} {}", r.headers, r.body));
     assert!(h.to_str().unwrap().starts_with("shards="), "{h:?}");
-    assert_eq!(ids(&r.body).len() as u64, 300 - held_by_1);
+    assert_eq!(sorted_hit_ids(&r.body).len() as u64, 300 - held_by_1);
     let l = api.get("/indexes/movies/documents?limit=1").await;
     assert_eq!(l.status, 200, "{}", l.body);
     assert_eq!(l.body["total"].as_u64().unwrap(), 300 - held_by_1);
     assert!(l.headers.get("x-miroir-degraded").is_some());
     // a document on the dead node: no node can answer
     let missing = (0..300)
-        .find(|i| !ids(&r.body).contains(&(*i as u64)))
+        .find(|i| !sorted_hit_ids(&r.body).contains(&(*i as u64)))
         .unwrap();
     let d = api
         .get(&format!("/indexes/movies/documents/{missing}"))
@@ -190,7 +179,7 @@ async fn slow_and_failing_nodes_are_routed_around() {
         .post("/indexes/movies/search", json!({"q": "", "limit": 500}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(ids(&r.body), (0..120).collect::<Vec<_>>());
+    assert_eq!(sorted_hit_ids(&r.body), (0..120).collect::<Vec<_>>());
     assert!(started.elapsed() < std::time::Duration::from_millis(2_500));
 
     // a node answering 503 to everything: same
@@ -202,7 +191,7 @@ async fn slow_and_failing_nodes_are_routed_around() {
         .post("/indexes/movies/search", json!({"q": "", "limit": 500}))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(ids(&r.body), (0..120).collect::<Vec<_>>());
+    assert_eq!(sorted_hit_ids(&r.body), (0..120).collect::<Vec<_>>());
     let r = api.get("/indexes/movies/documents?limit=500").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["total"], 120);
@@ -301,7 +290,7 @@ async fn a_lost_replica_group_keeps_writes_and_complete_reads() {
         .await;
     assert_eq!(s.status, 200);
     assert!(s.headers.get("x-miroir-degraded").is_none());
-    assert_eq!(ids(&s.body).len(), 41);
+    assert_eq!(sorted_hit_ids(&s.body).len(), 41);
     f.shutdown().await;
 }
 

@@ -8,17 +8,6 @@ use miroir_sim::serve::Faults;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn ids(body: &Value) -> Vec<u64> {
-    let mut v: Vec<u64> = body["hits"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|h| h["id"].as_u64().unwrap())
-        .collect();
-    v.sort_unstable();
-    v
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_replica_does_not_slow_searches_and_pinned_ids_are_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -62,7 +51,7 @@ async fn a_slow_replica_does_not_slow_searches_and_pinned_ids_are_found() {
             .await;
         let took = started.elapsed();
         assert_eq!(r.status, 200, "{}", r.body);
-        assert_eq!(ids(&r.body), pinned.to_vec(), "round {round}");
+        assert_eq!(sorted_hit_ids(&r.body), pinned.to_vec(), "round {round}");
         assert_eq!(r.body["estimatedTotalHits"], 3);
         let r2 = api
             .post(
@@ -73,7 +62,7 @@ async fn a_slow_replica_does_not_slow_searches_and_pinned_ids_are_found() {
         assert_eq!(r2.status, 200, "{}", r2.body);
         let mut want: Vec<u64> = (0..120).filter(|i| i % 5 == 0 || *i == 1).collect();
         want.sort_unstable();
-        assert_eq!(ids(&r2.body), want);
+        assert_eq!(sorted_hit_ids(&r2.body), want);
         assert!(
             took < Duration::from_millis(1_200),
             "round {round}: a search waited for the slow replica ({took:?})"

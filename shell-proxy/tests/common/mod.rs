@@ -288,3 +288,15 @@ pub async fn send_json_with_headers(
         .unwrap_or_default();
     send_with_headers(&Api::new(base.to_string()), method, path, &all, bytes).await
 }
+
+/// The `id`s of a search answer's hits, as integers, sorted.
+pub fn sorted_hit_ids(body: &Value) -> Vec<u64> {
+    let mut v: Vec<u64> = body["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits: {body}"))
+        .iter()
+        .map(|h| h["id"].as_u64().unwrap())
+        .collect();
+    v.sort_unstable();
+    v
+}
