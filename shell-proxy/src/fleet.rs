@@ -696,23 +696,44 @@ impl Fleet {
         path: &str,
         body: Option<Value>,
     ) -> Result<(u16, Value), MeiliError> {
+        self.read_preferring(state, among, method, path, body, |_, _| true)
+            .await
+    }
+
+    /// A single-node read that keeps asking nodes (healthy first) until one gives a plausible answer
+    /// `prefer` accepts; when none does, the first plausible answer.
+    async fn read_preferring(
+        &self,
+        state: &AppState,
+        among: Option<Vec<NodeId>>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        prefer: impl Fn(u16, &Value) -> bool,
+    ) -> Result<(u16, Value), MeiliError> {
+        let mut first = None;
         for node in self.read_order(among) {
             match self
                 .send_read_one(state, &node, method, path, body.clone())
                 .await
             {
                 Ok((s, v)) if s < 500 && crate::limits::plausible_node_answer(s, &v) => {
-                    return Ok((s, v))
+                    if prefer(s, &v) {
+                        return Ok((s, v));
+                    }
+                    first.get_or_insert((s, v));
                 }
                 Ok((s, _)) => tracing::warn!(node = %node, status = s, path, "node read failed"),
                 Err(e) => tracing::warn!(node = %node, error = %e, path, "node unreachable"),
             }
         }
-        Err(no_node_available(&format!(
-            "{} {}",
-            method.as_str(),
-            path.split('?').next().unwrap_or(path)
-        )))
+        first.ok_or_else(|| {
+            no_node_available(&format!(
+                "{} {}",
+                method.as_str(),
+                path.split('?').next().unwrap_or(path)
+            ))
+        })
     }
 
     /// Runs a write to its decision; persists the record (when `persist`) before returning the reply, and

@@ -218,33 +218,22 @@ impl Fleet {
 
     /// `GET /indexes/{uid}` from the nodes in preference order. A node that received none of the
     /// documents has not inferred the primary key: the first answer naming one wins, else the first
-    /// answer below 500.
+    /// plausible answer (see `read_preferring`).
     pub(super) async fn read_index(
         &self,
         state: &AppState,
         uid: &str,
     ) -> Result<(u16, Value), miroir_core::MeiliError> {
         let path = format!("/indexes/{uid}");
-        let mut first = None;
-        for node in self.read_order(None) {
-            match self
-                .send_read_one(state, &node, miroir_core::ops::Method::Get, &path, None)
-                .await
-            {
-                Ok((200, body)) if body.get("primaryKey").is_some_and(Value::is_string) => {
-                    return Ok((200, body));
-                }
-                Ok((s, v))
-                    if s < 500
-                        && first.is_none()
-                        && crate::limits::plausible_node_answer(s, &v) =>
-                {
-                    first = Some((s, v))
-                }
-                _ => {}
-            }
-        }
-        first.ok_or_else(|| crate::server::no_node_available(&format!("GET {path}")))
+        self.read_preferring(
+            state,
+            None,
+            miroir_core::ops::Method::Get,
+            &path,
+            None,
+            |s, body| s == 200 && body.get("primaryKey").is_some_and(Value::is_string),
+        )
+        .await
     }
 
     /// The selector's exploration: now and then a shadow copy of the read goes to a random node, in the
