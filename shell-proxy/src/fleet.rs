@@ -987,6 +987,9 @@ impl Fleet {
         if let Some(error) = view.meili.get_mut("error") {
             node_settings::hide_shard_field_in_error(error);
         }
+        // The hint log is loaded from the store first: a restarted proxy reports the hints it inherited
+        // before its first write.
+        let _ = self.write_hints(state).await;
         let pending = self.pending_replicas(view.uid);
         if let (true, Some(m)) = (pending > 0, view.meili.as_object_mut()) {
             // Miroir's own field, after Meilisearch's: replicas whose write still waits as a hint.

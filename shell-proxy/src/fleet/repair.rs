@@ -251,7 +251,7 @@ impl Fleet {
         !self.healthy(node)
     }
 
-    /// How many replicas of task `uid` still wait for a hint.
+    /// How many replicas of task `uid` still wait for a hint (in the loaded log: see `write_hints`).
     pub(crate) fn pending_replicas(&self, uid: u64) -> usize {
         self.hints
             .lock()
