@@ -1539,8 +1539,16 @@ impl Fleet {
             None => format!("/indexes/{index}/documents"),
         };
         let method = if replace { Method::Post } else { Method::Put };
-        self.broadcast_write(state, index, task, method, path, Some(json!([])), self.quorum)
-            .await
+        self.broadcast_write(
+            state,
+            index,
+            task,
+            method,
+            path,
+            Some(json!([])),
+            self.quorum,
+        )
+        .await
     }
 
     async fn delete_ids(
@@ -2155,7 +2163,8 @@ impl Fleet {
             Some(s) => {
                 let key = node_settings::setting_key(s.path());
                 let value = json_body(request)?;
-                let node = node_settings::node_setting_value(&key, &value, self.placement().shards());
+                let node =
+                    node_settings::node_setting_value(&key, &value, self.placement().shards());
                 let method = if s.update_method() == http::Method::PATCH {
                     Method::Patch
                 } else {
@@ -2841,7 +2850,8 @@ impl Fleet {
             }
             UpdateExperimentalFeatures => {
                 let body = json_body(&request)?;
-                let nodes: Vec<NodeId> = self.topology().nodes.iter().map(|n| n.id.clone()).collect();
+                let nodes: Vec<NodeId> =
+                    self.topology().nodes.iter().map(|n| n.id.clone()).collect();
                 let mut every =
                     EveryNode::new(&nodes, Method::Patch, "/experimental-features", Some(body));
                 let mut set = JoinSet::new();
@@ -2962,13 +2972,10 @@ impl Fleet {
                 .admin_aliases(state, &method, &path, &request)
                 .await
                 .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
-            Admin(AdminRoute::Other { method, path })
-                if elastic::is_elastic_path(&path) =>
-            {
-                self.admin_elastic(state, &method, &path, &request)
-                    .await
-                    .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND)))
-            }
+            Admin(AdminRoute::Other { method, path }) if elastic::is_elastic_path(&path) => self
+                .admin_elastic(state, &method, &path, &request)
+                .await
+                .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
             Admin(AdminRoute::Other { method, path })
                 if method == http::Method::GET && path == "topology" =>
             {

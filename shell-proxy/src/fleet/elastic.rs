@@ -341,8 +341,7 @@ pub enum WriteRoute<'a> {
 fn node_id(v: &str) -> Result<NodeId, MeiliError> {
     let ok = !v.is_empty()
         && v.len() <= 128
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
     if !ok {
         return Err(bad(
@@ -615,9 +614,8 @@ impl Fleet {
         else {
             return Ok(false);
         };
-        let topology: Topology = serde_json::from_value(stored).map_err(|e| {
-            MeiliError::internal(format!("the stored topology is unreadable: {e}"))
-        })?;
+        let topology: Topology = serde_json::from_value(stored)
+            .map_err(|e| MeiliError::internal(format!("the stored topology is unreadable: {e}")))?;
         let current = self.elastic.view().topology.epoch;
         let newer = topology.epoch > current || (at_start && topology.epoch >= current);
         if !newer || *self.elastic.view().topology == topology {
@@ -650,7 +648,9 @@ impl Fleet {
             {
                 let mut g = lock(&self.elastic.gate);
                 match &g.live {
-                    Some(live) if live.runs.contains_key(index) => return Ok(WriteRoute::Migrating),
+                    Some(live) if live.runs.contains_key(index) => {
+                        return Ok(WriteRoute::Migrating)
+                    }
                     Some(_) => return Err(index_frozen(index)),
                     None if !g.starting => {
                         g.plain += 1;
@@ -1018,13 +1018,19 @@ impl Fleet {
                     .is_ok_and(|t| t == pending.old || t == pending.new),
             };
             if !old_ok {
-                tracing::error!("the stored topology moved under a running migration: not committed");
+                tracing::error!(
+                    "the stored topology moved under a running migration: not committed"
+                );
                 break;
             }
             if stored.as_ref() == Some(&new) {
                 break;
             }
-            match state.store.swap_meta(TOPOLOGY_KEY, stored.as_ref(), &new).await {
+            match state
+                .store
+                .swap_meta(TOPOLOGY_KEY, stored.as_ref(), &new)
+                .await
+            {
                 Ok(true) => break,
                 Ok(false) => continue,
                 Err(e) => {
@@ -1109,11 +1115,19 @@ impl Fleet {
         let m = method.clone();
         let change = match (m, segs.as_slice()) {
             (http::Method::GET, ["rebalance", "status"]) => {
-                return Some(self.rebalance_status(state).await.map(|v| json_response(200, &v)))
+                return Some(
+                    self.rebalance_status(state)
+                        .await
+                        .map(|v| json_response(200, &v)),
+                )
             }
             (http::Method::POST, ["rebalance"]) => {
                 self.elastic.wake.notify_one();
-                return Some(self.rebalance_status(state).await.map(|v| json_response(200, &v)));
+                return Some(
+                    self.rebalance_status(state)
+                        .await
+                        .map(|v| json_response(200, &v)),
+                );
             }
             (http::Method::POST, ["nodes"]) => json_body(request)
                 .and_then(|b| parse_add_node(&b))
@@ -1231,13 +1245,13 @@ impl Fleet {
         let mut offset = 0u64;
         loop {
             let path = format!("/indexes?offset={offset}&limit=1000");
-            let (status, body) = self
-                .read_one(state, None, Method::Get, &path, None)
-                .await?;
+            let (status, body) = self.read_one(state, None, Method::Get, &path, None).await?;
             if status != 200 {
-                return Err(MeiliError::from_node_body(status, &body).unwrap_or_else(|| {
-                    MeiliError::bad_node_response("any", "the index list is unreadable")
-                }));
+                return Err(
+                    MeiliError::from_node_body(status, &body).unwrap_or_else(|| {
+                        MeiliError::bad_node_response("any", "the index list is unreadable")
+                    }),
+                );
             }
             let results = body
                 .get("results")
@@ -1405,7 +1419,9 @@ mod tests {
         assert_eq!(code(json!({})), "miroir_invalid_group");
         assert_eq!(code(json!({"nodes": "x"})), "miroir_invalid_group");
         assert_eq!(
-            code(json!({"nodes": [{"id": "a", "url": "http://x"}, {"id": "a", "url": "http://y"}]})),
+            code(
+                json!({"nodes": [{"id": "a", "url": "http://x"}, {"id": "a", "url": "http://y"}]})
+            ),
             "miroir_invalid_group"
         );
         assert_eq!(
@@ -1454,7 +1470,10 @@ mod tests {
                 },
             )]),
         });
-        assert_eq!(e.address(&NodeId::new("n9")).as_deref(), Some("http://n9:1"));
+        assert_eq!(
+            e.address(&NodeId::new("n9")).as_deref(),
+            Some("http://n9:1")
+        );
         assert!(e.addresses().contains_key(&NodeId::new("n9")));
         assert!(e.is_migrating());
         // no shard is cut over yet: reads keep the old owners

@@ -1,0 +1,545 @@
+//! Elastic fleet through the HTTP proxy on model nodes: a 3 → 4 → 3 node cycle under a live writer (no
+//! acknowledged write lost, no delete resurrected, every document on exactly its owners), a proxy restart
+//! in the middle of a migration (resumed from the stored record), and the admin routes' bad input.
+
+mod common;
+
+use common::*;
+use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const INDEX: &str = "movies";
+
+/// The API with the admin key (the `/_miroir` routes need it).
+fn admin(mut api: Api) -> Api {
+    api.key = Some(dev::DEV_ADMIN_KEY.into());
+    api
+}
+
+async fn spare_node(seed: u64) -> miroir_sim::serve::ModelHandle {
+    miroir_sim::serve::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        miroir_sim::serve::ModelOptions {
+            master_key: Some(dev::DEV_NODE_KEY.into()),
+            seed,
+            tick_ms: 2,
+            ..miroir_sim::serve::ModelOptions::default()
+        },
+    )
+    .await
+    .expect("a model node starts")
+}
+
+/// Waits until the committed topology reaches `epoch` and no migration runs; returns the last status.
+async fn wait_epoch(api: &Api, epoch: u64) -> Value {
+    let start = Instant::now();
+    loop {
+        let t = api.get("/_miroir/topology").await;
+        assert_eq!(t.status, 200, "{}", t.body);
+        let s = api.get("/_miroir/rebalance/status").await;
+        assert_eq!(s.status, 200, "{}", s.body);
+        if t.body["epoch"] == epoch && s.body["status"] == "idle" {
+            return s.body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "epoch {epoch} never committed: {} / {}",
+            t.body,
+            s.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every document of `INDEX` on node `i`, by id (`_miroir_shard` kept).
+async fn node_docs(f: &DevFleet, i: usize) -> BTreeMap<u64, Value> {
+    let r = node_api(f, i)
+        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
+        .await;
+    if r.status == 404 {
+        return BTreeMap::new();
+    }
+    assert_eq!(r.status, 200, "node {i}: {}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
+        .collect()
+}
+
+/// The owners of each shard in the live placement (`/_miroir/shards`), group by group.
+async fn owners(api: &Api) -> BTreeMap<u64, BTreeSet<String>> {
+    let r = api.get("/_miroir/shards").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let nodes = s["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["nodes"].as_array().unwrap().clone())
+                .map(|n| n["id"].as_str().unwrap().to_string())
+                .collect();
+            (s["shard"].as_u64().unwrap(), nodes)
+        })
+        .collect()
+}
+
+/// Checks every node against what the writer acknowledged: each live document on exactly its owners with
+/// its last acknowledged content, nothing else anywhere.
+async fn check_placement(f: &DevFleet, api: &Api, expected: &BTreeMap<u64, Option<Value>>) {
+    let owners = owners(api).await;
+    let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut shard_of: BTreeMap<u64, u64> = BTreeMap::new();
+    for (i, _) in f.nodes.iter().enumerate() {
+        let id = format!("node-{i}");
+        for (doc_id, doc) in node_docs(f, i).await {
+            let shard = doc["_miroir_shard"].as_u64().expect("a shard tag");
+            assert!(
+                owners[&shard].contains(&id),
+                "document {doc_id} (shard {shard}) on {id}, which does not own it"
+            );
+            match expected.get(&doc_id) {
+                Some(Some(want)) => assert_eq!(
+                    doc["v"], want["v"],
+                    "document {doc_id} on {id} is stale: {doc} vs {want}"
+                ),
+                _ => panic!("document {doc_id} on {id} was deleted (or never written): {doc}"),
+            }
+            seen.entry(doc_id).or_default().insert(id.clone());
+            shard_of.insert(doc_id, shard);
+        }
+    }
+    for (doc_id, want) in expected {
+        if want.is_none() {
+            continue;
+        }
+        let Some(shard) = shard_of.get(doc_id) else {
+            panic!("document {doc_id} is lost: on no node");
+        };
+        assert_eq!(
+            seen[doc_id], owners[shard],
+            "document {doc_id} is not on exactly the owners of shard {shard}"
+        );
+    }
+}
+
+/// A writer of add / update / delete operations on ids `0..ids`, one at a time, recording what each
+/// acknowledged (202) operation leaves; returns the expected final state.
+fn spawn_writer(
+    api: Api,
+    ids: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeMap<u64, Option<Value>>, u64)> {
+    tokio::spawn(async move {
+        let mut expected: BTreeMap<u64, Option<Value>> = BTreeMap::new();
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut last_task = None;
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let id = rng % ids;
+            n += 1;
+            let r = if rng % 5 == 0 {
+                let r = api
+                    .post(
+                        &format!("/indexes/{INDEX}/documents/delete-batch"),
+                        json!([id]),
+                    )
+                    .await;
+                if r.status == 202 {
+                    expected.insert(id, None);
+                }
+                r
+            } else {
+                let doc = json!({"id": id, "title": format!("movie {id}"), "v": n});
+                let r = api
+                    .post(&format!("/indexes/{INDEX}/documents"), json!([doc.clone()]))
+                    .await;
+                if r.status == 202 {
+                    expected.insert(id, Some(doc));
+                }
+                r
+            };
+            assert_eq!(r.status, 202, "writer: {}", r.body);
+            last_task = r.body["taskUid"].as_u64();
+        }
+        if let Some(uid) = last_task {
+            api.wait_task(uid).await;
+        }
+        (expected, n)
+    })
+}
+
+async fn seed(api: &Api, n: u64) -> BTreeMap<u64, Option<Value>> {
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": INDEX, "primaryKey": "id"})),
+    )
+    .await;
+    let docs: Vec<Value> = (0..n)
+        .map(|id| json!({"id": id, "title": format!("movie {id}"), "v": 0}))
+        .collect();
+    api.write_ok(
+        "POST",
+        &format!("/indexes/{INDEX}/documents"),
+        Some(Value::Array(docs.clone())),
+    )
+    .await;
+    docs.into_iter()
+        .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
+    let dir = tempfile::tempdir().unwrap();
+    // a throttled copy, so the writer keeps writing through every phase (fences included)
+    let o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    let (mut f, api) = fleet_tweaked(o, |c| {
+        c.rebalancer.throttle_docs_per_sec = 60;
+        c.rebalancer.max_concurrent_migrations = 3;
+    })
+    .await;
+    let api = admin(api);
+    let initial = seed(&api, 600).await;
+    let spare = spare_node(0x5eed + 3).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(api.clone(), 800, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 3 → 4
+    let add = api
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    assert_eq!(add.body["fromEpoch"], 1);
+    assert_eq!(add.body["toEpoch"], 2);
+    // one change at a time
+    let again = api.post("/_miroir/nodes/node-0/drain", json!({})).await;
+    assert_error(
+        &again,
+        409,
+        "miroir_migration_in_progress",
+        "invalid_request",
+    );
+    let status = wait_epoch(&api, 2).await;
+    assert_eq!(status["last"]["status"], "succeeded", "{status}");
+    let moved = node_docs(&f, 3).await.len() as u64;
+    let copies: u64 = doc_counts(&f, INDEX).await.iter().sum();
+    println!(
+        "documents moved to the 4th node: {moved} of {copies} copies ({:.1}%); the migration wrote {} documents",
+        moved as f64 * 100.0 / copies as f64,
+        status["last"]["documentsCopied"]
+    );
+    assert!(
+        moved * 10 >= copies && moved * 100 <= copies * 45,
+        "the 4th node holds {moved} of {copies} copies: not about a quarter"
+    );
+    let topology = api.get("/_miroir/topology").await;
+    assert_eq!(topology.body["nodes"].as_array().unwrap().len(), 4);
+    assert!(topology.body["nodes"][3]["shards"].as_u64().unwrap() > 0);
+
+    // 4 → 3: drain, then remove
+    let drain = api.post("/_miroir/nodes/node-3/drain", json!({})).await;
+    assert_eq!(drain.status, 202, "{}", drain.body);
+    wait_epoch(&api, 3).await;
+    let remove = api.call("DELETE", "/_miroir/nodes/node-3", None).await;
+    assert_eq!(remove.status, 202, "{}", remove.body);
+    wait_epoch(&api, 4).await;
+    let topology = api.get("/_miroir/topology").await;
+    assert_eq!(topology.body["epoch"], 4);
+    assert_eq!(topology.body["nodes"][3]["state"], "removed");
+    assert_eq!(topology.body["nodes"][3]["shards"], 0);
+
+    stop.store(true, Ordering::SeqCst);
+    let (acked, ops) = writer.await.unwrap();
+    println!("the writer ran {ops} operations during the cycle");
+    assert!(ops > 20, "the writer barely ran: {ops} operations");
+    let mut expected = initial;
+    expected.extend(acked);
+    assert!(
+        node_docs(&f, 3).await.is_empty(),
+        "the removed node still holds documents"
+    );
+    check_placement(&f, &api, &expected).await;
+    // and through the proxy: exactly the live documents
+    let listed = api
+        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
+        .await;
+    let ids: BTreeSet<u64> = listed.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect();
+    let live: BTreeSet<u64> = expected
+        .iter()
+        .filter(|(_, d)| d.is_some())
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(ids, live);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_resumes_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("m.db");
+    let mut o = DevOptions::new(3, store.to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    let slow = |c: &mut miroir_core::config::Config| {
+        c.rebalancer.throttle_docs_per_sec = 100;
+        c.rebalancer.max_concurrent_migrations = 2;
+    };
+    let (mut f, api) = fleet_tweaked(o.clone(), slow).await;
+    let api = admin(api);
+    let expected = seed(&api, 800).await;
+    let spare = spare_node(0x5eed + 3).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+    let add = api
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    // wait until it runs, then stop the proxy mid-way
+    let start = Instant::now();
+    loop {
+        let s = api.get("/_miroir/rebalance/status").await;
+        if s.body["status"] == "running" && s.body["documentsCopied"].as_u64().unwrap_or(0) > 0 {
+            assert!(s.body["shardsTotal"].as_u64().unwrap() > 0);
+            assert!(s.body["indexes"][INDEX]["shards"].is_array(), "{}", s.body);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", s.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = f;
+    proxy.shutdown().await;
+    // the restarted proxy (same configuration: 3 nodes, epoch 1) resumes from the store
+    let mut config = {
+        let addresses: Vec<String> = nodes[..3].iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&options, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    config.rebalancer.throttle_docs_per_sec = 0;
+    config.server.port = 0;
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let f = DevFleet {
+        nodes,
+        proxy,
+        options,
+    };
+    let api = admin(Api::new(f.url()));
+    let s = api.get("/_miroir/rebalance/status").await;
+    assert!(
+        matches!(s.body["status"].as_str(), Some("running" | "enqueued")),
+        "{}",
+        s.body
+    );
+    wait_epoch(&api, 2).await;
+    check_placement(&f, &api, &expected).await;
+    assert!(!node_docs(&f, 3).await.is_empty());
+    let search = api
+        .post(
+            &format!("/indexes/{INDEX}/search"),
+            json!({"q": "movie", "limit": 1}),
+        )
+        .await;
+    assert_eq!(search.body["estimatedTotalHits"], 800, "{}", search.body);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_elastic_routes_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = fleet(2, 1, 1, &dir.path().join("m.db")).await;
+    let api = admin(api);
+    let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!([])),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"url": "http://x:1"})),
+            400,
+            "miroir_invalid_node_id",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "a b", "url": "http://x:1"})),
+            400,
+            "miroir_invalid_node_id",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "n9"})),
+            400,
+            "miroir_invalid_node_url",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "n9", "url": "ftp://x"})),
+            400,
+            "miroir_invalid_node_url",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "n9", "url": "http://x:1", "replicaGroup": "a"})),
+            400,
+            "miroir_invalid_replica_group",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "n9", "url": "http://x:1", "zone": 1})),
+            400,
+            "miroir_invalid_node",
+        ),
+        // nothing answers there
+        (
+            "POST",
+            "/_miroir/nodes",
+            Some(json!({"id": "n9", "url": "http://127.0.0.1:1"})),
+            400,
+            "miroir_node_unreachable",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes/nope/drain",
+            None,
+            404,
+            "miroir_node_not_found",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes/nope/fail",
+            None,
+            404,
+            "miroir_node_not_found",
+        ),
+        (
+            "POST",
+            "/_miroir/nodes/a%20b/drain",
+            None,
+            400,
+            "miroir_invalid_node_id",
+        ),
+        (
+            "DELETE",
+            "/_miroir/nodes/nope",
+            None,
+            404,
+            "miroir_node_not_found",
+        ),
+        // a placed node must be drained first
+        (
+            "DELETE",
+            "/_miroir/nodes/node-0",
+            None,
+            409,
+            "miroir_node_not_drained",
+        ),
+        (
+            "POST",
+            "/_miroir/groups",
+            Some(json!({"nodes": []})),
+            400,
+            "miroir_invalid_group",
+        ),
+        (
+            "POST",
+            "/_miroir/groups",
+            Some(json!({})),
+            400,
+            "miroir_invalid_group",
+        ),
+        (
+            "POST",
+            "/_miroir/groups",
+            Some(json!({"nodes": [{"id": "g"}]})),
+            400,
+            "miroir_invalid_node_url",
+        ),
+        (
+            "DELETE",
+            "/_miroir/groups/x",
+            None,
+            400,
+            "miroir_invalid_group_id",
+        ),
+        // the only group cannot go
+        (
+            "DELETE",
+            "/_miroir/groups/0",
+            None,
+            400,
+            "miroir_invalid_migration",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let r = api.call(method, path, body.clone()).await;
+        assert_eq!(r.status, status, "{method} {path} {body:?}: {}", r.body);
+        assert_error(&r, status, code, "invalid_request");
+    }
+    // a malformed JSON body, and a missing content type
+    let r = api
+        .raw(
+            "POST",
+            "/_miroir/nodes",
+            Some("application/json"),
+            b"{".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api
+        .raw("POST", "/_miroir/nodes", None, b"{}".to_vec())
+        .await;
+    assert!(r.status == 400 || r.status == 415, "{}", r.body);
+    // nothing changed
+    let t = api.get("/_miroir/topology").await;
+    assert_eq!(t.body["epoch"], 1);
+    let s = api.get("/_miroir/rebalance/status").await;
+    assert_eq!(s.body["status"], "idle");
+    assert_eq!(s.body["epoch"], 1);
+    let r = api.post("/_miroir/rebalance", json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "idle");
+    // an unknown sub-route
+    let r = api.get("/_miroir/nodes/node-0/whatever").await;
+    assert_eq!(r.status, 404);
+    f.shutdown().await;
+}
