@@ -346,7 +346,7 @@ async fn a_restarted_proxy_resumes_the_migration() {
         let yaml = dev::dev_config_yaml(&options, &addresses);
         miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
     };
-    config.rebalancer.throttle_docs_per_sec = 0;
+    config.rebalancer.throttle_docs_per_sec = 400;
     config.server.port = 0;
     let proxy = dev::start_proxy(config).await.unwrap();
     let f = DevFleet {
@@ -355,13 +355,24 @@ async fn a_restarted_proxy_resumes_the_migration() {
         options,
     };
     let api = admin(Api::new(f.url()));
-    let s = api.get("/_miroir/rebalance/status").await;
-    assert!(
-        matches!(s.body["status"].as_str(), Some("running" | "enqueued")),
-        "{}",
-        s.body
-    );
-    wait_epoch(&api, 2).await;
+    // the coordinator is rebuilt from its stored record, not started afresh
+    let start = Instant::now();
+    loop {
+        let s = api.get("/_miroir/rebalance/status").await;
+        if s.body["status"] == "running" {
+            assert_eq!(s.body["resumed"], true, "{}", s.body);
+            break;
+        }
+        assert_ne!(
+            s.body["status"], "idle",
+            "finished before it was seen: {}",
+            s.body
+        );
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", s.body);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = wait_epoch(&api, 2).await;
+    assert_eq!(status["last"]["resumed"], true, "{status}");
     check_placement(&f, &api, &expected).await;
     assert!(!node_docs(&f, 3).await.is_empty());
     let search = api

@@ -168,6 +168,8 @@ struct Run {
 struct Live {
     pending: Pending,
     runs: BTreeMap<String, Run>,
+    /// Whether a coordinator was resumed from a stored record (a proxy restarted mid-way).
+    resumed: bool,
 }
 
 #[derive(Default)]
@@ -539,6 +541,7 @@ fn live_status(live: &Live, now: Millis) -> Value {
     let eta = (done > 0 && done < total).then(|| elapsed_s / done as f64 * (total - done) as f64);
     json!({
         "status": "running",
+        "resumed": live.resumed,
         "change": live.pending.change,
         "fromEpoch": live.pending.old.epoch,
         "toEpoch": live.pending.new.epoch,
@@ -849,10 +852,14 @@ impl Fleet {
         }
         self.close_gate().await;
         let mut runs = BTreeMap::new();
+        let mut resumed = false;
         for (index, pk) in &pending.indexes {
             let params = self.migration_params(state, index, pk.as_deref());
             let started = match state.store.get_meta(&record_key(index)).await {
-                Ok(Some(record)) => Migration::resume(&record, params),
+                Ok(Some(record)) => {
+                    resumed = true;
+                    Migration::resume(&record, params)
+                }
                 Ok(None) => pending.plan().and_then(|p| Migration::start(p, params)),
                 Err(e) => Err(store_error(e)),
             };
@@ -880,6 +887,7 @@ impl Fleet {
             g.live = Some(Live {
                 pending: pending.clone(),
                 runs,
+                resumed,
             });
             g.starting = false;
         }
@@ -1469,6 +1477,7 @@ mod tests {
                     docs_copied: 0,
                 },
             )]),
+            resumed: false,
         });
         assert_eq!(
             e.address(&NodeId::new("n9")).as_deref(),
