@@ -436,11 +436,11 @@ fn render_rebalance(body: &Value, s: &dyn Fn(&Value, &str) -> String) -> String 
             let total = body.get("shardsTotal").and_then(Value::as_u64).unwrap_or(0);
             let done = body.get("shardsDone").and_then(Value::as_u64).unwrap_or(0);
             let width = 30u64;
-            let filled = if total == 0 {
-                width
-            } else {
-                done * width / total
-            };
+            let filled = done
+                .saturating_mul(width)
+                .checked_div(total)
+                .unwrap_or(width)
+                .min(width);
             let mut out = format!(
                 "running {}: epoch {} -> {}\n[{}{}] {done}/{total} shards  {} documents copied  {} docs/s  ETA {}s\n",
                 describe_change(body.get("change").unwrap_or(&Value::Null), s),

@@ -150,7 +150,7 @@ fn spawn_writer(
             rng ^= rng << 17;
             let id = rng % ids;
             n += 1;
-            let r = if rng % 5 == 0 {
+            let r = if rng.is_multiple_of(5) {
                 let r = api
                     .post(
                         &format!("/indexes/{INDEX}/documents/delete-batch"),

@@ -946,7 +946,7 @@ impl Fleet {
                                 Ok(()) => break,
                                 Err(e) => {
                                     tries += 1;
-                                    if tries == 1 || tries % 50 == 0 {
+                                    if tries == 1 || tries.is_multiple_of(50) {
                                         tracing::error!(index, error = %e, "cannot persist a migration record");
                                     }
                                     tokio::time::sleep(Duration::from_millis(100)).await;
