@@ -210,6 +210,7 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     let (mut f, api) = fleet_tweaked(o, |c| {
         c.rebalancer.throttle_docs_per_sec = 60;
         c.rebalancer.max_concurrent_migrations = 3;
+        c.rebalancer.topology_poll_ms = 100;
     })
     .await;
     let api = admin(api);
@@ -308,6 +309,8 @@ async fn a_restarted_proxy_resumes_the_migration() {
     let slow = |c: &mut miroir_core::config::Config| {
         c.rebalancer.throttle_docs_per_sec = 100;
         c.rebalancer.max_concurrent_migrations = 2;
+        c.rebalancer.lease_ms = 600;
+        c.rebalancer.topology_poll_ms = 50;
     };
     let (mut f, api) = fleet_tweaked(o.clone(), slow).await;
     let api = admin(api);
@@ -347,6 +350,9 @@ async fn a_restarted_proxy_resumes_the_migration() {
         miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
     };
     config.rebalancer.throttle_docs_per_sec = 400;
+    // the restarted proxy is a new instance: it takes the change over once its lease expired
+    config.rebalancer.lease_ms = 600;
+    config.rebalancer.topology_poll_ms = 50;
     config.server.port = 0;
     let proxy = dev::start_proxy(config).await.unwrap();
     let f = DevFleet {
@@ -382,6 +388,88 @@ async fn a_restarted_proxy_resumes_the_migration() {
         )
         .await;
     assert_eq!(search.body["estimatedTotalHits"], 800, "{}", search.body);
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_refuses_writes_during_the_change_and_converges_on_the_new_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.rebalancer.throttle_docs_per_sec = 50;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (mut f, a) = fleet_tweaked(o.clone(), tweak).await;
+    let a = admin(a);
+    let mut expected = seed(&a, 600).await;
+    // proxy B: same configuration, same store
+    let mut config = {
+        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&o, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    tweak(&mut config);
+    config.server.port = 0;
+    let proxy_b = dev::start_proxy(config).await.unwrap();
+    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+
+    let spare = spare_node(0x5eed + 3).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+    let add = a
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    // B sees the change A runs, refuses writes (A fences them) and a second change
+    let start = Instant::now();
+    loop {
+        let w = b
+            .post(
+                &format!("/indexes/{INDEX}/documents"),
+                json!([{"id": 1, "v": -1}]),
+            )
+            .await;
+        if w.status == 503 {
+            assert_error(&w, 503, "miroir_migration_in_progress", "system");
+            break;
+        }
+        assert_eq!(w.status, 202, "{}", w.body);
+        let t = b.wait_task(w.body["taskUid"].as_u64().unwrap()).await;
+        assert_eq!(t["status"], "succeeded", "{t}");
+        expected.insert(1, Some(json!({"id": 1, "v": -1})));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "B never saw the change"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let again = b.post("/_miroir/nodes/node-0/drain", json!({})).await;
+    assert_error(
+        &again,
+        409,
+        "miroir_migration_in_progress",
+        "invalid_request",
+    );
+    let status = b.get("/_miroir/rebalance/status").await;
+    assert_eq!(status.body["status"], "enqueued", "{}", status.body);
+    // A finishes; B converges on epoch 2 and routes by it
+    wait_epoch(&a, 2).await;
+    wait_epoch(&b, 2).await;
+    let w = b
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 2, "v": -2}]),
+        )
+        .await;
+    assert_eq!(w.status, 202, "{}", w.body);
+    b.wait_task(w.body["taskUid"].as_u64().unwrap()).await;
+    expected.insert(2, Some(json!({"id": 2, "v": -2})));
+    check_placement(&f, &b, &expected).await;
+    proxy_b.shutdown().await;
     f.shutdown().await;
 }
 

@@ -7,8 +7,14 @@
 //! [`TOPOLOGY_KEY`], written only by compare-and-set (`TaskStore::swap_meta`), so two proxies never both
 //! commit epoch e+1. At start (before the first request is served) a stored topology whose epoch is at least
 //! the configuration's wins; a background loop ([`Fleet::elastic_loop`]) polls the store every
-//! [`TOPOLOGY_POLL_MS`] so every proxy converges on the newest epoch. The committed view ([`View`]: topology,
-//! placement, node addresses) is an `Arc` snapshot swapped as a whole: a request captures it once.
+//! `rebalancer.topology_poll_ms` so every proxy converges on the newest epoch. The committed view ([`View`]:
+//! topology, placement) is an `Arc` snapshot swapped as a whole: a write captures it once (its
+//! [`PlainPermit`]).
+//!
+//! # Claims
+//! The claim names its owner (this proxy's random instance id) and a heartbeat the owner renews every third
+//! of `rebalancer.lease_ms` (compare-and-set). Another proxy, or the owner restarted under a new instance id,
+//! takes the change over once the heartbeat is older than the lease, and resumes it from the records.
 //!
 //! # Changes and migrations
 //! An admin change (`POST /_miroir/nodes`, `.../drain`, `.../fail`, `DELETE /_miroir/nodes/{id}`,
@@ -22,8 +28,10 @@
 //! from its stored record.
 //!
 //! # Writes and reads while a migration runs
-//! Starting a migration must not race writes routed without it: while the driver starts one, new writes
-//! wait at a gate and the ones already routed by the committed placement drain first
+//! Starting a migration must not race writes routed without it: the driver waits two store polls after the
+//! claim (so the other proxies see it and refuse writes: they cannot be fenced by this proxy's
+//! coordinators), then, while it starts one, new writes wait at a gate and the ones already routed by the
+//! committed placement drain first
 //! ([`Fleet::write_route`] hands out a [`PlainPermit`] for those). While it runs, writes of a migrating index
 //! are built by `Migration::try_write` (waiting while their shard is fenced; `write_finished` once every
 //! node answered) and reads use `Migration::read_placement`. A node write of the coordinator never
@@ -59,8 +67,6 @@ pub const TOPOLOGY_KEY: &str = "elastic/topology";
 pub const PENDING_KEY: &str = "elastic/migration";
 /// Store meta key prefix of the per-index migration records.
 pub const RECORD_PREFIX: &str = "elastic/record/";
-/// How often the loop looks for a newer topology or a claimed change in the store.
-pub const TOPOLOGY_POLL_MS: u64 = 500;
 /// Documents per page read by a coordinator.
 const PAGE_SIZE: usize = 200;
 
@@ -96,13 +102,24 @@ pub(crate) fn is_elastic_path(path: &str) -> bool {
 
 /// A write that cannot run while the fleet is being rebalanced.
 pub(crate) fn index_frozen(index: &str) -> MeiliError {
-    MeiliError::invalid(
-        409,
+    MeiliError::new(
+        503,
         "miroir_migration_in_progress",
+        miroir_core::ErrorType::System,
         format!(
             "The fleet is being rebalanced and index `{index}` is not part of the migration: retry once \
              `GET /_miroir/rebalance/status` reports it done."
         ),
+    )
+}
+
+/// A write refused because another proxy runs a fleet change (its writes must be fenced by it).
+fn migrating_elsewhere() -> MeiliError {
+    MeiliError::new(
+        503,
+        "miroir_migration_in_progress",
+        miroir_core::ErrorType::System,
+        "Another proxy is rebalancing the fleet: writes go through that proxy until it is done.",
     )
 }
 
@@ -149,6 +166,12 @@ struct Pending {
     /// The migrated indexes and their primary keys (`None`: none yet, the index holds no document).
     indexes: BTreeMap<String, Option<String>>,
     started_at: Millis,
+    /// The proxy instance running the change.
+    #[serde(default)]
+    owner: String,
+    /// When the owner last renewed its claim.
+    #[serde(default)]
+    heartbeat: Millis,
 }
 
 impl Pending {
@@ -179,6 +202,8 @@ struct Gate {
     starting: bool,
     /// Writes routed by the committed placement, still running.
     plain: u64,
+    /// Another proxy runs a fleet change: writes are refused here.
+    foreign: bool,
 }
 
 /// Metrics of the migrations.
@@ -229,6 +254,8 @@ impl ElasticMetrics {
 
 /// The elastic state of a fleet. See the module documentation.
 pub struct Elastic {
+    /// This proxy's instance id (owner of the changes it runs).
+    instance: String,
     view: RwLock<Arc<View>>,
     gate: Mutex<Gate>,
     wake: tokio::sync::Notify,
@@ -242,6 +269,7 @@ impl Elastic {
     /// The state over the configured topology.
     pub fn new(topology: Topology) -> Result<Elastic, MeiliError> {
         Ok(Elastic {
+            instance: format!("{:032x}", super::random_u128()),
             view: RwLock::new(Arc::new(View::new(topology)?)),
             gate: Mutex::new(Gate::default()),
             wake: tokio::sync::Notify::new(),
@@ -655,6 +683,7 @@ impl Fleet {
                         return Ok(WriteRoute::Migrating)
                     }
                     Some(_) => return Err(index_frozen(index)),
+                    None if g.foreign => return Err(migrating_elsewhere()),
                     None if !g.starting => {
                         g.plain += 1;
                         drop(g);
@@ -791,30 +820,47 @@ impl Fleet {
     pub(crate) async fn elastic_loop(self: Arc<Self>, state: Arc<AppState>) {
         let metrics = self.elastic_metrics(&state);
         metrics.epoch.set(self.elastic.view().topology.epoch as i64);
+        let poll = Duration::from_millis(state.config.rebalancer.topology_poll_ms.max(1));
+        let lease = state.config.rebalancer.lease_ms;
         loop {
             self.elastic_ready(&state).await;
             match state.store.get_meta(PENDING_KEY).await {
-                Ok(Some(v)) => match serde_json::from_value::<Pending>(v) {
+                Ok(Some(v)) => match serde_json::from_value::<Pending>(v.clone()) {
                     Ok(p) => {
-                        metrics.running.set(1);
-                        self.run_migration(&state, p).await;
-                        metrics.running.set(0);
-                        continue;
+                        let now = now_ms();
+                        let mine = p.owner == self.elastic.instance;
+                        if mine || now.saturating_sub(p.heartbeat) > lease {
+                            // Take the claim (or renew it): only one proxy runs a change.
+                            let taken = Pending {
+                                owner: self.elastic.instance.clone(),
+                                heartbeat: now,
+                                ..p
+                            };
+                            let value = serde_json::to_value(&taken).unwrap_or(Value::Null);
+                            if let Ok(true) =
+                                state.store.swap_meta(PENDING_KEY, Some(&v), &value).await
+                            {
+                                lock(&self.elastic.gate).foreign = false;
+                                metrics.running.set(1);
+                                self.run_migration(&state, taken, value).await;
+                                metrics.running.set(0);
+                                continue;
+                            }
+                        } else {
+                            lock(&self.elastic.gate).foreign = true;
+                        }
                     }
                     Err(e) => tracing::error!(error = %e, "the stored fleet change is unreadable"),
                 },
                 Ok(None) => {
+                    lock(&self.elastic.gate).foreign = false;
                     if let Err(e) = self.adopt_stored(&state, false).await {
                         tracing::warn!(error = %e, "cannot adopt the stored topology");
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the stored fleet change"),
             }
-            let _ = tokio::time::timeout(
-                Duration::from_millis(TOPOLOGY_POLL_MS),
-                self.elastic.wake.notified(),
-            )
-            .await;
+            let _ = tokio::time::timeout(poll, self.elastic.wake.notified()).await;
         }
     }
 
@@ -830,7 +876,14 @@ impl Fleet {
     }
 
     /// Carries out a claimed change to the end (resuming stored records), then commits its topology.
-    async fn run_migration(self: &Arc<Self>, state: &Arc<AppState>, pending: Pending) {
+    /// `claim` is the stored value of the claim, renewed (compare-and-set) every third of the lease; a
+    /// claim taken over by another proxy stops this run.
+    async fn run_migration(
+        self: &Arc<Self>,
+        state: &Arc<AppState>,
+        pending: Pending,
+        claim: Value,
+    ) {
         // The committed topology must be the change's old one (or already its new one: a commit whose
         // claim was not yet released).
         if let Err(e) = self.adopt_stored(state, false).await {
@@ -849,6 +902,13 @@ impl Fleet {
             );
             self.release(state, &pending).await;
             return;
+        }
+        // Every other proxy polls the store: give them two polls to see the claim and stop routing writes
+        // by the old placement before the coordinator starts dual-writing.
+        let settle = pending.started_at + 2 * state.config.rebalancer.topology_poll_ms;
+        let now = now_ms();
+        if settle > now {
+            tokio::time::sleep(Duration::from_millis(settle - now)).await;
         }
         self.close_gate().await;
         let mut runs = BTreeMap::new();
@@ -877,7 +937,10 @@ impl Fleet {
                 Err(e) => {
                     tracing::error!(index, error = %e, "the migration cannot start; retrying later");
                     lock(&self.elastic.gate).starting = false;
-                    tokio::time::sleep(Duration::from_millis(TOPOLOGY_POLL_MS)).await;
+                    tokio::time::sleep(Duration::from_millis(
+                        state.config.rebalancer.topology_poll_ms,
+                    ))
+                    .await;
                     return;
                 }
             }
@@ -894,8 +957,38 @@ impl Fleet {
         tracing::info!(change = %pending.change, "fleet migration running");
         let metrics = self.elastic_metrics(state);
         let mut set: JoinSet<(String, (usize, Answer))> = JoinSet::new();
+        let mut claim = claim;
+        let mut renewed_at = now_ms();
+        let renew_every = (state.config.rebalancer.lease_ms / 3).max(1);
         loop {
             let now = now_ms();
+            if now.saturating_sub(renewed_at) >= renew_every {
+                let renewed = Pending {
+                    heartbeat: now,
+                    ..pending.clone()
+                };
+                let value = serde_json::to_value(&renewed).unwrap_or(Value::Null);
+                match state
+                    .store
+                    .swap_meta(PENDING_KEY, Some(&claim), &value)
+                    .await
+                {
+                    Ok(true) => {
+                        claim = value;
+                        renewed_at = now;
+                    }
+                    Ok(false) => {
+                        tracing::error!(
+                            "the fleet change was taken over by another proxy: stopping"
+                        );
+                        let mut g = lock(&self.elastic.gate);
+                        g.live = None;
+                        g.foreign = true;
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the fleet change claim"),
+                }
+            }
             let mut actions = Vec::new();
             let (finished, wake) = {
                 let mut g = lock(&self.elastic.gate);
@@ -1191,6 +1284,8 @@ impl Fleet {
             lost: plan.lost.iter().cloned().collect(),
             indexes,
             started_at: now_ms(),
+            owner: self.elastic.instance.clone(),
+            heartbeat: now_ms(),
         };
         let value = serde_json::to_value(&pending)
             .map_err(|e| MeiliError::internal(format!("cannot encode the fleet change: {e}")))?;
@@ -1308,6 +1403,8 @@ impl Fleet {
                     "fromEpoch": p.old.epoch,
                     "toEpoch": p.new.epoch,
                     "startedAt": p.started_at,
+                    "owner": p.owner,
+                    "heartbeat": p.heartbeat,
                     "epoch": epoch,
                 }));
             }
@@ -1465,6 +1562,8 @@ mod tests {
             lost: Vec::new(),
             indexes: BTreeMap::from([("movies".to_string(), Some("id".to_string()))]),
             started_at: 0,
+            owner: String::new(),
+            heartbeat: 0,
         };
         let m = Migration::start(plan, MigrationParams::new("movies", "id")).unwrap();
         lock(&e.gate).live = Some(Live {
