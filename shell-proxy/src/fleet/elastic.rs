@@ -903,6 +903,8 @@ impl Fleet {
             self.release(state, &pending).await;
             return;
         }
+        // The hints of an earlier run are loaded first: a coordinator write never overtakes them.
+        let _ = self.write_hints(state).await;
         // Every other proxy polls the store: give them two polls to see the claim and stop routing writes
         // by the old placement before the coordinator starts dual-writing.
         let settle = pending.started_at + 2 * state.config.rebalancer.topology_poll_ms;
