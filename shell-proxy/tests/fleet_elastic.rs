@@ -72,6 +72,15 @@ async fn node_docs(f: &DevFleet, i: usize) -> BTreeMap<u64, Value> {
         .collect()
 }
 
+/// How many documents of `INDEX` the nodes `on` hold together.
+async fn count_on(f: &DevFleet, on: &[usize]) -> u64 {
+    let mut n = 0;
+    for i in on {
+        n += node_docs(f, *i).await.len() as u64;
+    }
+    n
+}
+
 /// The owners of each shard in the live placement (`/_miroir/shards`), group by group.
 async fn owners(api: &Api) -> BTreeMap<u64, BTreeSet<String>> {
     let r = api.get("/_miroir/shards").await;
@@ -96,10 +105,23 @@ async fn owners(api: &Api) -> BTreeMap<u64, BTreeSet<String>> {
 /// Checks every node against what the writer acknowledged: each live document on exactly its owners with
 /// its last acknowledged content, nothing else anywhere.
 async fn check_placement(f: &DevFleet, api: &Api, expected: &BTreeMap<u64, Option<Value>>) {
+    check_placement_without(f, api, expected, &[]).await
+}
+
+/// [`check_placement`] ignoring the nodes `skip` (down for good).
+async fn check_placement_without(
+    f: &DevFleet,
+    api: &Api,
+    expected: &BTreeMap<u64, Option<Value>>,
+    skip: &[usize],
+) {
     let owners = owners(api).await;
     let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut shard_of: BTreeMap<u64, u64> = BTreeMap::new();
     for (i, _) in f.nodes.iter().enumerate() {
+        if skip.contains(&i) {
+            continue;
+        }
         let id = format!("node-{i}");
         for (doc_id, doc) in node_docs(f, i).await {
             let shard = doc["_miroir_shard"].as_u64().expect("a shard tag");
@@ -470,6 +492,75 @@ async fn a_second_proxy_refuses_writes_during_the_change_and_converges_on_the_ne
     expected.insert(2, Some(json!({"id": 2, "v": -2})));
     check_placement(&f, &b, &expected).await;
     proxy_b.shutdown().await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_node_is_re_replicated_and_a_replica_group_comes_and_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    let (mut f, api) = fleet_tweaked(o, |c| c.rebalancer.topology_poll_ms = 50).await;
+    let api = admin(api);
+    let mut expected = seed(&api, 300).await;
+
+    // node-2 dies for good: its shards are copied again from the surviving replicas (RF = 2)
+    f.nodes[2].set_down(true);
+    let fail = api.post("/_miroir/nodes/node-2/fail", json!({})).await;
+    assert_eq!(fail.status, 202, "{}", fail.body);
+    assert!(
+        fail.body["shardsToMove"].as_u64().unwrap() > 0,
+        "{}",
+        fail.body
+    );
+    wait_epoch(&api, 2).await;
+    let w = api
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 7, "title": "movie 7", "v": 7}]),
+        )
+        .await;
+    assert_eq!(
+        api.wait_task(w.body["taskUid"].as_u64().unwrap()).await["status"],
+        "succeeded"
+    );
+    expected.insert(7, Some(json!({"id": 7, "title": "movie 7", "v": 7})));
+    check_placement_without(&f, &api, &expected, &[2]).await;
+    let copies = count_on(&f, &[0, 1]).await;
+    assert_eq!(copies, 600, "RF = 2 on the two survivors");
+
+    // a second replica group of two new nodes is filled from the first
+    for k in 3..5 {
+        let spare = spare_node(0x5eed + k).await;
+        f.nodes.push(spare);
+    }
+    let add = api
+        .post(
+            "/_miroir/groups",
+            json!({"nodes": [{"id": "node-3", "url": f.nodes[3].url()}, {"id": "node-4", "url": f.nodes[4].url()}]}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    wait_epoch(&api, 3).await;
+    let topology = api.get("/_miroir/topology").await;
+    assert_eq!(topology.body["replicaGroups"], 2, "{}", topology.body);
+    check_placement_without(&f, &api, &expected, &[2]).await;
+    let group1 = count_on(&f, &[3, 4]).await;
+    assert_eq!(group1, 600, "the new group holds every document RF times");
+
+    // and goes again: nothing is copied, its nodes are cleaned
+    let remove = api.call("DELETE", "/_miroir/groups/1", None).await;
+    assert_eq!(remove.status, 202, "{}", remove.body);
+    wait_epoch(&api, 4).await;
+    check_placement_without(&f, &api, &expected, &[2]).await;
+    assert_eq!(count_on(&f, &[3, 4]).await, 0);
+    let search = api
+        .post(
+            &format!("/indexes/{INDEX}/search"),
+            json!({"q": "movie", "limit": 1}),
+        )
+        .await;
+    assert_eq!(search.body["estimatedTotalHits"], 300, "{}", search.body);
+    f.nodes[2].set_down(false);
     f.shutdown().await;
 }
 
