@@ -276,6 +276,19 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
         moved * 10 >= copies && moved * 100 <= copies * 45,
         "the 4th node holds {moved} of {copies} copies: not about a quarter"
     );
+    let metrics = api.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap_or_default().to_string();
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(metric("miroir_migration_shards_total") > 0.0);
+    assert!(metric("miroir_migration_documents_total") > 0.0);
+    assert_eq!(metric("miroir_topology_epoch"), 2.0);
+    assert_eq!(metric("miroir_migration_running"), 0.0);
     let topology = api.get("/_miroir/topology").await;
     assert_eq!(topology.body["nodes"].as_array().unwrap().len(), 4);
     assert!(topology.body["nodes"][3]["shards"].as_u64().unwrap() > 0);

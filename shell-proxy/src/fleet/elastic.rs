@@ -198,8 +198,9 @@ struct Live {
 #[derive(Default)]
 struct Gate {
     live: Option<Live>,
-    /// A migration is starting: new writes wait.
-    starting: bool,
+    /// How many tasks are switching the routing (a migration starting, a newer topology being adopted):
+    /// new writes wait while it is not 0.
+    starting: u32,
     /// Writes routed by the committed placement, still running.
     plain: u64,
     /// Another proxy runs a fleet change: writes are refused here.
@@ -355,6 +356,16 @@ impl Drop for PlainPermit<'_> {
     fn drop(&mut self) {
         let mut g = lock(self.gate);
         g.plain = g.plain.saturating_sub(1);
+    }
+}
+
+/// A closed write gate (see [`Fleet::close_gate`]); reopens it when dropped.
+struct GateGuard<'a>(&'a Mutex<Gate>);
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let mut g = lock(self.0);
+        g.starting = g.starting.saturating_sub(1);
     }
 }
 
@@ -654,22 +665,25 @@ impl Fleet {
         }
         let view = View::new(topology)?;
         // Writes routed by the old placement drain before the view changes.
-        self.close_gate().await;
+        let gate = self.close_gate().await;
         self.elastic_metrics(state)
             .epoch
             .set(view.topology.epoch as i64);
         tracing::info!(epoch = view.topology.epoch, "adopting the stored topology");
         self.elastic.set_view(view);
-        lock(&self.elastic.gate).starting = false;
+        drop(gate);
         Ok(true)
     }
 
-    /// Closes the write gate and waits for the plainly routed writes to drain.
-    async fn close_gate(&self) {
-        lock(&self.elastic.gate).starting = true;
+    /// Closes the write gate and waits for the plainly routed writes to drain; the gate reopens when the
+    /// guard is dropped (also when the caller is cancelled).
+    async fn close_gate(&self) -> GateGuard<'_> {
+        lock(&self.elastic.gate).starting += 1;
+        let guard = GateGuard(&self.elastic.gate);
         while lock(&self.elastic.gate).plain > 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        guard
     }
 
     /// How a client write of `index` is routed now: waits while a migration starts; an index a live
@@ -684,7 +698,7 @@ impl Fleet {
                     }
                     Some(_) => return Err(index_frozen(index)),
                     None if g.foreign => return Err(migrating_elsewhere()),
-                    None if !g.starting => {
+                    None if g.starting == 0 => {
                         g.plain += 1;
                         drop(g);
                         return Ok(WriteRoute::Plain(PlainPermit {
@@ -912,7 +926,7 @@ impl Fleet {
         if settle > now {
             tokio::time::sleep(Duration::from_millis(settle - now)).await;
         }
-        self.close_gate().await;
+        let gate = self.close_gate().await;
         let mut runs = BTreeMap::new();
         let mut resumed = false;
         for (index, pk) in &pending.indexes {
@@ -938,7 +952,7 @@ impl Fleet {
                 }
                 Err(e) => {
                     tracing::error!(index, error = %e, "the migration cannot start; retrying later");
-                    lock(&self.elastic.gate).starting = false;
+                    drop(gate);
                     tokio::time::sleep(Duration::from_millis(
                         state.config.rebalancer.topology_poll_ms,
                     ))
@@ -954,8 +968,8 @@ impl Fleet {
                 runs,
                 resumed,
             });
-            g.starting = false;
         }
+        drop(gate);
         tracing::info!(change = %pending.change, "fleet migration running");
         let metrics = self.elastic_metrics(state);
         let mut set: JoinSet<(String, (usize, Answer))> = JoinSet::new();
