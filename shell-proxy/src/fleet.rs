@@ -21,7 +21,8 @@
 //! - search (GET/POST), multi-search (federated or not; federated queries merged by core's
 //!   [`merge_federated`]), facet search, index and global stats;
 //! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
-//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
+//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology` and `/shards`;
+//! - the elastic fleet: `/_miroir/nodes`, `/_miroir/groups`, `/_miroir/rebalance` (see `fleet/elastic.rs`);
 //! - dumps and snapshots: sent to every node, one Miroir task (quorum `all`); each node writes its own
 //!   file of the shards it holds, so a dump's `dumpUid` stays `null` in the Miroir task (no one file);
 //! - webhooks: kept by Miroir in the task store's meta area (`webhooks`), never sent to the nodes

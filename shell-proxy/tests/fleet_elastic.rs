@@ -154,23 +154,24 @@ async fn check_placement_without(
     }
 }
 
-/// A writer of add / update / delete operations on ids `0..ids`, one at a time, recording what each
-/// acknowledged (202) operation leaves; returns the expected final state.
+/// A writer of add / update / delete operations on ids `from..from + ids`, one at a time, recording what
+/// each acknowledged (202) operation leaves; returns the expected final state.
 fn spawn_writer(
     api: Api,
+    from: u64,
     ids: u64,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<(BTreeMap<u64, Option<Value>>, u64)> {
     tokio::spawn(async move {
         let mut expected: BTreeMap<u64, Option<Value>> = BTreeMap::new();
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ from;
         let mut last_task = None;
         let mut n = 0u64;
         while !stop.load(Ordering::SeqCst) {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let id = rng % ids;
+            let id = from + rng % ids;
             n += 1;
             let r = if rng.is_multiple_of(5) {
                 let r = api
@@ -242,7 +243,11 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     f.nodes.push(spare);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = spawn_writer(api.clone(), 800, Arc::clone(&stop));
+    // two writers on disjoint ids, so writes are in flight together through every fence
+    let writers = [
+        spawn_writer(api.clone(), 0, 400, Arc::clone(&stop)),
+        spawn_writer(api.clone(), 400, 400, Arc::clone(&stop)),
+    ];
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // 3 → 4
@@ -306,11 +311,15 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     assert_eq!(topology.body["nodes"][3]["shards"], 0);
 
     stop.store(true, Ordering::SeqCst);
-    let (acked, ops) = writer.await.unwrap();
-    println!("the writer ran {ops} operations during the cycle");
-    assert!(ops > 20, "the writer barely ran: {ops} operations");
     let mut expected = initial;
-    expected.extend(acked);
+    let mut ops = 0;
+    for w in writers {
+        let (acked, n) = w.await.unwrap();
+        expected.extend(acked);
+        ops += n;
+    }
+    println!("the writers ran {ops} operations during the cycle");
+    assert!(ops > 20, "the writers barely ran: {ops} operations");
     assert!(
         node_docs(&f, 3).await.is_empty(),
         "the removed node still holds documents"
