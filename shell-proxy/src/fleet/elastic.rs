@@ -1135,10 +1135,13 @@ impl Fleet {
                     .is_ok_and(|t| t == pending.old || t == pending.new),
             };
             if !old_ok {
+                // Unreachable while claims are exclusive; the next loop pass adopts the stored topology
+                // and drops this claim (planned on another topology).
                 tracing::error!(
                     "the stored topology moved under a running migration: not committed"
                 );
-                break;
+                lock(&self.elastic.gate).live = None;
+                return;
             }
             if stored.as_ref() == Some(&new) {
                 break;
