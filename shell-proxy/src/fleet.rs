@@ -1188,9 +1188,7 @@ impl Fleet {
         task: Option<WriteTask>,
     ) -> Result<Reply, MeiliError> {
         // An index created while the fleet reshapes would miss the nodes joining it.
-        if self.elastic.is_migrating() {
-            return Err(elastic::index_frozen(uid));
-        }
+        self.refuse_while_migrating(uid)?;
         let visible = task.is_some();
         let task = match task {
             Some(t) => t,
@@ -2479,6 +2477,9 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_body(request)?;
+        for (a, _, _) in swap_pairs(&body) {
+            self.refuse_while_migrating(&a)?;
+        }
         if swap_pairs(&body).iter().any(|(a, b, _)| {
             !(request.access.is_index_authorized(a) && request.access.is_index_authorized(b))
         }) {
@@ -2723,6 +2724,8 @@ impl Fleet {
                 Ok(response)
             }
             DeleteIndex(u) => {
+                // A deleted index would leave its migration nothing to copy, for ever.
+                self.refuse_while_migrating(u.as_str())?;
                 self.forget_index(u.as_str());
                 state.store.delete_meta(&meta_key(u.as_str())).await?;
                 self.cache

@@ -381,6 +381,27 @@ async fn a_restarted_proxy_resumes_the_migration() {
         assert!(start.elapsed() < Duration::from_secs(30), "{}", s.body);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // index-level changes wait for the end of the change (they would miss the joining node)
+    let create = api.post("/indexes", json!({"uid": "other"})).await;
+    assert_error(&create, 503, "miroir_migration_in_progress", "system");
+    let delete = api.call("DELETE", &format!("/indexes/{INDEX}"), None).await;
+    assert_error(&delete, 503, "miroir_migration_in_progress", "system");
+    let swap = api
+        .post("/swap-indexes", json!([{"indexes": [INDEX, "other"]}]))
+        .await;
+    assert_error(&swap, 503, "miroir_migration_in_progress", "system");
+    // documents of the migrating index are still written (through the coordinator)
+    let w = api
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 5, "title": "movie 5", "v": 5}]),
+        )
+        .await;
+    assert_eq!(w.status, 202, "{}", w.body);
+    let t = api.wait_task(w.body["taskUid"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    let mut expected = expected;
+    expected.insert(5, Some(json!({"id": 5, "title": "movie 5", "v": 5})));
     let DevFleet {
         nodes,
         proxy,

@@ -107,8 +107,8 @@ pub(crate) fn index_frozen(index: &str) -> MeiliError {
         "miroir_migration_in_progress",
         miroir_core::ErrorType::System,
         format!(
-            "The fleet is being rebalanced and index `{index}` is not part of the migration: retry once \
-             `GET /_miroir/rebalance/status` reports it done."
+            "The fleet is being rebalanced: index `{index}` cannot be created, deleted or swapped, nor written \
+             if it is not part of the migration; retry once `GET /_miroir/rebalance/status` reports it done."
         ),
     )
 }
@@ -205,6 +205,13 @@ struct Gate {
     plain: u64,
     /// Another proxy runs a fleet change: writes are refused here.
     foreign: bool,
+    /// A fleet change is claimed (seen in the store, or claimed here): index creations, deletions and
+    /// swaps are refused.
+    claimed: bool,
+    /// Claims being made by this proxy right now (their index list is being taken).
+    claiming: u32,
+    /// Claims this proxy made (so the loop never clears a claim it has not seen yet).
+    claims: u64,
 }
 
 /// Metrics of the migrations.
@@ -366,6 +373,16 @@ impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         let mut g = lock(self.0);
         g.starting = g.starting.saturating_sub(1);
+    }
+}
+
+/// A claim being made (see `Fleet::request_change`); counted down when dropped.
+struct ClaimGuard<'a>(&'a Mutex<Gate>);
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        let mut g = lock(self.0);
+        g.claiming = g.claiming.saturating_sub(1);
     }
 }
 
@@ -686,6 +703,16 @@ impl Fleet {
         guard
     }
 
+    /// Refuses an index-level change (creation, deletion, swap) of `index` while a fleet change runs, here
+    /// or on another proxy: it would miss the nodes joining, or leave a migration nothing to copy.
+    pub(crate) fn refuse_while_migrating(&self, index: &str) -> Result<(), MeiliError> {
+        let g = lock(&self.elastic.gate);
+        if g.live.is_some() || g.foreign || g.claimed || g.claiming > 0 {
+            return Err(index_frozen(index));
+        }
+        Ok(())
+    }
+
     /// How a client write of `index` is routed now: waits while a migration starts; an index a live
     /// migration does not cover cannot be written until it ends.
     pub(crate) async fn write_route(&self, index: &str) -> Result<WriteRoute<'_>, MeiliError> {
@@ -838,9 +865,11 @@ impl Fleet {
         let lease = state.config.rebalancer.lease_ms;
         loop {
             self.elastic_ready(&state).await;
+            let claims_before = lock(&self.elastic.gate).claims;
             match state.store.get_meta(PENDING_KEY).await {
                 Ok(Some(v)) => match serde_json::from_value::<Pending>(v.clone()) {
                     Ok(p) => {
+                        lock(&self.elastic.gate).claimed = true;
                         let now = now_ms();
                         let mine = p.owner == self.elastic.instance;
                         if mine || now.saturating_sub(p.heartbeat) > lease {
@@ -867,7 +896,14 @@ impl Fleet {
                     Err(e) => tracing::error!(error = %e, "the stored fleet change is unreadable"),
                 },
                 Ok(None) => {
-                    lock(&self.elastic.gate).foreign = false;
+                    {
+                        let mut g = lock(&self.elastic.gate);
+                        g.foreign = false;
+                        // a claim this proxy made after the store was read is not seen yet
+                        if g.live.is_none() && g.claims == claims_before {
+                            g.claimed = false;
+                        }
+                    }
                     if let Err(e) = self.adopt_stored(&state, false).await {
                         tracing::warn!(error = %e, "cannot adopt the stored topology");
                     }
@@ -1295,9 +1331,43 @@ impl Fleet {
             }
         }
         let plan = migration::plan_change(&current, &change)?;
+        // From here no index is created or deleted through this proxy: the list below is the migrated set.
+        lock(&self.elastic.gate).claiming += 1;
+        let claiming = ClaimGuard(&self.elastic.gate);
+        let claimed = self.claim_change(state, &change, &plan).await;
+        if matches!(claimed, Ok(true)) {
+            let mut g = lock(&self.elastic.gate);
+            g.claimed = true;
+            g.claims += 1;
+        }
+        drop(claiming);
+        if !claimed? {
+            return Err(in_progress());
+        }
+        self.elastic.wake.notify_one();
+        Ok(json_response(
+            202,
+            &json!({
+                "status": "enqueued",
+                "change": describe(&change),
+                "fromEpoch": plan.old.epoch,
+                "toEpoch": plan.new.epoch,
+                "shardsToMove": plan.moves.len(),
+            }),
+        ))
+    }
+
+    /// Lists the indexes and stores the claim of `change` (compare-and-set from absent); `Ok(false)`
+    /// when another change was claimed first.
+    async fn claim_change(
+        &self,
+        state: &AppState,
+        change: &Change,
+        plan: &Plan,
+    ) -> Result<bool, MeiliError> {
         let indexes = self.list_indexes(state).await?;
         let pending = Pending {
-            change: describe(&change),
+            change: describe(change),
             old: plan.old.clone(),
             new: plan.new.clone(),
             lost: plan.lost.iter().cloned().collect(),
@@ -1308,27 +1378,11 @@ impl Fleet {
         };
         let value = serde_json::to_value(&pending)
             .map_err(|e| MeiliError::internal(format!("cannot encode the fleet change: {e}")))?;
-        if !state
+        state
             .store
             .swap_meta(PENDING_KEY, None, &value)
             .await
-            .map_err(store_error)?
-        {
-            return Err(in_progress());
-        }
-        self.elastic.wake.notify_one();
-        let moving = plan.moves.len();
-        Ok(json_response(
-            202,
-            &json!({
-                "status": "enqueued",
-                "change": pending.change,
-                "fromEpoch": pending.old.epoch,
-                "toEpoch": pending.new.epoch,
-                "shardsToMove": moving,
-                "indexes": pending.indexes.keys().collect::<Vec<_>>(),
-            }),
-        ))
+            .map_err(store_error)
     }
 
     async fn check_reachable(
