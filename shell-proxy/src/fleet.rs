@@ -4,7 +4,8 @@
 //! placement, the nodes' [`FleetHealth`] (driven by [`Fleet::spawn_probe`]), a rotation counter for reads,
 //! and an index-metadata cache: primary keys and the client's `faceting.maxValuesPerFacet` (nodes keep at
 //! least S), persisted in the task store's meta area under `index:<uid>`; the search context, read from a
-//! node's settings and kept for [`CONTEXT_TTL_MS`] (dropped when a settings write is sent or its task is seen finished).
+//! node's settings and kept for [`CONTEXT_TTL_MS`] (dropped when a settings write is sent or its task is
+//! seen finished).
 //!
 //! It decides nothing itself: every decision is a core operation ([`FanoutWrite`], [`ScatterSearch`],
 //! [`CoverRead`], [`TaskRead`], [`DocumentsPager`] with [`recover`], [`EveryNode`]) or a pure core function;
