@@ -36,7 +36,7 @@
 //!   scatter: { node_timeout_ms: 5000, unavailable_shard_policy: partial }
 //!   selection: { strategy: adaptive, exploration: 0.05 }   # adaptive | round_robin | random
 //!   hedging: { enabled: true, multiplier: 1.5, floor_ms: 50, max_hedges_per_query: 2 }
-//!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0 }
+//!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0, topology_poll_ms: 1000, lease_ms: 10000 }
 //!   repair: { max_hints_per_node: 10000, replay_interval_ms: 1000 }
 //!   server:
 //!     bind: 0.0.0.0
@@ -77,6 +77,7 @@
 //! | `selection.strategy` / `.exploration` | `MIROIR_SELECTION_STRATEGY` / `MIROIR_SELECTION_EXPLORATION` |
 //! | `hedging.enabled` / `.multiplier` / `.floor_ms` / `.max_hedges_per_query` | `MIROIR_HEDGING_ENABLED` / `MIROIR_HEDGING_MULTIPLIER` / `MIROIR_HEDGING_FLOOR_MS` / `MIROIR_HEDGING_MAX_HEDGES_PER_QUERY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
+//! | `rebalancer.topology_poll_ms` / `.lease_ms` | `MIROIR_REBALANCER_TOPOLOGY_POLL_MS` / `MIROIR_REBALANCER_LEASE_MS` |
 //! | `repair.max_hints_per_node` / `.replay_interval_ms` | `MIROIR_REPAIR_MAX_HINTS_PER_NODE` / `MIROIR_REPAIR_REPLAY_INTERVAL_MS` |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
 //! | `server.max_header_bytes` / `.max_uri_bytes` / `.max_json_depth` / `.max_documents_per_batch` | `MIROIR_SERVER_MAX_HEADER_BYTES` / `MIROIR_SERVER_MAX_URI_BYTES` / `MIROIR_SERVER_MAX_JSON_DEPTH` / `MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH` |
@@ -432,6 +433,12 @@ pub struct RebalancerConfig {
     pub max_concurrent_migrations: u32,
     /// `throttle_docs_per_sec` (default 0 = unlimited).
     pub throttle_docs_per_sec: u64,
+    /// `topology_poll_ms` (default 1000, > 0): how often a proxy looks in the task store for a newer
+    /// topology or a fleet change to run.
+    pub topology_poll_ms: u64,
+    /// `lease_ms` (default 10000, > 0): how long the proxy running a fleet change may go without renewing
+    /// its claim before another proxy (or its own restart) takes the change over.
+    pub lease_ms: u64,
 }
 
 /// `repair`: hinted handoff (see `hints`).
@@ -561,6 +568,8 @@ impl Default for RebalancerConfig {
         RebalancerConfig {
             max_concurrent_migrations: 4,
             throttle_docs_per_sec: 0,
+            topology_poll_ms: 1_000,
+            lease_ms: 10_000,
         }
     }
 }
@@ -738,6 +747,8 @@ impl Config {
             max_concurrent_migrations: s
                 .u32("max_concurrent_migrations", d.max_concurrent_migrations)?,
             throttle_docs_per_sec: s.u64("throttle_docs_per_sec", d.throttle_docs_per_sec)?,
+            topology_poll_ms: s.u64("topology_poll_ms", d.topology_poll_ms)?,
+            lease_ms: s.u64("lease_ms", d.lease_ms)?,
         };
         s.finish()?;
 
@@ -838,6 +849,11 @@ impl Config {
             "miroir.rebalancer.max_concurrent_migrations",
             self.rebalancer.max_concurrent_migrations as u64,
         )?;
+        positive(
+            "miroir.rebalancer.topology_poll_ms",
+            self.rebalancer.topology_poll_ms,
+        )?;
+        positive("miroir.rebalancer.lease_ms", self.rebalancer.lease_ms)?;
         positive(
             "miroir.repair.max_hints_per_node",
             self.repair.max_hints_per_node,
@@ -1809,6 +1825,14 @@ mod tests {
                 "miroir.rebalancer.max_concurrent_migrations",
             ),
             (
+                "  rebalancer: {topology_poll_ms: 0}\n",
+                "miroir.rebalancer.topology_poll_ms",
+            ),
+            (
+                "  rebalancer: {lease_ms: 0}\n",
+                "miroir.rebalancer.lease_ms",
+            ),
+            (
                 "  repair: {max_hints_per_node: 0}\n",
                 "miroir.repair.max_hints_per_node",
             ),
@@ -2004,6 +2028,7 @@ mod tests {
                 ("MIROIR_HEALTH_INTERVAL_MS", " 250 "),
                 ("MIROIR_SCATTER_UNAVAILABLE_SHARD_POLICY", "error"),
                 ("MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC", "5"),
+                ("MIROIR_REBALANCER_LEASE_MS", "1500"),
                 ("MIROIR_SERVER_BIND", "127.0.0.1"),
             ],
         )
@@ -2024,6 +2049,8 @@ mod tests {
             UnavailableShardPolicy::Error
         );
         assert_eq!(c.rebalancer.throttle_docs_per_sec, 5);
+        assert_eq!(c.rebalancer.lease_ms, 1500);
+        assert_eq!(c.rebalancer.topology_poll_ms, 1_000);
         assert_eq!(c.server.bind, "127.0.0.1");
     }
 

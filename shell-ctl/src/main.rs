@@ -1,8 +1,9 @@
 //! miroir-ctl: the operator CLI. It talks to a running proxy over HTTP: the `/_miroir/*` admin API with the
 //! admin key, and the Meilisearch-compatible API with the master key where an operator needs a client's view.
 //!
-//! Commands: `status`, `ready`, `topology`, `shards`, `tasks`, `task <uid>`, `alias list|get|set|delete` and
-//! `completions <shell>`. Every command prints a human table by default and the raw JSON with `--json` (or
+//! Commands: `status`, `ready`, `topology`, `shards`, `tasks`, `task <uid>`, `alias list|get|set|delete`,
+//! `completions <shell>`, and the elastic fleet: `node add|drain|remove|fail`, `group add|remove`,
+//! `rebalance status [--watch]|start`. Every command prints a human table by default and the raw JSON with `--json` (or
 //! `--output json`); the exit status is 0 on success, 1 when the proxy answered an error, 2 when it could not be
 //! reached.
 
@@ -80,6 +81,93 @@ enum Command {
     /// Index aliases: names that resolve to one index.
     #[command(subcommand)]
     Alias(AliasCommand),
+    /// Fleet nodes: add one, drain one, remove a drained one, declare one failed for good.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Replica groups: add one, remove the last one.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// The rebalancer: progress of the running fleet change.
+    #[command(subcommand)]
+    Rebalance(RebalanceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Adds a node to a replica group; its shards are migrated to it.
+    Add {
+        /// The new node's id.
+        id: String,
+        /// Its Meilisearch URL (`http://host:port`).
+        #[arg(value_name = "URL")]
+        address: String,
+        /// Its replica group.
+        #[arg(long, default_value_t = 0)]
+        group: u32,
+    },
+    /// Moves every shard off a node while it keeps serving.
+    Drain { id: String },
+    /// Forgets a node that holds nothing any more (drain it first).
+    Remove { id: String },
+    /// Declares a node lost for good: its shards are re-replicated from the survivors.
+    Fail { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// Adds a replica group made of these nodes, each given as `id=url`.
+    Add {
+        #[arg(required = true, value_parser = parse_group_node)]
+        nodes: Vec<(String, String)>,
+    },
+    /// Removes the last replica group.
+    Remove { id: u32 },
+}
+
+#[derive(Subcommand, Debug)]
+enum RebalanceCommand {
+    /// The running (or last) fleet change: per-shard phases, documents copied, rate, ETA.
+    Status {
+        /// Keep polling until the change is finished.
+        #[arg(long)]
+        watch: bool,
+        /// Polling period of `--watch`, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Wakes the rebalancer (a change claimed by a proxy that died is resumed) and prints its status.
+    Start,
+}
+
+/// `id=url` → (id, url).
+fn parse_group_node(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((id, url)) if !id.is_empty() && !url.is_empty() => {
+            Ok((id.to_string(), url.to_string()))
+        }
+        _ => Err(format!("expected `id=url`, got {s:?}")),
+    }
+}
+
+/// A path segment with everything but `A-Z a-z 0-9 - _ .` percent-encoded.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn post(path: String, body: Value) -> Call {
+    Call {
+        method: "POST",
+        path,
+        body: Some(body),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -179,7 +267,61 @@ fn main() -> ExitCode {
             },
             &cli.admin_key,
         ),
+        Command::Node(n) => (
+            match n {
+                NodeCommand::Add { id, address, group } => post(
+                    "/_miroir/nodes".into(),
+                    serde_json::json!({"id": id, "url": address, "replicaGroup": group}),
+                ),
+                NodeCommand::Drain { id } => post(
+                    format!("/_miroir/nodes/{}/drain", segment(id)),
+                    serde_json::json!({}),
+                ),
+                NodeCommand::Fail { id } => post(
+                    format!("/_miroir/nodes/{}/fail", segment(id)),
+                    serde_json::json!({}),
+                ),
+                NodeCommand::Remove { id } => Call {
+                    method: "DELETE",
+                    path: format!("/_miroir/nodes/{}", segment(id)),
+                    body: None,
+                },
+            },
+            &cli.admin_key,
+        ),
+        Command::Group(g) => (
+            match g {
+                GroupCommand::Add { nodes } => post(
+                    "/_miroir/groups".into(),
+                    serde_json::json!({"nodes": nodes
+                        .iter()
+                        .map(|(id, url)| serde_json::json!({"id": id, "url": url}))
+                        .collect::<Vec<_>>()}),
+                ),
+                GroupCommand::Remove { id } => Call {
+                    method: "DELETE",
+                    path: format!("/_miroir/groups/{id}"),
+                    body: None,
+                },
+            },
+            &cli.admin_key,
+        ),
+        Command::Rebalance(RebalanceCommand::Start) => (
+            post("/_miroir/rebalance".into(), serde_json::json!({})),
+            &cli.admin_key,
+        ),
+        Command::Rebalance(RebalanceCommand::Status { .. }) => (
+            Call::get("/_miroir/rebalance/status".into()),
+            &cli.admin_key,
+        ),
     };
+    if let Command::Rebalance(RebalanceCommand::Status {
+        watch: true,
+        interval_ms,
+    }) = &cli.command
+    {
+        return watch(&cli, &call, key, *interval_ms);
+    }
     let answer = match send(&cli, &call, key) {
         Ok(a) => a,
         Err(e) => {
@@ -212,6 +354,150 @@ fn main() -> ExitCode {
         print!("{}", render(&cli.command, &body));
     }
     ExitCode::SUCCESS
+}
+
+/// Whether a rebalance status is final (nothing runs or waits).
+fn rebalance_settled(body: &Value) -> bool {
+    !matches!(
+        body.get("status").and_then(Value::as_str),
+        Some("running" | "enqueued")
+    )
+}
+
+/// `rebalance status --watch`: prints the status every `interval_ms` until the change is finished; exits 1
+/// when the proxy answers an error, 2 when it cannot be reached.
+fn watch(cli: &Cli, call: &Call, key: &str, interval_ms: u64) -> ExitCode {
+    let json = cli.json || cli.output == Output::Json;
+    loop {
+        let answer = match send(cli, call, key) {
+            Ok(a) => a,
+            Err(e) => {
+                eprintln!("miroir-ctl: cannot reach {}: {e}", cli.url);
+                return ExitCode::from(2);
+            }
+        };
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        if !(200..300).contains(&answer.status) {
+            eprintln!(
+                "miroir-ctl: the proxy answered {} {}: {}",
+                answer.status,
+                body.get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown"),
+                body.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+            );
+            return ExitCode::from(1);
+        }
+        if json {
+            println!("{}", serde_json::to_string(&body).unwrap_or_default());
+        } else {
+            print!("{}", render(&cli.command, &body));
+        }
+        if rebalance_settled(&body) {
+            let failed = body.pointer("/last/status").and_then(Value::as_str) == Some("failed");
+            return if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(50)));
+    }
+}
+
+/// The rendering of a fleet change just requested.
+fn render_change(body: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
+    let change = body.get("change").cloned().unwrap_or(Value::Null);
+    format!(
+        "{} {}: epoch {} -> {}, {} shard(s) to move\n",
+        s(body, "status"),
+        describe_change(&change, s),
+        s(body, "fromEpoch"),
+        s(body, "toEpoch"),
+        s(body, "shardsToMove"),
+    )
+}
+
+fn describe_change(change: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
+    match change.get("type").and_then(Value::as_str) {
+        Some("addGroup") => format!("addGroup {}", s(change, "nodes")),
+        Some("removeGroup") => format!("removeGroup {}", s(change, "group")),
+        Some(t) => format!("{t} {}", s(change, "node")),
+        None => "-".to_string(),
+    }
+}
+
+/// The progress display of `rebalance status`.
+fn render_rebalance(body: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
+    match body.get("status").and_then(Value::as_str) {
+        Some("running") => {
+            let total = body.get("shardsTotal").and_then(Value::as_u64).unwrap_or(0);
+            let done = body.get("shardsDone").and_then(Value::as_u64).unwrap_or(0);
+            let width = 30u64;
+            let filled = done
+                .saturating_mul(width)
+                .checked_div(total)
+                .unwrap_or(width)
+                .min(width);
+            let mut out = format!(
+                "running {}: epoch {} -> {}\n[{}{}] {done}/{total} shards  {} documents copied  {} docs/s  ETA {}s\n",
+                describe_change(body.get("change").unwrap_or(&Value::Null), s),
+                s(body, "fromEpoch"),
+                s(body, "toEpoch"),
+                "#".repeat(filled as usize),
+                ".".repeat((width - filled) as usize),
+                s(body, "documentsCopied"),
+                s(body, "documentsPerSecond"),
+                s(body, "etaSeconds"),
+            );
+            out.push_str(&format!(
+                "{:<24} {:>6} {:<11} {:>8}\n",
+                "INDEX", "SHARD", "PHASE", "FAILURES"
+            ));
+            if let Some(indexes) = body.get("indexes").and_then(Value::as_object) {
+                for (uid, i) in indexes {
+                    for sh in i
+                        .get("shards")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
+                        out.push_str(&format!(
+                            "{:<24} {:>6} {:<11} {:>8}\n",
+                            uid,
+                            s(sh, "shard"),
+                            s(sh, "phase"),
+                            s(sh, "failures")
+                        ));
+                    }
+                }
+            }
+            out
+        }
+        Some("enqueued") => format!(
+            "enqueued {}: epoch {} -> {}\n",
+            describe_change(body.get("change").unwrap_or(&Value::Null), s),
+            s(body, "fromEpoch"),
+            s(body, "toEpoch"),
+        ),
+        _ => {
+            let mut out = format!("idle at epoch {}\n", s(body, "epoch"));
+            if let Some(last) = body.get("last").filter(|l| !l.is_null()) {
+                out.push_str(&format!(
+                    "last change: {} {} (epoch {} -> {}), {} shard(s), {} documents copied\n",
+                    s(last, "status"),
+                    describe_change(last.get("change").unwrap_or(&Value::Null), s),
+                    s(last, "fromEpoch"),
+                    s(last, "toEpoch"),
+                    s(last, "shardsTotal"),
+                    s(last, "documentsCopied"),
+                ));
+            }
+            out
+        }
+    }
 }
 
 /// The human rendering of an answer.
@@ -353,6 +639,8 @@ fn render(command: &Command, body: &Value) -> String {
             }
             out
         }
+        Command::Node(_) | Command::Group(_) => render_change(body, &s),
+        Command::Rebalance(_) => render_rebalance(body, &s),
         Command::Task { .. } => {
             let mut out = task_line(body, &s);
             if let Some(e) = body.get("error").filter(|e| !e.is_null()) {
@@ -452,6 +740,73 @@ mod tests {
         assert_eq!(cli.output, Output::Json);
         assert!(Cli::try_parse_from(["miroir-ctl", "shards", "--output", "yaml"]).is_err());
         assert!(Cli::try_parse_from(["miroir-ctl", "completions", "bash"]).is_ok());
+    }
+
+    #[test]
+    fn elastic_commands_parse_and_render() {
+        let cli = Cli::try_parse_from([
+            "miroir-ctl",
+            "node",
+            "add",
+            "n3",
+            "http://h:7700",
+            "--group",
+            "1",
+        ])
+        .unwrap();
+        assert!(matches!(
+            &cli.command,
+            Command::Node(NodeCommand::Add { group: 1, address, .. }) if address == "http://h:7700"
+        ));
+        assert!(Cli::try_parse_from(["miroir-ctl", "node", "add", "n3"]).is_err());
+        assert!(Cli::try_parse_from(["miroir-ctl", "node", "drain"]).is_err());
+        let cli =
+            Cli::try_parse_from(["miroir-ctl", "group", "add", "a=http://a:1", "b=http://b:1"])
+                .unwrap();
+        let Command::Group(GroupCommand::Add { nodes }) = cli.command else {
+            panic!("group add");
+        };
+        assert_eq!(nodes[1], ("b".to_string(), "http://b:1".to_string()));
+        assert!(Cli::try_parse_from(["miroir-ctl", "group", "add", "nourl"]).is_err());
+        assert!(Cli::try_parse_from(["miroir-ctl", "group", "add"]).is_err());
+        assert!(Cli::try_parse_from(["miroir-ctl", "group", "remove", "x"]).is_err());
+        let cli = Cli::try_parse_from(["miroir-ctl", "rebalance", "status", "--watch"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Rebalance(RebalanceCommand::Status { watch: true, .. })
+        ));
+        assert_eq!(segment("a b/c"), "a%20b%2Fc");
+        assert_eq!(segment("node-1.x_y"), "node-1.x_y");
+
+        let s = |v: &Value, k: &str| match v.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Null) | None => "-".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let change = json!({"status": "enqueued", "change": {"type": "addNode", "node": "n3"}, "fromEpoch": 1, "toEpoch": 2, "shardsToMove": 5});
+        assert_eq!(
+            render_change(&change, &s),
+            "enqueued addNode n3: epoch 1 -> 2, 5 shard(s) to move\n"
+        );
+        let running = json!({"status": "running", "change": {"type": "drainNode", "node": "n1"}, "fromEpoch": 2, "toEpoch": 3,
+            "shardsTotal": 4, "shardsDone": 2, "documentsCopied": 100, "documentsPerSecond": 50.0, "etaSeconds": 2.0,
+            "indexes": {"movies": {"shards": [{"shard": 3, "phase": "copy", "failures": 1}]}}});
+        let out = render_rebalance(&running, &s);
+        assert!(
+            out.starts_with("running drainNode n1: epoch 2 -> 3\n["),
+            "{out}"
+        );
+        assert!(
+            out.contains("2/4 shards") && out.contains("ETA 2.0s"),
+            "{out}"
+        );
+        assert!(out.lines().last().unwrap().contains("copy"), "{out}");
+        assert!(!rebalance_settled(&running));
+        let idle = json!({"status": "idle", "epoch": 3, "last": {"status": "succeeded", "change": {"type": "removeGroup", "group": 1}, "fromEpoch": 2, "toEpoch": 3, "shardsTotal": 8, "documentsCopied": 0}});
+        let out = render_rebalance(&idle, &s);
+        assert!(out.starts_with("idle at epoch 3\n"), "{out}");
+        assert!(out.contains("succeeded removeGroup 1"), "{out}");
+        assert!(rebalance_settled(&idle));
     }
 
     #[test]

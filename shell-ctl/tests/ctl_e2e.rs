@@ -104,3 +104,88 @@ async fn ready_topology_and_aliases() {
     assert_eq!(code, 2);
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_group_and_rebalance_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    let f = dev::start(o).await.unwrap();
+    let url = f.url();
+
+    let (code, out, _) = ctl(&url, &["rebalance", "status"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("idle at epoch 1"), "{out}");
+
+    // bad requests: a non-zero exit and the proxy's error code
+    for (args, wanted) in [
+        (vec!["node", "remove", "node-0"], "miroir_node_not_drained"),
+        (vec!["node", "drain", "nope"], "miroir_node_not_found"),
+        (vec!["node", "fail", "nope"], "miroir_node_not_found"),
+        (
+            vec!["node", "add", "n9", "http://127.0.0.1:1"],
+            "miroir_node_unreachable",
+        ),
+        (
+            vec!["node", "add", "n9", "not-a-url"],
+            "miroir_invalid_node_url",
+        ),
+        (vec!["group", "remove", "0"], "miroir_invalid_migration"),
+        (
+            vec!["group", "add", "g0=http://127.0.0.1:1"],
+            "miroir_node_unreachable",
+        ),
+    ] {
+        let (code, out, err) = ctl(&url, &args).await;
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(wanted), "{args:?}: {err}");
+    }
+    // a malformed argument is refused by the CLI itself
+    let (code, _, _) = ctl(&url, &["group", "add", "nourl"]).await;
+    assert_eq!(code, 2);
+
+    // drain node-2, watch it finish, then remove it
+    let (code, out, err) = ctl(&url, &["node", "drain", "node-2"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("enqueued drainNode node-2: epoch 1 -> 2"),
+        "{out}"
+    );
+    let (code, out, err) = ctl(
+        &url,
+        &[
+            "rebalance",
+            "status",
+            "--watch",
+            "--interval-ms",
+            "50",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "idle", "{out}");
+    assert_eq!(last["epoch"], 2, "{out}");
+    assert_eq!(last["last"]["status"], "succeeded", "{out}");
+    let (code, out, err) = ctl(&url, &["node", "remove", "node-2", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let change: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(change["toEpoch"], 3);
+    let (code, out, _) = ctl(
+        &url,
+        &["rebalance", "status", "--watch", "--interval-ms", "50"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("idle at epoch 3"), "{out}");
+    let (_, out, _) = ctl(&url, &["topology", "--json"]).await;
+    let topo: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(topo["epoch"], 3);
+    assert_eq!(topo["nodes"][2]["state"], "removed");
+    assert_eq!(topo["nodes"][2]["shards"], 0);
+    let (code, out, _) = ctl(&url, &["rebalance", "start"]).await;
+    assert_eq!(code, 0, "{out}");
+    f.shutdown().await;
+}

@@ -1,10 +1,11 @@
 //! The fleet: the [`RouteHandler`] that carries out core's operations against the Meilisearch nodes.
 //!
-//! It holds the topology built from the configured nodes (S, RF, RG), its [`Placement`], the nodes'
-//! [`FleetHealth`] (driven by [`Fleet::spawn_probe`]), a rotation counter for reads, and an index-metadata
-//! cache: primary keys and the client's `faceting.maxValuesPerFacet` (nodes keep at least S), persisted in
-//! the task store's meta area under `index:<uid>`; the search context, read from a node's settings and kept
-//! for [`CONTEXT_TTL_MS`] (dropped when a settings write is sent or its task is seen finished).
+//! It holds the topology (from the configured nodes, S, RF, RG; then changed through `elastic`), its
+//! placement, the nodes' [`FleetHealth`] (driven by [`Fleet::spawn_probe`]), a rotation counter for reads,
+//! and an index-metadata cache: primary keys and the client's `faceting.maxValuesPerFacet` (nodes keep at
+//! least S), persisted in the task store's meta area under `index:<uid>`; the search context, read from a
+//! node's settings and kept for [`CONTEXT_TTL_MS`] (dropped when a settings write is sent or its task is
+//! seen finished).
 //!
 //! It decides nothing itself: every decision is a core operation ([`FanoutWrite`], [`ScatterSearch`],
 //! [`CoverRead`], [`TaskRead`], [`DocumentsPager`] with [`recover`], [`EveryNode`]) or a pure core function;
@@ -21,7 +22,8 @@
 //! - search (GET/POST), multi-search (federated or not; federated queries merged by core's
 //!   [`merge_federated`]), facet search, index and global stats;
 //! - settings, whole and every sub-route (broadcast, quorum `all`; `_miroir_shard` hidden and kept);
-//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology`;
+//! - tasks: get, list, delete, cancel; experimental features; `GET /_miroir/topology` and `/shards`;
+//! - the elastic fleet: `/_miroir/nodes`, `/_miroir/groups`, `/_miroir/rebalance` (see `fleet/elastic.rs`);
 //! - dumps and snapshots: sent to every node, one Miroir task (quorum `all`); each node writes its own
 //!   file of the shards it holds, so a dump's `dumpUid` stays `null` in the Miroir task (no one file);
 //! - webhooks: kept by Miroir in the task store's meta area (`webhooks`), never sent to the nodes
@@ -67,7 +69,6 @@ use miroir_core::ops::write::{FanoutWrite, WriteTask};
 use miroir_core::ops::{node_unavailable, Method, NodeRequest, Reply};
 use miroir_core::pager::{CoverEntry, DocumentsPager, DocumentsQuery, Step};
 use miroir_core::quorum::WriteQuorum;
-use miroir_core::routing::Placement;
 use miroir_core::search::federation::{
     check_non_federated, federated_query, merge_federated, Federation,
 };
@@ -87,6 +88,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 
 mod aliases;
+mod elastic;
 mod keys;
 mod repair;
 
@@ -301,9 +303,8 @@ struct IndexCache {
 
 /// The route handler over a fleet of nodes. See the module documentation.
 pub struct Fleet {
-    topology: Topology,
-    placement: Placement,
-    addresses: BTreeMap<NodeId, String>,
+    /// The committed topology, its placement and the live migration (see `fleet/elastic.rs`).
+    elastic: elastic::Elastic,
     health: Mutex<FleetHealth>,
     quorum: WriteQuorum,
     counter: AtomicU64,
@@ -382,21 +383,14 @@ impl Fleet {
                 .map(|n| Node::active(n.id.as_str(), n.address.clone(), n.replica_group))
                 .collect(),
         };
-        let placement = Placement::new(&topology).map_err(|e| format!("{e:?}"))?;
-        let addresses = config
-            .nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.address.clone()))
-            .collect();
+        let elastic = elastic::Elastic::new(topology).map_err(|e| e.message)?;
         let quorum = match config.write_quorum {
             WriteQuorumSetting::Majority => WriteQuorum::Majority,
             WriteQuorumSetting::One => WriteQuorum::One,
             WriteQuorumSetting::All => WriteQuorum::All,
         };
         Ok(Fleet {
-            topology,
-            placement,
-            addresses,
+            elastic,
             health: Mutex::new(FleetHealth::new(HealthThresholds {
                 unhealthy_threshold: config.health.unhealthy_threshold.max(1),
                 recovery_threshold: config.health.recovery_threshold.max(1),
@@ -419,11 +413,6 @@ impl Fleet {
         })
     }
 
-    /// The placement.
-    pub fn placement(&self) -> &Placement {
-        &self.placement
-    }
-
     fn healthy(&self, node: &NodeId) -> bool {
         self.health
             .lock()
@@ -438,6 +427,7 @@ impl Fleet {
         let replay = Arc::clone(self).replay_loop(Arc::clone(&state));
         let drift =
             crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
+        let elastic = Arc::clone(self).elastic_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -446,7 +436,7 @@ impl Fleet {
             loop {
                 tick.tick().await;
                 let mut set = JoinSet::new();
-                for (node, address) in fleet.addresses.clone() {
+                for (node, address) in fleet.node_addresses() {
                     let client = state.nodes.clone();
                     set.spawn(async move {
                         let r = client
@@ -478,7 +468,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay, drift);
+            tokio::join!(probe, watcher, replay, drift, elastic);
         })
     }
 
@@ -597,7 +587,7 @@ impl Fleet {
 
     fn next_rotation(&self) -> (GroupId, u64) {
         let r = self.counter.fetch_add(1, Ordering::Relaxed);
-        let groups = u64::from(self.placement.groups().max(1));
+        let groups = u64::from(self.placement().groups().max(1));
         // a read-your-writes session pins its reads to a group that acknowledged its write
         if let Some(g) = crate::session::pinned_group().filter(|g| u64::from(*g) < groups) {
             return (g, r / groups);
@@ -618,7 +608,7 @@ impl Fleet {
         r: NodeRequest,
     ) -> impl std::future::Future<Output = (usize, Answer)> + Send + 'static {
         let client = state.nodes.clone();
-        let address = self.addresses.get(&r.node).cloned().unwrap_or_default();
+        let address = self.node_address(&r.node);
         async move {
             let (ct, body) = match &r.body {
                 Some(b) => (
@@ -676,7 +666,7 @@ impl Fleet {
     /// The nodes to try for a single-node read, healthy ones first, rotated.
     fn read_order(&self, among: Option<Vec<NodeId>>) -> Vec<NodeId> {
         let mut nodes: Vec<NodeId> =
-            among.unwrap_or_else(|| self.topology.nodes.iter().map(|n| n.id.clone()).collect());
+            among.unwrap_or_else(|| self.topology().nodes.iter().map(|n| n.id.clone()).collect());
         if nodes.is_empty() {
             return nodes;
         }
@@ -1198,6 +1188,8 @@ impl Fleet {
         primary_key: Option<&str>,
         task: Option<WriteTask>,
     ) -> Result<Reply, MeiliError> {
+        // An index created while the fleet reshapes would miss the nodes joining it.
+        self.refuse_while_migrating(uid)?;
         let visible = task.is_some();
         let task = match task {
             Some(t) => t,
@@ -1215,9 +1207,10 @@ impl Fleet {
             body.insert("primaryKey".into(), Value::String(pk.to_string()));
         }
         // Probe where the index exists, so a rollback never deletes an index a node already had.
+        let topology = self.topology();
         let probe = {
             let mut set = JoinSet::new();
-            for (id, n) in self.topology.nodes.iter().enumerate() {
+            for (id, n) in topology.nodes.iter().enumerate() {
                 self.spawn_request(
                     state,
                     &mut set,
@@ -1234,7 +1227,7 @@ impl Fleet {
             while let Some(done) = set.join_next().await {
                 if let Ok((id, answer)) = done {
                     answers.push((
-                        self.topology.nodes[id].id.clone(),
+                        topology.nodes[id].id.clone(),
                         answer.ok().map(|(status, _)| status),
                     ));
                 }
@@ -1246,7 +1239,7 @@ impl Fleet {
             Method::Post,
             "/indexes".into(),
             Some(Value::Object(body)),
-            &self.placement,
+            &self.placement(),
             WriteQuorum::All,
             self.deadline(state),
         );
@@ -1261,9 +1254,9 @@ impl Fleet {
                 Method::Patch,
                 format!("/indexes/{uid}/settings"),
                 Some(node_settings::node_initial_settings(
-                    self.placement.shards(),
+                    self.placement().shards(),
                 )),
-                &self.placement,
+                &self.placement(),
                 WriteQuorum::All,
                 self.deadline(state),
             );
@@ -1407,16 +1400,8 @@ impl Fleet {
         let task = self
             .new_task(state, Some(index), task_type, details)
             .await?;
-        let write = FanoutWrite::broadcast(
-            task,
-            method,
-            path,
-            body,
-            &self.placement,
-            quorum,
-            self.deadline(state),
-        );
-        self.answer_write(state, write).await
+        self.broadcast_write(state, index, task, method, path, body, quorum)
+            .await
     }
 
     async fn add_documents(
@@ -1485,7 +1470,21 @@ impl Fleet {
             }
             return Ok(response);
         }
-        let plan = match plan_batch(docs, &pk, &self.placement) {
+        let placement = match self.write_route(index).await? {
+            elastic::WriteRoute::Plain(permit) => permit,
+            elastic::WriteRoute::Migrating => {
+                if existing.as_deref() != Some(pk.as_str()) {
+                    let pk = pk.clone();
+                    self.update_meta(state, index, |m| m.primary_key = Some(pk))
+                        .await?;
+                }
+                let intent = miroir_core::migration::WriteIntent::Documents { docs, replace };
+                return self
+                    .migrating_write(state, index, intent, task, self.quorum)
+                    .await;
+            }
+        };
+        let plan = match plan_batch(docs, &pk, &placement.placement) {
             Ok(p) => p,
             Err(e) => return self.failed_task(state, task, &e).await,
         };
@@ -1506,11 +1505,13 @@ impl Fleet {
             &pk,
             replace,
             plan,
-            &self.placement,
+            &placement.placement,
             self.quorum,
             self.deadline(state),
         );
-        self.answer_write(state, write).await
+        let response = self.answer_write(state, write).await;
+        drop(placement);
+        response
     }
 
     /// An empty documents batch: sent as is to every node (creating the index first when missing), so
@@ -1538,16 +1539,16 @@ impl Fleet {
             None => format!("/indexes/{index}/documents"),
         };
         let method = if replace { Method::Post } else { Method::Put };
-        let write = FanoutWrite::broadcast(
+        self.broadcast_write(
+            state,
+            index,
             task,
             method,
             path,
             Some(json!([])),
-            &self.placement,
             self.quorum,
-            self.deadline(state),
-        );
-        self.answer_write(state, write).await
+        )
+        .await
     }
 
     async fn delete_ids(
@@ -1565,16 +1566,27 @@ impl Fleet {
                 Some(details::document_deletion(ids.len() as u64)),
             )
             .await?;
-        let plan = plan_delete_ids(&ids, &self.placement);
+        let permit = match self.write_route(index).await? {
+            elastic::WriteRoute::Plain(permit) => permit,
+            elastic::WriteRoute::Migrating => {
+                let intent = miroir_core::migration::WriteIntent::DeleteIds(ids);
+                return self
+                    .migrating_write(state, index, intent, task, self.quorum)
+                    .await;
+            }
+        };
+        let plan = plan_delete_ids(&ids, &permit.placement);
         let write = FanoutWrite::delete_ids(
             task,
             index,
             plan,
-            &self.placement,
+            &permit.placement,
             self.quorum,
             self.deadline(state),
         );
-        self.answer_write(state, write).await
+        let response = self.answer_write(state, write).await;
+        drop(permit);
+        response
     }
 
     async fn search(
@@ -1590,7 +1602,7 @@ impl Fleet {
             index,
             body,
             &ctx,
-            &self.placement,
+            &self.read_placement(index),
             &|n| self.healthy(n),
             self.cover_options(state, group, rotation),
             state.config.scatter.unavailable_shard_policy,
@@ -1735,7 +1747,7 @@ impl Fleet {
         path: &str,
         body: Option<Value>,
     ) -> Result<ProxyResponse, MeiliError> {
-        let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+        let nodes: Vec<NodeId> = self.topology().nodes.iter().map(|n| n.id.clone()).collect();
         let mut write = KeysWrite::new(&nodes, kind, method, path, body);
         let mut set = JoinSet::new();
         for r in write.requests().to_vec() {
@@ -1813,13 +1825,13 @@ impl Fleet {
             options.scope = miroir_core::search::pinned_shards(
                 body.get("filter"),
                 &pk,
-                self.placement.shards(),
+                self.placement().shards(),
             );
         }
         let read = CoverRead::with_options(
             format!("/indexes/{index}/facet-search"),
             body,
-            &self.placement,
+            &self.read_placement(index),
             &|n| self.healthy(n),
             options,
         );
@@ -1856,7 +1868,7 @@ impl Fleet {
         let read = CoverRead::with_options(
             format!("/indexes/{index}/search"),
             count_request(),
-            &self.placement,
+            &self.read_placement(index),
             &|n| self.healthy(n),
             self.cover_options(state, group, rotation),
         );
@@ -1921,10 +1933,11 @@ impl Fleet {
         id: &str,
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
-        let shard = self.placement.shard_for_key(id);
+        let placement = self.read_placement(index);
+        let shard = placement.shard_for_key(id);
         let mut owners: Vec<NodeId> = Vec::new();
-        for g in 0..self.placement.groups() {
-            for n in self.placement.owners(shard, g) {
+        for g in 0..placement.groups() {
+            for n in placement.owners(shard, g) {
                 if !owners.contains(n) {
                     owners.push(n.clone());
                 }
@@ -1962,7 +1975,7 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         let (group, rotation) = self.next_rotation();
         let policy = state.config.scatter.unavailable_shard_policy;
-        let placement = &self.placement;
+        let placement = &self.read_placement(index);
         let mut excluded: std::collections::BTreeSet<NodeId> = std::collections::BTreeSet::new();
         // Each restart excludes at least one more node, so this ends.
         'restart: loop {
@@ -2139,7 +2152,7 @@ impl Fleet {
         let (method, path, node_body, client_details) = match setting {
             None => {
                 let body = json_object(request)?;
-                let node = node_settings::node_settings_patch(&body, self.placement.shards());
+                let node = node_settings::node_settings_patch(&body, self.placement().shards());
                 (
                     Method::Patch,
                     format!("/indexes/{index}/settings"),
@@ -2150,7 +2163,8 @@ impl Fleet {
             Some(s) => {
                 let key = node_settings::setting_key(s.path());
                 let value = json_body(request)?;
-                let node = node_settings::node_setting_value(&key, &value, self.placement.shards());
+                let node =
+                    node_settings::node_setting_value(&key, &value, self.placement().shards());
                 let method = if s.update_method() == http::Method::PATCH {
                     Method::Patch
                 } else {
@@ -2210,7 +2224,7 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         let (method, path, body, d) = match setting {
             None => {
-                let (m, body) = node_settings::node_settings_reset(self.placement.shards());
+                let (m, body) = node_settings::node_settings_reset(self.placement().shards());
                 let mut d = Map::new();
                 for k in node_settings::RESETTABLE {
                     d.insert(k.to_string(), Value::Null);
@@ -2219,7 +2233,7 @@ impl Fleet {
             }
             Some(s) => {
                 let key = node_settings::setting_key(s.path());
-                let (m, body) = node_settings::node_setting_reset(&key, self.placement.shards());
+                let (m, body) = node_settings::node_setting_reset(&key, self.placement().shards());
                 let mut d = Map::new();
                 d.insert(key, Value::Null);
                 (
@@ -2425,7 +2439,7 @@ impl Fleet {
             Method::Post,
             path.into(),
             None,
-            &self.placement,
+            &self.placement(),
             WriteQuorum::All,
             self.deadline(state),
         );
@@ -2464,6 +2478,9 @@ impl Fleet {
         request: &ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_body(request)?;
+        for (a, _, _) in swap_pairs(&body) {
+            self.refuse_while_migrating(&a)?;
+        }
         if swap_pairs(&body).iter().any(|(a, b, _)| {
             !(request.access.is_index_authorized(a) && request.access.is_index_authorized(b))
         }) {
@@ -2482,7 +2499,7 @@ impl Fleet {
             Method::Post,
             "/swap-indexes".into(),
             Some(body.clone()),
-            &self.placement,
+            &self.placement(),
             WriteQuorum::All,
             self.deadline(state),
         );
@@ -2542,13 +2559,14 @@ impl Fleet {
 
     /// `GET /_miroir/shards`: every shard's owners in each replica group.
     fn shards_view(&self) -> Value {
+        let view = self.elastic.view();
+        let (topology, placement) = (&view.topology, &view.placement);
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let results: Vec<Value> = (0..self.placement.shards())
+        let results: Vec<Value> = (0..placement.shards())
             .map(|shard| {
-                let groups: Vec<Value> = (0..self.placement.groups())
+                let groups: Vec<Value> = (0..placement.groups())
                     .map(|group| {
-                        let nodes: Vec<Value> = self
-                            .placement
+                        let nodes: Vec<Value> = placement
                             .owners(shard, group)
                             .iter()
                             .map(|n| json!({"id": n.as_str(), "health": health.state(n)}))
@@ -2560,17 +2578,18 @@ impl Fleet {
             })
             .collect();
         json!({
-            "epoch": self.topology.epoch,
-            "shards": self.placement.shards(),
-            "replicationFactor": self.placement.rf(),
+            "epoch": topology.epoch,
+            "shards": placement.shards(),
+            "replicationFactor": placement.rf(),
             "results": results,
         })
     }
 
     fn topology_view(&self) -> Value {
+        let view = self.elastic.view();
+        let (topology, placement) = (&view.topology, &view.placement);
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        let nodes: Vec<Value> = self
-            .topology
+        let nodes: Vec<Value> = topology
             .nodes
             .iter()
             .map(|n| {
@@ -2578,16 +2597,18 @@ impl Fleet {
                     "id": n.id.as_str(),
                     "address": n.address,
                     "replicaGroup": n.replica_group,
+                    "state": n.state,
                     "health": health.state(&n.id),
-                    "shards": self.placement.shards_held_by(&n.id).len(),
+                    "shards": placement.shards_held_by(&n.id).len(),
                 })
             })
             .collect();
         json!({
-            "epoch": self.topology.epoch,
-            "shards": self.placement.shards(),
-            "replicationFactor": self.placement.rf(),
-            "replicaGroups": self.placement.groups(),
+            "epoch": topology.epoch,
+            "shards": placement.shards(),
+            "replicationFactor": placement.rf(),
+            "replicaGroups": placement.groups(),
+            "migrating": self.elastic.is_migrating(),
             "nodes": nodes,
         })
     }
@@ -2599,6 +2620,8 @@ impl Fleet {
         request: ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
         use Route::*;
+        // A stored topology newer than the configuration's is in force before the first request.
+        self.elastic_ready(state).await;
         let q = request
             .uri
             .query()
@@ -2702,6 +2725,8 @@ impl Fleet {
                 Ok(response)
             }
             DeleteIndex(u) => {
+                // A deleted index would leave its migration nothing to copy, for ever.
+                self.refuse_while_migrating(u.as_str())?;
                 self.forget_index(u.as_str());
                 state.store.delete_meta(&meta_key(u.as_str())).await?;
                 self.cache
@@ -2830,7 +2855,8 @@ impl Fleet {
             }
             UpdateExperimentalFeatures => {
                 let body = json_body(&request)?;
-                let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+                let nodes: Vec<NodeId> =
+                    self.topology().nodes.iter().map(|n| n.id.clone()).collect();
                 let mut every =
                     EveryNode::new(&nodes, Method::Patch, "/experimental-features", Some(body));
                 let mut set = JoinSet::new();
@@ -2949,6 +2975,10 @@ impl Fleet {
             CancelTasks => self.cancel_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path }) if path.starts_with("aliases") => self
                 .admin_aliases(state, &method, &path, &request)
+                .await
+                .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
+            Admin(AdminRoute::Other { method, path }) if elastic::is_elastic_path(&path) => self
+                .admin_elastic(state, &method, &path, &request)
                 .await
                 .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
             Admin(AdminRoute::Other { method, path })

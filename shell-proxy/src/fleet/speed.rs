@@ -123,7 +123,7 @@ impl Fleet {
         preferred_group: GroupId,
         rotation: u64,
     ) -> CoverOptions {
-        let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+        let nodes: Vec<NodeId> = self.topology().nodes.iter().map(|n| n.id.clone()).collect();
         let mut selector = self.selector.lock().unwrap_or_else(|p| p.into_inner());
         let ranking = selector.ranking(&nodes);
         let h = &state.config.hedging;
@@ -239,7 +239,7 @@ impl Fleet {
     /// The selector's exploration: now and then a shadow copy of the read goes to a random node, in the
     /// background; its answer is only timed.
     fn spawn_read_probe<R: Scattered>(&self, state: &AppState, read: &R) {
-        let nodes: Vec<NodeId> = self.topology.nodes.iter().map(|n| n.id.clone()).collect();
+        let nodes: Vec<NodeId> = self.topology().nodes.iter().map(|n| n.id.clone()).collect();
         let node = self
             .selector
             .lock()

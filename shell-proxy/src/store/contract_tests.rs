@@ -175,6 +175,26 @@ where
     assert!(!s.delete_meta("index/books").await.unwrap());
     assert_eq!(s.get_meta("index/books").await.unwrap(), None);
 
+    // Compare-and-set: from absent, then from the stored value; a stale expectation changes nothing.
+    let t1 = json!({"epoch": 1, "nodes": ["a"]});
+    let t2 = json!({"epoch": 2, "nodes": ["a", "b"]});
+    assert!(s.swap_meta("elastic/topology", None, &t1).await.unwrap());
+    assert!(!s.swap_meta("elastic/topology", None, &t2).await.unwrap());
+    assert!(!s
+        .swap_meta("elastic/topology", Some(&t2), &t2)
+        .await
+        .unwrap());
+    assert!(s
+        .swap_meta("elastic/topology", Some(&t1), &t2)
+        .await
+        .unwrap());
+    assert!(!s
+        .swap_meta("elastic/topology", Some(&t1), &json!({"epoch": 3}))
+        .await
+        .unwrap());
+    assert_eq!(s.get_meta("elastic/topology").await.unwrap(), Some(t2));
+    assert!(s.delete_meta("elastic/topology").await.unwrap());
+
     // Idempotency keys: claim once, compare-and-swap, release, prune.
     let r1 = json!({"fingerprint": "f1", "claimedAt": 10, "expiresAt": 100, "taskUid": null});
     assert_eq!(s.get_idempotency_key("k1").await.unwrap(), None);

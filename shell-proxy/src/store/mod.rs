@@ -142,6 +142,23 @@ pub trait TaskStore: Send + Sync {
     /// Every metadata entry whose key starts with `prefix`, sorted by key.
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Value)>, StoreError>;
 
+    /// Compare-and-set of a metadata value: stores `value` only when the stored value equals `expected`
+    /// (`None`: the key is absent), atomically, so two proxies never both move a value from the same
+    /// `expected`; returns whether it stored. Durable when this returns `true`. The backends override this
+    /// default, which is only atomic within one process (get then put).
+    async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<&Value>,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
+        if self.get_meta(key).await?.as_ref() != expected {
+            return Ok(false);
+        }
+        self.put_meta(key, value).await?;
+        Ok(true)
+    }
+
     /// Checks that the store answers (a trivial read); used by `/_miroir/ready`.
     async fn health(&self) -> Result<(), StoreError>;
 

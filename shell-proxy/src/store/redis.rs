@@ -60,6 +60,18 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 ";
 
+/// Compare-and-set of a meta field: ARGV[2] = "1" when a value is expected (ARGV[3]), "0" when absent.
+const SWAP_META: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '1' then
+  if current ~= ARGV[3] then return 0 end
+else
+  if current then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
+";
+
 const PRUNE_IDEMPOTENCY: &str = r"
 local deleted = 0
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
@@ -96,6 +108,7 @@ pub struct RedisStore {
     replace_idempotency: Script,
     release_idempotency: Script,
     prune_idempotency: Script,
+    swap_meta: Script,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -127,6 +140,7 @@ impl RedisStore {
             replace_idempotency: Script::new(REPLACE_IDEMPOTENCY),
             release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
             prune_idempotency: Script::new(PRUNE_IDEMPOTENCY),
+            swap_meta: Script::new(SWAP_META),
         };
         store.warn_on_weak_persistence().await;
         Ok(store)
@@ -429,6 +443,33 @@ impl TaskStore for RedisStore {
             .await
             .map_err(err)?;
         Ok(n > 0)
+    }
+
+    async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<&Value>,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
+        // Values are stored as their encoding; a stored value equals `expected` when the encodings match
+        // (every meta value is written through `encode`, which is deterministic).
+        let (has, expected) = match expected {
+            Some(v) => ("1", encode(BACKEND, v)?),
+            None => ("0", String::new()),
+        };
+        let text = encode(BACKEND, value)?;
+        let mut c = self.conn.clone();
+        let stored: i64 = self
+            .swap_meta
+            .key(&self.meta_key)
+            .arg(key)
+            .arg(has)
+            .arg(expected)
+            .arg(text)
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(stored == 1)
     }
 
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {

@@ -416,6 +416,40 @@ impl TaskStore for SqliteStore {
         .await
     }
 
+    async fn swap_meta(
+        &self,
+        key: &str,
+        expected: Option<&Value>,
+        value: &Value,
+    ) -> Result<bool, StoreError> {
+        let k = key.to_string();
+        let expected = expected.cloned();
+        let text = encode(BACKEND, value)?;
+        self.run(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            let current: Option<String> = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&k], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            let current = current
+                .map(|t| decode(BACKEND, &format!("meta {k:?}"), &t))
+                .transpose()?;
+            if current != expected {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![k, text],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn list_meta(&self, prefix: &str) -> Result<Vec<(String, Value)>, StoreError> {
         let p = prefix.to_string();
         let rows: Vec<(String, String)> = self
