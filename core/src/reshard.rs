@@ -438,6 +438,9 @@ pub struct Reshard {
     retain_until: Millis,
     queue: VecDeque<Work>,
     waiting: Option<(RequestId, Work)>,
+    /// A request abandoned by an abort: its answer is awaited (and ignored) before anything else is sent,
+    /// so a copy write still on its way cannot recreate the shadow after its deletion.
+    orphan: Option<RequestId>,
     not_before: Millis,
     started: bool,
     settings: Option<Value>,
@@ -592,6 +595,7 @@ impl Reshard {
             retain_until,
             queue: VecDeque::new(),
             waiting: None,
+            orphan: None,
             not_before: 0,
             started: false,
             settings: None,
@@ -751,7 +755,9 @@ impl Reshard {
                 )))
             }
         }
+        let orphan = self.waiting.take().map(|(id, _)| id);
         self.reset_stage();
+        self.orphan = orphan;
         self.fenced = false;
         self.not_before = 0;
         self.phase = Phase::Aborting;
@@ -928,8 +934,8 @@ impl Reshard {
         if self.awaiting_persist.is_some() || self.phase.is_final() {
             return None;
         }
-        let resume =
-            (self.waiting.is_none() && self.not_before > self.now).then_some(self.not_before);
+        let idle = self.waiting.is_none() && self.orphan.is_none();
+        let resume = (idle && self.not_before > self.now).then_some(self.not_before);
         let fence = (self.fenced && self.phase == Phase::Fence).then_some(self.fence_deadline);
         resume.into_iter().chain(fence).min()
     }
@@ -955,6 +961,7 @@ impl Reshard {
     /// A node answered request `id`.
     pub fn on_response(&mut self, id: RequestId, status: u16, body: &Value, now: Millis) {
         let Some(work) = self.take_waiting(id) else {
+            self.pump(now);
             return;
         };
         let ok = (200..300).contains(&status);
@@ -982,6 +989,7 @@ impl Reshard {
     /// Request `id` could not be delivered or timed out.
     pub fn on_failure(&mut self, id: RequestId, now: Millis) {
         let Some(work) = self.take_waiting(id) else {
+            self.pump(now);
             return;
         };
         if !matches!(work, Work::Stats { .. }) {
@@ -991,6 +999,10 @@ impl Reshard {
     }
 
     fn take_waiting(&mut self, id: RequestId) -> Option<Work> {
+        if self.orphan == Some(id) {
+            self.orphan = None;
+            return None;
+        }
         match self.waiting.take() {
             Some((w, work)) if w == id => Some(work),
             other => {
@@ -1340,7 +1352,11 @@ impl Reshard {
             self.failures += 1;
             return true;
         }
-        if self.waiting.is_some() || now < self.not_before || self.phase.is_final() {
+        if self.waiting.is_some()
+            || self.orphan.is_some()
+            || now < self.not_before
+            || self.phase.is_final()
+        {
             return false;
         }
         if let Some(work) = self.queue.pop_front() {
@@ -2226,6 +2242,46 @@ mod tests {
         assert_eq!(h.persisted.last().unwrap()["phase"], "aborted");
         assert!(h.m.abort(h.now).is_ok(), "aborting twice is harmless");
         assert!(h.m.rollback(h.now).is_err());
+    }
+
+    #[test]
+    fn abort_waits_for_the_request_on_its_way_before_deleting_the_shadow() {
+        let mut h = Harness::new(params(topo(2, 1, 1, 2), 4), 12);
+        h.run_until(50_000, |m| {
+            m.phase() == Phase::Backfill && m.docs_copied > 0
+        });
+        // run until a copy write is out, unanswered
+        let out = loop {
+            match h.m.poll_action() {
+                Some(Action::Send(r)) if r.path.contains("reshard_1/documents?") => break r,
+                Some(Action::Send(r)) => {
+                    let (st, b) = h.nodes.get_mut(&r.node).unwrap().handle(&r).unwrap();
+                    h.m.on_response(r.id, st, &b, h.now);
+                }
+                Some(Action::Persist { seq, .. }) => h.m.on_persisted(seq, h.now),
+                None => {
+                    h.now += 100;
+                    h.m.handle_timeout(h.now);
+                }
+            }
+        };
+        h.m.abort(h.now).unwrap();
+        h.run(200);
+        assert!(
+            !h.sent.iter().any(|r| r.method == Method::Delete),
+            "the shadow is not deleted before the copy write on its way is answered"
+        );
+        assert_eq!(
+            h.m.poll_timeout(),
+            None,
+            "waiting for an answer, not for time"
+        );
+        // the write lands (recreating nothing after the deletion), then the shadow goes
+        let (st, b) = h.nodes.get_mut(&out.node).unwrap().handle(&out).unwrap();
+        h.m.on_response(out.id, st, &b, h.now);
+        h.run(50_000);
+        assert_eq!(h.m.phase(), Phase::Aborted);
+        h.check_final();
     }
 
     #[test]

@@ -841,17 +841,13 @@ mod scenarios {
         sweep_spec(s, 4 * CRASH_PHASES.len() as u64);
     }
 
-    /// A node holding live and shadow shards crashes for 1.5 s when the backfill starts (and the swarm may
-    /// crash others): copies, verifies and dual writes fail and are retried or repaired.
+    /// A node (the seed picks which) crashes for 1.5 s when the backfill starts: copies, verifies and dual
+    /// writes fail and are retried or repaired, live writes it missed are hinted and replayed first.
     #[test]
     fn reshard_node_crash() {
-        let faults = FaultKinds {
-            node_crash: true,
-            ..FaultKinds::NONE
-        };
-        let mut s = reshard("reshard_node_crash", 3, 4, 12, faults);
+        let mut s = reshard("reshard_node_crash", 3, 4, 12, FaultKinds::NONE);
         if let Some(r) = s.reshard.as_mut() {
-            r.node_crash = Some((1, 1_500));
+            r.node_crash = Some(1_500);
             r.docs_per_second = 10;
         }
         reshard_sweep(s, 30);
@@ -869,21 +865,22 @@ mod scenarios {
         reshard_sweep(s, 30);
     }
 
-    /// A node is cut off from the proxy for 1.5 s when the backfill starts: its shadow misses dual writes
-    /// and copies are retried.
+    /// Dual writes to the shadow are lost for 1.5 s once the backfill copied 3 documents (the shadow of the
+    /// shards already copied goes stale), then a node is cut off from the proxy for 1.5 s once 10 were
+    /// copied (copies, verifies and dual writes fail and are retried).
     fn reshard_partition(name: &'static str, bug: ReshardBug) -> Spec {
         let mut s = reshard(name, 3, 4, 8, FaultKinds::NONE);
         if let Some(r) = s.reshard.as_mut() {
             r.planted = bug;
-            r.partition = Some((1, 1_500));
-            r.docs_per_second = 10;
+            r.shadow_loss = Some((3, 1_500));
+            r.partition = Some((1, 10, 1_500));
+            r.docs_per_second = 6;
         }
         s
     }
 
     /// The checkers catch a coordinator that swaps right after the backfill (no verify, no fence): the dual
-    /// writes the cut-off node's shadow missed are lost at the swap. The same seeds pass with the real
-    /// coordinator.
+    /// writes the shadow missed are lost at the swap. The same seeds pass with the real coordinator.
     #[test]
     fn reshard_planted_swap_before_verify_is_caught() {
         let n = std::env::var("MIROIR_PLANTED_SEEDS")

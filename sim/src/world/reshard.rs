@@ -74,12 +74,16 @@ pub struct ReshardSpec {
     pub retention_ms: u64,
     /// The proxy crashes (and restarts 300 ms later) in a phase.
     pub proxy_crash: ProxyCrash,
-    /// Node `i` crashes when the backfill starts and restarts `ms` later: `(i, ms)`.
-    pub node_crash: Option<(usize, u64)>,
-    /// Node `i` is cut off from the proxy when the backfill starts, for `ms`: `(i, ms)`.
-    pub partition: Option<(usize, u64)>,
+    /// A node (picked by the seed) crashes when the backfill starts and restarts this many ms later.
+    pub node_crash: Option<u64>,
+    /// Node `i` is cut off from the proxy once the backfill copied `docs` documents, for `ms`:
+    /// `(i, docs, ms)`.
+    pub partition: Option<(usize, u64, u64)>,
     /// The operator aborts once the backfill copied this many documents.
     pub abort_after_docs: Option<u64>,
+    /// Once the backfill copied `docs` documents, every dual write to the shadow is lost for `ms`:
+    /// `(docs, ms)` (the shadow's nodes never see them; live writes are unaffected).
+    pub shadow_loss: Option<(u64, u64)>,
 }
 
 impl ReshardSpec {
@@ -95,6 +99,7 @@ impl ReshardSpec {
             node_crash: None,
             partition: None,
             abort_after_docs: None,
+            shadow_loss: None,
         }
     }
 }
@@ -115,8 +120,12 @@ pub struct Resharding {
     plain_in_flight: AtomicU64,
     /// This incarnation: the coordinator is being started; new writes wait.
     gate: AtomicBool,
-    /// The furthest phase reached (god's-eye, for the fault triggers): its index in [`CRASH_PHASES`] order.
+    /// The phases reached (god's-eye, for the fault triggers).
     reached: Mutex<Vec<Phase>>,
+    /// Documents the backfill copied (god's-eye, for the fault triggers).
+    copied: AtomicU64,
+    /// The fault of [`ReshardSpec::shadow_loss`] is on.
+    shadow_lossy: Arc<AtomicBool>,
     /// How many times a coordinator was resumed from a record.
     pub resumes: AtomicU64,
     /// Virtual time (ms) at which the resharding started and finished (0 = not yet).
@@ -148,6 +157,8 @@ impl Resharding {
             plain_in_flight: AtomicU64::new(0),
             gate: AtomicBool::new(false),
             reached: Mutex::new(Vec::new()),
+            copied: AtomicU64::new(0),
+            shadow_lossy: Arc::default(),
             resumes: AtomicU64::new(0),
             started_at: AtomicU64::new(0),
             finished_at: AtomicU64::new(0),
@@ -209,6 +220,8 @@ impl Resharding {
     }
 
     fn note(&self, m: &Reshard) {
+        self.copied
+            .fetch_max(m.status().docs_copied, Ordering::SeqCst);
         let phase = m.phase();
         let mut reached = self.reached.lock().unwrap();
         // every phase up to the current one on the forward path counts as reached
@@ -388,9 +401,11 @@ pub(crate) async fn serve_write(
                 secondary,
                 ticket,
             }))) => {
+                let lossy = rs.shadow_lossy.load(Ordering::SeqCst);
                 let copies = async {
                     let mut calls: FuturesUnordered<_> = secondary
                         .iter()
+                        .filter(|_| !lossy)
                         .map(|r| async move { call(ctx, rpc, r).await })
                         .collect();
                     while calls.next().await.is_some() {}
@@ -448,6 +463,8 @@ pub(crate) fn progress_faults(
     madsim::task::spawn(async move {
         let mut crashed = false;
         let mut node_fault = false;
+        let mut cut = spec.partition.is_none();
+        let mut lost = spec.shadow_loss.is_none();
         type Later = Box<dyn FnOnce() + Send>;
         let mut restarts: Vec<(u64, Later)> = Vec::new();
         loop {
@@ -473,15 +490,23 @@ pub(crate) fn progress_faults(
             }
             if !node_fault && ctx.reshard.reached(Phase::Backfill) {
                 node_fault = true;
-                if let Some((i, ms)) = spec.node_crash {
+                if let Some(ms) = spec.node_crash {
+                    let i = (seed % hosts.len() as u64) as usize;
                     log(format!("reshard fault: node{i} crashes for {ms} ms"));
                     handle.kill(hosts[i]);
                     let h = handle.clone();
                     let id = hosts[i];
                     restarts.push((now + ms, Box::new(move || h.restart(id))));
                 }
-                if let Some((i, ms)) = spec.partition {
-                    log(format!("reshard fault: node{i} cut off for {ms} ms"));
+            }
+            if !cut
+                && ctx.reshard.copied.load(Ordering::SeqCst) >= spec.partition.map_or(0, |p| p.1)
+            {
+                cut = true;
+                if let Some((i, docs, ms)) = spec.partition {
+                    log(format!(
+                        "reshard fault: node{i} cut off for {ms} ms after {docs} documents copied"
+                    ));
                     let net = madsim::net::NetSim::current();
                     net.clog_link(proxy, hosts[i]);
                     net.clog_link(hosts[i], proxy);
@@ -496,8 +521,24 @@ pub(crate) fn progress_faults(
                     ));
                 }
             }
+            if !lost
+                && ctx.reshard.copied.load(Ordering::SeqCst) >= spec.shadow_loss.map_or(0, |p| p.0)
+            {
+                lost = true;
+                if let Some((docs, ms)) = spec.shadow_loss {
+                    log(format!(
+                        "reshard fault: dual writes to the shadow lost for {ms} ms after {docs} documents copied"
+                    ));
+                    ctx.reshard.shadow_lossy.store(true, Ordering::SeqCst);
+                    let flag = ctx.reshard.shadow_lossy.clone();
+                    restarts.push((
+                        now + ms,
+                        Box::new(move || flag.store(false, Ordering::SeqCst)),
+                    ));
+                }
+            }
             let idle = crashed || crash_in.is_none();
-            if idle && node_fault && restarts.is_empty() {
+            if idle && node_fault && cut && lost && restarts.is_empty() {
                 return;
             }
             if ctx.reshard.finished() && restarts.is_empty() {
