@@ -79,7 +79,7 @@ pub struct ReshardSpec {
     /// Node `i` is cut off from the proxy once the backfill copied `docs` documents, for `ms`:
     /// `(i, docs, ms)`.
     pub partition: Option<(usize, u64, u64)>,
-    /// The operator aborts once the backfill copied this many documents.
+    /// The operator aborts once the backfill copied this many documents (in the verify at the latest).
     pub abort_after_docs: Option<u64>,
     /// Once the backfill copied `docs` documents, every dual write to the shadow is lost for `ms`:
     /// `(docs, ms)` (the shadow's nodes never see them; live writes are unaffected).
@@ -298,7 +298,10 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
             if let Some(m) = guard.as_mut() {
                 let st = m.status();
                 let asked = rs.abort_requested.load(Ordering::SeqCst);
-                if asked || (st.phase == Phase::Backfill && st.docs_copied >= n) {
+                // (a backfill of fewer documents is aborted in the verify at the latest)
+                let due = (st.phase == Phase::Backfill && st.docs_copied >= n)
+                    || matches!(st.phase, Phase::Verify | Phase::Fence);
+                if asked || due {
                     rs.abort_requested.store(true, Ordering::SeqCst);
                     if m.abort(now_ms()).is_err() {
                         // too late (the swap is recorded): the operator's abort is refused
