@@ -576,7 +576,7 @@ impl Resharding {
                     "node {node} holds indexes {names:?}; only `{in_force}` should be left after the resharding"
                 ));
             }
-            if !names.iter().any(|n| *n == in_force) {
+            if !names.contains(&in_force) {
                 return Err(format!("node {node} lacks the index in force `{in_force}`"));
             }
         }
