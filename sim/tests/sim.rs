@@ -865,6 +865,33 @@ mod scenarios {
         reshard_sweep(s, 30);
     }
 
+    /// Lost and duplicated messages during a resharding: copies, verifies and dual writes that are lost are
+    /// retried or repaired by the verify passes.
+    #[test]
+    fn reshard_lossy() {
+        let mut s = reshard("reshard_lossy", 3, 4, 8, LOSSY);
+        if let Some(r) = s.reshard.as_mut() {
+            r.docs_per_second = 10;
+        }
+        reshard_sweep(s, 30);
+    }
+
+    /// Node crashes, partitions and proxy crashes drawn by the swarm while S goes from 8 to 4.
+    #[test]
+    fn reshard_swarm() {
+        let faults = FaultKinds {
+            node_crash: true,
+            partition: true,
+            proxy_crash: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = reshard("reshard_swarm", 3, 8, 4, faults);
+        if let Some(r) = s.reshard.as_mut() {
+            r.docs_per_second = 10;
+        }
+        reshard_sweep(s, 30);
+    }
+
     /// Dual writes to the shadow are lost for 1.5 s once the backfill copied 3 documents (the shadow of the
     /// shards already copied goes stale), then a node is cut off from the proxy for 1.5 s once 10 were
     /// copied (copies, verifies and dual writes fail and are retried).
