@@ -318,9 +318,10 @@ pub struct ReshardEstimate {
     pub duration_ms: Option<Millis>,
 }
 
-/// Estimates a resharding of an index of `docs` documents averaging `avg_doc_bytes` bytes, with `params`'
-/// topology and throttle, without touching anything.
-pub fn estimate(params: &ReshardParams, docs: u64, avg_doc_bytes: u64) -> ReshardEstimate {
+/// The dry run: estimates a resharding of an index of `docs` documents averaging `avg_doc_bytes` bytes,
+/// with `params`' topology and throttle, without touching anything (the shell reads the sizes from the
+/// nodes' stats).
+pub fn dry_run(params: &ReshardParams, docs: u64, avg_doc_bytes: u64) -> ReshardEstimate {
     let copies = params.topology.replication_factor as u64 * params.topology.replica_groups as u64;
     let shadow_copies = docs.saturating_mul(copies);
     ReshardEstimate {
@@ -2342,6 +2343,30 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_resumes_after_a_crash() {
+        let mut p = params(topo(3, 2, 1, 4), 8);
+        p.retention_ms = 1_000_000;
+        let mut h = Harness::new(p.clone(), 20);
+        h.run_until(50_000, |m| m.phase() == Phase::Retain);
+        assert_eq!(h.put(2, 22), Some(true));
+        h.m.rollback(h.now).unwrap();
+        h.run(40);
+        let record = h.persisted.last().cloned().unwrap();
+        assert_eq!(record["rollback"], true);
+        h.m = Reshard::resume(&record, p).unwrap();
+        assert_eq!(
+            h.m.read_target().0,
+            "docs__miroir_reshard_1",
+            "not flipped back yet"
+        );
+        assert_eq!(h.put(9, 99), Some(true));
+        h.run(50_000);
+        assert_eq!(h.m.phase(), Phase::Done);
+        assert_eq!(h.m.read_target().0, "docs");
+        h.check_final();
+    }
+
+    #[test]
     fn retention_then_cleanup_deletes_the_old_index() {
         let mut p = params(topo(2, 1, 1, 3), 5);
         p.retention_ms = 5_000;
@@ -2423,13 +2448,13 @@ mod tests {
     fn dry_run_estimates_copy_storage_and_duration() {
         let mut p = params(topo(4, 2, 2, 4), 8);
         p.docs_per_second = 1_000;
-        let e = estimate(&p, 10_000, 500);
+        let e = dry_run(&p, 10_000, 500);
         assert_eq!(e.docs_to_copy, 10_000);
         assert_eq!(e.shadow_copies, 40_000);
         assert_eq!(e.peak_bytes, 40_000 * 500 * 2);
         assert_eq!(e.duration_ms, Some(10_000));
         p.docs_per_second = 0;
-        assert_eq!(estimate(&p, 10, 1).duration_ms, None);
+        assert_eq!(dry_run(&p, 10, 1).duration_ms, None);
     }
 
     #[test]
