@@ -14,8 +14,10 @@
 //! - [`topology`]: nodes, replica groups, shards, validation and the topology epoch.
 //! - [`migration`]: the shard-migration (cutover) coordinator used when the fleet changes shape.
 //! - [`routing`]: document id → shard hashing, rendezvous placement and covering sets for queries.
+//! - [`docsync`]: document copy and verify primitives shared by the migration and resharding.
 //! - [`documents`]: parsing client batches, primary-key resolution, id validation, per-node batch planning.
 //! - [`quorum`]: the write-quorum tracker.
+//! - [`reshard`]: online resharding (changing S) through a shadow index, verified and swapped in.
 //! - [`search`]: search request planning and the exact merge of shard answers.
 //! - [`session`]: read-your-writes sessions (`X-Miroir-Session`).
 //! - [`settings_sync`]: two-phase settings changes, read-back verification, drift repair, freezing.
@@ -25,6 +27,7 @@
 pub mod aliases;
 pub mod auth;
 pub mod config;
+pub mod docsync;
 pub mod documents;
 pub mod error;
 pub mod health;
@@ -34,6 +37,7 @@ pub mod migration;
 pub mod ops;
 pub mod pager;
 pub mod quorum;
+pub mod reshard;
 pub mod routing;
 pub mod search;
 pub mod select;

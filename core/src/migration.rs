@@ -79,17 +79,17 @@
 //! - Documents pages are read with offset/limit; a pass that races client writes may see a shifted page
 //!   and repair wrongly, which only the fenced passes (no client writes) are trusted to undo.
 
+use crate::docsync::{self, TaskPoll};
 use crate::documents::{check_reserved_fields, delete_batch_id, document_id, Document};
 use crate::ops::write::{FanoutWrite, WriteTask};
 use crate::ops::{encode_query_value, Method, NodeRequest, RequestId};
 use crate::quorum::{ShardOwners, WriteQuorum};
-use crate::routing::{canonical_id, shard_for_key, Placement};
+use crate::routing::{shard_for_key, Placement};
 use crate::topology::{GroupId, Node, NodeId, NodeState, ShardId, Topology};
-use crate::{MeiliError, Millis, RESERVED_PREFIX, SHARD_FIELD};
+use crate::{MeiliError, Millis, SHARD_FIELD};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use xxhash_rust::xxh3::xxh3_64;
 
 const CODE: &str = "miroir_invalid_migration";
 /// How long to wait between two polls of a node task.
@@ -335,48 +335,8 @@ fn set_state(t: &mut Topology, id: &NodeId, state: NodeState) {
 
 // ----- fingerprints -----
 
-fn canon(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canon(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canon(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// A document's content fingerprint: XXH3 of its canonical JSON (object keys sorted at every level), with
-/// every top-level `_miroir_*` field left out. Field order does not matter; any value change does.
-pub fn fingerprint(doc: &Document) -> u64 {
-    let visible: Map<String, Value> = doc
-        .iter()
-        .filter(|(k, _)| !k.starts_with(RESERVED_PREFIX))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let mut s = String::new();
-    canon(&Value::Object(visible), &mut s);
-    xxh3_64(s.as_bytes())
-}
+/// A document's content fingerprint (shared with resharding, see [`crate::docsync::fingerprint`]).
+pub use crate::docsync::fingerprint;
 
 // ----- the machine -----
 
@@ -509,6 +469,10 @@ pub enum WriteIntent {
 
 /// A node request before it gets an id: node, method, path, body.
 type RequestSpec = (NodeId, Method, String, Option<Value>);
+
+fn with_node(node: &NodeId, (method, path, body): docsync::RequestParts) -> RequestSpec {
+    (node.clone(), method, path, body)
+}
 
 #[derive(Debug, Clone, PartialEq)]
 enum Work {
@@ -1181,7 +1145,7 @@ impl Migration {
         params: &MigrationParams,
         now: Millis,
     ) -> Result<(), ()> {
-        let task_uid = || body.get("taskUid").and_then(Value::as_u64).ok_or(());
+        let task_uid = || docsync::task_uid(body).ok_or(());
         match work {
             Work::GetSettings { .. } => {
                 if !body.is_object() {
@@ -1213,10 +1177,10 @@ impl Migration {
                 node,
                 uid,
                 tolerate_failure,
-            } => match body.get("status").and_then(Value::as_str) {
-                Some("succeeded") => {}
-                Some("failed") | Some("canceled") if tolerate_failure => {}
-                Some("enqueued") | Some("processing") => {
+            } => match docsync::task_poll(body) {
+                TaskPoll::Succeeded => {}
+                TaskPoll::Failed if tolerate_failure => {}
+                TaskPoll::Pending => {
                     job.queue.push_front(Work::AwaitTask {
                         node,
                         uid,
@@ -1231,18 +1195,9 @@ impl Migration {
                 offset,
                 purpose,
             } => {
-                let results = body.get("results").and_then(Value::as_array).ok_or(())?;
-                let n = results.len();
-                let mut docs = Vec::with_capacity(n);
-                for r in results {
-                    let doc = r.as_object().ok_or(())?.clone();
-                    let id = doc
-                        .get(&params.primary_key)
-                        .and_then(canonical_id)
-                        .ok_or(())?;
-                    docs.push((id, doc));
-                }
-                let more = n >= params.page_size.max(1);
+                let docs = docsync::parse_page(body, &params.primary_key).ok_or(())?;
+                let n = docs.len();
+                let more = docsync::has_more(n, params.page_size);
                 match purpose {
                     Scan::Copy => {
                         job.copy_offset = offset + n;
@@ -1256,11 +1211,9 @@ impl Migration {
                                 });
                             }
                             // the throttle delays the next page, never this page's writes
-                            if let Some(wait) = (n as u64)
-                                .saturating_mul(1000)
-                                .checked_div(params.docs_per_second)
+                            if let Some(at) = docsync::throttle_next(now, n, params.docs_per_second)
                             {
-                                job.copy_next_at = now.saturating_add(wait);
+                                job.copy_next_at = at;
                             }
                         }
                     }
@@ -1297,17 +1250,7 @@ impl Migration {
                             });
                         } else {
                             let tgt = std::mem::take(&mut job.tgt);
-                            let missing: Vec<Document> = job
-                                .src
-                                .iter()
-                                .filter(|(id, (fp, _))| tgt.get(*id) != Some(fp))
-                                .map(|(_, (_, d))| d.clone())
-                                .collect();
-                            let extra: Vec<String> = tgt
-                                .keys()
-                                .filter(|id| !job.src.contains_key(*id))
-                                .cloned()
-                                .collect();
+                            let (missing, extra) = docsync::diff(&job.src, &tgt);
                             // next target's scan goes after this target's repairs
                             if let Some(t) = job.targets.get(i + 1) {
                                 job.queue.push_front(Work::Fetch {
@@ -1361,48 +1304,20 @@ impl Migration {
                 format!("/indexes/{idx}/settings"),
                 self.jobs.get(&s).and_then(|j| j.settings.clone()),
             ),
-            Work::Fetch { node, offset, .. } => (
-                node.clone(),
-                Method::Post,
-                format!("/indexes/{idx}/documents/fetch"),
-                Some(
-                    json!({"filter": filter, "offset": offset, "limit": self.params.page_size.max(1)}),
-                ),
+            Work::Fetch { node, offset, .. } => with_node(
+                node,
+                docsync::fetch_page(idx, Some(&filter), *offset, self.params.page_size),
             ),
-            Work::Write { node, docs } => (
-                node.clone(),
-                Method::Post,
-                format!(
-                    "/indexes/{idx}/documents?primaryKey={}",
-                    encode_query_value(pk)
-                ),
-                Some(Value::Array(
-                    docs.iter().cloned().map(Value::Object).collect(),
-                )),
-            ),
-            Work::Delete { node, ids } => (
-                node.clone(),
-                Method::Post,
-                format!("/indexes/{idx}/documents/delete-batch"),
-                Some(Value::Array(
-                    ids.iter().cloned().map(Value::String).collect(),
-                )),
-            ),
-            Work::Barrier { node } => (
-                node.clone(),
-                Method::Post,
-                format!("/indexes/{idx}/documents/delete-batch"),
-                Some(json!([])),
-            ),
+            Work::Write { node, docs } => with_node(node, docsync::write_docs(idx, pk, docs)),
+            Work::Delete { node, ids } => with_node(node, docsync::delete_ids(idx, ids)),
+            Work::Barrier { node } => with_node(node, docsync::barrier(idx)),
             Work::DeleteShard { node } => (
                 node.clone(),
                 Method::Post,
                 format!("/indexes/{idx}/documents/delete"),
                 Some(json!({ "filter": filter })),
             ),
-            Work::AwaitTask { node, uid, .. } => {
-                (node.clone(), Method::Get, format!("/tasks/{uid}"), None)
-            }
+            Work::AwaitTask { node, uid, .. } => with_node(node, docsync::get_task(*uid)),
         }
     }
 
@@ -1628,6 +1543,7 @@ impl Migration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::canonical_id;
     use proptest::prelude::*;
 
     fn topo(per_group: &[u32], rf: u32, shards: u32) -> Topology {

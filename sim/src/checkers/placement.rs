@@ -1,5 +1,6 @@
 //! Every document lives on exactly its owners under the placement in force after quiescence (the new one
-//! after a migration): never on a node that does not own its shard (a leaving owner that was not cleaned,
+//! after a migration; after a resharding, the index in force with its S, so the view is built from that index
+//! and `fleet.shards` is the new S): never on a node that does not own its shard (a leaving owner that was not cleaned,
 //! a copy sent to the wrong node), and on every owner of its shard when its fate is determined (a target that
 //! was cut over without the document). Documents whose last writes are in doubt may sit on some owners only
 //! (a write that reached part of its replicas); those are left to repair.
@@ -82,5 +83,40 @@ mod tests {
         // in doubt: left to repair
         let doubtful: BTreeMap<_, _> = [(id, Expect::OneOf(vec![None]))].into_iter().collect();
         assert!(check(&doubtful, &fleet).is_ok());
+    }
+
+    /// After a resharding the view has the new S: a document left where the old S placed it is caught.
+    #[test]
+    fn fires_on_a_document_placed_by_the_old_s_after_a_resharding() {
+        use miroir_core::routing::shard_for_key;
+        let (old_s, new_s) = (4u32, 16u32);
+        // owners by shard number modulo 3; an id whose owner differs between the two S
+        let owner = |s: u32| ["a", "b", "c"][(s % 3) as usize];
+        let id = (0..1000)
+            .map(|i| i.to_string())
+            .find(|id| owner(shard_for_key(id, old_s)) != owner(shard_for_key(id, new_s)))
+            .unwrap();
+        let mut fleet = FleetView {
+            shards: new_s,
+            owners: (0..new_s)
+                .map(|s| [owner(s).to_string()].into_iter().collect())
+                .collect(),
+            ..Default::default()
+        };
+        let doc = json!({"id": id}).as_object().unwrap().clone();
+        let stale = owner(shard_for_key(&id, old_s));
+        let right = owner(shard_for_key(&id, new_s));
+        fleet.nodes.insert(stale.into(), BTreeMap::new());
+        fleet.nodes.insert(right.into(), BTreeMap::new());
+        fleet
+            .nodes
+            .get_mut(right)
+            .unwrap()
+            .insert(id.clone(), doc.clone());
+        let expect = BTreeMap::new();
+        assert!(check(&expect, &fleet).is_ok());
+        fleet.nodes.get_mut(right).unwrap().clear();
+        fleet.nodes.get_mut(stale).unwrap().insert(id, doc);
+        assert!(check(&expect, &fleet).is_err());
     }
 }

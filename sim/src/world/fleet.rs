@@ -103,6 +103,8 @@ pub struct Spec {
     pub settings: SettingsMode,
     /// A fleet change during the safety phase (shard migration), if any.
     pub elastic: Option<super::migrate::ElasticSpec>,
+    /// A change of S during the safety phase (online resharding), if any.
+    pub reshard: Option<super::reshard::ReshardSpec>,
 }
 
 /// How a scenario's fault timeline is drawn from its seed.
@@ -387,6 +389,7 @@ pub(crate) struct ProxyCtx {
     /// Replica selection fed by every search answer (as the HTTP proxy's), with default hedging.
     selector: Mutex<miroir_core::select::Selector>,
     pub(crate) elastic: super::migrate::Elastic,
+    pub(crate) reshard: super::reshard::Resharding,
 }
 
 /// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
@@ -485,6 +488,13 @@ impl ProxyCtx {
         self.elastic
             .read_placement()
             .unwrap_or_else(|| self.placement.clone())
+    }
+
+    /// The index reads go to and its placement: the resharding's live index in resharding runs.
+    fn read_target(&self) -> (String, Placement) {
+        self.reshard
+            .read_target()
+            .unwrap_or_else(|| (INDEX.to_string(), self.read_placement()))
     }
 }
 
@@ -820,6 +830,21 @@ async fn serve_op(
                 TaskType::DocumentAdditionOrUpdate,
                 details::document_addition(docs.len() as u64),
             );
+            if ctx.reshard.enabled() {
+                let intent = miroir_core::reshard::WriteIntent::Documents {
+                    docs: docs.clone(),
+                    replace,
+                };
+                let plain = |t: WriteTask, deadline: u64| {
+                    let p = &ctx.placement;
+                    let plan = plan_batch(docs.clone(), "id", p)?;
+                    Ok(FanoutWrite::documents(
+                        t, INDEX, "id", replace, plan, p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::reshard::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             if ctx.elastic.enabled() {
                 let intent = miroir_core::migration::WriteIntent::Documents {
                     docs: docs.clone(),
@@ -859,6 +884,26 @@ async fn serve_op(
             );
             let path = format!("/indexes/{INDEX}/documents/delete");
             let body = json!({ "filter": filter });
+            if ctx.reshard.enabled() {
+                let intent = miroir_core::reshard::WriteIntent::IndexBroadcast {
+                    method: Method::Post,
+                    suffix: "/documents/delete".into(),
+                    body: Some(body.clone()),
+                };
+                let plain = |t: WriteTask, deadline: u64| {
+                    Ok(FanoutWrite::broadcast(
+                        t,
+                        Method::Post,
+                        path.clone(),
+                        Some(body.clone()),
+                        &ctx.placement,
+                        ctx.quorum,
+                        deadline,
+                    ))
+                };
+                return super::reshard::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             if ctx.elastic.enabled() {
                 let intent =
                     super::migrate::broadcast(Method::Post, path.clone(), Some(body.clone()));
@@ -893,6 +938,18 @@ async fn serve_op(
                 details::document_deletion(ids.len() as u64),
             );
             let values: Vec<Value> = ids.into_iter().map(Value::String).collect();
+            if ctx.reshard.enabled() {
+                let intent = miroir_core::reshard::WriteIntent::DeleteIds(values.clone());
+                let plain = |t: WriteTask, deadline: u64| {
+                    let p = &ctx.placement;
+                    let plan = plan_delete_ids(&values, p);
+                    Ok(FanoutWrite::delete_ids(
+                        t, INDEX, plan, p, ctx.quorum, deadline,
+                    ))
+                };
+                return super::reshard::serve_write(ctx, rpc, lanes, intent, t, answer, plain)
+                    .await;
+            }
             if ctx.elastic.enabled() {
                 let intent = miroir_core::migration::WriteIntent::DeleteIds(values.clone());
                 let plain = |p: &Placement, t: WriteTask, deadline: u64| {
@@ -923,7 +980,7 @@ async fn serve_op(
         }
         ProxyOp::Search(body) => {
             let n = ctx.disk.requests.fetch_add(1, Ordering::SeqCst);
-            let placement = ctx.read_placement();
+            let (index, placement) = ctx.read_target();
             let groups = placement.groups().max(1);
             let nodes: Vec<NodeId> = ctx.addrs.keys().cloned().collect();
             let options = super::speed::cover_options(
@@ -934,7 +991,7 @@ async fn serve_op(
                 n,
             );
             let search = ScatterSearch::with_options(
-                INDEX,
+                &index,
                 &body,
                 &SearchContext::default(),
                 &placement,
@@ -967,8 +1024,8 @@ async fn serve_op(
             }
         }
         ProxyOp::GetDocument(id) => {
-            let placement = ctx.read_placement();
-            let mut get = DocumentGet::new(INDEX, &id, None, &placement, &|_| true, 0);
+            let (index, placement) = ctx.read_target();
+            let mut get = DocumentGet::new(&index, &id, None, &placement, &|_| true, 0);
             while let Some(r) = get.next_request() {
                 match call(ctx, rpc, &r).await {
                     Ok(resp) => get.on_response(r.id, resp.status, resp.body),
@@ -1034,6 +1091,7 @@ fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>) -> NodeHandle {
                         .expect("proxy client address"),
                 );
                 super::migrate::spawn_driver(ctx.clone(), rpc.clone());
+                super::reshard::spawn_driver(ctx.clone(), rpc.clone());
                 // a new incarnation starts with idle lanes (the crashed one's requests died with it) and
                 // no replay in flight; its hints are on disk
                 let lanes: Lanes = Arc::default();
@@ -1391,6 +1449,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             seed,
         )),
         elastic: super::migrate::Elastic::new(spec.elastic, topology.clone()),
+        reshard: super::reshard::Resharding::new(spec.reshard, topology.clone()),
     });
     let proxy = spawn_proxy(&handle, ctx.clone());
     let admin_node = handle
@@ -1499,6 +1558,18 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .map(|(i, after, length)| (proxy.id(), hosts[i].id(), after, length));
         super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost, cut);
     }
+    if let Some(r) = spec.reshard {
+        super::reshard::request_at(ctx.clone(), r.at_ms);
+        let log = shared.clone();
+        super::reshard::progress_faults(
+            ctx.clone(),
+            handle.clone(),
+            proxy.id(),
+            hosts.iter().map(|h| h.id()).collect(),
+            seed,
+            move |m| log.log(m),
+        );
+    }
     let start = now_ms();
     let mut down: BTreeSet<usize> = BTreeSet::new();
     let mut proxy_down = false;
@@ -1570,7 +1641,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         handle.restart(proxy.id());
     }
     let liveness_deadline = now_ms() + LIVENESS_MS;
-    while !ctx.elastic.finished() {
+    while !ctx.elastic.finished() || !ctx.reshard.finished() {
         if now_ms() > liveness_deadline {
             return Err(fail(
                 "liveness",
@@ -1593,6 +1664,25 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             at(&ctx.elastic.started_at),
             at(&ctx.elastic.finished_at),
             ctx.elastic.resumes.load(Ordering::SeqCst)
+        ));
+    }
+    // the index in force and its S (the resharding's new one once swapped)
+    let (live_index, live_shards) = ctx.reshard.in_force(spec.shards);
+    let placement = if live_shards != spec.shards {
+        let mut t = topology.clone();
+        t.shards = live_shards;
+        Placement::new(&t).map_err(|e| fail("reshard", e.to_string(), &schedule))?
+    } else {
+        placement
+    };
+    if ctx.reshard.enabled() {
+        let at = |t: &AtomicU64| t.load(Ordering::SeqCst).saturating_sub(shared.start);
+        shared.log(format_args!(
+            "resharding ran from t+{}ms to t+{}ms, ended {:?} with `{live_index}` (S={live_shards}); resumed from its record {} time(s)",
+            at(&ctx.reshard.started_at),
+            at(&ctx.reshard.finished_at),
+            ctx.reshard.recorded_phase(),
+            ctx.reshard.resumes.load(Ordering::SeqCst)
         ));
     }
     let lost = ctx.elastic.lost();
@@ -1722,11 +1812,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
 
     // 4. checks
     let mut fleet = FleetView {
-        shards: spec.shards,
+        shards: live_shards,
         owners: Vec::new(),
         nodes: BTreeMap::new(),
     };
-    for s in 0..spec.shards {
+    for s in 0..live_shards {
         fleet.owners.push(
             placement
                 .write_targets(s)
@@ -1741,7 +1831,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         }
         let guard = d.lock();
         let mut docs = BTreeMap::new();
-        if let Some(index) = guard.0.state().indexes.get(INDEX) {
+        if let Some(index) = guard.0.state().indexes.get(&live_index) {
             for (external, internal) in &index.external {
                 if let Some(doc) = index.docs.get(internal) {
                     docs.insert(external.clone(), doc.clone());
@@ -1758,6 +1848,17 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             fail(name, m, &schedule)
         })
     };
+    if ctx.reshard.enabled() {
+        let indexes: BTreeMap<String, Vec<String>> = disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let names = d.lock().0.state().indexes.keys().cloned().collect();
+                (ids[i].0.clone(), names)
+            })
+            .collect();
+        check("reshard", ctx.reshard.check_end(&indexes))?;
+    }
     check("task_status", checkers::task_status::check(&acked, &finals))?;
     check("lost_write", checkers::lost_write::check(&expect, &reads))?;
     check(

@@ -14,4 +14,6 @@ pub mod migrate;
 #[cfg(madsim)]
 pub mod net;
 #[cfg(madsim)]
+pub mod reshard;
+#[cfg(madsim)]
 pub mod speed;
