@@ -9,7 +9,9 @@
 //!   last value, so a spliced hit reads back exactly as the parsed-and-reserialized hit would.
 //! - Field *values* are copied byte for byte from the node's text (numbers keep their spelling, strings
 //!   their escapes); keys are escaped as `serde_json` escapes them. Parsing the spliced reply gives the same
-//!   JSON value as parsing the node's text and serializing the merged value.
+//!   JSON value as parsing the node's text and serializing the merged value. Known limit: a key repeated
+//!   *inside* a field's value (never written by Meilisearch, whose documents have unique keys) is passed on
+//!   as written, where parsing would have kept its last value only.
 //! - Only the fields the merge needs are ever parsed: `_rankingScore`, `_rankingScoreDetails`,
 //!   `_miroir_shard`, the distinct attribute, and `_formatted` / `_matchesPosition` keys when they are
 //!   rewritten.
