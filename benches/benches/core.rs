@@ -5,6 +5,8 @@
 //! - `task_aggregate/<nodes>`: aggregating the node tasks of one Miroir task (elements/s = node tasks/s);
 //! - `search_merge/<shards>x<hits>[+facets|+sort|+distinct]`: merging `shards` node answers of `hits` hits
 //!   each (elements/s = hits merged per second), with facet distributions, a `sort`, or `distinct`;
+//!   parsed answers; the `merge` bench (`benches/merge.rs`) compares it with the text merge and measures
+//!   the proxy's CPU per search;
 //! - `shard_filter/<form>`: emitting the cheapest `_miroir_shard` restriction of a node holding 64 shards;
 //! - `shard_filter_model/<form>`: one search of the node model (5,000 documents over 64 shards) with each
 //!   restriction form, to compare the forms' cost on a node;

@@ -134,3 +134,29 @@ pub fn documents(n: usize, gen: &mut Gen) -> Vec<Map<String, Value>> {
         })
         .collect()
 }
+
+/// Words the padded hits' `overview` is made of.
+const WORDS: [&str; 12] = [
+    "a", "lonely", "pilot", "crosses", "the", "desert", "to", "find", "her", "brother", "before",
+    "winter",
+];
+
+/// [`shard_answer`] (without facets) with every hit padded by an `overview` text field to about `hit_bytes`
+/// bytes of JSON, the size of a typical document with a description.
+pub fn shard_answer_sized(shard: u32, hits: usize, hit_bytes: usize, gen: &mut Gen) -> Value {
+    let mut body = shard_answer(shard, hits, false, gen);
+    if let Some(Value::Array(list)) = body.get_mut("hits") {
+        for hit in list {
+            let len = hit.to_string().len();
+            let mut text = String::new();
+            while len + text.len() + 16 < hit_bytes {
+                text.push_str(WORDS[gen.below(WORDS.len() as u64) as usize]);
+                text.push(' ');
+            }
+            if let Some(obj) = hit.as_object_mut() {
+                obj.insert("overview".into(), Value::String(text));
+            }
+        }
+    }
+    body
+}

@@ -843,14 +843,6 @@ impl Fleet {
         Ok(reply)
     }
 
-    async fn run_search(&self, state: &AppState, mut search: ScatterSearch) -> Reply {
-        self.drive_scatter(state, &mut search).await;
-        match search.reply() {
-            Some(reply) => reply.clone(),
-            None => Reply::error(&MeiliError::internal("the search ended without a reply")),
-        }
-    }
-
     async fn run_cover(&self, state: &AppState, mut read: CoverRead) -> CoverOutcome {
         self.drive_scatter(state, &mut read).await;
         read.outcome().unwrap_or_else(|| {
@@ -1595,10 +1587,26 @@ impl Fleet {
         index: &str,
         body: &Map<String, Value>,
     ) -> Result<Reply, MeiliError> {
+        let search = self.scatter_search(state, index, body).await?;
+        Ok(match search.reply() {
+            Some(reply) => reply.clone(),
+            None => Reply::error(&MeiliError::internal("the search ended without a reply")),
+        })
+    }
+
+    /// Plans a search, drives it to its reply (the index's displayed attributes applied to the hits) and
+    /// returns it.
+    async fn scatter_search(
+        &self,
+        state: &AppState,
+        index: &str,
+        body: &Map<String, Value>,
+    ) -> Result<ScatterSearch, MeiliError> {
         let ctx = self.search_context(state, index).await;
         let (group, rotation) = self.next_rotation();
         let primary_key = self.cached_primary_key(index);
-        let search = ScatterSearch::with_options(
+        let displayed = self.displayed(state, index).await;
+        let mut search = ScatterSearch::with_options(
             index,
             body,
             &ctx,
@@ -1607,13 +1615,10 @@ impl Fleet {
             self.cover_options(state, group, rotation),
             state.config.scatter.unavailable_shard_policy,
             primary_key.as_deref(),
-        )?;
-        let mut reply = self.run_search(state, search).await;
-        if reply.status == 200 {
-            let displayed = self.displayed(state, index).await;
-            node_settings::apply_displayed_to_hits(&mut reply.body, displayed.as_deref());
-        }
-        Ok(reply)
+        )?
+        .with_displayed(displayed);
+        self.drive_scatter(state, &mut search).await;
+        Ok(search)
     }
 
     async fn multi_search(
@@ -2800,16 +2805,12 @@ impl Fleet {
             SearchPost(u) => {
                 let mut body = json_object(&request)?;
                 with_search_rules(&request.access, u.as_str(), &mut body);
-                Ok(reply_response(
-                    &self.search(state, u.as_str(), &body).await?,
-                ))
+                self.search_response(state, u.as_str(), &body).await
             }
             SearchGet(u) => {
                 let mut body = search_params_from_query(&query_pairs(&request.uri))?;
                 with_search_rules(&request.access, u.as_str(), &mut body);
-                Ok(reply_response(
-                    &self.search(state, u.as_str(), &body).await?,
-                ))
+                self.search_response(state, u.as_str(), &body).await
             }
             MultiSearch => self.multi_search(state, &request).await,
             FacetSearch(u) => self.facet_search(state, u.as_str(), &request).await,

@@ -19,6 +19,7 @@
 //! is exact only when nodes return every value (the proxy configures nodes with a higher
 //! `maxValuesPerFacet`), `alpha` order whenever nodes return at least the client's `maxValuesPerFacet`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
@@ -34,45 +35,66 @@ use crate::{MeiliError, RESERVED_PREFIX};
 /// Above this many candidates Meilisearch orders numeric facet values numerically, below by their text.
 const CANDIDATES_THRESHOLD: u64 = 3000;
 
-fn as_number(key: &str) -> Option<f64> {
+/// The number a facet value's text stands for, when the text is exactly that number's display (`buf` is
+/// scratch space, reused so reading values allocates nothing).
+fn as_number(key: &str, buf: &mut String) -> Option<f64> {
+    use std::fmt::Write;
     let f: f64 = key.parse().ok()?;
-    (f.is_finite() && f.to_string() == key).then_some(f)
+    if !f.is_finite() {
+        return None;
+    }
+    buf.clear();
+    write!(buf, "{f}").ok()?;
+    (buf == key).then_some(f)
+}
+
+/// [`normalize`], borrowing when the value is already normalised (trimmed ASCII without capitals).
+fn normalized(s: &str) -> Cow<'_, str> {
+    let trimmed = s.trim();
+    if trimmed.is_ascii() && !trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Borrowed(trimmed)
+    } else {
+        Cow::Owned(normalize(s))
+    }
 }
 
 #[derive(Debug)]
-struct FacetValue {
-    original: String,
-    normalized: String,
+struct FacetValue<'a> {
+    original: &'a str,
+    normalized: Cow<'a, str>,
     number: Option<f64>,
     count: u64,
 }
 
-/// Sums one facet's values over the nodes' maps.
-fn sum_values(
-    maps: &[(usize, &Map<String, Value>)],
-    value_of: impl Fn(usize, &Map<String, Value>) -> Result<Vec<(String, u64)>, MeiliError>,
-) -> Result<Vec<FacetValue>, MeiliError> {
-    let mut index: HashMap<(bool, String), usize> = HashMap::new();
-    let mut values: Vec<FacetValue> = Vec::new();
+/// Sums one facet's values over the nodes' maps (values borrowed from the maps).
+fn sum_values<'a>(
+    maps: &[(usize, &'a Map<String, Value>)],
+    value_of: impl Fn(usize, &'a Map<String, Value>) -> Result<Vec<(&'a str, u64)>, MeiliError>,
+) -> Result<Vec<FacetValue<'a>>, MeiliError> {
+    let mut index: HashMap<(bool, Cow<'a, str>), usize> = HashMap::new();
+    let mut values: Vec<FacetValue<'a>> = Vec::new();
+    let mut buf = String::new();
     for (order, map) in maps {
         for (original, count) in value_of(*order, map)? {
-            let number = as_number(&original);
+            let number = as_number(original, &mut buf);
             let normalized = if number.is_some() {
-                original.clone()
+                Cow::Borrowed(original)
             } else {
-                normalize(&original)
+                normalized(original)
             };
-            let slot = *index
-                .entry((number.is_some(), normalized.clone()))
-                .or_insert_with(|| {
+            let slot = match index.get(&(number.is_some(), normalized.clone())) {
+                Some(slot) => *slot,
+                None => {
+                    index.insert((number.is_some(), normalized.clone()), values.len());
                     values.push(FacetValue {
-                        original: original.clone(),
+                        original,
                         normalized,
                         number,
                         count: 0,
                     });
                     values.len() - 1
-                });
+                }
+            };
             values[slot].count = values[slot].count.saturating_add(count);
         }
     }
@@ -80,14 +102,14 @@ fn sum_values(
 }
 
 fn order_values(
-    mut values: Vec<FacetValue>,
+    mut values: Vec<FacetValue<'_>>,
     order: FacetOrder,
     candidates: u64,
     max: usize,
-) -> Vec<FacetValue> {
+) -> Vec<FacetValue<'_>> {
     let by_number = |a: &FacetValue, b: &FacetValue| {
         if candidates <= CANDIDATES_THRESHOLD {
-            a.original.cmp(&b.original)
+            a.original.cmp(b.original)
         } else {
             a.number
                 .unwrap_or(0.0)
@@ -146,7 +168,7 @@ pub(crate) fn merge_facet_distribution(
         let values = sum_values(&maps, |order, map| {
             map.iter()
                 .map(|(k, v)| {
-                    v.as_u64().map(|c| (k.clone(), c)).ok_or_else(|| {
+                    v.as_u64().map(|c| (k.as_str(), c)).ok_or_else(|| {
                         bad(
                             order,
                             &format!("the count of `{name}`=`{k}` is not a count"),
@@ -163,7 +185,7 @@ pub(crate) fn merge_facet_distribution(
         );
         let mut facet = Map::new();
         for v in ordered {
-            facet.insert(v.original, Value::from(v.count));
+            facet.insert(v.original.to_string(), Value::from(v.count));
         }
         out.insert(name.to_string(), Value::Object(facet));
     }
@@ -254,7 +276,7 @@ pub fn merge_facet_search(
     let mut values = sum_values(&refs, |_, map| {
         Ok(map
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+            .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
             .collect())
     })?;
     // Facet search only knows string values: order by the value's text, never as a number.
@@ -262,16 +284,16 @@ pub fn merge_facet_search(
         FacetOrder::Count => values.sort_by(|a, b| {
             b.count
                 .cmp(&a.count)
-                .then_with(|| b.original.cmp(&a.original))
+                .then_with(|| b.original.cmp(a.original))
         }),
-        FacetOrder::Alpha => values.sort_by_key(|v| normalize(&v.original)),
+        FacetOrder::Alpha => values.sort_by_key(|v| normalize(v.original)),
     }
     values.truncate(max_values);
     let hits: Vec<Value> = values
         .into_iter()
         .map(|v| {
             let mut h = Map::new();
-            h.insert("value".into(), Value::String(v.original));
+            h.insert("value".into(), Value::String(v.original.to_string()));
             h.insert("count".into(), Value::from(v.count));
             Value::Object(h)
         })

@@ -45,14 +45,16 @@ mod get;
 mod merge;
 mod pk;
 mod plan;
+mod raw;
 
 pub use facets::merge_facet_search;
 pub use filter::{and_filter, shard_filter, ShardRestriction};
 pub use get::search_params_from_query;
 pub(crate) use get::split_sort;
-pub use merge::{compare_hits, merge_search};
+pub use merge::{compare_hits, merge_search, merge_search_text};
 pub use pk::{pinned_ids, pinned_shards, MAX_CASE_VARIANTS};
 pub use plan::plan_search;
+pub use raw::RawAnswer;
 
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;

@@ -6,11 +6,18 @@
 //! [`Fleet::drive_scatter`], which sleeps until the read's `poll_timeout` and then lets core send its
 //! hedges. Requests still in flight when the read is decided (hedge losers) finish in the background, so
 //! their latency still reaches the selector.
+//!
+//! Searches keep the nodes' answers as text ([`Scattered::wants_text`]): core merges them without parsing
+//! hits whole and the reply's text is sent as is ([`Fleet::search_response`]).
 
-use super::{now_ms, Answer, Fleet};
+use super::{http_method, now_ms, Answer, Fleet};
+use crate::http_util::ProxyResponse;
 use crate::server::AppState;
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
 use miroir_core::ops::cover::{CoverOptions, CoverRead};
-use miroir_core::ops::search::ScatterSearch;
+use miroir_core::ops::search::{ScatterSearch, TextReply};
 use miroir_core::ops::{NodeRequest, RequestId};
 use miroir_core::select::Selector;
 use miroir_core::topology::{GroupId, NodeId};
@@ -21,10 +28,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
+/// A node's answer to a scattered read: parsed, or its text when the read merges text.
+enum Payload {
+    Json(Value),
+    Text(String),
+}
+
+/// A node's answer to a scattered read, or why there is none.
+type ReadAnswer = Result<(u16, Payload), String>;
+
 /// A scattered read the proxy drives: both [`ScatterSearch`] and [`CoverRead`].
 pub(super) trait Scattered {
     fn take_at(&mut self, now: Millis) -> Vec<NodeRequest>;
     fn response(&mut self, id: RequestId, status: u16, body: Value);
+    /// Whether answers are fed as text ([`Scattered::response_text`]) instead of parsed.
+    fn wants_text(&self) -> bool {
+        false
+    }
+    /// Feeds an answer as the node's text (only called when [`Scattered::wants_text`]).
+    fn response_text(&mut self, id: RequestId, status: u16, text: String) {
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        self.response(id, status, body)
+    }
     fn failure(&mut self, id: RequestId);
     fn next_hedge(&self) -> Option<Millis>;
     fn hedge(&mut self, now: Millis);
@@ -40,6 +65,12 @@ impl Scattered for ScatterSearch {
     fn response(&mut self, id: RequestId, status: u16, body: Value) {
         self.on_response(id, status, body)
     }
+    fn wants_text(&self) -> bool {
+        true
+    }
+    fn response_text(&mut self, id: RequestId, status: u16, text: String) {
+        self.on_response_text(id, status, text)
+    }
     fn failure(&mut self, id: RequestId) {
         self.on_failure(id)
     }
@@ -50,7 +81,7 @@ impl Scattered for ScatterSearch {
         self.on_timeout(now)
     }
     fn decided(&self) -> bool {
-        self.reply().is_some()
+        self.is_done()
     }
     fn hedge_counts(&self) -> (u32, u32) {
         self.hedges()
@@ -90,6 +121,16 @@ impl Scattered for CoverRead {
 /// Feeds one answer to the selector: a 5xx or no answer is a failure, anything else an answer.
 fn record(selector: &Mutex<Selector>, node: &NodeId, started: Instant, answer: &Answer) {
     let ok = matches!(answer, Ok((status, _)) if *status < 500);
+    record_ok(selector, node, started, ok)
+}
+
+/// [`record`] for a scattered read's answer.
+fn record_read(selector: &Mutex<Selector>, node: &NodeId, started: Instant, answer: &ReadAnswer) {
+    let ok = matches!(answer, Ok((status, _)) if *status < 500);
+    record_ok(selector, node, started, ok)
+}
+
+fn record_ok(selector: &Mutex<Selector>, node: &NodeId, started: Instant, ok: bool) {
     let latency = started.elapsed().as_millis() as Millis;
     selector
         .lock()
@@ -139,20 +180,65 @@ impl Fleet {
         }
     }
 
-    /// Sends one request of a read, recording it with the selector.
+    /// Sends one request of a read, recording it with the selector. With `text`, the answer is kept as
+    /// the node's text.
     fn send_read(
         &self,
         state: &AppState,
-        set: &mut JoinSet<(usize, Answer)>,
+        set: &mut JoinSet<(usize, ReadAnswer)>,
         sent: &mut HashMap<RequestId, (NodeId, Instant)>,
         r: NodeRequest,
+        text: bool,
     ) {
         self.selector
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .on_sent(&r.node);
         sent.insert(r.id, (r.node.clone(), Instant::now()));
-        self.spawn_request(state, set, r);
+        if text {
+            set.spawn(self.request_future_text(state, r));
+        } else {
+            let send = self.request_future(state, r);
+            set.spawn(async move {
+                let (id, answer) = send.await;
+                (id, answer.map(|(status, v)| (status, Payload::Json(v))))
+            });
+        }
+    }
+
+    /// [`Fleet::request_future`] keeping the answer's text (not UTF-8: empty, which is not JSON either).
+    fn request_future_text(
+        &self,
+        state: &AppState,
+        r: NodeRequest,
+    ) -> impl std::future::Future<Output = (usize, ReadAnswer)> + Send + 'static {
+        let client = state.nodes.clone();
+        let address = self.addresses.get(&r.node).cloned().unwrap_or_default();
+        async move {
+            let (ct, body) = match &r.body {
+                Some(b) => (
+                    Some("application/json"),
+                    Bytes::from(serde_json::to_vec(b).unwrap_or_default()),
+                ),
+                None => (None, Bytes::new()),
+            };
+            let answer = client
+                .send(
+                    r.node.as_str(),
+                    &address,
+                    http_method(r.method),
+                    &r.path,
+                    ct,
+                    body,
+                )
+                .await
+                .map(|resp| {
+                    let text = String::from_utf8(Vec::from(resp.body)).unwrap_or_default();
+                    (resp.status, Payload::Text(text))
+                })
+                .map_err(|e| e.to_string());
+            (r.id, answer)
+        }
     }
 
     /// Drives a scattered read to its decision: sends its requests, feeds the answers, and wakes up at
@@ -161,9 +247,10 @@ impl Fleet {
         self.spawn_read_probe(state, read);
         let mut set = JoinSet::new();
         let mut sent: HashMap<RequestId, (NodeId, Instant)> = HashMap::new();
+        let text = read.wants_text();
         let decided = loop {
             for r in read.take_at(now_ms()) {
-                self.send_read(state, &mut set, &mut sent, r);
+                self.send_read(state, &mut set, &mut sent, r, text);
             }
             if read.decided() {
                 break true;
@@ -175,10 +262,11 @@ impl Fleet {
             match tokio::time::timeout(wait, set.join_next()).await {
                 Ok(Some(Ok((id, answer)))) => {
                     if let Some((node, started)) = sent.remove(&id) {
-                        record(&self.selector, &node, started, &answer);
+                        record_read(&self.selector, &node, started, &answer);
                     }
                     match answer {
-                        Ok((status, body)) => read.response(id, status, body),
+                        Ok((status, Payload::Json(body))) => read.response(id, status, body),
+                        Ok((status, Payload::Text(text))) => read.response_text(id, status, text),
                         Err(_) => read.failure(id),
                     }
                 }
@@ -196,7 +284,7 @@ impl Fleet {
                 while let Some(done) = set.join_next().await {
                     if let Ok((id, answer)) = done {
                         if let Some((node, started)) = sent.remove(&id) {
-                            record(&selector, &node, started, &answer);
+                            record_read(&selector, &node, started, &answer);
                         }
                     }
                 }
@@ -280,4 +368,40 @@ impl Fleet {
         record(&self.selector, node, started, &answer);
         answer
     }
+
+    /// `POST|GET /indexes/{uid}/search`: the scattered search's reply, its text sent as merged.
+    pub(super) async fn search_response(
+        &self,
+        state: &AppState,
+        index: &str,
+        body: &serde_json::Map<String, Value>,
+    ) -> Result<ProxyResponse, miroir_core::MeiliError> {
+        let search = self.scatter_search(state, index, body).await?;
+        let Some(reply) = search.reply_text() else {
+            return Err(miroir_core::MeiliError::internal(
+                "the search ended without a reply",
+            ));
+        };
+        Ok(text_response(reply))
+    }
+}
+
+/// The response for a reply written as JSON text, with its extra headers.
+fn text_response(reply: TextReply) -> ProxyResponse {
+    let mut r = Response::new(Full::new(Bytes::from(reply.body.into_owned())));
+    *r.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (k, v) in reply.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            r.headers_mut().insert(name, value);
+        }
+    }
+    r
 }

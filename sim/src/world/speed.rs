@@ -85,7 +85,7 @@ where
             let call = send(r);
             calls.push(async move { (id, call.await) });
         }
-        if search.reply().is_some() || calls.is_empty() {
+        if search.is_done() || calls.is_empty() {
             break;
         }
         let wait = search
@@ -102,7 +102,8 @@ where
                     continue;
                 }
                 match result {
-                    Ok(resp) => search.on_response(id, resp.status, resp.body),
+                    // As the proxy does: the answer's text, merged without parsing hits whole.
+                    Ok(resp) => search.on_response_text(id, resp.status, resp.body.to_string()),
                     Err(_) => search.on_failure(id),
                 }
             }

@@ -1,0 +1,437 @@
+//! Node search answers kept as the JSON text the node sent: hits are located, never parsed whole.
+//!
+//! States: text → [`RawAnswer`] (the envelope's small fields parsed, each hit located as a byte range, the
+//! structure checked) → per merged hit, its top-level [`Fields`] (key → raw value text) read once → the
+//! client's reply written by splicing the kept fields' raw text.
+//!
+//! Invariants:
+//! - A hit's fields follow `serde_json::Map`'s semantics: a repeated key keeps its first position and its
+//!   last value, so a spliced hit reads back exactly as the parsed-and-reserialized hit would.
+//! - Field *values* are copied byte for byte from the node's text (numbers keep their spelling, strings
+//!   their escapes); keys are escaped as `serde_json` escapes them. Parsing the spliced reply gives the same
+//!   JSON value as parsing the node's text and serializing the merged value. Known limit: a key repeated
+//!   *inside* a field's value (never written by Meilisearch, whose documents have unique keys) is passed on
+//!   as written, where parsing would have kept its last value only.
+//! - Only the fields the merge needs are ever parsed: `_rankingScore`, `_rankingScoreDetails`,
+//!   `_miroir_shard`, the distinct attribute, and `_formatted` / `_matchesPosition` keys when they are
+//!   rewritten.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+/// The top-level fields of one JSON object in map order, each with its raw value text.
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+/// A string as written in the text, borrowed unless it held escapes.
+pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Beyond this many fields, repeated keys are found with a hash map instead of a scan.
+const LINEAR_FIELDS: usize = 24;
+
+struct FieldsVisitor;
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut out: Fields<'de> = Vec::with_capacity(map.size_hint().unwrap_or(8));
+        let mut index: Option<HashMap<Cow<'de, str>, usize>> = None;
+        while let Some(Key(k)) = map.next_key()? {
+            let v: &'de RawValue = map.next_value()?;
+            if out.len() == LINEAR_FIELDS && index.is_none() {
+                index = Some(
+                    out.iter()
+                        .enumerate()
+                        .map(|(i, (n, _))| (n.clone(), i))
+                        .collect(),
+                );
+            }
+            let existing = match &index {
+                Some(ix) => ix.get(&k).copied(),
+                None => out.iter().position(|(n, _)| *n == k),
+            };
+            match existing {
+                Some(i) => out[i].1 = v,
+                None => {
+                    if let Some(ix) = &mut index {
+                        ix.insert(k.clone(), out.len());
+                    }
+                    out.push((k, v));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The fields of `text` when it is one JSON object (and nothing else); `None` otherwise.
+pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
+    if !text.trim_start().starts_with('{') {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let fields = de.deserialize_map(FieldsVisitor).ok()?;
+    de.end().ok()?;
+    Some(fields)
+}
+
+/// The value of field `name` (the last one written, as `serde_json::Map` keeps it).
+pub(crate) fn field<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a RawValue> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+}
+
+/// Parses one raw value (`None` when it is not JSON, which a located value never is).
+pub(crate) fn parse(raw: &RawValue) -> Option<Value> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+/// What `hits` held in an answer.
+enum Hits<'a> {
+    Missing,
+    NotArray,
+    List(Vec<&'a RawValue>),
+}
+
+struct HitsSeed;
+
+impl<'de> DeserializeSeed<'de> for HitsSeed {
+    type Value = Hits<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Hits<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HitsSeed {
+    type Value = Hits<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hits<'de>, A::Error> {
+        let mut hits = Vec::with_capacity(seq.size_hint().unwrap_or(32));
+        while let Some(hit) = seq.next_element::<&'de RawValue>()? {
+            hits.push(hit);
+        }
+        Ok(Hits::List(hits))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hits<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Hits::NotArray)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+    fn visit_unit<E>(self) -> Result<Hits<'de>, E> {
+        Ok(Hits::NotArray)
+    }
+}
+
+struct Envelope<'a> {
+    hits: Hits<'a>,
+    rest: Map<String, Value>,
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        let mut hits = Hits::Missing;
+        let mut rest = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "hits" {
+                hits = map.next_value_seed(HitsSeed)?;
+            } else {
+                let value: Value = map.next_value()?;
+                rest.insert(key, value);
+            }
+        }
+        Ok(Envelope { hits, rest })
+    }
+}
+
+/// Why an answer is not a search result (the merge reports it as `miroir_bad_node_response`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// Not one JSON object.
+    NotObject,
+    /// `hits` missing or not an array.
+    NoHits,
+    /// An element of `hits` is not an object.
+    HitNotObject,
+}
+
+impl Malformed {
+    pub(crate) fn message(self) -> &'static str {
+        match self {
+            Malformed::NotObject => "the search answer is not a JSON object",
+            Malformed::NoHits => "`hits` is missing or not an array",
+            Malformed::HitNotObject => "a hit is not a JSON object",
+        }
+    }
+}
+
+/// A located answer: the hits' byte ranges in the text, and every other top-level field parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Located {
+    pub(crate) hits: Vec<(usize, usize)>,
+    pub(crate) rest: Map<String, Value>,
+}
+
+/// One node's search answer as the JSON text it sent (status 200), located but not parsed whole.
+///
+/// Build it with [`RawAnswer::parse`] when the answer arrives; [`super::merge_search_text`] merges them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawAnswer {
+    order: usize,
+    text: String,
+    located: Result<Located, Malformed>,
+}
+
+impl RawAnswer {
+    /// Reads the node's answer `text`; `order` is the node's position in the covering set. Never fails:
+    /// an answer that is not a search result is kept and reported by the merge (see
+    /// [`RawAnswer::is_search_result`]).
+    pub fn parse(order: usize, text: String) -> RawAnswer {
+        let located = locate(&text);
+        RawAnswer {
+            order,
+            text,
+            located,
+        }
+    }
+
+    /// The node's position in the covering set.
+    pub fn order(&self) -> usize {
+        self.order
+    }
+
+    /// The text as the node sent it.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the answer is one JSON object whose `hits` is an array (the hits themselves are checked by
+    /// the merge, as for parsed answers).
+    pub fn is_search_result(&self) -> bool {
+        !matches!(
+            self.located,
+            Err(Malformed::NotObject) | Err(Malformed::NoHits)
+        )
+    }
+
+    pub(crate) fn located(&self) -> Result<&Located, Malformed> {
+        self.located.as_ref().map_err(|m| *m)
+    }
+}
+
+fn locate(text: &str) -> Result<Located, Malformed> {
+    if !text.trim_start().starts_with('{') {
+        return Err(Malformed::NotObject);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let envelope = de
+        .deserialize_map(EnvelopeVisitor)
+        .map_err(|_| Malformed::NotObject)?;
+    de.end().map_err(|_| Malformed::NotObject)?;
+    let Hits::List(list) = envelope.hits else {
+        return Err(Malformed::NoHits);
+    };
+    let base = text.as_ptr() as usize;
+    let mut hits = Vec::with_capacity(list.len());
+    let mut not_object = false;
+    for hit in list {
+        let s = hit.get();
+        let start = (s.as_ptr() as usize)
+            .checked_sub(base)
+            .ok_or(Malformed::NotObject)?;
+        let end = start + s.len();
+        if text.get(start..end).is_none() {
+            return Err(Malformed::NotObject);
+        }
+        not_object |= !s.starts_with('{');
+        hits.push((start, end));
+    }
+    if not_object {
+        return Err(Malformed::HitNotObject);
+    }
+    Ok(Located {
+        hits,
+        rest: envelope.rest,
+    })
+}
+
+/// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
+pub(crate) fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => Some(""),
+            _ => None,
+        };
+        let Some(escape) = escape else { continue };
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(escape);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_are_escaped_like_serde_json() {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "nl\n\r\t\u{8}\u{c}",
+            "\u{1}\u{1f}\u{7f}",
+            "é ü 日本",
+            "",
+        ] {
+            let mut out = String::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn fields_follow_map_semantics_for_repeated_keys() {
+        let f = object_fields(r#" {"a": 1, "b": [1, {"x": 2}], "a": "two", "c\u0041": null} "#)
+            .unwrap();
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["a", "b", "cA"]);
+        assert_eq!(f[0].1.get(), "\"two\"");
+        assert_eq!(f[1].1.get(), "[1, {\"x\": 2}]");
+        // many fields: the hash map takes over, same semantics
+        let mut text = String::from("{");
+        for i in 0..60 {
+            text.push_str(&format!("\"k{}\": {i},", i % 40));
+        }
+        text.push_str("\"end\": 0}");
+        let f = object_fields(&text).unwrap();
+        assert_eq!(f.len(), 41);
+        assert_eq!(field(&f, "k5").unwrap().get(), "45");
+        assert_eq!(field(&f, "k39").unwrap().get(), "39");
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        let names: Vec<&str> = f.iter().map(|(n, _)| n.as_ref()).collect();
+        let expected: Vec<&str> = parsed
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(names, expected);
+        for bad in ["[1]", "{\"a\": 1} x", "{\"a\": }", "", "null"] {
+            assert!(object_fields(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_are_located_or_reported() {
+        let a = RawAnswer::parse(
+            3,
+            r#"{"hits": [ {"id": 1} , {"id": "two", "n": {"a": [1]}}], "query": "q", "estimatedTotalHits": 2}"#
+                .to_string(),
+        );
+        assert!(a.is_search_result());
+        assert_eq!(a.order(), 3);
+        let located = a.located().unwrap();
+        let hits: Vec<&str> = located
+            .hits
+            .iter()
+            .map(|(s, e)| &a.text()[*s..*e])
+            .collect();
+        assert_eq!(hits, [r#"{"id": 1}"#, r#"{"id": "two", "n": {"a": [1]}}"#]);
+        assert_eq!(located.rest["query"], json!("q"));
+        assert!(!located.rest.contains_key("hits"));
+        let cases = [
+            ("", Malformed::NotObject),
+            ("[1]", Malformed::NotObject),
+            ("{\"hits\": []", Malformed::NotObject),
+            ("{\"hits\": []} {}", Malformed::NotObject),
+            ("{}", Malformed::NoHits),
+            ("{\"hits\": {\"a\": [1]}}", Malformed::NoHits),
+            ("{\"hits\": \"x\"}", Malformed::NoHits),
+            ("{\"hits\": null}", Malformed::NoHits),
+            ("{\"hits\": 1.5}", Malformed::NoHits),
+            ("{\"hits\": -1}", Malformed::NoHits),
+            ("{\"hits\": 1}", Malformed::NoHits),
+            ("{\"hits\": true}", Malformed::NoHits),
+            ("{\"hits\": [{}, 1]}", Malformed::HitNotObject),
+            ("{\"hits\": [[]]}", Malformed::HitNotObject),
+        ];
+        for (text, why) in cases {
+            let a = RawAnswer::parse(0, text.to_string());
+            assert_eq!(a.located().unwrap_err(), why, "{text}");
+            assert_eq!(a.is_search_result(), why == Malformed::HitNotObject);
+        }
+        // the last `hits` wins, as in a parsed map
+        let a = RawAnswer::parse(0, r#"{"hits": 1, "hits": [{"a": 1}]}"#.to_string());
+        assert_eq!(a.located().unwrap().hits.len(), 1);
+    }
+}
