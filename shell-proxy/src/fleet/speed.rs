@@ -213,7 +213,7 @@ impl Fleet {
         r: NodeRequest,
     ) -> impl std::future::Future<Output = (usize, ReadAnswer)> + Send + 'static {
         let client = state.nodes.clone();
-        let address = self.addresses.get(&r.node).cloned().unwrap_or_default();
+        let address = self.node_address(&r.node);
         async move {
             let (ct, body) = match &r.body {
                 Some(b) => (
