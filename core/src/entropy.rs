@@ -144,6 +144,93 @@ pub fn stamp_plan(plan: &mut BatchPlan, version: u64) {
     }
 }
 
+/// The index a node request's path names (`/indexes/{uid}/…`), and the rest of the path without its query.
+fn index_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/indexes/")?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    match rest.split_once('/') {
+        Some((uid, tail)) => Some((uid, tail)),
+        None => Some((rest, "")),
+    }
+}
+
+/// Stamps the documents a node request writes (`POST`/`PUT /indexes/{i}/documents`, a JSON array of
+/// objects) with `version`; any other request is left as it is.
+pub fn stamp_request(request: &mut NodeRequest, version: u64) {
+    let writes_documents = matches!(request.method, Method::Post | Method::Put)
+        && index_path(&request.path).is_some_and(|(_, tail)| tail == "documents");
+    if !writes_documents {
+        return;
+    }
+    if let Some(Value::Array(docs)) = request.body.as_mut() {
+        for doc in docs.iter_mut().filter_map(Value::as_object_mut) {
+            doc.insert(VERSION_FIELD.to_string(), Value::from(version));
+        }
+    }
+}
+
+/// Records the tombstones of the deletes among a write's node requests, at `version`, per index: ids of
+/// `delete-batch` bodies, the filter of `documents/delete`, and delete-all (`DELETE .../documents`).
+/// Returns whether anything was recorded. Call it (and store the result durably) before sending them.
+pub fn record_deletes(
+    tombstones: &mut BTreeMap<String, Tombstones>,
+    requests: &[NodeRequest],
+    version: u64,
+) -> bool {
+    let mut recorded = false;
+    let mut filters_seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in requests {
+        let Some((index, tail)) = index_path(&r.path) else {
+            continue;
+        };
+        match (r.method, tail) {
+            (Method::Post, "documents/delete-batch") => {
+                let ids = r
+                    .body
+                    .as_ref()
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(crate::documents::delete_batch_id)
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                if !ids.is_empty() {
+                    tombstones
+                        .entry(index.to_string())
+                        .or_default()
+                        .delete_ids(ids, version);
+                    recorded = true;
+                }
+            }
+            (Method::Post, "documents/delete") => {
+                let filter = r
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.get("filter"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                if filters_seen.insert((index.to_string(), filter.to_string())) {
+                    tombstones
+                        .entry(index.to_string())
+                        .or_default()
+                        .delete_filter(filter, version);
+                    recorded = true;
+                }
+            }
+            (Method::Delete, "documents") => {
+                tombstones
+                    .entry(index.to_string())
+                    .or_default()
+                    .delete_all(version);
+                recorded = true;
+            }
+            _ => {}
+        }
+    }
+    recorded
+}
+
 // ----- tombstones -----
 
 /// A delete by filter, kept until pruned.
@@ -1253,6 +1340,141 @@ mod tests {
             json!({"id": 1, "_miroir_shard": 0, VERSION_FIELD: 3}),
         );
         assert_eq!(get.reply().unwrap().body, json!({"id": 1}));
+    }
+
+    fn req(method: Method, path: &str, body: Option<Value>) -> NodeRequest {
+        NodeRequest {
+            id: 0,
+            node: NodeId::new("n0"),
+            method,
+            path: path.into(),
+            body,
+        }
+    }
+
+    #[test]
+    fn only_document_writes_are_stamped() {
+        let mut add = req(
+            Method::Put,
+            "/indexes/docs/documents?primaryKey=id",
+            Some(json!([{"id": 1}, 2])),
+        );
+        stamp_request(&mut add, 9);
+        assert_eq!(add.body, Some(json!([{"id": 1, VERSION_FIELD: 9}, 2])));
+        for mut other in [
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete-batch",
+                Some(json!(["1"])),
+            ),
+            req(
+                Method::Patch,
+                "/indexes/docs/settings",
+                Some(json!([{"a": 1}])),
+            ),
+            req(Method::Post, "/indexes", Some(json!([{"uid": "x"}]))),
+            req(Method::Get, "/indexes/docs/documents", None),
+        ] {
+            let before = other.clone();
+            stamp_request(&mut other, 9);
+            assert_eq!(other, before);
+        }
+        // through a fan-out write
+        let placement = crate::ops::test_placement(2, 2, 1, 2);
+        let plan = crate::documents::plan_batch(
+            vec![json!({"id": 1}).as_object().unwrap().clone()],
+            "id",
+            &placement,
+        )
+        .unwrap();
+        let task = crate::ops::write::WriteTask {
+            uid: 1,
+            index_uid: Some("docs".into()),
+            task_type: crate::tasks::TaskType::DocumentAdditionOrUpdate,
+            details: None,
+            enqueued_at: 0,
+        };
+        let mut w = crate::ops::write::FanoutWrite::documents(
+            task,
+            "docs",
+            "id",
+            true,
+            plan,
+            &placement,
+            crate::quorum::WriteQuorum::Majority,
+            10,
+        );
+        w.stamp_version(77);
+        assert_eq!(w.requests().len(), 2);
+        for r in w.requests() {
+            assert_eq!(r.body.as_ref().unwrap()[0][VERSION_FIELD], 77);
+        }
+    }
+
+    #[test]
+    fn deletes_become_tombstones() {
+        let mut t = BTreeMap::new();
+        let requests = vec![
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete-batch",
+                Some(json!(["1", 2])),
+            ),
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete-batch",
+                Some(json!(["3"])),
+            ),
+            req(
+                Method::Post,
+                "/indexes/docs/documents?primaryKey=id",
+                Some(json!([{"id": 4}])),
+            ),
+        ];
+        assert!(record_deletes(&mut t, &requests, 5));
+        assert_eq!(
+            t["docs"].ids,
+            [("1", 5), ("2", 5), ("3", 5)]
+                .map(|(i, v)| (i.to_string(), v))
+                .into()
+        );
+        let filter = vec![
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete",
+                Some(json!({"filter": "genre = x"})),
+            ),
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete",
+                Some(json!({"filter": "genre = x"})),
+            ),
+        ];
+        assert!(record_deletes(&mut t, &filter, 6));
+        assert_eq!(
+            t["docs"].filters,
+            vec![FilterTombstone {
+                filter: json!("genre = x"),
+                version: 6
+            }]
+        );
+        assert!(record_deletes(
+            &mut t,
+            &[req(Method::Delete, "/indexes/other/documents", None)],
+            7
+        ));
+        assert_eq!(t["other"].all, Some(7));
+        let nothing = [
+            req(Method::Delete, "/indexes/docs", None),
+            req(
+                Method::Post,
+                "/indexes/docs/documents/delete-batch",
+                Some(json!([])),
+            ),
+            req(Method::Post, "/keys", None),
+        ];
+        assert!(!record_deletes(&mut t, &nothing, 8));
+        assert_eq!(t.len(), 2);
     }
 
     #[test]
