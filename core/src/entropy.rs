@@ -77,6 +77,13 @@
 //!   the same replica is corrected the same way, except with a single replica (RF = 1).
 //! - A partial update applied on top of different bases gives copies with the same version but different
 //!   contents; the fingerprint picks one deterministically, not necessarily the one the client would expect.
+//! - A filter tombstone only kills copies that match its filter. A replica that regressed to an older,
+//!   non-matching copy (a late write) while the others held a newer, matching one that the filter then
+//!   deleted keeps its older copy, and the rule copies it back: nothing records that a newer version existed.
+//!   Recording the ids (and versions) a filter delete matched, read before sending it, would close this.
+//! - Partial updates and deletes by filter from several proxy instances may reach a node in an order that
+//!   differs from their versions; whole-document last-writer-wins cannot merge them (see the two limits
+//!   above), so concurrent writers are only safe with whole-document writes and deletes by id.
 
 use crate::documents::{document_id, BatchPlan, Document};
 use crate::migration::fingerprint;
@@ -94,26 +101,39 @@ pub const VERSION_FIELD: &str = "_miroir_v";
 
 // ----- versions -----
 
-/// A hybrid logical clock: stamps are `max(now_ms << 16, last + 1)`, strictly increasing.
+/// A hybrid logical clock: stamps are the least value `≥ max(now_ms << 16, last + 1)` whose low 8 bits are
+/// the clock's instance number, so they strictly increase and two proxy instances (with distinct instance
+/// numbers) never give the same stamp, even in the same millisecond.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionClock {
     last: u64,
+    instance: u8,
 }
 
 impl VersionClock {
-    /// A clock that has stamped nothing yet.
+    /// A clock that has stamped nothing yet (instance 0).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A clock that continues after `last` (a stamp it or another clock gave).
-    pub fn resume(last: u64) -> Self {
-        VersionClock { last }
+    /// A clock of proxy instance `instance` (each instance sharing a store needs its own number).
+    pub fn for_instance(instance: u8) -> Self {
+        VersionClock { last: 0, instance }
     }
 
-    /// The next stamp at wall time `now`.
+    /// A clock that continues after `last` (a stamp it or another clock gave).
+    pub fn resume(last: u64) -> Self {
+        VersionClock { last, instance: 0 }
+    }
+
+    /// The next stamp at wall time `now` (saturates at `u64::MAX` instead of overflowing).
     pub fn stamp(&mut self, now: Millis) -> u64 {
-        let v = now.saturating_mul(1 << 16).max(self.last.saturating_add(1));
+        let base = now.saturating_mul(1 << 16).max(self.last.saturating_add(1));
+        let mut v = (base & !0xFF) | u64::from(self.instance);
+        if v < base {
+            v = v.saturating_add(0x100);
+        }
+        let v = v.max(base);
         self.last = v;
         v
     }
@@ -1275,18 +1295,32 @@ mod tests {
         let a = c.stamp(10);
         assert_eq!(a, 10 << 16);
         let b = c.stamp(10);
-        assert_eq!(b, a + 1, "same millisecond: last + 1");
+        assert_eq!(
+            b,
+            a + 0x100,
+            "same millisecond: the next stamp of this instance"
+        );
         let d = c.stamp(5);
-        assert_eq!(d, b + 1, "a clock going back still increases");
+        assert_eq!(d, b + 0x100, "a clock going back still increases");
         assert_eq!(c.stamp(11), 11 << 16);
         c.observe(12 << 16);
         assert_eq!(
             c.stamp(11),
-            (12 << 16) + 1,
+            (12 << 16) + 0x100,
             "observed stamps order before later ones"
         );
         c.observe(3);
-        assert_eq!(c.last(), (12 << 16) + 1);
+        assert_eq!(c.last(), (12 << 16) + 0x100);
+        // two instances in the same milliseconds never collide
+        let (mut x, mut y) = (VersionClock::for_instance(1), VersionClock::for_instance(2));
+        let mut seen = BTreeSet::new();
+        for now in [20, 20, 20, 21, 21] {
+            let (sx, sy) = (x.stamp(now), y.stamp(now));
+            assert_eq!((sx & 0xFF, sy & 0xFF), (1, 2));
+            assert!(seen.insert(sx) && seen.insert(sy));
+        }
+        y.observe(x.last());
+        assert!(y.stamp(0) > x.last());
         let mut r = VersionClock::resume(u64::MAX);
         assert_eq!(
             r.stamp(u64::MAX),
