@@ -112,12 +112,15 @@ pub struct VersionClock {
 
 impl VersionClock {
     /// A clock that has stamped nothing yet (instance 0).
-    pub fn new() -> Self {
-        Self::default()
+    pub const fn new() -> Self {
+        VersionClock {
+            last: 0,
+            instance: 0,
+        }
     }
 
     /// A clock of proxy instance `instance` (each instance sharing a store needs its own number).
-    pub fn for_instance(instance: u8) -> Self {
+    pub const fn for_instance(instance: u8) -> Self {
         VersionClock { last: 0, instance }
     }
 
@@ -322,6 +325,47 @@ impl Tombstones {
         }
         self.filters.retain(|f| f.version >= before);
         n - self.len()
+    }
+
+    /// The tombstones as store entries, sorted by key: `id:<id>`, `all`, `filter:<filter as JSON>`, each
+    /// with its version.
+    pub fn entries(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = self
+            .ids
+            .iter()
+            .map(|(id, v)| (format!("id:{id}"), *v))
+            .collect();
+        if let Some(a) = self.all {
+            out.push(("all".into(), a));
+        }
+        for f in &self.filters {
+            out.push((format!("filter:{}", f.filter), f.version));
+        }
+        out.sort();
+        out
+    }
+
+    /// Tombstones from store entries (see [`Tombstones::entries`]); an entry of another shape is a
+    /// corrupt store, reported as `internal`.
+    pub fn from_entries(entries: &[(String, u64)]) -> Result<Tombstones, crate::MeiliError> {
+        let mut t = Tombstones::default();
+        for (key, version) in entries {
+            if let Some(id) = key.strip_prefix("id:") {
+                t.delete_ids([id.to_string()], *version);
+            } else if key == "all" {
+                t.delete_all(*version);
+            } else if let Some(f) = key.strip_prefix("filter:") {
+                let filter: Value = serde_json::from_str(f).map_err(|e| {
+                    crate::MeiliError::internal(format!("corrupt filter tombstone {key:?}: {e}"))
+                })?;
+                t.delete_filter(filter, *version);
+            } else {
+                return Err(crate::MeiliError::internal(format!(
+                    "corrupt tombstone key {key:?}"
+                )));
+            }
+        }
+        Ok(t)
     }
 
     /// How many tombstones are kept.
@@ -1509,6 +1553,25 @@ mod tests {
         ];
         assert!(!record_deletes(&mut t, &nothing, 8));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn tombstones_round_trip_through_store_entries() {
+        let mut t = Tombstones::default();
+        t.delete_ids(["a:b".to_string(), "1".to_string()], 5);
+        t.delete_all(3);
+        t.delete_filter(json!(["genre = x", ["year > 1", "id = 2"]]), 9);
+        let entries = t.entries();
+        assert_eq!(entries[0], ("all".to_string(), 3));
+        assert!(entries.contains(&("id:a:b".to_string(), 5)));
+        assert_eq!(Tombstones::from_entries(&entries).unwrap(), t);
+        assert!(Tombstones::from_entries(&[("filter:{oops".into(), 1)]).is_err());
+        let e = Tombstones::from_entries(&[("what".into(), 1)]).unwrap_err();
+        assert_eq!(e.code, "internal");
+        assert_eq!(
+            Tombstones::from_entries(&[]).unwrap(),
+            Tombstones::default()
+        );
     }
 
     #[test]
