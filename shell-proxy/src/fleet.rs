@@ -87,6 +87,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 
 mod aliases;
+mod entropy;
 mod keys;
 mod repair;
 
@@ -772,6 +773,14 @@ impl Fleet {
         // Loads the hints of an earlier run before the first write is sent.
         let _ = self.write_hints(state).await;
         let mut set = JoinSet::new();
+        // A version for last-writer-wins, and tombstones for its deletes, durable before it is sent.
+        if let Err(e) = self.stamp_write(state, &mut write).await {
+            tracing::error!(error = %e, "cannot store the write's tombstones: refused");
+            for id in 0..write.requests().len() {
+                write.on_failure(id);
+            }
+            return (write, set);
+        }
         self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
             let wait = write
