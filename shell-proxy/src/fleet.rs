@@ -439,6 +439,7 @@ impl Fleet {
         let replay = Arc::clone(self).replay_loop(Arc::clone(&state));
         let drift =
             crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
+        let entropy = Arc::clone(self).entropy_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -479,7 +480,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay, drift);
+            tokio::join!(probe, watcher, replay, drift, entropy);
         })
     }
 
@@ -2969,6 +2970,11 @@ impl Fleet {
                 if method == http::Method::GET && path == "shards" =>
             {
                 Ok(json_response(200, &self.shards_view()))
+            }
+            Admin(AdminRoute::Other { method, path })
+                if method == http::Method::POST && path == "verify" =>
+            {
+                self.verify_route(state, &request).await
             }
             Admin(AdminRoute::Other { .. }) => {
                 Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))
