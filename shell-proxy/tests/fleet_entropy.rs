@@ -119,7 +119,11 @@ async fn verify_reports_and_repairs_a_divergence() {
         "{metrics}"
     );
     // refusals
-    let r = admin.post("/_miroir/verify", json!({})).await;
+    let all = admin.post("/_miroir/verify", json!({})).await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(all.body["clean"], true, "{}", all.body);
+    assert_eq!(all.body["results"][0]["index"], "movies", "{}", all.body);
+    let r = admin.post("/_miroir/verify", json!({"index": 7})).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (400, Some("bad_request"))

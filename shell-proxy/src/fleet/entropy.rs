@@ -105,13 +105,25 @@ fn metrics(registry: &prometheus::Registry) -> &'static EntropyMetrics {
     })
 }
 
+/// The indexes the proxy knows (its store's index metadata).
+async fn known_indexes(state: &AppState) -> Result<Vec<String>, MeiliError> {
+    Ok(state
+        .store
+        .list_meta("index:")
+        .await?
+        .into_iter()
+        .filter_map(|(k, _)| k.strip_prefix("index:").map(str::to_string))
+        .collect())
+}
+
 fn bad_request(message: &str) -> MeiliError {
     MeiliError::invalid(400, "bad_request", message)
 }
 
 impl Fleet {
     /// `POST /_miroir/verify {"index": "<uid>", "repair": false}`: one anti-entropy pass over the index,
-    /// answered with its report (200). `repair` defaults to false (verify only).
+    /// answered with its report (200). `repair` defaults to false (verify only). Without `index`, every
+    /// index the proxy knows is verified: `{"results": [report, ...], "clean": bool}`.
     pub(super) async fn verify_route(
         &self,
         state: &AppState,
@@ -119,10 +131,11 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         let body = json_body(request)?;
         let index = match body.get("index") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(_) => {
                 return Err(bad_request(
-                    "`index` is required: the uid of the index to verify.",
+                    "`index` must be the uid of the index to verify.",
                 ))
             }
         };
@@ -139,8 +152,21 @@ impl Fleet {
                 "Unknown field `{k}`: expected one of `index`, `repair`."
             )));
         }
-        let report = self.anti_entropy_pass(state, &index, repair).await?;
-        Ok(json_response(200, &report.to_json()))
+        if let Some(index) = index {
+            let report = self.anti_entropy_pass(state, &index, repair).await?;
+            return Ok(json_response(200, &report.to_json()));
+        }
+        let mut results = Vec::new();
+        let mut clean = true;
+        for index in known_indexes(state).await? {
+            let report = self.anti_entropy_pass(state, &index, repair).await?;
+            clean &= !report.differences_remain();
+            results.push(report.to_json());
+        }
+        Ok(json_response(
+            200,
+            &serde_json::json!({"results": results, "clean": clean}),
+        ))
     }
 
     /// One anti-entropy pass over every shard of `index` (see the module documentation).
@@ -246,13 +272,10 @@ impl Fleet {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let indexes: Vec<String> = match state.store.list_meta("index:").await {
-                Ok(entries) => entries
-                    .into_iter()
-                    .filter_map(|(k, _)| k.strip_prefix("index:").map(str::to_string))
-                    .collect(),
+            let indexes = match known_indexes(&state).await {
+                Ok(i) => i,
                 Err(e) => {
-                    tracing::warn!(error = %e, "anti-entropy: cannot list the indexes");
+                    tracing::warn!(error = %e.message, "anti-entropy: cannot list the indexes");
                     continue;
                 }
             };
