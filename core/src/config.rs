@@ -38,6 +38,7 @@
 //!   hedging: { enabled: true, multiplier: 1.5, floor_ms: 50, max_hedges_per_query: 2 }
 //!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0, topology_poll_ms: 1000, lease_ms: 10000 }
 //!   repair: { max_hints_per_node: 10000, replay_interval_ms: 1000 }
+//!   anti_entropy: { interval_ms: 3600000, repair: true, docs_per_second: 1000, page_size: 500, buckets: 64, tombstone_grace_ms: 600000 }
 //!   server:
 //!     bind: 0.0.0.0
 //!     port: 7700
@@ -79,6 +80,7 @@
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
 //! | `rebalancer.topology_poll_ms` / `.lease_ms` | `MIROIR_REBALANCER_TOPOLOGY_POLL_MS` / `MIROIR_REBALANCER_LEASE_MS` |
 //! | `repair.max_hints_per_node` / `.replay_interval_ms` | `MIROIR_REPAIR_MAX_HINTS_PER_NODE` / `MIROIR_REPAIR_REPLAY_INTERVAL_MS` |
+//! | `anti_entropy.interval_ms` / `.repair` / `.docs_per_second` / `.page_size` / `.buckets` / `.tombstone_grace_ms` | `MIROIR_ANTI_ENTROPY_INTERVAL_MS` / `MIROIR_ANTI_ENTROPY_REPAIR` / ... |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
 //! | `server.max_header_bytes` / `.max_uri_bytes` / `.max_json_depth` / `.max_documents_per_batch` | `MIROIR_SERVER_MAX_HEADER_BYTES` / `MIROIR_SERVER_MAX_URI_BYTES` / `MIROIR_SERVER_MAX_JSON_DEPTH` / `MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH` |
 //! | `server.request_timeout_ms` / `.header_read_timeout_ms` / `.body_read_timeout_ms` | `MIROIR_SERVER_REQUEST_TIMEOUT_MS` / `MIROIR_SERVER_HEADER_READ_TIMEOUT_MS` / `MIROIR_SERVER_BODY_READ_TIMEOUT_MS` |
@@ -210,6 +212,8 @@ pub struct Config {
     pub rebalancer: RebalancerConfig,
     /// `repair`: hinted handoff of the writes a replica missed.
     pub repair: RepairConfig,
+    /// `anti_entropy`: the scheduled passes that compare every replica of every shard and repair them.
+    pub anti_entropy: AntiEntropyConfig,
     /// `server`: the HTTP listener.
     pub server: ServerConfig,
 }
@@ -456,6 +460,38 @@ impl Default for RepairConfig {
         RepairConfig {
             max_hints_per_node: 10_000,
             replay_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `anti_entropy`: scheduled anti-entropy passes (see `entropy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AntiEntropyConfig {
+    /// `interval_ms` (default 3600000 = hourly, 0 = never scheduled: only `POST /_miroir/verify`): the pause
+    /// between two scheduled passes over every index.
+    pub interval_ms: u64,
+    /// `repair` (default true): scheduled passes repair the differences they find; false = report only.
+    pub repair: bool,
+    /// `docs_per_second` (default 1000, 0 = unthrottled): the most documents a pass reads per second.
+    pub docs_per_second: u32,
+    /// `page_size` (default 500, > 0): documents per scan page.
+    pub page_size: u32,
+    /// `buckets` (default 64, > 0): digest buckets per shard.
+    pub buckets: u32,
+    /// `tombstone_grace_ms` (default 600000, > 0): how long a tombstone is kept at least, for writes older
+    /// than the delete still in flight; older tombstones go once a clean pass confirmed them.
+    pub tombstone_grace_ms: u64,
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        AntiEntropyConfig {
+            interval_ms: 3_600_000,
+            repair: true,
+            docs_per_second: 1_000,
+            page_size: 500,
+            buckets: 64,
+            tombstone_grace_ms: 600_000,
         }
     }
 }
@@ -760,6 +796,18 @@ impl Config {
         };
         s.finish()?;
 
+        let d = AntiEntropyConfig::default();
+        let mut s = m.section("anti_entropy")?;
+        let anti_entropy = AntiEntropyConfig {
+            interval_ms: s.u64("interval_ms", d.interval_ms)?,
+            repair: s.bool("repair", d.repair)?,
+            docs_per_second: s.u32("docs_per_second", d.docs_per_second)?,
+            page_size: s.u32("page_size", d.page_size)?,
+            buckets: s.u32("buckets", d.buckets)?,
+            tombstone_grace_ms: s.u64("tombstone_grace_ms", d.tombstone_grace_ms)?,
+        };
+        s.finish()?;
+
         let d = ServerConfig::default();
         let mut s = m.section("server")?;
         let server = ServerConfig {
@@ -799,6 +847,7 @@ impl Config {
             hedging,
             rebalancer,
             repair,
+            anti_entropy,
             server,
         };
         config.validate()?;
@@ -861,6 +910,13 @@ impl Config {
         positive(
             "miroir.repair.replay_interval_ms",
             self.repair.replay_interval_ms,
+        )?;
+        let ae = &self.anti_entropy;
+        positive("miroir.anti_entropy.page_size", u64::from(ae.page_size))?;
+        positive("miroir.anti_entropy.buckets", u64::from(ae.buckets))?;
+        positive(
+            "miroir.anti_entropy.tombstone_grace_ms",
+            ae.tombstone_grace_ms,
         )?;
         positive("miroir.server.max_body_bytes", self.server.max_body_bytes)?;
         let sv = &self.server;
@@ -1841,6 +1897,18 @@ mod tests {
                 "miroir.repair.replay_interval_ms",
             ),
             (
+                "  anti_entropy: {page_size: 0}\n",
+                "miroir.anti_entropy.page_size",
+            ),
+            (
+                "  anti_entropy: {buckets: 0}\n",
+                "miroir.anti_entropy.buckets",
+            ),
+            (
+                "  anti_entropy: {tombstone_grace_ms: 0}\n",
+                "miroir.anti_entropy.tombstone_grace_ms",
+            ),
+            (
                 "  server: {max_body_bytes: 0}\n",
                 "miroir.server.max_body_bytes",
             ),
@@ -2007,6 +2075,48 @@ mod tests {
             "unknown keys are refused"
         );
         assert!(parse("  repair: {replay_interval_ms: soon}\n").is_err());
+    }
+
+    #[test]
+    fn anti_entropy_section_is_read_from_file_and_environment() {
+        let c = parse("  repair: {}\n").unwrap();
+        assert_eq!(c.anti_entropy, AntiEntropyConfig::default());
+        let c = parse(
+            "  anti_entropy: {interval_ms: 0, repair: false, docs_per_second: 0, page_size: 10, buckets: 4, tombstone_grace_ms: 5}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.anti_entropy,
+            AntiEntropyConfig {
+                interval_ms: 0,
+                repair: false,
+                docs_per_second: 0,
+                page_size: 10,
+                buckets: 4,
+                tombstone_grace_ms: 5,
+            }
+        );
+        let text = format!("miroir:\n{NODES}");
+        let c = parse_env(
+            &text,
+            &[
+                ("MIROIR_ANTI_ENTROPY_INTERVAL_MS", "60000"),
+                ("MIROIR_ANTI_ENTROPY_REPAIR", "false"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.anti_entropy.interval_ms, c.anti_entropy.repair),
+            (60_000, false)
+        );
+        assert_eq!(c.anti_entropy.buckets, 64);
+        assert!(
+            parse("  anti_entropy: {every: 1}\n").is_err(),
+            "unknown keys are refused"
+        );
+        assert!(parse("  anti_entropy: {repair: maybe}\n").is_err());
+        let e = parse_env(&text, &[("MIROIR_ANTI_ENTROPY_BUCKETS", "0")]).unwrap_err();
+        assert_eq!(e.path, "miroir.anti_entropy.buckets");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! Modules:
 //! - [`error`]: the Meilisearch-shaped error type.
 //! - [`ops`]: request-level state machines (fan-out writes, scatter searches, task reads) both shells run.
+//! - [`entropy`]: per-write versions (last writer wins), tombstones and the anti-entropy pass.
 //! - [`hints`]: hinted handoff, the node writes a replica missed, replayed in order when it is back.
 //! - [`idempotency`]: deduplication of client retries carrying an `Idempotency-Key`.
 //! - [`health`]: the per-node health state machine (healthy, suspect, failed, recovering).
@@ -29,6 +30,7 @@ pub mod auth;
 pub mod config;
 pub mod docsync;
 pub mod documents;
+pub mod entropy;
 pub mod error;
 pub mod health;
 pub mod hints;

@@ -2,10 +2,10 @@
 //! admin key, and the Meilisearch-compatible API with the master key where an operator needs a client's view.
 //!
 //! Commands: `status`, `ready`, `topology`, `shards`, `tasks`, `task <uid>`, `alias list|get|set|delete`,
-//! `completions <shell>`, and the elastic fleet: `node add|drain|remove|fail`, `group add|remove`,
-//! `rebalance status [--watch]|start`. Every command prints a human table by default and the raw JSON with `--json` (or
-//! `--output json`); the exit status is 0 on success, 1 when the proxy answered an error, 2 when it could not be
-//! reached.
+//! `completions <shell>`, the elastic fleet: `node add|drain|remove|fail`, `group add|remove`,
+//! `rebalance status [--watch]|start`, and `verify [--index I] [--repair]`. Every command prints a human table by
+//! default and the raw JSON with `--json` (or `--output json`); the exit status is 0 on success, 1 when the proxy
+//! answered an error, 2 when it could not be reached, 3 when `verify` leaves differences between replicas.
 
 mod http;
 
@@ -90,6 +90,16 @@ enum Command {
     /// The rebalancer: progress of the running fleet change.
     #[command(subcommand)]
     Rebalance(RebalanceCommand),
+    /// Compares every replica of every shard (anti-entropy) and reports the differences; exits 3 when
+    /// differences remain.
+    Verify {
+        /// Only this index (default: every index).
+        #[arg(long)]
+        index: Option<String>,
+        /// Repair the differences (copy the last write, apply deletes) instead of only reporting them.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -314,6 +324,20 @@ fn main() -> ExitCode {
             Call::get("/_miroir/rebalance/status".into()),
             &cli.admin_key,
         ),
+        Command::Verify { index, repair } => {
+            let mut body = serde_json::json!({ "repair": repair });
+            if let Some(i) = index {
+                body["index"] = Value::from(i.as_str());
+            }
+            (
+                Call {
+                    method: "POST",
+                    path: "/_miroir/verify".into(),
+                    body: Some(body),
+                },
+                &cli.admin_key,
+            )
+        }
     };
     if let Command::Rebalance(RebalanceCommand::Status {
         watch: true,
@@ -352,6 +376,11 @@ fn main() -> ExitCode {
         );
     } else {
         print!("{}", render(&cli.command, &body));
+    }
+    if matches!(cli.command, Command::Verify { .. })
+        && body.get("clean") != Some(&Value::Bool(true))
+    {
+        return ExitCode::from(3);
     }
     ExitCode::SUCCESS
 }
@@ -500,6 +529,56 @@ fn render_rebalance(body: &Value, s: &dyn Fn(&Value, &str) -> String) -> String 
     }
 }
 
+/// The rendering of `verify`: one line per shard that differs (or failed), then a summary per index.
+fn render_verify(body: &Value) -> String {
+    let reports: Vec<&Value> = match body.get("results").and_then(Value::as_array) {
+        Some(list) => list.iter().collect(),
+        None => vec![body],
+    };
+    let n = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    let mut out = format!(
+        "{:<20} {:>5} {:>10} {:>7} {:>5} {:>4} {:>7}  {}\n",
+        "INDEX", "SHARD", "MISMATCHED", "MISSING", "STALE", "DEAD", "REPAIRS", "ERROR"
+    );
+    for r in reports {
+        let index = r.get("index").and_then(Value::as_str).unwrap_or("-");
+        for sh in r
+            .get("shards")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let error = sh.get("error").and_then(Value::as_str);
+            if n(sh, "idsMismatched") == 0 && error.is_none() {
+                continue;
+            }
+            out.push_str(&format!(
+                "{:<20} {:>5} {:>10} {:>7} {:>5} {:>4} {:>7}  {}\n",
+                index,
+                n(sh, "shard"),
+                n(sh, "idsMismatched"),
+                n(sh, "missingCopies"),
+                n(sh, "staleCopies"),
+                n(sh, "deadCopies"),
+                n(sh, "repairs"),
+                error.unwrap_or("-")
+            ));
+        }
+        out.push_str(&format!(
+            "{index}: {} shards scanned, {} ids mismatched, {} repairs: {}\n",
+            n(r, "shardsScanned"),
+            n(r, "idsMismatched"),
+            n(r, "repairs"),
+            if r.get("clean") == Some(&Value::Bool(true)) {
+                "clean"
+            } else {
+                "differences remain"
+            }
+        ));
+    }
+    out
+}
+
 /// The human rendering of an answer.
 fn render(command: &Command, body: &Value) -> String {
     let s = |v: &Value, k: &str| match v.get(k) {
@@ -509,6 +588,7 @@ fn render(command: &Command, body: &Value) -> String {
     };
     match command {
         Command::Completions { .. } => String::new(),
+        Command::Verify { .. } => render_verify(body),
         Command::Status => {
             let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
             for n in body
@@ -807,6 +887,39 @@ mod tests {
         assert!(out.starts_with("idle at epoch 3\n"), "{out}");
         assert!(out.contains("succeeded removeGroup 1"), "{out}");
         assert!(rebalance_settled(&idle));
+    }
+
+    #[test]
+    fn renders_verify_reports() {
+        let report = json!({
+            "index": "movies", "clean": false, "shardsScanned": 2, "idsMismatched": 3, "repairs": 0,
+            "shards": [
+                {"shard": 0, "idsMismatched": 0},
+                {"shard": 1, "idsMismatched": 3, "missingCopies": 1, "staleCopies": 1, "deadCopies": 1},
+                {"shard": 2, "idsMismatched": 0, "error": "scan of node n1 failed 5 times"}
+            ]
+        });
+        let cmd = Command::Verify {
+            index: None,
+            repair: false,
+        };
+        let out = render(&cmd, &report);
+        assert!(
+            out.contains("movies") && out.contains("differences remain"),
+            "{out}"
+        );
+        assert_eq!(
+            out.lines().filter(|l| l.starts_with("movies ")).count(),
+            2,
+            "{out}"
+        );
+        assert!(out.contains("scan of node n1 failed"), "{out}");
+        let all = json!({"results": [{"index": "a", "clean": true, "shards": []}], "clean": true});
+        let out = render(&cmd, &all);
+        assert!(
+            out.contains("a: 0 shards scanned, 0 ids mismatched, 0 repairs: clean"),
+            "{out}"
+        );
     }
 
     #[test]

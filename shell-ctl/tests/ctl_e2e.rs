@@ -189,3 +189,28 @@ async fn node_group_and_rebalance_commands() {
     assert_eq!(code, 0, "{out}");
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dev::start(DevOptions::new(
+        2,
+        dir.path().join("m.db").to_string_lossy().into_owned(),
+    ))
+    .await
+    .unwrap();
+    let url = f.url();
+    // no index yet: nothing differs
+    let (code, out, err) = ctl(&url, &["verify", "--json"]).await;
+    assert_eq!(code, 0, "{out} {err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["clean"], true);
+    assert_eq!(body["results"].as_array().unwrap().len(), 0);
+    let (code, out, _) = ctl(&url, &["verify", "--repair"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("INDEX"), "{out}");
+    // an unknown index is the proxy's error
+    let (code, _, err) = ctl(&url, &["verify", "--index", "nope"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("index_not_found"), "{err}");
+}

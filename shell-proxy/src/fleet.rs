@@ -89,6 +89,7 @@ use tokio::task::JoinSet;
 
 mod aliases;
 mod elastic;
+mod entropy;
 mod keys;
 mod repair;
 
@@ -428,6 +429,7 @@ impl Fleet {
         let drift =
             crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
         let elastic = Arc::clone(self).elastic_loop(Arc::clone(&state));
+        let entropy = Arc::clone(self).entropy_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -468,7 +470,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay, drift, elastic);
+            tokio::join!(probe, watcher, replay, drift, elastic, entropy);
         })
     }
 
@@ -762,6 +764,14 @@ impl Fleet {
         // Loads the hints of an earlier run before the first write is sent.
         let _ = self.write_hints(state).await;
         let mut set = JoinSet::new();
+        // A version for last-writer-wins, and tombstones for its deletes, durable before it is sent.
+        if let Err(e) = self.stamp_write(state, &mut write).await {
+            tracing::error!(error = %e, "cannot store the write's tombstones: refused");
+            for id in 0..write.requests().len() {
+                write.on_failure(id);
+            }
+            return (write, set);
+        }
         self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
             let wait = write
@@ -2991,6 +3001,11 @@ impl Fleet {
                 if method == http::Method::GET && path == "shards" =>
             {
                 Ok(json_response(200, &self.shards_view()))
+            }
+            Admin(AdminRoute::Other { method, path })
+                if method == http::Method::POST && path == "verify" =>
+            {
+                self.verify_route(state, &request).await
             }
             Admin(AdminRoute::Other { .. }) => {
                 Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))

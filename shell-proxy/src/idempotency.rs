@@ -422,6 +422,22 @@ impl TaskStore for NotingStore {
         self.inner.list_hints().await
     }
 
+    async fn put_tombstones(
+        &self,
+        index: &str,
+        entries: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        self.inner.put_tombstones(index, entries).await
+    }
+
+    async fn list_tombstones(&self, index: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        self.inner.list_tombstones(index).await
+    }
+
+    async fn prune_tombstones(&self, index: &str, before: u64) -> Result<u64, StoreError> {
+        self.inner.prune_tombstones(index, before).await
+    }
+
     async fn put_meta(&self, key: &str, value: &Value) -> Result<(), StoreError> {
         self.inner.put_meta(key, value).await
     }

@@ -90,11 +90,44 @@ impl Expect {
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub writes: Vec<Write>,
+    /// The client's tag of each tagged write, by position in `writes` (runs with several clients).
+    pub tags: BTreeMap<usize, u64>,
 }
 
 impl History {
     pub fn record(&mut self, effects: Vec<(String, Effect)>, outcome: Outcome) {
         self.writes.push(Write { effects, outcome });
+    }
+
+    /// Records a write the proxy stamped a version for under `tag`.
+    pub fn record_tagged(&mut self, effects: Vec<(String, Effect)>, outcome: Outcome, tag: u64) {
+        self.tags.insert(self.writes.len(), tag);
+        self.record(effects, outcome);
+    }
+
+    /// The same writes in the order of the versions the proxies stamped them with (`versions`: tag →
+    /// version), which is the order last-writer-wins replicas converge to when several clients write the same
+    /// documents concurrently. A tagged write without a version never reached a node (the proxy refused or
+    /// never received it): it had no effect, and is dropped unless it was acknowledged (kept last, so the
+    /// checkers see it). Untagged writes keep their place relative to each other, after the tagged ones.
+    pub fn in_version_order(&self, versions: &BTreeMap<u64, u64>) -> History {
+        let mut keyed: Vec<(u64, usize, &Write)> = Vec::new();
+        for (i, w) in self.writes.iter().enumerate() {
+            let version = match self.tags.get(&i) {
+                Some(tag) => match versions.get(tag) {
+                    Some(v) => *v,
+                    None if matches!(w.outcome, Outcome::Acked(_)) => u64::MAX,
+                    None => continue,
+                },
+                None => u64::MAX,
+            };
+            keyed.push((version, i, w));
+        }
+        keyed.sort_by_key(|(v, i, _)| (*v, *i));
+        History {
+            writes: keyed.into_iter().map(|(_, _, w)| w.clone()).collect(),
+            tags: BTreeMap::new(),
+        }
     }
 
     /// The acknowledged task uids, in order.
@@ -183,6 +216,37 @@ mod tests {
         );
         assert!(e["a"].allows(&None) && !e["a"].allows(&Some(doc(2))));
         assert_eq!(h.acked_tasks(), vec![0, 3]);
+    }
+
+    #[test]
+    fn version_order_judges_concurrent_writers() {
+        let mut h = History::default();
+        // two clients: the put answered first was stamped later
+        h.record_tagged(
+            vec![("a".into(), Effect::Put(doc(2)))],
+            Outcome::Acked(1),
+            10,
+        );
+        h.record_tagged(
+            vec![("a".into(), Effect::Put(doc(1)))],
+            Outcome::Acked(0),
+            20,
+        );
+        h.record_tagged(vec![("a".into(), Effect::Delete)], Outcome::Rejected, 30);
+        let versions = BTreeMap::from([(10, 7), (20, 5)]);
+        assert_eq!(
+            h.expectations()["a"],
+            Expect::OneOf(vec![Some(doc(1)), None]),
+            "in answer order, the last put and the doubtful delete"
+        );
+        let ordered = h.in_version_order(&versions);
+        assert_eq!(
+            ordered.writes.len(),
+            2,
+            "the unstamped rejected delete never reached a node"
+        );
+        assert_eq!(ordered.expectations()["a"], Expect::Exactly(Some(doc(2))));
+        assert_eq!(ordered.acked_tasks(), vec![0, 1]);
     }
 
     #[test]

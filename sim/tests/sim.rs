@@ -16,6 +16,7 @@ fn cargo_sim_runs_with_madsim() {
 
 #[cfg(madsim)]
 mod scenarios {
+    use miroir_core::entropy::PlantedBug as EntropyBug;
     use miroir_core::quorum::WriteQuorum;
     use miroir_sim::runner::{sweep, Outcome};
     use miroir_sim::world::faults::FaultKinds;
@@ -45,6 +46,8 @@ mod scenarios {
             settings: SettingsMode::Off,
             elastic: None,
             reshard: None,
+            entropy: Some(EntropyBug::None),
+            proxies: 1,
         }
     }
 
@@ -276,6 +279,7 @@ mod scenarios {
         ] {
             let mut s = repair_spec("planted_replay_bug", 4, 2, 2, pattern);
             s.skip_replay = true;
+            s.entropy = None; // anti-entropy would repair what the dropped hints missed
             for seed in seeds {
                 let rt =
                     madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -291,17 +295,12 @@ mod scenarios {
         );
     }
 
-    /// A known bug, kept as a regression test until it is fixed (ignored so main stays green; run it with
-    /// `cargo sim reordering --ignored`). A node slower than the proxy's node timeout (2 s) still applies a
-    /// write the proxy already gave up on, after a newer write to the same document reached it: the replica
-    /// regresses to the older version. Write lanes keep one index's writes to one node in order while they are
-    /// answered, but cannot order across a timeout; that needs per-write versions with a last-writer-wins rule
-    /// enforced by repair (the self-healing replicas issue). One group, so only this bug can fire.
-    /// Hinted handoff replays what the proxy gave up on, in order, but cannot stop the node from applying the
-    /// timed-out original late. Seed 15 reproduces it (`MADSIM_TEST_SEED=15 cargo sim reordering --ignored`;
-    /// seed 13 did before hints changed the run's timing).
+    /// A node slower than the proxy's node timeout (2 s) still applies a write the proxy already gave up on,
+    /// after a newer write to the same document reached it: the replica regresses to the older version. Write
+    /// lanes and hinted handoff cannot order across a timeout; per-write versions can: the anti-entropy pass
+    /// after quiescence brings the replica back to the last writer (seed 15 regressed a replica before
+    /// versions existed, and its pass repairs 2 documents).
     #[test]
-    #[ignore = "known bug: a write applied after the proxy timed out on it regresses a replica (needs write versions)"]
     fn reordering() {
         let faults = FaultKinds {
             slow_node: true,
@@ -558,6 +557,9 @@ mod scenarios {
     /// of it: dual writes miss it, copies and verifies fail and are retried.
     fn target_partition(name: &'static str, bug: PlantedBug) -> Spec {
         let mut s = elastic(name, 3, 2, 1, ElasticChange::AddNode, FaultKinds::NONE, bug);
+        if bug != PlantedBug::None {
+            s.entropy = None; // anti-entropy would repair what the planted coordinator lost
+        }
         if let Some(e) = s.elastic.as_mut() {
             e.docs_per_second = 4;
             e.partition = Some((3, 400, 1_500));
@@ -933,6 +935,55 @@ mod scenarios {
             "planted swap-before-verify caught on {} of {n} seeds; first: {}",
             f.len(),
             f[0]
+        );
+    }
+
+    // ----- self-healing replicas: versions, tombstones, anti-entropy -----
+
+    /// Two proxy instances share one durable store (tasks, hints, tombstones); two clients write, replace and
+    /// delete the same ids through them concurrently, with slow nodes (late writes) and crashes. The history
+    /// is judged in version order (last writer wins), and after the anti-entropy pass every replica holds
+    /// the same documents.
+    #[test]
+    fn two_proxies_same_ids() {
+        let faults = FaultKinds {
+            node_crash: true,
+            slow_node: true,
+            packet_loss: true,
+            ..FaultKinds::NONE
+        };
+        let mut s = spec(
+            "two_proxies_same_ids",
+            3,
+            2,
+            1,
+            WriteQuorum::Majority,
+            faults,
+        );
+        s.proxies = 2;
+        s.slow_max_ms = 4_000;
+        sweep_spec(s, 60);
+    }
+
+    /// The checkers catch an anti-entropy pass that ignores tombstones: with hints dropped, a node that was
+    /// down keeps documents the others deleted, and the planted pass copies them back everywhere.
+    #[test]
+    fn planted_ignore_tombstones_is_caught() {
+        let mut caught = Vec::new();
+        for seed in 1u64..=12 {
+            let mut s = repair_spec("planted_ignore_tombstones", 4, 2, 2, FaultPattern::NodeDown);
+            s.skip_replay = true;
+            s.entropy = Some(EntropyBug::IgnoreTombstones);
+            if let Err(f) = run_seed(s, seed) {
+                assert_ne!(f.checker, "liveness", "{f}");
+                caught.push((seed, f.checker));
+            }
+        }
+        assert!(
+            caught
+                .iter()
+                .any(|(_, c)| c == "resurrection" || c == "lost_write"),
+            "a pass ignoring tombstones must resurrect a deleted document: {caught:?}"
         );
     }
 }

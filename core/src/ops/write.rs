@@ -178,6 +178,14 @@ impl FanoutWrite {
         &self.requests
     }
 
+    /// Stamps every document this write carries with the write version `version` (see `entropy`); requests
+    /// that carry no documents are left as they are.
+    pub fn stamp_version(&mut self, version: u64) {
+        for r in &mut self.requests {
+            crate::entropy::stamp_request(r, version);
+        }
+    }
+
     /// Feeds a node's HTTP answer to request `id`.
     pub fn on_response(&mut self, id: RequestId, status: u16, body: &Value) {
         let Some(node) = self.take(id) else { return };

@@ -362,6 +362,115 @@ where
     assert!(s.list_hints().await.unwrap().is_empty());
 }
 
+/// The tombstone part of the contract: a key keeps its greatest version, indexes are apart, listing is
+/// sorted by key, pruning removes only versions below the bound, and everything survives a restart.
+pub(crate) async fn run_tombstone_contract<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn TaskStore>>,
+{
+    let s = open().await;
+    assert!(s.list_tombstones("docs").await.unwrap().is_empty());
+    let big = 1u64 << 60;
+    s.put_tombstones(
+        "docs",
+        &[("id:b".into(), 5), ("id:a".into(), big), ("all".into(), 3)],
+    )
+    .await
+    .unwrap();
+    s.put_tombstones("docs", &[("id:b".into(), 4), ("all".into(), 9)])
+        .await
+        .unwrap();
+    s.put_tombstones("other", &[("filter:\"x = 1\"".into(), 2)])
+        .await
+        .unwrap();
+    s.put_tombstones("docs", &[]).await.unwrap();
+    assert_eq!(
+        s.list_tombstones("docs").await.unwrap(),
+        vec![
+            ("all".to_string(), 9),
+            ("id:a".to_string(), big),
+            ("id:b".to_string(), 5)
+        ],
+        "a lower version never replaces a higher one"
+    );
+    assert!(s
+        .put_tombstones("docs", &[("id:c".into(), u64::MAX)])
+        .await
+        .is_err());
+    drop(s);
+    let s = open().await;
+    assert_eq!(s.list_tombstones("docs").await.unwrap().len(), 3, "durable");
+    assert_eq!(s.prune_tombstones("docs", 9).await.unwrap(), 1);
+    assert_eq!(
+        s.list_tombstones("docs").await.unwrap(),
+        vec![("all".to_string(), 9), ("id:a".to_string(), big)]
+    );
+    assert_eq!(s.prune_tombstones("docs", u64::MAX).await.unwrap(), 2);
+    assert!(s.list_tombstones("docs").await.unwrap().is_empty());
+    assert_eq!(
+        s.list_tombstones("other").await.unwrap(),
+        vec![("filter:\"x = 1\"".to_string(), 2)],
+        "indexes are apart"
+    );
+    assert_eq!(s.prune_tombstones("other", 3).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_tombstone_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tombstones.db");
+    run_tombstone_contract(|| {
+        let path = path.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(SqliteStore::open(&path).await.unwrap());
+            s
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_passes_the_tombstone_contract() {
+    let Some(url) = redis_for_tests().await else {
+        return;
+    };
+    let prefix = unique_prefix();
+    run_tombstone_contract(|| {
+        let url = url.clone();
+        let prefix = prefix.clone();
+        async move {
+            let s: Arc<dyn TaskStore> = Arc::new(
+                RedisStore::open(&url, &prefix)
+                    .await
+                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
+            );
+            s
+        }
+    })
+    .await;
+    let store = RedisStore::open(&url, &prefix).await.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("HSET")
+        .arg(store.tombstones_key("docs"))
+        .arg("id:x")
+        .arg("soon")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let e = store.list_tombstones("docs").await.err().unwrap();
+    assert!(e.message.contains("corrupt tombstone"), "{e}");
+    for index in ["docs", "other"] {
+        let _: i64 = redis::cmd("DEL")
+            .arg(store.tombstones_key(index))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    cleanup(&url, &prefix).await;
+}
+
 #[tokio::test]
 async fn sqlite_passes_the_hint_contract() {
     let dir = tempfile::tempdir().unwrap();

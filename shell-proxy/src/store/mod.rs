@@ -19,6 +19,10 @@
 //! - The idempotency-key methods (`claim_` / `replace_` / `get_` / `release_` / `prune_idempotency_keys`):
 //!   one record per key, claimed and swapped atomically (compare-and-swap on the whole record), so two
 //!   proxies sharing the store never both serve one key (see `miroir_core::idempotency`).
+//! - [`TaskStore::put_tombstones`] / [`TaskStore::list_tombstones`] / [`TaskStore::prune_tombstones`]: the
+//!   delete tombstones of each index (core's `entropy::Tombstones::entries`), durable before the delete is
+//!   sent; a key keeps the greatest version ever put (atomically, so proxies sharing the store never lower
+//!   one), listed sorted by key, pruned below a version.
 
 pub mod redis;
 pub mod sqlite;
@@ -170,6 +174,20 @@ pub trait TaskStore: Send + Sync {
 
     /// Every stored hint, in ascending `seq` order.
     async fn list_hints(&self) -> Result<Vec<Value>, StoreError>;
+
+    /// Records tombstones of `index`: each `(key, version)` keeps the greater of the stored and the given
+    /// version (atomically); durable when this returns. Versions above `i64::MAX` are refused.
+    async fn put_tombstones(
+        &self,
+        index: &str,
+        entries: &[(String, u64)],
+    ) -> Result<(), StoreError>;
+
+    /// Every tombstone of `index`, sorted by key.
+    async fn list_tombstones(&self, index: &str) -> Result<Vec<(String, u64)>, StoreError>;
+
+    /// Deletes the tombstones of `index` whose version is below `before`; returns how many it deleted.
+    async fn prune_tombstones(&self, index: &str, before: u64) -> Result<u64, StoreError>;
 }
 
 /// Opens the store the configuration names, wrapped in the idempotency-key

@@ -7,6 +7,8 @@
 //!   uids are exact up to 2^53, far beyond any realistic task count.
 //! - `{prefix}meta`: hash key → JSON value.
 //! - `{prefix}hints`: hash seq → JSON hint (the hinted-handoff log; listed sorted by seq).
+//! - `{prefix}tombstones:{index}`: hash tombstone key → version as a 20-digit zero-padded decimal (so Lua
+//!   compares versions as strings, exactly: Lua numbers are doubles); raised and pruned by scripts.
 //! - `{prefix}idempotency`: hash idempotency key → JSON record; `{prefix}idempotency_expiry`: sorted set of
 //!   idempotency keys by `expires_at`, for pruning.
 //!
@@ -34,6 +36,23 @@ redis.call('ZADD', KEYS[2], ARGV[1], ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[3]) or '0')
 if current < tonumber(ARGV[3]) then redis.call('SET', KEYS[3], ARGV[3]) end
 return 1
+";
+
+const PUT_TOMBSTONES: &str = r"
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not current) or current < ARGV[i + 1] then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+";
+
+const PRUNE_TOMBSTONES: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  if all[i + 1] < ARGV[1] then redis.call('HDEL', KEYS[1], all[i]); n = n + 1 end
+end
+return n
 ";
 
 const CLAIM_IDEMPOTENCY: &str = r"
@@ -109,6 +128,14 @@ pub struct RedisStore {
     release_idempotency: Script,
     prune_idempotency: Script,
     swap_meta: Script,
+    tombstones_prefix: String,
+    put_tombstones: Script,
+    prune_tombstones: Script,
+}
+
+/// A version as stored: 20 digits, zero-padded, so string order is numeric order.
+fn padded(version: u64) -> String {
+    format!("{version:020}")
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -141,9 +168,17 @@ impl RedisStore {
             release_idempotency: Script::new(RELEASE_IDEMPOTENCY),
             prune_idempotency: Script::new(PRUNE_IDEMPOTENCY),
             swap_meta: Script::new(SWAP_META),
+            tombstones_prefix: format!("{key_prefix}tombstones:"),
+            put_tombstones: Script::new(PUT_TOMBSTONES),
+            prune_tombstones: Script::new(PRUNE_TOMBSTONES),
         };
         store.warn_on_weak_persistence().await;
         Ok(store)
+    }
+
+    /// The Redis key of the tombstones of `index` (used by tests to clean up).
+    pub fn tombstones_key(&self, index: &str) -> String {
+        format!("{}{index}", self.tombstones_prefix)
     }
 
     /// The Redis key of the hinted-handoff log (used by tests to clean up).
@@ -543,5 +578,57 @@ impl TaskStore for RedisStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out.into_iter().map(|(_, v)| v).collect())
+    }
+
+    async fn put_tombstones(
+        &self,
+        index: &str,
+        entries: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Some((_, v)) = entries.iter().find(|(_, v)| i64::try_from(*v).is_err()) {
+            return Err(err(format!("tombstone version {v} is too large")));
+        }
+        let mut invocation = self.put_tombstones.key(self.tombstones_key(index));
+        for (k, v) in entries {
+            invocation.arg(k).arg(padded(*v));
+        }
+        let mut c = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut c).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn list_tombstones(&self, index: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut c = self.conn.clone();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.tombstones_key(index))
+            .query_async(&mut c)
+            .await
+            .map_err(err)?;
+        let mut out = all
+            .into_iter()
+            .map(|(k, v)| {
+                let version: u64 = v
+                    .parse()
+                    .map_err(|_| err(format!("corrupt tombstone {k:?}: version {v:?}")))?;
+                Ok((k, version))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.sort();
+        Ok(out)
+    }
+
+    async fn prune_tombstones(&self, index: &str, before: u64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let n: u64 = self
+            .prune_tombstones
+            .key(self.tombstones_key(index))
+            .arg(padded(before))
+            .invoke_async(&mut c)
+            .await
+            .map_err(err)?;
+        Ok(n)
     }
 }

@@ -13,6 +13,8 @@
 //! - `tasks(uid INTEGER PRIMARY KEY, record TEXT)`: one JSON record per task.
 //! - `meta(key TEXT PRIMARY KEY, value TEXT)`: the keyed metadata area.
 //! - `counters(name TEXT PRIMARY KEY, value INTEGER)`: `next_task_uid` = the next uid to hand out.
+//! - `tombstones(index_uid, key, version, PRIMARY KEY (index_uid, key))`: delete tombstones, created on open
+//!   when missing
 //! - `hints(seq INTEGER PRIMARY KEY, hint TEXT)`: the hinted-handoff log, created on open when missing
 //!   (an additive table: files written before it existed open unchanged).
 //! - `idempotency(key TEXT PRIMARY KEY, record TEXT, expires_at INTEGER)` with an index on
@@ -126,7 +128,8 @@ fn open_blocking(path: &Path) -> Result<Connection, StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS hints (seq INTEGER PRIMARY KEY, hint TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL);
-         CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at, key);",
+         CREATE INDEX IF NOT EXISTS idempotency_expiry ON idempotency (expires_at, key);
+         CREATE TABLE IF NOT EXISTS tombstones (index_uid TEXT NOT NULL, key TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (index_uid, key));",
     )
     .map_err(err)?;
     Ok(conn)
@@ -532,5 +535,74 @@ impl TaskStore for SqliteStore {
         rows.into_iter()
             .map(|(seq, t)| decode(BACKEND, &format!("hint {seq}"), &t))
             .collect()
+    }
+
+    async fn put_tombstones(
+        &self,
+        index: &str,
+        entries: &[(String, u64)],
+    ) -> Result<(), StoreError> {
+        let rows = entries
+            .iter()
+            .map(|(k, v)| {
+                i64::try_from(*v)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|_| err(format!("tombstone version {v} is too large")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let index = index.to_string();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            for (key, version) in &rows {
+                tx.execute(
+                    "INSERT INTO tombstones (index_uid, key, version) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (index_uid, key) DO UPDATE SET version = MAX(version, excluded.version)",
+                    params![index, key, version],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn list_tombstones(&self, index: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let index = index.to_string();
+        let rows: Vec<(String, i64)> = self
+            .run(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT key, version FROM tombstones WHERE index_uid = ?1 ORDER BY key ASC",
+                    )
+                    .map_err(err)?;
+                let rows = stmt
+                    .query_map([index], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(err)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(err)?;
+                Ok(rows)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                u64::try_from(v)
+                    .map(|v| (k.clone(), v))
+                    .map_err(|_| err(format!("corrupt tombstone {k:?}: version {v}")))
+            })
+            .collect()
+    }
+
+    async fn prune_tombstones(&self, index: &str, before: u64) -> Result<u64, StoreError> {
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let index = index.to_string();
+        self.run(move |c| {
+            c.execute(
+                "DELETE FROM tombstones WHERE index_uid = ?1 AND version < ?2",
+                params![index, before],
+            )
+            .map(|n| n as u64)
+            .map_err(err)
+        })
+        .await
     }
 }
