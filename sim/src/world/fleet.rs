@@ -35,8 +35,8 @@ use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::config::{IdempotencyConfig, SettingsSyncConfig};
 use miroir_core::documents::{plan_batch, plan_delete_ids};
 use miroir_core::entropy::{
-    record_deletes, Action as EntropyAction, AntiEntropy, EntropyParams, PlantedBug as EntropyBug,
-    Tombstones, VersionClock,
+    record_deletes, stamp_request, Action as EntropyAction, AntiEntropy, EntropyParams,
+    PlantedBug as EntropyBug, Tombstones, VersionClock,
 };
 use miroir_core::hints::{record_replay, Admission, HintLog, ReplayOutcome, ReplayVerdict};
 use miroir_core::idempotency::{
@@ -272,8 +272,9 @@ enum ProxyOp {
     SettingsCheck,
     /// A write whose version the proxy notes under this tag (god's-eye bookkeeping for two-proxy runs).
     Tagged(u64, Box<ProxyOp>),
-    /// One anti-entropy pass over these shards and their replicas; answers the report.
+    /// One anti-entropy pass over these shards of this node index and their replicas; answers the report.
     AntiEntropy {
+        index: String,
         shards: Vec<(u32, Vec<NodeId>)>,
         repair: bool,
     },
@@ -617,7 +618,7 @@ pub(crate) struct Replier<'a> {
     sent: bool,
     claim: Option<Claim>,
     /// The client's tag of a `ProxyOp::Tagged` write.
-    op_tag: Option<u64>,
+    pub(crate) op_tag: Option<u64>,
 }
 
 /// One task store round trip: a proxy crash can land between two of them.
@@ -760,21 +761,45 @@ pub(crate) async fn run_write(
     mut write: FanoutWrite,
     answer: &mut Replier<'_>,
 ) {
-    // Every write gets a version (last writer wins, judged by anti-entropy); its deletes are recorded as
-    // tombstones on the proxy's disk before any node hears of them.
+    stamp_write(ctx, &mut write, &mut [], answer.op_tag).await;
+    run_stamped_write(ctx, rpc, lanes, write, answer).await
+}
+
+/// Gives a client write one version (last writer wins, judged by anti-entropy), also to `extra`: requests
+/// carrying the same client write elsewhere (a resharding's copy to its other index), and records their
+/// deletes as tombstones on the proxy's disk before any node hears of them.
+pub(crate) async fn stamp_write(
+    ctx: &ProxyCtx,
+    write: &mut FanoutWrite,
+    extra: &mut [NodeRequest],
+    tag: Option<u64>,
+) {
     let version = ctx.clock.lock().unwrap().stamp(now_ms());
     write.stamp_version(version);
-    if let Some(tag) = answer.op_tag {
+    for r in extra.iter_mut() {
+        stamp_request(r, version);
+    }
+    if let Some(tag) = tag {
         ctx.disk.stamps.lock().unwrap().insert(tag, version);
     }
-    let recorded = record_deletes(
-        &mut ctx.disk.tombstones.lock().unwrap(),
-        write.requests(),
-        version,
-    );
+    let recorded = {
+        let mut tombstones = ctx.disk.tombstones.lock().unwrap();
+        let live = record_deletes(&mut tombstones, write.requests(), version);
+        record_deletes(&mut tombstones, extra, version) || live
+    };
     if recorded {
         store_round_trip().await;
     }
+}
+
+/// [`run_write`] of a write [`stamp_write`] already stamped.
+pub(crate) async fn run_stamped_write(
+    ctx: &ProxyCtx,
+    rpc: &RpcClient,
+    lanes: &Lanes,
+    mut write: FanoutWrite,
+    answer: &mut Replier<'_>,
+) {
     // Each node receives the index's writes one at a time, in order (core's write lanes); what a node
     // misses becomes a hint, replayed in order when it answers again.
     let uid = write.record().uid;
@@ -866,8 +891,12 @@ async fn serve_op(
             answer.op_tag = Some(tag);
             Box::pin(serve_op(ctx, rpc, lanes, *op, answer)).await
         }
-        ProxyOp::AntiEntropy { shards, repair } => {
-            let r = anti_entropy(ctx, rpc, shards, repair).await;
+        ProxyOp::AntiEntropy {
+            index,
+            shards,
+            repair,
+        } => {
+            let r = anti_entropy(ctx, rpc, &index, shards, repair).await;
             answer.send(r).await
         }
         ProxyOp::Keyed(key, op) => {
@@ -1130,18 +1159,23 @@ async fn serve_op(
 async fn anti_entropy(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
+    index: &str,
     shards: Vec<(u32, Vec<NodeId>)>,
     repair: bool,
 ) -> Reply {
     let started = ctx.clock.lock().unwrap().stamp(now_ms());
-    let tombstones = ctx
-        .disk
-        .tombstones
-        .lock()
-        .unwrap()
-        .get(INDEX)
-        .cloned()
-        .unwrap_or_default();
+    // the deletes recorded under the client's index and under the node index in force (a resharding's
+    // shadow once swapped in): one client write's versions are the same on both
+    let tombstones = {
+        let all = ctx.disk.tombstones.lock().unwrap();
+        let mut t = all.get(INDEX).cloned().unwrap_or_default();
+        if index != INDEX {
+            if let Some(more) = all.get(index) {
+                t.merge(more);
+            }
+        }
+        t
+    };
     let params = EntropyParams {
         page_size: 20,
         buckets: 8,
@@ -1152,7 +1186,7 @@ async fn anti_entropy(
         planted: ctx.entropy_bug,
         ..EntropyParams::default()
     };
-    let mut pass = AntiEntropy::new(INDEX, "id", shards, tombstones, params, started);
+    let mut pass = AntiEntropy::new(index, "id", shards, tombstones, params, started);
     loop {
         match pass.poll_action() {
             Some(EntropyAction::Send(r)) => match call(ctx, rpc, &r).await {
@@ -1979,7 +2013,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     if spec.entropy.is_some() {
         // one anti-entropy pass, as the HTTP proxy's scheduled runner: every replica of every shard is
         // compared and repaired (last writer wins, tombstones kill older copies)
-        let shards: Vec<(u32, Vec<NodeId>)> = (0..spec.shards)
+        let shards: Vec<(u32, Vec<NodeId>)> = (0..live_shards)
             .map(|s| {
                 let owners = placement
                     .write_targets(s)
@@ -1989,12 +2023,14 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
                 (s, owners)
             })
             .collect();
+        let entropy_index = live_index.clone();
         let report = admin_node
             .spawn(async move {
                 let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
                     .await
                     .expect("admin endpoint");
                 let op = ProxyOp::AntiEntropy {
+                    index: entropy_index,
                     shards,
                     repair: true,
                 };

@@ -18,7 +18,9 @@
 //! Faults tied to the coordinator's progress ([`ReshardSpec::proxy_crash`], [`ReshardSpec::node_crash`],
 //! [`ReshardSpec::abort_after_docs`]) fire when it first reaches the named phase.
 
-use super::fleet::{call, run_write, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
+use super::fleet::{
+    call, run_stamped_write, run_write, stamp_write, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT,
+};
 use super::net::{now_ms, RpcClient};
 use madsim::export::futures::future::join;
 use madsim::export::futures::stream::{FuturesUnordered, StreamExt};
@@ -400,10 +402,13 @@ pub(crate) async fn serve_write(
         };
         match admitted {
             Some(Ok(Some(ReshardWrite {
-                live,
-                secondary,
+                mut live,
+                mut secondary,
                 ticket,
             }))) => {
+                // one version for the client write on both indexes, or a copy on the secondary would be
+                // older than a tombstone the write came after
+                stamp_write(ctx, &mut live, &mut secondary, answer.op_tag).await;
                 let lossy = rs.shadow_lossy.load(Ordering::SeqCst);
                 let copies = async {
                     let mut calls: FuturesUnordered<_> = secondary
@@ -413,7 +418,7 @@ pub(crate) async fn serve_write(
                         .collect();
                     while calls.next().await.is_some() {}
                 };
-                join(run_write(ctx, rpc, lanes, live, answer), copies).await;
+                join(run_stamped_write(ctx, rpc, lanes, live, answer), copies).await;
                 if let Some(m) = rs.live.lock().unwrap().as_mut() {
                     m.write_finished(ticket, now_ms());
                 }
