@@ -609,6 +609,18 @@ impl Fleet {
         state: &AppState,
         r: NodeRequest,
     ) -> impl std::future::Future<Output = (usize, Answer)> + Send + 'static {
+        self.request_future_with(state, r, |body| {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        })
+    }
+
+    /// [`Fleet::request_future`] with the answer's body turned into `T` by `decode`.
+    pub(super) fn request_future_with<T: Send + 'static>(
+        &self,
+        state: &AppState,
+        r: NodeRequest,
+        decode: fn(Bytes) -> T,
+    ) -> impl std::future::Future<Output = (usize, Result<(u16, T), String>)> + Send + 'static {
         let client = state.nodes.clone();
         let address = self.node_address(&r.node);
         async move {
@@ -629,10 +641,7 @@ impl Fleet {
                     body,
                 )
                 .await
-                .map(|resp| {
-                    let v = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
-                    (resp.status, v)
-                })
+                .map(|resp| (resp.status, decode(resp.body)))
                 .map_err(|e| e.to_string());
             (r.id, answer)
         }

@@ -10,7 +10,7 @@
 //! Searches keep the nodes' answers as text ([`Scattered::wants_text`]): core merges them without parsing
 //! hits whole and the reply's text is sent as is ([`Fleet::search_response`]).
 
-use super::{http_method, now_ms, Answer, Fleet};
+use super::{now_ms, Answer, Fleet};
 use crate::http_util::ProxyResponse;
 use crate::server::AppState;
 use bytes::Bytes;
@@ -212,33 +212,9 @@ impl Fleet {
         state: &AppState,
         r: NodeRequest,
     ) -> impl std::future::Future<Output = (usize, ReadAnswer)> + Send + 'static {
-        let client = state.nodes.clone();
-        let address = self.node_address(&r.node);
-        async move {
-            let (ct, body) = match &r.body {
-                Some(b) => (
-                    Some("application/json"),
-                    Bytes::from(serde_json::to_vec(b).unwrap_or_default()),
-                ),
-                None => (None, Bytes::new()),
-            };
-            let answer = client
-                .send(
-                    r.node.as_str(),
-                    &address,
-                    http_method(r.method),
-                    &r.path,
-                    ct,
-                    body,
-                )
-                .await
-                .map(|resp| {
-                    let text = String::from_utf8(Vec::from(resp.body)).unwrap_or_default();
-                    (resp.status, Payload::Text(text))
-                })
-                .map_err(|e| e.to_string());
-            (r.id, answer)
-        }
+        self.request_future_with(state, r, |body| {
+            Payload::Text(String::from_utf8(Vec::from(body)).unwrap_or_default())
+        })
     }
 
     /// Drives a scattered read to its decision: sends its requests, feeds the answers, and wakes up at
