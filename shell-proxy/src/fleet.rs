@@ -91,6 +91,7 @@ mod aliases;
 mod elastic;
 mod keys;
 mod repair;
+mod reshard;
 
 /// How long a node task may stay unknown before the task counts it as lost.
 pub const LOST_AFTER_MS: Millis = 10 * 60 * 1000;
@@ -327,6 +328,8 @@ pub struct Fleet {
     sessions: crate::session::SessionTable,
     /// Replica selection, fed by every node read answer (see `speed`).
     selector: Arc<Mutex<miroir_core::select::Selector>>,
+    /// Online resharding (see `fleet/reshard.rs`).
+    reshards: reshard::Reshards,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -410,6 +413,7 @@ impl Fleet {
             )),
             sessions: crate::session::SessionTable::new(&config.session),
             selector: Fleet::new_selector(config),
+            reshards: reshard::Reshards::default(),
         })
     }
 
@@ -428,6 +432,7 @@ impl Fleet {
         let drift =
             crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
         let elastic = Arc::clone(self).elastic_loop(Arc::clone(&state));
+        let reshard = Arc::clone(self).reshard_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -468,7 +473,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay, drift, elastic);
+            tokio::join!(probe, watcher, replay, drift, elastic, reshard);
         })
     }
 
@@ -601,8 +606,29 @@ impl Fleet {
         set.spawn(self.request_future(state, r));
     }
 
-    /// The exchange of one node request, as a future owning everything it needs.
+    /// The exchange of one node request, as a future owning everything it needs. An index the request
+    /// names by its client uid is addressed by its physical name when resharded (see `fleet/reshard.rs`).
     fn request_future(
+        &self,
+        state: &AppState,
+        mut r: NodeRequest,
+    ) -> impl std::future::Future<Output = (usize, Answer)> + Send + 'static {
+        let (path, fix) = self.reshard_rewrite(&r.path);
+        if let Some(path) = path {
+            r.path = path;
+        }
+        let send = self.send_future(state, r);
+        async move {
+            let (id, mut answer) = send.await;
+            if let (Some(fix), Ok((_, body))) = (&fix, &mut answer) {
+                fix.apply(body);
+            }
+            (id, answer)
+        }
+    }
+
+    /// The exchange of one node request naming physical indexes (no renaming).
+    fn send_future(
         &self,
         state: &AppState,
         r: NodeRequest,
@@ -1484,6 +1510,13 @@ impl Fleet {
                     .await;
             }
         };
+        if self.reshard_active(index) {
+            drop(placement);
+            let intent = miroir_core::migration::WriteIntent::Documents { docs, replace };
+            return self
+                .reshard_write(state, index, intent, task, self.quorum)
+                .await;
+        }
         let plan = match plan_batch(docs, &pk, &placement.placement) {
             Ok(p) => p,
             Err(e) => return self.failed_task(state, task, &e).await,
@@ -1575,6 +1608,13 @@ impl Fleet {
                     .await;
             }
         };
+        if self.reshard_active(index) {
+            drop(permit);
+            let intent = miroir_core::migration::WriteIntent::DeleteIds(ids);
+            return self
+                .reshard_write(state, index, intent, task, self.quorum)
+                .await;
+        }
         let plan = plan_delete_ids(&ids, &permit.placement);
         let write = FanoutWrite::delete_ids(
             task,
@@ -2622,6 +2662,7 @@ impl Fleet {
         use Route::*;
         // A stored topology newer than the configuration's is in force before the first request.
         self.elastic_ready(state).await;
+        self.reshard_ready(state).await;
         let q = request
             .uri
             .query()
@@ -2975,6 +3016,10 @@ impl Fleet {
             CancelTasks => self.cancel_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path }) if path.starts_with("aliases") => self
                 .admin_aliases(state, &method, &path, &request)
+                .await
+                .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
+            Admin(AdminRoute::Other { method, path }) if path.starts_with("indexes/") => self
+                .admin_reshard(state, &method, &path, &request)
                 .await
                 .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
             Admin(AdminRoute::Other { method, path }) if elastic::is_elastic_path(&path) => self

@@ -367,7 +367,7 @@ impl Drop for PlainPermit<'_> {
 }
 
 /// A closed write gate (see [`Fleet::close_gate`]); reopens it when dropped.
-struct GateGuard<'a>(&'a Mutex<Gate>);
+pub(super) struct GateGuard<'a>(&'a Mutex<Gate>);
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
@@ -627,6 +627,9 @@ impl Fleet {
 
     /// The placement reads of `index` use now.
     pub(crate) fn read_placement(&self, index: &str) -> Arc<Placement> {
+        if let Some(p) = self.reshard_placement(index) {
+            return p;
+        }
         self.elastic.read_placement(index)
     }
 
@@ -694,7 +697,7 @@ impl Fleet {
 
     /// Closes the write gate and waits for the plainly routed writes to drain; the gate reopens when the
     /// guard is dropped (also when the caller is cancelled).
-    async fn close_gate(&self) -> GateGuard<'_> {
+    pub(super) async fn close_gate(&self) -> GateGuard<'_> {
         lock(&self.elastic.gate).starting += 1;
         let guard = GateGuard(&self.elastic.gate);
         while lock(&self.elastic.gate).plain > 0 {
@@ -706,6 +709,7 @@ impl Fleet {
     /// Refuses an index-level change (creation, deletion, swap) of `index` while a fleet change runs, here
     /// or on another proxy: it would miss the nodes joining, or leave a migration nothing to copy.
     pub(crate) fn refuse_while_migrating(&self, index: &str) -> Result<(), MeiliError> {
+        self.refuse_while_resharding(index)?;
         let g = lock(&self.elastic.gate);
         if g.live.is_some() || g.foreign || g.claimed || g.claiming > 0 {
             return Err(index_frozen(index));
@@ -730,7 +734,9 @@ impl Fleet {
                         drop(g);
                         return Ok(WriteRoute::Plain(PlainPermit {
                             gate: &self.elastic.gate,
-                            placement: self.placement(),
+                            placement: self
+                                .reshard_placement(index)
+                                .unwrap_or_else(|| self.placement()),
                         }));
                     }
                     None => {}
@@ -754,6 +760,11 @@ impl Fleet {
         quorum: WriteQuorum,
     ) -> Result<ProxyResponse, MeiliError> {
         match self.write_route(index).await? {
+            WriteRoute::Plain(permit) if self.reshard_active(index) => {
+                drop(permit);
+                let intent = WriteIntent::Broadcast { method, path, body };
+                self.reshard_write(state, index, intent, task, quorum).await
+            }
             WriteRoute::Plain(permit) => {
                 let write = FanoutWrite::broadcast(
                     task,
@@ -1310,6 +1321,8 @@ impl Fleet {
         change: Change,
     ) -> Result<ProxyResponse, MeiliError> {
         self.elastic_ready(state).await;
+        self.reshard_ready(state).await;
+        self.refuse_fleet_change_while_resharded()?;
         if self.elastic.is_migrating()
             || state
                 .store
@@ -1495,7 +1508,7 @@ fn done_count(m: &Migration) -> u64 {
 }
 
 /// A write intent built by the committed placement (a write admitted while its migration ended).
-fn plain_write(
+pub(super) fn plain_write(
     intent: WriteIntent,
     task: WriteTask,
     index: &str,
