@@ -215,57 +215,6 @@ fn live_ids(expected: &BTreeMap<u64, Option<Value>>) -> BTreeSet<u64> {
         .collect()
 }
 
-/// A writer of add / update / delete operations on ids `from..from + ids` (titles never match the fixed
-/// queries), recording what each acknowledged operation leaves.
-fn spawn_writer(
-    api: Api,
-    from: u64,
-    ids: u64,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(BTreeMap<u64, Option<Value>>, u64)> {
-    tokio::spawn(async move {
-        let mut expected: BTreeMap<u64, Option<Value>> = BTreeMap::new();
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ from;
-        let mut last_task = None;
-        let mut n = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let id = from + rng % ids;
-            n += 1;
-            let r = if rng.is_multiple_of(5) {
-                let r = api
-                    .post(
-                        &format!("/indexes/{INDEX}/documents/delete-batch"),
-                        json!([id]),
-                    )
-                    .await;
-                if r.status == 202 {
-                    expected.insert(id, None);
-                }
-                r
-            } else {
-                let doc = json!({"id": id, "title": format!("writer {id}"), "v": n});
-                let r = api
-                    .post(&format!("/indexes/{INDEX}/documents"), json!([doc.clone()]))
-                    .await;
-                if r.status == 202 {
-                    expected.insert(id, Some(doc));
-                }
-                r
-            };
-            assert_eq!(r.status, 202, "writer: {}", r.body);
-            last_task = r.body["taskUid"].as_u64();
-        }
-        if let Some(uid) = last_task {
-            let t = api.wait_task(uid).await;
-            assert_eq!(t["status"], "succeeded", "{t}");
-        }
-        (expected, n)
-    })
-}
-
 /// The index list shows `movies` once and never a shadow.
 async fn check_index_list(api: &Api) {
     let r = api.get("/indexes?limit=100").await;
@@ -307,8 +256,8 @@ async fn reshard_4_to_8_under_a_live_writer_loses_nothing() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let writers = [
-        spawn_writer(api.clone(), 1_000, 150, Arc::clone(&stop)),
-        spawn_writer(api.clone(), 2_000, 150, Arc::clone(&stop)),
+        spawn_writer(api.clone(), INDEX, "writer", 1_000, 150, Arc::clone(&stop)),
+        spawn_writer(api.clone(), INDEX, "writer", 2_000, 150, Arc::clone(&stop)),
     ];
     tokio::time::sleep(Duration::from_millis(150)).await;
     let r = api

@@ -123,6 +123,19 @@ fn migrating_elsewhere() -> MeiliError {
     )
 }
 
+/// Stores a coordinator record, retrying until the store takes it (a record is acknowledged to its
+/// coordinator only once durable).
+pub(super) async fn put_meta_until_stored(state: &AppState, key: &str, value: &Value, what: &str) {
+    let mut tries = 0u32;
+    while let Err(e) = state.store.put_meta(key, value).await {
+        tries += 1;
+        if tries == 1 || tries.is_multiple_of(50) {
+            tracing::error!(key, error = %e, "cannot persist a {what} record");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn store_error(e: crate::store::StoreError) -> MeiliError {
     MeiliError::from(e)
 }
@@ -1096,19 +1109,8 @@ impl Fleet {
                         set.spawn(async move { (index, send.await) });
                     }
                     Action::Persist { seq, record } => {
-                        let mut tries = 0u32;
-                        loop {
-                            match state.store.put_meta(&record_key(&index), &record).await {
-                                Ok(()) => break,
-                                Err(e) => {
-                                    tries += 1;
-                                    if tries == 1 || tries.is_multiple_of(50) {
-                                        tracing::error!(index, error = %e, "cannot persist a migration record");
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                            }
-                        }
+                        put_meta_until_stored(state, &record_key(&index), &record, "migration")
+                            .await;
                         self.with_run(&index, |m| m.on_persisted(seq, now_ms()));
                     }
                 }

@@ -621,14 +621,7 @@ impl Fleet {
             run.stored.clone()
         };
         let value = serde_json::to_value(&stored).unwrap_or(Value::Null);
-        let mut tries = 0u32;
-        while let Err(e) = state.store.put_meta(&record_key(uid), &value).await {
-            tries += 1;
-            if tries == 1 || tries.is_multiple_of(50) {
-                tracing::error!(index = uid, error = %e, "cannot persist a resharding record");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        super::elastic::put_meta_until_stored(state, &record_key(uid), &value, "resharding").await;
         lock(&self.reshards.state)
             .stored
             .insert(uid.to_string(), stored);
@@ -792,6 +785,20 @@ impl Fleet {
         Ok(json_response(202, &body))
     }
 
+    /// Refuses to start a resharding while one runs on the index or a fleet change runs.
+    fn refuse_reshard_start(&self, uid: &str) -> Result<(), MeiliError> {
+        if self.reshard_active(uid) {
+            return Err(in_progress(uid));
+        }
+        self.refuse_while_migrating(uid).map_err(|_| {
+            MeiliError::invalid(
+                409,
+                "miroir_migration_in_progress",
+                "A fleet change is in progress: reshard once `GET /_miroir/rebalance/status` reports it done.",
+            )
+        })
+    }
+
     async fn start_reshard(
         &self,
         state: &AppState,
@@ -806,16 +813,7 @@ impl Fleet {
                 "Index `{uid}` has no primary key yet: add documents before resharding it."
             )));
         };
-        if self.reshard_active(uid) {
-            return Err(in_progress(uid));
-        }
-        self.refuse_while_migrating(uid).map_err(|_| {
-            MeiliError::invalid(
-                409,
-                "miroir_migration_in_progress",
-                "A fleet change is in progress: reshard once `GET /_miroir/rebalance/status` reports it done.",
-            )
-        })?;
+        self.refuse_reshard_start(uid)?;
         let (live, generation) = {
             let st = lock(&self.reshards.state);
             let generation = st
@@ -884,16 +882,7 @@ impl Fleet {
         }
         // Writes routed by the plain placement drain before the coordinator routes them.
         let gate = self.close_gate().await;
-        if self.reshard_active(uid) {
-            return Err(in_progress(uid));
-        }
-        self.refuse_while_migrating(uid).map_err(|_| {
-            MeiliError::invalid(
-                409,
-                "miroir_migration_in_progress",
-                "A fleet change is in progress: reshard once `GET /_miroir/rebalance/status` reports it done.",
-            )
-        })?;
+        self.refuse_reshard_start(uid)?;
         // The first record is stored before the coordinator routes anything.
         let Some(Action::Persist { seq, record }) = m.poll_action() else {
             return Err(MeiliError::internal(
