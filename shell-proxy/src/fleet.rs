@@ -2775,17 +2775,23 @@ impl Fleet {
                     .unwrap_or_else(|p| p.into_inner())
                     .deleted
                     .insert(u.as_str().to_string());
-                self.broadcast_route(
-                    state,
-                    u.as_str(),
-                    TaskType::IndexDeletion,
-                    Some(details::deleted_documents()),
-                    Method::Delete,
-                    format!("/indexes/{u}"),
-                    None,
-                    self.quorum,
-                )
-                .await
+                let response = self
+                    .broadcast_route(
+                        state,
+                        u.as_str(),
+                        TaskType::IndexDeletion,
+                        Some(details::deleted_documents()),
+                        Method::Delete,
+                        format!("/indexes/{u}"),
+                        None,
+                        self.quorum,
+                    )
+                    .await?;
+                if response.status() == StatusCode::ACCEPTED {
+                    // a resharded index's physical name and S go with it
+                    self.forget_resharded(state, u.as_str()).await?;
+                }
+                Ok(response)
             }
             AddDocuments(u) => self.add_documents(state, u.as_str(), &request, true).await,
             UpdateDocuments(u) => self.add_documents(state, u.as_str(), &request, false).await,

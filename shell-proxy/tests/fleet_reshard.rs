@@ -70,10 +70,15 @@ async fn status(api: &Api) -> Value {
 /// Polls the status until `done` accepts it.
 async fn wait_status(api: &Api, what: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
+    let mut shown = Instant::now();
     loop {
         let s = status(api).await;
         if done(&s) {
             return s;
+        }
+        if shown.elapsed() > Duration::from_secs(3) {
+            println!("waiting until {what}: {s}");
+            shown = Instant::now();
         }
         assert!(
             start.elapsed() < Duration::from_secs(90),
@@ -612,5 +617,69 @@ async fn admin_reshard_routes_refuse_bad_input() {
         let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
         assert_eq!(r.status, 404);
     }
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(&dir);
+    let (f, api) = start(o.clone(), 0, 200).await;
+    seed(&api, 100).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&api, "done", |s| s["phase"] == "done").await;
+    // while the index has its own S, fleet changes are refused
+    let drain = api.post("/_miroir/nodes/node-0/drain", json!({})).await;
+    assert_error(&drain, 409, "miroir_reshard_in_progress", "invalid_request");
+    api.write_ok("DELETE", &format!("/indexes/{INDEX}"), None)
+        .await;
+    let gone = api.get(&format!("/indexes/{INDEX}")).await;
+    assert_error(&gone, 404, "index_not_found", "invalid_request");
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
+        assert_eq!(r.status, 404, "node {i}: {}", r.body);
+    }
+    // a new index of the same name lives under its own name with the fleet's S, also after a restart
+    let expected = seed(&api, 40).await;
+    check_placement(&f, INDEX, 4, &expected).await;
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = f;
+    proxy.shutdown().await;
+    let mut config = {
+        let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&options, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    config.server.port = 0;
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let f = DevFleet {
+        nodes,
+        proxy,
+        options,
+    };
+    let api = admin(Api::new(f.url()));
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    check_index_list(&api).await;
+    // the next resharding takes a fresh generation
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 2, "throttle_docs_per_sec": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["fromShards"], 4, "{}", r.body);
+    wait_status(&api, "retained", |s| s["phase"] == "retain").await;
+    check_placement(&f, "movies__miroir_reshard_2", 2, &expected).await;
     f.shutdown().await;
 }

@@ -108,6 +108,10 @@ pub struct Stored {
     pub from_shards: u32,
     /// S asked for.
     pub to_shards: u32,
+    /// The index was deleted since: its record only keeps the generation (the next index of that name
+    /// starts with the fleet's S under its own name).
+    #[serde(default)]
+    pub dropped: bool,
 }
 
 /// The physical index in force according to a record: `dst` from the swap on, `src` before.
@@ -598,7 +602,7 @@ impl Fleet {
                                 tracing::error!(index = uid, error = %e, "the resharding cannot resume")
                             }
                         }
-                    } else if let Some(side) = in_force(&stored.record) {
+                    } else if let Some(side) = in_force(&stored.record).filter(|_| !stored.dropped) {
                         st.settled.insert(uid.clone(), side);
                     }
                     st.stored.insert(uid, stored);
@@ -672,6 +676,10 @@ impl Fleet {
                         }
                     }
                 }
+            }
+            // answers already in are fed before more work is looked for (a busy loop must not starve them)
+            while let Some(done) = set.try_join_next() {
+                self.absorb_reshard(done);
             }
             self.retire_finished();
             if busy {
@@ -785,6 +793,30 @@ impl Fleet {
         Ok(json_response(202, &body))
     }
 
+    /// The index was deleted: its physical name and S are forgotten (durably); the generation is kept so
+    /// a later resharding never reuses a shadow name.
+    pub(super) async fn forget_resharded(
+        &self,
+        state: &AppState,
+        uid: &str,
+    ) -> Result<(), MeiliError> {
+        let stored = {
+            let mut st = lock(&self.reshards.state);
+            if st.settled.remove(uid).is_none() {
+                return Ok(());
+            }
+            let Some(stored) = st.stored.get_mut(uid) else {
+                return Ok(());
+            };
+            stored.dropped = true;
+            stored.clone()
+        };
+        let value = serde_json::to_value(&stored)
+            .map_err(|e| MeiliError::internal(format!("cannot encode the record: {e}")))?;
+        state.store.put_meta(&record_key(uid), &value).await?;
+        Ok(())
+    }
+
     /// Refuses to start a resharding while one runs on the index or a fleet change runs.
     fn refuse_reshard_start(&self, uid: &str) -> Result<(), MeiliError> {
         if self.reshard_active(uid) {
@@ -837,6 +869,7 @@ impl Fleet {
             started_at: now_ms(),
             from_shards: live.shards,
             to_shards: req.new_shards,
+            dropped: false,
         };
         let mut params = self.reshard_params(uid, &pk, &stored);
         params.topology.shards = live.shards;
