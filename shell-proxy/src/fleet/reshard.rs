@@ -330,7 +330,7 @@ fn status_json(uid: &str, stored: &Stored, run: Option<&Run>, now: Millis) -> Va
             let s = run.m.status();
             let elapsed = now.saturating_sub(stored.started_at).max(1);
             out.insert("phase".into(), json!(s.phase));
-            out.insert("running".into(), json!(true));
+            out.insert("running".into(), json!(!run.m.is_finished()));
             out.insert("shards".into(), json!(s.live.shards));
             out.insert("docsCopied".into(), json!(s.docs_copied));
             out.insert("docsTotal".into(), json!(s.docs_total));
@@ -437,7 +437,11 @@ impl Fleet {
 
     /// Refuses an index-level change (creation, deletion, swap) of an index being resharded.
     pub(super) fn refuse_while_resharding(&self, uid: &str) -> Result<(), MeiliError> {
-        if self.reshard_active(uid) {
+        let busy = lock(&self.reshards.state)
+            .runs
+            .get(uid)
+            .is_some_and(|r| !r.m.is_finished());
+        if busy {
             return Err(in_progress(uid));
         }
         Ok(())
@@ -445,6 +449,7 @@ impl Fleet {
 
     /// Refuses a fleet change while an index reshards or has an S of its own.
     pub(super) fn refuse_fleet_change_while_resharded(&self) -> Result<(), MeiliError> {
+        self.retire_finished();
         let st = lock(&self.reshards.state);
         let s = self.elastic.view().topology.shards;
         let busy = st.runs.keys().next().cloned().or_else(|| {
@@ -800,6 +805,7 @@ impl Fleet {
         state: &AppState,
         uid: &str,
     ) -> Result<(), MeiliError> {
+        self.retire_finished();
         let stored = {
             let mut st = lock(&self.reshards.state);
             if st.settled.remove(uid).is_none() {
@@ -819,6 +825,8 @@ impl Fleet {
 
     /// Refuses to start a resharding while one runs on the index or a fleet change runs.
     fn refuse_reshard_start(&self, uid: &str) -> Result<(), MeiliError> {
+        // a coordinator that just finished leaves the routing to its record first
+        self.retire_finished();
         if self.reshard_active(uid) {
             return Err(in_progress(uid));
         }
