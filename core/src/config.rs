@@ -37,6 +37,7 @@
 //!   selection: { strategy: adaptive, exploration: 0.05 }   # adaptive | round_robin | random
 //!   hedging: { enabled: true, multiplier: 1.5, floor_ms: 50, max_hedges_per_query: 2 }
 //!   rebalancer: { max_concurrent_migrations: 4, throttle_docs_per_sec: 0, topology_poll_ms: 1000, lease_ms: 10000 }
+//!   resharding: { throttle_docs_per_sec: 5000, retention_ms: 86400000 }
 //!   repair: { max_hints_per_node: 10000, replay_interval_ms: 1000 }
 //!   anti_entropy: { interval_ms: 3600000, repair: true, docs_per_second: 1000, page_size: 500, buckets: 64, tombstone_grace_ms: 600000 }
 //!   server:
@@ -79,6 +80,7 @@
 //! | `hedging.enabled` / `.multiplier` / `.floor_ms` / `.max_hedges_per_query` | `MIROIR_HEDGING_ENABLED` / `MIROIR_HEDGING_MULTIPLIER` / `MIROIR_HEDGING_FLOOR_MS` / `MIROIR_HEDGING_MAX_HEDGES_PER_QUERY` |
 //! | `rebalancer.max_concurrent_migrations` / `.throttle_docs_per_sec` | `MIROIR_REBALANCER_MAX_CONCURRENT_MIGRATIONS` / `MIROIR_REBALANCER_THROTTLE_DOCS_PER_SEC` |
 //! | `rebalancer.topology_poll_ms` / `.lease_ms` | `MIROIR_REBALANCER_TOPOLOGY_POLL_MS` / `MIROIR_REBALANCER_LEASE_MS` |
+//! | `resharding.throttle_docs_per_sec` / `.retention_ms` | `MIROIR_RESHARDING_THROTTLE_DOCS_PER_SEC` / `MIROIR_RESHARDING_RETENTION_MS` |
 //! | `repair.max_hints_per_node` / `.replay_interval_ms` | `MIROIR_REPAIR_MAX_HINTS_PER_NODE` / `MIROIR_REPAIR_REPLAY_INTERVAL_MS` |
 //! | `anti_entropy.interval_ms` / `.repair` / `.docs_per_second` / `.page_size` / `.buckets` / `.tombstone_grace_ms` | `MIROIR_ANTI_ENTROPY_INTERVAL_MS` / `MIROIR_ANTI_ENTROPY_REPAIR` / ... |
 //! | `server.bind` / `.port` / `.max_body_bytes` / `.metrics_port` | `MIROIR_SERVER_BIND` / `MIROIR_SERVER_PORT` / `MIROIR_SERVER_MAX_BODY_BYTES` / `MIROIR_SERVER_METRICS_PORT` |
@@ -210,6 +212,8 @@ pub struct Config {
     pub hedging: HedgingConfig,
     /// `rebalancer`: shard migrations when the topology changes.
     pub rebalancer: RebalancerConfig,
+    /// `resharding`: online changes of an index's number of shards.
+    pub resharding: ReshardingConfig,
     /// `repair`: hinted handoff of the writes a replica missed.
     pub repair: RepairConfig,
     /// `anti_entropy`: the scheduled passes that compare every replica of every shard and repair them.
@@ -443,6 +447,26 @@ pub struct RebalancerConfig {
     /// `lease_ms` (default 10000, > 0): how long the proxy running a fleet change may go without renewing
     /// its claim before another proxy (or its own restart) takes the change over.
     pub lease_ms: u64,
+}
+
+/// `resharding`: online changes of one index's S (see `reshard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReshardingConfig {
+    /// `throttle_docs_per_sec` (default 5000; 0 = unlimited): the backfill's copy rate when the request
+    /// names none.
+    pub throttle_docs_per_sec: u64,
+    /// `retention_ms` (default 86400000 = 24 h, > 0): how long the old index is kept (and still written)
+    /// after the swap, so a rollback loses nothing.
+    pub retention_ms: u64,
+}
+
+impl Default for ReshardingConfig {
+    fn default() -> Self {
+        ReshardingConfig {
+            throttle_docs_per_sec: 5_000,
+            retention_ms: 24 * 3_600 * 1_000,
+        }
+    }
 }
 
 /// `repair`: hinted handoff (see `hints`).
@@ -788,6 +812,14 @@ impl Config {
         };
         s.finish()?;
 
+        let d = ReshardingConfig::default();
+        let mut s = m.section("resharding")?;
+        let resharding = ReshardingConfig {
+            throttle_docs_per_sec: s.u64("throttle_docs_per_sec", d.throttle_docs_per_sec)?,
+            retention_ms: s.u64("retention_ms", d.retention_ms)?,
+        };
+        s.finish()?;
+
         let d = RepairConfig::default();
         let mut s = m.section("repair")?;
         let repair = RepairConfig {
@@ -846,6 +878,7 @@ impl Config {
             selection,
             hedging,
             rebalancer,
+            resharding,
             repair,
             anti_entropy,
             server,
@@ -903,6 +936,10 @@ impl Config {
             self.rebalancer.topology_poll_ms,
         )?;
         positive("miroir.rebalancer.lease_ms", self.rebalancer.lease_ms)?;
+        positive(
+            "miroir.resharding.retention_ms",
+            self.resharding.retention_ms,
+        )?;
         positive(
             "miroir.repair.max_hints_per_node",
             self.repair.max_hints_per_node,
@@ -1586,6 +1623,8 @@ mod tests {
         assert_eq!(c.health, HealthConfig::default());
         assert_eq!(c.scatter, ScatterConfig::default());
         assert_eq!(c.rebalancer, RebalancerConfig::default());
+        assert_eq!(c.resharding, ReshardingConfig::default());
+        assert_eq!(c.resharding.throttle_docs_per_sec, 5_000);
         assert_eq!(c.repair, RepairConfig::default());
         assert_eq!(c.server, ServerConfig::default());
         assert!(c.admin.enabled);
@@ -1889,6 +1928,10 @@ mod tests {
                 "miroir.rebalancer.lease_ms",
             ),
             (
+                "  resharding: {retention_ms: 0}\n",
+                "miroir.resharding.retention_ms",
+            ),
+            (
                 "  repair: {max_hints_per_node: 0}\n",
                 "miroir.repair.max_hints_per_node",
             ),
@@ -2162,6 +2205,30 @@ mod tests {
         assert_eq!(c.rebalancer.lease_ms, 1500);
         assert_eq!(c.rebalancer.topology_poll_ms, 1_000);
         assert_eq!(c.server.bind, "127.0.0.1");
+    }
+
+    #[test]
+    fn resharding_section_is_read_from_the_file_and_the_env() {
+        let text = format!(
+            "miroir:\n  resharding: {{throttle_docs_per_sec: 0, retention_ms: 60000}}\n{NODES}"
+        );
+        let c = parse_env(&text, &[]).unwrap();
+        assert_eq!(c.resharding.throttle_docs_per_sec, 0);
+        assert_eq!(c.resharding.retention_ms, 60_000);
+        let c = parse_env(
+            &text,
+            &[
+                ("MIROIR_RESHARDING_THROTTLE_DOCS_PER_SEC", "70"),
+                ("MIROIR_RESHARDING_RETENTION_MS", "1000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.resharding.throttle_docs_per_sec, 70);
+        assert_eq!(c.resharding.retention_ms, 1_000);
+        let bad = format!("miroir:\n  resharding: {{retention: 5}}\n{NODES}");
+        assert!(parse_env(&bad, &[]).is_err());
+        let bad = format!("miroir:\n  resharding: {{retention_ms: -5}}\n{NODES}");
+        assert!(parse_env(&bad, &[]).is_err());
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //!
 //! Commands: `status`, `ready`, `topology`, `shards`, `tasks`, `task <uid>`, `alias list|get|set|delete`,
 //! `completions <shell>`, the elastic fleet: `node add|drain|remove|fail`, `group add|remove`,
-//! `rebalance status [--watch]|start`, and `verify [--index I] [--repair]`. Every command prints a human table by
-//! default and the raw JSON with `--json` (or `--output json`); the exit status is 0 on success, 1 when the proxy
-//! answered an error, 2 when it could not be reached, 3 when `verify` leaves differences between replicas.
+//! `rebalance status [--watch]|start`, `verify [--index I] [--repair]`, and online resharding: `reshard --index I
+//! --new-shards N [--throttle R] [--dry-run] [--watch]`, `reshard status|abort|rollback --index I`. Every command
+//! prints a human table by default and the raw JSON with `--json` (or `--output json`); the exit status is 0 on
+//! success, 1 when the proxy answered an error (or a resharding was aborted), 2 when it could not be reached, 3 when
+//! `verify` leaves differences between replicas.
 
 mod http;
 
@@ -100,6 +102,147 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Online resharding: change an index's number of shards (S) while it serves.
+    Reshard(ReshardArgs),
+}
+
+/// `reshard --index I --new-shards N …` starts a resharding; `reshard status|abort|rollback --index I`.
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct ReshardArgs {
+    #[command(subcommand)]
+    action: Option<ReshardCommand>,
+    /// The index to reshard.
+    #[arg(long, required = true)]
+    index: Option<String>,
+    /// The new number of shards.
+    #[arg(long, required = true)]
+    new_shards: Option<u32>,
+    /// Backfill throttle in documents per second (0 = unthrottled; default: the proxy's configuration).
+    #[arg(long)]
+    throttle: Option<u64>,
+    /// Only estimate: documents to copy, transient storage, duration.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep polling the status until the resharding is finished.
+    #[arg(long, conflicts_with = "dry_run")]
+    watch: bool,
+    /// Polling period of `--watch`, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReshardCommand {
+    /// Phase, documents copied / total, rate and ETA of the index's resharding.
+    Status {
+        #[arg(long)]
+        index: String,
+        /// Keep polling until the resharding is finished.
+        #[arg(long)]
+        watch: bool,
+        /// Polling period of `--watch`, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Gives up before the swap: the shadow index is deleted, clients saw nothing.
+    Abort {
+        #[arg(long)]
+        index: String,
+    },
+    /// Swaps the old index back in while it is retained.
+    Rollback {
+        #[arg(long)]
+        index: String,
+    },
+}
+
+fn reshard_path(index: &str, tail: &str) -> String {
+    format!("/_miroir/indexes/{}/reshard{tail}", segment(index))
+}
+
+/// The call of a `reshard` command, and the status call to poll for `--watch` (with its period).
+fn reshard_call(r: &ReshardArgs) -> (Call, Option<(Call, u64)>) {
+    match &r.action {
+        Some(ReshardCommand::Status {
+            index,
+            watch,
+            interval_ms,
+        }) => {
+            let call = Call::get(reshard_path(index, "/status"));
+            let poll = watch.then(|| (Call::get(reshard_path(index, "/status")), *interval_ms));
+            (call, poll)
+        }
+        Some(ReshardCommand::Abort { index }) => (
+            post(reshard_path(index, "/abort"), serde_json::json!({})),
+            None,
+        ),
+        Some(ReshardCommand::Rollback { index }) => (
+            post(reshard_path(index, "/rollback"), serde_json::json!({})),
+            None,
+        ),
+        None => {
+            let index = r.index.clone().unwrap_or_default();
+            let mut body = serde_json::json!({"new_shards": r.new_shards.unwrap_or(0)});
+            if let Some(t) = r.throttle {
+                body["throttle_docs_per_sec"] = t.into();
+            }
+            if r.dry_run {
+                body["dry_run"] = true.into();
+            }
+            let poll = r
+                .watch
+                .then(|| (Call::get(reshard_path(&index, "/status")), r.interval_ms));
+            (post(reshard_path(&index, ""), body), poll)
+        }
+    }
+}
+
+/// Whether a resharding status is final for `--watch`, and whether it failed (aborted). The swap counts:
+/// from `retain` on the new S serves (the old index is kept for a rollback until the retention ends).
+fn reshard_settled(body: &Value) -> Option<bool> {
+    match body.get("phase").and_then(Value::as_str) {
+        Some("retain" | "cleanup" | "done") => Some(false),
+        Some("aborted") => Some(true),
+        _ if body.get("running") == Some(&Value::Bool(false)) => Some(false),
+        _ => None,
+    }
+}
+
+/// The rendering of a resharding answer (plan, status, dry run).
+fn render_reshard(body: &Value, s: &dyn Fn(&Value, &str) -> String) -> String {
+    if body.get("dryRun") == Some(&Value::Bool(true)) {
+        return format!(
+            "dry run {}: S {} -> {}, {} document(s) to copy, {} copies in the new index, transient storage x{} \
+             (peak {} bytes), {} ms at {} docs/s\n",
+            s(body, "indexUid"),
+            s(body, "fromShards"),
+            s(body, "toShards"),
+            s(body, "docsToCopy"),
+            s(body, "shadowCopies"),
+            s(body, "transientStorageFactor"),
+            s(body, "peakBytes"),
+            s(body, "durationMs"),
+            s(body, "throttleDocsPerSec"),
+        );
+    }
+    format!(
+        "{} {}: S {} -> {} (serving S={}), {}/{} document(s) copied, {} docs/s, ETA {} ms{}\n",
+        s(body, "phase"),
+        s(body, "indexUid"),
+        s(body, "fromShards"),
+        s(body, "toShards"),
+        s(body, "shards"),
+        s(body, "docsCopied"),
+        s(body, "docsTotal"),
+        s(body, "docsPerSecond"),
+        s(body, "etaMs"),
+        if body.get("rollback") == Some(&Value::Bool(true)) {
+            " (rollback)"
+        } else {
+            ""
+        },
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -338,13 +481,41 @@ fn main() -> ExitCode {
                 &cli.admin_key,
             )
         }
+        Command::Reshard(r) => (reshard_call(r).0, &cli.admin_key),
     };
+    let reshard_poll = match &cli.command {
+        Command::Reshard(r) => reshard_call(r).1,
+        _ => None,
+    };
+    if let (Some((poll, interval_ms)), Command::Reshard(ReshardArgs { action: None, .. })) =
+        (&reshard_poll, &cli.command)
+    {
+        // start, then watch
+        match send(&cli, &call, key) {
+            Ok(a) if (200..300).contains(&a.status) => {}
+            Ok(a) => {
+                let body: Value = serde_json::from_slice(&a.body).unwrap_or(Value::Null);
+                return proxy_error(a.status, &body);
+            }
+            Err(e) => {
+                eprintln!("miroir-ctl: cannot reach {}: {e}", cli.url);
+                return ExitCode::from(2);
+            }
+        }
+        return watch(&cli, poll, key, *interval_ms, reshard_settled);
+    }
+    if let Some((poll, interval_ms)) = &reshard_poll {
+        return watch(&cli, poll, key, *interval_ms, reshard_settled);
+    }
     if let Command::Rebalance(RebalanceCommand::Status {
         watch: true,
         interval_ms,
     }) = &cli.command
     {
-        return watch(&cli, &call, key, *interval_ms);
+        return watch(&cli, &call, key, *interval_ms, |b| {
+            rebalance_settled(b)
+                .then(|| b.pointer("/last/status").and_then(Value::as_str) == Some("failed"))
+        });
     }
     let answer = match send(&cli, &call, key) {
         Ok(a) => a,
@@ -355,19 +526,7 @@ fn main() -> ExitCode {
     };
     let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     if !(200..300).contains(&answer.status) {
-        let message = body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("(no message)");
-        let code = body
-            .get("code")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown");
-        eprintln!(
-            "miroir-ctl: the proxy answered {} {code}: {message}",
-            answer.status
-        );
-        return ExitCode::from(1);
+        return proxy_error(answer.status, &body);
     }
     if cli.json || cli.output == Output::Json {
         println!(
@@ -395,7 +554,15 @@ fn rebalance_settled(body: &Value) -> bool {
 
 /// `rebalance status --watch`: prints the status every `interval_ms` until the change is finished; exits 1
 /// when the proxy answers an error, 2 when it cannot be reached.
-fn watch(cli: &Cli, call: &Call, key: &str, interval_ms: u64) -> ExitCode {
+/// `settled` tells whether a status is final (`Some`) and then whether it failed (`Some(true)`: exit 1).
+/// Also `reshard … --watch`.
+fn watch(
+    cli: &Cli,
+    call: &Call,
+    key: &str,
+    interval_ms: u64,
+    settled: impl Fn(&Value) -> Option<bool>,
+) -> ExitCode {
     let json = cli.json || cli.output == Output::Json;
     loop {
         let answer = match send(cli, call, key) {
@@ -407,33 +574,33 @@ fn watch(cli: &Cli, call: &Call, key: &str, interval_ms: u64) -> ExitCode {
         };
         let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
         if !(200..300).contains(&answer.status) {
-            eprintln!(
-                "miroir-ctl: the proxy answered {} {}: {}",
-                answer.status,
-                body.get("code")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown"),
-                body.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-            );
-            return ExitCode::from(1);
+            return proxy_error(answer.status, &body);
         }
         if json {
             println!("{}", serde_json::to_string(&body).unwrap_or_default());
         } else {
             print!("{}", render(&cli.command, &body));
         }
-        if rebalance_settled(&body) {
-            let failed = body.pointer("/last/status").and_then(Value::as_str) == Some("failed");
-            return if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+        match settled(&body) {
+            Some(true) => return ExitCode::from(1),
+            Some(false) => return ExitCode::SUCCESS,
+            None => std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(50))),
         }
-        std::thread::sleep(std::time::Duration::from_millis(interval_ms.max(50)));
     }
+}
+
+/// Prints the proxy's error answer; exit status 1.
+fn proxy_error(status: u16, body: &Value) -> ExitCode {
+    let code = body
+        .get("code")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let message = body
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("(no message)");
+    eprintln!("miroir-ctl: the proxy answered {status} {code}: {message}");
+    ExitCode::from(1)
 }
 
 /// The rendering of a fleet change just requested.
@@ -721,6 +888,7 @@ fn render(command: &Command, body: &Value) -> String {
         }
         Command::Node(_) | Command::Group(_) => render_change(body, &s),
         Command::Rebalance(_) => render_rebalance(body, &s),
+        Command::Reshard(_) => render_reshard(body, &s),
         Command::Task { .. } => {
             let mut out = task_line(body, &s);
             if let Some(e) = body.get("error").filter(|e| !e.is_null()) {
@@ -920,6 +1088,118 @@ mod tests {
             out.contains("a: 0 shards scanned, 0 ids mismatched, 0 repairs: clean"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn reshard_commands_parse_and_render() {
+        let cli = Cli::try_parse_from([
+            "miroir-ctl",
+            "reshard",
+            "--index",
+            "movies",
+            "--new-shards",
+            "8",
+            "--throttle",
+            "100",
+            "--watch",
+        ])
+        .unwrap();
+        let Command::Reshard(r) = &cli.command else {
+            panic!("reshard");
+        };
+        let (call, poll) = reshard_call(r);
+        assert_eq!(call.method, "POST");
+        assert_eq!(call.path, "/_miroir/indexes/movies/reshard");
+        assert_eq!(
+            call.body,
+            Some(json!({"new_shards": 8, "throttle_docs_per_sec": 100}))
+        );
+        assert_eq!(
+            poll.unwrap().0.path,
+            "/_miroir/indexes/movies/reshard/status"
+        );
+        let cli = Cli::try_parse_from([
+            "miroir-ctl",
+            "reshard",
+            "--index",
+            "a b",
+            "--new-shards",
+            "2",
+            "--dry-run",
+        ])
+        .unwrap();
+        let Command::Reshard(r) = &cli.command else {
+            panic!("reshard");
+        };
+        let (call, poll) = reshard_call(r);
+        assert_eq!(call.path, "/_miroir/indexes/a%20b/reshard");
+        assert_eq!(call.body, Some(json!({"new_shards": 2, "dry_run": true})));
+        assert!(poll.is_none());
+        for (args, path, method) in [
+            (
+                vec!["status", "--index", "m"],
+                "/_miroir/indexes/m/reshard/status",
+                "GET",
+            ),
+            (
+                vec!["abort", "--index", "m"],
+                "/_miroir/indexes/m/reshard/abort",
+                "POST",
+            ),
+            (
+                vec!["rollback", "--index", "m"],
+                "/_miroir/indexes/m/reshard/rollback",
+                "POST",
+            ),
+        ] {
+            let mut all = vec!["miroir-ctl", "reshard"];
+            all.extend(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            let Command::Reshard(r) = &cli.command else {
+                panic!("reshard");
+            };
+            let (call, _) = reshard_call(r);
+            assert_eq!((call.method, call.path.as_str()), (method, path));
+        }
+        for bad in [
+            vec!["miroir-ctl", "reshard"],
+            vec!["miroir-ctl", "reshard", "--index", "m"],
+            vec!["miroir-ctl", "reshard", "--new-shards", "4"],
+            vec!["miroir-ctl", "reshard", "--index", "m", "--new-shards", "x"],
+            vec!["miroir-ctl", "reshard", "status"],
+            vec![
+                "miroir-ctl",
+                "reshard",
+                "--index",
+                "m",
+                "--new-shards",
+                "2",
+                "--dry-run",
+                "--watch",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad.clone()).is_err(), "{bad:?}");
+        }
+
+        let s = |v: &Value, k: &str| match v.get(k) {
+            Some(Value::String(x)) => x.clone(),
+            Some(Value::Null) | None => "-".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let st = json!({"indexUid": "m", "phase": "backfill", "fromShards": 4, "toShards": 8, "shards": 4,
+            "docsCopied": 10, "docsTotal": 100, "docsPerSecond": 5, "etaMs": 18000, "running": true});
+        assert_eq!(
+            render_reshard(&st, &s),
+            "backfill m: S 4 -> 8 (serving S=4), 10/100 document(s) copied, 5 docs/s, ETA 18000 ms\n"
+        );
+        assert_eq!(reshard_settled(&st), None);
+        assert_eq!(reshard_settled(&json!({"phase": "done"})), Some(false));
+        assert_eq!(reshard_settled(&json!({"phase": "retain"})), Some(false));
+        assert_eq!(reshard_settled(&json!({"phase": "fence"})), None);
+        assert_eq!(reshard_settled(&json!({"phase": "aborted"})), Some(true));
+        let dry = json!({"dryRun": true, "indexUid": "m", "fromShards": 4, "toShards": 8, "docsToCopy": 50,
+            "shadowCopies": 100, "transientStorageFactor": 2, "peakBytes": 0, "durationMs": 500, "throttleDocsPerSec": 100});
+        assert!(render_reshard(&dry, &s).starts_with("dry run m: S 4 -> 8, 50 document(s) to copy"));
     }
 
     #[test]

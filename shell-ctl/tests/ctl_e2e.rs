@@ -214,3 +214,135 @@ async fn verify_exit_statuses() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("index_not_found"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.shards = 4;
+    let f = dev::start(o).await.unwrap();
+    let url = f.url();
+    // an index with documents (through the client API: no master key in the dev fleet)
+    let docs: Vec<Value> = (0..60)
+        .map(|i| serde_json::json!({"id": i, "title": format!("movie {i}")}))
+        .collect();
+    let body = serde_json::to_string(&docs).unwrap();
+    let addr = url.trim_start_matches("http://").to_string();
+    let status_line = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            c,
+            "POST /indexes/movies/documents?primaryKey=id HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or_default().to_string()
+    })
+    .await
+    .unwrap();
+    assert!(status_line.contains(" 202"), "{status_line}");
+    // wait until the documents are counted
+    for _ in 0..200 {
+        let (_, out, _) = ctl(
+            &url,
+            &[
+                "reshard",
+                "--index",
+                "movies",
+                "--new-shards",
+                "8",
+                "--dry-run",
+                "--json",
+            ],
+        )
+        .await;
+        if serde_json::from_str::<Value>(&out).is_ok_and(|v| v["docsToCopy"] == 60) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (code, out, err) = ctl(
+        &url,
+        &[
+            "reshard",
+            "--index",
+            "movies",
+            "--new-shards",
+            "8",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("dry run movies: S 4 -> 8, 60 document(s)"),
+        "{out}"
+    );
+
+    // errors: non-zero exit with the proxy's code
+    for (args, wanted) in [
+        (
+            vec!["reshard", "--index", "movies", "--new-shards", "4"],
+            "miroir_invalid_reshard",
+        ),
+        (
+            vec!["reshard", "--index", "nope", "--new-shards", "8"],
+            "index_not_found",
+        ),
+        (
+            vec!["reshard", "status", "--index", "movies"],
+            "miroir_reshard_not_found",
+        ),
+        (
+            vec!["reshard", "abort", "--index", "movies"],
+            "miroir_reshard_not_found",
+        ),
+    ] {
+        let (code, out, err) = ctl(&url, &args).await;
+        assert_eq!(code, 1, "{args:?}: {out}{err}");
+        assert!(err.contains(wanted), "{args:?}: {err}");
+    }
+    let (code, _, _) = ctl(&url, &["reshard", "--index", "movies"]).await;
+    assert_eq!(code, 2, "a missing --new-shards is refused by the CLI");
+
+    // start and watch to the end
+    let (code, out, err) = ctl(
+        &url,
+        &[
+            "reshard",
+            "--index",
+            "movies",
+            "--new-shards",
+            "8",
+            "--throttle",
+            "0",
+            "--watch",
+            "--interval-ms",
+            "50",
+            "--output",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    // the swap ends the watch: the old index is retained (24 h by default) for a rollback
+    assert_eq!(last["phase"], "retain", "{out}");
+    assert_eq!(last["shards"], 8, "{out}");
+    let (code, out, _) = ctl(&url, &["reshard", "status", "--index", "movies"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("retain movies: S 4 -> 8 (serving S=8)"),
+        "{out}"
+    );
+    let (code, _, err) = ctl(&url, &["reshard", "abort", "--index", "movies"]).await;
+    assert_eq!(code, 1, "too late to abort: {err}");
+    assert!(err.contains("miroir_reshard_conflict"), "{err}");
+    let (code, out, err) = ctl(&url, &["reshard", "rollback", "--index", "movies"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(rollback)"), "{out}");
+    f.shutdown().await;
+}

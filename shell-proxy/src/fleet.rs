@@ -92,6 +92,7 @@ mod elastic;
 mod entropy;
 mod keys;
 mod repair;
+mod reshard;
 
 /// How long a node task may stay unknown before the task counts it as lost.
 pub const LOST_AFTER_MS: Millis = 10 * 60 * 1000;
@@ -328,6 +329,8 @@ pub struct Fleet {
     sessions: crate::session::SessionTable,
     /// Replica selection, fed by every node read answer (see `speed`).
     selector: Arc<Mutex<miroir_core::select::Selector>>,
+    /// Online resharding (see `fleet/reshard.rs`).
+    reshards: reshard::Reshards,
 }
 
 /// One write request's turn on its lane. `acquire` waits until the lane hands it the turn; dropping the
@@ -411,6 +414,7 @@ impl Fleet {
             )),
             sessions: crate::session::SessionTable::new(&config.session),
             selector: Fleet::new_selector(config),
+            reshards: reshard::Reshards::default(),
         })
     }
 
@@ -430,6 +434,7 @@ impl Fleet {
             crate::settings_sync::drift_loop(Arc::clone(&self.settings_sync), Arc::clone(&state));
         let elastic = Arc::clone(self).elastic_loop(Arc::clone(&state));
         let entropy = Arc::clone(self).entropy_loop(Arc::clone(&state));
+        let reshard = Arc::clone(self).reshard_loop(Arc::clone(&state));
         let probe = async move {
             let period = Duration::from_millis(state.config.health.interval_ms.max(10));
             let timeout = Duration::from_millis(state.config.health.timeout_ms.max(1));
@@ -470,7 +475,7 @@ impl Fleet {
             }
         };
         tokio::spawn(async move {
-            tokio::join!(probe, watcher, replay, drift, elastic, entropy);
+            tokio::join!(probe, watcher, replay, drift, elastic, entropy, reshard);
         })
     }
 
@@ -603,8 +608,36 @@ impl Fleet {
         set.spawn(self.request_future(state, r));
     }
 
-    /// The exchange of one node request, as a future owning everything it needs.
+    /// The exchange of one node request, as a future owning everything it needs. An index the request
+    /// names by its client uid is addressed by its physical name when resharded (see `fleet/reshard.rs`).
     fn request_future(
+        &self,
+        state: &AppState,
+        r: NodeRequest,
+    ) -> impl std::future::Future<Output = (usize, Answer)> + Send + 'static {
+        let (r, fix) = self.routed(r);
+        let send = self.send_future(state, r);
+        async move {
+            let (id, mut answer) = send.await;
+            if let (Some(fix), Ok((_, body))) = (&fix, &mut answer) {
+                fix.apply(body);
+            }
+            (id, answer)
+        }
+    }
+
+    /// A node request naming an index by its client uid, addressed to the index's physical name when it
+    /// was resharded, and how to rename the answer back.
+    fn routed(&self, mut r: NodeRequest) -> (NodeRequest, Option<reshard::AnswerFix>) {
+        let (path, fix) = self.reshard_rewrite(&r.path);
+        if let Some(path) = path {
+            r.path = path;
+        }
+        (r, fix)
+    }
+
+    /// The exchange of one node request naming physical indexes (no renaming).
+    fn send_future(
         &self,
         state: &AppState,
         r: NodeRequest,
@@ -766,6 +799,40 @@ impl Fleet {
         state: &AppState,
         mut write: FanoutWrite,
     ) -> (FanoutWrite, JoinSet<(usize, Answer)>) {
+        // A version for last-writer-wins, and tombstones for its deletes, durable before it is sent.
+        if !self.stamp_or_refuse(state, &mut write, &mut []).await {
+            return (write, JoinSet::new());
+        }
+        self.drive_stamped_write(state, write).await
+    }
+
+    /// Stamps a write (and `extra`, the same client write sent elsewhere) with one version and stores its
+    /// tombstones; when the store refuses, every request of the write counts as failed (nothing is sent)
+    /// and `false` is returned.
+    pub(super) async fn stamp_or_refuse(
+        &self,
+        state: &AppState,
+        write: &mut FanoutWrite,
+        extra: &mut [NodeRequest],
+    ) -> bool {
+        match self.stamp_write(state, write, extra).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot store the write's tombstones: refused");
+                for id in 0..write.requests().len() {
+                    write.on_failure(id);
+                }
+                false
+            }
+        }
+    }
+
+    /// [`Fleet::drive_write`] of a write already stamped.
+    pub(super) async fn drive_stamped_write(
+        &self,
+        state: &AppState,
+        mut write: FanoutWrite,
+    ) -> (FanoutWrite, JoinSet<(usize, Answer)>) {
         // Two writes in flight together could reach two replicas in different orders and leave them
         // different: each node receives an index's writes one after the other (see
         // `spawn_write_requests`).
@@ -773,14 +840,6 @@ impl Fleet {
         // Loads the hints of an earlier run before the first write is sent.
         let _ = self.write_hints(state).await;
         let mut set = JoinSet::new();
-        // A version for last-writer-wins, and tombstones for its deletes, durable before it is sent.
-        if let Err(e) = self.stamp_write(state, &mut write).await {
-            tracing::error!(error = %e, "cannot store the write's tombstones: refused");
-            for id in 0..write.requests().len() {
-                write.on_failure(id);
-            }
-            return (write, set);
-        }
         self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
             let wait = write
@@ -1495,6 +1554,13 @@ impl Fleet {
                     .await;
             }
         };
+        if self.reshard_active(index) {
+            drop(placement);
+            let intent = miroir_core::migration::WriteIntent::Documents { docs, replace };
+            return self
+                .reshard_write(state, index, intent, task, self.quorum)
+                .await;
+        }
         let plan = match plan_batch(docs, &pk, &placement.placement) {
             Ok(p) => p,
             Err(e) => return self.failed_task(state, task, &e).await,
@@ -1586,6 +1652,13 @@ impl Fleet {
                     .await;
             }
         };
+        if self.reshard_active(index) {
+            drop(permit);
+            let intent = miroir_core::migration::WriteIntent::DeleteIds(ids);
+            return self
+                .reshard_write(state, index, intent, task, self.quorum)
+                .await;
+        }
         let plan = plan_delete_ids(&ids, &permit.placement);
         let write = FanoutWrite::delete_ids(
             task,
@@ -2646,6 +2719,7 @@ impl Fleet {
         use Route::*;
         // A stored topology newer than the configuration's is in force before the first request.
         self.elastic_ready(state).await;
+        self.reshard_ready(state).await;
         let q = request
             .uri
             .query()
@@ -2758,17 +2832,23 @@ impl Fleet {
                     .unwrap_or_else(|p| p.into_inner())
                     .deleted
                     .insert(u.as_str().to_string());
-                self.broadcast_route(
-                    state,
-                    u.as_str(),
-                    TaskType::IndexDeletion,
-                    Some(details::deleted_documents()),
-                    Method::Delete,
-                    format!("/indexes/{u}"),
-                    None,
-                    self.quorum,
-                )
-                .await
+                let response = self
+                    .broadcast_route(
+                        state,
+                        u.as_str(),
+                        TaskType::IndexDeletion,
+                        Some(details::deleted_documents()),
+                        Method::Delete,
+                        format!("/indexes/{u}"),
+                        None,
+                        self.quorum,
+                    )
+                    .await?;
+                if response.status() == StatusCode::ACCEPTED {
+                    // a resharded index's physical name and S go with it
+                    self.forget_resharded(state, u.as_str()).await?;
+                }
+                Ok(response)
             }
             AddDocuments(u) => self.add_documents(state, u.as_str(), &request, true).await,
             UpdateDocuments(u) => self.add_documents(state, u.as_str(), &request, false).await,
@@ -2995,6 +3075,10 @@ impl Fleet {
             CancelTasks => self.cancel_tasks(state, &request).await,
             Admin(AdminRoute::Other { method, path }) if path.starts_with("aliases") => self
                 .admin_aliases(state, &method, &path, &request)
+                .await
+                .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
+            Admin(AdminRoute::Other { method, path }) if path.starts_with("indexes/") => self
+                .admin_reshard(state, &method, &path, &request)
                 .await
                 .unwrap_or_else(|| Ok(crate::http_util::empty_response(StatusCode::NOT_FOUND))),
             Admin(AdminRoute::Other { method, path }) if elastic::is_elastic_path(&path) => self

@@ -154,56 +154,6 @@ async fn check_placement_without(
     }
 }
 
-/// A writer of add / update / delete operations on ids `from..from + ids`, one at a time, recording what
-/// each acknowledged (202) operation leaves; returns the expected final state.
-fn spawn_writer(
-    api: Api,
-    from: u64,
-    ids: u64,
-    stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<(BTreeMap<u64, Option<Value>>, u64)> {
-    tokio::spawn(async move {
-        let mut expected: BTreeMap<u64, Option<Value>> = BTreeMap::new();
-        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ from;
-        let mut last_task = None;
-        let mut n = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let id = from + rng % ids;
-            n += 1;
-            let r = if rng.is_multiple_of(5) {
-                let r = api
-                    .post(
-                        &format!("/indexes/{INDEX}/documents/delete-batch"),
-                        json!([id]),
-                    )
-                    .await;
-                if r.status == 202 {
-                    expected.insert(id, None);
-                }
-                r
-            } else {
-                let doc = json!({"id": id, "title": format!("movie {id}"), "v": n});
-                let r = api
-                    .post(&format!("/indexes/{INDEX}/documents"), json!([doc.clone()]))
-                    .await;
-                if r.status == 202 {
-                    expected.insert(id, Some(doc));
-                }
-                r
-            };
-            assert_eq!(r.status, 202, "writer: {}", r.body);
-            last_task = r.body["taskUid"].as_u64();
-        }
-        if let Some(uid) = last_task {
-            api.wait_task(uid).await;
-        }
-        (expected, n)
-    })
-}
-
 async fn seed(api: &Api, n: u64) -> BTreeMap<u64, Option<Value>> {
     api.write_ok(
         "POST",
@@ -245,8 +195,8 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     let stop = Arc::new(AtomicBool::new(false));
     // two writers on disjoint ids, so writes are in flight together through every fence
     let writers = [
-        spawn_writer(api.clone(), 0, 400, Arc::clone(&stop)),
-        spawn_writer(api.clone(), 400, 400, Arc::clone(&stop)),
+        spawn_writer(api.clone(), INDEX, "movie", 0, 400, Arc::clone(&stop)),
+        spawn_writer(api.clone(), INDEX, "movie", 400, 400, Arc::clone(&stop)),
     ];
     tokio::time::sleep(Duration::from_millis(200)).await;
 

@@ -123,6 +123,19 @@ fn migrating_elsewhere() -> MeiliError {
     )
 }
 
+/// Stores a coordinator record, retrying until the store takes it (a record is acknowledged to its
+/// coordinator only once durable).
+pub(super) async fn put_meta_until_stored(state: &AppState, key: &str, value: &Value, what: &str) {
+    let mut tries = 0u32;
+    while let Err(e) = state.store.put_meta(key, value).await {
+        tries += 1;
+        if tries == 1 || tries.is_multiple_of(50) {
+            tracing::error!(key, error = %e, "cannot persist a {what} record");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn store_error(e: crate::store::StoreError) -> MeiliError {
     MeiliError::from(e)
 }
@@ -367,7 +380,7 @@ impl Drop for PlainPermit<'_> {
 }
 
 /// A closed write gate (see [`Fleet::close_gate`]); reopens it when dropped.
-struct GateGuard<'a>(&'a Mutex<Gate>);
+pub(super) struct GateGuard<'a>(&'a Mutex<Gate>);
 
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
@@ -627,6 +640,9 @@ impl Fleet {
 
     /// The placement reads of `index` use now.
     pub(crate) fn read_placement(&self, index: &str) -> Arc<Placement> {
+        if let Some(p) = self.reshard_placement(index) {
+            return p;
+        }
         self.elastic.read_placement(index)
     }
 
@@ -694,7 +710,7 @@ impl Fleet {
 
     /// Closes the write gate and waits for the plainly routed writes to drain; the gate reopens when the
     /// guard is dropped (also when the caller is cancelled).
-    async fn close_gate(&self) -> GateGuard<'_> {
+    pub(super) async fn close_gate(&self) -> GateGuard<'_> {
         lock(&self.elastic.gate).starting += 1;
         let guard = GateGuard(&self.elastic.gate);
         while lock(&self.elastic.gate).plain > 0 {
@@ -706,6 +722,7 @@ impl Fleet {
     /// Refuses an index-level change (creation, deletion, swap) of `index` while a fleet change runs, here
     /// or on another proxy: it would miss the nodes joining, or leave a migration nothing to copy.
     pub(crate) fn refuse_while_migrating(&self, index: &str) -> Result<(), MeiliError> {
+        self.refuse_while_resharding(index)?;
         let g = lock(&self.elastic.gate);
         if g.live.is_some() || g.foreign || g.claimed || g.claiming > 0 {
             return Err(index_frozen(index));
@@ -730,7 +747,9 @@ impl Fleet {
                         drop(g);
                         return Ok(WriteRoute::Plain(PlainPermit {
                             gate: &self.elastic.gate,
-                            placement: self.placement(),
+                            placement: self
+                                .reshard_placement(index)
+                                .unwrap_or_else(|| self.placement()),
                         }));
                     }
                     None => {}
@@ -754,6 +773,11 @@ impl Fleet {
         quorum: WriteQuorum,
     ) -> Result<ProxyResponse, MeiliError> {
         match self.write_route(index).await? {
+            WriteRoute::Plain(permit) if self.reshard_active(index) => {
+                drop(permit);
+                let intent = WriteIntent::Broadcast { method, path, body };
+                self.reshard_write(state, index, intent, task, quorum).await
+            }
             WriteRoute::Plain(permit) => {
                 let write = FanoutWrite::broadcast(
                     task,
@@ -1085,19 +1109,8 @@ impl Fleet {
                         set.spawn(async move { (index, send.await) });
                     }
                     Action::Persist { seq, record } => {
-                        let mut tries = 0u32;
-                        loop {
-                            match state.store.put_meta(&record_key(&index), &record).await {
-                                Ok(()) => break,
-                                Err(e) => {
-                                    tries += 1;
-                                    if tries == 1 || tries.is_multiple_of(50) {
-                                        tracing::error!(index, error = %e, "cannot persist a migration record");
-                                    }
-                                    tokio::time::sleep(Duration::from_millis(100)).await;
-                                }
-                            }
-                        }
+                        put_meta_until_stored(state, &record_key(&index), &record, "migration")
+                            .await;
                         self.with_run(&index, |m| m.on_persisted(seq, now_ms()));
                     }
                 }
@@ -1310,6 +1323,8 @@ impl Fleet {
         change: Change,
     ) -> Result<ProxyResponse, MeiliError> {
         self.elastic_ready(state).await;
+        self.reshard_ready(state).await;
+        self.refuse_fleet_change_while_resharded()?;
         if self.elastic.is_migrating()
             || state
                 .store
@@ -1495,7 +1510,7 @@ fn done_count(m: &Migration) -> u64 {
 }
 
 /// A write intent built by the committed placement (a write admitted while its migration ended).
-fn plain_write(
+pub(super) fn plain_write(
     intent: WriteIntent,
     task: WriteTask,
     index: &str,

@@ -23,9 +23,11 @@ use crate::http_util::{json_response, ProxyResponse};
 use crate::server::{AppState, ProxyRequest};
 use crate::store::StoreError;
 use miroir_core::entropy::{
-    record_deletes, Action, AntiEntropy, EntropyParams, Report, Tombstones, VersionClock,
+    record_deletes, stamp_request, Action, AntiEntropy, EntropyParams, Report, Tombstones,
+    VersionClock,
 };
 use miroir_core::ops::write::FanoutWrite;
+use miroir_core::ops::NodeRequest;
 use miroir_core::{MeiliError, Millis};
 use prometheus::{IntCounter, IntCounterVec, Opts};
 use serde_json::Value;
@@ -44,16 +46,23 @@ pub(crate) fn stamp(now: Millis) -> u64 {
 
 impl Fleet {
     /// Stamps `write`'s documents with a fresh version and stores the tombstones of the deletes it carries,
-    /// before anything is sent. Returns the version, or the store's error (the write must then not be sent).
+    /// before anything is sent; `extra` (the same client write sent to a resharding's other index) gets the
+    /// same version and its deletes the same tombstones. Returns the version, or the store's error (the
+    /// write must then not be sent).
     pub(super) async fn stamp_write(
         &self,
         state: &AppState,
         write: &mut FanoutWrite,
+        extra: &mut [NodeRequest],
     ) -> Result<u64, StoreError> {
         let version = stamp(now_ms());
         write.stamp_version(version);
+        for r in extra.iter_mut() {
+            stamp_request(r, version);
+        }
         let mut tombstones = BTreeMap::new();
-        if record_deletes(&mut tombstones, write.requests(), version) {
+        let live = record_deletes(&mut tombstones, write.requests(), version);
+        if record_deletes(&mut tombstones, extra, version) || live {
             for (index, t) in tombstones {
                 state.store.put_tombstones(&index, &t.entries()).await?;
             }
@@ -190,7 +199,19 @@ impl Fleet {
                 ..Report::default()
             });
         };
-        let tombstones = Tombstones::from_entries(&state.store.list_tombstones(index).await?)?;
+        // a resharded index lives in its own node index (the pass's requests name the uid and are
+        // addressed to it) with its own S
+        let (node_index, placement) = match self.reshard_in_force(index)? {
+            Some((name, placement)) => (name, placement),
+            None => (index.to_string(), self.placement()),
+        };
+        // deletes are recorded under the index the requests named: the uid, and a resharding's other index
+        let mut tombstones = Tombstones::from_entries(&state.store.list_tombstones(index).await?)?;
+        if node_index != index {
+            tombstones.merge(&Tombstones::from_entries(
+                &state.store.list_tombstones(&node_index).await?,
+            )?);
+        }
         let cfg = &state.config.anti_entropy;
         let params = EntropyParams {
             page_size: cfg.page_size as usize,
@@ -199,7 +220,6 @@ impl Fleet {
             repair,
             ..EntropyParams::default()
         };
-        let placement = self.placement();
         let shards = (0..placement.shards())
             .map(|s| (s, placement.write_targets(s)))
             .collect();

@@ -212,6 +212,8 @@ impl Fleet {
         state: &AppState,
         r: NodeRequest,
     ) -> impl std::future::Future<Output = (usize, ReadAnswer)> + Send + 'static {
+        // a search answer names no index: only the request is addressed to the physical index
+        let (r, _) = self.routed(r);
         self.request_future_with(state, r, |body| {
             Payload::Text(String::from_utf8(Vec::from(body)).unwrap_or_default())
         })

@@ -300,3 +300,66 @@ pub fn sorted_hit_ids(body: &Value) -> Vec<u64> {
     v.sort_unstable();
     v
 }
+
+/// A writer of add / update / delete operations on ids `from..from + ids` of `index`, one at a time
+/// (documents `{"id", "title": "<title> <id>", "v": <op number>}`), recording what each acknowledged
+/// (202) operation leaves; returns the expected final state and the number of operations.
+pub fn spawn_writer(
+    api: Api,
+    index: &'static str,
+    title: &'static str,
+    from: u64,
+    ids: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(std::collections::BTreeMap<u64, Option<Value>>, u64)> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let mut expected = std::collections::BTreeMap::new();
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15 ^ from;
+        let mut last_task = None;
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let id = from + rng % ids;
+            n += 1;
+            let r = if rng.is_multiple_of(5) {
+                let r = api
+                    .post(
+                        &format!("/indexes/{index}/documents/delete-batch"),
+                        json!([id]),
+                    )
+                    .await;
+                if r.status == 202 {
+                    expected.insert(id, None);
+                }
+                r
+            } else {
+                let doc = json!({"id": id, "title": format!("{title} {id}"), "v": n});
+                let r = api
+                    .post(&format!("/indexes/{index}/documents"), json!([doc.clone()]))
+                    .await;
+                if r.status == 202 {
+                    expected.insert(id, Some(doc));
+                }
+                r
+            };
+            assert_eq!(r.status, 202, "writer: {}", r.body);
+            last_task = r.body["taskUid"].as_u64();
+            // a bounded backlog: the nodes' task queues must not grow without end (a copy or migration
+            // task queued behind thousands of client tasks would take minutes), so every 16 operations
+            // the writer waits for its last one, as a client pacing itself on its tasks would
+            if n.is_multiple_of(16) {
+                if let Some(uid) = last_task {
+                    api.wait_task(uid).await;
+                }
+            }
+        }
+        if let Some(uid) = last_task {
+            let t = api.wait_task(uid).await;
+            assert_eq!(t["status"], "succeeded", "{t}");
+        }
+        (expected, n)
+    })
+}

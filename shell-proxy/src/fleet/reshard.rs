@@ -1,0 +1,1112 @@
+//! Online resharding in the proxy: the shell around miroir-core's `reshard::Reshard` (modelled on the
+//! simulator's `sim/src/world/reshard.rs` and on the migration driver of `elastic.rs`).
+//!
+//! # Records and names
+//! Each index ever resharded has one store meta entry under [`RECORD_PREFIX`]`<uid>`: the coordinator's
+//! last persisted record plus the knobs it runs with ([`Stored`]). The record names the physical index in
+//! force (`src` before the swap, `dst` from the swap on) and its S, and its `generation`: the next
+//! resharding of the index takes `generation + 1`, so a shadow name is never reused. A finished record
+//! (done or aborted) is kept: it is what maps the client's uid to the physical index
+//! (`<uid>__miroir_reshard_<n>`) and to the index's own S.
+//!
+//! # Routing
+//! - Every node request built by the route handlers goes through `Fleet::request_future`, which rewrites
+//!   `/indexes/<uid>…` to the physical index in force ([`Fleet::reshard_rewrite`]) and renames it back in
+//!   the answer (`uid`, `indexUid`, error messages); index lists and global stats show the client's uid
+//!   only and never a `__miroir_reshard_` index. The coordinator's own requests and the secondary dual
+//!   writes bypass the rewrite (`Fleet::send_future`): they name physical indexes.
+//! - Reads of an index use its own placement ([`Fleet::reshard_placement`]): the coordinator's
+//!   `read_target` while it runs, the index's recorded S afterwards.
+//! - A client write of an index with a live coordinator is built by `Reshard::try_write` (waiting while the
+//!   fence is up): the live part through the normal quorum write path (write lanes, hints), the secondary
+//!   part sent directly and best effort; `write_finished` once every request answered.
+//!
+//! # Lifecycle
+//! `POST /_miroir/indexes/{uid}/reshard` checks the request, closes the elastic write gate (writes routed
+//! by the plain placement drain first), starts the coordinator and stores its first record before
+//! answering 202. A background loop ([`Fleet::reshard_loop`]) carries out every coordinator's actions:
+//! node requests in parallel, every `Action::Persist` stored before `on_persisted`. A finished
+//! coordinator is retired: its index is then routed by its record. At start (before the first request
+//! is served) every stored record that is not final is resumed; client writes wait meanwhile.
+//!
+//! A resharding and a fleet migration never run together: each refuses to start while the other runs
+//! (409 `miroir_migration_in_progress` / `miroir_reshard_in_progress`), and a fleet change is refused
+//! while an index has an S of its own (the migration plans with the fleet's S).
+//!
+//! Known limits: one proxy runs a resharding (other proxies must not write the index meanwhile); index
+//! list pages hide the shadow entries after paging, so a page may hold fewer entries than `limit`.
+
+use super::{json_body, now_ms, reply_response, Answer, Fleet};
+use crate::http_util::{json_response, ProxyResponse};
+use crate::server::{AppState, ProxyRequest};
+use miroir_core::migration::WriteIntent as MigrationIntent;
+use miroir_core::ops::write::WriteTask;
+use miroir_core::ops::Method;
+use miroir_core::quorum::WriteQuorum;
+use miroir_core::reshard::{self, Action, Phase, Reshard, ReshardParams, Side, WriteIntent};
+use miroir_core::routing::Placement;
+use miroir_core::{MeiliError, Millis};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Store meta key prefix of the per-index resharding records.
+pub const RECORD_PREFIX: &str = "reshard/record/";
+/// What every shadow index name contains.
+const MARKER: &str = "__miroir_reshard_";
+/// Documents per page read by a coordinator.
+const PAGE_SIZE: usize = 200;
+/// The largest S a resharding may ask for.
+pub const MAX_SHARDS: u64 = 4096;
+
+fn record_key(uid: &str) -> String {
+    format!("{RECORD_PREFIX}{uid}")
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bad(message: impl Into<String>) -> MeiliError {
+    MeiliError::invalid(400, "miroir_invalid_reshard", message)
+}
+
+fn in_progress(uid: &str) -> MeiliError {
+    MeiliError::invalid(
+        409,
+        "miroir_reshard_in_progress",
+        format!(
+            "Index `{uid}` is being resharded: wait for `GET /_miroir/indexes/{uid}/reshard/status` to report it done."
+        ),
+    )
+}
+
+fn no_reshard(uid: &str) -> MeiliError {
+    MeiliError::invalid(
+        404,
+        "miroir_reshard_not_found",
+        format!("Index `{uid}` has no resharding in progress."),
+    )
+}
+
+/// What is stored per index under [`RECORD_PREFIX`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stored {
+    /// The coordinator's last persisted record (see `Reshard::record`).
+    pub record: Value,
+    /// The backfill throttle.
+    pub docs_per_second: u64,
+    /// How long the old index is retained after the swap.
+    pub retention_ms: Millis,
+    /// When the resharding was asked for.
+    pub started_at: Millis,
+    /// S before the resharding.
+    pub from_shards: u32,
+    /// S asked for.
+    pub to_shards: u32,
+    /// The index was deleted since: its record only keeps the generation (the next index of that name
+    /// starts with the fleet's S under its own name).
+    #[serde(default)]
+    pub dropped: bool,
+}
+
+/// The physical index in force according to a record: `dst` from the swap on, `src` before.
+pub fn in_force(record: &Value) -> Option<Side> {
+    let side = |k: &str| serde_json::from_value::<Side>(record.get(k)?.clone()).ok();
+    match record.get("phase")?.as_str()? {
+        "swap" | "retain" | "cleanup" | "done" => side("dst"),
+        _ => side("src"),
+    }
+}
+
+fn phase_of(record: &Value) -> Option<Phase> {
+    serde_json::from_value(record.get("phase")?.clone()).ok()
+}
+
+/// One index's live coordinator.
+struct Run {
+    m: Reshard,
+    stored: Stored,
+    resumed: bool,
+}
+
+#[derive(Default)]
+struct State {
+    runs: BTreeMap<String, Run>,
+    /// Indexes resharded before, not resharding now: their physical index in force and S.
+    settled: BTreeMap<String, Side>,
+    /// Stored value of every index (finished ones included), for the status and generations.
+    stored: BTreeMap<String, Stored>,
+}
+
+/// The resharding state of a proxy. See the module documentation.
+#[derive(Default)]
+pub struct Reshards {
+    state: Mutex<State>,
+    loaded: tokio::sync::OnceCell<()>,
+    wake: tokio::sync::Notify,
+}
+
+impl Reshards {
+    /// The physical index of `uid` when it differs from `uid`.
+    fn physical(st: &State, uid: &str) -> Option<String> {
+        let name = match st.runs.get(uid) {
+            Some(run) => run.m.read_target().0.to_string(),
+            None => st.settled.get(uid)?.index.clone(),
+        };
+        (name != uid).then_some(name)
+    }
+}
+
+/// How a node answer is renamed back to the client's uids.
+pub(super) enum AnswerFix {
+    /// An answer about one index: `physical` is shown as `uid`.
+    Index { physical: String, uid: String },
+    /// `GET /indexes`: physical → client uids; retained old copies and shadows hidden.
+    List(BTreeMap<String, String>),
+    /// `GET /stats`: the same on the keys of `indexes`.
+    Stats(BTreeMap<String, String>),
+}
+
+impl AnswerFix {
+    /// Renames the index names of a node answer.
+    pub(super) fn apply(&self, body: &mut Value) {
+        match self {
+            AnswerFix::Index { physical, uid } => {
+                if let Some(o) = body.as_object_mut() {
+                    for k in ["uid", "indexUid"] {
+                        if o.get(k).and_then(Value::as_str) == Some(physical.as_str()) {
+                            o.insert(k.into(), Value::String(uid.clone()));
+                        }
+                    }
+                    if let Some(Value::String(m)) = o.get_mut("message") {
+                        *m = m.replace(&format!("`{physical}`"), &format!("`{uid}`"));
+                    }
+                }
+            }
+            AnswerFix::List(names) => {
+                let Some(results) = body.get_mut("results").and_then(Value::as_array_mut) else {
+                    return;
+                };
+                let before = results.len();
+                let hidden = |n: &str| {
+                    n.contains(MARKER) && !names.contains_key(n)
+                        || names.values().any(|u| u == n) && !names.contains_key(n)
+                };
+                results.retain(|i| !i.get("uid").and_then(Value::as_str).is_some_and(hidden));
+                for i in results.iter_mut() {
+                    let uid = i
+                        .get("uid")
+                        .and_then(Value::as_str)
+                        .and_then(|n| names.get(n))
+                        .cloned();
+                    if let (Some(uid), Some(o)) = (uid, i.as_object_mut()) {
+                        o.insert("uid".into(), Value::String(uid));
+                    }
+                }
+                let gone = (before - results.len()) as u64;
+                if let Some(t) = body.get("total").and_then(Value::as_u64) {
+                    body["total"] = Value::from(t.saturating_sub(gone));
+                }
+            }
+            AnswerFix::Stats(names) => {
+                let Some(indexes) = body.get_mut("indexes").and_then(Value::as_object_mut) else {
+                    return;
+                };
+                let old = std::mem::take(indexes);
+                let clients: Vec<&String> = names.values().collect();
+                for (k, v) in old {
+                    if let Some(uid) = names.get(&k) {
+                        indexes.insert(uid.clone(), v);
+                    } else if !k.contains(MARKER) && !clients.contains(&&k) {
+                        indexes.insert(k, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The index uid a node path names (`/indexes/<uid>` followed by `/`, `?` or nothing).
+fn path_index(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/indexes/")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|s| !s.is_empty())
+}
+
+/// The body of `POST /_miroir/indexes/{uid}/reshard`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReshardRequest {
+    /// The new S.
+    pub new_shards: u32,
+    /// The backfill throttle (`None`: the configured default).
+    pub throttle: Option<u64>,
+    /// Only estimate.
+    pub dry_run: bool,
+}
+
+/// Reads and checks the body of a resharding request.
+pub fn parse_request(body: &Value) -> Result<ReshardRequest, MeiliError> {
+    let Some(m) = body.as_object() else {
+        return Err(bad(format!(
+            "Invalid value type: expected an object, but found `{body}`."
+        )));
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| !["new_shards", "throttle_docs_per_sec", "dry_run"].contains(&k.as_str()))
+    {
+        return Err(bad(format!(
+            "Unknown field `{k}`: expected one of `new_shards`, `throttle_docs_per_sec`, `dry_run`."
+        )));
+    }
+    let new_shards = match m.get("new_shards") {
+        None => return Err(bad("Missing field `new_shards`.")),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_SHARDS).contains(&n) => n as u32,
+            _ => {
+                return Err(bad(format!(
+                    "Invalid value at `.new_shards`: expected an integer from 1 to {MAX_SHARDS}, but found `{v}`."
+                )))
+            }
+        },
+    };
+    let throttle = match m.get("throttle_docs_per_sec") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().ok_or_else(|| {
+            bad(format!(
+                "Invalid value at `.throttle_docs_per_sec`: expected a non-negative integer, but found `{v}`."
+            ))
+        })?),
+    };
+    let dry_run = match m.get("dry_run") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => {
+            return Err(bad(format!(
+                "Invalid value at `.dry_run`: expected a boolean, but found `{v}`."
+            )))
+        }
+    };
+    Ok(ReshardRequest {
+        new_shards,
+        throttle,
+        dry_run,
+    })
+}
+
+/// A migration intent as a resharding intent (a broadcast's path made relative to the index).
+fn intent_of(intent: MigrationIntent, index: &str) -> Result<WriteIntent, MeiliError> {
+    Ok(match intent {
+        MigrationIntent::Documents { docs, replace } => WriteIntent::Documents { docs, replace },
+        MigrationIntent::DeleteIds(ids) => WriteIntent::DeleteIds(ids),
+        MigrationIntent::Broadcast { method, path, body } => {
+            let suffix = path
+                .strip_prefix(&format!("/indexes/{index}"))
+                .filter(|s| s.is_empty() || s.starts_with('/') || s.starts_with('?'))
+                .ok_or_else(|| MeiliError::internal(format!("unexpected write path `{path}`")))?;
+            WriteIntent::IndexBroadcast {
+                method,
+                suffix: suffix.to_string(),
+                body,
+            }
+        }
+    })
+}
+
+fn status_json(uid: &str, stored: &Stored, run: Option<&Run>, now: Millis) -> Value {
+    let mut out = Map::new();
+    out.insert("indexUid".into(), json!(uid));
+    out.insert("fromShards".into(), json!(stored.from_shards));
+    out.insert("toShards".into(), json!(stored.to_shards));
+    out.insert("throttleDocsPerSec".into(), json!(stored.docs_per_second));
+    out.insert("startedAt".into(), json!(stored.started_at));
+    match run {
+        Some(run) => {
+            let s = run.m.status();
+            let elapsed = now.saturating_sub(stored.started_at).max(1);
+            out.insert("phase".into(), json!(s.phase));
+            out.insert("running".into(), json!(!run.m.is_finished()));
+            out.insert("shards".into(), json!(s.live.shards));
+            out.insert("docsCopied".into(), json!(s.docs_copied));
+            out.insert("docsTotal".into(), json!(s.docs_total));
+            out.insert(
+                "docsPerSecond".into(),
+                json!(s.docs_copied.saturating_mul(1000) / elapsed),
+            );
+            out.insert("etaMs".into(), json!(s.eta_ms));
+            out.insert("verifyPasses".into(), json!(s.verify_passes));
+            out.insert("failures".into(), json!(s.failures));
+            out.insert("rollback".into(), json!(s.rollback));
+            out.insert("resumed".into(), json!(run.resumed));
+        }
+        None => {
+            let r = &stored.record;
+            out.insert(
+                "phase".into(),
+                r.get("phase").cloned().unwrap_or(Value::Null),
+            );
+            out.insert("running".into(), json!(false));
+            out.insert(
+                "shards".into(),
+                json!(in_force(r).map(|s| s.shards).unwrap_or(stored.from_shards)),
+            );
+            out.insert(
+                "docsCopied".into(),
+                r.get("docsCopied").cloned().unwrap_or(json!(0)),
+            );
+            out.insert("docsTotal".into(), Value::Null);
+            out.insert("docsPerSecond".into(), json!(0));
+            out.insert("etaMs".into(), Value::Null);
+            out.insert(
+                "rollback".into(),
+                r.get("rollback").cloned().unwrap_or(json!(false)),
+            );
+        }
+    }
+    Value::Object(out)
+}
+
+impl Fleet {
+    // ----- routing -----
+
+    /// The path of a node request with the index in force (see the module documentation), and how to
+    /// rename the answer back.
+    pub(super) fn reshard_rewrite(&self, path: &str) -> (Option<String>, Option<AnswerFix>) {
+        let st = lock(&self.reshards.state);
+        if st.runs.is_empty() && st.settled.is_empty() {
+            return (None, None);
+        }
+        let names = || -> BTreeMap<String, String> {
+            st.runs
+                .keys()
+                .chain(st.settled.keys())
+                .filter_map(|uid| Reshards::physical(&st, uid).map(|p| (p, uid.clone())))
+                .collect()
+        };
+        let bare = path.split('?').next().unwrap_or(path);
+        if bare == "/indexes" {
+            return (None, Some(AnswerFix::List(names())));
+        }
+        if bare == "/stats" {
+            return (None, Some(AnswerFix::Stats(names())));
+        }
+        let Some(uid) = path_index(path) else {
+            return (None, None);
+        };
+        let Some(physical) = Reshards::physical(&st, uid) else {
+            return (None, None);
+        };
+        let rewritten = format!(
+            "/indexes/{physical}{}",
+            &path["/indexes/".len() + uid.len()..]
+        );
+        (
+            Some(rewritten),
+            Some(AnswerFix::Index {
+                physical,
+                uid: uid.to_string(),
+            }),
+        )
+    }
+
+    /// The placement of an index resharded or resharding (`None`: the committed one applies).
+    pub(super) fn reshard_placement(&self, uid: &str) -> Option<Arc<Placement>> {
+        let st = lock(&self.reshards.state);
+        if let Some(run) = st.runs.get(uid) {
+            return Some(Arc::new(run.m.read_target().1.clone()));
+        }
+        let side = st.settled.get(uid)?;
+        let view = self.elastic.view();
+        if side.shards == view.topology.shards {
+            return None;
+        }
+        let mut t = (*view.topology).clone();
+        t.shards = side.shards;
+        Placement::new(&t).ok().map(Arc::new)
+    }
+
+    /// The node index and placement holding `uid`'s documents now, for a pass over its replicas: its own
+    /// physical name and S once resharded (`None`: the uid and the committed placement). Refused while a
+    /// resharding of `uid` has not swapped yet (its verify under the fence is the repair of both sides).
+    pub(super) fn reshard_in_force(
+        &self,
+        uid: &str,
+    ) -> Result<Option<(String, Arc<Placement>)>, MeiliError> {
+        let physical = {
+            let st = lock(&self.reshards.state);
+            if let Some(run) = st.runs.get(uid) {
+                if !matches!(
+                    run.m.phase(),
+                    Phase::Retain | Phase::Cleanup | Phase::Done | Phase::Aborted
+                ) {
+                    return Err(in_progress(uid));
+                }
+            }
+            Reshards::physical(&st, uid)
+        };
+        let placement = self.reshard_placement(uid);
+        Ok(match (physical, placement) {
+            (None, None) => None,
+            (name, placement) => Some((
+                name.unwrap_or_else(|| uid.to_string()),
+                placement.unwrap_or_else(|| self.placement()),
+            )),
+        })
+    }
+
+    /// Whether client writes of `uid` go through a live coordinator.
+    pub(super) fn reshard_active(&self, uid: &str) -> bool {
+        lock(&self.reshards.state).runs.contains_key(uid)
+    }
+
+    /// Refuses an index-level change (creation, deletion, swap) of an index being resharded.
+    pub(super) fn refuse_while_resharding(&self, uid: &str) -> Result<(), MeiliError> {
+        let busy = lock(&self.reshards.state)
+            .runs
+            .get(uid)
+            .is_some_and(|r| !r.m.is_finished());
+        if busy {
+            return Err(in_progress(uid));
+        }
+        Ok(())
+    }
+
+    /// Refuses a fleet change while an index reshards or has an S of its own.
+    pub(super) fn refuse_fleet_change_while_resharded(&self) -> Result<(), MeiliError> {
+        self.retire_finished();
+        let st = lock(&self.reshards.state);
+        let s = self.elastic.view().topology.shards;
+        let busy = st.runs.keys().next().cloned().or_else(|| {
+            st.settled
+                .iter()
+                .find(|(_, side)| side.shards != s)
+                .map(|(u, _)| u.clone())
+        });
+        match busy {
+            Some(uid) => Err(MeiliError::invalid(
+                409,
+                "miroir_reshard_in_progress",
+                format!(
+                    "Index `{uid}` is resharding or has its own number of shards: fleet changes are refused while so."
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A client write of an index with a live coordinator: admitted by `Reshard::try_write` (waiting
+    /// while fenced), routed plainly once the coordinator is retired.
+    pub(super) async fn reshard_write(
+        &self,
+        state: &AppState,
+        index: &str,
+        intent: MigrationIntent,
+        task: WriteTask,
+        quorum: WriteQuorum,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let core_intent = match intent_of(intent.clone(), index) {
+            Ok(i) => i,
+            Err(e) => return self.failed_task(state, task, &e).await,
+        };
+        loop {
+            let deadline = self.deadline(state);
+            let admitted = lock(&self.reshards.state).runs.get_mut(index).map(|r| {
+                r.m.try_write(core_intent.clone(), task.clone(), quorum, deadline)
+            });
+            match admitted {
+                Some(Ok(Some(mut w))) => {
+                    // one version for the client write on both indexes: a copy on the other index older
+                    // than a tombstone the write came after would be deleted by anti-entropy
+                    let stamped = self
+                        .stamp_or_refuse(state, &mut w.live, &mut w.secondary)
+                        .await;
+                    let mut secondary = JoinSet::new();
+                    if stamped {
+                        for r in w.secondary {
+                            secondary.spawn(self.send_future(state, r));
+                        }
+                    }
+                    let (mut write, mut set) = if stamped {
+                        self.drive_stamped_write(state, w.live).await
+                    } else {
+                        (w.live, JoinSet::new())
+                    };
+                    while let Some(done) = set.join_next().await {
+                        match done {
+                            Ok((id, Ok((status, body)))) => write.on_response(id, status, &body),
+                            Ok((id, Err(_))) => write.on_failure(id),
+                            Err(_) => {}
+                        }
+                    }
+                    let reply = self.finish_write(state, write, set, true).await;
+                    while secondary.join_next().await.is_some() {}
+                    if let Some(run) = lock(&self.reshards.state).runs.get_mut(index) {
+                        run.m.write_finished(w.ticket, now_ms());
+                    }
+                    self.reshards.wake.notify_one();
+                    return Ok(reply_response(&reply?));
+                }
+                Some(Ok(None)) => tokio::time::sleep(Duration::from_millis(3)).await,
+                Some(Err(e)) => return self.failed_task(state, task, &e).await,
+                None => {
+                    return self
+                        .plain_reshard_fallback(state, index, intent, task)
+                        .await
+                }
+            }
+        }
+    }
+
+    /// A write whose coordinator was retired meanwhile: routed by the index's own placement.
+    async fn plain_reshard_fallback(
+        &self,
+        state: &AppState,
+        index: &str,
+        intent: MigrationIntent,
+        task: WriteTask,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let pk = self.cached_primary_key(index);
+        match self.write_route(index).await? {
+            super::elastic::WriteRoute::Plain(permit) => {
+                let write = match super::elastic::plain_write(
+                    intent,
+                    task.clone(),
+                    index,
+                    pk.as_deref(),
+                    &permit.placement,
+                    self.quorum,
+                    self.deadline(state),
+                ) {
+                    Ok(w) => w,
+                    Err(e) => return self.failed_task(state, task, &e).await,
+                };
+                let response = self.answer_write(state, write).await;
+                drop(permit);
+                response
+            }
+            super::elastic::WriteRoute::Migrating => {
+                self.migrating_write(state, index, intent, task, self.quorum)
+                    .await
+            }
+        }
+    }
+
+    // ----- loading and the loop -----
+
+    fn reshard_params(&self, uid: &str, pk: &str, stored: &Stored) -> ReshardParams {
+        let topology = (*self.elastic.view().topology).clone();
+        let mut p = ReshardParams::new(uid, pk, topology, stored.to_shards);
+        p.docs_per_second = stored.docs_per_second;
+        p.retention_ms = stored.retention_ms;
+        p.page_size = PAGE_SIZE;
+        p.retry_after_ms = 300;
+        p.fence_timeout_ms = 5_000;
+        p
+    }
+
+    /// Loads the stored records once, before the first request is served, resuming the unfinished ones
+    /// (client writes wait meanwhile). A store error is logged and retried on the next request.
+    pub(super) async fn reshard_ready(&self, state: &AppState) {
+        let loaded = self
+            .reshards
+            .loaded
+            .get_or_try_init(|| async {
+                let entries = state.store.list_meta(RECORD_PREFIX).await?;
+                let mut st = lock(&self.reshards.state);
+                for (key, value) in entries {
+                    let uid = key.strip_prefix(RECORD_PREFIX).unwrap_or(&key).to_string();
+                    let stored: Stored = match serde_json::from_value(value) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::error!(index = uid, error = %e, "unreadable resharding record");
+                            continue;
+                        }
+                    };
+                    let final_phase = phase_of(&stored.record).is_none_or(Phase::is_final);
+                    if !final_phase {
+                        let pk = stored.record["primaryKey"].as_str().unwrap_or("id");
+                        let params = self.reshard_params(&uid, pk, &stored);
+                        match Reshard::resume(&stored.record, params) {
+                            Ok(m) => {
+                                tracing::info!(index = uid, "resharding resumed");
+                                st.runs.insert(
+                                    uid.clone(),
+                                    Run {
+                                        m,
+                                        stored: stored.clone(),
+                                        resumed: true,
+                                    },
+                                );
+                            }
+                            Err(e) => {
+                                tracing::error!(index = uid, error = %e, "the resharding cannot resume")
+                            }
+                        }
+                    } else if let Some(side) = in_force(&stored.record).filter(|_| !stored.dropped) {
+                        st.settled.insert(uid.clone(), side);
+                    }
+                    st.stored.insert(uid, stored);
+                }
+                Ok::<(), MeiliError>(())
+            })
+            .await;
+        if let Err(e) = loaded {
+            tracing::error!(error = %e, "cannot load the resharding records");
+        }
+    }
+
+    async fn persist_reshard(&self, state: &AppState, uid: &str, record: Value) {
+        let stored = {
+            let mut st = lock(&self.reshards.state);
+            let Some(run) = st.runs.get_mut(uid) else {
+                return;
+            };
+            run.stored.record = record;
+            run.stored.clone()
+        };
+        let value = serde_json::to_value(&stored).unwrap_or(Value::Null);
+        super::elastic::put_meta_until_stored(state, &record_key(uid), &value, "resharding").await;
+        lock(&self.reshards.state)
+            .stored
+            .insert(uid.to_string(), stored);
+    }
+
+    /// Carries out the actions of every live coordinator and retires the finished ones. Runs with the
+    /// health probe.
+    pub(crate) async fn reshard_loop(self: Arc<Self>, state: Arc<AppState>) {
+        let mut set: JoinSet<(String, (usize, Answer))> = JoinSet::new();
+        loop {
+            self.reshard_ready(&state).await;
+            let now = now_ms();
+            let mut actions = Vec::new();
+            let wake = {
+                let mut st = lock(&self.reshards.state);
+                for (uid, run) in st.runs.iter_mut() {
+                    run.m.handle_timeout(now);
+                    while let Some(a) = run.m.poll_action() {
+                        actions.push((uid.clone(), a));
+                    }
+                }
+                st.runs.values().filter_map(|r| r.m.poll_timeout()).min()
+            };
+            let busy = !actions.is_empty();
+            for (uid, action) in actions {
+                match action {
+                    Action::Send(req) => {
+                        let hinted = req.method != Method::Get && {
+                            let hints = lock(&self.hints);
+                            hints.has_pending(&uid, &req.node)
+                                || path_index(&req.path)
+                                    .is_some_and(|i| hints.has_pending(i, &req.node))
+                        };
+                        if hinted {
+                            // A node write never overtakes the node's hints: retried later.
+                            if let Some(run) = lock(&self.reshards.state).runs.get_mut(&uid) {
+                                run.m.on_failure(req.id, now_ms());
+                            }
+                            continue;
+                        }
+                        let send = self.send_future(&state, req);
+                        set.spawn(async move { (uid, send.await) });
+                    }
+                    Action::Persist { seq, record } => {
+                        self.persist_reshard(&state, &uid, record).await;
+                        if let Some(run) = lock(&self.reshards.state).runs.get_mut(&uid) {
+                            run.m.on_persisted(seq, now_ms());
+                        }
+                    }
+                }
+            }
+            // answers already in are fed before more work is looked for (a busy loop must not starve them)
+            while let Some(done) = set.try_join_next() {
+                self.absorb_reshard(done);
+            }
+            self.retire_finished();
+            if busy {
+                continue;
+            }
+            let sleep = wake.map_or(50, |w| w.saturating_sub(now_ms()).clamp(1, 50));
+            tokio::select! {
+                Some(done) = set.join_next(), if !set.is_empty() => {
+                    self.absorb_reshard(done);
+                    while let Some(done) = set.try_join_next() {
+                        self.absorb_reshard(done);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(sleep)) => {}
+                _ = self.reshards.wake.notified() => {}
+            }
+        }
+    }
+
+    fn absorb_reshard(&self, done: Result<(String, (usize, Answer)), tokio::task::JoinError>) {
+        let Ok((uid, (id, answer))) = done else {
+            return;
+        };
+        let mut st = lock(&self.reshards.state);
+        let Some(run) = st.runs.get_mut(&uid) else {
+            return;
+        };
+        match &answer {
+            Ok((status, body)) => run.m.on_response(id, *status, body, now_ms()),
+            Err(e) => {
+                tracing::warn!(index = uid, error = %e, "resharding request failed");
+                run.m.on_failure(id, now_ms())
+            }
+        }
+    }
+
+    /// Finished coordinators leave the routing to their record (atomically: name and S together).
+    fn retire_finished(&self) {
+        let mut st = lock(&self.reshards.state);
+        let done: Vec<String> = st
+            .runs
+            .iter()
+            .filter(|(_, r)| r.m.is_finished())
+            .map(|(u, _)| u.clone())
+            .collect();
+        for uid in done {
+            if let Some(run) = st.runs.remove(&uid) {
+                tracing::info!(index = uid, phase = ?run.m.phase(), "resharding finished");
+                st.settled.insert(uid.clone(), run.m.live().clone());
+            }
+        }
+    }
+
+    // ----- admin routes -----
+
+    /// `/_miroir/indexes/{uid}/reshard[/status|/abort|/rollback]`; `None` when the path is not one.
+    pub(crate) async fn admin_reshard(
+        &self,
+        state: &AppState,
+        method: &http::Method,
+        path: &str,
+        request: &ProxyRequest,
+    ) -> Option<Result<ProxyResponse, MeiliError>> {
+        let segs: Vec<&str> = path.split('/').collect();
+        let (uid, rest) = match segs.as_slice() {
+            ["indexes", uid, "reshard", rest @ ..] => (*uid, rest),
+            _ => return None,
+        };
+        self.reshard_ready(state).await;
+        let uid = match crate::routes::IndexUid::parse(uid) {
+            Ok(u) => u.as_str().to_string(),
+            Err(e) => return Some(Err(e)),
+        };
+        let m = method.clone();
+        Some(match (m, rest) {
+            (http::Method::POST, []) => match json_body(request).and_then(|b| parse_request(&b)) {
+                Ok(req) => self.start_reshard(state, &uid, req).await,
+                Err(e) => Err(e),
+            },
+            (http::Method::GET, ["status"]) => self.reshard_status(&uid),
+            (http::Method::POST, ["abort"]) => self.reshard_event(&uid, true),
+            (http::Method::POST, ["rollback"]) => self.reshard_event(&uid, false),
+            _ => return None,
+        })
+    }
+
+    fn reshard_status(&self, uid: &str) -> Result<ProxyResponse, MeiliError> {
+        let st = lock(&self.reshards.state);
+        let run = st.runs.get(uid);
+        let stored = run.map(|r| &r.stored).or_else(|| st.stored.get(uid));
+        match stored {
+            Some(s) => Ok(json_response(200, &status_json(uid, s, run, now_ms()))),
+            None => Err(no_reshard(uid)),
+        }
+    }
+
+    fn reshard_event(&self, uid: &str, abort: bool) -> Result<ProxyResponse, MeiliError> {
+        let body = {
+            let mut st = lock(&self.reshards.state);
+            let Some(run) = st.runs.get_mut(uid) else {
+                return Err(no_reshard(uid));
+            };
+            if abort {
+                run.m.abort(now_ms())?;
+            } else {
+                run.m.rollback(now_ms())?;
+            }
+            status_json(uid, &run.stored, Some(run), now_ms())
+        };
+        self.reshards.wake.notify_one();
+        Ok(json_response(202, &body))
+    }
+
+    /// The index was deleted: its physical name and S are forgotten (durably); the generation is kept so
+    /// a later resharding never reuses a shadow name.
+    pub(super) async fn forget_resharded(
+        &self,
+        state: &AppState,
+        uid: &str,
+    ) -> Result<(), MeiliError> {
+        self.retire_finished();
+        let stored = {
+            let mut st = lock(&self.reshards.state);
+            if st.settled.remove(uid).is_none() {
+                return Ok(());
+            }
+            let Some(stored) = st.stored.get_mut(uid) else {
+                return Ok(());
+            };
+            stored.dropped = true;
+            stored.clone()
+        };
+        let value = serde_json::to_value(&stored)
+            .map_err(|e| MeiliError::internal(format!("cannot encode the record: {e}")))?;
+        state.store.put_meta(&record_key(uid), &value).await?;
+        Ok(())
+    }
+
+    /// Refuses to start a resharding while one runs on the index or a fleet change runs.
+    fn refuse_reshard_start(&self, uid: &str) -> Result<(), MeiliError> {
+        // a coordinator that just finished leaves the routing to its record first
+        self.retire_finished();
+        if self.reshard_active(uid) {
+            return Err(in_progress(uid));
+        }
+        self.refuse_while_migrating(uid).map_err(|_| {
+            MeiliError::invalid(
+                409,
+                "miroir_migration_in_progress",
+                "A fleet change is in progress: reshard once `GET /_miroir/rebalance/status` reports it done.",
+            )
+        })
+    }
+
+    async fn start_reshard(
+        &self,
+        state: &AppState,
+        uid: &str,
+        req: ReshardRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        let Some(meta) = self.index_meta(state, uid).await? else {
+            return Err(super::index_not_found(uid));
+        };
+        let Some(pk) = meta.primary_key else {
+            return Err(bad(format!(
+                "Index `{uid}` has no primary key yet: add documents before resharding it."
+            )));
+        };
+        self.refuse_reshard_start(uid)?;
+        let (live, generation) = {
+            let st = lock(&self.reshards.state);
+            let generation = st
+                .stored
+                .get(uid)
+                .and_then(|s| s.record.get("generation").and_then(Value::as_u64))
+                .unwrap_or(0)
+                + 1;
+            let live = st.settled.get(uid).cloned().unwrap_or(Side {
+                index: uid.to_string(),
+                shards: self.elastic.view().topology.shards,
+            });
+            (live, generation)
+        };
+        let stored = Stored {
+            record: Value::Null,
+            docs_per_second: req
+                .throttle
+                .unwrap_or(state.config.resharding.throttle_docs_per_sec),
+            retention_ms: state.config.resharding.retention_ms,
+            started_at: now_ms(),
+            from_shards: live.shards,
+            to_shards: req.new_shards,
+            dropped: false,
+        };
+        let mut params = self.reshard_params(uid, &pk, &stored);
+        params.topology.shards = live.shards;
+        params.live_index = live.index.clone();
+        params.generation = generation;
+        // `start` checks the request (same S, …) without side effects: a dry run checks it too.
+        let mut m = Reshard::start(params.clone()).map_err(|e| match e.status {
+            409 => e,
+            _ => bad(e.message),
+        })?;
+        if req.dry_run {
+            let stats = self.index_stats(state, uid).await?;
+            let docs = stats
+                .get("numberOfDocuments")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let avg = stats
+                .get("avgDocumentSize")
+                .and_then(Value::as_u64)
+                .or_else(|| {
+                    stats
+                        .get("rawDocumentDbSize")
+                        .and_then(Value::as_u64)
+                        .and_then(|b| b.checked_div(docs))
+                })
+                .unwrap_or(0);
+            let e = reshard::dry_run(&params, docs, avg);
+            return Ok(json_response(
+                200,
+                &json!({
+                    "indexUid": uid,
+                    "dryRun": true,
+                    "fromShards": live.shards,
+                    "toShards": req.new_shards,
+                    "throttleDocsPerSec": stored.docs_per_second,
+                    "docsToCopy": e.docs_to_copy,
+                    "shadowCopies": e.shadow_copies,
+                    "transientStorageFactor": 2,
+                    "peakBytes": e.peak_bytes,
+                    "durationMs": e.duration_ms,
+                }),
+            ));
+        }
+        // Writes routed by the plain placement drain before the coordinator routes them.
+        let gate = self.close_gate().await;
+        self.refuse_reshard_start(uid)?;
+        // The first record is stored before the coordinator routes anything.
+        let Some(Action::Persist { seq, record }) = m.poll_action() else {
+            return Err(MeiliError::internal(
+                "the resharding did not start with a record",
+            ));
+        };
+        let mut first = stored;
+        first.record = record;
+        let value = serde_json::to_value(&first)
+            .map_err(|e| MeiliError::internal(format!("cannot encode the record: {e}")))?;
+        state.store.put_meta(&record_key(uid), &value).await?;
+        m.on_persisted(seq, now_ms());
+        let body = status_json(uid, &first, None, now_ms());
+        {
+            let mut st = lock(&self.reshards.state);
+            st.stored.insert(uid.to_string(), first.clone());
+            st.settled.remove(uid);
+            st.runs.insert(
+                uid.to_string(),
+                Run {
+                    m,
+                    stored: first,
+                    resumed: false,
+                },
+            );
+        }
+        drop(gate);
+        self.reshards.wake.notify_one();
+        let mut body = body;
+        body["phase"] = json!(Phase::CreateShadow);
+        body["running"] = json!(true);
+        Ok(json_response(202, &body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked() {
+        let ok = parse_request(&json!({"new_shards": 8})).unwrap();
+        assert_eq!(
+            ok,
+            ReshardRequest {
+                new_shards: 8,
+                throttle: None,
+                dry_run: false
+            }
+        );
+        let ok =
+            parse_request(&json!({"new_shards": 2, "throttle_docs_per_sec": 0, "dry_run": true}))
+                .unwrap();
+        assert_eq!(ok.throttle, Some(0));
+        assert!(ok.dry_run);
+        for bad in [
+            json!([]),
+            json!({}),
+            json!({"new_shards": 0}),
+            json!({"new_shards": -1}),
+            json!({"new_shards": "8"}),
+            json!({"new_shards": 1.5}),
+            json!({"new_shards": MAX_SHARDS + 1}),
+            json!({"new_shards": 8, "throttle_docs_per_sec": -2}),
+            json!({"new_shards": 8, "dry_run": "yes"}),
+            json!({"new_shards": 8, "extra": 1}),
+        ] {
+            let e = parse_request(&bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert_eq!(e.code, "miroir_invalid_reshard");
+        }
+    }
+
+    #[test]
+    fn the_index_in_force_follows_the_swap() {
+        let r = |phase: &str| {
+            json!({"phase": phase, "src": {"index": "m", "shards": 4},
+                   "dst": {"index": "m__miroir_reshard_1", "shards": 8}})
+        };
+        assert_eq!(in_force(&r("backfill")).unwrap().shards, 4);
+        assert_eq!(in_force(&r("aborted")).unwrap().index, "m");
+        assert_eq!(in_force(&r("retain")).unwrap().shards, 8);
+        assert_eq!(in_force(&r("done")).unwrap().index, "m__miroir_reshard_1");
+        assert!(in_force(&json!({})).is_none());
+    }
+
+    #[test]
+    fn paths_name_their_index() {
+        assert_eq!(path_index("/indexes/m/search"), Some("m"));
+        assert_eq!(path_index("/indexes/m?x=1"), Some("m"));
+        assert_eq!(path_index("/indexes/m"), Some("m"));
+        assert_eq!(path_index("/indexes"), None);
+        assert_eq!(path_index("/indexes/"), None);
+        assert_eq!(path_index("/tasks/3"), None);
+    }
+
+    #[test]
+    fn answers_are_renamed_back() {
+        let fix = AnswerFix::Index {
+            physical: "m__miroir_reshard_1".into(),
+            uid: "m".into(),
+        };
+        let mut v = json!({"uid": "m__miroir_reshard_1", "message": "Index `m__miroir_reshard_1` not found."});
+        fix.apply(&mut v);
+        assert_eq!(v, json!({"uid": "m", "message": "Index `m` not found."}));
+
+        let names: BTreeMap<String, String> =
+            [("m__miroir_reshard_1".to_string(), "m".to_string())].into();
+        let mut list = json!({"results": [
+            {"uid": "a"}, {"uid": "m"}, {"uid": "m__miroir_reshard_1"}, {"uid": "x__miroir_reshard_2"}
+        ], "total": 4});
+        AnswerFix::List(names.clone()).apply(&mut list);
+        assert_eq!(
+            list,
+            json!({"results": [{"uid": "a"}, {"uid": "m"}], "total": 2})
+        );
+        let mut stats = json!({"indexes": {"a": 1, "m": 2, "m__miroir_reshard_1": 3, "z__miroir_reshard_9": 4}});
+        AnswerFix::Stats(names).apply(&mut stats);
+        assert_eq!(stats, json!({"indexes": {"a": 1, "m": 3}}));
+    }
+
+    #[test]
+    fn broadcast_intents_become_relative() {
+        let i = intent_of(
+            MigrationIntent::Broadcast {
+                method: Method::Delete,
+                path: "/indexes/m/documents".into(),
+                body: None,
+            },
+            "m",
+        )
+        .unwrap();
+        assert!(
+            matches!(i, WriteIntent::IndexBroadcast { ref suffix, .. } if suffix == "/documents")
+        );
+        assert!(intent_of(
+            MigrationIntent::Broadcast {
+                method: Method::Delete,
+                path: "/indexes/mm/documents".into(),
+                body: None,
+            },
+            "m",
+        )
+        .is_err());
+    }
+}

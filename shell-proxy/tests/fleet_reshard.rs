@@ -1,0 +1,685 @@
+//! Online resharding through the HTTP proxy on model nodes: 4 → 8 shards under a live writer (no
+//! acknowledged write lost, no delete resurrected, every document on exactly its owners under the new S,
+//! the same search results, old task uids still resolve, the shadow name never shown), an abort during the
+//! backfill, a rollback during the retention, a proxy restart mid-way, and the admin routes' bad input.
+
+mod common;
+
+use common::*;
+use miroir_core::routing::Placement;
+use miroir_core::topology::{Node, Topology};
+use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const INDEX: &str = "movies";
+const SHADOW: &str = "movies__miroir_reshard_1";
+
+fn admin(mut api: Api) -> Api {
+    api.key = Some(dev::DEV_ADMIN_KEY.into());
+    api
+}
+
+fn options(dir: &tempfile::TempDir) -> DevOptions {
+    let mut o = DevOptions::new(3, dir.path().join("r.db").to_string_lossy().into_owned());
+    o.shards = 4;
+    o.replication_factor = 2;
+    o
+}
+
+async fn start(o: DevOptions, throttle: u64, retention_ms: u64) -> (DevFleet, Api) {
+    let (f, api) = fleet_tweaked(o, |c| {
+        c.resharding.throttle_docs_per_sec = throttle;
+        c.resharding.retention_ms = retention_ms;
+    })
+    .await;
+    (f, admin(api))
+}
+
+/// Seeds `n` movies (titles `movie kw<i> <genre>`).
+async fn seed(api: &Api, n: usize) -> BTreeMap<u64, Option<Value>> {
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": INDEX, "primaryKey": "id"})),
+    )
+    .await;
+    let docs = movies(n);
+    api.write_ok(
+        "POST",
+        &format!("/indexes/{INDEX}/documents"),
+        Some(Value::Array(docs.clone())),
+    )
+    .await;
+    docs.into_iter()
+        .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
+        .collect()
+}
+
+async fn status(api: &Api) -> Value {
+    let r = api
+        .get(&format!("/_miroir/indexes/{INDEX}/reshard/status"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+/// Polls the status until `done` accepts it.
+async fn wait_status(api: &Api, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    let mut shown = Instant::now();
+    loop {
+        let s = status(api).await;
+        if done(&s) {
+            return s;
+        }
+        if shown.elapsed() > Duration::from_secs(3) {
+            println!("waiting until {what}: {s}");
+            shown = Instant::now();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "never {what}: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The fixed query set whose results must not change (the writer's documents never match it): every
+/// hit of each query.
+async fn searches(api: &Api) -> Vec<Value> {
+    let mut out = Vec::new();
+    for body in [
+        json!({"q": "movie", "limit": 1000}),
+        json!({"q": "kw17", "limit": 1000}),
+        json!({"q": "drama", "limit": 1000}),
+        json!({"q": "comedy kw3", "limit": 1000}),
+        json!({"q": "kw1", "limit": 1000}),
+    ] {
+        let r = api
+            .post(&format!("/indexes/{INDEX}/search"), body.clone())
+            .await;
+        assert_eq!(r.status, 200, "{body}: {}", r.body);
+        // equal relevance leaves the order of ties open: the hit set and the count are compared
+        let ids = sorted_hit_ids(&r.body);
+        out.push(json!({"ids": ids, "total": r.body["estimatedTotalHits"]}));
+    }
+    out
+}
+
+/// Every document of `index` on node `i`, by id.
+async fn node_docs(f: &DevFleet, i: usize, index: &str) -> BTreeMap<u64, Value> {
+    let r = node_api(f, i)
+        .get(&format!("/indexes/{index}/documents?limit=100000"))
+        .await;
+    if r.status == 404 {
+        return BTreeMap::new();
+    }
+    assert_eq!(r.status, 200, "node {i}: {}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
+        .collect()
+}
+
+/// The placement of the dev fleet with `shards` shards.
+fn placement(f: &DevFleet, shards: u32) -> Placement {
+    let o = &f.options;
+    let t = Topology {
+        epoch: 1,
+        shards,
+        replication_factor: o.replication_factor,
+        replica_groups: o.replica_groups,
+        nodes: (0..f.nodes.len())
+            .map(|i| {
+                Node::active(
+                    format!("node-{i}").as_str(),
+                    f.nodes[i].url(),
+                    i as u32 % o.replica_groups.max(1),
+                )
+            })
+            .collect(),
+    };
+    Placement::new(&t).unwrap()
+}
+
+/// Every document of the physical `index` sits on exactly its owners under `shards`, tagged with its
+/// shard, with its last acknowledged content; nothing deleted or unknown anywhere.
+async fn check_placement(
+    f: &DevFleet,
+    index: &str,
+    shards: u32,
+    expected: &BTreeMap<u64, Option<Value>>,
+) {
+    let p = placement(f, shards);
+    let mut seen: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for i in 0..f.nodes.len() {
+        let node = format!("node-{i}");
+        for (id, doc) in node_docs(f, i, index).await {
+            let shard = p.shard_for_key(&id.to_string());
+            assert_eq!(
+                doc["_miroir_shard"], shard,
+                "document {id} on {node}: {doc}"
+            );
+            assert!(
+                p.write_targets(shard).iter().any(|n| n.as_str() == node),
+                "document {id} (shard {shard}) on {node}, which does not own it"
+            );
+            match expected.get(&id) {
+                Some(Some(want)) => {
+                    assert_eq!(doc["v"], want["v"], "document {id} on {node} is stale");
+                    assert_eq!(doc["title"], want["title"], "document {id} on {node}");
+                }
+                _ => panic!("document {id} on {node} was deleted (or never written): {doc}"),
+            }
+            seen.entry(id).or_default().insert(node.clone());
+        }
+    }
+    for (id, want) in expected {
+        if want.is_none() {
+            assert!(!seen.contains_key(id), "deleted document {id} resurrected");
+            continue;
+        }
+        let owners: BTreeSet<String> = p
+            .write_targets(p.shard_for_key(&id.to_string()))
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            seen.get(id),
+            Some(&owners),
+            "document {id} is not on exactly its owners"
+        );
+    }
+}
+
+/// The ids the proxy lists.
+async fn listed_ids(api: &Api) -> BTreeSet<u64> {
+    let r = api
+        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
+}
+
+fn live_ids(expected: &BTreeMap<u64, Option<Value>>) -> BTreeSet<u64> {
+    expected
+        .iter()
+        .filter(|(_, d)| d.is_some())
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The index list shows `movies` once and never a shadow.
+async fn check_index_list(api: &Api) {
+    let r = api.get("/indexes?limit=100").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let uids: Vec<&str> = r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["uid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uids, vec![INDEX], "{}", r.body);
+    assert_eq!(r.body["total"], 1, "{}", r.body);
+    let one = api.get(&format!("/indexes/{INDEX}")).await;
+    assert_eq!(one.status, 200, "{}", one.body);
+    assert_eq!(one.body["uid"], INDEX);
+    assert_eq!(one.body["primaryKey"], "id");
+    let stats = api.get("/stats").await;
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    let names: Vec<&String> = stats.body["indexes"].as_object().unwrap().keys().collect();
+    assert_eq!(names, vec![INDEX], "{}", stats.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reshard_4_to_8_under_a_live_writer_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = start(options(&dir), 150, 1_500).await;
+    let initial = seed(&api, 400).await;
+    let before = searches(&api).await;
+    // a task issued before the swap
+    let early = api
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 5000, "title": "early bird", "v": 1}]),
+        )
+        .await;
+    assert_eq!(early.status, 202, "{}", early.body);
+    let early_uid = early.body["taskUid"].as_u64().unwrap();
+    api.wait_task(early_uid).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = [
+        spawn_writer(api.clone(), INDEX, "writer", 1_000, 150, Arc::clone(&stop)),
+        spawn_writer(api.clone(), INDEX, "writer", 2_000, 150, Arc::clone(&stop)),
+    ];
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["fromShards"], 4);
+    assert_eq!(r.body["toShards"], 8);
+    assert_eq!(r.body["throttleDocsPerSec"], 150);
+    // one resharding at a time; no fleet change meanwhile; no index deletion
+    let again = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 2}),
+        )
+        .await;
+    assert_error(&again, 409, "miroir_reshard_in_progress", "invalid_request");
+    let drain = api.post("/_miroir/nodes/node-0/drain", json!({})).await;
+    assert_error(&drain, 409, "miroir_reshard_in_progress", "invalid_request");
+    let delete = api.call("DELETE", &format!("/indexes/{INDEX}"), None).await;
+    assert_error(
+        &delete,
+        409,
+        "miroir_reshard_in_progress",
+        "invalid_request",
+    );
+    // progress is reported during the backfill
+    let s = wait_status(&api, "copying", |s| {
+        s["docsCopied"].as_u64().unwrap_or(0) > 0 || s["phase"] != "create_shadow"
+    })
+    .await;
+    assert_eq!(s["running"], true, "{s}");
+    // reads during the resharding are unchanged
+    assert_eq!(searches(&api).await, before, "search changed mid-way");
+    let done = wait_status(&api, "done", |s| s["phase"] == "done").await;
+    assert_eq!(done["running"], false, "{done}");
+    assert_eq!(done["shards"], 8, "{done}");
+    stop.store(true, Ordering::SeqCst);
+    let mut expected = initial;
+    expected.insert(
+        5000,
+        Some(json!({"id": 5000, "title": "early bird", "v": 1})),
+    );
+    let mut ops = 0;
+    for w in writers {
+        let (acked, n) = w.await.unwrap();
+        expected.extend(acked);
+        ops += n;
+    }
+    println!("the writers ran {ops} operations during the resharding");
+    assert!(ops > 20, "the writers barely ran: {ops}");
+
+    // through the proxy: exactly the acknowledged documents, the same search results
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    let stats = api.get(&format!("/indexes/{INDEX}/stats")).await;
+    assert_eq!(
+        stats.body["numberOfDocuments"],
+        live_ids(&expected).len() as u64,
+        "{}",
+        stats.body
+    );
+    assert_eq!(searches(&api).await, before, "search changed");
+    // on the nodes: every document on exactly its owners under S = 8, the old index gone
+    check_placement(&f, SHADOW, 8, &expected).await;
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{INDEX}")).await;
+        assert_eq!(
+            r.status, 404,
+            "the old index remains on node {i}: {}",
+            r.body
+        );
+    }
+    // the old task still resolves; names stay the client's
+    let t = api.get(&format!("/tasks/{early_uid}")).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+    assert_eq!(t.body["status"], "succeeded");
+    assert_eq!(t.body["indexUid"], INDEX);
+    check_index_list(&api).await;
+    // writes after the resharding go to the new index with the new S
+    let w = api
+        .write_ok(
+            "POST",
+            &format!("/indexes/{INDEX}/documents"),
+            Some(json!([{"id": 7000, "title": "late", "v": 2}])),
+        )
+        .await;
+    assert_eq!(w["indexUid"], INDEX, "{w}");
+    expected.insert(7000, Some(json!({"id": 7000, "title": "late", "v": 2})));
+    let settings = api
+        .write_ok(
+            "PATCH",
+            &format!("/indexes/{INDEX}/settings"),
+            Some(json!({"filterableAttributes": ["genre"]})),
+        )
+        .await;
+    assert_eq!(settings["status"], "succeeded");
+    let filtered = api
+        .post(
+            &format!("/indexes/{INDEX}/search"),
+            json!({"q": "", "filter": "genre = drama", "limit": 1000}),
+        )
+        .await;
+    assert_eq!(filtered.status, 200, "{}", filtered.body);
+    assert_eq!(filtered.body["estimatedTotalHits"], 80, "{}", filtered.body);
+    check_placement(&f, SHADOW, 8, &expected).await;
+    let doc = api.get(&format!("/indexes/{INDEX}/documents/7000")).await;
+    assert_eq!(doc.status, 200, "{}", doc.body);
+    // a second resharding back to 4 takes a fresh generation
+    let back = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 4, "throttle_docs_per_sec": 0}),
+        )
+        .await;
+    assert_eq!(back.status, 202, "{}", back.body);
+    assert_eq!(back.body["fromShards"], 8);
+    wait_status(&api, "done twice", |s| s["phase"] == "done").await;
+    check_placement(&f, "movies__miroir_reshard_2", 4, &expected).await;
+    assert!(node_docs(&f, 0, SHADOW).await.is_empty());
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(searches(&api).await, before, "search changed");
+    check_index_list(&api).await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_during_the_backfill_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = start(options(&dir), 40, 60_000).await;
+    let expected = seed(&api, 300).await;
+    let before = searches(&api).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 6}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&api, "copying", |s| {
+        s["phase"] == "backfill" && s["docsCopied"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let abort = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard/abort"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(abort.status, 202, "{}", abort.body);
+    let s = wait_status(&api, "aborted", |s| s["phase"] == "aborted").await;
+    assert_eq!(s["shards"], 4, "{s}");
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
+        assert_eq!(r.status, 404, "the shadow remains on node {i}: {}", r.body);
+    }
+    assert_eq!(searches(&api).await, before);
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    check_placement(&f, INDEX, 4, &expected).await;
+    check_index_list(&api).await;
+    // nothing left to abort or roll back
+    let again = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard/abort"),
+            json!({}),
+        )
+        .await;
+    assert_error(&again, 404, "miroir_reshard_not_found", "invalid_request");
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_during_the_retention_restores_the_old_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = start(options(&dir), 0, 60_000).await;
+    let mut expected = seed(&api, 200).await;
+    let before = searches(&api).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let early = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_error(&early, 409, "miroir_reshard_conflict", "invalid_request");
+    wait_status(&api, "retained", |s| s["phase"] == "retain").await;
+    // a write during the retention reaches both indexes
+    api.write_ok(
+        "POST",
+        &format!("/indexes/{INDEX}/documents"),
+        Some(json!([{"id": 9000, "title": "retained", "v": 3}])),
+    )
+    .await;
+    expected.insert(9000, Some(json!({"id": 9000, "title": "retained", "v": 3})));
+    let abort = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard/abort"),
+            json!({}),
+        )
+        .await;
+    assert_error(&abort, 409, "miroir_reshard_conflict", "invalid_request");
+    let rollback = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard/rollback"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rollback.status, 202, "{}", rollback.body);
+    let s = wait_status(&api, "rolled back", |s| s["phase"] == "done").await;
+    assert_eq!(s["shards"], 4, "{s}");
+    assert_eq!(s["rollback"], true, "{s}");
+    check_placement(&f, INDEX, 4, &expected).await;
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
+        assert_eq!(
+            r.status, 404,
+            "the new index remains on node {i}: {}",
+            r.body
+        );
+    }
+    assert_eq!(searches(&api).await, before);
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    check_index_list(&api).await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_proxy_resumes_the_resharding() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(&dir);
+    let (f, api) = start(o, 100, 500).await;
+    let expected = seed(&api, 400).await;
+    let before = searches(&api).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&api, "copying", |s| {
+        s["phase"] == "backfill" && s["docsCopied"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = f;
+    proxy.shutdown().await;
+    let mut config = {
+        let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&options, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    config.resharding.throttle_docs_per_sec = 1_000;
+    config.resharding.retention_ms = 500;
+    config.server.port = 0;
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let f = DevFleet {
+        nodes,
+        proxy,
+        options,
+    };
+    let api = admin(Api::new(f.url()));
+    let s = status(&api).await;
+    assert_eq!(s["resumed"], true, "{s}");
+    // the resumed coordinator keeps the throttle it was started with
+    assert_eq!(s["throttleDocsPerSec"], 100, "{s}");
+    wait_status(&api, "done", |s| s["phase"] == "done").await;
+    check_placement(&f, SHADOW, 8, &expected).await;
+    assert_eq!(searches(&api).await, before);
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    check_index_list(&api).await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reshard_routes_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, api) = start(options(&dir), 100, 1_000).await;
+    seed(&api, 50).await;
+    let path = format!("/_miroir/indexes/{INDEX}/reshard");
+    for body in [
+        json!({}),
+        json!([]),
+        json!({"new_shards": 0}),
+        json!({"new_shards": "8"}),
+        json!({"new_shards": -3}),
+        json!({"new_shards": 100000}),
+        json!({"new_shards": 8, "throttle_docs_per_sec": "fast"}),
+        json!({"new_shards": 8, "dry_run": 1}),
+        json!({"new_shards": 8, "bogus": true}),
+        // the same S
+        json!({"new_shards": 4}),
+    ] {
+        let r = api.post(&path, body.clone()).await;
+        assert_error(&r, 400, "miroir_invalid_reshard", "invalid_request");
+    }
+    let r = api
+        .raw("POST", &path, Some("application/json"), b"{".to_vec())
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.raw("POST", &path, None, b"{}".to_vec()).await;
+    assert!(r.status == 415 || r.status == 400, "{}", r.body);
+    let r = api
+        .post("/_miroir/indexes/nope/reshard", json!({"new_shards": 8}))
+        .await;
+    assert_error(&r, 404, "index_not_found", "invalid_request");
+    let r = api
+        .post(
+            "/_miroir/indexes/bad%20uid/reshard",
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = api.get(&format!("{path}/status")).await;
+    assert_error(&r, 404, "miroir_reshard_not_found", "invalid_request");
+    for action in ["abort", "rollback"] {
+        let r = api.post(&format!("{path}/{action}"), json!({})).await;
+        assert_error(&r, 404, "miroir_reshard_not_found", "invalid_request");
+    }
+    let r = api.get(&format!("{path}/nope")).await;
+    assert_eq!(r.status, 404);
+    // no admin key
+    let plain = Api::new(f.url());
+    let r = plain.post(&path, json!({"new_shards": 8})).await;
+    assert!(r.status == 401 || r.status == 403, "{}", r.body);
+    // a dry run estimates without touching anything
+    let r = api
+        .post(
+            &path,
+            json!({"new_shards": 8, "throttle_docs_per_sec": 10, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["docsToCopy"], 50, "{}", r.body);
+    assert_eq!(r.body["shadowCopies"], 100, "{}", r.body);
+    assert_eq!(r.body["durationMs"], 5_000, "{}", r.body);
+    assert_eq!(r.body["transientStorageFactor"], 2, "{}", r.body);
+    let r = api.get(&format!("{path}/status")).await;
+    assert_eq!(r.status, 404, "a dry run started something: {}", r.body);
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
+        assert_eq!(r.status, 404);
+    }
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(&dir);
+    let (f, api) = start(o.clone(), 0, 200).await;
+    seed(&api, 100).await;
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    wait_status(&api, "done", |s| s["phase"] == "done").await;
+    // while the index has its own S, fleet changes are refused
+    let drain = api.post("/_miroir/nodes/node-0/drain", json!({})).await;
+    assert_error(&drain, 409, "miroir_reshard_in_progress", "invalid_request");
+    api.write_ok("DELETE", &format!("/indexes/{INDEX}"), None)
+        .await;
+    let gone = api.get(&format!("/indexes/{INDEX}")).await;
+    assert_error(&gone, 404, "index_not_found", "invalid_request");
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{SHADOW}")).await;
+        assert_eq!(r.status, 404, "node {i}: {}", r.body);
+    }
+    // a new index of the same name lives under its own name with the fleet's S, also after a restart
+    let expected = seed(&api, 40).await;
+    check_placement(&f, INDEX, 4, &expected).await;
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = f;
+    proxy.shutdown().await;
+    let mut config = {
+        let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&options, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    config.server.port = 0;
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let f = DevFleet {
+        nodes,
+        proxy,
+        options,
+    };
+    let api = admin(Api::new(f.url()));
+    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    check_index_list(&api).await;
+    // the next resharding takes a fresh generation
+    let r = api
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 2, "throttle_docs_per_sec": 0}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.body["fromShards"], 4, "{}", r.body);
+    wait_status(&api, "retained", |s| s["phase"] == "retain").await;
+    check_placement(&f, "movies__miroir_reshard_2", 2, &expected).await;
+    f.shutdown().await;
+}
