@@ -372,6 +372,13 @@ pub enum PlantedBug {
     SkipVerify,
     /// Verify without the fence: client writes keep flowing through the final verify and the cut-over.
     SkipFence,
+    /// Never clean up: the leaving owners keep their copies of the shard after the cut-over.
+    SkipCleanup,
+    /// Delete the shard on the leaving owners as soon as the copy starts, long before the cut-over is
+    /// persisted, while reads are still served by the old owners (and a leaving source copies nothing).
+    CleanupBeforeCutover,
+    /// Serve reads of a shard from its new owners as soon as dual writes start, before they hold the copy.
+    ReadNewOwnersEarly,
 }
 
 /// Knobs of a migration.
@@ -537,6 +544,8 @@ struct Job {
     not_before: Millis,
     started: bool,
     prepared: bool,
+    /// Test-only ([`PlantedBug::CleanupBeforeCutover`]): the early cleanup was queued.
+    cleaned_early: bool,
     settings: Option<Value>,
     copy_offset: usize,
     copy_done: bool,
@@ -586,6 +595,7 @@ impl Job {
             not_before: 0,
             started: false,
             prepared: false,
+            cleaned_early: false,
             settings: None,
             copy_offset: 0,
             copy_done: false,
@@ -853,7 +863,9 @@ impl Migration {
                     }
                 }
                 route.ack.push(old_o);
-                let read = if g < g_old {
+                let read = if dual && self.params.planted == PlantedBug::ReadNewOwnersEarly {
+                    new_o.to_vec()
+                } else if g < g_old {
                     old_read(g)
                 } else {
                     old_read(g % g_old.max(1))
@@ -863,7 +875,13 @@ impl Migration {
             routes.push(route);
         }
         self.routes = routes;
-        if let Some(p) = Placement::from_owners(shards, rf as u32, g_new, read_owners) {
+        if let Some(mut p) = Placement::from_owners(shards, rf as u32, g_new, read_owners) {
+            // targets and leaving owners hold shards they do not serve: reads must filter them out
+            for (s, job) in &self.jobs {
+                for n in job.targets.iter().chain(job.leaving.iter()) {
+                    p.add_held(n, *s);
+                }
+            }
             self.read = p;
         }
     }
@@ -1422,6 +1440,14 @@ impl Migration {
                     }
                     return true;
                 }
+                if planted == PlantedBug::CleanupBeforeCutover && !job.cleaned_early {
+                    job.cleaned_early = true;
+                    let leaving = job.leaving.clone();
+                    for n in leaving {
+                        job.queue.push_back(Work::DeleteShard { node: n });
+                    }
+                    return true;
+                }
                 job.phase = Phase::Copy;
                 job.copy_offset = 0;
                 job.copy_done = false;
@@ -1511,7 +1537,11 @@ impl Migration {
             Phase::Cleanup => {
                 if !job.started {
                     job.started = true;
-                    let leaving = job.leaving.clone();
+                    let leaving = if planted == PlantedBug::SkipCleanup {
+                        Vec::new()
+                    } else {
+                        job.leaving.clone()
+                    };
                     for n in leaving {
                         job.queue.push_back(Work::DeleteShard { node: n });
                     }
