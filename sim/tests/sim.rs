@@ -826,6 +826,14 @@ mod scenarios {
     }
 
     fn reshard_sweep(spec: Spec, seeds: u64) {
+        // the resharding's own faults (crash, partition, abort, lost dual writes) turn the mid-run oracle off
+        let whole = spec.reshard.is_some_and(|r| {
+            r.proxy_crash == ProxyCrash::Never
+                && r.node_crash.is_none()
+                && r.partition.is_none()
+                && r.abort_after_docs.is_none()
+                && r.shadow_loss.is_none()
+        });
         let faultless = spec.faults == FaultKinds::NONE;
         let name = spec.name;
         let outcomes = sweep_spec(spec, seeds);
@@ -834,6 +842,8 @@ mod scenarios {
                 outcomes.iter().all(|o| o.oracle_checked),
                 "{name}: replicas disagreed after a resharding without faults"
             );
+        }
+        if faultless && whole {
             mid_run_oracle_ran(name, &outcomes);
         }
     }
@@ -1109,6 +1119,40 @@ mod scenarios {
             PlantedBug::ReadNewOwnersEarly,
             &["oracle_during"],
             4,
+        );
+    }
+
+    /// Invariant (b), every acknowledged delete stays deleted: without the fence, client writes keep flowing
+    /// through the final verify and the cut-over, so a write in flight at the cut-over (acknowledged by the
+    /// old owners, its copy to the cut-off target lost) or a verify repair racing a client delete could leave
+    /// a target stale or resurrect the delete.
+    ///
+    /// IGNORED because it does not fire: on 60 seeds of a fault-free add (slow copy, 120 operations) and 40
+    /// seeds of this partitioned add, no seed failed. Dual writes reach the targets, and every dirty pass
+    /// is followed by another one until a clean pass, so the window left (a write admitted during the last,
+    /// clean pass whose target copy fails) needs an interleaving the swarm does not draw. The core unit test
+    /// `fence_drains_in_flight_writes_planted_skip_fence_loses_one` shows that exact interleaving at the
+    /// state-machine level. Sweep it with `MIROIR_PLANTED_SEEDS=N cargo sim skip_fence --ignored`.
+    #[ignore = "the race SkipFence opens is not drawn by the simulator's workloads; see the doc comment"]
+    #[test]
+    fn elastic_planted_skip_fence_is_caught() {
+        fn spec_of(bug: PlantedBug) -> Spec {
+            let mut s = target_partition("elastic_planted_skip_fence", bug);
+            s.entropy = None;
+            s.ops = 120;
+            s
+        }
+        planted_migration_bug_is_caught(
+            spec_of,
+            PlantedBug::SkipFence,
+            &[
+                "resurrection",
+                "lost_write",
+                "convergence",
+                "placement",
+                "oracle_during",
+            ],
+            12,
         );
     }
 }

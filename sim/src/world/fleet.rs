@@ -272,8 +272,9 @@ enum ProxyOp {
     SettingsCheck,
     /// A write whose version the proxy notes under this tag (god's-eye bookkeeping for two-proxy runs).
     Tagged(u64, Box<ProxyOp>),
-    /// One anti-entropy pass over these shards and their replicas; answers the report.
+    /// One anti-entropy pass over these shards of `index` and their replicas; answers the report.
     AntiEntropy {
+        index: String,
         shards: Vec<(u32, Vec<NodeId>)>,
         repair: bool,
     },
@@ -438,17 +439,23 @@ impl OracleHold {
         self.frozen.load(Ordering::SeqCst)
     }
 
-    /// Called by a driver after each round of actions with the coordinator's phases: when they changed since
-    /// `last`, waits (at most 20 s) for the mid-run oracle to compare.
+    /// Called by a driver after each round of actions with the coordinator's phases: when one of them was
+    /// never `seen` before, waits (at most 20 s) for the mid-run oracle to compare.
     pub(crate) async fn pause_at_change(
         &self,
         phases: Option<Vec<String>>,
-        last: &mut Option<Vec<String>>,
+        seen: &mut BTreeSet<String>,
     ) {
-        if !self.on.load(Ordering::SeqCst) || phases == *last {
+        if !self.on.load(Ordering::SeqCst) {
             return;
         }
-        *last = phases;
+        let mut fresh = false;
+        for p in phases.into_iter().flatten() {
+            fresh |= seen.insert(p);
+        }
+        if !fresh {
+            return;
+        }
         self.hold.store(true, Ordering::SeqCst);
         let until = now_ms() + 20_000;
         while self.hold.load(Ordering::SeqCst) && now_ms() < until {
@@ -932,8 +939,12 @@ async fn serve_op(
             answer.op_tag = Some(tag);
             Box::pin(serve_op(ctx, rpc, lanes, *op, answer)).await
         }
-        ProxyOp::AntiEntropy { shards, repair } => {
-            let r = anti_entropy(ctx, rpc, shards, repair).await;
+        ProxyOp::AntiEntropy {
+            index,
+            shards,
+            repair,
+        } => {
+            let r = anti_entropy(ctx, rpc, &index, shards, repair).await;
             answer.send(r).await
         }
         ProxyOp::Keyed(key, op) => {
@@ -1196,6 +1207,7 @@ async fn serve_op(
 async fn anti_entropy(
     ctx: &ProxyCtx,
     rpc: &RpcClient,
+    index: &str,
     shards: Vec<(u32, Vec<NodeId>)>,
     repair: bool,
 ) -> Reply {
@@ -1205,7 +1217,7 @@ async fn anti_entropy(
         .tombstones
         .lock()
         .unwrap()
-        .get(INDEX)
+        .get(index)
         .cloned()
         .unwrap_or_default();
     let params = EntropyParams {
@@ -1218,7 +1230,7 @@ async fn anti_entropy(
         planted: ctx.entropy_bug,
         ..EntropyParams::default()
     };
-    let mut pass = AntiEntropy::new(INDEX, "id", shards, tombstones, params, started);
+    let mut pass = AntiEntropy::new(index, "id", shards, tombstones, params, started);
     loop {
         match pass.poll_action() {
             Some(EntropyAction::Send(r)) => match call(ctx, rpc, &r).await {
@@ -2084,7 +2096,8 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     if spec.entropy.is_some() {
         // one anti-entropy pass, as the HTTP proxy's scheduled runner: every replica of every shard is
         // compared and repaired (last writer wins, tombstones kill older copies)
-        let shards: Vec<(u32, Vec<NodeId>)> = (0..spec.shards)
+        // the index in force (a resharding's new one once swapped) with its S
+        let shards: Vec<(u32, Vec<NodeId>)> = (0..live_shards)
             .map(|s| {
                 let owners = placement
                     .write_targets(s)
@@ -2094,12 +2107,14 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
                 (s, owners)
             })
             .collect();
+        let index = live_index.clone();
         let report = admin_node
             .spawn(async move {
                 let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
                     .await
                     .expect("admin endpoint");
                 let op = ProxyOp::AntiEntropy {
+                    index,
                     shards,
                     repair: true,
                 };
@@ -2330,10 +2345,10 @@ fn phase_labels(ctx: &ProxyCtx) -> Vec<String> {
 
 /// The mid-run oracle compares at least this often while the change is live (besides each new phase)...
 const ORACLE_DURING_EVERY_MS: u64 = 300;
-/// ...up to this many comparisons per run (a new phase is always compared).
-const ORACLE_DURING_MAX: u32 = 12;
+/// ...up to this many periodic comparisons per run (a new phase is always compared).
+const ORACLE_DURING_MAX: u32 = 4;
 
-/// The mid-run oracle: every time the coordinator's phases change (the driver holds it meanwhile, see
+/// The mid-run oracle: every time the coordinator enters a phase for the first time (the driver holds it meanwhile, see
 /// [`OracleHold`]), once before it starts, and every `ORACLE_DURING_EVERY_MS` besides, the workloads stop between two operations, every acknowledged write's task must succeed (so its
 /// effect is visible on every node that serves reads), the oracle is built from the acknowledged history
 /// (never from the nodes), and the oracle queries through the proxy must answer what the oracle answers.
@@ -2344,7 +2359,7 @@ async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
         .expect("oracle endpoint");
     let mut compared: BTreeSet<String> = BTreeSet::new();
     let mut last = 0;
-    let mut made = 0;
+    let mut periodic = 0;
     loop {
         let labels = phase_labels(&ctx);
         if labels.is_empty() {
@@ -2353,15 +2368,19 @@ async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
         let held = ctx.oracle.hold.load(Ordering::SeqCst);
         let fresh = labels.iter().find(|l| !compared.contains(*l)).cloned();
         let live = !labels.iter().any(|l| l.ends_with(" before"));
-        let due = live && made < ORACLE_DURING_MAX && now_ms() >= last + ORACLE_DURING_EVERY_MS;
+        let due = live && periodic < ORACLE_DURING_MAX && now_ms() >= last + ORACLE_DURING_EVERY_MS;
         let label = if held {
             Some(labels.join("+"))
+        } else if fresh.is_some() {
+            fresh
+        } else if due {
+            periodic += 1;
+            Some(labels.join("+"))
         } else {
-            fresh.or_else(|| due.then(|| labels.join("+")))
+            None
         };
         if let Some(label) = label {
             compared.insert(label.clone());
-            made += 1;
             shared.pause.store(true, Ordering::SeqCst);
             let until = now_ms() + 2_000;
             let quiet = || {

@@ -230,7 +230,7 @@ pub(crate) fn spawn_driver(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
 async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
     let el = &ctx.elastic;
     let Some(spec) = el.spec else { return };
-    let mut last_phases = None;
+    let mut last_phases = std::collections::BTreeSet::new();
     loop {
         if el.finished.load(Ordering::SeqCst) {
             return;

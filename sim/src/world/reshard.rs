@@ -274,7 +274,7 @@ pub(crate) fn spawn_driver(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
 async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
     let rs = &ctx.reshard;
     let Some(spec) = rs.spec else { return };
-    let mut last_phases = None;
+    let mut last_phases = std::collections::BTreeSet::new();
     loop {
         let live = rs.live.lock().unwrap().is_some();
         if !live {
