@@ -2215,6 +2215,86 @@ mod tests {
         h.check_final(&want);
     }
 
+    /// Targets (filled by dual writes before they serve) and leaving owners (until cleaned) hold shards
+    /// they do not serve: the read view counts those as held, so a search covering every shard a node
+    /// serves still restricts it with `_miroir_shard` instead of counting the extra copies twice.
+    #[test]
+    fn read_view_counts_unserved_copies_as_held() {
+        let plan = add_node_plan();
+        let mut p = params();
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(plan.clone(), p, &(0..20).collect::<Vec<u64>>());
+        h.m.handle_timeout(h.now);
+        let read = h.m.read_placement();
+        for (s, moves) in &plan.moves {
+            for m in moves {
+                for n in m.targets.iter().chain(m.leaving.iter()) {
+                    assert!(read.shards_held_by(n).contains(s), "{n} holds shard {s}");
+                }
+            }
+        }
+        let cover = read.cover(&|_| true, 0, 0);
+        let n9 = NodeId::from("n9");
+        assert!(
+            !cover.assignments.contains_key(&n9),
+            "a target serves no read"
+        );
+        for (node, c) in &cover.assignments {
+            let extra = plan.moves.iter().any(|(s, ms)| {
+                ms.iter().any(|m| m.leaving.contains(node)) && !c.shards.contains(s)
+            });
+            if extra {
+                assert!(!c.covers_all_held, "{node} must filter");
+            }
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+    }
+
+    /// The planted bugs of the simulator's tests each break what they claim to.
+    #[test]
+    fn planted_cleanup_and_read_bugs_break_their_invariants() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..40).collect();
+        let want: BTreeMap<String, u64> = ids.iter().map(|i| (i.to_string(), 0)).collect();
+        let with = |bug: PlantedBug| {
+            let mut p = params();
+            p.planted = bug;
+            Harness::new(plan.clone(), p, &ids)
+        };
+        // SkipCleanup: the leaving owners keep their copies
+        let mut h = with(PlantedBug::SkipCleanup);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.check_final(&want)));
+        assert!(r.is_err(), "stray copies stay on the leaving owners");
+        // CleanupBeforeCutover: a shard is deleted while no cut-over was ever persisted
+        for (bug, early) in [
+            (PlantedBug::None, false),
+            (PlantedBug::CleanupBeforeCutover, true),
+        ] {
+            let mut h = with(bug);
+            h.run(1);
+            h.persist_ack = false;
+            h.run(50_000);
+            let deleted = h.sent.iter().any(|r| r.path.ends_with("/documents/delete"));
+            assert_eq!(deleted, early, "{bug:?}");
+        }
+        // ReadNewOwnersEarly: a shard in dual_write reads from its target
+        let n9 = NodeId::from("n9");
+        for (bug, early) in [
+            (PlantedBug::None, false),
+            (PlantedBug::ReadNewOwnersEarly, true),
+        ] {
+            let mut h = with(bug);
+            h.run(1); // the initial record
+            h.m.handle_timeout(h.now);
+            assert!(h.m.phases().values().any(|p| *p == Phase::DualWrite));
+            let reads_target = (0..8).any(|s| h.m.read_placement().owners(s, 0).contains(&n9));
+            assert_eq!(reads_target, early, "{bug:?}");
+        }
+    }
+
     /// A write admitted before the fence, whose copy to the target is lost, lands on the source late. The
     /// fence waits for it and the final verify repairs the target; without the fence the shard is cut over
     /// before the write lands and the target misses it.
