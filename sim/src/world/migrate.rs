@@ -147,7 +147,6 @@ impl Elastic {
         let guard = self.live.lock().unwrap();
         let m = guard.as_ref()?;
         let mut phases: Vec<String> = m.phases().values().map(|p| format!("{p:?}")).collect();
-        phases.dedup();
         phases.sort();
         phases.dedup();
         Some(phases)
