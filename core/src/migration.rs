@@ -372,6 +372,13 @@ pub enum PlantedBug {
     SkipVerify,
     /// Verify without the fence: client writes keep flowing through the final verify and the cut-over.
     SkipFence,
+    /// Never clean up: the leaving owners keep their copies of the shard after the cut-over.
+    SkipCleanup,
+    /// Delete the shard on the leaving owners as soon as the copy starts, long before the cut-over is
+    /// persisted, while reads are still served by the old owners (and a leaving source copies nothing).
+    CleanupBeforeCutover,
+    /// Serve reads of a shard from its new owners as soon as dual writes start, before they hold the copy.
+    ReadNewOwnersEarly,
 }
 
 /// Knobs of a migration.
@@ -537,6 +544,8 @@ struct Job {
     not_before: Millis,
     started: bool,
     prepared: bool,
+    /// Test-only ([`PlantedBug::CleanupBeforeCutover`]): the early cleanup was queued.
+    cleaned_early: bool,
     settings: Option<Value>,
     copy_offset: usize,
     copy_done: bool,
@@ -586,6 +595,7 @@ impl Job {
             not_before: 0,
             started: false,
             prepared: false,
+            cleaned_early: false,
             settings: None,
             copy_offset: 0,
             copy_done: false,
@@ -853,7 +863,9 @@ impl Migration {
                     }
                 }
                 route.ack.push(old_o);
-                let read = if g < g_old {
+                let read = if dual && self.params.planted == PlantedBug::ReadNewOwnersEarly {
+                    new_o.to_vec()
+                } else if g < g_old {
                     old_read(g)
                 } else {
                     old_read(g % g_old.max(1))
@@ -863,7 +875,13 @@ impl Migration {
             routes.push(route);
         }
         self.routes = routes;
-        if let Some(p) = Placement::from_owners(shards, rf as u32, g_new, read_owners) {
+        if let Some(mut p) = Placement::from_owners(shards, rf as u32, g_new, read_owners) {
+            // targets and leaving owners hold shards they do not serve: reads must filter them out
+            for (s, job) in &self.jobs {
+                for n in job.targets.iter().chain(job.leaving.iter()) {
+                    p.add_held(n, *s);
+                }
+            }
             self.read = p;
         }
     }
@@ -1422,6 +1440,14 @@ impl Migration {
                     }
                     return true;
                 }
+                if planted == PlantedBug::CleanupBeforeCutover && !job.cleaned_early {
+                    job.cleaned_early = true;
+                    let leaving = job.leaving.clone();
+                    for n in leaving {
+                        job.queue.push_back(Work::DeleteShard { node: n });
+                    }
+                    return true;
+                }
                 job.phase = Phase::Copy;
                 job.copy_offset = 0;
                 job.copy_done = false;
@@ -1511,7 +1537,11 @@ impl Migration {
             Phase::Cleanup => {
                 if !job.started {
                     job.started = true;
-                    let leaving = job.leaving.clone();
+                    let leaving = if planted == PlantedBug::SkipCleanup {
+                        Vec::new()
+                    } else {
+                        job.leaving.clone()
+                    };
                     for n in leaving {
                         job.queue.push_back(Work::DeleteShard { node: n });
                     }
@@ -2183,6 +2213,86 @@ mod tests {
         h.run(50_000);
         assert!(h.m.is_finished());
         h.check_final(&want);
+    }
+
+    /// Targets (filled by dual writes before they serve) and leaving owners (until cleaned) hold shards
+    /// they do not serve: the read view counts those as held, so a search covering every shard a node
+    /// serves still restricts it with `_miroir_shard` instead of counting the extra copies twice.
+    #[test]
+    fn read_view_counts_unserved_copies_as_held() {
+        let plan = add_node_plan();
+        let mut p = params();
+        p.max_concurrent_migrations = 8;
+        let mut h = Harness::new(plan.clone(), p, &(0..20).collect::<Vec<u64>>());
+        h.m.handle_timeout(h.now);
+        let read = h.m.read_placement();
+        for (s, moves) in &plan.moves {
+            for m in moves {
+                for n in m.targets.iter().chain(m.leaving.iter()) {
+                    assert!(read.shards_held_by(n).contains(s), "{n} holds shard {s}");
+                }
+            }
+        }
+        let cover = read.cover(&|_| true, 0, 0);
+        let n9 = NodeId::from("n9");
+        assert!(
+            !cover.assignments.contains_key(&n9),
+            "a target serves no read"
+        );
+        for (node, c) in &cover.assignments {
+            let extra = plan.moves.iter().any(|(s, ms)| {
+                ms.iter().any(|m| m.leaving.contains(node)) && !c.shards.contains(s)
+            });
+            if extra {
+                assert!(!c.covers_all_held, "{node} must filter");
+            }
+        }
+        h.run(50_000);
+        assert!(h.m.is_finished());
+    }
+
+    /// The planted bugs of the simulator's tests each break what they claim to.
+    #[test]
+    fn planted_cleanup_and_read_bugs_break_their_invariants() {
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..40).collect();
+        let want: BTreeMap<String, u64> = ids.iter().map(|i| (i.to_string(), 0)).collect();
+        let with = |bug: PlantedBug| {
+            let mut p = params();
+            p.planted = bug;
+            Harness::new(plan.clone(), p, &ids)
+        };
+        // SkipCleanup: the leaving owners keep their copies
+        let mut h = with(PlantedBug::SkipCleanup);
+        h.run(50_000);
+        assert!(h.m.is_finished());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.check_final(&want)));
+        assert!(r.is_err(), "stray copies stay on the leaving owners");
+        // CleanupBeforeCutover: a shard is deleted while no cut-over was ever persisted
+        for (bug, early) in [
+            (PlantedBug::None, false),
+            (PlantedBug::CleanupBeforeCutover, true),
+        ] {
+            let mut h = with(bug);
+            h.run(1);
+            h.persist_ack = false;
+            h.run(50_000);
+            let deleted = h.sent.iter().any(|r| r.path.ends_with("/documents/delete"));
+            assert_eq!(deleted, early, "{bug:?}");
+        }
+        // ReadNewOwnersEarly: a shard in dual_write reads from its target
+        let n9 = NodeId::from("n9");
+        for (bug, early) in [
+            (PlantedBug::None, false),
+            (PlantedBug::ReadNewOwnersEarly, true),
+        ] {
+            let mut h = with(bug);
+            h.run(1); // the initial record
+            h.m.handle_timeout(h.now);
+            assert!(h.m.phases().values().any(|p| *p == Phase::DualWrite));
+            let reads_target = (0..8).any(|s| h.m.read_placement().owners(s, 0).contains(&n9));
+            assert_eq!(reads_target, early, "{bug:?}");
+        }
     }
 
     /// A write admitted before the fence, whose copy to the target is lost, lands on the source late. The

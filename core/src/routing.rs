@@ -269,6 +269,16 @@ impl Placement {
         })
     }
 
+    /// Records that `node` physically holds `shard` without serving it (a shard migration's target before
+    /// the cut-over, a leaving owner before its cleanup): a query covering every shard the node serves still
+    /// restricts it with `_miroir_shard`, so the extra copies are never counted twice.
+    pub fn add_held(&mut self, node: &NodeId, shard: ShardId) {
+        let list = self.held.entry(node.clone()).or_default();
+        if let Err(i) = list.binary_search(&shard) {
+            list.insert(i, shard);
+        }
+    }
+
     /// A placement with explicit owners, laid out as `owners[(shard * groups + group) * rf ..][..rf]` (shard
     /// migrations build their read view with it). `None` when a count is 0 or the length is not `S·RG·RF`.
     pub fn from_owners(
@@ -608,6 +618,21 @@ mod tests {
             p.write_targets(0),
             vec![NodeId::from("a"), NodeId::from("b")]
         );
+    }
+
+    #[test]
+    fn extra_held_shards_make_the_cover_filter() {
+        let ids: Vec<NodeId> = ["a", "b"].iter().map(|s| NodeId::from(*s)).collect();
+        let mut p = Placement::from_owners(2, 1, 1, ids).unwrap();
+        let a = NodeId::from("a");
+        assert!(p.cover(&|_| true, 0, 0).assignments[&a].covers_all_held);
+        p.add_held(&a, 1);
+        p.add_held(&a, 1);
+        assert_eq!(p.shards_held_by(&a), vec![0, 1]);
+        let cover = p.cover(&|_| true, 0, 0);
+        assert_eq!(cover.assignments[&a].shards, vec![0]);
+        assert!(!cover.assignments[&a].covers_all_held);
+        assert_eq!(p.owners(1, 0), &[NodeId::from("b")]);
     }
 
     #[test]

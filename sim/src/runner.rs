@@ -20,6 +20,9 @@ pub struct Outcome {
     pub trace_text: Option<String>,
     /// Whether searches were compared with the single-node oracle (only when every replica agrees).
     pub oracle_checked: bool,
+    /// How many times searches were compared with the oracle while a migration or resharding was live
+    /// (0 for runs that do not check mid-run: see `fleet::mid_run_oracle`).
+    pub oracle_during: u64,
 }
 
 /// Why a run failed: which invariant (or the liveness phase) and what it saw.

@@ -339,6 +339,8 @@ mod scenarios {
     }
 
     fn elastic_sweep(spec: Spec, seeds: u64) {
+        // a node lost for good is a fault of its own: no mid-run oracle (see `fleet::mid_run_oracle`)
+        let whole = spec.elastic.is_some_and(|e| e.lost_host().is_none());
         let faultless = spec.faults == FaultKinds::NONE;
         let name = spec.name;
         let outcomes = sweep_spec(spec, seeds);
@@ -348,6 +350,20 @@ mod scenarios {
                 "{name}: replicas disagreed after a migration without faults"
             );
         }
+        if faultless && whole {
+            mid_run_oracle_ran(name, &outcomes);
+        }
+    }
+
+    /// Without faults, every seed compared the searches with the oracle while the change was live: before it
+    /// started and in at least two of the coordinator's phases.
+    fn mid_run_oracle_ran(name: &str, outcomes: &[Outcome]) {
+        let counts: Vec<u64> = outcomes.iter().map(|o| o.oracle_during).collect();
+        eprintln!("{name}: mid-run oracle comparisons per seed: {counts:?}");
+        assert!(
+            counts.iter().all(|c| *c >= 3),
+            "{name}: a seed made fewer than 3 mid-run oracle comparisons: {counts:?}"
+        );
     }
 
     #[test]
@@ -810,6 +826,14 @@ mod scenarios {
     }
 
     fn reshard_sweep(spec: Spec, seeds: u64) {
+        // the resharding's own faults (crash, partition, abort, lost dual writes) turn the mid-run oracle off
+        let whole = spec.reshard.is_some_and(|r| {
+            r.proxy_crash == ProxyCrash::Never
+                && r.node_crash.is_none()
+                && r.partition.is_none()
+                && r.abort_after_docs.is_none()
+                && r.shadow_loss.is_none()
+        });
         let faultless = spec.faults == FaultKinds::NONE;
         let name = spec.name;
         let outcomes = sweep_spec(spec, seeds);
@@ -818,6 +842,9 @@ mod scenarios {
                 outcomes.iter().all(|o| o.oracle_checked),
                 "{name}: replicas disagreed after a resharding without faults"
             );
+        }
+        if faultless && whole {
+            mid_run_oracle_ran(name, &outcomes);
         }
     }
 
@@ -984,6 +1011,148 @@ mod scenarios {
                 .iter()
                 .any(|(_, c)| c == "resurrection" || c == "lost_write"),
             "a pass ignoring tombstones must resurrect a deleted document: {caught:?}"
+        );
+    }
+
+    /// Runs `spec_of(PlantedBug::None)` and `spec_of(bug)` on the same seeds: the real coordinator must pass
+    /// every one, the planted one must fail on at least one, and only ever through one of `expected` (the
+    /// checkers that guard the invariant the bug breaks). Seeds: `MIROIR_PLANTED_SEEDS` or `default_seeds`.
+    fn planted_migration_bug_is_caught(
+        spec_of: fn(PlantedBug) -> Spec,
+        bug: PlantedBug,
+        expected: &[&str],
+        default_seeds: u64,
+    ) {
+        let n = std::env::var("MIROIR_PLANTED_SEEDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default_seeds);
+        let control = failures(spec_of(PlantedBug::None), n);
+        assert!(
+            control.is_empty(),
+            "the real coordinator failed the seeds meant for {bug:?}: {control:?}"
+        );
+        let mut caught: Vec<(u64, String)> = Vec::new();
+        for seed in 1..=n {
+            if let Err(f) = run_seed(spec_of(bug), seed) {
+                assert!(
+                    expected.contains(&f.checker.as_str()),
+                    "{bug:?} on seed {seed} was reported by `{}`, not by one of {expected:?}: {f}",
+                    f.checker
+                );
+                caught.push((seed, f.checker));
+            }
+        }
+        assert!(
+            !caught.is_empty(),
+            "{bug:?} went unnoticed on all {n} seeds"
+        );
+        eprintln!(
+            "planted {bug:?} caught on {} of {n} seeds: {caught:?}",
+            caught.len()
+        );
+    }
+
+    /// A drain of node 1 (RF=2, 4 nodes) without anti-entropy (it would repair behind the bug's back).
+    fn planted_drain(bug: PlantedBug) -> Spec {
+        let mut s = elastic(
+            "elastic_planted_drain",
+            4,
+            2,
+            1,
+            ElasticChange::DrainRemove(1),
+            FaultKinds::NONE,
+            bug,
+        );
+        s.entropy = None;
+        s
+    }
+
+    /// A node added (RF=2, 3 nodes) without anti-entropy.
+    fn planted_add(bug: PlantedBug) -> Spec {
+        let mut s = elastic(
+            "elastic_planted_add",
+            3,
+            2,
+            1,
+            ElasticChange::AddNode,
+            FaultKinds::NONE,
+            bug,
+        );
+        s.entropy = None;
+        s
+    }
+
+    /// Invariant (c), no document on a non-owner after cleanup: a coordinator that never cleans up leaves the
+    /// drained node holding its old shards (and, since it is no longer written, stale copies of documents
+    /// deleted after the cut-over).
+    #[test]
+    fn elastic_planted_skip_cleanup_is_caught() {
+        planted_migration_bug_is_caught(
+            planted_drain,
+            PlantedBug::SkipCleanup,
+            &["duplicates", "placement", "resurrection"],
+            4,
+        );
+    }
+
+    /// Invariant (a), every acknowledged write on every owner: a coordinator that deletes the shard on the
+    /// leaving owners when the copy starts (before the cut-over is persisted) copies an empty source to the
+    /// targets and serves reads from owners that lost their documents.
+    #[test]
+    fn elastic_planted_cleanup_before_cutover_is_caught() {
+        planted_migration_bug_is_caught(
+            planted_drain,
+            PlantedBug::CleanupBeforeCutover,
+            &["lost_write", "placement", "convergence", "oracle_during"],
+            4,
+        );
+    }
+
+    /// Invariant (d), search equals the oracle during the migration: a coordinator that reads from the new
+    /// owners as soon as dual writes start (before they hold the copy) ends in a correct state, so only the
+    /// mid-run oracle can see it.
+    #[test]
+    fn elastic_planted_read_new_owners_early_is_caught() {
+        planted_migration_bug_is_caught(
+            planted_add,
+            PlantedBug::ReadNewOwnersEarly,
+            &["oracle_during"],
+            4,
+        );
+    }
+
+    /// Invariant (b), every acknowledged delete stays deleted: without the fence, client writes keep flowing
+    /// through the final verify and the cut-over, so a write in flight at the cut-over (acknowledged by the
+    /// old owners, its copy to the cut-off target lost) or a verify repair racing a client delete could leave
+    /// a target stale or resurrect the delete.
+    ///
+    /// IGNORED because it does not fire: on 60 seeds of a fault-free add (slow copy, 120 operations) and 40
+    /// seeds of this partitioned add, no seed failed. Dual writes reach the targets, and every dirty pass
+    /// is followed by another one until a clean pass, so the window left (a write admitted during the last,
+    /// clean pass whose target copy fails) needs an interleaving the swarm does not draw. The core unit test
+    /// `fence_drains_in_flight_writes_planted_skip_fence_loses_one` shows that exact interleaving at the
+    /// state-machine level. Sweep it with `MIROIR_PLANTED_SEEDS=N cargo sim skip_fence --ignored`.
+    #[ignore = "the race SkipFence opens is not drawn by the simulator's workloads; see the doc comment"]
+    #[test]
+    fn elastic_planted_skip_fence_is_caught() {
+        fn spec_of(bug: PlantedBug) -> Spec {
+            let mut s = target_partition("elastic_planted_skip_fence", bug);
+            s.entropy = None;
+            s.ops = 120;
+            s
+        }
+        planted_migration_bug_is_caught(
+            spec_of,
+            PlantedBug::SkipFence,
+            &[
+                "resurrection",
+                "lost_write",
+                "convergence",
+                "placement",
+                "oracle_during",
+            ],
+            12,
         );
     }
 }

@@ -57,7 +57,7 @@ use miroir_core::topology::{Node, NodeId, Topology};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -417,6 +417,78 @@ pub(crate) struct ProxyCtx {
     clock: Mutex<VersionClock>,
     /// The anti-entropy pass's planted bug, if any.
     entropy_bug: EntropyBug,
+    /// The mid-run oracle's hold on the coordinators (god's-eye test plumbing, not proxy state).
+    pub(crate) oracle: OracleHold,
+}
+
+/// How the mid-run oracle stops a coordinator at each of its phase changes: the driver asks for a comparison
+/// (`hold`) and waits until the oracle has compared; client writes waiting at a fence are counted, since they
+/// have not reached any node (the workload is quiet while they wait).
+#[derive(Default)]
+pub(crate) struct OracleHold {
+    on: AtomicBool,
+    hold: AtomicBool,
+    fence_waiters: AtomicU64,
+    /// A comparison is running: writes waiting at a fence keep waiting even if it lifts.
+    frozen: AtomicBool,
+}
+
+impl OracleHold {
+    /// Whether client writes must keep waiting (a mid-run comparison is running).
+    pub(crate) fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
+    }
+
+    /// Called by a driver after each round of actions with the coordinator's phases: when one of them was
+    /// never `seen` before, waits (at most 20 s) for the mid-run oracle to compare.
+    pub(crate) async fn pause_at_change(
+        &self,
+        phases: Option<Vec<String>>,
+        seen: &mut BTreeSet<String>,
+    ) {
+        if !self.on.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut fresh = false;
+        for p in phases.into_iter().flatten() {
+            fresh |= seen.insert(p);
+        }
+        if !fresh {
+            return;
+        }
+        self.hold.store(true, Ordering::SeqCst);
+        let until = now_ms() + 20_000;
+        while self.hold.load(Ordering::SeqCst) && now_ms() < until {
+            time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// Counts a client write waiting at a fence (not sent anywhere yet) for as long as it waits.
+#[derive(Default)]
+pub(crate) struct FenceWait<'a>(Option<&'a AtomicU64>);
+
+impl<'a> FenceWait<'a> {
+    /// The write found its shard fenced.
+    pub(crate) fn mark(&mut self, ctx: &'a ProxyCtx) {
+        if self.0.is_none() {
+            ctx.oracle.fence_waiters.fetch_add(1, Ordering::SeqCst);
+            self.0 = Some(&ctx.oracle.fence_waiters);
+        }
+    }
+
+    /// The write is admitted (or gives up).
+    pub(crate) fn done(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for FenceWait<'_> {
+    fn drop(&mut self) {
+        self.done();
+    }
 }
 
 /// How often the proxy replays hints (as the HTTP proxy's `repair.replay_interval_ms`).
@@ -1305,6 +1377,15 @@ struct Shared {
     /// How many client workloads finished.
     done: AtomicU64,
     start: u64,
+    /// The mid-run oracle asks the workloads to stop between two operations.
+    pause: AtomicBool,
+    /// How many workloads are stopped at the pause.
+    parked: AtomicU64,
+    /// Mid-run oracle comparisons made, and the first mismatch.
+    oracle_during: AtomicU64,
+    oracle_during_failure: Mutex<Option<String>>,
+    /// The mid-run oracle's task is over (or never started).
+    prober_done: AtomicBool,
 }
 
 impl Shared {
@@ -1430,6 +1511,13 @@ async fn workload(spec: Spec, seed: u64, shared: Arc<Shared>, client: usize) {
     };
     for step in 0..spec.ops {
         time::sleep(Duration::from_millis(rng.range(5, 120))).await;
+        if shared.pause.load(Ordering::SeqCst) {
+            shared.parked.fetch_add(1, Ordering::SeqCst);
+            while shared.pause.load(Ordering::SeqCst) {
+                time::sleep(Duration::from_millis(5)).await;
+            }
+            shared.parked.fetch_sub(1, Ordering::SeqCst);
+        }
         let dice = rng.below(100);
         // several writers: no delete by filter (see `entropy`'s known limits: a filter tombstone cannot
         // tell that a replica's older, non-matching copy was superseded by a matching one it deleted)
@@ -1600,6 +1688,11 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         trace: Mutex::new(Trace::new(keep)),
         done: AtomicU64::new(0),
         start: now_ms(),
+        pause: AtomicBool::new(false),
+        parked: AtomicU64::new(0),
+        oracle_during: AtomicU64::new(0),
+        oracle_during_failure: Mutex::new(None),
+        prober_done: AtomicBool::new(true),
     });
     shared.log(format_args!("scenario {} seed {seed}", spec.name));
     shared.log(format_args!("{}", schedule.to_string().trim_end()));
@@ -1660,6 +1753,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         reshard: super::reshard::Resharding::new(spec.reshard, topology.clone()),
         clock: Mutex::new(VersionClock::new()),
         entropy_bug: spec.entropy.unwrap_or_default(),
+        oracle: OracleHold::default(),
     });
     let proxy = spawn_proxy(&handle, ctx.clone(), 0);
     let proxies = spec.proxies.clamp(1, 2);
@@ -1682,6 +1776,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             reshard: super::reshard::Resharding::new(None, topology.clone()),
             clock: Mutex::new(VersionClock::for_instance(1)),
             entropy_bug: spec.entropy.unwrap_or_default(),
+            oracle: OracleHold::default(),
         });
         spawn_proxy(&handle, second, 1)
     });
@@ -1786,6 +1881,12 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         d.duplicate_per_mille
             .store((schedule.duplicate_rate * 1000.0) as u64, Ordering::SeqCst);
     }
+    if mid_run_oracle(&spec, &ctx) {
+        ctx.oracle.on.store(true, Ordering::SeqCst);
+        shared.prober_done.store(false, Ordering::SeqCst);
+        let (ctx, shared) = (ctx.clone(), shared.clone());
+        admin_node.spawn(oracle_prober(ctx, shared, proxies as u64));
+    }
     if let Some(e) = spec.elastic {
         let lost = e.lost_host().map(|i| hosts[i].id());
         let cut = e
@@ -1881,6 +1982,16 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             return Err(fail(
                 "liveness",
                 format!("the migration did not finish within {LIVENESS_MS} ms of healing"),
+                &schedule,
+            ));
+        }
+        time::sleep(Duration::from_millis(100)).await;
+    }
+    while !shared.prober_done.load(Ordering::SeqCst) {
+        if now_ms() > liveness_deadline {
+            return Err(fail(
+                "liveness",
+                "the mid-run oracle did not finish its last comparison".into(),
                 &schedule,
             ));
         }
@@ -2012,7 +2123,8 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     }
     if spec.entropy.is_some() {
         // one anti-entropy pass, as the HTTP proxy's scheduled runner: every replica of every shard is
-        // compared and repaired (last writer wins, tombstones kill older copies)
+        // compared and repaired (last writer wins, tombstones kill older copies), on the index in force
+        // (a resharding's new one once swapped) with its S
         let shards: Vec<(u32, Vec<NodeId>)> = (0..live_shards)
             .map(|s| {
                 let owners = placement
@@ -2210,8 +2322,13 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         }
         None => false,
     };
+    // last, so that a planted bug the end-state checkers see is reported by them
+    if let Some(m) = shared.oracle_during_failure.lock().unwrap().clone() {
+        check("oracle_during", Err(m))?;
+    }
+    let oracle_during = shared.oracle_during.load(Ordering::SeqCst);
     shared.log(format_args!(
-        "checks passed; oracle compared: {oracle_checked}; acknowledged writes: {}",
+        "checks passed; oracle compared: {oracle_checked}; mid-run oracle comparisons: {oracle_during}; acknowledged writes: {}",
         acked.len()
     ));
     let trace = shared.trace.lock().unwrap();
@@ -2220,7 +2337,155 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         acknowledged: acked.len() as u64,
         trace_text: keep.then(|| trace.text().to_string()),
         oracle_checked,
+        oracle_during,
     })
+}
+
+/// Whether the run compares searches with the oracle while its migration or resharding is live: only when
+/// nothing but the change itself happens (no fault, one proxy, every write answered), so that every
+/// acknowledged write must be visible, and exactly once, at every moment.
+fn mid_run_oracle(spec: &Spec, ctx: &ProxyCtx) -> bool {
+    spec.faults == FaultKinds::NONE
+        && spec.proxies == 1
+        && spec.idempotency == IdempotencyMode::Off
+        && spec.settings == SettingsMode::Off
+        && (ctx.elastic.fault_free() || ctx.reshard.fault_free())
+}
+
+/// The labels of the coordinators' current state: `before` until the change starts, else the phases of the
+/// live coordinator (every shard's, for a migration).
+fn phase_labels(ctx: &ProxyCtx) -> Vec<String> {
+    let mut labels = Vec::new();
+    if ctx.elastic.enabled() && !ctx.elastic.finished() {
+        match ctx.elastic.live_phases() {
+            Some(p) => labels.extend(p.into_iter().map(|p| format!("migration {p}"))),
+            None => labels.push("migration before".to_string()),
+        }
+    }
+    if ctx.reshard.enabled() && !ctx.reshard.finished() {
+        match ctx.reshard.live_phase() {
+            Some(p) => labels.push(format!("reshard {p}")),
+            None => labels.push("reshard before".to_string()),
+        }
+    }
+    labels
+}
+
+/// The mid-run oracle compares at least this often while the change is live (besides each new phase)...
+const ORACLE_DURING_EVERY_MS: u64 = 300;
+/// ...up to this many periodic comparisons per run (a new phase is always compared).
+const ORACLE_DURING_MAX: u32 = 4;
+
+/// The mid-run oracle: every time the coordinator enters a phase for the first time (the driver holds it meanwhile, see
+/// [`OracleHold`]), once before it starts, and every `ORACLE_DURING_EVERY_MS` besides, the workloads stop between two operations, every acknowledged write's task must succeed (so its
+/// effect is visible on every node that serves reads), the oracle is built from the acknowledged history
+/// (never from the nodes), and the oracle queries through the proxy must answer what the oracle answers.
+/// The first mismatch is kept for the run's checks (`oracle_during`).
+async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
+    let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
+        .await
+        .expect("oracle endpoint");
+    let mut compared: BTreeSet<String> = BTreeSet::new();
+    let mut last = 0;
+    let mut periodic = 0;
+    loop {
+        let labels = phase_labels(&ctx);
+        if labels.is_empty() {
+            break;
+        }
+        let held = ctx.oracle.hold.load(Ordering::SeqCst);
+        let fresh = labels.iter().find(|l| !compared.contains(*l)).cloned();
+        let live = !labels.iter().any(|l| l.ends_with(" before"));
+        let due = live && periodic < ORACLE_DURING_MAX && now_ms() >= last + ORACLE_DURING_EVERY_MS;
+        let label = if held {
+            Some(labels.join("+"))
+        } else if fresh.is_some() {
+            fresh
+        } else if due {
+            periodic += 1;
+            Some(labels.join("+"))
+        } else {
+            None
+        };
+        if let Some(label) = label {
+            compared.insert(label.clone());
+            shared.pause.store(true, Ordering::SeqCst);
+            let until = now_ms() + 2_000;
+            let quiet = || {
+                shared.parked.load(Ordering::SeqCst)
+                    + shared.done.load(Ordering::SeqCst)
+                    + ctx.oracle.fence_waiters.load(Ordering::SeqCst)
+                    >= clients
+            };
+            while !quiet() && now_ms() < until {
+                time::sleep(Duration::from_millis(5)).await;
+            }
+            ctx.oracle.frozen.store(true, Ordering::SeqCst);
+            let verdict = if quiet() {
+                compare_with_oracle(&rpc, &shared).await
+            } else {
+                Ok(false) // a write stays in flight (e.g. admitted before a held fence): nothing settled
+            };
+            ctx.oracle.frozen.store(false, Ordering::SeqCst);
+            shared.pause.store(false, Ordering::SeqCst);
+            ctx.oracle.hold.store(false, Ordering::SeqCst);
+            last = now_ms();
+            match verdict {
+                Ok(true) => {
+                    shared.oracle_during.fetch_add(1, Ordering::SeqCst);
+                    shared.log(format_args!("mid-run oracle ({label}): equal"));
+                }
+                Ok(false) => shared.log(format_args!("mid-run oracle ({label}): skipped")),
+                Err(m) => {
+                    shared.log(format_args!("mid-run oracle ({label}): MISMATCH"));
+                    *shared.oracle_during_failure.lock().unwrap() =
+                        Some(format!("while the coordinator was in `{label}`: {m}"));
+                    ctx.oracle.on.store(false, Ordering::SeqCst);
+                    break;
+                }
+            }
+        }
+        time::sleep(Duration::from_millis(25)).await;
+    }
+    shared.prober_done.store(true, Ordering::SeqCst);
+}
+
+/// One mid-run comparison with the workloads stopped: `Ok(false)` when the history does not determine the
+/// corpus (a write in doubt) or an acknowledged task did not succeed, so there is nothing to compare with.
+async fn compare_with_oracle(rpc: &RpcClient, shared: &Shared) -> Result<bool, String> {
+    let history = shared.history.lock().unwrap().clone();
+    let mut corpus: BTreeMap<String, Doc> = BTreeMap::new();
+    for (id, e) in history.expectations() {
+        match e {
+            crate::history::Expect::Exactly(Some(doc)) => {
+                corpus.insert(id, doc);
+            }
+            crate::history::Expect::Exactly(None) => {}
+            crate::history::Expect::OneOf(_) => return Ok(false),
+        }
+    }
+    for uid in history.acked_tasks() {
+        if wait_task(rpc, uid, now_ms() + 30_000).await.as_deref() != Some("succeeded") {
+            return Ok(false);
+        }
+    }
+    let mut oracle = oracle_node(&corpus);
+    for q in oracle_queries() {
+        let Ok(reply) = client_call(rpc, ProxyOp::Search(q.clone())).await else {
+            return Ok(false);
+        };
+        let want = oracle.handle(
+            model::Request::json(
+                model::Method::Post,
+                &format!("/indexes/{INDEX}/search"),
+                &Value::Object(q.clone()),
+            )
+            .bearer(NODE_KEY),
+            now_ms(),
+        );
+        checkers::oracle::check(&Value::Object(q), &reply.body, &want.body)?;
+    }
+    Ok(true)
 }
 
 /// The corpus the fleet holds, when every replica agrees on every document (else the oracle is not defined).

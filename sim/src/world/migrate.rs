@@ -12,7 +12,7 @@
 //! Starting a migration must not race writes routed without it: while the driver starts one, new writes wait
 //! at a gate and the ones already routed by the plain placement drain first.
 
-use super::fleet::{call, run_write, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
+use super::fleet::{call, run_write, FenceWait, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
 use super::net::{now_ms, RpcClient};
 use madsim::time;
 use miroir_core::migration::{
@@ -142,6 +142,23 @@ impl Elastic {
         Placement::new(&self.topology.lock().unwrap()).ok()
     }
 
+    /// The distinct phases of the live coordinator's shards (`None` while no coordinator is live).
+    pub fn live_phases(&self) -> Option<Vec<String>> {
+        let guard = self.live.lock().unwrap();
+        let m = guard.as_ref()?;
+        let mut phases: Vec<String> = m.phases().values().map(|p| format!("{p:?}")).collect();
+        phases.sort();
+        phases.dedup();
+        Some(phases)
+    }
+
+    /// Whether the scenario's change has no fault of its own (no node lost, no partition): the fleet stays
+    /// whole, so searches must equal the oracle throughout.
+    pub fn fault_free(&self) -> bool {
+        self.spec
+            .is_some_and(|s| s.lost_host().is_none() && s.partition.is_none())
+    }
+
     /// The committed topology.
     pub fn topology(&self) -> Topology {
         self.topology.lock().unwrap().clone()
@@ -212,6 +229,7 @@ pub(crate) fn spawn_driver(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
 async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
     let el = &ctx.elastic;
     let Some(spec) = el.spec else { return };
+    let mut last_phases = std::collections::BTreeSet::new();
     loop {
         if el.finished.load(Ordering::SeqCst) {
             return;
@@ -323,6 +341,9 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                 None => None,
             }
         };
+        ctx.oracle
+            .pause_at_change(el.live_phases(), &mut last_phases)
+            .await;
         let now = now_ms();
         let sleep = wake.map_or(20, |w| w.saturating_sub(now).clamp(1, 20));
         time::sleep(Duration::from_millis(sleep)).await;
@@ -341,7 +362,14 @@ pub(crate) async fn serve_write(
     plain: impl Fn(&Placement, WriteTask, u64) -> Result<FanoutWrite, MeiliError>,
 ) {
     let el = &ctx.elastic;
+    let mut fence_wait = FenceWait::default();
     loop {
+        if ctx.oracle.frozen() {
+            // a mid-run oracle comparison is running: this write (waiting at a fence) waits on
+            fence_wait.mark(ctx);
+            time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let deadline = now_ms() + NODE_TIMEOUT.as_millis() as u64;
         let admitted = {
             let mut guard = el.live.lock().unwrap();
@@ -351,13 +379,14 @@ pub(crate) async fn serve_write(
         };
         match admitted {
             Some(Ok(Some((write, ticket)))) => {
+                fence_wait.done();
                 run_write(ctx, rpc, lanes, write, answer).await;
                 if let Some(m) = el.live.lock().unwrap().as_mut() {
                     m.write_finished(ticket, now_ms());
                 }
                 return;
             }
-            Some(Ok(None)) => {} // fenced: wait
+            Some(Ok(None)) => fence_wait.mark(ctx), // fenced: wait
             Some(Err(e)) => return answer.send(Reply::error(&e)).await,
             None if !el.gate.load(Ordering::SeqCst) => {
                 let placement = match Placement::new(&el.topology()) {

@@ -19,7 +19,8 @@
 //! [`ReshardSpec::abort_after_docs`]) fire when it first reaches the named phase.
 
 use super::fleet::{
-    call, run_stamped_write, run_write, stamp_write, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT,
+    call, run_stamped_write, run_write, stamp_write, FenceWait, Lanes, ProxyCtx, Replier, INDEX,
+    NODE_TIMEOUT,
 };
 use super::net::{now_ms, RpcClient};
 use madsim::export::futures::future::join;
@@ -214,6 +215,24 @@ impl Resharding {
         self.reached.lock().unwrap().contains(&phase)
     }
 
+    /// The live coordinator's phase (`None` while no coordinator is live).
+    pub fn live_phase(&self) -> Option<String> {
+        let guard = self.live.lock().unwrap();
+        guard.as_ref().map(|m| format!("{:?}", m.phase()))
+    }
+
+    /// Whether the resharding has no fault of its own (no crash, partition, abort or lost dual write):
+    /// searches must then equal the oracle throughout.
+    pub fn fault_free(&self) -> bool {
+        self.spec.is_some_and(|s| {
+            s.proxy_crash == ProxyCrash::Never
+                && s.node_crash.is_none()
+                && s.partition.is_none()
+                && s.abort_after_docs.is_none()
+                && s.shadow_loss.is_none()
+        })
+    }
+
     /// The last persisted phase (god's-eye).
     pub fn recorded_phase(&self) -> Option<String> {
         let r = self.record.lock().unwrap();
@@ -258,6 +277,7 @@ pub(crate) fn spawn_driver(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
 async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
     let rs = &ctx.reshard;
     let Some(spec) = rs.spec else { return };
+    let mut last_phases = std::collections::BTreeSet::new();
     loop {
         let live = rs.live.lock().unwrap().is_some();
         if !live {
@@ -373,6 +393,9 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                 None => None,
             }
         };
+        ctx.oracle
+            .pause_at_change(rs.live_phase().map(|p| vec![p]), &mut last_phases)
+            .await;
         let now = now_ms();
         let sleep = wake.map_or(20, |w| w.saturating_sub(now).clamp(1, 20));
         time::sleep(Duration::from_millis(sleep)).await;
@@ -392,7 +415,14 @@ pub(crate) async fn serve_write(
     plain: impl Fn(WriteTask, u64) -> Result<FanoutWrite, MeiliError>,
 ) {
     let rs = &ctx.reshard;
+    let mut fence_wait = FenceWait::default();
     loop {
+        if ctx.oracle.frozen() {
+            // a mid-run oracle comparison is running: this write (waiting at a fence) waits on
+            fence_wait.mark(ctx);
+            time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let deadline = now_ms() + NODE_TIMEOUT.as_millis() as u64;
         let admitted = {
             let mut guard = rs.live.lock().unwrap();
@@ -406,6 +436,7 @@ pub(crate) async fn serve_write(
                 mut secondary,
                 ticket,
             }))) => {
+                fence_wait.done();
                 // one version for the client write on both indexes, or a copy on the secondary would be
                 // older than a tombstone the write came after
                 stamp_write(ctx, &mut live, &mut secondary, answer.op_tag).await;
@@ -424,7 +455,7 @@ pub(crate) async fn serve_write(
                 }
                 return;
             }
-            Some(Ok(None)) => {} // fenced: wait
+            Some(Ok(None)) => fence_wait.mark(ctx), // fenced: wait
             Some(Err(e)) => return answer.send(Reply::error(&e)).await,
             None if !rs.gate.load(Ordering::SeqCst)
                 && !rs.requested.load(Ordering::SeqCst)
