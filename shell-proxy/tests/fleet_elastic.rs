@@ -291,6 +291,15 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
         .map(|(id, _)| *id)
         .collect();
     assert_eq!(ids, live);
+    // what `miroir-ctl verify` asks: every shard's replicas hold the same documents, versions included
+    let verify = api.post("/_miroir/verify", json!({"index": INDEX})).await;
+    assert_eq!(verify.status, 200, "{}", verify.body);
+    assert_eq!(verify.body["clean"], true, "{}", verify.body);
+    assert!(
+        verify.body["shardsScanned"].as_u64().unwrap() > 0,
+        "{}",
+        verify.body
+    );
     f.shutdown().await;
 }
 

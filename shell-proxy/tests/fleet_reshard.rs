@@ -388,6 +388,11 @@ async fn reshard_4_to_8_under_a_live_writer_loses_nothing() {
     assert_eq!(listed_ids(&api).await, live_ids(&expected));
     assert_eq!(searches(&api).await, before, "search changed");
     check_index_list(&api).await;
+    // what `miroir-ctl verify` asks, on the index in force (its own node index): replicas identical
+    let verify = api.post("/_miroir/verify", json!({"index": INDEX})).await;
+    assert_eq!(verify.status, 200, "{}", verify.body);
+    assert_eq!(verify.body["clean"], true, "{}", verify.body);
+    assert_eq!(verify.body["shardsScanned"], 4, "{}", verify.body);
     f.shutdown().await;
 }
 
