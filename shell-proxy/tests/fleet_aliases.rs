@@ -8,9 +8,7 @@ use miroir_proxy::dev;
 use serde_json::{json, Value};
 
 fn admin(api: &Api) -> Api {
-    let mut a = api.clone();
-    a.key = Some(dev::DEV_ADMIN_KEY.to_string());
-    a
+    with_admin_key(api)
 }
 
 fn code(r: &Resp) -> &str {

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 const INDEX: &str = "movies";
 
 /// The API with the admin key (the `/_miroir` routes need it).
-fn admin(mut api: Api) -> Api {
-    api.key = Some(dev::DEV_ADMIN_KEY.into());
-    api
+fn admin(api: Api) -> Api {
+    with_admin_key(&api)
 }
 
 async fn spare_node(seed: u64) -> miroir_sim::serve::ModelHandle {
@@ -55,28 +54,11 @@ async fn wait_epoch(api: &Api, epoch: u64) -> Value {
     }
 }
 
-/// Every document of `INDEX` on node `i`, by id (`_miroir_shard` kept).
-async fn node_docs(f: &DevFleet, i: usize) -> BTreeMap<u64, Value> {
-    let r = node_api(f, i)
-        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
-        .await;
-    if r.status == 404 {
-        return BTreeMap::new();
-    }
-    assert_eq!(r.status, 200, "node {i}: {}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
-        .collect()
-}
-
 /// How many documents of `INDEX` the nodes `on` hold together.
 async fn count_on(f: &DevFleet, on: &[usize]) -> u64 {
     let mut n = 0;
     for i in on {
-        n += node_docs(f, *i).await.len() as u64;
+        n += node_docs(f, *i, INDEX).await.len() as u64;
     }
     n
 }
@@ -123,7 +105,7 @@ async fn check_placement_without(
             continue;
         }
         let id = format!("node-{i}");
-        for (doc_id, doc) in node_docs(f, i).await {
+        for (doc_id, doc) in node_docs(f, i, INDEX).await {
             let shard = doc["_miroir_shard"].as_u64().expect("a shard tag");
             assert!(
                 owners[&shard].contains(&id),
@@ -155,24 +137,10 @@ async fn check_placement_without(
 }
 
 async fn seed(api: &Api, n: u64) -> BTreeMap<u64, Option<Value>> {
-    api.write_ok(
-        "POST",
-        "/indexes",
-        Some(json!({"uid": INDEX, "primaryKey": "id"})),
-    )
-    .await;
-    let docs: Vec<Value> = (0..n)
+    let docs = (0..n)
         .map(|id| json!({"id": id, "title": format!("movie {id}"), "v": 0}))
         .collect();
-    api.write_ok(
-        "POST",
-        &format!("/indexes/{INDEX}/documents"),
-        Some(Value::Array(docs.clone())),
-    )
-    .await;
-    docs.into_iter()
-        .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
-        .collect()
+    seed_docs(api, INDEX, docs).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,7 +188,7 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     );
     let status = wait_epoch(&api, 2).await;
     assert_eq!(status["last"]["status"], "succeeded", "{status}");
-    let moved = node_docs(&f, 3).await.len() as u64;
+    let moved = node_docs(&f, 3, INDEX).await.len() as u64;
     let copies: u64 = doc_counts(&f, INDEX).await.iter().sum();
     println!(
         "documents moved to the 4th node: {moved} of {copies} copies ({:.1}%); the migration wrote {} documents",
@@ -271,7 +239,7 @@ async fn a_node_joins_and_leaves_under_writes_without_losing_a_document() {
     println!("the writers ran {ops} operations during the cycle");
     assert!(ops > 20, "the writers barely ran: {ops} operations");
     assert!(
-        node_docs(&f, 3).await.is_empty(),
+        node_docs(&f, 3, INDEX).await.is_empty(),
         "the removed node still holds documents"
     );
     check_placement(&f, &api, &expected).await;
@@ -404,7 +372,7 @@ async fn a_restarted_proxy_resumes_the_migration() {
     let status = wait_epoch(&api, 2).await;
     assert_eq!(status["last"]["resumed"], true, "{status}");
     check_placement(&f, &api, &expected).await;
-    assert!(!node_docs(&f, 3).await.is_empty());
+    assert!(!node_docs(&f, 3, INDEX).await.is_empty());
     let search = api
         .post(
             &format!("/indexes/{INDEX}/search"),

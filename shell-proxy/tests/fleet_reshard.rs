@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 const INDEX: &str = "movies";
 const SHADOW: &str = "movies__miroir_reshard_1";
 
-fn admin(mut api: Api) -> Api {
-    api.key = Some(dev::DEV_ADMIN_KEY.into());
-    api
+fn admin(api: Api) -> Api {
+    with_admin_key(&api)
 }
 
 fn options(dir: &tempfile::TempDir) -> DevOptions {
@@ -41,22 +40,7 @@ async fn start(o: DevOptions, throttle: u64, retention_ms: u64) -> (DevFleet, Ap
 
 /// Seeds `n` movies (titles `movie kw<i> <genre>`).
 async fn seed(api: &Api, n: usize) -> BTreeMap<u64, Option<Value>> {
-    api.write_ok(
-        "POST",
-        "/indexes",
-        Some(json!({"uid": INDEX, "primaryKey": "id"})),
-    )
-    .await;
-    let docs = movies(n);
-    api.write_ok(
-        "POST",
-        &format!("/indexes/{INDEX}/documents"),
-        Some(Value::Array(docs.clone())),
-    )
-    .await;
-    docs.into_iter()
-        .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
-        .collect()
+    seed_docs(api, INDEX, movies(n)).await
 }
 
 async fn status(api: &Api) -> Value {
@@ -108,23 +92,6 @@ async fn searches(api: &Api) -> Vec<Value> {
         out.push(json!({"ids": ids, "total": r.body["estimatedTotalHits"]}));
     }
     out
-}
-
-/// Every document of `index` on node `i`, by id.
-async fn node_docs(f: &DevFleet, i: usize, index: &str) -> BTreeMap<u64, Value> {
-    let r = node_api(f, i)
-        .get(&format!("/indexes/{index}/documents?limit=100000"))
-        .await;
-    if r.status == 404 {
-        return BTreeMap::new();
-    }
-    assert_eq!(r.status, 200, "node {i}: {}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
-        .collect()
 }
 
 /// The placement of the dev fleet with `shards` shards.

@@ -363,3 +363,55 @@ pub fn spawn_writer(
         (expected, n)
     })
 }
+
+/// The API with the dev fleet's admin key (the `/_miroir` routes need it).
+pub fn with_admin_key(api: &Api) -> Api {
+    let mut a = api.clone();
+    a.key = Some(dev::DEV_ADMIN_KEY.to_string());
+    a
+}
+
+/// Every document of `index` on node `i`, by id (`_miroir_*` fields kept); empty when the node lacks the index.
+pub async fn node_docs(
+    f: &DevFleet,
+    i: usize,
+    index: &str,
+) -> std::collections::BTreeMap<u64, Value> {
+    let r = node_api(f, i)
+        .get(&format!("/indexes/{index}/documents?limit=100000"))
+        .await;
+    if r.status == 404 {
+        return std::collections::BTreeMap::new();
+    }
+    assert_eq!(r.status, 200, "node {i}: {}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
+        .collect()
+}
+
+/// Creates `index` (primary key `id`) and adds `docs` through the proxy, waiting for both tasks; returns
+/// the expected state by id.
+pub async fn seed_docs(
+    api: &Api,
+    index: &str,
+    docs: Vec<Value>,
+) -> std::collections::BTreeMap<u64, Option<Value>> {
+    api.write_ok(
+        "POST",
+        "/indexes",
+        Some(json!({"uid": index, "primaryKey": "id"})),
+    )
+    .await;
+    api.write_ok(
+        "POST",
+        &format!("/indexes/{index}/documents"),
+        Some(Value::Array(docs.clone())),
+    )
+    .await;
+    docs.into_iter()
+        .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
+        .collect()
+}
