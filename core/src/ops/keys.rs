@@ -4,7 +4,8 @@
 //!
 //! [`key_uid`] turns 128 random bits from the shell into a uuid v4; [`create_body`] makes that uid
 //! explicit in the body every node receives, unless the client chose one. [`KeysWrite`] is the state
-//! machine of one key write (create, update, delete) sent to every node.
+//! machine of one key write (create, update, delete) sent to every node. [`sync_plan`] is the planner that
+//! gives a joining node the fleet's keys.
 //!
 //! States: `Sending` → `Done` once every node answered or failed. Events: [`KeysWrite::on_response`],
 //! [`KeysWrite::on_failure`]. Outcome: [`KeysWrite::decide`].
@@ -255,6 +256,117 @@ impl KeysWrite {
     }
 }
 
+/// The fields a `POST /keys` copying a listed key carries: what makes the key the same key on another node
+/// (its value is derived from `uid` and the node master key, shared by the fleet).
+const COPIED_FIELDS: [&str; 6] = [
+    "uid",
+    "name",
+    "description",
+    "actions",
+    "indexes",
+    "expiresAt",
+];
+/// The fields a `PATCH /keys/{uid}` may change (Meilisearch refuses the others).
+const MUTABLE_FIELDS: [&str; 2] = ["name", "description"];
+
+/// The keys of a `GET /keys` answer (`{"results": [...]}`) by uid. A key without a string uid is ignored.
+fn listed_keys(
+    list: &Value,
+) -> Result<std::collections::BTreeMap<String, &Map<String, Value>>, MeiliError> {
+    let results = list
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or_else(|| MeiliError::internal("a node's key list has no `results` array"))?;
+    Ok(results
+        .iter()
+        .filter_map(Value::as_object)
+        .filter_map(|k| Some((k.get("uid")?.as_str()?.to_ascii_lowercase(), k)))
+        .collect())
+}
+
+/// The requests that make `node`'s keys the same as the reference node's, from both nodes' `GET /keys`
+/// answers: a key the reference holds and the node does not is created with the same `uid` (so the same
+/// value), a key only the node holds (for example the default keys a fresh Meilisearch creates with random
+/// uids) is deleted, a key whose name or description differs is patched, and one whose actions, indexes
+/// or expiry differ (which `PATCH` cannot change) is deleted and created again. Request ids count from 0
+/// in that order: deletes first, so a re-created key's delete runs before its create.
+///
+/// Used when a node joins the fleet: the proxy authorises requests with the key ring it reads from any
+/// node, so a node without the fleet's keys would make valid keys fail.
+pub fn sync_plan(
+    reference: &Value,
+    target: &Value,
+    node: &NodeId,
+) -> Result<Vec<NodeRequest>, MeiliError> {
+    let want = listed_keys(reference)?;
+    let have = listed_keys(target)?;
+    let same = |a: &Map<String, Value>, b: &Map<String, Value>, fields: &[&str]| {
+        fields
+            .iter()
+            .all(|f| a.get(*f).unwrap_or(&Value::Null) == b.get(*f).unwrap_or(&Value::Null))
+    };
+    let immutable: Vec<&str> = COPIED_FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !MUTABLE_FIELDS.contains(f))
+        .collect();
+    let mut deletes = Vec::new();
+    let mut creates = Vec::new();
+    let mut patches = Vec::new();
+    for (uid, key) in &have {
+        match want.get(uid) {
+            None => deletes.push(uid.clone()),
+            Some(w) if !same(w, key, &immutable) => {
+                deletes.push(uid.clone());
+                creates.push(*w);
+            }
+            Some(w) if !same(w, key, &MUTABLE_FIELDS) => patches.push((uid.clone(), *w)),
+            Some(_) => {}
+        }
+    }
+    creates.extend(
+        want.iter()
+            .filter(|(uid, _)| !have.contains_key(*uid))
+            .map(|(_, w)| *w),
+    );
+    let pick = |k: &Map<String, Value>, fields: &[&str]| {
+        Value::Object(
+            fields
+                .iter()
+                .filter_map(|f| Some((f.to_string(), k.get(*f)?.clone())))
+                .collect(),
+        )
+    };
+    let mut out = Vec::new();
+    let mut push = |method: Method, path: String, body: Option<Value>| {
+        out.push(NodeRequest {
+            id: out.len(),
+            node: node.clone(),
+            method,
+            path,
+            body,
+        })
+    };
+    for uid in deletes {
+        push(Method::Delete, format!("/keys/{uid}"), None);
+    }
+    for w in creates {
+        push(
+            Method::Post,
+            "/keys".to_string(),
+            Some(pick(w, &COPIED_FIELDS)),
+        );
+    }
+    for (uid, w) in patches {
+        push(
+            Method::Patch,
+            format!("/keys/{uid}"),
+            Some(pick(w, &MUTABLE_FIELDS)),
+        );
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +541,86 @@ mod tests {
             (r.status, r.body["code"].as_str()),
             (404, Some("api_key_not_found"))
         );
+    }
+
+    fn key(uid: &str, name: &str, actions: &[&str]) -> Value {
+        json!({"uid": uid, "key": format!("value-of-{uid}"), "name": name, "description": null,
+               "actions": actions, "indexes": ["*"], "expiresAt": null,
+               "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"})
+    }
+
+    fn list(keys: &[Value]) -> Value {
+        json!({"results": keys, "offset": 0, "limit": 100000, "total": keys.len()})
+    }
+
+    #[test]
+    fn a_fresh_node_gets_every_key_with_its_uid_and_loses_its_own_defaults() {
+        let reference = list(&[key("aa", "search", &["search"]), key("bb", "admin", &["*"])]);
+        let fresh = list(&[key("cc", "Default Search API Key", &["search"])]);
+        let plan = sync_plan(&reference, &fresh, &NodeId::from("n4")).unwrap();
+        let shown: Vec<(Method, String, Option<Value>)> = plan
+            .iter()
+            .map(|r| (r.method, r.path.clone(), r.body.clone()))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (Method::Delete, "/keys/cc".into(), None),
+                (
+                    Method::Post,
+                    "/keys".into(),
+                    Some(json!({"uid": "aa", "name": "search", "description": null,
+                                "actions": ["search"], "indexes": ["*"], "expiresAt": null}))
+                ),
+                (
+                    Method::Post,
+                    "/keys".into(),
+                    Some(json!({"uid": "bb", "name": "admin", "description": null,
+                                "actions": ["*"], "indexes": ["*"], "expiresAt": null}))
+                ),
+            ]
+        );
+        assert!(plan
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.id == i && r.node.as_str() == "n4"));
+    }
+
+    #[test]
+    fn a_synced_node_needs_nothing_and_differences_are_patched_or_recreated() {
+        let reference = list(&[key("aa", "search", &["search"]), key("bb", "admin", &["*"])]);
+        let plan = sync_plan(&reference, &reference, &NodeId::from("n1")).unwrap();
+        assert!(plan.is_empty());
+        // a renamed key is patched; a key with other actions (not patchable) is deleted and created again
+        let drifted = list(&[
+            key("aa", "old name", &["search"]),
+            key("bb", "admin", &["search"]),
+        ]);
+        let plan = sync_plan(&reference, &drifted, &NodeId::from("n1")).unwrap();
+        let shown: Vec<(Method, &str)> = plan.iter().map(|r| (r.method, r.path.as_str())).collect();
+        assert_eq!(
+            shown,
+            vec![
+                (Method::Delete, "/keys/bb"),
+                (Method::Post, "/keys"),
+                (Method::Patch, "/keys/aa")
+            ]
+        );
+        assert_eq!(
+            plan[2].body,
+            Some(json!({"name": "search", "description": null}))
+        );
+    }
+
+    #[test]
+    fn a_key_list_without_results_is_an_error() {
+        let ok = list(&[]);
+        for bad in [json!({}), json!({"results": 3}), json!([1, 2])] {
+            assert!(sync_plan(&bad, &ok, &NodeId::from("n")).is_err());
+            assert!(sync_plan(&ok, &bad, &NodeId::from("n")).is_err());
+        }
+        // entries that are not keys are ignored
+        let odd = json!({"results": [1, {"name": "no uid"}, key("aa", "x", &["*"])]});
+        assert_eq!(sync_plan(&odd, &ok, &NodeId::from("n")).unwrap().len(), 1);
     }
 }

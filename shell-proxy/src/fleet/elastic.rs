@@ -1130,7 +1130,27 @@ impl Fleet {
                 _ = self.elastic.wake.notified() => {}
             }
         }
+        self.sync_joining_keys(state, &pending).await;
         self.commit(state, &pending).await;
+    }
+
+    /// Gives the nodes the change adds the fleet's API keys before it is committed (from then on the key
+    /// ring may be read from them), retrying while a node fails.
+    async fn sync_joining_keys(&self, state: &AppState, pending: &Pending) {
+        let joining: Vec<NodeId> = pending
+            .new
+            .nodes
+            .iter()
+            .filter(|n| n.state.is_placed() && !pending.old.nodes.iter().any(|o| o.id == n.id))
+            .map(|n| n.id.clone())
+            .collect();
+        while let Err(e) = self.sync_node_keys(state, &joining).await {
+            tracing::warn!(error = %e, "cannot copy the API keys to the joining nodes; retrying");
+            tokio::time::sleep(Duration::from_millis(
+                state.config.rebalancer.topology_poll_ms,
+            ))
+            .await;
+        }
     }
 
     /// Feeds an event to the live coordinator of `index` (if any) and counts the shards it finishes.

@@ -6,12 +6,18 @@
 //! - when a token is refused and the ring is older than [`MISS_REFRESH_MS`] (a key created elsewhere, for
 //!   example through another proxy, works at once; a flood of bad tokens costs one node read per period);
 //! - when it is older than [`MAX_AGE_MS`] (a key deleted through another proxy stops working within that).
+//!
+//! Since the ring is read from any node, every node must hold every key: a node joining the fleet gets the
+//! fleet's keys (core's [`key_ops::sync_plan`]) before the change that adds it is committed
+//! ([`Fleet::sync_node_keys`]).
 
 use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use miroir_core::auth::{self as core_auth, Access, KeyRing};
-use miroir_core::ops::Method;
+use miroir_core::ops::keys as key_ops;
+use miroir_core::ops::{Method, NodeRequest};
+use miroir_core::topology::NodeId;
 use miroir_core::{MeiliError, Millis};
 use serde_json::{Map, Value};
 
@@ -87,6 +93,74 @@ impl Fleet {
                 ring
             }
         }
+    }
+
+    /// Makes the keys of each of `nodes` the fleet's, as read from a serving node: creates the missing
+    /// ones with their uid (so their value), deletes the others, fixes names and descriptions. Nothing to do
+    /// when the fleet's nodes run without a master key. An `Err` (a node unreachable or failing) is worth
+    /// retrying; a key a node refuses (for example one that has expired meanwhile) is logged and skipped.
+    pub(super) async fn sync_node_keys(
+        &self,
+        state: &AppState,
+        nodes: &[NodeId],
+    ) -> Result<(), MeiliError> {
+        const LIST: &str = "/keys?offset=0&limit=100000";
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let reference = match self.read_one(state, None, Method::Get, LIST, None).await? {
+            (200, body) => body,
+            // nodes without a master key have no keys (`missing_master_key`)
+            (401, _) => return Ok(()),
+            (status, body) => {
+                return Err(MeiliError::bad_node_response(
+                    "fleet",
+                    &format!("listing the API keys answered {status}: {body}"),
+                ))
+            }
+        };
+        for node in nodes {
+            let list = NodeRequest {
+                id: 0,
+                node: node.clone(),
+                method: Method::Get,
+                path: LIST.to_string(),
+                body: None,
+            };
+            let target = match self.send_future(state, list).await.1 {
+                Ok((200, body)) => body,
+                Ok((status, body)) => {
+                    return Err(MeiliError::bad_node_response(
+                        node.as_str(),
+                        &format!("listing its API keys answered {status}: {body}"),
+                    ))
+                }
+                Err(why) => return Err(MeiliError::bad_node_response(node.as_str(), &why)),
+            };
+            let plan = key_ops::sync_plan(&reference, &target, node)?;
+            if !plan.is_empty() {
+                tracing::info!(node = %node, requests = plan.len(), "copying the fleet's API keys");
+            }
+            // In order: a key created again is deleted first.
+            for r in plan {
+                let what = format!("{:?} {}", r.method, r.path);
+                match self.send_future(state, r).await.1 {
+                    Ok((status, _)) if (200..300).contains(&status) => {}
+                    Ok((404, _)) if what.starts_with("Delete") => {}
+                    Ok((status, body)) if (400..500).contains(&status) => {
+                        tracing::warn!(node = %node, status, %body, "{what}: refused, key skipped")
+                    }
+                    Ok((status, body)) => {
+                        return Err(MeiliError::bad_node_response(
+                            node.as_str(),
+                            &format!("{what} answered {status}: {body}"),
+                        ))
+                    }
+                    Err(why) => return Err(MeiliError::bad_node_response(node.as_str(), &why)),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Forgets the key ring after a key write through this proxy.

@@ -415,3 +415,18 @@ pub async fn seed_docs(
         .map(|d| (d["id"].as_u64().unwrap(), Some(d)))
         .collect()
 }
+
+/// A model node outside the fleet (with the fleet's node key), to be added through the admin API.
+pub async fn spare_node(seed: u64) -> miroir_sim::serve::ModelHandle {
+    miroir_sim::serve::spawn(
+        "127.0.0.1:0".parse().unwrap(),
+        miroir_sim::serve::ModelOptions {
+            master_key: Some(dev::DEV_NODE_KEY.into()),
+            seed,
+            tick_ms: 2,
+            ..miroir_sim::serve::ModelOptions::default()
+        },
+    )
+    .await
+    .expect("a model node starts")
+}
