@@ -359,6 +359,11 @@ impl Elastic {
         Arc::clone(&self.view().placement)
     }
 
+    /// This proxy's instance id (the owner named in the claims and records it writes).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Whether a migration runs on this proxy.
     pub fn is_migrating(&self) -> bool {
         lock(&self.gate).live.is_some()
@@ -742,6 +747,11 @@ impl Fleet {
                     }
                     Some(_) => return Err(index_frozen(index)),
                     None if g.foreign => return Err(migrating_elsewhere()),
+                    // checked under the gate lock: a resharding adopted from the store first marks the
+                    // index, then closes the gate to drain the writes routed before (see reshard.rs)
+                    None if self.reshard_foreign(index) => {
+                        return Err(super::reshard::resharding_elsewhere(index))
+                    }
                     None if g.starting == 0 => {
                         g.plain += 1;
                         drop(g);
