@@ -37,6 +37,19 @@
 //! node answered) and reads use `Migration::read_placement`. A node write of the coordinator never
 //! overtakes that node's pending hints: it is failed back to the coordinator, which retries it later.
 //!
+//! # Other proxies while a change runs
+//! A proxy that sees a change claimed by another (live) owner refuses writes (503
+//! `miroir_migration_in_progress`: they must be fenced by the owner's coordinators) and reads each index
+//! by the owner's last stored record (`elastic/record/<index>`, polled every `rebalancer.topology_poll_ms`):
+//! core's `Migration::resume(record).read_placement()` reads a shard from its old owners until its
+//! cut-over record, from its new owners afterwards (their addresses taken from the claim's new
+//! topology). The owner's coordinators wait `cleanup_grace_ms` = two polls in each shard's `cleanup`
+//! before deleting its copies on the leaving owners, so another proxy has seen the cut-over (and reads
+//! the new owners) before the copies it may still read go. Once the claim is released (after the
+//! commit) the new topology is adopted and the records are forgotten. A read through another proxy may
+//! lag the owner by up to a poll: right after a cut-over it still reads the old owners, which miss the
+//! writes acknowledged by the new owners since.
+//!
 //! Core decides everything; this module only executes.
 
 use super::{json_body, now_ms, Answer, Fleet};
@@ -284,6 +297,11 @@ pub struct Elastic {
     metrics: std::sync::OnceLock<ElasticMetrics>,
     /// The status of the last migration this proxy finished.
     last: Mutex<Option<Value>>,
+    /// While another proxy runs a fleet change: per index, its last stored record and the read placement
+    /// core derives from it (`Migration::resume(record).read_placement()`).
+    followed: Mutex<BTreeMap<String, (Value, Arc<Placement>)>>,
+    /// The topology another proxy's change moves to (the addresses of the nodes it adds).
+    followed_new: Mutex<Option<Topology>>,
 }
 
 impl Elastic {
@@ -297,6 +315,8 @@ impl Elastic {
             loaded: tokio::sync::OnceCell::new(),
             metrics: std::sync::OnceLock::new(),
             last: Mutex::new(None),
+            followed: Mutex::new(BTreeMap::new()),
+            followed_new: Mutex::new(None),
         })
     }
 
@@ -314,13 +334,27 @@ impl Elastic {
         if let Some(n) = self.view().topology.node(node) {
             return Some(n.address.clone());
         }
-        let gate = lock(&self.gate);
-        let live = gate.live.as_ref()?;
-        live.pending
-            .new
+        {
+            let gate = lock(&self.gate);
+            if let Some(live) = gate.live.as_ref() {
+                return live
+                    .pending
+                    .new
+                    .node(node)
+                    .or_else(|| live.pending.old.node(node))
+                    .map(|n| n.address.clone());
+            }
+        }
+        lock(&self.followed_new)
+            .as_ref()?
             .node(node)
-            .or_else(|| live.pending.old.node(node))
             .map(|n| n.address.clone())
+    }
+
+    /// Forgets the records of another proxy's change (it is over, or this proxy runs it now).
+    fn unfollow(&self) {
+        lock(&self.followed).clear();
+        *lock(&self.followed_new) = None;
     }
 
     /// Every node requests may address: the committed serving nodes plus the ones a live migration adds.
@@ -343,6 +377,11 @@ impl Elastic {
                 out.entry(n.id.clone()).or_insert_with(|| n.address.clone());
             }
         }
+        if let Some(new) = lock(&self.followed_new).as_ref() {
+            for n in new.nodes.iter().filter(|n| n.state.is_placed()) {
+                out.entry(n.id.clone()).or_insert_with(|| n.address.clone());
+            }
+        }
         out
     }
 
@@ -355,6 +394,9 @@ impl Elastic {
             .and_then(|l| l.runs.get(index))
         {
             return Arc::new(run.m.read_placement().clone());
+        }
+        if let Some((_, p)) = lock(&self.followed).get(index) {
+            return Arc::clone(p);
         }
         Arc::clone(&self.view().placement)
     }
@@ -918,6 +960,7 @@ impl Fleet {
                                 state.store.swap_meta(PENDING_KEY, Some(&v), &value).await
                             {
                                 lock(&self.elastic.gate).foreign = false;
+                                self.elastic.unfollow();
                                 metrics.running.set(1);
                                 self.run_migration(&state, taken, value).await;
                                 metrics.running.set(0);
@@ -925,6 +968,7 @@ impl Fleet {
                             }
                         } else {
                             lock(&self.elastic.gate).foreign = true;
+                            self.follow_records(&state, &p).await;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "the stored fleet change is unreadable"),
@@ -938,8 +982,11 @@ impl Fleet {
                             g.claimed = false;
                         }
                     }
-                    if let Err(e) = self.adopt_stored(&state, false).await {
-                        tracing::warn!(error = %e, "cannot adopt the stored topology");
+                    match self.adopt_stored(&state, false).await {
+                        // the records are gone with the claim (released after the commit): reads
+                        // follow the adopted topology
+                        Ok(_) => self.elastic.unfollow(),
+                        Err(e) => tracing::warn!(error = %e, "cannot adopt the stored topology"),
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the stored fleet change"),
@@ -956,7 +1003,47 @@ impl Fleet {
         p.page_size = PAGE_SIZE;
         p.retry_after_ms = 300;
         p.fence_timeout_ms = 5_000;
+        // the other proxies read by the records they last polled: a shard's copies on its old owners
+        // stay two polls after its cut-over record
+        p.cleanup_grace_ms = 2 * state.config.rebalancer.topology_poll_ms;
         p
+    }
+
+    /// Follows the records of a fleet change another proxy runs: reads of each index use the placement
+    /// core derives from its last stored record (old owners until a shard's cut-over record, new ones
+    /// from it on). An index without a record yet reads by the committed placement.
+    async fn follow_records(&self, state: &AppState, pending: &Pending) {
+        *lock(&self.elastic.followed_new) = Some(pending.new.clone());
+        for (index, pk) in &pending.indexes {
+            let record = match state.store.get_meta(&record_key(index)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(index, error = %e, "cannot read a migration record");
+                    continue;
+                }
+            };
+            // none yet (the coordinator has not started: the committed placement applies), or none any
+            // more (released after the commit: the last one followed stays until the new topology is
+            // adopted)
+            let Some(record) = record else {
+                continue;
+            };
+            if lock(&self.elastic.followed)
+                .get(index)
+                .is_some_and(|(v, _)| *v == record)
+            {
+                continue;
+            }
+            let params = self.migration_params(state, index, pk.as_deref());
+            match Migration::resume(&record, params) {
+                Ok(m) => {
+                    let p = Arc::new(m.read_placement().clone());
+                    lock(&self.elastic.followed).insert(index.clone(), (record, p));
+                }
+                Err(e) => tracing::error!(index, error = %e, "unusable migration record"),
+            }
+        }
+        lock(&self.elastic.followed).retain(|i, _| pending.indexes.contains_key(i));
     }
 
     /// Carries out a claimed change to the end (resuming stored records), then commits its topology.
