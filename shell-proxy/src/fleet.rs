@@ -3250,7 +3250,8 @@ impl RouteHandler for Fleet {
         let response = crate::idempotency::serve(state, &route_ref, request, |request| {
             crate::settings_sync::around(sync, state, &route_ref, request, |r| {
                 crate::session::around(&self.sessions, state, &route_ref, r, |r| async {
-                    match self.dispatch(state, route, r).await {
+                    // a write another proxy must fence goes to that proxy (see elastic.rs)
+                    match self.dispatch_or_forward(state, route, r).await {
                         Ok(r) => r,
                         Err(e) => error_response(&e),
                     }

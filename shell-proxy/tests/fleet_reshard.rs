@@ -669,8 +669,8 @@ async fn second_proxy(
         let yaml = dev::dev_config_yaml(&f.options, &addresses);
         miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
     };
-    tweak(&mut config);
     config.server.port = 0;
+    tweak(&mut config);
     let proxy = dev::start_proxy(config).await.unwrap();
     let api = admin(Api::new(format!("http://{}", proxy.addr)));
     (proxy, api)
@@ -889,6 +889,84 @@ async fn a_second_proxy_follows_a_resharding_run_by_another() {
             r.body
         );
     }
+    proxy_b.shutdown().await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_another_proxy_are_forwarded_to_the_resharding_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.resharding.throttle_docs_per_sec = 150;
+        c.resharding.retention_ms = 300;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (f, a) = fleet_tweaked(options(&dir), tweak).await;
+    let a = admin(a);
+    let initial = seed(&a, 400).await;
+    // proxy B advertises its URL and runs the resharding; A forwards the index's writes to it
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (proxy_b, b) = second_proxy(&f, |c| {
+        tweak(c);
+        c.server.port = port;
+        c.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
+    let before = searches(&a).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // every write through A is acknowledged (spawn_writer fails on anything but 202)
+    let writer_a = spawn_writer(a.clone(), INDEX, "writer", 1_000, 150, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = b
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // A sees B's resharding, and a write through A is answered by B (the task resolves on both)
+    let start = Instant::now();
+    loop {
+        let s = a
+            .get(&format!("/_miroir/indexes/{INDEX}/reshard/status"))
+            .await;
+        if s.status == 200 && s.body["running"] == true {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "A never saw it");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let w = a
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 5000, "title": "forwarded", "v": 1}]),
+        )
+        .await;
+    assert_eq!(w.status, 202, "{}", w.body);
+    let uid = w.body["taskUid"].as_u64().unwrap();
+    assert_eq!(b.wait_task(uid).await["status"], "succeeded");
+    assert_eq!(a.wait_task(uid).await["indexUid"], INDEX);
+    wait_status(&b, "done", |s| s["phase"] == "done").await;
+    stop.store(true, Ordering::SeqCst);
+    let mut expected = initial;
+    expected.insert(
+        5000,
+        Some(json!({"id": 5000, "title": "forwarded", "v": 1})),
+    );
+    let (acked, ops) = writer_a.await.unwrap();
+    assert!(ops > 20, "the writer through A barely ran: {ops}");
+    expected.extend(acked);
+    // A takes the end in, then lists exactly the acknowledged documents, as B does
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for api in [&a, &b] {
+        assert_eq!(listed_ids(api).await, live_ids(&expected));
+        assert_eq!(searches(api).await, before, "search changed");
+    }
+    check_placement(&f, SHADOW, 8, &expected).await;
     proxy_b.shutdown().await;
     f.shutdown().await;
 }

@@ -149,6 +149,43 @@ pub(super) async fn put_meta_until_stored(state: &AppState, key: &str, value: &V
     }
 }
 
+/// The header of a forwarded write: it is never forwarded again (two proxies advertising each other).
+pub(crate) const FORWARDED_HEADER: &str = "x-miroir-forwarded";
+
+type ForwardClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
+/// Headers that belong to one connection (and the ones the client recomputes): never copied through.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The index of a client write that may be forwarded to the proxy fencing it (documents and settings
+/// writes).
+fn forwardable_index(route: &crate::routes::Route) -> Option<&str> {
+    use miroir_core::auth::Action as Permission;
+    match route.action()? {
+        (
+            Permission::DocumentsAdd | Permission::DocumentsDelete | Permission::SettingsUpdate,
+            Some(index),
+        ) => Some(index),
+        _ => None,
+    }
+}
+
 fn store_error(e: crate::store::StoreError) -> MeiliError {
     MeiliError::from(e)
 }
@@ -198,6 +235,9 @@ struct Pending {
     /// When the owner last renewed its claim.
     #[serde(default)]
     heartbeat: Millis,
+    /// The owner's `server.advertise_url`: the other proxies forward their writes there.
+    #[serde(default)]
+    owner_url: Option<String>,
 }
 
 impl Pending {
@@ -302,6 +342,10 @@ pub struct Elastic {
     followed: Mutex<BTreeMap<String, (Value, Arc<Placement>)>>,
     /// The topology another proxy's change moves to (the addresses of the nodes it adds).
     followed_new: Mutex<Option<Topology>>,
+    /// The advertised URL of the proxy running the change another proxy claimed.
+    owner_url: Mutex<Option<String>>,
+    /// The client forwarding writes to the proxy that must fence them.
+    forward_client: std::sync::OnceLock<ForwardClient>,
 }
 
 impl Elastic {
@@ -317,6 +361,8 @@ impl Elastic {
             last: Mutex::new(None),
             followed: Mutex::new(BTreeMap::new()),
             followed_new: Mutex::new(None),
+            owner_url: Mutex::new(None),
+            forward_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -355,6 +401,7 @@ impl Elastic {
     fn unfollow(&self) {
         lock(&self.followed).clear();
         *lock(&self.followed_new) = None;
+        *lock(&self.owner_url) = None;
     }
 
     /// Every node requests may address: the committed serving nodes plus the ones a live migration adds.
@@ -930,6 +977,126 @@ impl Fleet {
         }
     }
 
+    // ----- forwarding -----
+
+    /// Runs a request, forwarding a write another proxy must fence to that proxy: before the dispatch
+    /// when this proxy already knows, and after a refusal (the record was seen meanwhile: a refused write
+    /// left nothing behind, its task uid is only taken once the write is routed).
+    pub(crate) async fn dispatch_or_forward(
+        &self,
+        state: &AppState,
+        route: crate::routes::Route,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        if forwardable_index(&route).is_none() {
+            return self.dispatch(state, route, request).await;
+        }
+        if let Some(forwarded) = self.forward_foreign_write(state, &route, &request).await {
+            return Ok(forwarded);
+        }
+        let again = (route.clone(), request.clone());
+        match self.dispatch(state, route, request).await {
+            Err(e)
+                if e.status == 503
+                    && matches!(
+                        e.code.as_str(),
+                        "miroir_migration_in_progress" | "miroir_reshard_in_progress"
+                    ) =>
+            {
+                match self.forward_foreign_write(state, &again.0, &again.1).await {
+                    Some(forwarded) => Ok(forwarded),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Where a client write of `index` goes instead of being refused here: the advertised URL of the
+    /// proxy running the index's resharding or the fleet change (`None`: handled here).
+    fn write_owner(&self, state: &AppState, index: &str) -> Option<String> {
+        let url = self.reshard_owner_url(index).or_else(|| {
+            let g = lock(&self.elastic.gate);
+            if g.foreign && g.live.is_none() {
+                lock(&self.elastic.owner_url).clone()
+            } else {
+                None
+            }
+        })?;
+        (state.config.server.advertise_url.as_deref() != Some(url.as_str())).then_some(url)
+    }
+
+    /// A client write (documents, settings) this proxy would refuse because another proxy must fence
+    /// it is sent to that proxy when it advertises a URL, and its answer returned as is (task uids are
+    /// shared through the store). `None`: handled here (no owner URL, a forwarded request, or the owner
+    /// unreachable: the write is then refused with 503 as without forwarding). The `Idempotency-Key`
+    /// header is not passed on: this proxy keeps the key's record around the forwarded answer.
+    pub(crate) async fn forward_foreign_write(
+        &self,
+        state: &AppState,
+        route: &crate::routes::Route,
+        request: &ProxyRequest,
+    ) -> Option<ProxyResponse> {
+        let index = forwardable_index(route)?;
+        if request.headers.contains_key(FORWARDED_HEADER) {
+            return None;
+        }
+        let url = self.write_owner(state, index)?;
+        let path = request
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(format!("{url}{path}"));
+        for (name, value) in request.headers.iter() {
+            if !hop_by_hop(name.as_str()) && name.as_str() != "idempotency-key" {
+                builder = builder.header(name, value);
+            }
+        }
+        let forwarded = builder
+            .header(FORWARDED_HEADER, "1")
+            .body(http_body_util::Full::new(request.body.clone()))
+            .ok()?;
+        let client = self.elastic.forward_client.get_or_init(|| {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http()
+        });
+        let timeout = Duration::from_millis(state.config.server.request_timeout_ms.max(1));
+        let answer = async {
+            let resp = client.request(forwarded).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((parts, bytes))
+        };
+        let (parts, bytes) = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    owner = url,
+                    error = e,
+                    "cannot forward a write to its owner"
+                );
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(owner = url, "forwarding a write to its owner timed out");
+                return None;
+            }
+        };
+        let mut response = http::Response::builder().status(parts.status);
+        for (name, value) in parts.headers.iter() {
+            if !hop_by_hop(name.as_str()) {
+                response = response.header(name, value);
+            }
+        }
+        response.body(http_body_util::Full::new(bytes)).ok()
+    }
+
     // ----- the loop -----
 
     /// Polls the store for a newer topology or a claimed change and runs the change's migration. Runs with
@@ -953,6 +1120,7 @@ impl Fleet {
                             let taken = Pending {
                                 owner: self.elastic.instance.clone(),
                                 heartbeat: now,
+                                owner_url: state.config.server.advertise_url.clone(),
                                 ..p
                             };
                             let value = serde_json::to_value(&taken).unwrap_or(Value::Null);
@@ -968,6 +1136,7 @@ impl Fleet {
                             }
                         } else {
                             lock(&self.elastic.gate).foreign = true;
+                            *lock(&self.elastic.owner_url) = p.owner_url.clone();
                             self.follow_records(&state, &p).await;
                         }
                     }
@@ -1487,6 +1656,7 @@ impl Fleet {
             started_at: now_ms(),
             owner: self.elastic.instance.clone(),
             heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
         };
         let value = serde_json::to_value(&pending)
             .map_err(|e| MeiliError::internal(format!("cannot encode the fleet change: {e}")))?;
@@ -1749,6 +1919,7 @@ mod tests {
             started_at: 0,
             owner: String::new(),
             heartbeat: 0,
+            owner_url: None,
         };
         let m = Migration::start(plan, MigrationParams::new("movies", "id")).unwrap();
         lock(&e.gate).live = Some(Live {

@@ -165,6 +165,9 @@ pub struct Stored {
     /// A live record older than the lease is taken over by another proxy.
     #[serde(default)]
     pub heartbeat: Millis,
+    /// The owner's `server.advertise_url`: the other proxies forward the index's writes there.
+    #[serde(default)]
+    pub owner_url: Option<String>,
 }
 
 /// The physical index in force according to a record: `dst` from the swap on, `src` before.
@@ -198,6 +201,8 @@ struct Foreign {
     m: Reshard,
     /// The stored value it was rebuilt from.
     value: Value,
+    /// Where the index's writes are forwarded (the owner's advertised URL).
+    owner_url: Option<String>,
 }
 
 #[derive(Default)]
@@ -549,6 +554,14 @@ impl Fleet {
         lock(&self.reshards.state).foreign.contains_key(uid)
     }
 
+    /// The advertised URL of the proxy running `uid`'s resharding, when another one does.
+    pub(super) fn reshard_owner_url(&self, uid: &str) -> Option<String> {
+        lock(&self.reshards.state)
+            .foreign
+            .get(uid)
+            .and_then(|f| f.owner_url.clone())
+    }
+
     /// Refuses an index-level change (creation, deletion, swap) of an index being resharded.
     pub(super) fn refuse_while_resharding(&self, uid: &str) -> Result<(), MeiliError> {
         let st = lock(&self.reshards.state);
@@ -749,6 +762,10 @@ impl Fleet {
                     st.runs.remove(&uid);
                 }
                 let live = !phase_of(&stored.record).is_none_or(Phase::is_final);
+                if live && stored.owner == me {
+                    // being started here (stored, not yet registered as a run)
+                    continue;
+                }
                 if !live {
                     st.foreign.remove(&uid);
                     match in_force(&stored.record).filter(|_| !stored.dropped) {
@@ -764,6 +781,7 @@ impl Fleet {
                                 let f = Foreign {
                                     m,
                                     value: value.clone(),
+                                    owner_url: stored.owner_url.clone(),
                                 };
                                 if st.foreign.insert(uid.clone(), f).is_none() {
                                     tracing::info!(index = uid, "another proxy reshards the index");
@@ -800,6 +818,7 @@ impl Fleet {
         let taken = Stored {
             owner: self.elastic.instance().to_string(),
             heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
             ..stored
         };
         let Ok(new_value) = serde_json::to_value(&taken) else {
@@ -1214,6 +1233,7 @@ impl Fleet {
             dropped: false,
             owner: self.elastic.instance().to_string(),
             heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
         };
         let mut params = self.reshard_params(uid, &pk, &stored);
         params.topology.shards = live.shards;
