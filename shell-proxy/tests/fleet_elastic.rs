@@ -810,3 +810,66 @@ async fn listed(api: &Api) -> BTreeSet<u64> {
         .map(|d| d["id"].as_u64().unwrap())
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.rebalancer.throttle_docs_per_sec = 100;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (mut f, a) = fleet_tweaked(o.clone(), tweak).await;
+    let a = admin(a);
+    // two pages of 200 per moving shard: the throttle holds each shard ~2 s between its pages
+    let mut expected = seed(&a, 6_400).await;
+    // proxy B advertises its URL and runs the change; A forwards its writes there
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = {
+        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&o, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    tweak(&mut config);
+    config.server.port = port;
+    config.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
+    let proxy_b = dev::start_proxy(config).await.unwrap();
+    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+    let spare = spare_node(0x5eed + 9).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+    let add = b
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    // every write through A is acknowledged while B moves the shards
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(a.clone(), INDEX, "writer", 10_000, 100, Arc::clone(&stop));
+    let mut seen_running = false;
+    loop {
+        let s = a.get("/_miroir/rebalance/status").await;
+        seen_running |= s.body["status"] != "idle";
+        let t = a.get("/_miroir/topology").await;
+        if t.body["epoch"] == 2 && s.body["status"] == "idle" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (acked, ops) = writer.await.unwrap();
+    assert!(seen_running, "A never saw the change");
+    assert!(ops > 20, "the writer through A barely ran: {ops}");
+    expected.extend(acked);
+    wait_epoch(&b, 2).await;
+    check_placement(&f, &a, &expected).await;
+    proxy_b.shutdown().await;
+    f.shutdown().await;
+}
