@@ -2679,6 +2679,8 @@ impl Fleet {
             "shards": placement.shards(),
             "replicationFactor": placement.rf(),
             "results": results,
+            // indexes resharded to an S of their own (see reshard.rs)
+            "indexes": self.reshard_indexes_view(),
         })
     }
 
@@ -2707,6 +2709,8 @@ impl Fleet {
             "replicaGroups": placement.groups(),
             "migrating": self.elastic.is_migrating(),
             "nodes": nodes,
+            // indexes resharded to an S of their own (see reshard.rs)
+            "indexes": self.reshard_indexes_view(),
         })
     }
 

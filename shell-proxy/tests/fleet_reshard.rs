@@ -792,6 +792,12 @@ async fn a_second_proxy_follows_a_resharding_run_by_another() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(s["toShards"], 8, "{s}");
+    let topology = b.get("/_miroir/topology").await;
+    assert_eq!(
+        topology.body["indexes"][INDEX]["running"], true,
+        "{}",
+        topology.body
+    );
     let again = b
         .post(
             &format!("/_miroir/indexes/{INDEX}/reshard"),
@@ -889,6 +895,34 @@ async fn a_second_proxy_follows_a_resharding_run_by_another() {
             r.body
         );
     }
+    // both proxies show the index's own S and physical index; the fleet's S is unchanged
+    for api in [&a, &b] {
+        for path in ["/_miroir/topology", "/_miroir/shards"] {
+            let r = api.get(path).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["shards"], 4, "{path}: {}", r.body);
+            assert_eq!(
+                r.body["indexes"],
+                json!({INDEX: {"index": SHADOW, "shards": 8, "phase": "done", "running": false}}),
+                "{path}"
+            );
+        }
+    }
+    // the metrics of the proxy that ran it
+    let metrics = a.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        text.contains("miroir_reshard_phase{index=\"movies\"} 7"),
+        "{text}"
+    );
+    assert!(text.contains("miroir_reshard_active 0"), "{text}");
+    let copied = text
+        .lines()
+        .find_map(|l| l.strip_prefix("miroir_reshard_documents_copied{index=\"movies\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(copied >= 400, "{text}");
     proxy_b.shutdown().await;
     f.shutdown().await;
 }

@@ -78,6 +78,7 @@ use miroir_core::quorum::WriteQuorum;
 use miroir_core::reshard::{self, Action, Phase, Reshard, ReshardParams, Side, WriteIntent};
 use miroir_core::routing::Placement;
 use miroir_core::{MeiliError, Millis};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -222,6 +223,73 @@ pub struct Reshards {
     state: Mutex<State>,
     loaded: tokio::sync::OnceCell<()>,
     wake: tokio::sync::Notify,
+    metrics: std::sync::OnceLock<ReshardMetrics>,
+}
+
+/// Metrics of the reshardings this proxy runs.
+#[derive(Clone)]
+struct ReshardMetrics {
+    /// Per index: the phase's number (see [`phase_number`]).
+    phase: IntGaugeVec,
+    /// Per index: documents copied by the backfill.
+    docs: IntGaugeVec,
+    /// Reshardings running on this proxy.
+    active: IntGauge,
+}
+
+/// A phase as the `miroir_reshard_phase` gauge shows it: create_shadow 0, backfill 1, verify 2, fence 3,
+/// swap 4, retain 5, cleanup 6, done 7, aborting 8, aborted 9.
+pub fn phase_number(p: Phase) -> i64 {
+    match p {
+        Phase::CreateShadow => 0,
+        Phase::Backfill => 1,
+        Phase::Verify => 2,
+        Phase::Fence => 3,
+        Phase::Swap => 4,
+        Phase::Retain => 5,
+        Phase::Cleanup => 6,
+        Phase::Done => 7,
+        Phase::Aborting => 8,
+        Phase::Aborted => 9,
+    }
+}
+
+impl ReshardMetrics {
+    fn new(registry: &prometheus::Registry) -> ReshardMetrics {
+        let m = ReshardMetrics {
+            phase: IntGaugeVec::new(
+                Opts::new(
+                    "miroir_reshard_phase",
+                    "Phase of the last resharding of an index run by this proxy: create_shadow 0, \
+                     backfill 1, verify 2, fence 3, swap 4, retain 5, cleanup 6, done 7, aborting 8, aborted 9.",
+                ),
+                &["index"],
+            )
+            .expect("valid metric definition"),
+            docs: IntGaugeVec::new(
+                Opts::new(
+                    "miroir_reshard_documents_copied",
+                    "Documents copied to the shadow index by the last resharding of an index run by this proxy.",
+                ),
+                &["index"],
+            )
+            .expect("valid metric definition"),
+            active: IntGauge::new(
+                "miroir_reshard_active",
+                "Reshardings running on this proxy.",
+            )
+            .expect("valid metric definition"),
+        };
+        for c in [
+            Box::new(m.phase.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.docs.clone()),
+            Box::new(m.active.clone()),
+        ] {
+            // A second fleet on the same registry (tests) keeps the first registration.
+            let _ = registry.register(c);
+        }
+        m
+    }
 }
 
 impl Reshards {
@@ -1027,6 +1095,7 @@ impl Fleet {
             while let Some(done) = set.try_join_next() {
                 self.absorb_reshard(done);
             }
+            self.reshard_metrics(&state);
             self.retire_finished();
             if busy {
                 continue;
@@ -1060,6 +1129,63 @@ impl Fleet {
                 run.m.on_failure(id, now_ms())
             }
         }
+    }
+
+    /// Sets the resharding metrics from this proxy's coordinators.
+    fn reshard_metrics(&self, state: &AppState) {
+        let m = self
+            .reshards
+            .metrics
+            .get_or_init(|| ReshardMetrics::new(state.metrics.registry()));
+        let st = lock(&self.reshards.state);
+        let mut active = 0;
+        for (uid, run) in &st.runs {
+            let s = run.m.status();
+            m.phase
+                .with_label_values(&[uid.as_str()])
+                .set(phase_number(s.phase));
+            m.docs
+                .with_label_values(&[uid.as_str()])
+                .set(s.docs_copied as i64);
+            active += i64::from(!run.m.is_finished());
+        }
+        m.active.set(active);
+    }
+
+    /// The indexes with an S of their own (resharded, or resharding here or on another proxy), for
+    /// `GET /_miroir/topology` and `/_miroir/shards`: uid → physical index read now, its S, the phase of
+    /// its last resharding and whether one runs.
+    pub(super) fn reshard_indexes_view(&self) -> Value {
+        let st = lock(&self.reshards.state);
+        let mut out = Map::new();
+        let phase = |uid: &str| {
+            st.stored
+                .get(uid)
+                .and_then(|s| s.record.get("phase").cloned())
+                .unwrap_or(Value::Null)
+        };
+        for (uid, side) in &st.settled {
+            out.insert(
+                uid.clone(),
+                json!({"index": side.index, "shards": side.shards, "phase": phase(uid), "running": false}),
+            );
+        }
+        let live = st
+            .runs
+            .iter()
+            .map(|(u, r)| (u, r.m.read_target(), json!(r.m.phase())))
+            .chain(
+                st.foreign
+                    .iter()
+                    .map(|(u, f)| (u, f.m.read_target(), phase(u))),
+            );
+        for (uid, (index, placement), phase) in live {
+            out.insert(
+                uid.clone(),
+                json!({"index": index, "shards": placement.shards(), "phase": phase, "running": true}),
+            );
+        }
+        Value::Object(out)
     }
 
     /// Finished coordinators leave the routing to their record (atomically: name and S together).
