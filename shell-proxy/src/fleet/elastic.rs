@@ -1961,6 +1961,39 @@ mod tests {
     }
 
     #[test]
+    fn only_document_and_settings_writes_are_forwarded() {
+        use crate::routes::Route;
+        use http::Method as M;
+        let index = |m: M, p: &str| {
+            let route = Route::parse(&m, p).unwrap();
+            forwardable_index(&route).map(str::to_string)
+        };
+        for (m, p) in [
+            (M::POST, "/indexes/movies/documents"),
+            (M::PUT, "/indexes/movies/documents"),
+            (M::DELETE, "/indexes/movies/documents/3"),
+            (M::POST, "/indexes/movies/documents/delete-batch"),
+            (M::POST, "/indexes/movies/documents/delete"),
+            (M::PATCH, "/indexes/movies/settings"),
+            (M::DELETE, "/indexes/movies/settings"),
+        ] {
+            assert_eq!(index(m.clone(), p).as_deref(), Some("movies"), "{m} {p}");
+        }
+        for (m, p) in [
+            (M::GET, "/indexes/movies/documents"),
+            (M::POST, "/indexes/movies/search"),
+            (M::GET, "/indexes/movies/settings"),
+            (M::POST, "/indexes"),
+            (M::DELETE, "/indexes/movies"),
+            (M::GET, "/tasks"),
+        ] {
+            assert_eq!(index(m.clone(), p), None, "{m} {p}");
+        }
+        assert!(hop_by_hop("host") && hop_by_hop("content-length") && hop_by_hop("connection"));
+        assert!(!hop_by_hop("authorization") && !hop_by_hop("content-type"));
+    }
+
+    #[test]
     fn changes_are_described() {
         assert_eq!(
             describe(&Change::DrainNode(NodeId::new("n1")))["type"],
