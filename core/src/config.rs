@@ -54,6 +54,7 @@
 //!     body_read_timeout_ms: 120000
 //!     max_concurrent_requests: 1024
 //!     max_node_response_bytes: 268435456
+//!     advertise_url: ""            # http://proxy-0:7700: other proxies forward fenced writes here
 //! ```
 //!
 //! # Environment overrides
@@ -87,6 +88,7 @@
 //! | `server.max_header_bytes` / `.max_uri_bytes` / `.max_json_depth` / `.max_documents_per_batch` | `MIROIR_SERVER_MAX_HEADER_BYTES` / `MIROIR_SERVER_MAX_URI_BYTES` / `MIROIR_SERVER_MAX_JSON_DEPTH` / `MIROIR_SERVER_MAX_DOCUMENTS_PER_BATCH` |
 //! | `server.request_timeout_ms` / `.header_read_timeout_ms` / `.body_read_timeout_ms` | `MIROIR_SERVER_REQUEST_TIMEOUT_MS` / `MIROIR_SERVER_HEADER_READ_TIMEOUT_MS` / `MIROIR_SERVER_BODY_READ_TIMEOUT_MS` |
 //! | `server.max_concurrent_requests` / `.max_node_response_bytes` | `MIROIR_SERVER_MAX_CONCURRENT_REQUESTS` / `MIROIR_SERVER_MAX_NODE_RESPONSE_BYTES` |
+//! | `server.advertise_url` | `MIROIR_SERVER_ADVERTISE_URL` |
 //!
 //! An environment value wins over the file. Integers are written in decimal, decimals as `0.05`, booleans as `true` / `false`,
 //! enums by their name. Secrets (`master_key`, `node_master_key`, `admin.api_key`) should come from the
@@ -561,6 +563,10 @@ pub struct ServerConfig {
     /// `max_node_response_bytes` (default 268435456 = 256 MiB, > 0): a node answer larger than this is
     /// a bad node response (the node counts as failed for that request).
     pub max_node_response_bytes: u64,
+    /// `advertise_url` (default none; `http(s)://host[:port]`, no path): how the other proxies on the
+    /// same task store reach this one. While this proxy runs a fleet change or a resharding, they
+    /// forward the client writes it must fence to this URL instead of refusing them (503).
+    pub advertise_url: Option<String>,
 }
 
 impl Default for TaskStoreConfig {
@@ -650,6 +656,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 120_000,
             max_concurrent_requests: 1024,
             max_node_response_bytes: 268_435_456,
+            advertise_url: None,
         }
     }
 }
@@ -856,6 +863,11 @@ impl Config {
             body_read_timeout_ms: s.u64("body_read_timeout_ms", d.body_read_timeout_ms)?,
             max_concurrent_requests: s.u32("max_concurrent_requests", d.max_concurrent_requests)?,
             max_node_response_bytes: s.u64("max_node_response_bytes", d.max_node_response_bytes)?,
+            advertise_url: {
+                let url = s.string("advertise_url", "")?;
+                let url = url.strip_suffix('/').unwrap_or(&url).to_string();
+                (!url.is_empty()).then_some(url)
+            },
         };
         s.finish()?;
         m.finish()?;
@@ -981,6 +993,10 @@ impl Config {
             "miroir.server.max_node_response_bytes",
             sv.max_node_response_bytes,
         )?;
+        if let Some(url) = &sv.advertise_url {
+            check_node_address(url)
+                .map_err(|p| ConfigError::new("miroir.server.advertise_url", p))?;
+        }
         if sv.max_uri_bytes > MAX_URI_BYTES {
             return Err(ConfigError::new(
                 "miroir.server.max_uri_bytes",
@@ -2102,6 +2118,41 @@ mod tests {
         );
         let e = parse_env(&text, &[("MIROIR_SERVER_MAX_JSON_DEPTH", "0")]).unwrap_err();
         assert_eq!(e.path, "miroir.server.max_json_depth");
+    }
+
+    #[test]
+    fn the_advertised_url_is_optional_checked_and_overridable() {
+        assert_eq!(ServerConfig::default().advertise_url, None);
+        let c = parse("  server: {advertise_url: 'http://proxy-0:7700/'}\n").unwrap();
+        assert_eq!(
+            c.server.advertise_url.as_deref(),
+            Some("http://proxy-0:7700")
+        );
+        let c = parse("  server: {advertise_url: ''}\n").unwrap();
+        assert_eq!(c.server.advertise_url, None);
+        for bad in [
+            "proxy-0:7700",
+            "ftp://proxy-0",
+            "http://proxy-0:7700/x",
+            "http://user@proxy-0",
+            "http://proxy-0:0",
+        ] {
+            let e = err(&format!("  server: {{advertise_url: '{bad}'}}\n"));
+            assert!(e.starts_with("miroir.server.advertise_url: "), "{bad}: {e}");
+        }
+        assert!(err("  server: {advertise_url: 7}\n").contains("expected a string"));
+        let text = format!("miroir:\n{NODES}");
+        let c = parse_env(
+            &text,
+            &[("MIROIR_SERVER_ADVERTISE_URL", "http://10.0.0.1:7700")],
+        )
+        .unwrap();
+        assert_eq!(
+            c.server.advertise_url.as_deref(),
+            Some("http://10.0.0.1:7700")
+        );
+        let e = parse_env(&text, &[("MIROIR_SERVER_ADVERTISE_URL", "nope")]).unwrap_err();
+        assert_eq!(e.path, "miroir.server.advertise_url");
     }
 
     #[test]

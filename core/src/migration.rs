@@ -37,7 +37,9 @@
 //! - `cut_over`: the shard's routing switches to the new owners. A [`Action::Persist`] is emitted and nothing
 //!   else is sent until [`Migration::on_persisted`] acknowledges it; only then does the routing view switch
 //!   and the fence lift.
-//! - `cleanup`: `_miroir_shard = s` is deleted by filter on the leaving owners (never before the cut-over was
+//! - `cleanup`: first a wait of `cleanup_grace_ms` from entering the phase (also after a resume), so proxies
+//!   that read by the stored records see the cut-over before the copies they may still read go; then
+//!   `_miroir_shard = s` is deleted by filter on the leaving owners (never before the cut-over was
 //!   persisted), each deletion awaited.
 //! - `done`.
 //!
@@ -66,7 +68,8 @@
 //!   the new owners afterwards; write targets always include the acknowledgement set;
 //! - a shard enters `cut_over` only after a clean verify pass between its source and every target, while no
 //!   client write for it was in flight or admitted, after barriers on those nodes;
-//! - cleanup of a shard is only sent after its cut-over was persisted;
+//! - cleanup of a shard is only sent after its cut-over was persisted, and at least `cleanup_grace_ms`
+//!   after the shard entered `cleanup`;
 //! - a replica group being added serves reads of a shard only once that shard is cut over; a group being
 //!   removed is neither written nor read from the start.
 //!
@@ -400,6 +403,10 @@ pub struct MigrationParams {
     pub fence_timeout_ms: Millis,
     /// Verify passes in `catch_up` before going to the fence even if the last one was not clean.
     pub max_catch_up_passes: u32,
+    /// How long a shard waits in `cleanup` before deleting its copies on the leaving owners (0 = no
+    /// wait). Other proxies read by the records they last saw: the wait lets them see the cut-over
+    /// before the copies they may still read are deleted (the shell sets it from its store poll period).
+    pub cleanup_grace_ms: Millis,
     /// Test-only: plant a bug.
     pub planted: PlantedBug,
 }
@@ -416,6 +423,7 @@ impl MigrationParams {
             retry_after_ms: 500,
             fence_timeout_ms: 5_000,
             max_catch_up_passes: 3,
+            cleanup_grace_ms: 0,
             planted: PlantedBug::None,
         }
     }
@@ -559,6 +567,8 @@ struct Job {
     fence_stage: FenceStage,
     fence_deadline: Millis,
     cut_persisted: bool,
+    /// When the shard's cleanup may start (set on entering `cleanup`: now + `cleanup_grace_ms`).
+    cleanup_at: Option<Millis>,
     failures: u64,
 }
 
@@ -609,6 +619,7 @@ impl Job {
             fence_stage: FenceStage::Draining,
             fence_deadline: 0,
             cut_persisted: phase > Phase::CutOver,
+            cleanup_at: None,
             failures: 0,
         }
     }
@@ -1536,6 +1547,13 @@ impl Migration {
             }
             Phase::Cleanup => {
                 if !job.started {
+                    let at = *job
+                        .cleanup_at
+                        .get_or_insert(now.saturating_add(self.params.cleanup_grace_ms));
+                    if now < at {
+                        job.not_before = at;
+                        return false;
+                    }
                     job.started = true;
                     let leaving = if planted == PlantedBug::SkipCleanup {
                         Vec::new()
@@ -2404,6 +2422,85 @@ mod tests {
         }
         h.run(50_000);
         assert!(h.m.is_finished());
+    }
+
+    /// The shard a cleanup request deletes (`_miroir_shard = s`).
+    fn cleaned_shard(r: &NodeRequest) -> Option<String> {
+        if !r.path.ends_with("/documents/delete") {
+            return None;
+        }
+        let f = r.body.as_ref()?["filter"].as_str()?;
+        Some(f.rsplit(' ').next()?.to_string())
+    }
+
+    #[test]
+    fn cleanup_waits_for_the_grace_after_the_cut_over_and_after_a_resume() {
+        const GRACE: Millis = 10_000;
+        let plan = add_node_plan();
+        let ids: Vec<u64> = (0..20).collect();
+        let mut p = params();
+        p.cleanup_grace_ms = GRACE;
+        let mut h = Harness::new(plan.clone(), p.clone(), &ids);
+        let mut cut_at: BTreeMap<String, Millis> = BTreeMap::new();
+        let mut cleaned: BTreeSet<String> = BTreeSet::new();
+        let mut resumed_record = None;
+        for _ in 0..500_000 {
+            if h.m.is_finished() {
+                break;
+            }
+            let (persisted, sent) = (h.persisted.len(), h.sent.len());
+            h.run(1);
+            for r in &h.persisted[persisted..] {
+                for (s, ph) in r["shards"].as_object().unwrap() {
+                    if ph == "cut_over" {
+                        cut_at.entry(s.clone()).or_insert(h.now);
+                        resumed_record.get_or_insert_with(|| r.clone());
+                    }
+                }
+            }
+            for r in &h.sent[sent..] {
+                if let Some(s) = cleaned_shard(r) {
+                    let cut = cut_at[&s];
+                    assert!(
+                        h.now >= cut + GRACE,
+                        "shard {s} cleaned at {} though cut over at {cut}",
+                        h.now
+                    );
+                    cleaned.insert(s);
+                }
+            }
+        }
+        assert!(h.m.is_finished());
+        assert!(!cleaned.is_empty(), "a shard moved away from a node");
+        // a record resumed mid-way waits again from the resume: the other proxies may not have seen it
+        let record = resumed_record.unwrap();
+        let mut m = Migration::resume(&record, p).unwrap();
+        let resumed_at = 1_000_000;
+        m.handle_timeout(resumed_at);
+        let mut now = resumed_at;
+        while let Some(a) = m.poll_action() {
+            match a {
+                Action::Persist { seq, .. } => m.on_persisted(seq, now),
+                Action::Send(r) => {
+                    assert!(
+                        cleaned_shard(&r).is_none(),
+                        "a cleanup right after the resume: {r:?}"
+                    );
+                    // the shards not yet cut over copy: answer nothing more, only the clock runs
+                }
+            }
+        }
+        let wake = m.poll_timeout().expect("the cleanup waits for a time");
+        assert!(wake >= resumed_at + GRACE, "{wake}");
+        now = wake;
+        m.handle_timeout(now);
+        let mut sent_cleanup = false;
+        while let Some(a) = m.poll_action() {
+            if let Action::Send(r) = a {
+                sent_cleanup |= cleaned_shard(&r).is_some();
+            }
+        }
+        assert!(sent_cleanup, "the cleanup starts once the grace is over");
     }
 
     #[test]

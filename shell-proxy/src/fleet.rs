@@ -2679,6 +2679,8 @@ impl Fleet {
             "shards": placement.shards(),
             "replicationFactor": placement.rf(),
             "results": results,
+            // indexes resharded to an S of their own (see reshard.rs)
+            "indexes": self.reshard_indexes_view(),
         })
     }
 
@@ -2707,6 +2709,8 @@ impl Fleet {
             "replicaGroups": placement.groups(),
             "migrating": self.elastic.is_migrating(),
             "nodes": nodes,
+            // indexes resharded to an S of their own (see reshard.rs)
+            "indexes": self.reshard_indexes_view(),
         })
     }
 
@@ -3250,7 +3254,8 @@ impl RouteHandler for Fleet {
         let response = crate::idempotency::serve(state, &route_ref, request, |request| {
             crate::settings_sync::around(sync, state, &route_ref, request, |r| {
                 crate::session::around(&self.sessions, state, &route_ref, r, |r| async {
-                    match self.dispatch(state, route, r).await {
+                    // a write another proxy must fence goes to that proxy (see elastic.rs)
+                    match self.dispatch_or_forward(state, route, r).await {
                         Ok(r) => r,
                         Err(e) => error_response(&e),
                     }

@@ -703,3 +703,173 @@ async fn admin_elastic_routes_refuse_bad_input() {
     assert_eq!(r.status, 404);
     f.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_reads_everything_while_another_moves_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    // one copy per shard: a shard cleaned on its old owner is on its new owner only
+    o.replication_factor = 1;
+    let tweak = |c: &mut miroir_core::config::Config| {
+        // two pages of 200 per moving shard: the throttle holds each shard ~2 s between its pages
+        c.rebalancer.throttle_docs_per_sec = 100;
+        c.rebalancer.topology_poll_ms = 50;
+        c.rebalancer.max_concurrent_migrations = 2;
+    };
+    let (mut f, a) = fleet_tweaked(o.clone(), tweak).await;
+    let a = admin(a);
+    const N: u64 = 6_400;
+    seed(&a, N).await;
+    let all: BTreeSet<u64> = (0..N).collect();
+    // searches count every hit
+    a.write_ok(
+        "PATCH",
+        &format!("/indexes/{INDEX}/settings"),
+        Some(json!({"pagination": {"maxTotalHits": 100_000}})),
+    )
+    .await;
+    let mut config = {
+        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&o, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    tweak(&mut config);
+    config.server.port = 0;
+    let proxy_b = dev::start_proxy(config).await.unwrap();
+    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+
+    let spare = spare_node(0x5eed + 7).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+    let add = a
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    // every search through B, all along the change, finds every document
+    let start = Instant::now();
+    let mut searches = 0;
+    let mut moved_seen = false;
+    loop {
+        let r = b
+            .post(
+                &format!("/indexes/{INDEX}/search"),
+                json!({"q": "movie", "limit": 20}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(
+            r.body["estimatedTotalHits"], N,
+            "search {searches} through B missed documents"
+        );
+        assert_eq!(
+            listed(&b).await,
+            all,
+            "document list {searches} through B missed documents"
+        );
+        searches += 1;
+        // the new node holds documents once a shard was copied to it
+        moved_seen |= !node_docs(&f, 3, INDEX).await.is_empty();
+        let t = a.get("/_miroir/topology").await;
+        let s = a.get("/_miroir/rebalance/status").await;
+        if t.body["epoch"] == 2 && s.body["status"] == "idle" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the change never ended: {}",
+            s.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("{searches} searches through B during the change");
+    assert!(
+        moved_seen && searches > 10,
+        "the change was too fast to test: {searches}"
+    );
+    wait_epoch(&b, 2).await;
+    assert_eq!(listed(&b).await, all);
+    proxy_b.shutdown().await;
+    f.shutdown().await;
+}
+
+/// The ids of every document of `INDEX` listed through `api`.
+async fn listed(api: &Api) -> BTreeSet<u64> {
+    let r = api
+        .get(&format!(
+            "/indexes/{INDEX}/documents?limit=100000&fields=id"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.rebalancer.throttle_docs_per_sec = 100;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (mut f, a) = fleet_tweaked(o.clone(), tweak).await;
+    let a = admin(a);
+    // two pages of 200 per moving shard: the throttle holds each shard ~2 s between its pages
+    let mut expected = seed(&a, 6_400).await;
+    // proxy B advertises its URL and runs the change; A forwards its writes there
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = {
+        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&o, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    tweak(&mut config);
+    config.server.port = port;
+    config.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
+    let proxy_b = dev::start_proxy(config).await.unwrap();
+    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+    let spare = spare_node(0x5eed + 9).await;
+    let spare_url = spare.url();
+    f.nodes.push(spare);
+    let add = b
+        .post(
+            "/_miroir/nodes",
+            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
+        )
+        .await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    // every write through A is acknowledged while B moves the shards
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(a.clone(), INDEX, "writer", 10_000, 100, Arc::clone(&stop));
+    let mut seen_running = false;
+    loop {
+        let s = a.get("/_miroir/rebalance/status").await;
+        seen_running |= s.body["status"] != "idle";
+        let t = a.get("/_miroir/topology").await;
+        if t.body["epoch"] == 2 && s.body["status"] == "idle" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (acked, ops) = writer.await.unwrap();
+    assert!(seen_running, "A never saw the change");
+    assert!(ops > 20, "the writer through A barely ran: {ops}");
+    expected.extend(acked);
+    wait_epoch(&b, 2).await;
+    check_placement(&f, &a, &expected).await;
+    proxy_b.shutdown().await;
+    f.shutdown().await;
+}

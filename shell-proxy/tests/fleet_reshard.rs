@@ -500,6 +500,10 @@ async fn a_restarted_proxy_resumes_the_resharding() {
     };
     config.resharding.throttle_docs_per_sec = 1_000;
     config.resharding.retention_ms = 500;
+    // the restarted proxy cannot tell its old self from another live proxy: it takes the record over
+    // once the old owner's heartbeat is older than the lease
+    config.rebalancer.lease_ms = 400;
+    config.rebalancer.topology_poll_ms = 50;
     config.server.port = 0;
     let proxy = dev::start_proxy(config).await.unwrap();
     let f = DevFleet {
@@ -508,8 +512,7 @@ async fn a_restarted_proxy_resumes_the_resharding() {
         options,
     };
     let api = admin(Api::new(f.url()));
-    let s = status(&api).await;
-    assert_eq!(s["resumed"], true, "{s}");
+    let s = wait_status(&api, "resumed", |s| s["resumed"] == true).await;
     // the resumed coordinator keeps the throttle it was started with
     assert_eq!(s["throttleDocsPerSec"], 100, "{s}");
     wait_status(&api, "done", |s| s["phase"] == "done").await;
@@ -653,5 +656,351 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
     assert_eq!(r.body["fromShards"], 4, "{}", r.body);
     wait_status(&api, "retained", |s| s["phase"] == "retain").await;
     check_placement(&f, "movies__miroir_reshard_2", 2, &expected).await;
+    f.shutdown().await;
+}
+
+/// Starts a second proxy on the fleet's nodes and store, with `tweak` applied to its configuration.
+async fn second_proxy(
+    f: &DevFleet,
+    tweak: impl Fn(&mut miroir_core::config::Config),
+) -> (miroir_proxy::dev::RunningProxy, Api) {
+    let mut config = {
+        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
+        let yaml = dev::dev_config_yaml(&f.options, &addresses);
+        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+    };
+    config.server.port = 0;
+    tweak(&mut config);
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let api = admin(Api::new(format!("http://{}", proxy.addr)));
+    (proxy, api)
+}
+
+/// A writer through a proxy that may refuse writes of the index while another proxy reshards it (503
+/// `miroir_reshard_in_progress`): records what each acknowledged operation leaves, and how many writes
+/// were acknowledged and refused.
+fn spawn_tolerant_writer(
+    api: Api,
+    from: u64,
+    ids: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(BTreeMap<u64, Option<Value>>, u64, u64)> {
+    tokio::spawn(async move {
+        let mut expected = BTreeMap::new();
+        let (mut acked, mut refused) = (0u64, 0u64);
+        let mut n = 0u64;
+        let mut last = None;
+        while !stop.load(Ordering::SeqCst) {
+            n += 1;
+            let id = from + (n * 7) % ids;
+            let r = if n.is_multiple_of(5) {
+                api.post(
+                    &format!("/indexes/{INDEX}/documents/delete-batch"),
+                    json!([id]),
+                )
+                .await
+            } else {
+                api.post(
+                    &format!("/indexes/{INDEX}/documents"),
+                    json!([{"id": id, "title": format!("other {id}"), "v": n}]),
+                )
+                .await
+            };
+            match r.status {
+                202 => {
+                    acked += 1;
+                    let doc = (!n.is_multiple_of(5))
+                        .then(|| json!({"id": id, "title": format!("other {id}"), "v": n}));
+                    expected.insert(id, doc);
+                    last = r.body["taskUid"].as_u64();
+                    if acked.is_multiple_of(16) {
+                        if let Some(uid) = last {
+                            api.wait_task(uid).await;
+                        }
+                    }
+                }
+                503 => {
+                    assert_error(&r, 503, "miroir_reshard_in_progress", "system");
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => panic!("write through B: {} {}", r.status, r.body),
+            }
+        }
+        if let Some(uid) = last {
+            let t = api.wait_task(uid).await;
+            assert_eq!(t["status"], "succeeded", "{t}");
+        }
+        (expected, acked, refused)
+    })
+}
+
+/// Every document through `api`, by id.
+async fn listed_docs(api: &Api) -> BTreeMap<u64, Value> {
+    let r = api
+        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_proxy_follows_a_resharding_run_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.resharding.throttle_docs_per_sec = 150;
+        c.resharding.retention_ms = 300;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (f, a) = fleet_tweaked(options(&dir), tweak).await;
+    let a = admin(a);
+    let initial = seed(&a, 400).await;
+    let (proxy_b, b) = second_proxy(&f, tweak).await;
+    let before = searches(&a).await;
+    assert_eq!(searches(&b).await, before);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer_a = spawn_writer(a.clone(), INDEX, "writer", 1_000, 150, Arc::clone(&stop));
+    let writer_b = spawn_tolerant_writer(b.clone(), 2_000, 150, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let r = a
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // B sees the resharding A runs: the status, and no second one through B
+    let start = Instant::now();
+    let s = loop {
+        let r = b
+            .get(&format!("/_miroir/indexes/{INDEX}/reshard/status"))
+            .await;
+        if r.status == 200 && r.body["running"] == true {
+            break r.body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "B never saw it: {}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(s["toShards"], 8, "{s}");
+    let topology = b.get("/_miroir/topology").await;
+    assert_eq!(
+        topology.body["indexes"][INDEX]["running"], true,
+        "{}",
+        topology.body
+    );
+    let again = b
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 2}),
+        )
+        .await;
+    assert_error(&again, 409, "miroir_reshard_in_progress", "invalid_request");
+    let delete = b.call("DELETE", &format!("/indexes/{INDEX}"), None).await;
+    assert_error(
+        &delete,
+        409,
+        "miroir_reshard_in_progress",
+        "invalid_request",
+    );
+    // reads through B during the resharding (and across the swap) are unchanged
+    let start = Instant::now();
+    loop {
+        assert_eq!(
+            searches(&b).await,
+            before,
+            "search through B changed mid-way"
+        );
+        let one = b.get(&format!("/indexes/{INDEX}/documents/17")).await;
+        assert_eq!(one.status, 200, "{}", one.body);
+        assert_eq!(one.body["title"], initial[&17].as_ref().unwrap()["title"]);
+        if status(&a).await["phase"] == "done" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "never done");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // B keeps serving after the old index was deleted, and accepts writes again once it saw the end
+    for _ in 0..10 {
+        assert_eq!(
+            searches(&b).await,
+            before,
+            "search through B after the cleanup"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut expected = initial;
+    let (acked_a, ops_a) = writer_a.await.unwrap();
+    expected.extend(acked_a);
+    let (acked_b, ok_b, refused_b) = writer_b.await.unwrap();
+    expected.extend(acked_b);
+    println!("A ran {ops_a} writes; B acknowledged {ok_b} and refused {refused_b}");
+    assert!(ops_a > 20, "the writer through A barely ran: {ops_a}");
+    assert!(
+        ok_b > 5 && refused_b > 0,
+        "B: {ok_b} acknowledged, {refused_b} refused"
+    );
+    let w = b
+        .write_ok(
+            "POST",
+            &format!("/indexes/{INDEX}/documents"),
+            Some(json!([{"id": 7000, "title": "late", "v": 2}])),
+        )
+        .await;
+    assert_eq!(w["indexUid"], INDEX, "{w}");
+    expected.insert(7000, Some(json!({"id": 7000, "title": "late", "v": 2})));
+
+    // nothing lost, the same documents through both proxies, on exactly their owners under S = 8
+    let through_a = listed_docs(&a).await;
+    let through_b = listed_docs(&b).await;
+    assert_eq!(
+        through_a.keys().copied().collect::<BTreeSet<_>>(),
+        live_ids(&expected)
+    );
+    assert_eq!(through_a, through_b);
+    for (id, doc) in &expected {
+        if let Some(doc) = doc {
+            for k in ["title", "v"] {
+                assert_eq!(through_b[id].get(k), doc.get(k), "document {id}");
+            }
+        }
+    }
+    for api in [&a, &b] {
+        let stats = api.get(&format!("/indexes/{INDEX}/stats")).await;
+        assert_eq!(
+            stats.body["numberOfDocuments"],
+            live_ids(&expected).len() as u64,
+            "{}",
+            stats.body
+        );
+        assert_eq!(searches(api).await, before, "search changed");
+        check_index_list(api).await;
+    }
+    check_placement(&f, SHADOW, 8, &expected).await;
+    for i in 0..f.nodes.len() {
+        let r = node_api(&f, i).get(&format!("/indexes/{INDEX}")).await;
+        assert_eq!(
+            r.status, 404,
+            "the old index remains on node {i}: {}",
+            r.body
+        );
+    }
+    // both proxies show the index's own S and physical index; the fleet's S is unchanged
+    for api in [&a, &b] {
+        for path in ["/_miroir/topology", "/_miroir/shards"] {
+            let r = api.get(path).await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            assert_eq!(r.body["shards"], 4, "{path}: {}", r.body);
+            assert_eq!(
+                r.body["indexes"],
+                json!({INDEX: {"index": SHADOW, "shards": 8, "phase": "done", "running": false}}),
+                "{path}"
+            );
+        }
+    }
+    // the metrics of the proxy that ran it
+    let metrics = a.get("/metrics").await;
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(
+        text.contains("miroir_reshard_phase{index=\"movies\"} 7"),
+        "{text}"
+    );
+    assert!(text.contains("miroir_reshard_active 0"), "{text}");
+    let copied = text
+        .lines()
+        .find_map(|l| l.strip_prefix("miroir_reshard_documents_copied{index=\"movies\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(copied >= 400, "{text}");
+    proxy_b.shutdown().await;
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_another_proxy_are_forwarded_to_the_resharding_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let tweak = |c: &mut miroir_core::config::Config| {
+        c.resharding.throttle_docs_per_sec = 150;
+        c.resharding.retention_ms = 300;
+        c.rebalancer.topology_poll_ms = 50;
+    };
+    let (f, a) = fleet_tweaked(options(&dir), tweak).await;
+    let a = admin(a);
+    let initial = seed(&a, 400).await;
+    // proxy B advertises its URL and runs the resharding; A forwards the index's writes to it
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (proxy_b, b) = second_proxy(&f, |c| {
+        tweak(c);
+        c.server.port = port;
+        c.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await;
+    let before = searches(&a).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // every write through A is acknowledged (spawn_writer fails on anything but 202)
+    let writer_a = spawn_writer(a.clone(), INDEX, "writer", 1_000, 150, Arc::clone(&stop));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = b
+        .post(
+            &format!("/_miroir/indexes/{INDEX}/reshard"),
+            json!({"new_shards": 8}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    // A sees B's resharding, and a write through A is answered by B (the task resolves on both)
+    let start = Instant::now();
+    loop {
+        let s = a
+            .get(&format!("/_miroir/indexes/{INDEX}/reshard/status"))
+            .await;
+        if s.status == 200 && s.body["running"] == true {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "A never saw it");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let w = a
+        .post(
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 5000, "title": "forwarded", "v": 1}]),
+        )
+        .await;
+    assert_eq!(w.status, 202, "{}", w.body);
+    let uid = w.body["taskUid"].as_u64().unwrap();
+    assert_eq!(b.wait_task(uid).await["status"], "succeeded");
+    assert_eq!(a.wait_task(uid).await["indexUid"], INDEX);
+    wait_status(&b, "done", |s| s["phase"] == "done").await;
+    stop.store(true, Ordering::SeqCst);
+    let mut expected = initial;
+    expected.insert(
+        5000,
+        Some(json!({"id": 5000, "title": "forwarded", "v": 1})),
+    );
+    let (acked, ops) = writer_a.await.unwrap();
+    assert!(ops > 20, "the writer through A barely ran: {ops}");
+    expected.extend(acked);
+    // A takes the end in, then lists exactly the acknowledged documents, as B does
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for api in [&a, &b] {
+        assert_eq!(listed_ids(api).await, live_ids(&expected));
+        assert_eq!(searches(api).await, before, "search changed");
+    }
+    check_placement(&f, SHADOW, 8, &expected).await;
+    proxy_b.shutdown().await;
     f.shutdown().await;
 }

@@ -37,6 +37,19 @@
 //! node answered) and reads use `Migration::read_placement`. A node write of the coordinator never
 //! overtakes that node's pending hints: it is failed back to the coordinator, which retries it later.
 //!
+//! # Other proxies while a change runs
+//! A proxy that sees a change claimed by another (live) owner refuses writes (503
+//! `miroir_migration_in_progress`: they must be fenced by the owner's coordinators) and reads each index
+//! by the owner's last stored record (`elastic/record/<index>`, polled every `rebalancer.topology_poll_ms`):
+//! core's `Migration::resume(record).read_placement()` reads a shard from its old owners until its
+//! cut-over record, from its new owners afterwards (their addresses taken from the claim's new
+//! topology). The owner's coordinators wait `cleanup_grace_ms` = two polls in each shard's `cleanup`
+//! before deleting its copies on the leaving owners, so another proxy has seen the cut-over (and reads
+//! the new owners) before the copies it may still read go. Once the claim is released (after the
+//! commit) the new topology is adopted and the records are forgotten. A read through another proxy may
+//! lag the owner by up to a poll: right after a cut-over it still reads the old owners, which miss the
+//! writes acknowledged by the new owners since.
+//!
 //! Core decides everything; this module only executes.
 
 use super::{json_body, now_ms, Answer, Fleet};
@@ -136,6 +149,43 @@ pub(super) async fn put_meta_until_stored(state: &AppState, key: &str, value: &V
     }
 }
 
+/// The header of a forwarded write: it is never forwarded again (two proxies advertising each other).
+pub(crate) const FORWARDED_HEADER: &str = "x-miroir-forwarded";
+
+type ForwardClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<Bytes>,
+>;
+
+/// Headers that belong to one connection (and the ones the client recomputes): never copied through.
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// The index of a client write that may be forwarded to the proxy fencing it (documents and settings
+/// writes).
+fn forwardable_index(route: &crate::routes::Route) -> Option<&str> {
+    use miroir_core::auth::Action as Permission;
+    match route.action()? {
+        (
+            Permission::DocumentsAdd | Permission::DocumentsDelete | Permission::SettingsUpdate,
+            Some(index),
+        ) => Some(index),
+        _ => None,
+    }
+}
+
 fn store_error(e: crate::store::StoreError) -> MeiliError {
     MeiliError::from(e)
 }
@@ -185,6 +235,9 @@ struct Pending {
     /// When the owner last renewed its claim.
     #[serde(default)]
     heartbeat: Millis,
+    /// The owner's `server.advertise_url`: the other proxies forward their writes there.
+    #[serde(default)]
+    owner_url: Option<String>,
 }
 
 impl Pending {
@@ -284,6 +337,15 @@ pub struct Elastic {
     metrics: std::sync::OnceLock<ElasticMetrics>,
     /// The status of the last migration this proxy finished.
     last: Mutex<Option<Value>>,
+    /// While another proxy runs a fleet change: per index, its last stored record and the read placement
+    /// core derives from it (`Migration::resume(record).read_placement()`).
+    followed: Mutex<BTreeMap<String, (Value, Arc<Placement>)>>,
+    /// The topology another proxy's change moves to (the addresses of the nodes it adds).
+    followed_new: Mutex<Option<Topology>>,
+    /// The advertised URL of the proxy running the change another proxy claimed.
+    owner_url: Mutex<Option<String>>,
+    /// The client forwarding writes to the proxy that must fence them.
+    forward_client: std::sync::OnceLock<ForwardClient>,
 }
 
 impl Elastic {
@@ -297,6 +359,10 @@ impl Elastic {
             loaded: tokio::sync::OnceCell::new(),
             metrics: std::sync::OnceLock::new(),
             last: Mutex::new(None),
+            followed: Mutex::new(BTreeMap::new()),
+            followed_new: Mutex::new(None),
+            owner_url: Mutex::new(None),
+            forward_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -314,13 +380,28 @@ impl Elastic {
         if let Some(n) = self.view().topology.node(node) {
             return Some(n.address.clone());
         }
-        let gate = lock(&self.gate);
-        let live = gate.live.as_ref()?;
-        live.pending
-            .new
+        {
+            let gate = lock(&self.gate);
+            if let Some(live) = gate.live.as_ref() {
+                return live
+                    .pending
+                    .new
+                    .node(node)
+                    .or_else(|| live.pending.old.node(node))
+                    .map(|n| n.address.clone());
+            }
+        }
+        lock(&self.followed_new)
+            .as_ref()?
             .node(node)
-            .or_else(|| live.pending.old.node(node))
             .map(|n| n.address.clone())
+    }
+
+    /// Forgets the records of another proxy's change (it is over, or this proxy runs it now).
+    fn unfollow(&self) {
+        lock(&self.followed).clear();
+        *lock(&self.followed_new) = None;
+        *lock(&self.owner_url) = None;
     }
 
     /// Every node requests may address: the committed serving nodes plus the ones a live migration adds.
@@ -343,6 +424,11 @@ impl Elastic {
                 out.entry(n.id.clone()).or_insert_with(|| n.address.clone());
             }
         }
+        if let Some(new) = lock(&self.followed_new).as_ref() {
+            for n in new.nodes.iter().filter(|n| n.state.is_placed()) {
+                out.entry(n.id.clone()).or_insert_with(|| n.address.clone());
+            }
+        }
         out
     }
 
@@ -356,7 +442,15 @@ impl Elastic {
         {
             return Arc::new(run.m.read_placement().clone());
         }
+        if let Some((_, p)) = lock(&self.followed).get(index) {
+            return Arc::clone(p);
+        }
         Arc::clone(&self.view().placement)
+    }
+
+    /// This proxy's instance id (the owner named in the claims and records it writes).
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 
     /// Whether a migration runs on this proxy.
@@ -742,6 +836,11 @@ impl Fleet {
                     }
                     Some(_) => return Err(index_frozen(index)),
                     None if g.foreign => return Err(migrating_elsewhere()),
+                    // checked under the gate lock: a resharding adopted from the store first marks the
+                    // index, then closes the gate to drain the writes routed before (see reshard.rs)
+                    None if self.reshard_foreign(index) => {
+                        return Err(super::reshard::resharding_elsewhere(index))
+                    }
                     None if g.starting == 0 => {
                         g.plain += 1;
                         drop(g);
@@ -878,6 +977,126 @@ impl Fleet {
         }
     }
 
+    // ----- forwarding -----
+
+    /// Runs a request, forwarding a write another proxy must fence to that proxy: before the dispatch
+    /// when this proxy already knows, and after a refusal (the record was seen meanwhile: a refused write
+    /// left nothing behind, its task uid is only taken once the write is routed).
+    pub(crate) async fn dispatch_or_forward(
+        &self,
+        state: &AppState,
+        route: crate::routes::Route,
+        request: ProxyRequest,
+    ) -> Result<ProxyResponse, MeiliError> {
+        if forwardable_index(&route).is_none() {
+            return self.dispatch(state, route, request).await;
+        }
+        if let Some(forwarded) = self.forward_foreign_write(state, &route, &request).await {
+            return Ok(forwarded);
+        }
+        let again = (route.clone(), request.clone());
+        match self.dispatch(state, route, request).await {
+            Err(e)
+                if e.status == 503
+                    && matches!(
+                        e.code.as_str(),
+                        "miroir_migration_in_progress" | "miroir_reshard_in_progress"
+                    ) =>
+            {
+                match self.forward_foreign_write(state, &again.0, &again.1).await {
+                    Some(forwarded) => Ok(forwarded),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Where a client write of `index` goes instead of being refused here: the advertised URL of the
+    /// proxy running the index's resharding or the fleet change (`None`: handled here).
+    fn write_owner(&self, state: &AppState, index: &str) -> Option<String> {
+        let url = self.reshard_owner_url(index).or_else(|| {
+            let g = lock(&self.elastic.gate);
+            if g.foreign && g.live.is_none() {
+                lock(&self.elastic.owner_url).clone()
+            } else {
+                None
+            }
+        })?;
+        (state.config.server.advertise_url.as_deref() != Some(url.as_str())).then_some(url)
+    }
+
+    /// A client write (documents, settings) this proxy would refuse because another proxy must fence
+    /// it is sent to that proxy when it advertises a URL, and its answer returned as is (task uids are
+    /// shared through the store). `None`: handled here (no owner URL, a forwarded request, or the owner
+    /// unreachable: the write is then refused with 503 as without forwarding). The `Idempotency-Key`
+    /// header is not passed on: this proxy keeps the key's record around the forwarded answer.
+    pub(crate) async fn forward_foreign_write(
+        &self,
+        state: &AppState,
+        route: &crate::routes::Route,
+        request: &ProxyRequest,
+    ) -> Option<ProxyResponse> {
+        let index = forwardable_index(route)?;
+        if request.headers.contains_key(FORWARDED_HEADER) {
+            return None;
+        }
+        let url = self.write_owner(state, index)?;
+        let path = request
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let mut builder = http::Request::builder()
+            .method(request.method.clone())
+            .uri(format!("{url}{path}"));
+        for (name, value) in request.headers.iter() {
+            if !hop_by_hop(name.as_str()) && name.as_str() != "idempotency-key" {
+                builder = builder.header(name, value);
+            }
+        }
+        let forwarded = builder
+            .header(FORWARDED_HEADER, "1")
+            .body(http_body_util::Full::new(request.body.clone()))
+            .ok()?;
+        let client = self.elastic.forward_client.get_or_init(|| {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http()
+        });
+        let timeout = Duration::from_millis(state.config.server.request_timeout_ms.max(1));
+        let answer = async {
+            let resp = client.request(forwarded).await.map_err(|e| e.to_string())?;
+            let (parts, body) = resp.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body)
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok::<_, String>((parts, bytes))
+        };
+        let (parts, bytes) = match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    owner = url,
+                    error = e,
+                    "cannot forward a write to its owner"
+                );
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!(owner = url, "forwarding a write to its owner timed out");
+                return None;
+            }
+        };
+        let mut response = http::Response::builder().status(parts.status);
+        for (name, value) in parts.headers.iter() {
+            if !hop_by_hop(name.as_str()) {
+                response = response.header(name, value);
+            }
+        }
+        response.body(http_body_util::Full::new(bytes)).ok()
+    }
+
     // ----- the loop -----
 
     /// Polls the store for a newer topology or a claimed change and runs the change's migration. Runs with
@@ -901,6 +1120,7 @@ impl Fleet {
                             let taken = Pending {
                                 owner: self.elastic.instance.clone(),
                                 heartbeat: now,
+                                owner_url: state.config.server.advertise_url.clone(),
                                 ..p
                             };
                             let value = serde_json::to_value(&taken).unwrap_or(Value::Null);
@@ -908,6 +1128,7 @@ impl Fleet {
                                 state.store.swap_meta(PENDING_KEY, Some(&v), &value).await
                             {
                                 lock(&self.elastic.gate).foreign = false;
+                                self.elastic.unfollow();
                                 metrics.running.set(1);
                                 self.run_migration(&state, taken, value).await;
                                 metrics.running.set(0);
@@ -915,6 +1136,8 @@ impl Fleet {
                             }
                         } else {
                             lock(&self.elastic.gate).foreign = true;
+                            *lock(&self.elastic.owner_url) = p.owner_url.clone();
+                            self.follow_records(&state, &p).await;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "the stored fleet change is unreadable"),
@@ -928,8 +1151,11 @@ impl Fleet {
                             g.claimed = false;
                         }
                     }
-                    if let Err(e) = self.adopt_stored(&state, false).await {
-                        tracing::warn!(error = %e, "cannot adopt the stored topology");
+                    match self.adopt_stored(&state, false).await {
+                        // the records are gone with the claim (released after the commit): reads
+                        // follow the adopted topology
+                        Ok(_) => self.elastic.unfollow(),
+                        Err(e) => tracing::warn!(error = %e, "cannot adopt the stored topology"),
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read the stored fleet change"),
@@ -946,7 +1172,47 @@ impl Fleet {
         p.page_size = PAGE_SIZE;
         p.retry_after_ms = 300;
         p.fence_timeout_ms = 5_000;
+        // the other proxies read by the records they last polled: a shard's copies on its old owners
+        // stay two polls after its cut-over record
+        p.cleanup_grace_ms = 2 * state.config.rebalancer.topology_poll_ms;
         p
+    }
+
+    /// Follows the records of a fleet change another proxy runs: reads of each index use the placement
+    /// core derives from its last stored record (old owners until a shard's cut-over record, new ones
+    /// from it on). An index without a record yet reads by the committed placement.
+    async fn follow_records(&self, state: &AppState, pending: &Pending) {
+        *lock(&self.elastic.followed_new) = Some(pending.new.clone());
+        for (index, pk) in &pending.indexes {
+            let record = match state.store.get_meta(&record_key(index)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(index, error = %e, "cannot read a migration record");
+                    continue;
+                }
+            };
+            // none yet (the coordinator has not started: the committed placement applies), or none any
+            // more (released after the commit: the last one followed stays until the new topology is
+            // adopted)
+            let Some(record) = record else {
+                continue;
+            };
+            if lock(&self.elastic.followed)
+                .get(index)
+                .is_some_and(|(v, _)| *v == record)
+            {
+                continue;
+            }
+            let params = self.migration_params(state, index, pk.as_deref());
+            match Migration::resume(&record, params) {
+                Ok(m) => {
+                    let p = Arc::new(m.read_placement().clone());
+                    lock(&self.elastic.followed).insert(index.clone(), (record, p));
+                }
+                Err(e) => tracing::error!(index, error = %e, "unusable migration record"),
+            }
+        }
+        lock(&self.elastic.followed).retain(|i, _| pending.indexes.contains_key(i));
     }
 
     /// Carries out a claimed change to the end (resuming stored records), then commits its topology.
@@ -1410,6 +1676,7 @@ impl Fleet {
             started_at: now_ms(),
             owner: self.elastic.instance.clone(),
             heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
         };
         let value = serde_json::to_value(&pending)
             .map_err(|e| MeiliError::internal(format!("cannot encode the fleet change: {e}")))?;
@@ -1672,6 +1939,7 @@ mod tests {
             started_at: 0,
             owner: String::new(),
             heartbeat: 0,
+            owner_url: None,
         };
         let m = Migration::start(plan, MigrationParams::new("movies", "id")).unwrap();
         lock(&e.gate).live = Some(Live {
@@ -1710,6 +1978,39 @@ mod tests {
         let mut t = topo();
         t.nodes.clear();
         assert!(View::new(t).is_err());
+    }
+
+    #[test]
+    fn only_document_and_settings_writes_are_forwarded() {
+        use crate::routes::Route;
+        use http::Method as M;
+        let index = |m: M, p: &str| {
+            let route = Route::parse(&m, p).unwrap();
+            forwardable_index(&route).map(str::to_string)
+        };
+        for (m, p) in [
+            (M::POST, "/indexes/movies/documents"),
+            (M::PUT, "/indexes/movies/documents"),
+            (M::DELETE, "/indexes/movies/documents/3"),
+            (M::POST, "/indexes/movies/documents/delete-batch"),
+            (M::POST, "/indexes/movies/documents/delete"),
+            (M::PATCH, "/indexes/movies/settings"),
+            (M::DELETE, "/indexes/movies/settings"),
+        ] {
+            assert_eq!(index(m.clone(), p).as_deref(), Some("movies"), "{m} {p}");
+        }
+        for (m, p) in [
+            (M::GET, "/indexes/movies/documents"),
+            (M::POST, "/indexes/movies/search"),
+            (M::GET, "/indexes/movies/settings"),
+            (M::POST, "/indexes"),
+            (M::DELETE, "/indexes/movies"),
+            (M::GET, "/tasks"),
+        ] {
+            assert_eq!(index(m.clone(), p), None, "{m} {p}");
+        }
+        assert!(hop_by_hop("host") && hop_by_hop("content-length") && hop_by_hop("connection"));
+        assert!(!hop_by_hop("authorization") && !hop_by_hop("content-type"));
     }
 
     #[test]

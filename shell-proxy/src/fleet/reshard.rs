@@ -27,14 +27,46 @@
 //! answering 202. A background loop ([`Fleet::reshard_loop`]) carries out every coordinator's actions:
 //! node requests in parallel, every `Action::Persist` stored before `on_persisted`. A finished
 //! coordinator is retired: its index is then routed by its record. At start (before the first request
-//! is served) every stored record that is not final is resumed; client writes wait meanwhile.
+//! is served) the stored records are read; one that is not final is resumed once its owner's heartbeat
+//! is older than the lease (see below); client writes wait for the reading.
 //!
 //! A resharding and a fleet migration never run together: each refuses to start while the other runs
 //! (409 `miroir_migration_in_progress` / `miroir_reshard_in_progress`), and a fleet change is refused
 //! while an index has an S of its own (the migration plans with the fleet's S).
 //!
-//! Known limits: one proxy runs a resharding (other proxies must not write the index meanwhile); index
-//! list pages hide the shadow entries after paging, so a page may hold fewer entries than `limit`.
+//! # Several proxies on one store
+//! One proxy runs a resharding: the record names its `owner` (the proxy's instance id) and a
+//! `heartbeat` the owner renews every third of `rebalancer.lease_ms`; every record is stored by
+//! compare-and-set on the value its writer last stored (the first one on the value the starting proxy
+//! read: two proxies never both start one). Every proxy reads all the records at start and then every
+//! `rebalancer.topology_poll_ms` ([`Fleet::reshard_poll`]):
+//! - a finished record maps the uid to its physical index and S;
+//! - a live record of another owner, renewed within the lease, is *foreign*: reads of the index follow
+//!   core's `Reshard::resume(record).read_target()` (the old index and S until the swap record, the new
+//!   ones from it on), and writes of the index are refused with 503 `miroir_reshard_in_progress`
+//!   (index-level changes with 409);
+//! - a live record whose owner went silent for the lease (or this proxy's own before a restart) is taken
+//!   over (compare-and-set) and resumed; a coordinator whose record was taken over stops at its next store.
+//!
+//! Why no write accepted by another proxy B is lost: the coordinator A stores its first record, then does
+//! nothing for two polls (`hold_until`): no dual write, no copy, no fence. Within a poll B reads the
+//! record, marks the index foreign (from then on `write_route` refuses its writes, checked under the
+//! write gate's lock) and then closes its write gate, i.e. waits for every write of B routed before the
+//! mark to be answered by its nodes (so enqueued there). Hence every write acknowledged by B is in the
+//! live index's node queues before A starts the backfill, a fortiori before the fence's barriers: the
+//! backfill or a verify pass (the last one under the fence, after the barriers) brings it to the shadow
+//! before the swap; B accepts no write of the index until the record is final, and then routes by the
+//! final record like A. Symmetrically, whenever a stored record changes the physical index in force
+//! (the swap, a rollback's swap back) the coordinator holds for two polls again, so the index B may still
+//! read (it reads by the record it last saw) is not deleted before B saw the change: the old index is
+//! deleted at the earliest two polls after the swap, the abandoned one of a rollback likewise. The bound
+//! "two polls" assumes a poll pass (one store read) is shorter than a poll period and that a write B
+//! routed before the mark is answered within that time, as the fleet change's start does (elastic.rs).
+//!
+//! Known limits: a write of B whose node request is still in the network when B gave up on it (timed out)
+//! may arrive after the fence; an owner that stops renewing while alive (a store outage longer than the
+//! lease) may run on until its next store while another proxy resumes the record. Index list pages hide
+//! the shadow entries after paging, so a page may hold fewer entries than `limit`.
 
 use super::{json_body, now_ms, reply_response, Answer, Fleet};
 use crate::http_util::{json_response, ProxyResponse};
@@ -46,6 +78,7 @@ use miroir_core::quorum::WriteQuorum;
 use miroir_core::reshard::{self, Action, Phase, Reshard, ReshardParams, Side, WriteIntent};
 use miroir_core::routing::Placement;
 use miroir_core::{MeiliError, Millis};
+use prometheus::{IntGauge, IntGaugeVec, Opts};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -84,6 +117,20 @@ fn in_progress(uid: &str) -> MeiliError {
     )
 }
 
+/// A write refused because another proxy runs the index's resharding (its writes must go through that
+/// proxy's coordinator: dual writes and the fence).
+pub(crate) fn resharding_elsewhere(uid: &str) -> MeiliError {
+    MeiliError::new(
+        503,
+        "miroir_reshard_in_progress",
+        miroir_core::ErrorType::System,
+        format!(
+            "Another proxy is resharding index `{uid}`: its writes go through that proxy until \
+             `GET /_miroir/indexes/{uid}/reshard/status` reports it done."
+        ),
+    )
+}
+
 fn no_reshard(uid: &str) -> MeiliError {
     MeiliError::invalid(
         404,
@@ -112,6 +159,16 @@ pub struct Stored {
     /// starts with the fleet's S under its own name).
     #[serde(default)]
     pub dropped: bool,
+    /// The proxy instance running the resharding (empty in records written before proxies shared them).
+    #[serde(default)]
+    pub owner: String,
+    /// When the owner last stored the record; renewed every third of `rebalancer.lease_ms` while it runs.
+    /// A live record older than the lease is taken over by another proxy.
+    #[serde(default)]
+    pub heartbeat: Millis,
+    /// The owner's `server.advertise_url`: the other proxies forward the index's writes there.
+    #[serde(default)]
+    pub owner_url: Option<String>,
 }
 
 /// The physical index in force according to a record: `dst` from the swap on, `src` before.
@@ -132,11 +189,28 @@ struct Run {
     m: Reshard,
     stored: Stored,
     resumed: bool,
+    /// The value last stored for it (what the next compare-and-set expects).
+    value: Value,
+    /// No action is carried out before this time: the other proxies are given two polls to see the last
+    /// stored record (see the module documentation).
+    hold_until: Millis,
+}
+
+/// A live resharding run by another proxy: its record, rebuilt into a coordinator that is never driven
+/// (core's `Reshard::resume` decides where the record's reads go: `read_target`).
+struct Foreign {
+    m: Reshard,
+    /// The stored value it was rebuilt from.
+    value: Value,
+    /// Where the index's writes are forwarded (the owner's advertised URL).
+    owner_url: Option<String>,
 }
 
 #[derive(Default)]
 struct State {
     runs: BTreeMap<String, Run>,
+    /// Live reshardings of other proxies (their indexes' writes are refused here).
+    foreign: BTreeMap<String, Foreign>,
     /// Indexes resharded before, not resharding now: their physical index in force and S.
     settled: BTreeMap<String, Side>,
     /// Stored value of every index (finished ones included), for the status and generations.
@@ -149,14 +223,82 @@ pub struct Reshards {
     state: Mutex<State>,
     loaded: tokio::sync::OnceCell<()>,
     wake: tokio::sync::Notify,
+    metrics: std::sync::OnceLock<ReshardMetrics>,
+}
+
+/// Metrics of the reshardings this proxy runs.
+#[derive(Clone)]
+struct ReshardMetrics {
+    /// Per index: the phase's number (see [`phase_number`]).
+    phase: IntGaugeVec,
+    /// Per index: documents copied by the backfill.
+    docs: IntGaugeVec,
+    /// Reshardings running on this proxy.
+    active: IntGauge,
+}
+
+/// A phase as the `miroir_reshard_phase` gauge shows it: create_shadow 0, backfill 1, verify 2, fence 3,
+/// swap 4, retain 5, cleanup 6, done 7, aborting 8, aborted 9.
+pub fn phase_number(p: Phase) -> i64 {
+    match p {
+        Phase::CreateShadow => 0,
+        Phase::Backfill => 1,
+        Phase::Verify => 2,
+        Phase::Fence => 3,
+        Phase::Swap => 4,
+        Phase::Retain => 5,
+        Phase::Cleanup => 6,
+        Phase::Done => 7,
+        Phase::Aborting => 8,
+        Phase::Aborted => 9,
+    }
+}
+
+impl ReshardMetrics {
+    fn new(registry: &prometheus::Registry) -> ReshardMetrics {
+        let m = ReshardMetrics {
+            phase: IntGaugeVec::new(
+                Opts::new(
+                    "miroir_reshard_phase",
+                    "Phase of the last resharding of an index run by this proxy: create_shadow 0, \
+                     backfill 1, verify 2, fence 3, swap 4, retain 5, cleanup 6, done 7, aborting 8, aborted 9.",
+                ),
+                &["index"],
+            )
+            .expect("valid metric definition"),
+            docs: IntGaugeVec::new(
+                Opts::new(
+                    "miroir_reshard_documents_copied",
+                    "Documents copied to the shadow index by the last resharding of an index run by this proxy.",
+                ),
+                &["index"],
+            )
+            .expect("valid metric definition"),
+            active: IntGauge::new(
+                "miroir_reshard_active",
+                "Reshardings running on this proxy.",
+            )
+            .expect("valid metric definition"),
+        };
+        for c in [
+            Box::new(m.phase.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.docs.clone()),
+            Box::new(m.active.clone()),
+        ] {
+            // A second fleet on the same registry (tests) keeps the first registration.
+            let _ = registry.register(c);
+        }
+        m
+    }
 }
 
 impl Reshards {
     /// The physical index of `uid` when it differs from `uid`.
     fn physical(st: &State, uid: &str) -> Option<String> {
-        let name = match st.runs.get(uid) {
-            Some(run) => run.m.read_target().0.to_string(),
-            None => st.settled.get(uid)?.index.clone(),
+        let name = match (st.runs.get(uid), st.foreign.get(uid)) {
+            (Some(run), _) => run.m.read_target().0.to_string(),
+            (None, Some(f)) => f.m.read_target().0.to_string(),
+            (None, None) => st.settled.get(uid)?.index.clone(),
         };
         (name != uid).then_some(name)
     }
@@ -350,7 +492,11 @@ fn status_json(uid: &str, stored: &Stored, run: Option<&Run>, now: Millis) -> Va
                 "phase".into(),
                 r.get("phase").cloned().unwrap_or(Value::Null),
             );
-            out.insert("running".into(), json!(false));
+            // a live record without a coordinator here is run by another proxy
+            out.insert(
+                "running".into(),
+                json!(!phase_of(r).is_none_or(Phase::is_final)),
+            );
             out.insert(
                 "shards".into(),
                 json!(in_force(r).map(|s| s.shards).unwrap_or(stored.from_shards)),
@@ -378,12 +524,13 @@ impl Fleet {
     /// rename the answer back.
     pub(super) fn reshard_rewrite(&self, path: &str) -> (Option<String>, Option<AnswerFix>) {
         let st = lock(&self.reshards.state);
-        if st.runs.is_empty() && st.settled.is_empty() {
+        if st.runs.is_empty() && st.settled.is_empty() && st.foreign.is_empty() {
             return (None, None);
         }
         let names = || -> BTreeMap<String, String> {
             st.runs
                 .keys()
+                .chain(st.foreign.keys())
                 .chain(st.settled.keys())
                 .filter_map(|uid| Reshards::physical(&st, uid).map(|p| (p, uid.clone())))
                 .collect()
@@ -420,6 +567,9 @@ impl Fleet {
         if let Some(run) = st.runs.get(uid) {
             return Some(Arc::new(run.m.read_target().1.clone()));
         }
+        if let Some(f) = st.foreign.get(uid) {
+            return Some(Arc::new(f.m.read_target().1.clone()));
+        }
         let side = st.settled.get(uid)?;
         let view = self.elastic.view();
         if side.shards == view.topology.shards {
@@ -439,6 +589,9 @@ impl Fleet {
     ) -> Result<Option<(String, Arc<Placement>)>, MeiliError> {
         let physical = {
             let st = lock(&self.reshards.state);
+            if st.foreign.contains_key(uid) {
+                return Err(in_progress(uid));
+            }
             if let Some(run) = st.runs.get(uid) {
                 if !matches!(
                     run.m.phase(),
@@ -464,12 +617,24 @@ impl Fleet {
         lock(&self.reshards.state).runs.contains_key(uid)
     }
 
+    /// Whether another proxy runs a resharding of `uid` (its writes are refused here).
+    pub(super) fn reshard_foreign(&self, uid: &str) -> bool {
+        lock(&self.reshards.state).foreign.contains_key(uid)
+    }
+
+    /// The advertised URL of the proxy running `uid`'s resharding, when another one does.
+    pub(super) fn reshard_owner_url(&self, uid: &str) -> Option<String> {
+        lock(&self.reshards.state)
+            .foreign
+            .get(uid)
+            .and_then(|f| f.owner_url.clone())
+    }
+
     /// Refuses an index-level change (creation, deletion, swap) of an index being resharded.
     pub(super) fn refuse_while_resharding(&self, uid: &str) -> Result<(), MeiliError> {
-        let busy = lock(&self.reshards.state)
-            .runs
-            .get(uid)
-            .is_some_and(|r| !r.m.is_finished());
+        let st = lock(&self.reshards.state);
+        let busy =
+            st.foreign.contains_key(uid) || st.runs.get(uid).is_some_and(|r| !r.m.is_finished());
         if busy {
             return Err(in_progress(uid));
         }
@@ -481,12 +646,18 @@ impl Fleet {
         self.retire_finished();
         let st = lock(&self.reshards.state);
         let s = self.elastic.view().topology.shards;
-        let busy = st.runs.keys().next().cloned().or_else(|| {
-            st.settled
-                .iter()
-                .find(|(_, side)| side.shards != s)
-                .map(|(u, _)| u.clone())
-        });
+        let busy = st
+            .runs
+            .keys()
+            .chain(st.foreign.keys())
+            .next()
+            .cloned()
+            .or_else(|| {
+                st.settled
+                    .iter()
+                    .find(|(_, side)| side.shards != s)
+                    .map(|(u, _)| u.clone())
+            });
         match busy {
             Some(uid) => Err(MeiliError::invalid(
                 409,
@@ -609,90 +780,288 @@ impl Fleet {
         p
     }
 
-    /// Loads the stored records once, before the first request is served, resuming the unfinished ones
-    /// (client writes wait meanwhile). A store error is logged and retried on the next request.
+    /// Loads the stored records once, before the first request is served (client writes wait
+    /// meanwhile); see [`Fleet::reshard_poll`]. A store error is logged and retried on the next request.
     pub(super) async fn reshard_ready(&self, state: &AppState) {
         let loaded = self
             .reshards
             .loaded
-            .get_or_try_init(|| async {
-                let entries = state.store.list_meta(RECORD_PREFIX).await?;
-                let mut st = lock(&self.reshards.state);
-                for (key, value) in entries {
-                    let uid = key.strip_prefix(RECORD_PREFIX).unwrap_or(&key).to_string();
-                    let stored: Stored = match serde_json::from_value(value) {
-                        Ok(s) => s,
-                        Err(e) => {
-                            tracing::error!(index = uid, error = %e, "unreadable resharding record");
-                            continue;
-                        }
-                    };
-                    let final_phase = phase_of(&stored.record).is_none_or(Phase::is_final);
-                    if !final_phase {
-                        let pk = stored.record["primaryKey"].as_str().unwrap_or("id");
-                        let params = self.reshard_params(&uid, pk, &stored);
-                        match Reshard::resume(&stored.record, params) {
-                            Ok(m) => {
-                                tracing::info!(index = uid, "resharding resumed");
-                                st.runs.insert(
-                                    uid.clone(),
-                                    Run {
-                                        m,
-                                        stored: stored.clone(),
-                                        resumed: true,
-                                    },
-                                );
-                            }
-                            Err(e) => {
-                                tracing::error!(index = uid, error = %e, "the resharding cannot resume")
-                            }
-                        }
-                    } else if let Some(side) = in_force(&stored.record).filter(|_| !stored.dropped) {
-                        st.settled.insert(uid.clone(), side);
-                    }
-                    st.stored.insert(uid, stored);
-                }
-                Ok::<(), MeiliError>(())
-            })
+            .get_or_try_init(|| self.reshard_poll(state))
             .await;
         if let Err(e) = loaded {
             tracing::error!(error = %e, "cannot load the resharding records");
         }
     }
 
+    /// Adopts the stored records (at start, then every `rebalancer.topology_poll_ms`): a finished one
+    /// maps its index to the physical index and S in force; a live one whose owner renewed it within
+    /// `rebalancer.lease_ms` is another proxy's (reads follow it, writes are refused, and the writes
+    /// routed here before drain); a live one whose owner went silent (or this proxy's own, after a
+    /// restart) is taken over and resumed. A coordinator of this proxy whose record another proxy took
+    /// over is dropped.
+    async fn reshard_poll(&self, state: &AppState) -> Result<(), MeiliError> {
+        let entries = state.store.list_meta(RECORD_PREFIX).await?;
+        let me = self.elastic.instance().to_string();
+        let lease = state.config.rebalancer.lease_ms;
+        let now = now_ms();
+        let mut newly_foreign = false;
+        let mut takeovers = Vec::new();
+        {
+            let mut st = lock(&self.reshards.state);
+            let mut seen = std::collections::BTreeSet::new();
+            for (key, value) in entries {
+                let uid = key.strip_prefix(RECORD_PREFIX).unwrap_or(&key).to_string();
+                seen.insert(uid.clone());
+                let stored: Stored = match serde_json::from_value(value.clone()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(index = uid, error = %e, "unreadable resharding record");
+                        continue;
+                    }
+                };
+                if let Some(run) = st.runs.get(&uid) {
+                    if run.value == value || stored.owner == me {
+                        continue;
+                    }
+                    tracing::error!(
+                        index = uid,
+                        "the resharding was taken over by another proxy: stopping here"
+                    );
+                    st.runs.remove(&uid);
+                }
+                let live = !phase_of(&stored.record).is_none_or(Phase::is_final);
+                if live && stored.owner == me {
+                    // being started here (stored, not yet registered as a run)
+                    continue;
+                }
+                if !live {
+                    st.foreign.remove(&uid);
+                    match in_force(&stored.record).filter(|_| !stored.dropped) {
+                        Some(side) => st.settled.insert(uid.clone(), side),
+                        None => st.settled.remove(&uid),
+                    };
+                } else if stored.owner != me && now.saturating_sub(stored.heartbeat) <= lease {
+                    if st.foreign.get(&uid).is_none_or(|f| f.value != value) {
+                        let pk = stored.record["primaryKey"].as_str().unwrap_or("id");
+                        let params = self.reshard_params(&uid, pk, &stored);
+                        match Reshard::resume(&stored.record, params) {
+                            Ok(m) => {
+                                let f = Foreign {
+                                    m,
+                                    value: value.clone(),
+                                    owner_url: stored.owner_url.clone(),
+                                };
+                                if st.foreign.insert(uid.clone(), f).is_none() {
+                                    tracing::info!(index = uid, "another proxy reshards the index");
+                                    newly_foreign = true;
+                                }
+                                st.settled.remove(&uid);
+                            }
+                            Err(e) => {
+                                tracing::error!(index = uid, error = %e, "unusable resharding record")
+                            }
+                        }
+                    }
+                } else {
+                    takeovers.push((uid.clone(), stored.clone(), value));
+                }
+                st.stored.insert(uid, stored);
+            }
+            st.foreign.retain(|uid, _| seen.contains(uid));
+        }
+        if newly_foreign {
+            // The index is marked first, then the writes routed before drain (`write_route` checks the
+            // mark under the gate lock): from here on no write of it leaves this proxy.
+            drop(self.close_gate().await);
+        }
+        for (uid, stored, value) in takeovers {
+            self.take_over_reshard(state, &uid, stored, value).await;
+        }
+        Ok(())
+    }
+
+    /// Takes over a live record whose owner went silent (compare-and-set on its stored value) and
+    /// resumes its coordinator here.
+    async fn take_over_reshard(&self, state: &AppState, uid: &str, stored: Stored, value: Value) {
+        let taken = Stored {
+            owner: self.elastic.instance().to_string(),
+            heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
+            ..stored
+        };
+        let Ok(new_value) = serde_json::to_value(&taken) else {
+            return;
+        };
+        match state
+            .store
+            .swap_meta(&record_key(uid), Some(&value), &new_value)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::warn!(index = uid, error = %e, "cannot take the resharding over");
+                return;
+            }
+        }
+        let pk = taken.record["primaryKey"].as_str().unwrap_or("id");
+        let params = self.reshard_params(uid, pk, &taken);
+        match Reshard::resume(&taken.record, params) {
+            Ok(m) => {
+                tracing::info!(index = uid, "resharding resumed");
+                let mut st = lock(&self.reshards.state);
+                st.foreign.remove(uid);
+                st.stored.insert(uid.to_string(), taken.clone());
+                st.runs.insert(
+                    uid.to_string(),
+                    Run {
+                        m,
+                        stored: taken,
+                        resumed: true,
+                        value: new_value,
+                        hold_until: 0,
+                    },
+                );
+            }
+            Err(e) => tracing::error!(index = uid, error = %e, "the resharding cannot resume"),
+        }
+        self.reshards.wake.notify_one();
+    }
+
+    /// Stores a coordinator's record by compare-and-set on the value it last stored (retrying store
+    /// errors). `Ok(false)`: another proxy took the record over; the coordinator is dropped here.
+    async fn store_own_record(
+        &self,
+        state: &AppState,
+        uid: &str,
+        expected: &Value,
+        value: &Value,
+    ) -> bool {
+        let key = record_key(uid);
+        let mut tries = 0u32;
+        loop {
+            match state.store.swap_meta(&key, Some(expected), value).await {
+                Ok(true) => return true,
+                Ok(false) => {
+                    // a store error may have hidden a write that went through
+                    if let Ok(Some(now)) = state.store.get_meta(&key).await {
+                        if now == *value {
+                            return true;
+                        }
+                    }
+                    tracing::error!(
+                        index = uid,
+                        "the resharding was taken over by another proxy: stopping here"
+                    );
+                    lock(&self.reshards.state).runs.remove(uid);
+                    return false;
+                }
+                Err(e) => {
+                    tries += 1;
+                    if tries == 1 || tries.is_multiple_of(50) {
+                        tracing::error!(index = uid, error = %e, "cannot persist a resharding record");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Stores a record of `uid`'s coordinator. When the physical index in force changes, the
+    /// coordinator is held for two polls (the other proxies read by the record they last saw: the index
+    /// they may still read is not deleted before they saw the change).
     async fn persist_reshard(&self, state: &AppState, uid: &str, record: Value) {
-        let stored = {
+        let me = self.elastic.instance().to_string();
+        let (expected, stored, moved) = {
             let mut st = lock(&self.reshards.state);
             let Some(run) = st.runs.get_mut(uid) else {
                 return;
             };
+            let moved = in_force(&run.stored.record) != in_force(&record);
             run.stored.record = record;
-            run.stored.clone()
+            run.stored.owner = me;
+            run.stored.heartbeat = now_ms();
+            (run.value.clone(), run.stored.clone(), moved)
         };
         let value = serde_json::to_value(&stored).unwrap_or(Value::Null);
-        super::elastic::put_meta_until_stored(state, &record_key(uid), &value, "resharding").await;
-        lock(&self.reshards.state)
-            .stored
-            .insert(uid.to_string(), stored);
+        if !self.store_own_record(state, uid, &expected, &value).await {
+            return;
+        }
+        let mut st = lock(&self.reshards.state);
+        if let Some(run) = st.runs.get_mut(uid) {
+            run.value = value;
+            if moved {
+                run.hold_until = now_ms() + 2 * state.config.rebalancer.topology_poll_ms;
+            }
+        }
+        st.stored.insert(uid.to_string(), stored);
+    }
+
+    /// Renews the heartbeat of this proxy's live records (every third of `rebalancer.lease_ms`).
+    async fn renew_reshards(&self, state: &AppState) {
+        let due: Vec<(String, Value, Stored)> = {
+            let st = lock(&self.reshards.state);
+            st.runs
+                .iter()
+                .filter(|(_, r)| !r.m.is_finished())
+                .map(|(u, r)| {
+                    let mut s = r.stored.clone();
+                    s.heartbeat = now_ms();
+                    (u.clone(), r.value.clone(), s)
+                })
+                .collect()
+        };
+        for (uid, expected, stored) in due {
+            let value = serde_json::to_value(&stored).unwrap_or(Value::Null);
+            if self.store_own_record(state, &uid, &expected, &value).await {
+                if let Some(run) = lock(&self.reshards.state).runs.get_mut(&uid) {
+                    run.value = value;
+                    run.stored.heartbeat = stored.heartbeat;
+                }
+            }
+        }
     }
 
     /// Carries out the actions of every live coordinator and retires the finished ones. Runs with the
     /// health probe.
     pub(crate) async fn reshard_loop(self: Arc<Self>, state: Arc<AppState>) {
         let mut set: JoinSet<(String, (usize, Answer))> = JoinSet::new();
+        let poll_every = state.config.rebalancer.topology_poll_ms.max(1);
+        let renew_every = (state.config.rebalancer.lease_ms / 3).max(1);
+        let (mut polled_at, mut renewed_at) = (now_ms(), now_ms());
         loop {
             self.reshard_ready(&state).await;
+            if now_ms().saturating_sub(polled_at) >= poll_every {
+                polled_at = now_ms();
+                if let Err(e) = self.reshard_poll(&state).await {
+                    tracing::warn!(error = %e, "cannot read the resharding records");
+                }
+            }
+            if now_ms().saturating_sub(renewed_at) >= renew_every {
+                renewed_at = now_ms();
+                self.renew_reshards(&state).await;
+            }
             let now = now_ms();
             let mut actions = Vec::new();
             let wake = {
                 let mut st = lock(&self.reshards.state);
                 for (uid, run) in st.runs.iter_mut() {
+                    if run.hold_until > now {
+                        continue;
+                    }
                     run.m.handle_timeout(now);
                     while let Some(a) = run.m.poll_action() {
                         actions.push((uid.clone(), a));
                     }
                 }
-                st.runs.values().filter_map(|r| r.m.poll_timeout()).min()
+                st.runs
+                    .values()
+                    .filter_map(|r| match r.hold_until > now {
+                        true => Some(r.hold_until),
+                        false => r.m.poll_timeout(),
+                    })
+                    .chain([polled_at + poll_every])
+                    .min()
             };
             let busy = !actions.is_empty();
             for (uid, action) in actions {
@@ -726,6 +1095,7 @@ impl Fleet {
             while let Some(done) = set.try_join_next() {
                 self.absorb_reshard(done);
             }
+            self.reshard_metrics(&state);
             self.retire_finished();
             if busy {
                 continue;
@@ -759,6 +1129,63 @@ impl Fleet {
                 run.m.on_failure(id, now_ms())
             }
         }
+    }
+
+    /// Sets the resharding metrics from this proxy's coordinators.
+    fn reshard_metrics(&self, state: &AppState) {
+        let m = self
+            .reshards
+            .metrics
+            .get_or_init(|| ReshardMetrics::new(state.metrics.registry()));
+        let st = lock(&self.reshards.state);
+        let mut active = 0;
+        for (uid, run) in &st.runs {
+            let s = run.m.status();
+            m.phase
+                .with_label_values(&[uid.as_str()])
+                .set(phase_number(s.phase));
+            m.docs
+                .with_label_values(&[uid.as_str()])
+                .set(s.docs_copied as i64);
+            active += i64::from(!run.m.is_finished());
+        }
+        m.active.set(active);
+    }
+
+    /// The indexes with an S of their own (resharded, or resharding here or on another proxy), for
+    /// `GET /_miroir/topology` and `/_miroir/shards`: uid → physical index read now, its S, the phase of
+    /// its last resharding and whether one runs.
+    pub(super) fn reshard_indexes_view(&self) -> Value {
+        let st = lock(&self.reshards.state);
+        let mut out = Map::new();
+        let phase = |uid: &str| {
+            st.stored
+                .get(uid)
+                .and_then(|s| s.record.get("phase").cloned())
+                .unwrap_or(Value::Null)
+        };
+        for (uid, side) in &st.settled {
+            out.insert(
+                uid.clone(),
+                json!({"index": side.index, "shards": side.shards, "phase": phase(uid), "running": false}),
+            );
+        }
+        let live = st
+            .runs
+            .iter()
+            .map(|(u, r)| (u, r.m.read_target(), json!(r.m.phase())))
+            .chain(
+                st.foreign
+                    .iter()
+                    .map(|(u, f)| (u, f.m.read_target(), phase(u))),
+            );
+        for (uid, (index, placement), phase) in live {
+            out.insert(
+                uid.clone(),
+                json!({"index": index, "shards": placement.shards(), "phase": phase, "running": true}),
+            );
+        }
+        Value::Object(out)
     }
 
     /// Finished coordinators leave the routing to their record (atomically: name and S together).
@@ -867,7 +1294,7 @@ impl Fleet {
     fn refuse_reshard_start(&self, uid: &str) -> Result<(), MeiliError> {
         // a coordinator that just finished leaves the routing to its record first
         self.retire_finished();
-        if self.reshard_active(uid) {
+        if self.reshard_active(uid) || self.reshard_foreign(uid) {
             return Err(in_progress(uid));
         }
         self.refuse_while_migrating(uid).map_err(|_| {
@@ -894,20 +1321,32 @@ impl Fleet {
             )));
         };
         self.refuse_reshard_start(uid)?;
-        let (live, generation) = {
-            let st = lock(&self.reshards.state);
-            let generation = st
-                .stored
-                .get(uid)
-                .and_then(|s| s.record.get("generation").and_then(Value::as_u64))
-                .unwrap_or(0)
-                + 1;
-            let live = st.settled.get(uid).cloned().unwrap_or(Side {
+        // The stored record, read afresh (another proxy may have resharded the index since this one
+        // last polled): it names the index in force and the last generation; the first record of this
+        // resharding replaces exactly it (compare-and-set), so two proxies never both start one.
+        let current = state.store.get_meta(&record_key(uid)).await?;
+        let prior: Option<Stored> = current
+            .as_ref()
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
+        if prior
+            .as_ref()
+            .is_some_and(|p| !phase_of(&p.record).is_none_or(Phase::is_final))
+        {
+            return Err(in_progress(uid));
+        }
+        let generation = prior
+            .as_ref()
+            .and_then(|s| s.record.get("generation").and_then(Value::as_u64))
+            .unwrap_or(0)
+            + 1;
+        let live = prior
+            .as_ref()
+            .filter(|p| !p.dropped)
+            .and_then(|p| in_force(&p.record))
+            .unwrap_or(Side {
                 index: uid.to_string(),
                 shards: self.elastic.view().topology.shards,
             });
-            (live, generation)
-        };
         let stored = Stored {
             record: Value::Null,
             docs_per_second: req
@@ -918,6 +1357,9 @@ impl Fleet {
             from_shards: live.shards,
             to_shards: req.new_shards,
             dropped: false,
+            owner: self.elastic.instance().to_string(),
+            heartbeat: now_ms(),
+            owner_url: state.config.server.advertise_url.clone(),
         };
         let mut params = self.reshard_params(uid, &pk, &stored);
         params.topology.shards = live.shards;
@@ -972,10 +1414,20 @@ impl Fleet {
         };
         let mut first = stored;
         first.record = record;
+        first.heartbeat = now_ms();
         let value = serde_json::to_value(&first)
             .map_err(|e| MeiliError::internal(format!("cannot encode the record: {e}")))?;
-        state.store.put_meta(&record_key(uid), &value).await?;
+        if !state
+            .store
+            .swap_meta(&record_key(uid), current.as_ref(), &value)
+            .await?
+        {
+            return Err(in_progress(uid));
+        }
         m.on_persisted(seq, now_ms());
+        // The other proxies see the record within a poll and refuse writes of the index from then on
+        // (draining the ones they routed before): the coordinator does nothing for two polls.
+        let hold_until = now_ms() + 2 * state.config.rebalancer.topology_poll_ms;
         let body = status_json(uid, &first, None, now_ms());
         {
             let mut st = lock(&self.reshards.state);
@@ -987,6 +1439,8 @@ impl Fleet {
                     m,
                     stored: first,
                     resumed: false,
+                    value,
+                    hold_until,
                 },
             );
         }
