@@ -19,20 +19,6 @@ fn admin(api: Api) -> Api {
     with_admin_key(&api)
 }
 
-async fn spare_node(seed: u64) -> miroir_sim::serve::ModelHandle {
-    miroir_sim::serve::spawn(
-        "127.0.0.1:0".parse().unwrap(),
-        miroir_sim::serve::ModelOptions {
-            master_key: Some(dev::DEV_NODE_KEY.into()),
-            seed,
-            tick_ms: 2,
-            ..miroir_sim::serve::ModelOptions::default()
-        },
-    )
-    .await
-    .expect("a model node starts")
-}
-
 /// Waits until the committed topology reaches `epoch` and no migration runs; returns the last status.
 async fn wait_epoch(api: &Api, epoch: u64) -> Value {
     let start = Instant::now();
