@@ -1893,6 +1893,15 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .partition
             .map(|(i, after, length)| (proxy.id(), hosts[i].id(), after, length));
         super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost, cut);
+        let log = shared.clone();
+        super::migrate::progress_faults(
+            ctx.clone(),
+            handle.clone(),
+            proxy.id(),
+            hosts.iter().map(|h| h.id()).collect(),
+            seed,
+            move |m| log.log(m),
+        );
     }
     if let Some(r) = spec.reshard {
         super::reshard::request_at(ctx.clone(), r.at_ms);
@@ -2338,6 +2347,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         trace_text: keep.then(|| trace.text().to_string()),
         oracle_checked,
         oracle_during,
+        elastic_faults: ctx.elastic.fired(),
     })
 }
 

@@ -11,12 +11,19 @@
 //!
 //! Starting a migration must not race writes routed without it: while the driver starts one, new writes wait
 //! at a gate and the ones already routed by the plain placement drain first.
+//!
+//! Faults tied to the coordinator's progress ([`ElasticSpec::crash`], [`ElasticSpec::cutover_partition`])
+//! fire when a shard first reaches the named phase: the driver notices it right after the step that took
+//! the shard there, hands the fault to the fault task ([`progress_faults`]) and waits until it was carried
+//! out, so the fault lands exactly at that point of the migration (a crashed proxy never resumes that
+//! driver; its next incarnation resumes the migration from the record). Which phases were reached and which
+//! faults fired is kept god's-eye ([`Elastic::fired`]) so a sweep can show every phase got its fault.
 
 use super::fleet::{call, run_write, FenceWait, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
 use super::net::{now_ms, RpcClient};
 use madsim::time;
 use miroir_core::migration::{
-    self, Action, Change, Migration, MigrationParams, PlantedBug, WriteIntent,
+    self, Action, Change, Migration, MigrationParams, Phase, PlantedBug, WriteIntent,
 };
 use miroir_core::ops::write::{FanoutWrite, WriteTask};
 use miroir_core::ops::{Method, Reply};
@@ -55,6 +62,123 @@ pub struct ElasticSpec {
     pub docs_per_second: u64,
     /// Cut host `i` off from the proxy `after` ms after the request, for `length` ms: `(i, after, length)`.
     pub partition: Option<(usize, u64, u64)>,
+    /// A crash of the proxy, of a source or of a target when a shard first reaches a phase.
+    pub crash: Option<PhaseCrash>,
+    /// A partition between the proxy and a node of a shard when it is fenced or cut over.
+    pub cutover_partition: Option<CutoverPartition>,
+}
+
+/// The label [`Elastic::fired`] adds when the migration admitted client writes after its fault fired.
+pub const WRITES_AFTER_FAULT: &str = "writes after the fault";
+
+/// Who crashes in a [`PhaseCrash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Victim {
+    /// The proxy running the coordinator (restarted after `down_ms`; the next incarnation resumes the
+    /// migration from its persisted record).
+    Proxy,
+    /// The shard's first source: the old owner its copy and verify passes read from (it may be a leaving
+    /// owner too, which the cleanup then empties).
+    Source,
+    /// The shard's first target: the new owner the copy fills.
+    Target,
+}
+
+impl Victim {
+    /// The word fault labels use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Victim::Proxy => "proxy",
+            Victim::Source => "source",
+            Victim::Target => "target",
+        }
+    }
+}
+
+/// Which phase a phase-tied fault fires in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhaseSel {
+    /// When a shard first reaches this phase.
+    In(Phase),
+    /// In the phase the seed picks among [`MIGRATION_PHASES`] (`seed % len`).
+    BySeed,
+}
+
+impl PhaseSel {
+    /// The phase this selection names for `seed`.
+    pub fn phase(self, seed: u64) -> Phase {
+        match self {
+            PhaseSel::In(p) => p,
+            PhaseSel::BySeed => MIGRATION_PHASES[(seed % MIGRATION_PHASES.len() as u64) as usize],
+        }
+    }
+}
+
+/// The phases every moving shard of a non-planted migration with targets passes through, in order (the
+/// waiting `Planned` and the final `Done` are not part of a move).
+pub const MIGRATION_PHASES: [Phase; 6] = [
+    Phase::DualWrite,
+    Phase::Copy,
+    Phase::CatchUp,
+    Phase::Fence,
+    Phase::CutOver,
+    Phase::Cleanup,
+];
+
+/// A crash tied to the migration's progress: `who` dies when a shard first reaches the phase and comes back
+/// `down_ms` later (a node with its disk: the model's documents and task queue survive).
+///
+/// A crash in `CutOver` lands, by the seed's parity above the phase choice (`seed / 6 % 2`), either just
+/// before the cut-over record is persisted or just after it (before the coordinator hears it was: the
+/// record says "cut over" while the live routing is still the old one). Node crashes always land after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseCrash {
+    pub who: Victim,
+    pub phase: PhaseSel,
+    pub down_ms: u64,
+}
+
+/// A partition during the cut-over: the seed picks the node (`seed % 2`: 0 the shard's first target, 1 its
+/// first source) and the moment (`seed / 2 % 2`: 0 when the shard's fence goes up, before its barriers and
+/// final verify; 1 right after its cut-over was persisted, before the routing switches); the proxy loses
+/// that node for `length_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CutoverPartition {
+    pub length_ms: u64,
+}
+
+/// What the driver asks the fault task to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Firing {
+    /// Kill the proxy.
+    CrashProxy,
+    /// Kill host `i`.
+    CrashNode(usize),
+    /// Cut host `i` off from the proxy.
+    Cut(usize),
+}
+
+/// A fault the driver noticed is due, with its label for the trace and the outcome.
+#[derive(Debug, Clone)]
+struct Due {
+    firing: Firing,
+    label: String,
+}
+
+/// The phase-tied fault of a run, once its seed is known.
+#[derive(Debug, Clone, Copy)]
+struct Armed {
+    phase: Phase,
+    kind: ArmedKind,
+    /// In `CutOver`: fire once the cut-over record is written (else just before).
+    after_persist: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ArmedKind {
+    Crash(Victim),
+    /// Cut the shard's target (`true`) or source (`false`) off.
+    Cut(bool),
 }
 
 impl ElasticSpec {
@@ -98,6 +222,18 @@ pub struct Elastic {
     /// Virtual time (ms) at which the migration started and finished (0 = not yet).
     pub started_at: AtomicU64,
     pub finished_at: AtomicU64,
+    /// God's-eye: the phase-tied fault of this run (set by [`progress_faults`]).
+    armed: Mutex<Option<Armed>>,
+    /// God's-eye: the phases some shard reached, in order of first arrival.
+    reached: Mutex<Vec<Phase>>,
+    /// God's-eye: the fault the driver found due, waiting for the fault task (the driver waits too).
+    due: Mutex<Option<Due>>,
+    /// God's-eye: the armed fault was handed over (it fires once per run).
+    handed: AtomicBool,
+    /// God's-eye: the labels of the faults that fired, and `retried` when a coordinator paused on a failure.
+    fired: Mutex<Vec<String>>,
+    /// God's-eye: client writes a live coordinator admitted after the phase-tied fault fired.
+    writes_after_fault: AtomicU64,
 }
 
 impl Elastic {
@@ -115,7 +251,93 @@ impl Elastic {
             resumes: AtomicU64::new(0),
             started_at: AtomicU64::new(0),
             finished_at: AtomicU64::new(0),
+            armed: Mutex::new(None),
+            reached: Mutex::new(Vec::new()),
+            due: Mutex::new(None),
+            handed: AtomicBool::new(false),
+            fired: Mutex::new(Vec::new()),
+            writes_after_fault: AtomicU64::new(0),
         }
+    }
+
+    /// The phases some shard reached, in order of first arrival (god's-eye).
+    pub fn reached(&self) -> Vec<Phase> {
+        self.reached.lock().unwrap().clone()
+    }
+
+    /// The labels of the phase-tied faults that fired (`"<proxy|source|target> crash in <Phase>"`,
+    /// `"partition of the <target|source> in <Fence|CutOver>"`), then `"retried"` if the coordinator paused
+    /// on a failed request at least once, then `"writes after the fault"` if a live coordinator admitted a
+    /// client write after the fault fired (the migration went on under the workload).
+    pub fn fired(&self) -> Vec<String> {
+        let mut fired = self.fired.lock().unwrap().clone();
+        if self.writes_after_fault.load(Ordering::SeqCst) > 0 {
+            fired.push(WRITES_AFTER_FAULT.into());
+        }
+        fired
+    }
+
+    /// Notes the phases the live coordinator's shards are in and returns the armed fault if a shard just
+    /// reached its phase. `persisting` tells whether the action just taken is a record to persist (a fault
+    /// armed for "after the cut-over record" waits for it).
+    fn note(&self, m: &Migration, persisting: bool) -> Option<Due> {
+        let phases = m.phases();
+        {
+            let mut reached = self.reached.lock().unwrap();
+            for p in phases.values() {
+                if !reached.contains(p) {
+                    reached.push(*p);
+                }
+            }
+        }
+        if m.failures().values().any(|f| *f > 0) {
+            let mut fired = self.fired.lock().unwrap();
+            if !fired.iter().any(|l| l == "retried") {
+                fired.push("retried".into());
+            }
+        }
+        if self.handed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let armed = (*self.armed.lock().unwrap())?;
+        if armed.phase == Phase::CutOver && armed.after_persist && !persisting {
+            return None;
+        }
+        let (shard, _) = phases.iter().find(|(_, p)| **p == armed.phase)?;
+        let moves = m.plan().moves.get(shard)?;
+        let group = moves
+            .iter()
+            .find(|g| !g.targets.is_empty())
+            .or(moves.first())?;
+        let host = |id: Option<&NodeId>| -> Option<usize> {
+            id?.as_str().strip_prefix("node")?.parse().ok()
+        };
+        let source = host(group.sources.first());
+        let target = host(group.targets.first());
+        let phase = armed.phase;
+        let (firing, label) = match armed.kind {
+            ArmedKind::Crash(Victim::Proxy) => {
+                (Firing::CrashProxy, format!("proxy crash in {phase:?}"))
+            }
+            ArmedKind::Crash(v @ Victim::Source) => (
+                Firing::CrashNode(source?),
+                format!("{} crash in {phase:?}", v.label()),
+            ),
+            ArmedKind::Crash(v @ Victim::Target) => (
+                Firing::CrashNode(target?),
+                format!("{} crash in {phase:?}", v.label()),
+            ),
+            ArmedKind::Cut(true) => (
+                Firing::Cut(target?),
+                format!("partition of the target in {phase:?}"),
+            ),
+            ArmedKind::Cut(false) => (
+                Firing::Cut(source?),
+                format!("partition of the source in {phase:?}"),
+            ),
+        };
+        self.handed.store(true, Ordering::SeqCst);
+        Some(Due { firing, label })
     }
 
     /// Whether this run changes the fleet.
@@ -155,8 +377,12 @@ impl Elastic {
     /// Whether the scenario's change has no fault of its own (no node lost, no partition): the fleet stays
     /// whole, so searches must equal the oracle throughout.
     pub fn fault_free(&self) -> bool {
-        self.spec
-            .is_some_and(|s| s.lost_host().is_none() && s.partition.is_none())
+        self.spec.is_some_and(|s| {
+            s.lost_host().is_none()
+                && s.partition.is_none()
+                && s.crash.is_none()
+                && s.cutover_partition.is_none()
+        })
     }
 
     /// The committed topology.
@@ -273,12 +499,23 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
         }
         // carry out every action
         loop {
-            let action = {
+            let (action, mut due) = {
                 let mut guard = el.live.lock().unwrap();
                 let Some(m) = guard.as_mut() else { break };
                 m.handle_timeout(now_ms());
-                m.poll_action()
+                let action = m.poll_action();
+                let persisting = matches!(action, Some(Action::Persist { .. }));
+                let due = el.note(m, persisting);
+                (action, due)
             };
+            // a phase-tied fault lands before the action, except one armed for after a persisted record
+            let after_record = matches!(action, Some(Action::Persist { .. }))
+                && el.armed.lock().unwrap().is_some_and(|a| a.after_persist);
+            if !after_record {
+                if let Some(d) = due.take() {
+                    hand_over(el, d).await;
+                }
+            }
             match action {
                 Some(Action::Send(req))
                     if req.method != Method::Get
@@ -307,6 +544,9 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                 }
                 Some(Action::Persist { seq, record }) => {
                     *el.record.lock().unwrap() = Some(record);
+                    if let Some(d) = due.take() {
+                        hand_over(el, d).await;
+                    }
                     if let Some(m) = el.live.lock().unwrap().as_mut() {
                         m.on_persisted(seq, now_ms());
                     }
@@ -350,6 +590,15 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
     }
 }
 
+/// Hands a due fault to the fault task and waits until it was carried out (a crashed proxy never returns
+/// from here: the task dies with it).
+async fn hand_over(el: &Elastic, due: Due) {
+    *el.due.lock().unwrap() = Some(due);
+    while el.due.lock().unwrap().is_some() {
+        time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// A client write of an elastic run: through the coordinator while a migration is live (waiting while a
 /// shard is fenced), through the committed placement otherwise. `plain` builds the write from a placement.
 pub(crate) async fn serve_write(
@@ -380,6 +629,9 @@ pub(crate) async fn serve_write(
         match admitted {
             Some(Ok(Some((write, ticket)))) => {
                 fence_wait.done();
+                if el.handed.load(Ordering::SeqCst) && el.due.lock().unwrap().is_none() {
+                    el.writes_after_fault.fetch_add(1, Ordering::SeqCst);
+                }
                 run_write(ctx, rpc, lanes, write, answer).await;
                 if let Some(m) = el.live.lock().unwrap().as_mut() {
                     m.write_finished(ticket, now_ms());
@@ -451,4 +703,111 @@ pub(crate) fn forget_lost(ctx: &ProxyCtx, record: &mut miroir_core::tasks::Miroi
             owners.retain(|n| !lost.contains(&n.0));
         }
     }
+}
+
+/// The phase-tied faults of an elastic run ([`ElasticSpec::crash`], [`ElasticSpec::cutover_partition`]):
+/// arms the fault the seed picks, then carries out what the driver hands over (see [`hand_over`]): kills the
+/// proxy or a node and restarts it `down_ms` later, or cuts a node off from the proxy for a while. `log`
+/// records what fired in the run's trace.
+pub(crate) fn progress_faults(
+    ctx: Arc<ProxyCtx>,
+    handle: madsim::runtime::Handle,
+    proxy: madsim::task::NodeId,
+    hosts: Vec<madsim::task::NodeId>,
+    seed: u64,
+    log: impl Fn(String) + Send + 'static,
+) {
+    let Some(spec) = ctx.elastic.spec else { return };
+    let n = MIGRATION_PHASES.len() as u64;
+    let (armed, down_ms) = match (spec.crash, spec.cutover_partition) {
+        (Some(c), _) => (
+            Armed {
+                phase: c.phase.phase(seed),
+                kind: ArmedKind::Crash(c.who),
+                after_persist: c.who != Victim::Proxy || (seed / n) % 2 == 0,
+            },
+            c.down_ms,
+        ),
+        (None, Some(p)) => (
+            Armed {
+                phase: if (seed / 2) % 2 == 0 {
+                    Phase::Fence
+                } else {
+                    Phase::CutOver
+                },
+                kind: ArmedKind::Cut(seed % 2 == 0),
+                after_persist: true,
+            },
+            p.length_ms,
+        ),
+        (None, None) => return,
+    };
+    *ctx.elastic.armed.lock().unwrap() = Some(armed);
+    log(format!(
+        "elastic fault armed: {:?} in {:?}{}",
+        armed.kind,
+        armed.phase,
+        if armed.after_persist {
+            ""
+        } else {
+            " (before the record)"
+        }
+    ));
+    madsim::task::spawn(async move {
+        let el = &ctx.elastic;
+        let mut heal: Option<(u64, Box<dyn FnOnce() + Send>)> = None;
+        loop {
+            let now = now_ms();
+            if heal.as_ref().is_some_and(|(t, _)| *t <= now) {
+                if let Some((_, f)) = heal.take() {
+                    f();
+                }
+                return;
+            }
+            // taking the due fault and carrying it out happen in one step: the driver sees it done at once
+            let due = el.due.lock().unwrap().take();
+            if let Some(d) = due {
+                log(format!(
+                    "elastic fault: {} (recorded: {:?}); back in {down_ms} ms",
+                    d.label,
+                    el.record
+                        .lock()
+                        .unwrap()
+                        .as_ref()
+                        .map(|r| r["shards"].clone())
+                ));
+                el.fired.lock().unwrap().push(d.label);
+                let h = handle.clone();
+                heal = Some(match d.firing {
+                    Firing::CrashProxy => {
+                        handle.kill(proxy);
+                        (now + down_ms, Box::new(move || h.restart(proxy)))
+                    }
+                    Firing::CrashNode(i) => {
+                        let id = hosts[i];
+                        handle.kill(id);
+                        (now + down_ms, Box::new(move || h.restart(id)))
+                    }
+                    Firing::Cut(i) => {
+                        let id = hosts[i];
+                        let net = madsim::net::NetSim::current();
+                        net.clog_link(proxy, id);
+                        net.clog_link(id, proxy);
+                        (
+                            now + down_ms,
+                            Box::new(move || {
+                                let net = madsim::net::NetSim::current();
+                                net.unclog_link(proxy, id);
+                                net.unclog_link(id, proxy);
+                            }),
+                        )
+                    }
+                });
+            }
+            if heal.is_none() && el.finished() {
+                return;
+            }
+            time::sleep(Duration::from_millis(1)).await;
+        }
+    });
 }
