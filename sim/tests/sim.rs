@@ -336,6 +336,7 @@ mod scenarios {
             partition: None,
             crash: None,
             cutover_partition: None,
+            max_concurrent: 0,
         });
         s
     }
@@ -1192,31 +1193,40 @@ mod scenarios {
 
     /// Sweeps `spec` over `seeds` seeds (every check of every seed must pass), then demands that every seed
     /// fired its phase-tied fault, that the searches equal the oracle at the end of every seed, and (on a
-    /// full sweep) that every label of `want` fired on some seed.
-    fn phase_fault_sweep(spec: Spec, seeds: u64, want: &[String]) -> Vec<Outcome> {
+    /// full sweep) that every label of `want` fired on some seed, and that the coordinator admitted client
+    /// writes after the fault on every seed (`busy_everywhere`) or at least on one.
+    fn phase_fault_sweep(
+        spec: Spec,
+        seeds: u64,
+        want: &[String],
+        busy_everywhere: bool,
+    ) -> Vec<Outcome> {
         let name = spec.name;
+        let ran = miroir_sim::runner::seeds(seeds);
         let outcomes = sweep_spec(spec, seeds);
-        for (i, o) in outcomes.iter().enumerate() {
+        for (seed, o) in ran.iter().zip(&outcomes) {
             assert!(
                 o.elastic_faults
                     .iter()
                     .any(|l| l != "retried" && l != WRITES_AFTER_FAULT),
-                "{name}: run {i} ended without its phase-tied fault firing: {:?}",
+                "{name}: seed {seed} ended without its phase-tied fault firing: {:?}",
                 o.elastic_faults
             );
             assert!(
                 o.oracle_checked,
-                "{name}: run {i}: replicas disagreed at the end, the search was not compared with the oracle"
+                "{name}: seed {seed}: replicas disagreed at the end, the search was not compared with the oracle"
             );
         }
         let fired: std::collections::BTreeSet<&String> =
             outcomes.iter().flat_map(|o| &o.elastic_faults).collect();
-        let busy = outcomes
+        let busy: Vec<u64> = ran
             .iter()
-            .filter(|o| o.elastic_faults.iter().any(|l| l == WRITES_AFTER_FAULT))
-            .count();
+            .zip(&outcomes)
+            .filter(|(_, o)| o.elastic_faults.iter().any(|l| l == WRITES_AFTER_FAULT))
+            .map(|(seed, _)| *seed)
+            .collect();
         eprintln!(
-            "{name}: faults fired over {} seeds: {fired:?}; client writes admitted by the coordinator after the fault on {busy} seeds",
+            "{name}: faults fired over {} seeds: {fired:?}; the coordinator admitted client writes after the fault on seeds {busy:?}",
             outcomes.len()
         );
         if outcomes.len() as u64 >= seeds {
@@ -1226,15 +1236,31 @@ mod scenarios {
                 "{name}: these faults never fired over {} seeds: {missing:?}",
                 outcomes.len()
             );
+            let enough = if busy_everywhere {
+                busy.len() == outcomes.len()
+            } else {
+                !busy.is_empty()
+            };
+            assert!(
+                enough,
+                "{name}: the migration admitted client writes after its fault only on seeds {busy:?}"
+            );
         }
         outcomes
     }
 
     fn crash_labels(who: Victim) -> Vec<String> {
-        MIGRATION_PHASES
+        let mut labels: Vec<String> = MIGRATION_PHASES
             .iter()
             .map(|p| format!("{} crash in {p:?}", who.label()))
-            .collect()
+            .collect();
+        if who == Victim::Proxy {
+            labels.push(format!(
+                "proxy crash in {:?} before its record",
+                Phase::CutOver
+            ));
+        }
+        labels
     }
 
     const PHASE_SEEDS: u64 = 4 * MIGRATION_PHASES.len() as u64;
@@ -1245,16 +1271,17 @@ mod scenarios {
     #[test]
     fn elastic_proxy_crash_every_phase() {
         let who = Victim::Proxy;
-        phase_fault_sweep(
-            phase_crash(
-                "elastic_proxy_crash_every_phase",
-                3,
-                ElasticChange::AddNode,
-                who,
-            ),
-            PHASE_SEEDS,
-            &crash_labels(who),
+        let mut s = phase_crash(
+            "elastic_proxy_crash_every_phase",
+            3,
+            ElasticChange::AddNode,
+            who,
         );
+        if let Some(e) = s.elastic.as_mut() {
+            e.at_ms = 4_000;
+            e.max_concurrent = 1;
+        }
+        phase_fault_sweep(s, PHASE_SEEDS, &crash_labels(who), who != Victim::Proxy);
     }
 
     /// Issue 5: a source of a shard (the old owner its copy and verify passes read from; with a drain, often
@@ -1272,6 +1299,7 @@ mod scenarios {
             ),
             PHASE_SEEDS,
             &crash_labels(who),
+            who != Victim::Proxy,
         );
     }
 
@@ -1290,6 +1318,7 @@ mod scenarios {
             ),
             PHASE_SEEDS,
             &crash_labels(who),
+            who != Victim::Proxy,
         );
     }
 
@@ -1319,7 +1348,7 @@ mod scenarios {
                 [Phase::Fence, Phase::CutOver].map(|p| format!("partition of the {n} in {p:?}"))
             })
             .collect();
-        let outcomes = phase_fault_sweep(s, 16, &want);
+        let outcomes = phase_fault_sweep(s, 16, &want, true);
         let fenced = "partition of the target in Fence".to_string();
         for (i, o) in outcomes.iter().enumerate() {
             if o.elastic_faults.contains(&fenced) {

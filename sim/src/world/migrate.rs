@@ -66,6 +66,8 @@ pub struct ElasticSpec {
     pub crash: Option<PhaseCrash>,
     /// A partition between the proxy and a node of a shard when it is fenced or cut over.
     pub cutover_partition: Option<CutoverPartition>,
+    /// How many shards migrate at once (0 = the coordinator's default).
+    pub max_concurrent: usize,
 }
 
 /// The label [`Elastic::fired`] adds when the migration admitted client writes after its fault fired.
@@ -114,8 +116,10 @@ impl PhaseSel {
     }
 }
 
-/// The phases every moving shard of a non-planted migration with targets passes through, in order (the
-/// waiting `Planned` and the final `Done` are not part of a move).
+/// The phases a moving shard of a non-planted migration passes through, in order (the waiting `Planned` and
+/// the final `Done` are not part of a move). A shard with no target (a group removed) skips from
+/// `DualWrite` to `CutOver`, and one with no leaving owner (a group added) spends no observable time in
+/// `Cleanup` (nothing to delete): a change that must hit every phase moves shards off and onto nodes.
 pub const MIGRATION_PHASES: [Phase; 6] = [
     Phase::DualWrite,
     Phase::Copy,
@@ -316,9 +320,17 @@ impl Elastic {
         let target = host(group.targets.first());
         let phase = armed.phase;
         let (firing, label) = match armed.kind {
-            ArmedKind::Crash(Victim::Proxy) => {
-                (Firing::CrashProxy, format!("proxy crash in {phase:?}"))
-            }
+            ArmedKind::Crash(Victim::Proxy) => (
+                Firing::CrashProxy,
+                format!(
+                    "proxy crash in {phase:?}{}",
+                    if armed.after_persist || phase != Phase::CutOver {
+                        ""
+                    } else {
+                        " before its record"
+                    }
+                ),
+            ),
             ArmedKind::Crash(v @ Victim::Source) => (
                 Firing::CrashNode(source?),
                 format!("{} crash in {phase:?}", v.label()),
@@ -440,6 +452,9 @@ fn params(spec: &ElasticSpec) -> MigrationParams {
     p.page_size = 2;
     p.retry_after_ms = 300;
     p.fence_timeout_ms = 3_000;
+    if spec.max_concurrent > 0 {
+        p.max_concurrent_migrations = spec.max_concurrent;
+    }
     p
 }
 
