@@ -739,18 +739,18 @@ pub(crate) fn progress_faults(
             Armed {
                 phase: c.phase.phase(seed),
                 kind: ArmedKind::Crash(c.who),
-                after_persist: c.who != Victim::Proxy || (seed / n) % 2 == 0,
+                after_persist: c.who != Victim::Proxy || (seed / n).is_multiple_of(2),
             },
             c.down_ms,
         ),
         (None, Some(p)) => (
             Armed {
-                phase: if (seed / 2) % 2 == 0 {
+                phase: if (seed / 2).is_multiple_of(2) {
                     Phase::Fence
                 } else {
                     Phase::CutOver
                 },
-                kind: ArmedKind::Cut(seed % 2 == 0),
+                kind: ArmedKind::Cut(seed.is_multiple_of(2)),
                 after_persist: true,
             },
             p.length_ms,
