@@ -29,8 +29,9 @@ use miroir_core::ops::write::{FanoutWrite, WriteTask};
 use miroir_core::ops::{Method, Reply};
 use miroir_core::routing::Placement;
 use miroir_core::topology::{Node, NodeId, Topology};
-use miroir_core::MeiliError;
+use miroir_core::{MeiliError, SHARD_FIELD};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -238,7 +239,14 @@ pub struct Elastic {
     fired: Mutex<Vec<String>>,
     /// God's-eye: client writes a live coordinator admitted after the phase-tied fault fired.
     writes_after_fault: AtomicU64,
+    /// God's-eye: reads the documents of the migrated index on host `i` (set by [`progress_faults`]).
+    docs_of: Mutex<Option<DocsOf>>,
+    /// God's-eye: the first shard found cut over on incomplete data (see [`Elastic::check_cutover`]).
+    incomplete: Mutex<Option<String>>,
 }
+
+/// Reads the documents of the migrated index on host `i`: external id → document.
+pub type DocsOf = Arc<dyn Fn(usize) -> BTreeMap<String, Value> + Send + Sync>;
 
 impl Elastic {
     /// The state for a run; `spec = None` for scenarios without a fleet change.
@@ -261,6 +269,8 @@ impl Elastic {
             handed: AtomicBool::new(false),
             fired: Mutex::new(Vec::new()),
             writes_after_fault: AtomicU64::new(0),
+            docs_of: Mutex::new(None),
+            incomplete: Mutex::new(None),
         }
     }
 
@@ -279,6 +289,88 @@ impl Elastic {
             fired.push(WRITES_AFTER_FAULT.into());
         }
         fired
+    }
+
+    /// The first shard that was cut over on incomplete data, if any (god's-eye: see
+    /// [`Elastic::check_cutover`]).
+    pub fn incomplete_cutover(&self) -> Option<String> {
+        self.incomplete.lock().unwrap().clone()
+    }
+
+    /// God's-eye, when `record` is about to be persisted: every shard it newly records as cut over must
+    /// hold, on each of its targets, exactly the documents (same ids, same contents) of one of its sources.
+    /// That is the coordinator's promise (a shard enters `cut_over` only after a clean verify pass under
+    /// its fence, after barriers), checked on the nodes' own state rather than on what the coordinator read.
+    fn check_cutover(&self, m: &Migration, record: &Value) {
+        let Some(docs_of) = self.docs_of.lock().unwrap().clone() else {
+            return;
+        };
+        if self.incomplete.lock().unwrap().is_some() {
+            return;
+        }
+        let before = self.record.lock().unwrap().clone();
+        let was_cut = |s: &str| {
+            before.as_ref().is_some_and(|r| {
+                matches!(
+                    r["shards"][s].as_str(),
+                    Some("cut_over" | "cleanup" | "done")
+                )
+            })
+        };
+        let host =
+            |id: &NodeId| -> Option<usize> { id.as_str().strip_prefix("node")?.parse().ok() };
+        let Some(shards) = record["shards"].as_object() else {
+            return;
+        };
+        for (key, phase) in shards {
+            if phase.as_str() != Some("cut_over") || was_cut(key) {
+                continue;
+            }
+            let Ok(shard) = key.parse::<u32>() else {
+                continue;
+            };
+            let Some(moves) = m.plan().moves.get(&shard) else {
+                continue;
+            };
+            let of_shard = |i: usize| -> BTreeMap<String, Value> {
+                docs_of(i)
+                    .into_iter()
+                    .filter(|(_, d)| d[SHARD_FIELD].as_u64() == Some(u64::from(shard)))
+                    .collect()
+            };
+            let mut sources: Vec<&NodeId> = moves.iter().flat_map(|g| &g.sources).collect();
+            sources.dedup();
+            let mut targets: Vec<&NodeId> = moves.iter().flat_map(|g| &g.targets).collect();
+            targets.dedup();
+            if targets.is_empty() {
+                continue;
+            }
+            let target_docs: Vec<(&NodeId, BTreeMap<String, Value>)> = targets
+                .iter()
+                .filter_map(|t| Some((*t, of_shard(host(t)?))))
+                .collect();
+            let matched = sources.iter().filter_map(|s| host(s)).any(|i| {
+                let src = of_shard(i);
+                target_docs.iter().all(|(_, docs)| *docs == src)
+            });
+            if !matched {
+                let show = |docs: &BTreeMap<String, Value>| -> Vec<String> {
+                    docs.iter().map(|(id, d)| format!("{id}={d}")).collect()
+                };
+                let sources_docs: Vec<String> = sources
+                    .iter()
+                    .filter_map(|s| Some(format!("{s}: {:?}", show(&of_shard(host(s)?)))))
+                    .collect();
+                let targets_docs: Vec<String> = target_docs
+                    .iter()
+                    .map(|(t, docs)| format!("{t}: {:?}", show(docs)))
+                    .collect();
+                *self.incomplete.lock().unwrap() = Some(format!(
+                    "shard {shard} was cut over while its targets held no source's exact documents: sources {sources_docs:?}, targets {targets_docs:?}"
+                ));
+                return;
+            }
+        }
     }
 
     /// Notes the phases the live coordinator's shards are in and returns the armed fault if a shard just
@@ -558,6 +650,9 @@ async fn drive(ctx: Arc<ProxyCtx>, rpc: Arc<RpcClient>) {
                     });
                 }
                 Some(Action::Persist { seq, record }) => {
+                    if let Some(m) = el.live.lock().unwrap().as_ref() {
+                        el.check_cutover(m, &record);
+                    }
                     *el.record.lock().unwrap() = Some(record);
                     if let Some(d) = due.take() {
                         hand_over(el, d).await;
@@ -720,8 +815,9 @@ pub(crate) fn forget_lost(ctx: &ProxyCtx, record: &mut miroir_core::tasks::Miroi
     }
 }
 
-/// The phase-tied faults of an elastic run ([`ElasticSpec::crash`], [`ElasticSpec::cutover_partition`]):
-/// arms the fault the seed picks, then carries out what the driver hands over (see [`hand_over`]): kills the
+/// The phase-tied faults of an elastic run ([`ElasticSpec::crash`], [`ElasticSpec::cutover_partition`]),
+/// and the god's-eye cut-over check of every elastic run (`docs_of` reads a host's documents): arms the
+/// fault the seed picks, then carries out what the driver hands over (see [`hand_over`]): kills the
 /// proxy or a node and restarts it `down_ms` later, or cuts a node off from the proxy for a while. `log`
 /// records what fired in the run's trace.
 pub(crate) fn progress_faults(
@@ -731,8 +827,10 @@ pub(crate) fn progress_faults(
     hosts: Vec<madsim::task::NodeId>,
     seed: u64,
     log: impl Fn(String) + Send + 'static,
+    docs_of: DocsOf,
 ) {
     let Some(spec) = ctx.elastic.spec else { return };
+    *ctx.elastic.docs_of.lock().unwrap() = Some(docs_of);
     let n = MIGRATION_PHASES.len() as u64;
     let (armed, down_ms) = match (spec.crash, spec.cutover_partition) {
         (Some(c), _) => (
