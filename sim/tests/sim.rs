@@ -1260,6 +1260,13 @@ mod scenarios {
                 Phase::CutOver
             ));
         }
+        if who == Victim::Source {
+            labels.extend(
+                MIGRATION_PHASES
+                    .iter()
+                    .map(|p| format!("leaving source crash in {p:?}")),
+            );
+        }
         labels
     }
 
@@ -1284,9 +1291,10 @@ mod scenarios {
         phase_fault_sweep(s, PHASE_SEEDS, &crash_labels(who), who != Victim::Proxy);
     }
 
-    /// Issue 5: a source of a shard (the old owner its copy and verify passes read from; with a drain, often
-    /// the node giving the shard up) crashes for 400 ms in every migration phase across the seeds: requests
-    /// to it fail and the shard pauses and retries; its durable state survives.
+    /// Issue 5: a source of a shard crashes for 400 ms in every migration phase across the seeds, both the
+    /// old owner its copy and verify passes read from first and (on the other half of the seeds) the drained
+    /// node giving the shard up: requests to it fail and the shard pauses and retries (rotating its source);
+    /// its durable state survives.
     #[test]
     fn elastic_source_crash_every_phase() {
         let who = Victim::Source;

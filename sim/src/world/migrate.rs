@@ -18,6 +18,10 @@
 //! out, so the fault lands exactly at that point of the migration (a crashed proxy never resumes that
 //! driver; its next incarnation resumes the migration from the record). Which phases were reached and which
 //! faults fired is kept god's-eye ([`Elastic::fired`]) so a sweep can show every phase got its fault.
+//!
+//! In every elastic run, when a record that newly cuts a shard over is about to be persisted, the driver
+//! checks on the nodes' own documents (god's-eye) that each target holds exactly one source's copy of the
+//! shard ([`Elastic::incomplete_cutover`], reported by the run as the `cutover` checker).
 
 use super::fleet::{call, run_write, FenceWait, Lanes, ProxyCtx, Replier, INDEX, NODE_TIMEOUT};
 use super::net::{now_ms, RpcClient};
@@ -80,8 +84,9 @@ pub enum Victim {
     /// The proxy running the coordinator (restarted after `down_ms`; the next incarnation resumes the
     /// migration from its persisted record).
     Proxy,
-    /// The shard's first source: the old owner its copy and verify passes read from (it may be a leaving
-    /// owner too, which the cleanup then empties).
+    /// An old owner of the shard, by the seed's parity above the phase choice (`seed / 6 % 2`): 0 its first
+    /// source (the one its copy and verify passes read from first), 1 a leaving owner (the node giving the
+    /// shard up, a source too, which the cleanup empties; labelled `leaving source`).
     Source,
     /// The shard's first target: the new owner the copy fills.
     Target,
@@ -177,6 +182,8 @@ struct Armed {
     kind: ArmedKind,
     /// In `CutOver`: fire once the cut-over record is written (else just before).
     after_persist: bool,
+    /// A source crash hits a leaving owner of the shard (the node giving it up) rather than its first source.
+    leaving: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -279,7 +286,8 @@ impl Elastic {
         self.reached.lock().unwrap().clone()
     }
 
-    /// The labels of the phase-tied faults that fired (`"<proxy|source|target> crash in <Phase>"`,
+    /// The labels of the phase-tied faults that fired (`"<proxy|source|leaving source|target> crash in
+    /// <Phase>"`, `"proxy crash in CutOver before its record"`,
     /// `"partition of the <target|source> in <Fence|CutOver>"`), then `"retried"` if the coordinator paused
     /// on a failed request at least once, then `"writes after the fault"` if a live coordinator admitted a
     /// client write after the fault fired (the migration went on under the workload).
@@ -422,6 +430,10 @@ impl Elastic {
                         " before its record"
                     }
                 ),
+            ),
+            ArmedKind::Crash(Victim::Source) if armed.leaving => (
+                Firing::CrashNode(host(group.leaving.first())?),
+                format!("leaving source crash in {phase:?}"),
             ),
             ArmedKind::Crash(v @ Victim::Source) => (
                 Firing::CrashNode(source?),
@@ -838,6 +850,7 @@ pub(crate) fn progress_faults(
                 phase: c.phase.phase(seed),
                 kind: ArmedKind::Crash(c.who),
                 after_persist: c.who != Victim::Proxy || (seed / n).is_multiple_of(2),
+                leaving: !(seed / n).is_multiple_of(2),
             },
             c.down_ms,
         ),
@@ -850,6 +863,7 @@ pub(crate) fn progress_faults(
                 },
                 kind: ArmedKind::Cut(seed.is_multiple_of(2)),
                 after_persist: true,
+                leaving: false,
             },
             p.length_ms,
         ),
@@ -880,8 +894,12 @@ pub(crate) fn progress_faults(
             // taking the due fault and carrying it out happen in one step: the driver sees it done at once
             let due = el.due.lock().unwrap().take();
             if let Some(d) = due {
+                let whom = match d.firing {
+                    Firing::CrashProxy => "the proxy".to_string(),
+                    Firing::CrashNode(i) | Firing::Cut(i) => format!("node{i}"),
+                };
                 log(format!(
-                    "elastic fault: {} (recorded: {:?}); back in {down_ms} ms",
+                    "elastic fault: {} ({whom}; recorded: {:?}); back in {down_ms} ms",
                     d.label,
                     el.record
                         .lock()
@@ -923,4 +941,95 @@ pub(crate) fn progress_faults(
             time::sleep(Duration::from_millis(1)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn by_seed_walks_every_phase_and_in_names_one() {
+        let n = MIGRATION_PHASES.len() as u64;
+        let picked: Vec<Phase> = (0..n).map(|s| PhaseSel::BySeed.phase(s)).collect();
+        assert_eq!(picked, MIGRATION_PHASES.to_vec());
+        assert_eq!(PhaseSel::BySeed.phase(n + 3), MIGRATION_PHASES[3]);
+        assert_eq!(PhaseSel::In(Phase::Fence).phase(5), Phase::Fence);
+    }
+
+    fn spec() -> ElasticSpec {
+        ElasticSpec {
+            change: ElasticChange::AddNode,
+            at_ms: 0,
+            planted: PlantedBug::None,
+            docs_per_second: 0,
+            partition: None,
+            crash: None,
+            cutover_partition: None,
+            max_concurrent: 0,
+        }
+    }
+
+    /// Three nodes (RF=2, 8 shards) gain a fourth: the coordinator, the elastic state, and a record that cuts
+    /// every moving shard over.
+    fn cut_everything() -> (Elastic, Migration, Value, Vec<u32>) {
+        let topology = Topology {
+            epoch: 1,
+            shards: 8,
+            replication_factor: 2,
+            replica_groups: 1,
+            nodes: (0..3)
+                .map(|i| Node::active(format!("node{i}"), format!("http://h{i}"), 0))
+                .collect(),
+        };
+        let el = Elastic::new(Some(spec()), topology.clone());
+        let plan = migration::plan_change(&topology, &change_for(&spec(), &topology)).unwrap();
+        let m = Migration::start(plan, params(&spec())).unwrap();
+        let mut record = m.record();
+        let moving: Vec<u32> = m.plan().moves.keys().copied().collect();
+        for s in &moving {
+            record["shards"][s.to_string()] = json!("cut_over");
+        }
+        (el, m, record, moving)
+    }
+
+    /// One document per shard on every host, except `short` that lacks the one of `missing`.
+    fn docs(short: usize, missing: u32) -> DocsOf {
+        Arc::new(move |i: usize| {
+            (0..8u32)
+                .filter(|s| i != short || *s != missing)
+                .map(|s| (s.to_string(), json!({"id": s, SHARD_FIELD: s})))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_cut_over_on_equal_copies_passes() {
+        let (el, m, record, _) = cut_everything();
+        *el.docs_of.lock().unwrap() = Some(docs(99, 0));
+        el.check_cutover(&m, &record);
+        assert_eq!(el.incomplete_cutover(), None);
+    }
+
+    #[test]
+    fn a_target_short_of_a_document_is_caught() {
+        let (el, m, record, moving) = cut_everything();
+        // node3 is the added node: the target of every moving shard
+        *el.docs_of.lock().unwrap() = Some(docs(3, moving[0]));
+        el.check_cutover(&m, &record);
+        let found = el.incomplete_cutover().expect("the short target is caught");
+        assert!(
+            found.starts_with(&format!("shard {} was cut over", moving[0])),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn a_shard_already_cut_over_is_not_checked_again() {
+        let (el, m, record, moving) = cut_everything();
+        *el.record.lock().unwrap() = Some(record.clone());
+        *el.docs_of.lock().unwrap() = Some(docs(3, moving[0]));
+        el.check_cutover(&m, &record);
+        assert_eq!(el.incomplete_cutover(), None);
+    }
 }
