@@ -1356,7 +1356,7 @@ mod scenarios {
                 [Phase::Fence, Phase::CutOver].map(|p| format!("partition of the {n} in {p:?}"))
             })
             .collect();
-        let outcomes = phase_fault_sweep(s, 16, &want, true);
+        let outcomes = phase_fault_sweep(s, 24, &want, true);
         let fenced = "partition of the target in Fence".to_string();
         for (i, o) in outcomes.iter().enumerate() {
             if o.elastic_faults.contains(&fenced) {
