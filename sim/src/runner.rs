@@ -23,6 +23,8 @@ pub struct Outcome {
     /// How many times searches were compared with the oracle while a migration or resharding was live
     /// (0 for runs that do not check mid-run: see `fleet::mid_run_oracle`).
     pub oracle_during: u64,
+    /// The phase-tied faults of an elastic run that fired (see `migrate::Elastic::fired`).
+    pub elastic_faults: Vec<String>,
 }
 
 /// Why a run failed: which invariant (or the liveness phase) and what it saw.

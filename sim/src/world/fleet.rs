@@ -1283,6 +1283,25 @@ fn proxy_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 0, 0, 1 + i as u8)
 }
 
+/// God's-eye: the documents of the index on each host (external id → document), for the migration driver's
+/// cut-over check.
+fn docs_of(disks: Vec<Arc<Disk<ModelHost>>>) -> super::migrate::DocsOf {
+    Arc::new(move |i: usize| {
+        let mut docs = BTreeMap::new();
+        if let Some(d) = disks.get(i) {
+            let guard = d.lock();
+            if let Some(index) = guard.0.state().indexes.get(INDEX) {
+                for (external, internal) in &index.external {
+                    if let Some(doc) = index.docs.get(internal) {
+                        docs.insert(external.clone(), Value::Object(doc.clone()));
+                    }
+                }
+            }
+        }
+        docs
+    })
+}
+
 fn spawn_proxy(handle: &Handle, ctx: Arc<ProxyCtx>, i: usize) -> NodeHandle {
     handle
         .create_node()
@@ -1893,6 +1912,16 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
             .partition
             .map(|(i, after, length)| (proxy.id(), hosts[i].id(), after, length));
         super::migrate::request_at(ctx.clone(), handle.clone(), e.at_ms, lost, cut);
+        let log = shared.clone();
+        super::migrate::progress_faults(
+            ctx.clone(),
+            handle.clone(),
+            proxy.id(),
+            hosts.iter().map(|h| h.id()).collect(),
+            seed,
+            move |m| log.log(m),
+            docs_of(disks.clone()),
+        );
     }
     if let Some(r) = spec.reshard {
         super::reshard::request_at(ctx.clone(), r.at_ms);
@@ -2003,6 +2032,9 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
     } else {
         placement
     };
+    if let Some(m) = ctx.elastic.incomplete_cutover() {
+        return Err(fail("cutover", m, &schedule));
+    }
     if ctx.elastic.enabled() {
         let at = |t: &AtomicU64| t.load(Ordering::SeqCst).saturating_sub(shared.start);
         shared.log(format_args!(
@@ -2338,6 +2370,7 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         trace_text: keep.then(|| trace.text().to_string()),
         oracle_checked,
         oracle_during,
+        elastic_faults: ctx.elastic.fired(),
     })
 }
 
