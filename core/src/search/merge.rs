@@ -604,7 +604,7 @@ impl<'a> NodeList<'a> {
             let hit = match std::mem::replace(slot, Pending::Taken) {
                 Pending::Raw(text) => Hit::Raw(
                     object_fields(text)
-                        .ok_or_else(|| bad(self.order, Malformed::HitNotObject.message()))?,
+                        .ok_or_else(|| bad(self.order, Malformed::NotObject.message()))?,
                 ),
                 Pending::Parsed(m) => Hit::Parsed(m),
                 Pending::Taken => continue,

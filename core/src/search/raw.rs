@@ -20,10 +20,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::scan::{skip_container, skip_string, skip_value, skip_ws};
 
 /// The top-level fields of one JSON object in map order, each with its raw value text.
 pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
@@ -115,85 +117,6 @@ pub(crate) fn parse(raw: &RawValue) -> Option<Value> {
     serde_json::from_str(raw.get()).ok()
 }
 
-/// What `hits` held in an answer.
-enum Hits<'a> {
-    Missing,
-    NotArray,
-    List(Vec<&'a RawValue>),
-}
-
-struct HitsSeed;
-
-impl<'de> DeserializeSeed<'de> for HitsSeed {
-    type Value = Hits<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Hits<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for HitsSeed {
-    type Value = Hits<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hits<'de>, A::Error> {
-        let mut hits = Vec::with_capacity(seq.size_hint().unwrap_or(32));
-        while let Some(hit) = seq.next_element::<&'de RawValue>()? {
-            hits.push(hit);
-        }
-        Ok(Hits::List(hits))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hits<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Hits::NotArray)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_unit<E>(self) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-}
-
-struct Envelope<'a> {
-    hits: Hits<'a>,
-    rest: Map<String, Value>,
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
-        let mut hits = Hits::Missing;
-        let mut rest = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "hits" {
-                hits = map.next_value_seed(HitsSeed)?;
-            } else {
-                let value: Value = map.next_value()?;
-                rest.insert(key, value);
-            }
-        }
-        Ok(Envelope { hits, rest })
-    }
-}
-
 /// Why an answer is not a search result (the merge reports it as `miroir_bad_node_response`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Malformed {
@@ -269,40 +192,113 @@ impl RawAnswer {
     }
 }
 
+/// Byte ranges in a text.
+type Ranges = Vec<(usize, usize)>;
+
+/// Locates an answer with the structural scanner ([`super::scan`]): the envelope's fields other than `hits`
+/// are parsed (and so fully checked); each hit is located as a byte range whose structure is checked
+/// (strings, escapes, brackets), its grammar being checked by `serde_json` only if the merge reads it.
 fn locate(text: &str) -> Result<Located, Malformed> {
-    if !text.trim_start().starts_with('{') {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
         return Err(Malformed::NotObject);
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let envelope = de
-        .deserialize_map(EnvelopeVisitor)
-        .map_err(|_| Malformed::NotObject)?;
-    de.end().map_err(|_| Malformed::NotObject)?;
-    let Hits::List(list) = envelope.hits else {
-        return Err(Malformed::NoHits);
-    };
-    let base = text.as_ptr() as usize;
-    let mut hits = Vec::with_capacity(list.len());
-    let mut not_object = false;
-    for hit in list {
-        let s = hit.get();
-        let start = (s.as_ptr() as usize)
-            .checked_sub(base)
-            .ok_or(Malformed::NotObject)?;
-        let end = start + s.len();
-        if text.get(start..end).is_none() {
-            return Err(Malformed::NotObject);
+    i = skip_ws(b, i + 1);
+    // The last `hits` wins, as in a parsed map: `None` missing, `Some(None)` not an array.
+    let mut hits: Option<Option<(Ranges, bool)>> = None;
+    let mut rest = Map::new();
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let key_end = skip_string(b, i).ok_or(Malformed::NotObject)?;
+            let key = key_text(text.get(i..key_end).ok_or(Malformed::NotObject)?)?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return Err(Malformed::NotObject);
+            }
+            i = skip_ws(b, i + 1);
+            if key == "hits" && b.get(i) == Some(&b'[') {
+                let (ranges, not_object, end) = locate_hits(text, i)?;
+                hits = Some(Some((ranges, not_object)));
+                i = end;
+            } else {
+                let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
+                let value = parse_slice(text, i, end)?;
+                if key == "hits" {
+                    hits = Some(None);
+                } else {
+                    rest.insert(key.into_owned(), value);
+                }
+                i = end;
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(Malformed::NotObject),
+            }
         }
-        not_object |= !s.starts_with('{');
-        hits.push((start, end));
     }
-    if not_object {
-        return Err(Malformed::HitNotObject);
+    if skip_ws(b, i) != b.len() {
+        return Err(Malformed::NotObject);
     }
-    Ok(Located {
-        hits,
-        rest: envelope.rest,
-    })
+    match hits {
+        None | Some(None) => Err(Malformed::NoHits),
+        Some(Some((_, true))) => Err(Malformed::HitNotObject),
+        Some(Some((hits, false))) => Ok(Located { hits, rest }),
+    }
+}
+
+/// A key's text (with its quotes) unescaped, borrowed when it holds no escape.
+fn key_text(quoted: &str) -> Result<Cow<'_, str>, Malformed> {
+    match quoted.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Ok(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|_| Malformed::NotObject),
+    }
+}
+
+/// Parses `text[start..end]`, one located value.
+fn parse_slice(text: &str, start: usize, end: usize) -> Result<Value, Malformed> {
+    let slice = text.get(start..end).ok_or(Malformed::NotObject)?;
+    serde_json::from_str(slice).map_err(|_| Malformed::NotObject)
+}
+
+/// Locates the elements of the `hits` array opening at `start`: each object's range, whether some element
+/// is not an object (such elements are parsed, to tell invalid text from a wrong shape), and the index just
+/// past the array.
+fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malformed> {
+    let b = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut not_object = false;
+    let mut i = skip_ws(b, start + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok((ranges, false, i + 1));
+    }
+    loop {
+        let end = if b.get(i) == Some(&b'{') {
+            let end = skip_container(b, i).ok_or(Malformed::NotObject)?;
+            ranges.push((i, end));
+            end
+        } else {
+            let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
+            parse_slice(text, i, end)?;
+            not_object = true;
+            end
+        };
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Ok((ranges, not_object, i + 1)),
+            _ => return Err(Malformed::NotObject),
+        }
+    }
 }
 
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
