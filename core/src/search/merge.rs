@@ -364,25 +364,43 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// One `_rankingScoreDetails` entry read from its raw text: only what the order depends on. An entry that
-/// is not an object has none of them, as `Value::get` finds none.
+/// One `_rankingScoreDetails` entry read from its raw text: only what the order depends on, already
+/// reduced to what [`rule_value_of`] and [`RuleKey::of`] read of it (`order` as `as_u64`, `distance` and
+/// `score` as `as_f64`, `similarity` as `as_f64` or 0 when present, `value` as its [`SortKey`]). An entry
+/// that is not an object has none of them, as `Value::get` finds none.
 #[derive(Default)]
 struct RawEntry {
-    order: Option<Value>,
-    distance: Option<Value>,
-    value: Option<Value>,
-    score: Option<Value>,
-    similarity: Option<Value>,
+    order: Option<u64>,
+    distance: Option<f64>,
+    value: Option<SortKey>,
+    score: Option<f64>,
+    similarity: Option<f64>,
 }
 
 impl RawEntry {
-    fn parts(&self) -> EntryParts<'_> {
-        EntryParts {
-            distance: self.distance.as_ref(),
-            value: self.value.as_ref(),
-            score: self.score.as_ref(),
-            similarity: self.similarity.as_ref(),
+    /// [`RuleKey::of`]`(`[`rule_value_of`]`(name, entry))` on the entry this was read from.
+    fn rule_key(self, name: &str) -> RuleKey {
+        if let Some(asc) = direction(name) {
+            if name.starts_with("_geoPoint(") {
+                return RuleKey::Geo {
+                    asc,
+                    distance: self.distance,
+                };
+            }
+            if let Some(value) = self.value {
+                return RuleKey::Sort { asc, value };
+            }
         }
+        if let Some(score) = self.score {
+            return RuleKey::Score(score);
+        }
+        if let Some(sim) = self.similarity {
+            return RuleKey::Score(sim);
+        }
+        if name == "skipped" {
+            return RuleKey::Score(0.0);
+        }
+        RuleKey::Unknown
     }
 }
 
@@ -398,18 +416,18 @@ impl<'de> Deserialize<'de> for RawEntry {
                 let mut e = RawEntry::default();
                 // A repeated key keeps its last value, as in a parsed map.
                 while let Some(Key(k)) = map.next_key()? {
-                    let slot = match k.as_ref() {
-                        "order" => &mut e.order,
-                        "distance" => &mut e.distance,
-                        "value" => &mut e.value,
-                        "score" => &mut e.score,
-                        "similarity" => &mut e.similarity,
+                    match k.as_ref() {
+                        "order" => e.order = map.next_value::<Value>()?.as_u64(),
+                        "distance" => e.distance = map.next_value::<Value>()?.as_f64(),
+                        "value" => e.value = Some(SortKey::of(&map.next_value()?)),
+                        "score" => e.score = map.next_value::<Value>()?.as_f64(),
+                        "similarity" => {
+                            e.similarity = Some(map.next_value::<Value>()?.as_f64().unwrap_or(0.0))
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    *slot = Some(map.next_value()?);
+                    }
                 }
                 Ok(e)
             }
@@ -476,11 +494,11 @@ fn raw_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
         return parse(raw).map(|_| None);
     }
     let RawDetails(mut entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
-    entries.sort_by_key(|(_, e)| e.order.as_ref().and_then(Value::as_u64).unwrap_or(u64::MAX));
+    entries.sort_by_key(|(_, e)| e.order.unwrap_or(u64::MAX));
     Some(Some(
         entries
-            .iter()
-            .map(|(name, e)| RuleKey::of(rule_value_of(name, e.parts())))
+            .into_iter()
+            .map(|(name, e)| e.rule_key(&name))
             .collect(),
     ))
 }
