@@ -1079,7 +1079,8 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
 /// [`crate::ops::settings::apply_displayed_to_hits`] would.
 ///
 /// The text parses to exactly the value [`merge_search`] followed by `apply_displayed_to_hits` gives on
-/// the parsed answers. Errors are the same, in the same order. Never panics.
+/// the parsed answers. Errors are the same, in the same order, for answers that are valid JSON; text that is
+/// not valid JSON is refused when the merge reads the faulty part (see [`super::raw`]). Never panics.
 pub fn merge_search_text(
     plan: &SearchPlan,
     answers: Vec<RawAnswer>,

@@ -1,8 +1,17 @@
 //! Node search answers kept as the JSON text the node sent: hits are located, never parsed whole.
 //!
-//! States: text → [`RawAnswer`] (the envelope's small fields parsed, each hit located as a byte range, the
-//! structure checked) → per merged hit, its top-level [`Fields`] (key → raw value text) read once → the
-//! client's reply written by splicing the kept fields' raw text.
+//! States: text → [`RawAnswer`] (the envelope's fields other than `hits` parsed, each hit located as a byte
+//! range by the structural scanner of [`super::scan`], its structure checked) → per hit the merge reads,
+//! its top-level [`Fields`] (key → value text) read once with the scanner → the client's reply written by
+//! splicing the kept fields' text.
+//!
+//! How much of the text is checked: the envelope's fields in full (parsed); every hit's structure (strings,
+//! escapes, control characters, brackets), so a truncated or unbalanced answer is refused; the full grammar
+//! of every byte that is parsed (ranking fields, distinct attribute) or written to the reply (each spliced
+//! object or array is checked by `serde_json` first, scalars by [`object_fields`]). A garbled byte is
+//! therefore an error (`the search answer is not a JSON object`) or never read: it can make neither a panic
+//! nor a reply that is not JSON. Known limit: grammar faults that keep the structure (`{"a" tru}`) inside a
+//! hit the merge never reads (beyond the window) are not noticed, where the parsed path refuses the answer.
 //!
 //! Invariants:
 //! - A hit's fields follow `serde_json::Map`'s semantics: a repeated key keeps its first position and its
