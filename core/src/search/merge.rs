@@ -25,11 +25,10 @@ use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
-use super::raw::{field, object_fields, parse, write_str, Fields, Key, Malformed, RawAnswer};
+use super::raw::{field, object_fields, parse, splice, write_str, Fields, Malformed, RawAnswer};
 use super::{NodeAnswer, Pagination, SearchPlan};
 use crate::{MeiliError, RESERVED_PREFIX, SHARD_FIELD};
 
@@ -340,25 +339,68 @@ impl HitKey {
     }
 }
 
-/// One `_rankingScoreDetails` entry read from its raw text: only what the order depends on. An entry that
-/// is not an object has none of them, as `Value::get` finds none.
+/// A string as written in the text, borrowed unless it held escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One `_rankingScoreDetails` entry read from its raw text: only what the order depends on, already
+/// reduced to what [`rule_value_of`] and [`RuleKey::of`] read of it (`order` as `as_u64`, `distance` and
+/// `score` as `as_f64`, `similarity` as `as_f64` or 0 when present, `value` as its [`SortKey`]). An entry
+/// that is not an object has none of them, as `Value::get` finds none.
 #[derive(Default)]
 struct RawEntry {
-    order: Option<Value>,
-    distance: Option<Value>,
-    value: Option<Value>,
-    score: Option<Value>,
-    similarity: Option<Value>,
+    order: Option<u64>,
+    distance: Option<f64>,
+    value: Option<SortKey>,
+    score: Option<f64>,
+    similarity: Option<f64>,
 }
 
 impl RawEntry {
-    fn parts(&self) -> EntryParts<'_> {
-        EntryParts {
-            distance: self.distance.as_ref(),
-            value: self.value.as_ref(),
-            score: self.score.as_ref(),
-            similarity: self.similarity.as_ref(),
+    /// [`RuleKey::of`]`(`[`rule_value_of`]`(name, entry))` on the entry this was read from.
+    fn rule_key(self, name: &str) -> RuleKey {
+        if let Some(asc) = direction(name) {
+            if name.starts_with("_geoPoint(") {
+                return RuleKey::Geo {
+                    asc,
+                    distance: self.distance,
+                };
+            }
+            if let Some(value) = self.value {
+                return RuleKey::Sort { asc, value };
+            }
         }
+        if let Some(score) = self.score {
+            return RuleKey::Score(score);
+        }
+        if let Some(sim) = self.similarity {
+            return RuleKey::Score(sim);
+        }
+        if name == "skipped" {
+            return RuleKey::Score(0.0);
+        }
+        RuleKey::Unknown
     }
 }
 
@@ -374,18 +416,18 @@ impl<'de> Deserialize<'de> for RawEntry {
                 let mut e = RawEntry::default();
                 // A repeated key keeps its last value, as in a parsed map.
                 while let Some(Key(k)) = map.next_key()? {
-                    let slot = match k.as_ref() {
-                        "order" => &mut e.order,
-                        "distance" => &mut e.distance,
-                        "value" => &mut e.value,
-                        "score" => &mut e.score,
-                        "similarity" => &mut e.similarity,
+                    match k.as_ref() {
+                        "order" => e.order = map.next_value::<Value>()?.as_u64(),
+                        "distance" => e.distance = map.next_value::<Value>()?.as_f64(),
+                        "value" => e.value = Some(SortKey::of(&map.next_value()?)),
+                        "score" => e.score = map.next_value::<Value>()?.as_f64(),
+                        "similarity" => {
+                            e.similarity = Some(map.next_value::<Value>()?.as_f64().unwrap_or(0.0))
+                        }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
-                            continue;
                         }
-                    };
-                    *slot = Some(map.next_value()?);
+                    }
                 }
                 Ok(e)
             }
@@ -445,39 +487,39 @@ impl<'de> Deserialize<'de> for RawDetails<'de> {
 }
 
 /// The rule keys of a raw `_rankingScoreDetails` value, sorted by `order` ([`sorted_details`] on its text);
-/// `None` when it is not an object.
-fn raw_detail_keys(raw: &RawValue) -> Option<Vec<RuleKey>> {
-    if !raw.get().starts_with('{') {
-        return None;
+/// `Some(None)` when it is not an object, `None` when it is not valid JSON. (Reading it field by field with
+/// the structural scanner instead of `serde_json` was measured slower on typical details.)
+fn raw_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
+    if !raw.starts_with('{') {
+        return parse(raw).map(|_| None);
     }
-    let Ok(RawDetails(mut entries)) = serde_json::from_str::<RawDetails>(raw.get()) else {
-        // Unreachable for located text; read it the slow way rather than guess.
-        let mut hit = Map::new();
-        hit.insert("_rankingScoreDetails".into(), parse(raw)?);
-        return HitKey::of(&hit).details;
-    };
-    entries.sort_by_key(|(_, e)| e.order.as_ref().and_then(Value::as_u64).unwrap_or(u64::MAX));
-    Some(
+    let RawDetails(mut entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
+    entries.sort_by_key(|(_, e)| e.order.unwrap_or(u64::MAX));
+    Some(Some(
         entries
-            .iter()
-            .map(|(name, e)| RuleKey::of(rule_value_of(name, e.parts())))
+            .into_iter()
+            .map(|(name, e)| e.rule_key(&name))
             .collect(),
-    )
+    ))
 }
 
 impl HitKey {
-    /// [`HitKey::of`] on a hit read as raw fields.
-    fn of_fields(hit: &Fields) -> HitKey {
-        HitKey {
-            details: field(hit, "_rankingScoreDetails").and_then(raw_detail_keys),
-            score: field(hit, "_rankingScore")
-                .and_then(parse)
-                .and_then(|v| v.as_f64()),
-            shard: field(hit, SHARD_FIELD)
-                .and_then(parse)
-                .and_then(|v| v.as_u64())
-                .unwrap_or(u64::MAX),
-        }
+    /// [`HitKey::of`] on a hit read as raw fields; `None` when a field it reads is not valid JSON.
+    fn of_fields(hit: &Fields) -> Option<HitKey> {
+        Some(HitKey {
+            details: match field(hit, "_rankingScoreDetails") {
+                Some(raw) => raw_detail_keys(raw)?,
+                None => None,
+            },
+            score: match field(hit, "_rankingScore") {
+                Some(raw) => parse(raw)?.as_f64(),
+                None => None,
+            },
+            shard: match field(hit, SHARD_FIELD) {
+                Some(raw) => parse(raw)?.as_u64().unwrap_or(u64::MAX),
+                None => u64::MAX,
+            },
+        })
     }
 }
 
@@ -493,15 +535,21 @@ fn lookup<'a>(hit: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     }
 }
 
-/// [`lookup`] in a hit read as raw fields (only the fields on the path are parsed).
-fn lookup_fields(hit: &Fields, path: &str) -> Option<Value> {
+/// [`lookup`] in a hit read as raw fields (only the fields on the path are parsed); `None` when a field
+/// it parses is not valid JSON.
+fn lookup_fields(hit: &Fields, path: &str) -> Option<Option<Value>> {
     if let Some(v) = field(hit, path) {
-        return parse(v);
+        return parse(v).map(Some);
     }
-    let (head, rest) = path.split_once('.')?;
-    match parse(field(hit, head)?)? {
-        Value::Object(inner) => lookup(&inner, rest).cloned(),
-        _ => None,
+    let Some((head, rest)) = path.split_once('.') else {
+        return Some(None);
+    };
+    let Some(raw) = field(hit, head) else {
+        return Some(None);
+    };
+    match parse(raw)? {
+        Value::Object(inner) => Some(lookup(&inner, rest).cloned()),
+        _ => Some(None),
     }
 }
 
@@ -540,34 +588,36 @@ enum Pending<'a> {
     Taken,
 }
 
-/// A hit read for the merge: its raw top-level fields, or a parsed object.
+/// A hit read for the merge: its raw top-level fields (and its node's position), or a parsed object.
 enum Hit<'a> {
-    Raw(Fields<'a>),
+    Raw(Fields<'a>, usize),
     Parsed(Map<String, Value>),
 }
 
 impl<'a> Hit<'a> {
-    fn key(&self) -> HitKey {
+    /// `None` when a field it reads is not valid JSON.
+    fn key(&self) -> Option<HitKey> {
         match self {
-            Hit::Raw(f) => HitKey::of_fields(f),
-            Hit::Parsed(m) => HitKey::of(m),
+            Hit::Raw(f, _) => HitKey::of_fields(f),
+            Hit::Parsed(m) => Some(HitKey::of(m)),
         }
     }
 
-    fn distinct_keys(&self, attr: &str) -> Vec<DistinctKey> {
+    /// `None` when a field it reads is not valid JSON.
+    fn distinct_keys(&self, attr: &str) -> Option<Vec<DistinctKey>> {
         let mut keys = Vec::new();
         match self {
-            Hit::Raw(f) => distinct_keys(lookup_fields(f, attr).as_ref(), &mut keys),
+            Hit::Raw(f, _) => distinct_keys(lookup_fields(f, attr)?.as_ref(), &mut keys),
             Hit::Parsed(m) => distinct_keys(lookup(m, attr), &mut keys),
         }
-        keys
+        Some(keys)
     }
 
     /// The hit as a parsed object (raw fields parsed one by one).
     fn into_map(self) -> Map<String, Value> {
         match self {
             Hit::Parsed(m) => m,
-            Hit::Raw(fields) => fields
+            Hit::Raw(fields, _) => fields
                 .into_iter()
                 .map(|(k, v)| (k.into_owned(), parse(v).unwrap_or(Value::Null)))
                 .collect(),
@@ -603,15 +653,15 @@ impl<'a> NodeList<'a> {
             self.next += 1;
             let hit = match std::mem::replace(slot, Pending::Taken) {
                 Pending::Raw(text) => Hit::Raw(
-                    object_fields(text)
-                        .ok_or_else(|| bad(self.order, Malformed::HitNotObject.message()))?,
+                    object_fields(text).ok_or_else(|| invalid(self.order))?,
+                    self.order,
                 ),
                 Pending::Parsed(m) => Hit::Parsed(m),
                 Pending::Taken => continue,
             };
             let keys = match distinct {
                 Some(attr) => {
-                    let keys = hit.distinct_keys(attr);
+                    let keys = hit.distinct_keys(attr).ok_or_else(|| invalid(self.order))?;
                     if keys.iter().any(|k| seen.contains(k)) {
                         continue;
                     }
@@ -620,7 +670,7 @@ impl<'a> NodeList<'a> {
                 None => Vec::new(),
             };
             self.head = Some(Head {
-                key: hit.key(),
+                key: hit.key().ok_or_else(|| invalid(self.order))?,
                 hit,
                 distinct: keys,
             });
@@ -632,6 +682,11 @@ impl<'a> NodeList<'a> {
 
 pub(crate) fn bad(order: usize, what: &str) -> MeiliError {
     MeiliError::bad_node_response(&format!("#{order}"), what)
+}
+
+/// A hit the merge reads is not valid JSON: the answer is not one JSON object, as a parser would say.
+fn invalid(order: usize) -> MeiliError {
+    bad(order, Malformed::NotObject.message())
 }
 
 fn shard_of(hit: &Map<String, Value>) -> u64 {
@@ -909,17 +964,13 @@ struct Nested<'p> {
     recurse: bool,
 }
 
-/// Writes a raw object keeping only the fields `keep` accepts; `_formatted` values are rewritten by
-/// `nested` when given. Falls back to the raw text when it is not an object.
-fn write_object(out: &mut String, raw: &RawValue, plan: &SearchPlan, how: Nested) {
-    let Some(fields) = raw
-        .get()
-        .starts_with('{')
-        .then(|| object_fields(raw.get()))
-        .flatten()
-    else {
-        out.push_str(raw.get());
-        return;
+/// Writes a raw object keeping only the fields `how` accepts, `_formatted` rewritten when `how` says so;
+/// a value that is not an object is written as it is. `false` when the text is not valid JSON (the output
+/// is then unfinished).
+#[must_use]
+fn write_object(out: &mut String, raw: &str, plan: &SearchPlan, how: Nested) -> bool {
+    let Some(fields) = raw.starts_with('{').then(|| object_fields(raw)).flatten() else {
+        return splice(out, raw);
     };
     out.push('{');
     let mut first = true;
@@ -938,7 +989,7 @@ fn write_object(out: &mut String, raw: &RawValue, plan: &SearchPlan, how: Nested
         first = false;
         write_str(out, k);
         out.push(':');
-        if how.recurse && k == "_formatted" && how.displayed.is_some() {
+        let written = if how.recurse && k == "_formatted" && how.displayed.is_some() {
             write_object(
                 out,
                 v,
@@ -947,23 +998,29 @@ fn write_object(out: &mut String, raw: &RawValue, plan: &SearchPlan, how: Nested
                     strip: false,
                     ..how
                 },
-            );
+            )
         } else {
-            out.push_str(v.get());
+            splice(out, v)
+        };
+        if !written {
+            return false;
         }
     }
     out.push('}');
+    true
 }
 
-/// Writes one merged hit: [`strip_hit`] then `displayed`, by splicing the kept fields' raw text.
-fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[String]>) {
+/// Writes one merged hit: [`strip_hit`] then `displayed`, by splicing the kept fields' raw text. `false`
+/// when a kept field is not valid JSON (the output is then unfinished).
+#[must_use]
+fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[String]>) -> bool {
     let fields = match hit {
-        Hit::Raw(fields) => fields,
+        Hit::Raw(fields, _) => fields,
         Hit::Parsed(map) => {
             let mut v = Value::Object(strip_hit(map, plan));
             crate::ops::settings::apply_displayed(&mut v, displayed);
             out.push_str(&v.to_string());
-            return;
+            return true;
         }
     };
     out.push('{');
@@ -983,7 +1040,7 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
         first = false;
         write_str(out, k);
         out.push(':');
-        match k.as_ref() {
+        let written = match k.as_ref() {
             "_formatted" => write_object(
                 out,
                 v,
@@ -1004,10 +1061,14 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
                     recurse: false,
                 },
             ),
-            _ => out.push_str(v.get()),
+            _ => splice(out, v),
+        };
+        if !written {
+            return false;
         }
     }
     out.push('}');
+    true
 }
 
 /// [`merge_search`] on answers kept as the nodes' text ([`RawAnswer`]), answering the response's JSON text.
@@ -1018,7 +1079,8 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
 /// [`crate::ops::settings::apply_displayed_to_hits`] would.
 ///
 /// The text parses to exactly the value [`merge_search`] followed by `apply_displayed_to_hits` gives on
-/// the parsed answers. Errors are the same, in the same order. Never panics.
+/// the parsed answers. Errors are the same, in the same order, for answers that are valid JSON; text that is
+/// not valid JSON is refused when the merge reads the faulty part (see [`super::raw`]). Never panics.
 pub fn merge_search_text(
     plan: &SearchPlan,
     answers: Vec<RawAnswer>,
@@ -1056,7 +1118,13 @@ pub fn merge_search_text(
         if i > 0 {
             out.push(',');
         }
-        write_hit(&mut out, hit, plan, displayed);
+        let order = match &hit {
+            Hit::Raw(_, order) => *order,
+            Hit::Parsed(_) => 0,
+        };
+        if !write_hit(&mut out, hit, plan, displayed) {
+            return Err(invalid(order));
+        }
     }
     out.push(']');
     match rest.strip_prefix('{') {
@@ -1136,7 +1204,10 @@ mod tests {
             0 => json!(null),
             1 => json!(rng.below(5)),
             2 => json!(rng.below(5) as f64 / 4.0 - 0.5),
-            3 => json!(rng.pick(&["Drama", " drama", "COMEDY", "comedy", "Émile", "x\"y"])),
+            3 => json!(rng.pick(&[
+                "Drama", " drama", "COMEDY", "comedy", "Émile", "x\"y", "]}\\\"{[", "a/b\\",
+                "\u{1}\n"
+            ])),
             4 => json!(rng.below(2) == 0),
             5 => json!([rng.pick(&["drama", "Comedy"]), rng.below(3)]),
             6 => json!({"a": rng.below(3)}),
@@ -1216,7 +1287,13 @@ mod tests {
             if i > 0 {
                 text.push_str(" ,\n");
             }
-            let h = hit.to_string();
+            // Some hits pretty-printed (whitespace everywhere, hits spanning many scanner blocks), some with
+            // `é` and `/` written as escapes (the same value).
+            let h = match rng.below(4) {
+                0 => serde_json::to_string_pretty(hit).unwrap(),
+                1 => hit.to_string().replace('é', "\\u00e9").replace('/', "\\/"),
+                _ => hit.to_string(),
+            };
             match rng.below(4) {
                 0 => text.push_str(&format!("{{\"genre\": \"dup\", {}", &h[1..])),
                 1 => text.push_str(&format!("{{\"_rankingScore\": 7, {}", &h[1..])),
@@ -1233,6 +1310,77 @@ mod tests {
         text
     }
 
+    /// Merges node texts with the text merge (limit 2, nodes in their order).
+    fn merge_texts(texts: &[&str]) -> Result<String, MeiliError> {
+        let mut client = Map::new();
+        client.insert("limit".into(), Value::from(2));
+        let plan = super::super::plan_search(&client, &super::super::SearchContext::default())
+            .expect("a valid search");
+        let answers = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| RawAnswer::parse(i, t.to_string()))
+            .collect();
+        merge_search_text(&plan, answers, None)
+    }
+
+    #[test]
+    fn garbled_node_text_is_an_error_or_never_reaches_the_reply() {
+        let hit = |id: u32, score: f64, extra: &str| {
+            format!(
+                r#"{{"id": {id}, "_rankingScore": {score}, "_miroir_shard": 0, "info": {{"a": [1, "x"]}}{extra}}}"#
+            )
+        };
+        let answer = |hits: &[String]| {
+            format!(
+                r#"{{"hits": [{}], "query": "", "processingTimeMs": 1, "estimatedTotalHits": 9}}"#,
+                hits.join(",")
+            )
+        };
+        let good = answer(&[hit(1, 0.9, ""), hit(2, 0.8, ""), hit(3, 0.7, "")]);
+        let reply: Value = serde_json::from_str(&merge_texts(&[&good]).unwrap()).unwrap();
+        assert_eq!(reply["hits"].as_array().unwrap().len(), 2);
+        let not_object = bad(0, Malformed::NotObject.message());
+        // Garbled grammar inside a kept hit: its nested value, its ranking details, a scalar field.
+        for extra in [
+            r#", "n": {"a": tru}"#,
+            r#", "n": [1 2]"#,
+            r#", "n": {"a" 1}"#,
+            r#", "_rankingScoreDetails": {"words": {"order": 0, "score": 1,}}"#,
+            r#", "n": 01"#,
+            r#", "n": tru"#,
+        ] {
+            let text = answer(&[hit(1, 0.9, extra), hit(2, 0.8, ""), hit(3, 0.7, "")]);
+            assert_eq!(merge_texts(&[&text]), Err(not_object.clone()), "{extra}");
+        }
+        // Broken structure anywhere, even in a hit the merge never reads: the answer is refused.
+        for extra in [
+            r#", "n": "open"#,
+            r#", "n": [1}"#,
+            r#", "n": "\x""#,
+            ", \"n\": \"a\u{1}\"",
+        ] {
+            let text = answer(&[hit(1, 0.9, ""), hit(2, 0.8, ""), hit(3, 0.1, extra)]);
+            assert_eq!(merge_texts(&[&text]), Err(not_object.clone()), "{extra}");
+        }
+        // Known limit: grammar inside a hit the merge never reads (beyond the window) is not checked;
+        // the reply is the merge of the hits it reads, and never contains the unread hit.
+        let text = answer(&[
+            hit(1, 0.9, ""),
+            hit(2, 0.8, ""),
+            hit(3, 0.1, r#", "n": {"a" tru}"#),
+        ]);
+        let reply: Value = serde_json::from_str(&merge_texts(&[&text]).unwrap()).unwrap();
+        let expected: Value = serde_json::from_str(&merge_texts(&[&good]).unwrap()).unwrap();
+        assert_eq!(reply, expected);
+        // A hit that is not an object, anywhere in the list, as with parsed answers.
+        let text = answer(&[hit(1, 0.9, ""), hit(2, 0.8, ""), "[{}]".into()]);
+        assert_eq!(
+            merge_texts(&[&text]),
+            Err(bad(0, Malformed::HitNotObject.message()))
+        );
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
         /// The text merge gives exactly what the parsed merge followed by the proxy's displayed filter gives.
@@ -1243,10 +1391,10 @@ mod tests {
             let nodes = 1 + rng.below(4);
             let mut texts = Vec::new();
             for n in 0..nodes {
-                let hits: Vec<Value> = (0..rng.below(7)).map(|_| { let shard = n * 2 + rng.below(2); random_hit(&mut rng, shard) }).collect();
+                let hits: Vec<Value> = (0..rng.below(12)).map(|_| { let shard = n * 2 + rng.below(2); random_hit(&mut rng, shard) }).collect();
                 let mut body = json!({"hits": hits, "query": "q", "processingTimeMs": rng.below(9),
                     "limit": 20, "offset": 0, "estimatedTotalHits": rng.below(50), "totalHits": rng.below(50),
-                    "facetDistribution": {"genre": {"drama": 1 + rng.below(3), "Comedy": 2}},
+                    "facetDistribution": {"genre": {"drama": 1 + rng.below(3), "Comedy": 2, "act]ion\"": rng.below(4), "zeta": 1}},
                     "facetStats": {"year": {"min": 1.0, "max": 2.0 + rng.below(3) as f64}}});
                 if rng.below(10) == 0 {
                     body.as_object_mut().unwrap().remove("estimatedTotalHits");
@@ -1260,8 +1408,9 @@ mod tests {
             }
             let mut client = Map::new();
             match rng.below(3) {
-                0 => { client.insert("limit".into(), json!(rng.below(8))); client.insert("offset".into(), json!(rng.below(4))); }
-                1 => { client.insert("page".into(), json!(rng.below(3))); client.insert("hitsPerPage".into(), json!(1 + rng.below(4))); }
+                // offsets and pages reach beyond the hits received
+                0 => { client.insert("limit".into(), json!(rng.below(8))); client.insert("offset".into(), json!(rng.below(4) * rng.below(12))); }
+                1 => { client.insert("page".into(), json!(rng.below(3) * rng.below(6))); client.insert("hitsPerPage".into(), json!(1 + rng.below(4))); }
                 _ => {}
             }
             for key in ["showRankingScore", "showRankingScoreDetails"] {
@@ -1277,7 +1426,19 @@ mod tests {
             if rng.below(3) == 0 {
                 client.insert("attributesToRetrieve".into(), json!(["id", "info"]));
             }
-            let plan = super::super::plan_search(&client, &super::super::SearchContext::default()).unwrap();
+            if rng.below(3) == 0 {
+                client.insert("sort".into(), json!(["genre:asc"]));
+            }
+            if rng.below(3) == 0 {
+                client.insert("facets".into(), json!(["genre"]));
+            }
+            // a small `maxValuesPerFacet` cuts the merged distribution; a small `maxTotalHits` caps totals
+            let mut ctx = super::super::SearchContext::default();
+            if rng.below(2) == 0 {
+                ctx.max_values_per_facet = rng.below(4) as usize;
+                ctx.max_total_hits = 1 + rng.below(30) as usize;
+            }
+            let plan = super::super::plan_search(&client, &ctx).unwrap();
             let displayed: Option<Vec<String>> = match rng.below(3) {
                 0 => Some(vec!["id".into(), "info.genre".into(), "genre".into()]),
                 1 => Some(vec!["id".into()]),
@@ -1301,6 +1462,42 @@ mod tests {
                 }
                 (Err(e), Err(g)) => proptest::prop_assert_eq!(e, g),
                 (e, g) => proptest::prop_assert!(false, "{:?} vs {:?}", e, g),
+            }
+        }
+
+        /// Damaged node text never makes the text merge panic, and what it answers is always JSON.
+        #[test]
+        fn damaged_text_never_panics_and_replies_json(
+            seed in 1u64..u64::MAX,
+            edits in proptest::collection::vec((0usize..10_000, 0usize..14), 1..5),
+        ) {
+            use serde_json::json;
+            let mut rng = Rng(seed);
+            let hits: Vec<Value> = (0..1 + rng.below(8)).map(|_| random_hit(&mut rng, 0)).collect();
+            let body = json!({"hits": hits, "query": "q", "processingTimeMs": 1, "estimatedTotalHits": 9,
+                "facetDistribution": {"genre": {"a": 1}}});
+            let mut bytes = node_text(&mut rng, &body).into_bytes();
+            for (at, what) in edits {
+                if bytes.is_empty() {
+                    break;
+                }
+                let i = at % bytes.len();
+                match what {
+                    0..=10 => bytes.insert(i, b"\"\\[]{}:,\nu1"[what]),
+                    11 => { bytes.remove(i); }
+                    12 => bytes[i] = b'x',
+                    _ => bytes.truncate(i),
+                }
+            }
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            let mut client = Map::new();
+            client.insert("limit".into(), json!(rng.below(10)));
+            if rng.below(2) == 0 {
+                client.insert("distinct".into(), json!("genre"));
+            }
+            let plan = super::super::plan_search(&client, &super::super::SearchContext::default()).unwrap();
+            if let Ok(reply) = merge_search_text(&plan, vec![RawAnswer::parse(0, text)], None) {
+                proptest::prop_assert!(serde_json::from_str::<Value>(&reply).is_ok(), "{}", reply);
             }
         }
     }

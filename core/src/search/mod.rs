@@ -46,6 +46,7 @@ mod merge;
 mod pk;
 mod plan;
 mod raw;
+mod scan;
 
 pub use facets::merge_facet_search;
 pub use filter::{and_filter, shard_filter, ShardRestriction};

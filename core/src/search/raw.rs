@@ -1,8 +1,17 @@
 //! Node search answers kept as the JSON text the node sent: hits are located, never parsed whole.
 //!
-//! States: text → [`RawAnswer`] (the envelope's small fields parsed, each hit located as a byte range, the
-//! structure checked) → per merged hit, its top-level [`Fields`] (key → raw value text) read once → the
-//! client's reply written by splicing the kept fields' raw text.
+//! States: text → [`RawAnswer`] (the envelope's fields other than `hits` parsed, each hit located as a byte
+//! range by the structural scanner of [`super::scan`], its structure checked) → per hit the merge reads,
+//! its top-level [`Fields`] (key → value text) read once with the scanner → the client's reply written by
+//! splicing the kept fields' text.
+//!
+//! How much of the text is checked: the envelope's fields in full (parsed); every hit's structure (strings,
+//! escapes, control characters, brackets), so a truncated or unbalanced answer is refused; the full grammar
+//! of every byte that is parsed (ranking fields, distinct attribute) or written to the reply (each spliced
+//! object or array is checked by `serde_json` first, scalars by [`object_fields`]). A garbled byte is
+//! therefore an error (`the search answer is not a JSON object`) or never read: it can make neither a panic
+//! nor a reply that is not JSON. Known limit: grammar faults that keep the structure (`{"a" tru}`) inside a
+//! hit the merge never reads (beyond the window) are not noticed, where the parsed path refuses the answer.
 //!
 //! Invariants:
 //! - A hit's fields follow `serde_json::Map`'s semantics: a repeated key keeps its first position and its
@@ -18,180 +27,160 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-/// The top-level fields of one JSON object in map order, each with its raw value text.
-pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+use super::scan::{skip_container, skip_string, skip_value, skip_ws};
 
-/// A string as written in the text, borrowed unless it held escapes.
-pub(crate) struct Key<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
+/// The top-level fields of one JSON object in map order, each with its value's text.
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a str)>;
 
 /// Beyond this many fields, repeated keys are found with a hash map instead of a scan.
 const LINEAR_FIELDS: usize = 24;
 
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut out: Fields<'de> = Vec::with_capacity(map.size_hint().unwrap_or(8));
-        let mut index: Option<HashMap<Cow<'de, str>, usize>> = None;
-        while let Some(Key(k)) = map.next_key()? {
-            let v: &'de RawValue = map.next_value()?;
-            if out.len() == LINEAR_FIELDS && index.is_none() {
-                index = Some(
-                    out.iter()
-                        .enumerate()
-                        .map(|(i, (n, _))| (n.clone(), i))
-                        .collect(),
-                );
-            }
-            let existing = match &index {
-                Some(ix) => ix.get(&k).copied(),
-                None => out.iter().position(|(n, _)| *n == k),
-            };
-            match existing {
-                Some(i) => out[i].1 = v,
-                None => {
-                    if let Some(ix) = &mut index {
-                        ix.insert(k.clone(), out.len());
-                    }
-                    out.push((k, v));
+/// The fields of `text` when it is one JSON object (and nothing else but whitespace); `None` otherwise.
+///
+/// Read in one pass with the structural scanner, nothing allocated but the list (and keys holding escapes).
+/// Keys, strings and the other scalar values are checked in full; objects and arrays only structurally
+/// ([`super::scan`]): a container value is checked in full by [`splice`] before it is written out, or by
+/// `serde_json` when it is parsed.
+pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
+    let mut out: Fields = Vec::with_capacity(16);
+    let mut index: Option<HashMap<Cow<str>, usize>> = None;
+    each_field(text, |k, v| {
+        // A repeated key keeps its first position and its last value, as in a parsed map.
+        if out.len() == LINEAR_FIELDS && index.is_none() {
+            index = Some(
+                out.iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (n.clone(), i))
+                    .collect(),
+            );
+        }
+        let existing = match &index {
+            Some(ix) => ix.get(&k).copied(),
+            None => out.iter().position(|(n, _)| *n == k),
+        };
+        match existing {
+            Some(at) => {
+                if let Some(slot) = out.get_mut(at) {
+                    slot.1 = v;
                 }
             }
+            None => {
+                if let Some(ix) = &mut index {
+                    ix.insert(k.clone(), out.len());
+                }
+                out.push((k, v));
+            }
         }
-        Ok(out)
-    }
+    })?;
+    Some(out)
 }
 
-/// The fields of `text` when it is one JSON object (and nothing else); `None` otherwise.
-pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
-    if !text.trim_start().starts_with('{') {
+/// Calls `f` with each field of `text` (one JSON object and nothing else but whitespace), in the order
+/// written, repeated keys included, checked as [`object_fields`] checks them; `None` when `text` is not such
+/// an object (`f` may have been called for the fields before the fault).
+pub(crate) fn each_field<'a>(
+    text: &'a str,
+    mut f: impl FnMut(Cow<'a, str>, &'a str),
+) -> Option<()> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let fields = de.deserialize_map(FieldsVisitor).ok()?;
-    de.end().ok()?;
-    Some(fields)
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let key_end = skip_string(b, i)?;
+            let k = key_text(text.get(i..key_end)?).ok()?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let end = skip_value(b, i)?;
+            let v = text.get(i..end)?;
+            if !matches!(b.get(i), Some(b'{' | b'[' | b'"')) && !valid_scalar(v) {
+                return None;
+            }
+            f(k, v);
+            i = skip_ws(b, end);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(())
+}
+
+/// Whether `s` is a JSON `true`, `false`, `null` or number.
+fn valid_scalar(s: &str) -> bool {
+    if matches!(s, "true" | "false" | "null") {
+        return true;
+    }
+    let b = s.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+/// Appends a field value read by [`object_fields`], checking an object or an array in full first (the
+/// scanner checked only its structure); `false` (nothing written) when it is not valid JSON.
+pub(crate) fn splice(out: &mut String, value: &str) -> bool {
+    if value.starts_with(['{', '['])
+        && serde_json::from_str::<serde::de::IgnoredAny>(value).is_err()
+    {
+        return false;
+    }
+    out.push_str(value);
+    true
 }
 
 /// The value of field `name` (the last one written, as `serde_json::Map` keeps it).
-pub(crate) fn field<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a RawValue> {
+pub(crate) fn field<'a>(fields: &Fields<'a>, name: &str) -> Option<&'a str> {
     fields.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
 }
 
-/// Parses one raw value (`None` when it is not JSON, which a located value never is).
-pub(crate) fn parse(raw: &RawValue) -> Option<Value> {
-    serde_json::from_str(raw.get()).ok()
-}
-
-/// What `hits` held in an answer.
-enum Hits<'a> {
-    Missing,
-    NotArray,
-    List(Vec<&'a RawValue>),
-}
-
-struct HitsSeed;
-
-impl<'de> DeserializeSeed<'de> for HitsSeed {
-    type Value = Hits<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Hits<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for HitsSeed {
-    type Value = Hits<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Hits<'de>, A::Error> {
-        let mut hits = Vec::with_capacity(seq.size_hint().unwrap_or(32));
-        while let Some(hit) = seq.next_element::<&'de RawValue>()? {
-            hits.push(hit);
-        }
-        Ok(Hits::List(hits))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Hits<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Hits::NotArray)
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-    fn visit_unit<E>(self) -> Result<Hits<'de>, E> {
-        Ok(Hits::NotArray)
-    }
-}
-
-struct Envelope<'a> {
-    hits: Hits<'a>,
-    rest: Map<String, Value>,
-}
-
-struct EnvelopeVisitor;
-
-impl<'de> Visitor<'de> for EnvelopeVisitor {
-    type Value = Envelope<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
-        let mut hits = Hits::Missing;
-        let mut rest = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "hits" {
-                hits = map.next_value_seed(HitsSeed)?;
-            } else {
-                let value: Value = map.next_value()?;
-                rest.insert(key, value);
-            }
-        }
-        Ok(Envelope { hits, rest })
-    }
+/// Parses one value's text (`None` when it is not JSON).
+pub(crate) fn parse(raw: &str) -> Option<Value> {
+    serde_json::from_str(raw).ok()
 }
 
 /// Why an answer is not a search result (the merge reports it as `miroir_bad_node_response`).
@@ -269,40 +258,113 @@ impl RawAnswer {
     }
 }
 
+/// Byte ranges in a text.
+type Ranges = Vec<(usize, usize)>;
+
+/// Locates an answer with the structural scanner ([`super::scan`]): the envelope's fields other than `hits`
+/// are parsed (and so fully checked); each hit is located as a byte range whose structure is checked
+/// (strings, escapes, brackets), its grammar being checked by `serde_json` only if the merge reads it.
 fn locate(text: &str) -> Result<Located, Malformed> {
-    if !text.trim_start().starts_with('{') {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
         return Err(Malformed::NotObject);
     }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let envelope = de
-        .deserialize_map(EnvelopeVisitor)
-        .map_err(|_| Malformed::NotObject)?;
-    de.end().map_err(|_| Malformed::NotObject)?;
-    let Hits::List(list) = envelope.hits else {
-        return Err(Malformed::NoHits);
-    };
-    let base = text.as_ptr() as usize;
-    let mut hits = Vec::with_capacity(list.len());
-    let mut not_object = false;
-    for hit in list {
-        let s = hit.get();
-        let start = (s.as_ptr() as usize)
-            .checked_sub(base)
-            .ok_or(Malformed::NotObject)?;
-        let end = start + s.len();
-        if text.get(start..end).is_none() {
-            return Err(Malformed::NotObject);
+    i = skip_ws(b, i + 1);
+    // The last `hits` wins, as in a parsed map: `None` missing, `Some(None)` not an array.
+    let mut hits: Option<Option<(Ranges, bool)>> = None;
+    let mut rest = Map::new();
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let key_end = skip_string(b, i).ok_or(Malformed::NotObject)?;
+            let key = key_text(text.get(i..key_end).ok_or(Malformed::NotObject)?)?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return Err(Malformed::NotObject);
+            }
+            i = skip_ws(b, i + 1);
+            if key == "hits" && b.get(i) == Some(&b'[') {
+                let (ranges, not_object, end) = locate_hits(text, i)?;
+                hits = Some(Some((ranges, not_object)));
+                i = end;
+            } else {
+                let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
+                let value = parse_slice(text, i, end)?;
+                if key == "hits" {
+                    hits = Some(None);
+                } else {
+                    rest.insert(key.into_owned(), value);
+                }
+                i = end;
+            }
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(Malformed::NotObject),
+            }
         }
-        not_object |= !s.starts_with('{');
-        hits.push((start, end));
     }
-    if not_object {
-        return Err(Malformed::HitNotObject);
+    if skip_ws(b, i) != b.len() {
+        return Err(Malformed::NotObject);
     }
-    Ok(Located {
-        hits,
-        rest: envelope.rest,
-    })
+    match hits {
+        None | Some(None) => Err(Malformed::NoHits),
+        Some(Some((_, true))) => Err(Malformed::HitNotObject),
+        Some(Some((hits, false))) => Ok(Located { hits, rest }),
+    }
+}
+
+/// A key's text (with its quotes) unescaped, borrowed when it holds no escape.
+fn key_text(quoted: &str) -> Result<Cow<'_, str>, Malformed> {
+    match quoted.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Ok(Cow::Borrowed(inner)),
+        _ => serde_json::from_str::<String>(quoted)
+            .map(Cow::Owned)
+            .map_err(|_| Malformed::NotObject),
+    }
+}
+
+/// Parses `text[start..end]`, one located value.
+fn parse_slice(text: &str, start: usize, end: usize) -> Result<Value, Malformed> {
+    let slice = text.get(start..end).ok_or(Malformed::NotObject)?;
+    serde_json::from_str(slice).map_err(|_| Malformed::NotObject)
+}
+
+/// Locates the elements of the `hits` array opening at `start`: each object's range, whether some element
+/// is not an object (such elements are parsed, to tell invalid text from a wrong shape), and the index just
+/// past the array.
+fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malformed> {
+    let b = text.as_bytes();
+    let mut ranges = Vec::new();
+    let mut not_object = false;
+    let mut i = skip_ws(b, start + 1);
+    if b.get(i) == Some(&b']') {
+        return Ok((ranges, false, i + 1));
+    }
+    loop {
+        let end = if b.get(i) == Some(&b'{') {
+            let end = skip_container(b, i).ok_or(Malformed::NotObject)?;
+            ranges.push((i, end));
+            end
+        } else {
+            let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
+            parse_slice(text, i, end)?;
+            not_object = true;
+            end
+        };
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            Some(b']') => return Ok((ranges, not_object, i + 1)),
+            _ => return Err(Malformed::NotObject),
+        }
+    }
 }
 
 /// Appends `s` as a JSON string, escaped exactly as `serde_json` escapes it.
@@ -365,8 +427,8 @@ mod tests {
             .unwrap();
         let names: Vec<&str> = f.iter().map(|(n, _)| n.as_ref()).collect();
         assert_eq!(names, ["a", "b", "cA"]);
-        assert_eq!(f[0].1.get(), "\"two\"");
-        assert_eq!(f[1].1.get(), "[1, {\"x\": 2}]");
+        assert_eq!(f[0].1, "\"two\"");
+        assert_eq!(f[1].1, "[1, {\"x\": 2}]");
         // many fields: the hash map takes over, same semantics
         let mut text = String::from("{");
         for i in 0..60 {
@@ -375,8 +437,8 @@ mod tests {
         text.push_str("\"end\": 0}");
         let f = object_fields(&text).unwrap();
         assert_eq!(f.len(), 41);
-        assert_eq!(field(&f, "k5").unwrap().get(), "45");
-        assert_eq!(field(&f, "k39").unwrap().get(), "39");
+        assert_eq!(field(&f, "k5").unwrap(), "45");
+        assert_eq!(field(&f, "k39").unwrap(), "39");
         let parsed: Value = serde_json::from_str(&text).unwrap();
         let names: Vec<&str> = f.iter().map(|(n, _)| n.as_ref()).collect();
         let expected: Vec<&str> = parsed
