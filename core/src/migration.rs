@@ -38,7 +38,8 @@
 //!   else is sent until [`Migration::on_persisted`] acknowledges it; only then does the routing view switch
 //!   and the fence lift.
 //! - `cleanup`: `_miroir_shard = s` is deleted by filter on the leaving owners (never before the cut-over was
-//!   persisted), each deletion awaited.
+//!   persisted, nor before `cleanup_grace_ms` passed since: a search planned with the old read placement
+//!   just before the switch may still be on its way to a leaving owner), each deletion awaited.
 //! - `done`.
 //!
 //! A failed request (unreachable node, error answer, failed node task) pauses the shard for `retry_after_ms`,
@@ -66,7 +67,8 @@
 //!   the new owners afterwards; write targets always include the acknowledgement set;
 //! - a shard enters `cut_over` only after a clean verify pass between its source and every target, while no
 //!   client write for it was in flight or admitted, after barriers on those nodes;
-//! - cleanup of a shard is only sent after its cut-over was persisted;
+//! - cleanup of a shard is only sent after its cut-over was persisted and, in this incarnation,
+//!   `cleanup_grace_ms` after the switch of its read placement;
 //! - a replica group being added serves reads of a shard only once that shard is cut over; a group being
 //!   removed is neither written nor read from the start.
 //!
@@ -400,6 +402,11 @@ pub struct MigrationParams {
     pub fence_timeout_ms: Millis,
     /// Verify passes in `catch_up` before going to the fence even if the last one was not clean.
     pub max_catch_up_passes: u32,
+    /// How long after a shard's cut-over (its read placement switched) the leaving owners keep it before
+    /// the cleanup deletes it: reads planned with the old placement just before the switch (with their
+    /// retries) must be answered by then, or they find the shard gone and miss its documents. At least the
+    /// shell's longest read.
+    pub cleanup_grace_ms: Millis,
     /// Test-only: plant a bug.
     pub planted: PlantedBug,
 }
@@ -416,6 +423,7 @@ impl MigrationParams {
             retry_after_ms: 500,
             fence_timeout_ms: 5_000,
             max_catch_up_passes: 3,
+            cleanup_grace_ms: 5_000,
             planted: PlantedBug::None,
         }
     }
@@ -1365,6 +1373,7 @@ impl Migration {
         let active = self.jobs.values().filter(|j| j.is_active()).count();
         let max = self.params.max_concurrent_migrations.max(1);
         let planted = self.params.planted;
+        let grace = self.params.cleanup_grace_ms;
         let Some(job) = self.jobs.get_mut(&s) else {
             return false;
         };
@@ -1532,6 +1541,8 @@ impl Migration {
                 }
                 job.phase = Phase::Cleanup;
                 job.started = false;
+                // reads planned with the old placement may still be on their way to the leaving owners
+                job.not_before = job.not_before.max(now.saturating_add(grace));
                 true
             }
             Phase::Cleanup => {
@@ -1905,6 +1916,70 @@ mod tests {
         let p = Placement::new(&h.m.plan().new).unwrap();
         for s in 0..8 {
             assert_eq!(h.m.route(s).unwrap().write_targets, p.write_targets(s));
+        }
+    }
+
+    /// A search planned with the old read placement just before a shard's cut-over may reach a leaving
+    /// owner after the switch: the cleanup waits `cleanup_grace_ms` after the read placement switched, so
+    /// the shard is still there (the simulator's mid-run oracle saw a search miss a shard the cleanup had
+    /// just deleted: `elastic_node_crash` seed 13).
+    #[test]
+    fn cleanup_waits_for_reads_planned_before_the_cut_over() {
+        for grace in [0, 3_000] {
+            let plan = add_node_plan();
+            let old = Placement::new(&plan.old).unwrap();
+            let ids: Vec<u64> = (0..40).collect();
+            let mut p = params();
+            p.max_concurrent_migrations = 8;
+            p.cleanup_grace_ms = grace;
+            let mut h = Harness::new(plan, p, &ids);
+            let mut switched: BTreeMap<ShardId, Millis> = BTreeMap::new();
+            // how long after its read switch each cleanup was sent
+            let mut waited: Vec<Millis> = Vec::new();
+            for _ in 0..50_000 {
+                if h.m.is_finished() && h.m.outbox.is_empty() {
+                    break;
+                }
+                for s in 0..8 {
+                    if h.m.read_placement().write_targets(s) != old.write_targets(s) {
+                        switched.entry(s).or_insert(h.now);
+                    }
+                }
+                match h.m.poll_action() {
+                    Some(Action::Send(r)) => {
+                        if r.path.ends_with("/documents/delete") {
+                            let filter = r.body.as_ref().and_then(|b| b["filter"].as_str());
+                            let s = (0..8)
+                                .find(|s| filter == Some(format!("{SHARD_FIELD} = {s}").as_str()))
+                                .expect("a cleanup names its shard");
+                            let at = *switched.get(&s).expect("cleanup after the switch");
+                            waited.push(h.now - at);
+                        }
+                        let node = h.nodes.get_mut(&r.node).unwrap();
+                        match node.handle(&r) {
+                            Some((st, b)) => h.m.on_response(r.id, st, &b, h.now),
+                            None => h.m.on_failure(r.id, h.now),
+                        }
+                    }
+                    Some(Action::Persist { seq, record }) => {
+                        h.persisted.push(record);
+                        h.m.on_persisted(seq, h.now);
+                    }
+                    None => {
+                        h.now = h.m.poll_timeout().unwrap_or(h.now + 10).max(h.now + 1);
+                        h.m.handle_timeout(h.now);
+                    }
+                }
+            }
+            assert!(h.m.is_finished(), "{:?}", h.m.phases());
+            assert!(!waited.is_empty(), "the add moved shards: leaving owners are cleaned up");
+            if grace == 0 {
+                // without a grace the cleanup goes out the moment reads switch: the race
+                assert!(waited.contains(&0), "{waited:?}");
+            } else {
+                assert!(waited.iter().all(|w| *w >= grace), "{waited:?}");
+            }
+            h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
         }
     }
 
