@@ -1972,7 +1972,10 @@ mod tests {
                 }
             }
             assert!(h.m.is_finished(), "{:?}", h.m.phases());
-            assert!(!waited.is_empty(), "the add moved shards: leaving owners are cleaned up");
+            assert!(
+                !waited.is_empty(),
+                "the add moved shards: leaving owners are cleaned up"
+            );
             if grace == 0 {
                 // without a grace the cleanup goes out the moment reads switch: the race
                 assert!(waited.contains(&0), "{waited:?}");
