@@ -577,8 +577,10 @@ mod scenarios {
 
     /// Regression seeds of bugs the merged simulator found (also inside the sweeps above, kept by name):
     /// seed 26 of `elastic_node_crash` (a hint replayed after the cleanup put a document back on a node that
-    /// no longer owned its shard) and seed 3 of `elastic_fail_node` (a hint for a node lost for good never
-    /// drained).
+    /// no longer owned its shard), seed 3 of `elastic_fail_node` (a hint for a node lost for good never
+    /// drained) and seed 13 of `elastic_node_crash` (the mid-run oracle: a search planned with the old read
+    /// placement reached a leaving owner just after the cleanup deleted its shard, and answered without the
+    /// shard's documents; the cleanup now waits `cleanup_grace_ms` after the cut-over).
     #[test]
     fn migration_and_hints_regressions() {
         let crash = FaultKinds {
@@ -588,6 +590,18 @@ mod scenarios {
         let cases = [
             (
                 26u64,
+                elastic(
+                    "elastic_node_crash",
+                    4,
+                    2,
+                    1,
+                    ElasticChange::DrainRemove(0),
+                    crash,
+                    PlantedBug::None,
+                ),
+            ),
+            (
+                13,
                 elastic(
                     "elastic_node_crash",
                     4,
