@@ -37,10 +37,10 @@
 //! - `cut_over`: the shard's routing switches to the new owners. A [`Action::Persist`] is emitted and nothing
 //!   else is sent until [`Migration::on_persisted`] acknowledges it; only then does the routing view switch
 //!   and the fence lift.
-//! - `cleanup`: first a wait of `cleanup_grace_ms` from entering the phase (also after a resume), so proxies
-//!   that read by the stored records see the cut-over before the copies they may still read go; then
-//!   `_miroir_shard = s` is deleted by filter on the leaving owners (never before the cut-over was
-//!   persisted), each deletion awaited.
+//! - `cleanup`: first a wait of `cleanup_grace_ms` from entering the phase (also after a resume): a search
+//!   planned with the old read placement just before the switch may still be on its way to a leaving owner,
+//!   and other proxies read by the stored records they last saw; then `_miroir_shard = s` is deleted by
+//!   filter on the leaving owners (never before the cut-over was persisted), each deletion awaited.
 //! - `done`.
 //!
 //! A failed request (unreachable node, error answer, failed node task) pauses the shard for `retry_after_ms`,
@@ -69,7 +69,7 @@
 //! - a shard enters `cut_over` only after a clean verify pass between its source and every target, while no
 //!   client write for it was in flight or admitted, after barriers on those nodes;
 //! - cleanup of a shard is only sent after its cut-over was persisted, and at least `cleanup_grace_ms`
-//!   after the shard entered `cleanup`;
+//!   after the shard entered `cleanup` (in the incarnation that sends it);
 //! - a replica group being added serves reads of a shard only once that shard is cut over; a group being
 //!   removed is neither written nor read from the start.
 //!
@@ -403,9 +403,10 @@ pub struct MigrationParams {
     pub fence_timeout_ms: Millis,
     /// Verify passes in `catch_up` before going to the fence even if the last one was not clean.
     pub max_catch_up_passes: u32,
-    /// How long a shard waits in `cleanup` before deleting its copies on the leaving owners (0 = no
-    /// wait). Other proxies read by the records they last saw: the wait lets them see the cut-over
-    /// before the copies they may still read are deleted (the shell sets it from its store poll period).
+    /// How long a shard waits in `cleanup` before deleting its copies on the leaving owners: reads planned
+    /// with the old placement just before the switch (with their retries), here or on another proxy that
+    /// reads by the records it last polled, must be answered by then, or they find the shard gone and miss
+    /// its documents. At least the shell's longest read plus its store poll lag.
     pub cleanup_grace_ms: Millis,
     /// Test-only: plant a bug.
     pub planted: PlantedBug,
@@ -423,7 +424,7 @@ impl MigrationParams {
             retry_after_ms: 500,
             fence_timeout_ms: 5_000,
             max_catch_up_passes: 3,
-            cleanup_grace_ms: 0,
+            cleanup_grace_ms: 5_000,
             planted: PlantedBug::None,
         }
     }
@@ -1923,6 +1924,73 @@ mod tests {
         let p = Placement::new(&h.m.plan().new).unwrap();
         for s in 0..8 {
             assert_eq!(h.m.route(s).unwrap().write_targets, p.write_targets(s));
+        }
+    }
+
+    /// A search planned with the old read placement just before a shard's cut-over may reach a leaving
+    /// owner after the switch: the cleanup waits `cleanup_grace_ms` after the read placement switched, so
+    /// the shard is still there (the simulator's mid-run oracle saw a search miss a shard the cleanup had
+    /// just deleted: `elastic_node_crash` seed 13).
+    #[test]
+    fn cleanup_waits_for_reads_planned_before_the_cut_over() {
+        for grace in [0, 3_000] {
+            let plan = add_node_plan();
+            let old = Placement::new(&plan.old).unwrap();
+            let ids: Vec<u64> = (0..40).collect();
+            let mut p = params();
+            p.max_concurrent_migrations = 8;
+            p.cleanup_grace_ms = grace;
+            let mut h = Harness::new(plan, p, &ids);
+            let mut switched: BTreeMap<ShardId, Millis> = BTreeMap::new();
+            // how long after its read switch each cleanup was sent
+            let mut waited: Vec<Millis> = Vec::new();
+            for _ in 0..50_000 {
+                if h.m.is_finished() && h.m.outbox.is_empty() {
+                    break;
+                }
+                for s in 0..8 {
+                    if h.m.read_placement().write_targets(s) != old.write_targets(s) {
+                        switched.entry(s).or_insert(h.now);
+                    }
+                }
+                match h.m.poll_action() {
+                    Some(Action::Send(r)) => {
+                        if r.path.ends_with("/documents/delete") {
+                            let filter = r.body.as_ref().and_then(|b| b["filter"].as_str());
+                            let s = (0..8)
+                                .find(|s| filter == Some(format!("{SHARD_FIELD} = {s}").as_str()))
+                                .expect("a cleanup names its shard");
+                            let at = *switched.get(&s).expect("cleanup after the switch");
+                            waited.push(h.now - at);
+                        }
+                        let node = h.nodes.get_mut(&r.node).unwrap();
+                        match node.handle(&r) {
+                            Some((st, b)) => h.m.on_response(r.id, st, &b, h.now),
+                            None => h.m.on_failure(r.id, h.now),
+                        }
+                    }
+                    Some(Action::Persist { seq, record }) => {
+                        h.persisted.push(record);
+                        h.m.on_persisted(seq, h.now);
+                    }
+                    None => {
+                        h.now = h.m.poll_timeout().unwrap_or(h.now + 10).max(h.now + 1);
+                        h.m.handle_timeout(h.now);
+                    }
+                }
+            }
+            assert!(h.m.is_finished(), "{:?}", h.m.phases());
+            assert!(
+                !waited.is_empty(),
+                "the add moved shards: leaving owners are cleaned up"
+            );
+            if grace == 0 {
+                // without a grace the cleanup goes out the moment reads switch: the race
+                assert!(waited.contains(&0), "{waited:?}");
+            } else {
+                assert!(waited.iter().all(|w| *w >= grace), "{waited:?}");
+            }
+            h.check_final(&ids.iter().map(|i| (i.to_string(), 0)).collect());
         }
     }
 

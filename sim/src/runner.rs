@@ -7,6 +7,7 @@
 //! A failure prints the scenario, the seed, the fault schedule, the checker's message and the repro line
 //! `MADSIM_TEST_SEED=<seed> cargo sim <scenario>`; `MIROIR_SIM_TRACE=path` writes the event log of a run.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// What a run reports when it ends well.
@@ -25,6 +26,11 @@ pub struct Outcome {
     pub oracle_during: u64,
     /// The phase-tied faults of an elastic run that fired (see `migrate::Elastic::fired`).
     pub elastic_faults: Vec<String>,
+    /// Mid-run oracle attempts that were not compared, by reason (`proxy_unreachable`, `not_quiet`,
+    /// `unsettled`, `in_doubt`, `degraded`: see `fleet::Skip`).
+    pub oracle_skips: BTreeMap<String, u64>,
+    /// Equal mid-run comparisons by the coordinator phase they saw (`migration Copy`, `reshard Backfill`...).
+    pub oracle_phases: BTreeMap<String, u64>,
 }
 
 /// Why a run failed: which invariant (or the liveness phase) and what it saw.

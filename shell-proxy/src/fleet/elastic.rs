@@ -43,9 +43,9 @@
 //! by the owner's last stored record (`elastic/record/<index>`, polled every `rebalancer.topology_poll_ms`):
 //! core's `Migration::resume(record).read_placement()` reads a shard from its old owners until its
 //! cut-over record, from its new owners afterwards (their addresses taken from the claim's new
-//! topology). The owner's coordinators wait `cleanup_grace_ms` = two polls in each shard's `cleanup`
-//! before deleting its copies on the leaving owners, so another proxy has seen the cut-over (and reads
-//! the new owners) before the copies it may still read go. Once the claim is released (after the
+//! topology). The owner's coordinators wait `cleanup_grace_ms` = two polls plus the node timeout in each
+//! shard's `cleanup` before deleting its copies on the leaving owners, so another proxy has seen the
+//! cut-over (and reads the new owners), and every read planned before it is over, before the copies go. Once the claim is released (after the
 //! commit) the new topology is adopted and the records are forgotten. A read through another proxy may
 //! lag the owner by up to a poll: right after a cut-over it still reads the old owners, which miss the
 //! writes acknowledged by the new owners since.
@@ -1172,9 +1172,11 @@ impl Fleet {
         p.page_size = PAGE_SIZE;
         p.retry_after_ms = 300;
         p.fence_timeout_ms = 5_000;
-        // the other proxies read by the records they last polled: a shard's copies on its old owners
-        // stay two polls after its cut-over record
-        p.cleanup_grace_ms = 2 * state.config.rebalancer.topology_poll_ms;
+        // a shard's copies on its old owners stay until every read that may still use them is over: the
+        // other proxies read by the records they last polled (two polls), and a read planned just before
+        // the cut-over waits at most the node timeout
+        p.cleanup_grace_ms =
+            2 * state.config.rebalancer.topology_poll_ms + state.config.scatter.node_timeout_ms;
         p
     }
 

@@ -1403,6 +1403,10 @@ struct Shared {
     /// Mid-run oracle comparisons made, and the first mismatch.
     oracle_during: AtomicU64,
     oracle_during_failure: Mutex<Option<String>>,
+    /// Mid-run oracle attempts that did not compare, by reason (see `Skip`).
+    oracle_skips: Mutex<BTreeMap<String, u64>>,
+    /// Equal mid-run comparisons by coordinator phase (a comparison counts for each phase it saw).
+    oracle_phases: Mutex<BTreeMap<String, u64>>,
     /// The mid-run oracle's task is over (or never started).
     prober_done: AtomicBool,
 }
@@ -1711,6 +1715,8 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         parked: AtomicU64::new(0),
         oracle_during: AtomicU64::new(0),
         oracle_during_failure: Mutex::new(None),
+        oracle_skips: Mutex::new(BTreeMap::new()),
+        oracle_phases: Mutex::new(BTreeMap::new()),
         prober_done: AtomicBool::new(true),
     });
     shared.log(format_args!("scenario {} seed {seed}", spec.name));
@@ -1904,7 +1910,8 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         ctx.oracle.on.store(true, Ordering::SeqCst);
         shared.prober_done.store(false, Ordering::SeqCst);
         let (ctx, shared) = (ctx.clone(), shared.clone());
-        admin_node.spawn(oracle_prober(ctx, shared, proxies as u64));
+        let disks: HostDisks = ids.iter().cloned().zip(disks.iter().cloned()).collect();
+        admin_node.spawn(oracle_prober(ctx, shared, proxies as u64, disks));
     }
     if let Some(e) = spec.elastic {
         let lost = e.lost_host().map(|i| hosts[i].id());
@@ -2359,8 +2366,10 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         check("oracle_during", Err(m))?;
     }
     let oracle_during = shared.oracle_during.load(Ordering::SeqCst);
+    let oracle_skips = shared.oracle_skips.lock().unwrap().clone();
+    let oracle_phases = shared.oracle_phases.lock().unwrap().clone();
     shared.log(format_args!(
-        "checks passed; oracle compared: {oracle_checked}; mid-run oracle comparisons: {oracle_during}; acknowledged writes: {}",
+        "checks passed; oracle compared: {oracle_checked}; mid-run oracle comparisons: {oracle_during} {oracle_phases:?}, skipped: {oracle_skips:?}; acknowledged writes: {}",
         acked.len()
     ));
     let trace = shared.trace.lock().unwrap();
@@ -2371,33 +2380,44 @@ pub async fn run(seed: u64, spec: Spec) -> Result<Outcome, Failure> {
         oracle_checked,
         oracle_during,
         elastic_faults: ctx.elastic.fired(),
+        oracle_skips,
+        oracle_phases,
     })
 }
 
-/// Whether the run compares searches with the oracle while its migration or resharding is live: only when
-/// nothing but the change itself happens (no fault, one proxy, every write answered), so that every
-/// acknowledged write must be visible, and exactly once, at every moment.
+/// Whether the run compares searches with the oracle while its migration or resharding is live. Faults of
+/// the run or of the change itself (crashes, partitions, lost messages, a node lost for good, an abort) do
+/// not turn it off: a moment that does not determine what a correct fleet answers is skipped for a counted
+/// reason (see [`Skip`]), every other moment is compared. Left out are runs the oracle does not model:
+/// several proxies (only the first one runs the coordinator), keyed retries and a settings change (the
+/// oracle's settings are fixed).
 fn mid_run_oracle(spec: &Spec, ctx: &ProxyCtx) -> bool {
-    spec.faults == FaultKinds::NONE
-        && spec.proxies == 1
+    spec.proxies == 1
         && spec.idempotency == IdempotencyMode::Off
         && spec.settings == SettingsMode::Off
-        && (ctx.elastic.fault_free() || ctx.reshard.fault_free())
+        && (ctx.elastic.enabled() || ctx.reshard.enabled())
 }
 
-/// The labels of the coordinators' current state: `before` until the change starts, else the phases of the
-/// live coordinator (every shard's, for a migration).
+/// The labels of the coordinators' current state: `before` until the change starts, `resuming` while a
+/// started change has no live coordinator (the proxy crashed and its next incarnation has not resumed it
+/// yet), else the phases of the live coordinator (every shard's, for a migration).
 fn phase_labels(ctx: &ProxyCtx) -> Vec<String> {
     let mut labels = Vec::new();
     if ctx.elastic.enabled() && !ctx.elastic.finished() {
         match ctx.elastic.live_phases() {
             Some(p) => labels.extend(p.into_iter().map(|p| format!("migration {p}"))),
+            None if ctx.elastic.started_at.load(Ordering::SeqCst) > 0 => {
+                labels.push("migration resuming".to_string())
+            }
             None => labels.push("migration before".to_string()),
         }
     }
     if ctx.reshard.enabled() && !ctx.reshard.finished() {
         match ctx.reshard.live_phase() {
             Some(p) => labels.push(format!("reshard {p}")),
+            None if ctx.reshard.started_at.load(Ordering::SeqCst) > 0 => {
+                labels.push("reshard resuming".to_string())
+            }
             None => labels.push("reshard before".to_string()),
         }
     }
@@ -2406,19 +2426,77 @@ fn phase_labels(ctx: &ProxyCtx) -> Vec<String> {
 
 /// The mid-run oracle compares at least this often while the change is live (besides each new phase)...
 const ORACLE_DURING_EVERY_MS: u64 = 300;
-/// ...up to this many periodic comparisons per run (a new phase is always compared).
-const ORACLE_DURING_MAX: u32 = 4;
+/// ...up to this many periodic comparisons per run (a new phase is always compared). Each comparison stops
+/// the workloads and asks every oracle query: this bounds the cost of a run.
+const ORACLE_DURING_MAX: u32 = 2;
+/// A phase whose comparison was skipped is tried again (after `ORACLE_DURING_EVERY_MS`) up to this many
+/// times in all, while the coordinator stays in it.
+const ORACLE_ATTEMPTS_PER_PHASE: u32 = 2;
+/// How long the prober waits for the workloads to stop between two operations.
+const ORACLE_QUIET_MS: u64 = CLIENT_TIMEOUT.as_millis() as u64 + 2_000;
+/// How long a comparison waits, the workloads stopped, for the acknowledged writes' tasks to succeed.
+const ORACLE_SETTLE_MS: u64 = 3_000;
+/// How long the prober waits for one answer of the proxy, and how many times it asks (a search and a task
+/// read are safe to repeat; a lost message is not a wrong answer).
+const ORACLE_CALL_TIMEOUT: Duration = Duration::from_millis(5_000);
+const ORACLE_CALL_TRIES: usize = 3;
 
-/// The mid-run oracle: every time the coordinator enters a phase for the first time (the driver holds it meanwhile, see
-/// [`OracleHold`]), once before it starts, and every `ORACLE_DURING_EVERY_MS` besides, the workloads stop between two operations, every acknowledged write's task must succeed (so its
-/// effect is visible on every node that serves reads), the oracle is built from the acknowledged history
-/// (never from the nodes), and the oracle queries through the proxy must answer what the oracle answers.
-/// The first mismatch is kept for the run's checks (`oracle_during`).
-async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
+/// Why a mid-run comparison was not made. Each is counted per run ([`Outcome::oracle_skips`]); none of them
+/// is a verdict on the answers, and each is a moment where the single-node oracle does not say what a
+/// correct fleet answers (or the proxy cannot be asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Skip {
+    /// The proxy gives no answer (crashed and not restarted yet, or every try was lost): nothing to compare.
+    ProxyUnreachable,
+    /// A client write stayed in flight for [`ORACLE_QUIET_MS`] after the workloads were asked to stop (e.g.
+    /// admitted before a held fence): the history does not hold its outcome yet.
+    NotQuiet,
+    /// An acknowledged write's task has not succeeded within [`ORACLE_SETTLE_MS`]: a replica that serves
+    /// reads has not applied it yet (its node is down or cut off, its hint is not replayed). Meilisearch
+    /// makes a write visible to searches once its task succeeded, not when it is enqueued.
+    Unsettled,
+    /// A write in doubt (no answer, or an error after it may have reached nodes) leaves a document with
+    /// several possible states, and the replicas that serve its reads do not settle which one (they differ,
+    /// a task or a hint is still pending, or the state changed while the searches ran).
+    InDoubt,
+    /// The proxy answered a query with the `X-Miroir-Degraded: shards=…` marker three times in a row (a
+    /// shard had no reachable replica; the documented `partial` policy): not an equal comparison, but the
+    /// answer was checked to be exactly what the oracle answers over the answered shards' documents (a
+    /// mismatch fails the run), unless the index or S reads use changed while it was asked.
+    Degraded,
+}
+
+impl Skip {
+    fn name(self) -> &'static str {
+        match self {
+            Skip::ProxyUnreachable => "proxy_unreachable",
+            Skip::NotQuiet => "not_quiet",
+            Skip::Unsettled => "unsettled",
+            Skip::InDoubt => "in_doubt",
+            Skip::Degraded => "degraded",
+        }
+    }
+}
+
+/// The hosts' disks, for the god's-eye reads that settle a write in doubt (never for the expected answers
+/// of writes whose outcome the client knows).
+type HostDisks = Vec<(NodeId, Arc<Disk<ModelHost>>)>;
+
+/// The mid-run oracle: every time the coordinator enters a phase for the first time (the driver holds it
+/// meanwhile, see [`OracleHold`]), once before it starts, and every `ORACLE_DURING_EVERY_MS` besides (at most
+/// `ORACLE_DURING_MAX` times), the workloads stop between two operations, every acknowledged write's task
+/// must succeed (so its effect is visible on every node that serves reads), the oracle is built from the
+/// acknowledged history (a write in doubt is settled by the replicas that serve its reads, within the
+/// states the history allows), and the oracle queries through the proxy must answer what the oracle answers.
+/// A moment that cannot be compared is skipped for a [`Skip`] reason, counted, and a phase skipped is tried
+/// again while it lasts. The first mismatch is kept for the run's checks (`oracle_during`).
+async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64, disks: HostDisks) {
     let rpc = RpcClient::bind("10.0.3.1:0".parse().expect("addr"))
         .await
         .expect("oracle endpoint");
-    let mut compared: BTreeSet<String> = BTreeSet::new();
+    let mut equal: BTreeSet<String> = BTreeSet::new();
+    let mut attempts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut settled: BTreeSet<u64> = BTreeSet::new();
     let mut last = 0;
     let mut periodic = 0;
     loop {
@@ -2427,23 +2505,31 @@ async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
             break;
         }
         let held = ctx.oracle.hold.load(Ordering::SeqCst);
-        let fresh = labels.iter().find(|l| !compared.contains(*l)).cloned();
+        let retry_due = now_ms() >= last + ORACLE_DURING_EVERY_MS;
+        let fresh = labels.iter().any(|l| {
+            !equal.contains(l)
+                && match attempts.get(l) {
+                    None => true,
+                    Some(n) => *n < ORACLE_ATTEMPTS_PER_PHASE && retry_due,
+                }
+        });
         let live = !labels.iter().any(|l| l.ends_with(" before"));
-        let due = live && periodic < ORACLE_DURING_MAX && now_ms() >= last + ORACLE_DURING_EVERY_MS;
-        let label = if held {
-            Some(labels.join("+"))
-        } else if fresh.is_some() {
-            fresh
-        } else if due {
+        let due = live && periodic < ORACLE_DURING_MAX && retry_due;
+        if !(held || fresh || due) {
+            time::sleep(Duration::from_millis(25)).await;
+            continue;
+        }
+        if !(held || fresh) {
             periodic += 1;
-            Some(labels.join("+"))
-        } else {
-            None
-        };
-        if let Some(label) = label {
-            compared.insert(label.clone());
+        }
+        let label = labels.join("+");
+        for l in &labels {
+            *attempts.entry(l.clone()).or_default() += 1;
+        }
+        let verdict = if proxy_answers(&rpc).await {
             shared.pause.store(true, Ordering::SeqCst);
-            let until = now_ms() + 2_000;
+            // a write whose answer was lost waits out the client's timeout
+            let until = now_ms() + ORACLE_QUIET_MS;
             let quiet = || {
                 shared.parked.load(Ordering::SeqCst)
                     + shared.done.load(Ordering::SeqCst)
@@ -2455,27 +2541,46 @@ async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
             }
             ctx.oracle.frozen.store(true, Ordering::SeqCst);
             let verdict = if quiet() {
-                compare_with_oracle(&rpc, &shared).await
+                compare_with_oracle(&rpc, &shared, &ctx, &disks, &mut settled).await
             } else {
-                Ok(false) // a write stays in flight (e.g. admitted before a held fence): nothing settled
+                Ok(Err(Skip::NotQuiet))
             };
             ctx.oracle.frozen.store(false, Ordering::SeqCst);
             shared.pause.store(false, Ordering::SeqCst);
-            ctx.oracle.hold.store(false, Ordering::SeqCst);
-            last = now_ms();
-            match verdict {
-                Ok(true) => {
-                    shared.oracle_during.fetch_add(1, Ordering::SeqCst);
-                    shared.log(format_args!("mid-run oracle ({label}): equal"));
+            verdict
+        } else {
+            Ok(Err(Skip::ProxyUnreachable))
+        };
+        ctx.oracle.hold.store(false, Ordering::SeqCst);
+        last = now_ms();
+        match verdict {
+            Ok(Ok(())) => {
+                shared.oracle_during.fetch_add(1, Ordering::SeqCst);
+                let mut phases = shared.oracle_phases.lock().unwrap();
+                for l in &labels {
+                    equal.insert(l.clone());
+                    *phases.entry(l.clone()).or_default() += 1;
                 }
-                Ok(false) => shared.log(format_args!("mid-run oracle ({label}): skipped")),
-                Err(m) => {
-                    shared.log(format_args!("mid-run oracle ({label}): MISMATCH"));
-                    *shared.oracle_during_failure.lock().unwrap() =
-                        Some(format!("while the coordinator was in `{label}`: {m}"));
-                    ctx.oracle.on.store(false, Ordering::SeqCst);
-                    break;
-                }
+                shared.log(format_args!("mid-run oracle ({label}): equal"));
+            }
+            Ok(Err(skip)) => {
+                *shared
+                    .oracle_skips
+                    .lock()
+                    .unwrap()
+                    .entry(skip.name().to_string())
+                    .or_default() += 1;
+                shared.log(format_args!(
+                    "mid-run oracle ({label}): skipped, {}",
+                    skip.name()
+                ));
+            }
+            Err(m) => {
+                shared.log(format_args!("mid-run oracle ({label}): MISMATCH"));
+                *shared.oracle_during_failure.lock().unwrap() =
+                    Some(format!("while the coordinator was in `{label}`: {m}"));
+                ctx.oracle.on.store(false, Ordering::SeqCst);
+                break;
             }
         }
         time::sleep(Duration::from_millis(25)).await;
@@ -2483,31 +2588,118 @@ async fn oracle_prober(ctx: Arc<ProxyCtx>, shared: Arc<Shared>, clients: u64) {
     shared.prober_done.store(true, Ordering::SeqCst);
 }
 
-/// One mid-run comparison with the workloads stopped: `Ok(false)` when the history does not determine the
-/// corpus (a write in doubt) or an acknowledged task did not succeed, so there is nothing to compare with.
-async fn compare_with_oracle(rpc: &RpcClient, shared: &Shared) -> Result<bool, String> {
+/// Asks the proxy something that touches no node (a task that does not exist), so that the workloads are
+/// not stopped while it is down.
+async fn proxy_answers(rpc: &RpcClient) -> bool {
+    oracle_call(rpc, ProxyOp::GetTask(u64::MAX)).await.is_some()
+}
+
+/// One read through the proxy on the prober's behalf, repeated when no answer comes.
+async fn oracle_call(rpc: &RpcClient, op: ProxyOp) -> Option<Reply> {
+    for _ in 0..ORACLE_CALL_TRIES {
+        if let Ok(r) = rpc
+            .call::<ProxyOp, Reply>(proxy_addr(), op.clone(), ORACLE_CALL_TIMEOUT)
+            .await
+        {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// One mid-run comparison with the workloads stopped: `Ok(Ok(()))` when every query answered what the
+/// oracle answers, `Ok(Err(skip))` when the moment does not allow a comparison, `Err` on a mismatch.
+/// `settled` keeps the acknowledged tasks already seen succeeded (a final status does not change).
+async fn compare_with_oracle(
+    rpc: &RpcClient,
+    shared: &Shared,
+    ctx: &ProxyCtx,
+    disks: &HostDisks,
+    settled: &mut BTreeSet<u64>,
+) -> Result<Result<(), Skip>, String> {
     let history = shared.history.lock().unwrap().clone();
+    let until = now_ms() + ORACLE_SETTLE_MS;
+    for uid in history.acked_tasks() {
+        if settled.contains(&uid) {
+            continue;
+        }
+        let lost = ctx.elastic.lost();
+        let status = if lost.is_empty() {
+            wait_task(rpc, uid, until).await
+        } else {
+            // the proxy counts a lost node's node tasks until the migration is over (see
+            // `migrate::forget_lost`): judge the task on the replicas that can serve reads
+            wait_until(until, || applied_but_for(ctx, disks, uid, &lost)).await
+        };
+        if status.as_deref() != Some("succeeded") {
+            return Ok(Err(Skip::Unsettled));
+        }
+        settled.insert(uid);
+    }
     let mut corpus: BTreeMap<String, Doc> = BTreeMap::new();
+    let mut doubts: BTreeMap<String, Vec<Option<Doc>>> = BTreeMap::new();
     for (id, e) in history.expectations() {
         match e {
             crate::history::Expect::Exactly(Some(doc)) => {
                 corpus.insert(id, doc);
             }
             crate::history::Expect::Exactly(None) => {}
-            crate::history::Expect::OneOf(_) => return Ok(false),
+            crate::history::Expect::OneOf(states) => {
+                doubts.insert(id, states);
+            }
         }
     }
-    for uid in history.acked_tasks() {
-        if wait_task(rpc, uid, now_ms() + 30_000).await.as_deref() != Some("succeeded") {
-            return Ok(false);
+    let Some(resolved) = settle_doubts(ctx, disks, &doubts) else {
+        return Ok(Err(Skip::InDoubt));
+    };
+    for (id, state) in &resolved {
+        if let Some(doc) = state {
+            corpus.insert(id.clone(), doc.clone());
         }
     }
     let mut oracle = oracle_node(&corpus);
+    let mut pairs = Vec::new();
+    let mut degraded = false;
     for q in oracle_queries() {
-        let Ok(reply) = client_call(rpc, ProxyOp::Search(q.clone())).await else {
-            return Ok(false);
+        let mut tries = 0;
+        let (reply, missing, shards) = loop {
+            let before = ctx.read_target();
+            let Some(reply) = oracle_call(rpc, ProxyOp::Search(q.clone())).await else {
+                return Ok(Err(Skip::ProxyUnreachable));
+            };
+            let Some(marker) =
+                checkers::oracle::degraded_shards(reply.status, &reply.headers, &reply.body)
+            else {
+                break (reply, Vec::new(), 0);
+            };
+            tries += 1;
+            if tries < ORACLE_CALL_TRIES {
+                continue; // a shard whose replicas were both missed for a moment (lost messages)
+            }
+            // the same index and S before and after: the marker names shards of that S
+            let after = ctx.read_target();
+            if before.0 != after.0 || before.1.shards() != after.1.shards() {
+                return Ok(Err(Skip::Degraded));
+            }
+            let missing = marker.map_err(|m| format!("query {}: {m}", Value::Object(q.clone())))?;
+            break (reply, missing, after.1.shards());
         };
-        let want = oracle.handle(
+        if missing.is_empty() {
+            pairs.push((q, reply, None));
+        } else {
+            // the documented partial answer: exactly what the answered shards hold
+            degraded = true;
+            let partial = checkers::oracle::answered_part(&corpus, &missing, shards);
+            pairs.push((q, reply, Some(partial)));
+        }
+    }
+    // a write in doubt that landed while the searches ran: the answers may mix both states
+    if !doubts.is_empty() && settle_doubts(ctx, disks, &doubts).as_ref() != Some(&resolved) {
+        return Ok(Err(Skip::InDoubt));
+    }
+    for (q, reply, partial) in pairs {
+        let mut partial_oracle = partial.as_ref().map(oracle_node);
+        let want = partial_oracle.as_mut().unwrap_or(&mut oracle).handle(
             model::Request::json(
                 model::Method::Post,
                 &format!("/indexes/{INDEX}/search"),
@@ -2516,9 +2708,155 @@ async fn compare_with_oracle(rpc: &RpcClient, shared: &Shared) -> Result<bool, S
             .bearer(NODE_KEY),
             now_ms(),
         );
-        checkers::oracle::check(&Value::Object(q), &reply.body, &want.body)?;
+        if reply.status != 200 {
+            return Err(format!(
+                "query {}: the proxy answered {} {} where the oracle answers {}",
+                Value::Object(q),
+                reply.status,
+                reply.body,
+                want.body
+            ));
+        }
+        checkers::oracle::check(&Value::Object(q), &reply.body, &want.body).map_err(|m| {
+            let partial = if partial.is_some() {
+                " (a degraded answer, compared with the answered shards' documents)"
+            } else {
+                ""
+            };
+            format!("{m}{partial}\n{}", fleet_picture(ctx, disks))
+        })?;
     }
-    Ok(true)
+    Ok(if degraded {
+        Err(Skip::Degraded)
+    } else {
+        Ok(())
+    })
+}
+
+/// What each node holds in the index reads use (`id@shard`), and who serves each shard's reads: printed
+/// with a mid-run mismatch, to tell a stale or cleaned-up replica from a wrong merge.
+fn fleet_picture(ctx: &ProxyCtx, disks: &HostDisks) -> String {
+    let (index, placement) = ctx.read_target();
+    let mut out = format!("  reads: index `{index}`, S={}", placement.shards());
+    for s in 0..placement.shards() {
+        let owners: Vec<String> = (0..placement.groups())
+            .flat_map(|g| placement.owners(s, g).iter().map(|n| n.0.clone()))
+            .collect();
+        out.push_str(&format!(" {s}:{owners:?}"));
+    }
+    for (node, disk) in disks {
+        let guard = disk.lock();
+        let held: Vec<String> = guard
+            .0
+            .state()
+            .indexes
+            .get(&index)
+            .map(|ix| {
+                ix.external
+                    .iter()
+                    .map(|(id, internal)| {
+                        let shard = ix
+                            .docs
+                            .get(internal)
+                            .and_then(|d| d.get(miroir_core::SHARD_FIELD).cloned());
+                        format!("{id}@{}", shard.unwrap_or(Value::Null))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!("\n  {node}: {held:?}"));
+    }
+    out
+}
+
+/// Polls `done` every 50 ms until it holds (`Some("succeeded")`) or `until` passes (`None`).
+async fn wait_until(until: u64, done: impl Fn() -> bool) -> Option<String> {
+    loop {
+        if done() {
+            return Some("succeeded".to_string());
+        }
+        if now_ms() >= until {
+            return None;
+        }
+        time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether Miroir task `uid` succeeded on every node but the ones `lost` for good: each of its node tasks
+/// on another node was acknowledged (directly or by a replayed hint) and succeeded there (god's-eye).
+fn applied_but_for(ctx: &ProxyCtx, disks: &HostDisks, uid: u64, lost: &[String]) -> bool {
+    let Some(record) = ctx.disk.tasks.lock().unwrap().get(&uid).cloned() else {
+        return false;
+    };
+    record.error.is_none()
+        && record
+            .node_tasks
+            .iter()
+            .filter(|t| !lost.contains(&t.node.0))
+            .all(|t| {
+                let Some(node_uid) = t.task_uid else {
+                    return false;
+                };
+                let Some((_, disk)) = disks.iter().find(|(n, _)| *n == t.node) else {
+                    return false;
+                };
+                let guard = disk.lock();
+                u32::try_from(node_uid)
+                    .ok()
+                    .and_then(|u| guard.0.state().tasks.get(&u).map(|task| task.status))
+                    == Some(model::tasks::TaskStatus::Succeeded)
+            })
+}
+
+/// The state of every document in doubt, as the replicas that serve its reads hold it now: `None` unless,
+/// for each one, every such replica (the read placement's owners of its shard, in the index reads use)
+/// holds the same state, one the history allows, with no task pending on them and no hint pending at the
+/// proxy for a node that is not lost for good (either could still change it).
+fn settle_doubts(
+    ctx: &ProxyCtx,
+    disks: &HostDisks,
+    doubts: &BTreeMap<String, Vec<Option<Doc>>>,
+) -> Option<BTreeMap<String, Option<Doc>>> {
+    if doubts.is_empty() {
+        return Some(BTreeMap::new());
+    }
+    let lost = ctx.elastic.lost();
+    let hinted = ctx.disk.hints.lock().unwrap().pending_lanes();
+    if hinted.iter().any(|(_, node)| !lost.contains(&node.0)) {
+        return None;
+    }
+    let (index, placement) = ctx.read_target();
+    let mut resolved = BTreeMap::new();
+    for (id, allowed) in doubts {
+        let shard = placement.shard_for_key(id);
+        let mut seen: Option<Option<Doc>> = None;
+        for owner in placement.write_targets(shard) {
+            if lost.contains(&owner.0) {
+                continue; // gone for good: serves nothing
+            }
+            let (_, disk) = disks.iter().find(|(n, _)| *n == owner)?;
+            let guard = disk.lock();
+            let state = guard.0.state();
+            if state.has_pending() {
+                return None;
+            }
+            let doc = state.indexes.get(&index).and_then(|ix| {
+                let internal = ix.external.get(id)?;
+                ix.docs.get(internal).map(client_view)
+            });
+            match &seen {
+                Some(s) if *s != doc => return None,
+                Some(_) => {}
+                None => seen = Some(doc),
+            }
+        }
+        let state = seen?;
+        if !allowed.contains(&state) {
+            return None;
+        }
+        resolved.insert(id.clone(), state);
+    }
+    Some(resolved)
 }
 
 /// The corpus the fleet holds, when every replica agrees on every document (else the oracle is not defined).

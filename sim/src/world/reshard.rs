@@ -221,18 +221,6 @@ impl Resharding {
         guard.as_ref().map(|m| format!("{:?}", m.phase()))
     }
 
-    /// Whether the resharding has no fault of its own (no crash, partition, abort or lost dual write):
-    /// searches must then equal the oracle throughout.
-    pub fn fault_free(&self) -> bool {
-        self.spec.is_some_and(|s| {
-            s.proxy_crash == ProxyCrash::Never
-                && s.node_crash.is_none()
-                && s.partition.is_none()
-                && s.abort_after_docs.is_none()
-                && s.shadow_loss.is_none()
-        })
-    }
-
     /// The last persisted phase (god's-eye).
     pub fn recorded_phase(&self) -> Option<String> {
         let r = self.record.lock().unwrap();
