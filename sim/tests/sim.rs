@@ -342,7 +342,7 @@ mod scenarios {
     }
 
     /// The phases of a migration that moves shards (its coordinator goes through every one).
-    const MIGRATION_PHASES: &[&str] = &[
+    const ORACLE_MIGRATION_LABELS: &[&str] = &[
         "migration before",
         "migration DualWrite",
         "migration Copy",
@@ -359,7 +359,7 @@ mod scenarios {
             Some(ElasticChange::RemoveGroup) => {
                 &["migration before", "migration Cleanup", "migration Done"][..]
             }
-            _ => MIGRATION_PHASES,
+            _ => ORACLE_MIGRATION_LABELS,
         };
         let faultless = spec.faults == FaultKinds::NONE;
         let name = spec.name;
