@@ -1289,6 +1289,8 @@ mod scenarios {
                 "{name}: seed {seed}: replicas disagreed at the end, the search was not compared with the oracle"
             );
         }
+        // searches equal the oracle throughout, crash or partition included
+        mid_run_oracle_ran(name, &outcomes, ORACLE_MIGRATION_LABELS);
         let fired: std::collections::BTreeSet<&String> =
             outcomes.iter().flat_map(|o| &o.elastic_faults).collect();
         let busy: Vec<u64> = ran
