@@ -980,35 +980,43 @@ impl Fleet {
     // ----- forwarding -----
 
     /// Runs a request, forwarding a write another proxy must fence to that proxy: before the dispatch
-    /// when this proxy already knows, and after a refusal (the record was seen meanwhile: a refused write
-    /// left nothing behind, its task uid is only taken once the write is routed).
+    /// when this proxy already knows, and after a refusal (the record was seen meanwhile, or the change
+    /// ended meanwhile: a refused write left nothing behind, its task uid is only taken once the write is
+    /// routed, so it is simply tried again, a bounded number of times).
     pub(crate) async fn dispatch_or_forward(
         &self,
         state: &AppState,
         route: crate::routes::Route,
         request: ProxyRequest,
     ) -> Result<ProxyResponse, MeiliError> {
+        /// Rounds of (forward, else dispatch here) before a refusal is returned.
+        const ROUNDS: usize = 3;
         if forwardable_index(&route).is_none() {
             return self.dispatch(state, route, request).await;
         }
-        if let Some(forwarded) = self.forward_foreign_write(state, &route, &request).await {
-            return Ok(forwarded);
-        }
-        let again = (route.clone(), request.clone());
-        match self.dispatch(state, route, request).await {
-            Err(e)
-                if e.status == 503
-                    && matches!(
-                        e.code.as_str(),
-                        "miroir_migration_in_progress" | "miroir_reshard_in_progress"
-                    ) =>
-            {
-                match self.forward_foreign_write(state, &again.0, &again.1).await {
-                    Some(forwarded) => Ok(forwarded),
-                    None => Err(e),
-                }
+        let mut round = 0;
+        loop {
+            round += 1;
+            if let Some(forwarded) = self.forward_foreign_write(state, &route, &request).await {
+                return Ok(forwarded);
             }
-            other => other,
+            match self.dispatch(state, route.clone(), request.clone()).await {
+                Err(e)
+                    if round < ROUNDS
+                        && e.status == 503
+                        && matches!(
+                            e.code.as_str(),
+                            "miroir_migration_in_progress" | "miroir_reshard_in_progress"
+                        ) =>
+                {
+                    // the change's state is moving (its claim seen or released): look again
+                    tokio::time::sleep(Duration::from_millis(
+                        state.config.rebalancer.topology_poll_ms.clamp(1, 1_000),
+                    ))
+                    .await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -1135,26 +1143,36 @@ impl Fleet {
                                 continue;
                             }
                         } else {
-                            lock(&self.elastic.gate).foreign = true;
+                            // where refused writes go, known before they are refused
                             *lock(&self.elastic.owner_url) = p.owner_url.clone();
+                            let newly =
+                                !std::mem::replace(&mut lock(&self.elastic.gate).foreign, true);
+                            if newly {
+                                // the writes routed by the committed placement before the mark drain
+                                // now, well within the two polls the owner waits before it starts
+                                drop(self.close_gate().await);
+                            }
                             self.follow_records(&state, &p).await;
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "the stored fleet change is unreadable"),
                 },
                 Ok(None) => {
-                    {
-                        let mut g = lock(&self.elastic.gate);
-                        g.foreign = false;
-                        // a claim this proxy made after the store was read is not seen yet
-                        if g.live.is_none() && g.claims == claims_before {
-                            g.claimed = false;
-                        }
-                    }
+                    // The claim is released after the commit: adopt the committed topology BEFORE
+                    // routing writes again (a write routed by the old placement in between would land
+                    // on an owner the change cleaned); until then they keep being forwarded or refused.
                     match self.adopt_stored(&state, false).await {
-                        // the records are gone with the claim (released after the commit): reads
-                        // follow the adopted topology
-                        Ok(_) => self.elastic.unfollow(),
+                        Ok(_) => {
+                            let mut g = lock(&self.elastic.gate);
+                            g.foreign = false;
+                            // a claim this proxy made after the store was read is not seen yet
+                            if g.live.is_none() && g.claims == claims_before {
+                                g.claimed = false;
+                            }
+                            drop(g);
+                            // the records are gone with the claim: reads follow the adopted topology
+                            self.elastic.unfollow();
+                        }
                         Err(e) => tracing::warn!(error = %e, "cannot adopt the stored topology"),
                     }
                 }
