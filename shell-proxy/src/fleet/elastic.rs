@@ -186,6 +186,24 @@ fn forwardable_index(route: &crate::routes::Route) -> Option<&str> {
     }
 }
 
+/// Whether a route only reads an index (searches, document, settings and stats reads). Writes are never
+/// pinned: one admitted after a resharding's swap must go to the index in force, whatever it saw before
+/// waiting at the fence.
+fn reads_only(route: &crate::routes::Route) -> bool {
+    use miroir_core::auth::Action as Permission;
+    matches!(
+        route.action(),
+        Some((
+            Permission::Search
+                | Permission::DocumentsGet
+                | Permission::IndexesGet
+                | Permission::SettingsGet
+                | Permission::StatsGet,
+            Some(_)
+        ))
+    )
+}
+
 fn store_error(e: crate::store::StoreError) -> MeiliError {
     MeiliError::from(e)
 }
@@ -991,6 +1009,10 @@ impl Fleet {
     ) -> Result<ProxyResponse, MeiliError> {
         /// Rounds of (forward, else dispatch here) before a refusal is returned.
         const ROUNDS: usize = 3;
+        if reads_only(&route) {
+            // a read resolves each index's resharding state once: planned and sent alike
+            return self.with_pins(self.dispatch(state, route, request)).await;
+        }
         if forwardable_index(&route).is_none() {
             return self.dispatch(state, route, request).await;
         }

@@ -304,6 +304,21 @@ impl Reshards {
     }
 }
 
+/// What a client request resolved for one index: its physical name (`None`: the uid itself) and its
+/// placement (`None`: the committed one). See [`Fleet::pinned`].
+#[derive(Clone)]
+pub(super) struct Pin {
+    physical: Option<String>,
+    placement: Option<Arc<Placement>>,
+}
+
+tokio::task_local! {
+    /// The resharding state each index had when the client request running in this task first
+    /// needed it ([`Fleet::with_pins`]): a swap (or a rollback) in the middle of a request must not
+    /// plan its reads with one S and send them to the index of the other.
+    static PINNED: std::cell::RefCell<BTreeMap<String, Pin>>;
+}
+
 /// How a node answer is renamed back to the client's uids.
 pub(super) enum AnswerFix {
     /// An answer about one index: `physical` is shown as `uid`.
@@ -545,7 +560,8 @@ impl Fleet {
         let Some(uid) = path_index(path) else {
             return (None, None);
         };
-        let Some(physical) = Reshards::physical(&st, uid) else {
+        drop(st);
+        let Some(physical) = self.pinned(uid).physical else {
             return (None, None);
         };
         let rewritten = format!(
@@ -563,7 +579,43 @@ impl Fleet {
 
     /// The placement of an index resharded or resharding (`None`: the committed one applies).
     pub(super) fn reshard_placement(&self, uid: &str) -> Option<Arc<Placement>> {
+        self.pinned(uid).placement
+    }
+
+    /// Runs `f` (one client request) with its resharding state pinned: the first time the request
+    /// needs an index's physical name or placement both are resolved together and kept for the rest
+    /// of the request ("resolution is captured once per request").
+    pub(crate) async fn with_pins<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        PINNED
+            .scope(std::cell::RefCell::new(BTreeMap::new()), f)
+            .await
+    }
+
+    /// `uid`'s physical name and placement: the pinned ones inside a client request, the current
+    /// ones otherwise (the coordinators, background passes).
+    fn pinned(&self, uid: &str) -> Pin {
+        PINNED
+            .try_with(|pins| {
+                if let Some(p) = pins.borrow().get(uid) {
+                    return p.clone();
+                }
+                let p = self.resolve(uid);
+                pins.borrow_mut().insert(uid.to_string(), p.clone());
+                p
+            })
+            .unwrap_or_else(|_| self.resolve(uid))
+    }
+
+    /// `uid`'s physical name and placement now, read under one lock.
+    fn resolve(&self, uid: &str) -> Pin {
         let st = lock(&self.reshards.state);
+        Pin {
+            physical: Reshards::physical(&st, uid),
+            placement: self.current_placement(&st, uid),
+        }
+    }
+
+    fn current_placement(&self, st: &State, uid: &str) -> Option<Arc<Placement>> {
         if let Some(run) = st.runs.get(uid) {
             return Some(Arc::new(run.m.read_target().1.clone()));
         }
