@@ -322,11 +322,7 @@ async fn a_restarted_proxy_resumes_the_migration() {
     } = f;
     proxy.shutdown().await;
     // the restarted proxy (same configuration: 3 nodes, epoch 1) resumes from the store
-    let mut config = {
-        let addresses: Vec<String> = nodes[..3].iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&options, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
+    let mut config = dev_config(&options, &nodes[..3]);
     config.rebalancer.throttle_docs_per_sec = 400;
     // the restarted proxy is a new instance: it takes the change over once its lease expired
     config.rebalancer.lease_ms = 600;
@@ -382,15 +378,7 @@ async fn a_second_proxy_refuses_writes_during_the_change_and_converges_on_the_ne
     let a = admin(a);
     let mut expected = seed(&a, 600).await;
     // proxy B: same configuration, same store
-    let mut config = {
-        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&o, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
-    tweak(&mut config);
-    config.server.port = 0;
-    let proxy_b = dev::start_proxy(config).await.unwrap();
-    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+    let (proxy_b, b) = second_proxy(&f, tweak).await;
 
     let spare = spare_node(0x5eed + 3).await;
     let spare_url = spare.url();
@@ -714,15 +702,7 @@ async fn a_second_proxy_reads_everything_while_another_moves_shards() {
         Some(json!({"pagination": {"maxTotalHits": 100_000}})),
     )
     .await;
-    let mut config = {
-        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&o, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
-    tweak(&mut config);
-    config.server.port = 0;
-    let proxy_b = dev::start_proxy(config).await.unwrap();
-    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+    let (proxy_b, b) = second_proxy(&f, tweak).await;
 
     let spare = spare_node(0x5eed + 7).await;
     let spare_url = spare.url();
@@ -816,11 +796,7 @@ async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
         .local_addr()
         .unwrap()
         .port();
-    let mut config = {
-        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&o, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
+    let mut config = dev_config(&o, &f.nodes);
     tweak(&mut config);
     config.server.port = port;
     config.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));

@@ -519,11 +519,7 @@ async fn a_restarted_proxy_resumes_the_resharding() {
         options,
     } = f;
     proxy.shutdown().await;
-    let mut config = {
-        let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&options, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
+    let mut config = dev_config(&options, &nodes);
     config.resharding.throttle_docs_per_sec = 1_000;
     config.resharding.retention_ms = 500;
     // the restarted proxy cannot tell its old self from another live proxy: it takes the record over
@@ -656,11 +652,7 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
         options,
     } = f;
     proxy.shutdown().await;
-    let mut config = {
-        let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&options, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
+    let mut config = dev_config(&options, &nodes);
     config.server.port = 0;
     let proxy = dev::start_proxy(config).await.unwrap();
     let f = DevFleet {
@@ -683,23 +675,6 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
     wait_status(&api, "retained", |s| s["phase"] == "retain").await;
     check_placement(&f, "movies__miroir_reshard_2", 2, &expected).await;
     f.shutdown().await;
-}
-
-/// Starts a second proxy on the fleet's nodes and store, with `tweak` applied to its configuration.
-async fn second_proxy(
-    f: &DevFleet,
-    tweak: impl Fn(&mut miroir_core::config::Config),
-) -> (miroir_proxy::dev::RunningProxy, Api) {
-    let mut config = {
-        let addresses: Vec<String> = f.nodes.iter().map(|n| n.url()).collect();
-        let yaml = dev::dev_config_yaml(&f.options, &addresses);
-        miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
-    };
-    config.server.port = 0;
-    tweak(&mut config);
-    let proxy = dev::start_proxy(config).await.unwrap();
-    let api = admin(Api::new(format!("http://{}", proxy.addr)));
-    (proxy, api)
 }
 
 /// A writer through a proxy that may refuse writes of the index while another proxy reshards it (503

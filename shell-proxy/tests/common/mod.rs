@@ -430,3 +430,27 @@ pub async fn spare_node(seed: u64) -> miroir_sim::serve::ModelHandle {
     .await
     .expect("a model node starts")
 }
+
+/// The proxy configuration of a dev fleet of `options` over `nodes` (as `dev::start` writes it).
+pub fn dev_config(
+    options: &DevOptions,
+    nodes: &[miroir_sim::serve::ModelHandle],
+) -> miroir_core::config::Config {
+    let addresses: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let yaml = dev::dev_config_yaml(options, &addresses);
+    miroir_core::config::Config::from_yaml_str(&yaml, &|_| None).unwrap()
+}
+
+/// Starts a second proxy on the fleet's nodes and store, with `tweak` applied to its configuration; its
+/// API carries the admin key.
+pub async fn second_proxy(
+    f: &DevFleet,
+    tweak: impl Fn(&mut miroir_core::config::Config),
+) -> (dev::RunningProxy, Api) {
+    let mut config = dev_config(&f.options, &f.nodes);
+    config.server.port = 0;
+    tweak(&mut config);
+    let proxy = dev::start_proxy(config).await.unwrap();
+    let api = with_admin_key(&Api::new(format!("http://{}", proxy.addr)));
+    (proxy, api)
+}
