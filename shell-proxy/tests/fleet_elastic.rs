@@ -272,15 +272,7 @@ async fn a_restarted_proxy_resumes_the_migration() {
     let (mut f, api) = fleet_tweaked(o.clone(), slow).await;
     let api = admin(api);
     let expected = seed(&api, 800).await;
-    let spare = spare_node(0x5eed + 3).await;
-    let spare_url = spare.url();
-    f.nodes.push(spare);
-    let add = api
-        .post(
-            "/_miroir/nodes",
-            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
-        )
-        .await;
+    let add = add_spare_node(&mut f, &api, 0x5eed + 3, "node-3").await;
     assert_eq!(add.status, 202, "{}", add.body);
     // wait until it runs, then stop the proxy mid-way
     let start = Instant::now();
@@ -380,15 +372,7 @@ async fn a_second_proxy_refuses_writes_during_the_change_and_converges_on_the_ne
     // proxy B: same configuration, same store
     let (proxy_b, b) = second_proxy(&f, tweak).await;
 
-    let spare = spare_node(0x5eed + 3).await;
-    let spare_url = spare.url();
-    f.nodes.push(spare);
-    let add = a
-        .post(
-            "/_miroir/nodes",
-            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
-        )
-        .await;
+    let add = add_spare_node(&mut f, &a, 0x5eed + 3, "node-3").await;
     assert_eq!(add.status, 202, "{}", add.body);
     // B sees the change A runs, refuses writes (A fences them) and a second change
     let start = Instant::now();
@@ -704,15 +688,7 @@ async fn a_second_proxy_reads_everything_while_another_moves_shards() {
     .await;
     let (proxy_b, b) = second_proxy(&f, tweak).await;
 
-    let spare = spare_node(0x5eed + 7).await;
-    let spare_url = spare.url();
-    f.nodes.push(spare);
-    let add = a
-        .post(
-            "/_miroir/nodes",
-            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
-        )
-        .await;
+    let add = add_spare_node(&mut f, &a, 0x5eed + 7, "node-3").await;
     assert_eq!(add.status, 202, "{}", add.body);
     // every search through B, all along the change, finds every document
     let start = Instant::now();
@@ -731,7 +707,7 @@ async fn a_second_proxy_reads_everything_while_another_moves_shards() {
             "search {searches} through B missed documents"
         );
         assert_eq!(
-            listed(&b).await,
+            listed_ids(&b, INDEX).await,
             all,
             "document list {searches} through B missed documents"
         );
@@ -756,25 +732,9 @@ async fn a_second_proxy_reads_everything_while_another_moves_shards() {
         "the change was too fast to test: {searches}"
     );
     wait_epoch(&b, 2).await;
-    assert_eq!(listed(&b).await, all);
+    assert_eq!(listed_ids(&b, INDEX).await, all);
     proxy_b.shutdown().await;
     f.shutdown().await;
-}
-
-/// The ids of every document of `INDEX` listed through `api`.
-async fn listed(api: &Api) -> BTreeSet<u64> {
-    let r = api
-        .get(&format!(
-            "/indexes/{INDEX}/documents?limit=100000&fields=id"
-        ))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -802,15 +762,7 @@ async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
     config.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
     let proxy_b = dev::start_proxy(config).await.unwrap();
     let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
-    let spare = spare_node(0x5eed + 9).await;
-    let spare_url = spare.url();
-    f.nodes.push(spare);
-    let add = b
-        .post(
-            "/_miroir/nodes",
-            json!({"id": "node-3", "url": spare_url, "replicaGroup": 0}),
-        )
-        .await;
+    let add = add_spare_node(&mut f, &b, 0x5eed + 9, "node-3").await;
     assert_eq!(add.status, 202, "{}", add.body);
     // every write through A is acknowledged while B moves the shards
     let stop = Arc::new(AtomicBool::new(false));

@@ -191,20 +191,6 @@ async fn check_placement(
     }
 }
 
-/// The ids the proxy lists.
-async fn listed_ids(api: &Api) -> BTreeSet<u64> {
-    let r = api
-        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_u64().unwrap())
-        .collect()
-}
-
 fn live_ids(expected: &BTreeMap<u64, Option<Value>>) -> BTreeSet<u64> {
     expected
         .iter()
@@ -312,7 +298,7 @@ async fn reshard_4_to_8_under_a_live_writer_loses_nothing() {
     assert!(ops > 20, "the writers barely ran: {ops}");
 
     // through the proxy: exactly the acknowledged documents, the same search results
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     let stats = api.get(&format!("/indexes/{INDEX}/stats")).await;
     assert_eq!(
         stats.body["numberOfDocuments"],
@@ -378,7 +364,7 @@ async fn reshard_4_to_8_under_a_live_writer_loses_nothing() {
     wait_status(&api, "done twice", |s| s["phase"] == "done").await;
     check_placement(&f, "movies__miroir_reshard_2", 4, &expected).await;
     assert!(node_docs(&f, 0, SHADOW).await.is_empty());
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     assert_eq!(searches(&api).await, before, "search changed");
     check_index_list(&api).await;
     // what `miroir-ctl verify` asks, on the index in force (its own node index): replicas identical
@@ -420,7 +406,7 @@ async fn an_abort_during_the_backfill_changes_nothing() {
         assert_eq!(r.status, 404, "the shadow remains on node {i}: {}", r.body);
     }
     assert_eq!(searches(&api).await, before);
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     check_placement(&f, INDEX, 4, &expected).await;
     check_index_list(&api).await;
     // nothing left to abort or roll back
@@ -490,7 +476,7 @@ async fn a_rollback_during_the_retention_restores_the_old_index() {
         );
     }
     assert_eq!(searches(&api).await, before);
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     check_index_list(&api).await;
     f.shutdown().await;
 }
@@ -540,7 +526,7 @@ async fn a_restarted_proxy_resumes_the_resharding() {
     wait_status(&api, "done", |s| s["phase"] == "done").await;
     check_placement(&f, SHADOW, 8, &expected).await;
     assert_eq!(searches(&api).await, before);
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     check_index_list(&api).await;
     f.shutdown().await;
 }
@@ -645,7 +631,7 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
     // a new index of the same name lives under its own name with the fleet's S, also after a restart
     let expected = seed(&api, 40).await;
     check_placement(&f, INDEX, 4, &expected).await;
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     let DevFleet {
         nodes,
         proxy,
@@ -661,7 +647,7 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
         options,
     };
     let api = admin(Api::new(f.url()));
-    assert_eq!(listed_ids(&api).await, live_ids(&expected));
+    assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     check_index_list(&api).await;
     // the next resharding takes a fresh generation
     let r = api
@@ -1000,7 +986,7 @@ async fn writes_through_another_proxy_are_forwarded_to_the_resharding_one() {
     // A takes the end in, then lists exactly the acknowledged documents, as B does
     tokio::time::sleep(Duration::from_millis(200)).await;
     for api in [&a, &b] {
-        assert_eq!(listed_ids(api).await, live_ids(&expected));
+        assert_eq!(listed_ids(api, INDEX).await, live_ids(&expected));
         assert_eq!(searches(api).await, before, "search changed");
     }
     check_placement(&f, SHADOW, 8, &expected).await;

@@ -454,3 +454,31 @@ pub async fn second_proxy(
     let api = with_admin_key(&Api::new(format!("http://{}", proxy.addr)));
     (proxy, api)
 }
+
+/// The ids of every document of `index` listed through `api`.
+pub async fn listed_ids(api: &Api, index: &str) -> std::collections::BTreeSet<u64> {
+    let r = api
+        .get(&format!(
+            "/indexes/{index}/documents?limit=100000&fields=id"
+        ))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// Starts a spare model node, adds it to the fleet's handles and asks `api` to add it to group 0 as `id`.
+pub async fn add_spare_node(f: &mut DevFleet, api: &Api, seed: u64, id: &str) -> Resp {
+    let spare = spare_node(seed).await;
+    let url = spare.url();
+    f.nodes.push(spare);
+    api.post(
+        "/_miroir/nodes",
+        serde_json::json!({"id": id, "url": url, "replicaGroup": 0}),
+    )
+    .await
+}
