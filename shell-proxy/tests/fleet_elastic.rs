@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use miroir_proxy::dev::{DevFleet, DevOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -307,25 +307,14 @@ async fn a_restarted_proxy_resumes_the_migration() {
     assert_eq!(t["status"], "succeeded", "{t}");
     let mut expected = expected;
     expected.insert(5, Some(json!({"id": 5, "title": "movie 5", "v": 5})));
-    let DevFleet {
-        nodes,
-        proxy,
-        options,
-    } = f;
-    proxy.shutdown().await;
-    // the restarted proxy (same configuration: 3 nodes, epoch 1) resumes from the store
-    let mut config = dev_config(&options, &nodes[..3]);
-    config.rebalancer.throttle_docs_per_sec = 400;
-    // the restarted proxy is a new instance: it takes the change over once its lease expired
-    config.rebalancer.lease_ms = 600;
-    config.rebalancer.topology_poll_ms = 50;
-    config.server.port = 0;
-    let proxy = dev::start_proxy(config).await.unwrap();
-    let f = DevFleet {
-        nodes,
-        proxy,
-        options,
-    };
+    // the restarted proxy (same configuration: 3 nodes, epoch 1) resumes from the store; it is a new
+    // instance: it takes the change over once its lease expired
+    let f = restart_proxy(f, 3, |c| {
+        c.rebalancer.throttle_docs_per_sec = 400;
+        c.rebalancer.lease_ms = 600;
+        c.rebalancer.topology_poll_ms = 50;
+    })
+    .await;
     let api = admin(Api::new(f.url()));
     // the coordinator is rebuilt from its stored record, not started afresh
     let start = Instant::now();
@@ -751,17 +740,7 @@ async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
     // two pages of 200 per moving shard: the throttle holds each shard ~2 s between its pages
     let mut expected = seed(&a, 6_400).await;
     // proxy B advertises its URL and runs the change; A forwards its writes there
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut config = dev_config(&o, &f.nodes);
-    tweak(&mut config);
-    config.server.port = port;
-    config.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
-    let proxy_b = dev::start_proxy(config).await.unwrap();
-    let b = admin(Api::new(format!("http://{}", proxy_b.addr)));
+    let (proxy_b, b) = advertising_proxy(&f, tweak).await;
     let add = add_spare_node(&mut f, &b, 0x5eed + 9, "node-3").await;
     assert_eq!(add.status, 202, "{}", add.body);
     // every write through A is acknowledged while B moves the shards

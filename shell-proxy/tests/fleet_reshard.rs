@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use miroir_core::routing::Placement;
 use miroir_core::topology::{Node, Topology};
-use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use miroir_proxy::dev::{DevFleet, DevOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -499,26 +499,16 @@ async fn a_restarted_proxy_resumes_the_resharding() {
         s["phase"] == "backfill" && s["docsCopied"].as_u64().unwrap_or(0) > 0
     })
     .await;
-    let DevFleet {
-        nodes,
-        proxy,
-        options,
-    } = f;
-    proxy.shutdown().await;
-    let mut config = dev_config(&options, &nodes);
-    config.resharding.throttle_docs_per_sec = 1_000;
-    config.resharding.retention_ms = 500;
     // the restarted proxy cannot tell its old self from another live proxy: it takes the record over
     // once the old owner's heartbeat is older than the lease
-    config.rebalancer.lease_ms = 400;
-    config.rebalancer.topology_poll_ms = 50;
-    config.server.port = 0;
-    let proxy = dev::start_proxy(config).await.unwrap();
-    let f = DevFleet {
-        nodes,
-        proxy,
-        options,
-    };
+    let configured = f.nodes.len();
+    let f = restart_proxy(f, configured, |c| {
+        c.resharding.throttle_docs_per_sec = 1_000;
+        c.resharding.retention_ms = 500;
+        c.rebalancer.lease_ms = 400;
+        c.rebalancer.topology_poll_ms = 50;
+    })
+    .await;
     let api = admin(Api::new(f.url()));
     let s = wait_status(&api, "resumed", |s| s["resumed"] == true).await;
     // the resumed coordinator keeps the throttle it was started with
@@ -632,20 +622,8 @@ async fn a_deleted_resharded_index_comes_back_under_its_own_name() {
     let expected = seed(&api, 40).await;
     check_placement(&f, INDEX, 4, &expected).await;
     assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
-    let DevFleet {
-        nodes,
-        proxy,
-        options,
-    } = f;
-    proxy.shutdown().await;
-    let mut config = dev_config(&options, &nodes);
-    config.server.port = 0;
-    let proxy = dev::start_proxy(config).await.unwrap();
-    let f = DevFleet {
-        nodes,
-        proxy,
-        options,
-    };
+    let configured = f.nodes.len();
+    let f = restart_proxy(f, configured, |_| {}).await;
     let api = admin(Api::new(f.url()));
     assert_eq!(listed_ids(&api, INDEX).await, live_ids(&expected));
     check_index_list(&api).await;
@@ -928,17 +906,7 @@ async fn writes_through_another_proxy_are_forwarded_to_the_resharding_one() {
     let a = admin(a);
     let initial = seed(&a, 400).await;
     // proxy B advertises its URL and runs the resharding; A forwards the index's writes to it
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (proxy_b, b) = second_proxy(&f, |c| {
-        tweak(c);
-        c.server.port = port;
-        c.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
-    })
-    .await;
+    let (proxy_b, b) = advertising_proxy(&f, tweak).await;
     let before = searches(&a).await;
     let stop = Arc::new(AtomicBool::new(false));
     // every write through A is acknowledged (spawn_writer fails on anything but 202)

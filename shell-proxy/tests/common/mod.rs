@@ -482,3 +482,47 @@ pub async fn add_spare_node(f: &mut DevFleet, api: &Api, seed: u64, id: &str) ->
     )
     .await
 }
+
+/// Starts a second proxy like [`second_proxy`] that advertises its URL (`server.advertise_url`), so the
+/// other proxies forward to it the writes it must fence.
+pub async fn advertising_proxy(
+    f: &DevFleet,
+    tweak: impl Fn(&mut miroir_core::config::Config),
+) -> (dev::RunningProxy, Api) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    second_proxy(f, |c| {
+        tweak(c);
+        c.server.port = port;
+        c.server.advertise_url = Some(format!("http://127.0.0.1:{port}"));
+    })
+    .await
+}
+
+/// Stops the fleet's proxy and starts a new one on the same store and nodes, configured with the first
+/// `configured` nodes and `tweak` applied (a new instance: it takes over what the old one ran once the
+/// old one's lease expired).
+pub async fn restart_proxy(
+    f: DevFleet,
+    configured: usize,
+    tweak: impl Fn(&mut miroir_core::config::Config),
+) -> DevFleet {
+    let DevFleet {
+        nodes,
+        proxy,
+        options,
+    } = f;
+    proxy.shutdown().await;
+    let mut config = dev_config(&options, &nodes[..configured]);
+    config.server.port = 0;
+    tweak(&mut config);
+    let proxy = dev::start_proxy(config).await.unwrap();
+    DevFleet {
+        nodes,
+        proxy,
+        options,
+    }
+}
