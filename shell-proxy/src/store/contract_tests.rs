@@ -430,25 +430,23 @@ async fn sqlite_passes_the_tombstone_contract() {
     .await;
 }
 
+/// A Redis store on `url` under `prefix`, as the contracts take it (a test needing Redis fails loudly
+/// when it cannot connect).
+async fn open_redis(url: String, prefix: String) -> Arc<dyn TaskStore> {
+    Arc::new(
+        RedisStore::open(&url, &prefix)
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
+    )
+}
+
 #[tokio::test]
 async fn redis_passes_the_tombstone_contract() {
     let Some(url) = redis_for_tests().await else {
         return;
     };
     let prefix = unique_prefix();
-    run_tombstone_contract(|| {
-        let url = url.clone();
-        let prefix = prefix.clone();
-        async move {
-            let s: Arc<dyn TaskStore> = Arc::new(
-                RedisStore::open(&url, &prefix)
-                    .await
-                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
-            );
-            s
-        }
-    })
-    .await;
+    run_tombstone_contract(|| open_redis(url.clone(), prefix.clone())).await;
     let store = RedisStore::open(&url, &prefix).await.unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -502,19 +500,7 @@ async fn redis_passes_the_hint_contract() {
         return;
     };
     let prefix = unique_prefix();
-    run_hint_contract(|| {
-        let url = url.clone();
-        let prefix = prefix.clone();
-        async move {
-            let s: Arc<dyn TaskStore> = Arc::new(
-                RedisStore::open(&url, &prefix)
-                    .await
-                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
-            );
-            s
-        }
-    })
-    .await;
+    run_hint_contract(|| open_redis(url.clone(), prefix.clone())).await;
     let store = RedisStore::open(&url, &prefix).await.unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -640,19 +626,7 @@ async fn redis_passes_the_contract() {
         return;
     };
     let prefix = unique_prefix();
-    run_contract(|| {
-        let url = url.clone();
-        let prefix = prefix.clone();
-        async move {
-            let s: Arc<dyn TaskStore> = Arc::new(
-                RedisStore::open(&url, &prefix)
-                    .await
-                    .unwrap_or_else(|e| panic!("Redis at {url}: {e}")),
-            );
-            s
-        }
-    })
-    .await;
+    run_contract(|| open_redis(url.clone(), prefix.clone())).await;
     cleanup(&url, &prefix).await;
 }
 
