@@ -41,6 +41,21 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::new(BACKEND, e)
 }
 
+/// The rows of `sql` (run with `params`, the statement cached) as pairs of their first two columns.
+fn pairs<A: rusqlite::types::FromSql, B: rusqlite::types::FromSql>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(A, B)>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).map_err(err)?;
+    let rows = stmt
+        .query_map(params, |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok(rows)
+}
+
 fn to_i64(uid: u64) -> Result<i64, StoreError> {
     i64::try_from(uid).map_err(|_| err(format!("task uid {uid} is larger than {}", i64::MAX)))
 }
@@ -235,13 +250,7 @@ impl TaskStore for SqliteStore {
                         from.unwrap_or(i64::MAX),
                     )
                 };
-                let mut stmt = c.prepare_cached(sql).map_err(err)?;
-                let rows = stmt
-                    .query_map(params![bound, limit], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                Ok(rows)
+                pairs(c, sql, params![bound, limit])
             })
             .await?;
         rows.into_iter()
@@ -458,17 +467,11 @@ impl TaskStore for SqliteStore {
         let rows: Vec<(String, String)> = self
             .run(move |c| {
                 // Prefix match without LIKE, whose wildcards would need escaping.
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
-                    )
-                    .map_err(err)?;
-                let rows = stmt
-                    .query_map([p], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                Ok(rows)
+                pairs(
+                    c,
+                    "SELECT key, value FROM meta WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key",
+                    [p],
+                )
             })
             .await?;
         rows.into_iter()
@@ -520,17 +523,7 @@ impl TaskStore for SqliteStore {
 
     async fn list_hints(&self) -> Result<Vec<Value>, StoreError> {
         let rows: Vec<(i64, String)> = self
-            .run(|c| {
-                let mut stmt = c
-                    .prepare_cached("SELECT seq, hint FROM hints ORDER BY seq ASC")
-                    .map_err(err)?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                Ok(rows)
-            })
+            .run(|c| pairs(c, "SELECT seq, hint FROM hints ORDER BY seq ASC", []))
             .await?;
         rows.into_iter()
             .map(|(seq, t)| decode(BACKEND, &format!("hint {seq}"), &t))
@@ -570,17 +563,11 @@ impl TaskStore for SqliteStore {
         let index = index.to_string();
         let rows: Vec<(String, i64)> = self
             .run(move |c| {
-                let mut stmt = c
-                    .prepare_cached(
-                        "SELECT key, version FROM tombstones WHERE index_uid = ?1 ORDER BY key ASC",
-                    )
-                    .map_err(err)?;
-                let rows = stmt
-                    .query_map([index], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(err)?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(err)?;
-                Ok(rows)
+                pairs(
+                    c,
+                    "SELECT key, version FROM tombstones WHERE index_uid = ?1 ORDER BY key ASC",
+                    [index],
+                )
             })
             .await?;
         rows.into_iter()
