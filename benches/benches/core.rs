@@ -17,7 +17,9 @@
 //! Run: `cargo bench -p miroir-benches --bench core`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use miroir_benches::{client_search, documents, ids, shard_answer, topology, Gen};
+use miroir_benches::{
+    client_search, client_search_variant, documents, ids, shard_answer, topology, Gen,
+};
 use miroir_core::documents::plan_batch;
 use miroir_core::routing::{shard_for_key, Placement};
 use miroir_core::search::{merge_search, plan_search, NodeAnswer, SearchContext};
@@ -43,19 +45,7 @@ fn search_merge(c: &mut Criterion) {
         let answers: Vec<_> = (0..shards)
             .map(|s| shard_answer(s, hits, facets, &mut gen))
             .collect();
-        let mut client = client_search(hits, facets);
-        match variant {
-            "sort" => {
-                client.insert(
-                    "sort".into(),
-                    serde_json::json!(["rating:desc", "year:asc"]),
-                );
-            }
-            "distinct" => {
-                client.insert("distinct".into(), serde_json::json!("genre"));
-            }
-            _ => {}
-        }
+        let client = client_search_variant(hits, variant);
         let plan = plan_search(&client, &SearchContext::default()).expect("a valid search");
         let name = if variant.is_empty() {
             format!("{shards}x{hits}")

@@ -14,7 +14,10 @@
 //! Run: `cargo bench -p miroir-benches --bench merge` (elements/s = hits received per second).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use miroir_benches::{client_search, shard_answer, shard_answer_sized, topology, Gen};
+use miroir_benches::{
+    client_search, client_search_variant, merge_text_reply, shard_answer, shard_answer_sized,
+    topology, Gen,
+};
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::ops::search::ScatterSearch;
 use miroir_core::routing::Placement;
@@ -43,19 +46,7 @@ fn search_merge(c: &mut Criterion) {
             .map(|s| shard_answer(s, hits, variant == "facets", &mut gen))
             .collect();
         let texts: Vec<String> = answers.iter().map(Value::to_string).collect();
-        let mut client = client_search(hits, variant == "facets");
-        match variant {
-            "sort" => {
-                client.insert(
-                    "sort".into(),
-                    serde_json::json!(["rating:desc", "year:asc"]),
-                );
-            }
-            "distinct" => {
-                client.insert("distinct".into(), serde_json::json!("genre"));
-            }
-            _ => {}
-        }
+        let client = client_search_variant(hits, variant);
         let plan = plan_search(&client, &SearchContext::default()).expect("a valid search");
         let name = if variant.is_empty() {
             format!("{shards}x{hits}")
@@ -192,22 +183,7 @@ fn proxy_cpu(c: &mut Criterion) {
         })
     });
     group.bench_function("merge_text", |b| {
-        b.iter(|| {
-            let plan = plan_search(&client, &ctx).expect("a valid search");
-            let answers = texts
-                .iter()
-                .enumerate()
-                .map(|(order, t)| {
-                    black_box(serde_json::to_vec(&plan.node_request(None)).expect("a request"));
-                    RawAnswer::parse(order, t.clone())
-                })
-                .collect();
-            black_box(
-                merge_search_text(&plan, answers, None)
-                    .expect("merge")
-                    .into_bytes(),
-            )
-        })
+        b.iter(|| black_box(merge_text_reply(&client, &ctx, &texts)))
     });
     let placement = Placement::new(&topology(3, 3, 1)).expect("a valid topology");
     for (name, as_text) in [("scatter_value", false), ("scatter_text", true)] {

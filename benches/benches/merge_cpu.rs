@@ -5,7 +5,9 @@
 //!
 //! Run: `cargo bench -p miroir-benches --bench merge_cpu [-- <substring>…]`.
 
-use miroir_benches::{client_search, shard_answer, shard_answer_sized, Gen};
+use miroir_benches::{
+    client_search, client_search_variant, merge_text_reply, shard_answer, shard_answer_sized, Gen,
+};
 use miroir_core::search::{merge_search_text, plan_search, RawAnswer, SearchContext, SearchPlan};
 use std::hint::black_box;
 
@@ -55,19 +57,7 @@ fn show(name: &str, filters: &[String], f: impl FnMut()) {
 }
 
 fn plan_for(hits: usize, variant: &str) -> SearchPlan {
-    let mut client = client_search(hits, variant == "facets");
-    match variant {
-        "sort" => {
-            client.insert(
-                "sort".into(),
-                serde_json::json!(["rating:desc", "year:asc"]),
-            );
-        }
-        "distinct" => {
-            client.insert("distinct".into(), serde_json::json!("genre"));
-        }
-        _ => {}
-    }
+    let client = client_search_variant(hits, variant);
     plan_search(&client, &SearchContext::default()).expect("a valid search")
 }
 
@@ -128,19 +118,6 @@ fn main() {
     let client = client_search(20, false);
     let ctx = SearchContext::default();
     show("proxy_cpu/3x20x1KB/merge_text", &filters, || {
-        let plan = plan_search(&client, &ctx).expect("a valid search");
-        let answers = texts
-            .iter()
-            .enumerate()
-            .map(|(order, t)| {
-                black_box(serde_json::to_vec(&plan.node_request(None)).expect("a request"));
-                RawAnswer::parse(order, t.clone())
-            })
-            .collect();
-        black_box(
-            merge_search_text(&plan, answers, None)
-                .expect("merge")
-                .into_bytes(),
-        );
+        black_box(merge_text_reply(&client, &ctx, &texts));
     });
 }

@@ -104,6 +104,44 @@ pub fn client_search(limit: usize, facets: bool) -> Map<String, Value> {
     m
 }
 
+/// The client search of a merge bench case: [`client_search`] with facets for `"facets"`, a two-key
+/// `sort` for `"sort"`, `distinct: "genre"` for `"distinct"`.
+pub fn client_search_variant(limit: usize, variant: &str) -> Map<String, Value> {
+    let mut client = client_search(limit, variant == "facets");
+    match variant {
+        "sort" => {
+            client.insert("sort".into(), json!(["rating:desc", "year:asc"]));
+        }
+        "distinct" => {
+            client.insert("distinct".into(), json!("genre"));
+        }
+        _ => {}
+    }
+    client
+}
+
+/// What the proxy does for one search over the nodes' answer `texts` but the network: plans `client`,
+/// serializes each node request, locates each answer, merges them as text and writes the reply.
+pub fn merge_text_reply(
+    client: &Map<String, Value>,
+    ctx: &miroir_core::search::SearchContext,
+    texts: &[String],
+) -> Vec<u8> {
+    use miroir_core::search::{merge_search_text, RawAnswer};
+    let plan = miroir_core::search::plan_search(client, ctx).expect("a valid search");
+    let answers = texts
+        .iter()
+        .enumerate()
+        .map(|(order, t)| {
+            std::hint::black_box(serde_json::to_vec(&plan.node_request(None)).expect("a request"));
+            RawAnswer::parse(order, t.clone())
+        })
+        .collect();
+    merge_search_text(&plan, answers, None)
+        .expect("merge")
+        .into_bytes()
+}
+
 /// A topology of `nodes` nodes in one group with S = `shards` and replication factor `rf`.
 pub fn topology(nodes: usize, shards: u32, rf: u32) -> miroir_core::topology::Topology {
     use miroir_core::topology::{Node, Topology};
