@@ -275,6 +275,14 @@ impl QuorumTracker {
         self.evaluate();
     }
 
+    /// Moves the deadline to `deadline` while nothing is decided: the caller sends the write later than
+    /// it built it (durable bookkeeping first), and the nodes get their whole timeout from the send.
+    pub fn set_deadline(&mut self, deadline: Millis) {
+        if self.decision.is_none() {
+            self.deadline = deadline;
+        }
+    }
+
     /// Turns every still-pending node into `TimedOut` once `now >= deadline`.
     pub fn on_timeout(&mut self, now: Millis) {
         if now < self.deadline {
@@ -671,6 +679,31 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(t.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_later_send_moves_the_deadline_until_decided() {
+        let mut p = ShardOwners::new();
+        p.insert(0, owners(&[&["a", "b", "c"]]));
+        let mut t = QuorumTracker::new(p, WriteQuorum::Majority, 1000);
+        // sent late: the nodes get their whole timeout from the send
+        t.set_deadline(2500);
+        t.on_timeout(1000);
+        assert!(t.decision().is_none());
+        assert_eq!(t.poll_timeout(), Some(2500));
+        t.on_node_outcome(&n("a"), NodeOutcome::Ack { task_uid: 1 });
+        t.on_node_outcome(&n("b"), NodeOutcome::Ack { task_uid: 2 });
+        assert!(matches!(
+            t.decision(),
+            Some(WriteDecision::Acknowledged { .. })
+        ));
+        // decided: the decision never changes
+        t.set_deadline(9000);
+        t.on_timeout(9000);
+        assert!(matches!(
+            t.decision(),
+            Some(WriteDecision::Acknowledged { .. })
+        ));
     }
 
     #[test]

@@ -839,6 +839,9 @@ impl Fleet {
         let index = write.record().index_uid.unwrap_or_default();
         // Loads the hints of an earlier run before the first write is sent.
         let _ = self.write_hints(state).await;
+        // The nodes' timeout runs from here: storing the write's tombstones (and loading the hints)
+        // may have taken a while on a busy store, which must not count against the nodes.
+        write.set_deadline(self.deadline(state));
         let mut set = JoinSet::new();
         self.spawn_write_requests(state, &mut set, &index, write.requests().to_vec());
         while write.decision().is_none() {
@@ -854,7 +857,17 @@ impl Fleet {
                 }
                 Ok(Some(Err(_))) => {}
                 Ok(None) => write.on_timeout(Millis::MAX),
-                Err(_) => write.on_timeout(now_ms()),
+                Err(_) => {
+                    let now = now_ms();
+                    if write.poll_timeout().is_some_and(|at| at <= now) {
+                        tracing::warn!(
+                            index,
+                            timeout_ms = state.config.scatter.node_timeout_ms,
+                            "a write's nodes did not all answer in time"
+                        );
+                    }
+                    write.on_timeout(now)
+                }
             }
         }
         (write, set)

@@ -731,9 +731,14 @@ async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
     o.replication_factor = 1;
+    // No node fails here, and with RF=1 one node request timing out (or one node marked down) refuses a
+    // write: generous timeouts keep a stall of the test machine (a CI VM losing the CPU for a second or
+    // two) from being taken for a dead node.
+    o.node_timeout_ms = 10_000;
     let tweak = |c: &mut miroir_core::config::Config| {
         c.rebalancer.throttle_docs_per_sec = 100;
         c.rebalancer.topology_poll_ms = 50;
+        c.health.timeout_ms = 5_000;
     };
     let (mut f, a) = fleet_tweaked(o.clone(), tweak).await;
     let a = admin(a);

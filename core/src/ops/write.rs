@@ -208,6 +208,12 @@ impl FanoutWrite {
         Some(self.requests[id].node.clone())
     }
 
+    /// Restarts the nodes' deadline when the requests are actually sent (after the write's tombstones and
+    /// version were stored, which must not eat the nodes' timeout). No effect once decided.
+    pub fn set_deadline(&mut self, deadline: Millis) {
+        self.tracker.set_deadline(deadline);
+    }
+
     /// The caller's clock reached the deadline: every node still silent counts as timed out.
     pub fn on_timeout(&mut self, now: Millis) {
         self.tracker.on_timeout(now);

@@ -112,6 +112,22 @@ impl Api {
     }
 }
 
+/// Sends the proxies' and nodes' logs (`RUST_LOG`, default `warn`) to the test's captured output, so a
+/// failing test prints what the proxies saw (a passing one prints nothing). Installed once per test binary;
+/// the runtime threads of a test inherit its capture.
+pub fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .with_ansi(false)
+            .try_init();
+    });
+}
+
 /// Starts a fleet of model nodes plus the proxy.
 pub async fn fleet(nodes: usize, rf: u32, rg: u32, store: &std::path::Path) -> (DevFleet, Api) {
     let mut o = DevOptions::new(nodes, store.to_string_lossy().into_owned());
@@ -122,6 +138,7 @@ pub async fn fleet(nodes: usize, rf: u32, rg: u32, store: &std::path::Path) -> (
 }
 
 pub async fn fleet_with(o: DevOptions) -> (DevFleet, Api) {
+    init_logs();
     let f = dev::start(o).await.expect("the dev fleet starts");
     let api = Api::new(f.url());
     (f, api)
@@ -157,6 +174,7 @@ pub async fn fleet_tweaked(
     o: DevOptions,
     tweak: impl FnOnce(&mut miroir_core::config::Config),
 ) -> (DevFleet, Api) {
+    init_logs();
     let mut nodes = Vec::with_capacity(o.nodes);
     for i in 0..o.nodes {
         let node = miroir_sim::serve::spawn(
