@@ -114,7 +114,8 @@ impl Api {
 
 /// Sends the proxies' and nodes' logs (`RUST_LOG`, default `warn`) to the test's captured output, so a
 /// failing test prints what the proxies saw (a passing one prints nothing). Installed once per test binary;
-/// the runtime threads of a test inherit its capture.
+/// the runtime threads of a test inherit its capture. A binary that installs its own subscriber before its
+/// first fleet (`security.rs` records every line) keeps it.
 pub fn init_logs() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
