@@ -28,7 +28,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
-use super::raw::{field, object_fields, parse, splice, write_str, Fields, Malformed, RawAnswer};
+use super::raw::{
+    field, object_fields, parse, read_number, splice, value_as_f64, value_as_u64, write_str, Fields,
+    Malformed, Number, RawAnswer,
+};
+use super::scan::skip_ws;
 use super::{NodeAnswer, Pagination, SearchPlan};
 use crate::{MeiliError, RESERVED_PREFIX, SHARD_FIELD};
 
@@ -489,18 +493,228 @@ impl<'de> Deserialize<'de> for RawDetails<'de> {
 /// The rule keys of a raw `_rankingScoreDetails` value, sorted by `order` ([`sorted_details`] on its text);
 /// `Some(None)` when it is not an object, `None` when it is not valid JSON. (Reading it field by field with
 /// the structural scanner instead of `serde_json` was measured slower on typical details.)
+///
+/// Details written plainly (no escapes, numbers whose value is certain, see [`DetailsReader`]) are read by
+/// a hand-written reader; anything else by `serde_json`, which decides what is refused.
 fn raw_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
     if !raw.starts_with('{') {
         return parse(raw).map(|_| None);
     }
-    let RawDetails(mut entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
+    if let Some(keys) = DetailsReader::read(raw) {
+        return Some(Some(keys));
+    }
+    serde_detail_keys(raw)
+}
+
+/// [`raw_detail_keys`] on an object, always by `serde_json`.
+fn serde_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
+    let RawDetails(entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
+    Some(Some(sorted_rule_keys(entries)))
+}
+
+/// The rule keys of entries in map order, sorted by `order` (a stable sort, as [`sorted_details`]).
+fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleKey> {
     entries.sort_by_key(|(_, e)| e.order.unwrap_or(u64::MAX));
-    Some(Some(
-        entries
-            .into_iter()
-            .map(|(name, e)| e.rule_key(&name))
-            .collect(),
-    ))
+    entries
+        .into_iter()
+        .map(|(name, e)| e.rule_key(name.as_ref()))
+        .collect()
+}
+
+/// How deep [`DetailsReader`] follows containers parsed as a `Value` before leaving them to `serde_json`
+/// (whose own limit is 128).
+const FAST_DEPTH: u32 = 32;
+
+/// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
+/// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
+/// or other fault, on a number parsed as a `Value` whose `f64` is not certain ([`read_number`]), on deep
+/// nesting. It never refuses text: giving up hands the text to `serde_json`, which decides. What it
+/// accepts is valid JSON by `serde_json`'s rules: entries' `order`, `distance`, `score`, `similarity`,
+/// `value` and non-object entries are checked as a `Value` parse checks them, other entry fields as
+/// `IgnoredAny` does (grammar only, numbers of any size).
+struct DetailsReader<'a> {
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> DetailsReader<'a> {
+    fn read(text: &'a str) -> Option<Vec<RuleKey>> {
+        let mut r = DetailsReader { text, i: 0 };
+        let mut entries: Vec<(&'a str, RawEntry)> = Vec::with_capacity(8);
+        r.eat(b'{')?;
+        r.ws();
+        if !r.eat(b'}').is_some() {
+            loop {
+                let name = r.string()?;
+                r.ws();
+                r.eat(b':')?;
+                r.ws();
+                let entry = r.entry()?;
+                match entries.iter_mut().find(|(n, _)| *n == name) {
+                    Some(slot) => slot.1 = entry,
+                    None => entries.push((name, entry)),
+                }
+                r.ws();
+                if r.eat(b',').is_some() {
+                    r.ws();
+                    continue;
+                }
+                r.eat(b'}')?;
+                break;
+            }
+        }
+        r.ws();
+        (r.i == text.len()).then(|| sorted_rule_keys(entries))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.text.as_bytes().get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek() == Some(c)).then(|| self.i += 1)
+    }
+
+    fn ws(&mut self) {
+        self.i = skip_ws(self.text.as_bytes(), self.i);
+    }
+
+    /// A string without escapes or control characters: its content.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let from = self.i;
+        let rest = self.text.as_bytes().get(from..)?;
+        let len = rest
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        if rest.get(len) != Some(&b'"') {
+            return None;
+        }
+        self.i = from + len + 1;
+        self.text.get(from..from + len)
+    }
+
+    /// A number; `strict`: parsed as a `Value` (its `f64` must be certain, see [`read_number`]).
+    fn number(&mut self, strict: bool) -> Option<Number> {
+        let n = read_number(self.text.as_bytes(), self.i)?;
+        if strict && n.as_f64.is_none() {
+            return None;
+        }
+        self.i = n.end;
+        Some(n)
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.i + word.len();
+        (self.text.get(self.i..end) == Some(word)).then(|| self.i = end)
+    }
+
+    /// Any value, checked; `strict` as in [`DetailsReader::number`].
+    fn skip(&mut self, strict: bool, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'n' => self.literal("null"),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'-' | b'0'..=b'9' => self.number(strict).map(|_| ()),
+            open @ (b'{' | b'[') => {
+                if depth >= FAST_DEPTH {
+                    return None;
+                }
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.eat(close).is_some() {
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip(strict, depth + 1)?;
+                    self.ws();
+                    if self.eat(b',').is_some() {
+                        self.ws();
+                        continue;
+                    }
+                    return self.eat(close);
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A number's `f64` (certain), or `None` after checking a value of another kind.
+    fn f64_or_skip(&mut self) -> Option<Option<f64>> {
+        match self.peek()? {
+            b'-' | b'0'..=b'9' => Some(self.number(true)?.as_f64),
+            _ => self.skip(true, 2).map(|_| None),
+        }
+    }
+
+    /// A sort value, as [`SortKey::of`] reads it.
+    fn sort_value(&mut self) -> Option<SortKey> {
+        Some(match self.peek()? {
+            b'"' => SortKey::Text(normalize(self.string()?)),
+            b'n' => {
+                self.literal("null")?;
+                SortKey::Null
+            }
+            b'-' | b'0'..=b'9' => SortKey::Number(self.number(true)?.as_f64?),
+            _ => {
+                self.skip(true, 2)?;
+                SortKey::Other
+            }
+        })
+    }
+
+    /// One entry, as [`RawEntry`]'s `Deserialize` reads it.
+    fn entry(&mut self) -> Option<RawEntry> {
+        let mut e = RawEntry::default();
+        match self.peek()? {
+            b'{' => {}
+            // `deserialize_any`: an array's elements are ignored, other values parsed.
+            b'[' => return self.skip(false, 1).map(|_| e),
+            _ => return self.skip(true, 1).map(|_| e),
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(e);
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            match key {
+                "order" => {
+                    e.order = match self.peek()? {
+                        b'-' | b'0'..=b'9' => self.number(true)?.as_u64,
+                        _ => {
+                            self.skip(true, 2)?;
+                            None
+                        }
+                    }
+                }
+                "distance" => e.distance = self.f64_or_skip()?,
+                "score" => e.score = self.f64_or_skip()?,
+                "similarity" => e.similarity = Some(self.f64_or_skip()?.unwrap_or(0.0)),
+                "value" => e.value = Some(self.sort_value()?),
+                _ => self.skip(false, 2)?,
+            }
+            self.ws();
+            if self.eat(b',').is_some() {
+                self.ws();
+                continue;
+            }
+            self.eat(b'}')?;
+            return Some(e);
+        }
+    }
 }
 
 impl HitKey {
@@ -512,11 +726,11 @@ impl HitKey {
                 None => None,
             },
             score: match field(hit, "_rankingScore") {
-                Some(raw) => parse(raw)?.as_f64(),
+                Some(raw) => value_as_f64(raw)?,
                 None => None,
             },
             shard: match field(hit, SHARD_FIELD) {
-                Some(raw) => parse(raw)?.as_u64().unwrap_or(u64::MAX),
+                Some(raw) => value_as_u64(raw)?.unwrap_or(u64::MAX),
                 None => u64::MAX,
             },
         })
@@ -1498,6 +1712,194 @@ mod tests {
             let plan = super::super::plan_search(&client, &super::super::SearchContext::default()).unwrap();
             if let Ok(reply) = merge_search_text(&plan, vec![RawAnswer::parse(0, text)], None) {
                 proptest::prop_assert!(serde_json::from_str::<Value>(&reply).is_ok(), "{}", reply);
+            }
+        }
+    }
+
+    /// Number spellings: every kind the grammar allows, boundaries of the exact cases, and faults.
+    const NUMBERS: &[&str] = &[
+        "0", "-0", "1", "7", "1.0", "1e0", "1E+0", "1e-0", "-0.0", "0.0e5", "0e400", "0.30000000000000004",
+        "0.1", "0.3333333333333333", "0.6666666666666666", "0.9848484848484849", "2.5e-3", "1e22",
+        "1e23", "1e-22", "1e-23", "12345678.5e15", "9007199254740992", "9007199254740993",
+        "9007199254740993.0", "900719925474099.3", "1e308", "1.7976931348623157e308", "1e309", "1e400",
+        "-1e400", "1e-400", "4.9e-324", "123456789012345678901234567890", "18446744073709551615",
+        "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "-18446744073709551615",
+        "1234.5678e-2", "100000000000000000000000.0", "0.000000000000000000000000000001", "01", "1.",
+        ".5", "-", "1e", "1e+", "+1", "0x10", "Infinity", "NaN", "--1", "1.5.2", "2e3e4",
+    ];
+
+    fn random_number(rng: &mut Rng) -> String {
+        if rng.below(2) == 0 {
+            return rng.pick(NUMBERS).to_string();
+        }
+        let mut n = String::new();
+        if rng.below(3) == 0 {
+            n.push('-');
+        }
+        let digits = |rng: &mut Rng, n: &mut String, most: u64| {
+            for _ in 0..1 + rng.below(most) {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+        };
+        digits(rng, &mut n, 20);
+        if rng.below(2) == 0 {
+            n.push('.');
+            digits(rng, &mut n, 20);
+        }
+        if rng.below(3) == 0 {
+            n.push_str(*rng.pick(&["e", "E", "e+", "e-", "E-"]));
+            digits(rng, &mut n, 3);
+        }
+        n
+    }
+
+    fn random_json(rng: &mut Rng, depth: u32) -> String {
+        match rng.below(if depth > 2 { 6 } else { 8 }) {
+            0 => random_number(rng),
+            1 => rng
+                .pick(&[
+                    "\"Drama\"", "\" drama \"", "\"COMÉDIE\"", "\"x\\\"y\"", "\"\\u00e9\"",
+                    "\"\\ud800\"", "\"tab\tin\"", "\"\"", "\"a/b\"",
+                ])
+                .to_string(),
+            2 => rng.pick(&["null", "true", "false", "nul", "tru"]).to_string(),
+            3 | 4 | 5 => random_number(rng),
+            6 => {
+                let items: Vec<String> = (0..rng.below(3))
+                    .map(|_| random_json(rng, depth + 1))
+                    .collect();
+                format!("[{}]", items.join(", "))
+            }
+            _ => {
+                let items: Vec<String> = (0..rng.below(3))
+                    .map(|_| format!("\"{}\" :{}", rng.pick(&["lat", "lng", "a"]), random_json(rng, depth + 1)))
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            }
+        }
+    }
+
+    fn random_entry(rng: &mut Rng) -> String {
+        if rng.below(10) == 0 {
+            return random_json(rng, 1);
+        }
+        let mut fields = Vec::new();
+        for _ in 0..rng.below(5) {
+            let key = *rng.pick(&[
+                "order", "order", "score", "score", "value", "value", "distance", "similarity",
+                "matchingWords", "matchType", "ord\\u0065r", "typoCount",
+            ]);
+            let value = match rng.below(4) {
+                0 => random_json(rng, 2),
+                _ if key == "order" => rng.below(5).to_string(),
+                _ => random_number(rng),
+            };
+            fields.push(format!("\"{key}\"{}:{}", rng.pick(&["", " ", "\n\t"]), value));
+        }
+        format!("{{{}}}", fields.join(*rng.pick(&[",", " , ", ",\r\n"])))
+    }
+
+    fn random_details(rng: &mut Rng) -> String {
+        let mut entries = Vec::new();
+        for _ in 0..rng.below(6) {
+            let name = *rng.pick(&[
+                "words", "typo", "rating:desc", "year:asc", "_geoPoint(1.0, 2.0):asc", "skipped",
+                "vectorSort", "title:asc", "na\\u006de", "words",
+            ]);
+            entries.push(format!("\"{name}\": {}", random_entry(rng)));
+        }
+        let mut text = format!("{{ {} }}", entries.join(", "));
+        // Some texts damaged: a byte dropped, doubled or replaced.
+        if rng.below(4) == 0 && !text.is_empty() {
+            let at = rng.below(text.len() as u64) as usize;
+            if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
+                let ch = *rng.pick(&["", "\"", "{", "}", ",", ":", "1", "e", ".", "-", " ", "\\"]);
+                text.replace_range(at..at + 1, ch);
+            }
+        }
+        text
+    }
+
+    /// The details reading before the hand-written reader: `serde_json` only.
+    fn serde_only_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
+        if !raw.starts_with('{') {
+            return parse(raw).map(|_| None);
+        }
+        serde_detail_keys(raw)
+    }
+
+    #[test]
+    fn number_spellings_read_as_serde_json_reads_them() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut all: Vec<String> = NUMBERS.iter().map(|s| s.to_string()).collect();
+        all.extend((0..20_000).map(|_| random_number(&mut rng)));
+        all.extend(["true", "false", "null", "\"1\"", "[1]", "{}", "", " 1"].map(String::from));
+        let mut fast = 0;
+        for n in &all {
+            let parsed = parse(n);
+            let want_f = parsed.as_ref().map(Value::as_f64);
+            let want_u = parsed.as_ref().map(Value::as_u64);
+            assert_eq!(
+                format!("{:?}", value_as_f64(n)),
+                format!("{want_f:?}"),
+                "{n}"
+            );
+            assert_eq!(value_as_u64(n), want_u, "{n}");
+            if let Some(r) = read_number(n.as_bytes(), 0) {
+                if r.end == n.len() {
+                    if let Some(f) = r.as_f64 {
+                        fast += 1;
+                        let v = parsed.as_ref().and_then(Value::as_f64).expect("a number");
+                        assert_eq!(f.to_bits(), v.to_bits(), "{n}");
+                        // ... and the correctly rounded reading agrees too (`float_roundtrip`).
+                        assert_eq!(f.to_bits(), n.parse::<f64>().unwrap().to_bits(), "{n}");
+                    }
+                    if r.as_u64.is_some() || r.as_f64.is_some() {
+                        assert_eq!(r.as_u64, parsed.as_ref().and_then(Value::as_u64), "{n}");
+                    }
+                }
+            }
+        }
+        assert!(fast > 5_000, "the fast path is taken: {fast}");
+    }
+
+    #[test]
+    fn meilisearch_details_take_the_fast_reader() {
+        let raw = r#"{"words":{"order":0,"matchingWords":1,"maxMatchingWords":3,"score":0.3333333333333333},"typo":{"order":1,"typoCount":0,"maxTypoCount":1,"score":1.0},"attribute":{"order":2,"attributeRankingOrderScore":0.9848484848484849,"queryWordDistanceScore":1.0,"score":0.99},"exactness":{"order":3,"matchType":"exactMatch","score":1.0},"rating:desc":{"order":4,"value":37.0},"title:asc":{"order":5,"value":"Émile"},"_geoPoint(1.0, 2.0):asc":{"order":6,"value":{"lat":1.5,"lng":2.25},"distance":1234.0},"vector":{"order":7,"similarity":0.5}}"#;
+        let fast = DetailsReader::read(raw).expect("read by hand");
+        assert_eq!(
+            format!("{:?}", Some(Some(fast))),
+            format!("{:?}", serde_only_detail_keys(raw))
+        );
+        // The random details of the property test below reach every outcome often.
+        let mut rng = Rng(77);
+        let (mut fast, mut slow, mut refused) = (0, 0, 0);
+        for _ in 0..4000 {
+            let raw = random_details(&mut rng);
+            match (DetailsReader::read(&raw), serde_only_detail_keys(&raw)) {
+                (Some(_), _) => fast += 1,
+                (None, Some(_)) => slow += 1,
+                (None, None) => refused += 1,
+            }
+        }
+        assert!(fast > 400 && slow > 400 && refused > 400, "{fast} {slow} {refused}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The hand-written details reader reads exactly what `serde_json` reads, refuses nothing itself,
+        /// and the details reading as a whole refuses exactly what `serde_json` refuses.
+        #[test]
+        fn details_reader_equals_serde_json(seed in 1u64..u64::MAX) {
+            let mut rng = Rng(seed);
+            for _ in 0..16 {
+                let raw = random_details(&mut rng);
+                let want = format!("{:?}", serde_only_detail_keys(&raw));
+                proptest::prop_assert_eq!(format!("{:?}", raw_detail_keys(&raw)), want.clone(), "{}", raw);
+                if let Some(keys) = DetailsReader::read(&raw) {
+                    proptest::prop_assert_eq!(format!("{:?}", Some(Some(keys))), want, "{}", raw);
+                }
             }
         }
     }

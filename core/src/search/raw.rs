@@ -161,6 +161,159 @@ fn valid_scalar(s: &str) -> bool {
     i == b.len()
 }
 
+/// A JSON number read by [`read_number`]: where it ends and what `serde_json` makes of it as a `Value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Number {
+    /// Just past the number's last byte.
+    pub(crate) end: usize,
+    /// `Value::as_u64` of the parsed number (always certain).
+    pub(crate) as_u64: Option<u64>,
+    /// `Value::as_f64` of the parsed number when it is certain whatever `serde_json`'s float features
+    /// (`float_roundtrip` or not); `None` when not certain: the caller asks `serde_json` (which may also
+    /// refuse the number as out of range).
+    pub(crate) as_f64: Option<f64>,
+}
+
+/// Significands up to this are exact in an `f64`.
+const EXACT_SIGNIFICAND: u64 = 1 << 53;
+
+/// Powers of ten exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
+    1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
+/// `None` when no number opens there. The caller checks what follows (a digit after a leading `0` is not
+/// part of the number, so `01` reads as `0` followed by a stray `1`).
+///
+/// `as_f64` is given only where every reading agrees: integers fitting a `u64` (`serde_json` converts them
+/// with `as f64`, negated for a leading `-`), and decimals whose digits make a significand ≤ 2^53 with a
+/// final power of ten within ±22 (Clinger's fast path: both factors are exact in an `f64`, so one multiply
+/// or divide rounds correctly, which is what `serde_json` computes with or without `float_roundtrip`).
+pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
+    let mut i = start;
+    let negative = b.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let mut significand: u64 = 0;
+    let mut inexact = false;
+    let mut integer: Option<u64> = Some(0);
+    // Digits past 2^53 make the significand inexact: the value is then left to `serde_json`.
+    fn digit(d: u8, significand: &mut u64, inexact: &mut bool) {
+        if !*inexact {
+            *significand = *significand * 10 + u64::from(d - b'0');
+            if *significand > EXACT_SIGNIFICAND {
+                *inexact = true;
+            }
+        }
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            while let Some(&d @ b'0'..=b'9') = b.get(i) {
+                digit(d, &mut significand, &mut inexact);
+                integer = integer
+                    .and_then(|v| v.checked_mul(10))
+                    .and_then(|v| v.checked_add(u64::from(d - b'0')));
+                i += 1;
+            }
+        }
+        _ => return None,
+    }
+    let mut plain = true;
+    let mut exponent: i64 = 0;
+    if b.get(i) == Some(&b'.') {
+        plain = false;
+        i += 1;
+        let from = i;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            digit(d, &mut significand, &mut inexact);
+            exponent -= 1;
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        plain = false;
+        i += 1;
+        let minus = match b.get(i) {
+            Some(b'-') => {
+                i += 1;
+                true
+            }
+            Some(b'+') => {
+                i += 1;
+                false
+            }
+            _ => false,
+        };
+        let from = i;
+        let mut e: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            e = (e * 10 + i64::from(d - b'0')).min(1 << 32);
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+        exponent += if minus { -e } else { e };
+    }
+    let sign = |f: f64| if negative { -f } else { f };
+    let (as_u64, as_f64) = if plain {
+        match integer {
+            Some(v) => ((!negative).then_some(v), Some(sign(v as f64))),
+            None => (None, None),
+        }
+    } else if inexact || !(-22..=22).contains(&exponent) {
+        (None, None)
+    } else {
+        let f = significand as f64;
+        let pow = POW10[exponent.unsigned_abs() as usize];
+        (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
+    };
+    Some(Number {
+        end: i,
+        as_u64,
+        as_f64,
+    })
+}
+
+/// `parse(raw).map(|v| v.as_f64())` for one field value read by [`object_fields`] (a checked scalar or
+/// a structurally checked container), without `serde_json` when the answer is certain.
+pub(crate) fn value_as_f64(raw: &str) -> Option<Option<f64>> {
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => match read_number(raw.as_bytes(), 0) {
+            Some(Number {
+                end,
+                as_f64: Some(f),
+                ..
+            }) if end == raw.len() => Some(Some(f)),
+            _ => parse(raw).map(|v| v.as_f64()),
+        },
+        _ if matches!(raw, "true" | "false" | "null") => Some(None),
+        _ => parse(raw).map(|v| v.as_f64()),
+    }
+}
+
+/// `parse(raw).map(|v| v.as_u64())` for one field value read by [`object_fields`], as [`value_as_f64`].
+pub(crate) fn value_as_u64(raw: &str) -> Option<Option<u64>> {
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => match read_number(raw.as_bytes(), 0) {
+            // A number that parses (its `f64` is certain) or a plain integer: `as_u64` is exact.
+            Some(n) if n.end == raw.len() && (n.as_f64.is_some() || n.as_u64.is_some()) => {
+                Some(n.as_u64)
+            }
+            _ => parse(raw).map(|v| v.as_u64()),
+        },
+        _ if matches!(raw, "true" | "false" | "null") => Some(None),
+        _ => parse(raw).map(|v| v.as_u64()),
+    }
+}
+
 /// Appends a field value read by [`object_fields`], checking an object or an array in full first (the
 /// scanner checked only its structure); `false` (nothing written) when it is not valid JSON.
 pub(crate) fn splice(out: &mut String, value: &str) -> bool {
