@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
 use super::raw::{
-    field, object_fields, parse, read_number, splice, value_as_f64, value_as_u64, write_str, Fields,
+    field, object_fields, object_fields_with, parse, read_number, skip_number, splice, value_as_f64, value_as_u64, write_str, Fields,
     Malformed, Number, RawAnswer,
 };
 use super::scan::skip_ws;
@@ -539,7 +539,12 @@ struct DetailsReader<'a> {
 
 impl<'a> DetailsReader<'a> {
     fn read(text: &'a str) -> Option<Vec<RuleKey>> {
-        let mut r = DetailsReader { text, i: 0 };
+        DetailsReader::read_at(text, 0).and_then(|(keys, end)| (end == text.len()).then_some(keys))
+    }
+
+    /// The rule keys of the details object opening at `text[start]`, and the index just past it.
+    fn read_at(text: &'a str, start: usize) -> Option<(Vec<RuleKey>, usize)> {
+        let mut r = DetailsReader { text, i: start };
         let mut entries: Vec<(&'a str, RawEntry)> = Vec::with_capacity(8);
         r.eat(b'{')?;
         r.ws();
@@ -563,8 +568,7 @@ impl<'a> DetailsReader<'a> {
                 break;
             }
         }
-        r.ws();
-        (r.i == text.len()).then(|| sorted_rule_keys(entries))
+        Some((sorted_rule_keys(entries), r.i))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -594,12 +598,10 @@ impl<'a> DetailsReader<'a> {
         self.text.get(from..from + len)
     }
 
-    /// A number; `strict`: parsed as a `Value` (its `f64` must be certain, see [`read_number`]).
-    fn number(&mut self, strict: bool) -> Option<Number> {
+    /// A number parsed as a `Value`: its `f64` must be certain (see [`read_number`]).
+    fn number(&mut self) -> Option<Number> {
         let n = read_number(self.text.as_bytes(), self.i)?;
-        if strict && n.as_f64.is_none() {
-            return None;
-        }
+        n.as_f64?;
         self.i = n.end;
         Some(n)
     }
@@ -609,14 +611,19 @@ impl<'a> DetailsReader<'a> {
         (self.text.get(self.i..end) == Some(word)).then(|| self.i = end)
     }
 
-    /// Any value, checked; `strict` as in [`DetailsReader::number`].
+    /// Any value, checked: `strict`, as a `Value` parse checks it (numbers by [`DetailsReader::number`]);
+    /// otherwise as `IgnoredAny` does (numbers by their grammar only).
     fn skip(&mut self, strict: bool, depth: u32) -> Option<()> {
         match self.peek()? {
             b'"' => self.string().map(|_| ()),
             b'n' => self.literal("null"),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
-            b'-' | b'0'..=b'9' => self.number(strict).map(|_| ()),
+            b'-' | b'0'..=b'9' if strict => self.number().map(|_| ()),
+            b'-' | b'0'..=b'9' => {
+                self.i = skip_number(self.text.as_bytes(), self.i)?;
+                Some(())
+            }
             open @ (b'{' | b'[') => {
                 if depth >= FAST_DEPTH {
                     return None;
@@ -650,7 +657,7 @@ impl<'a> DetailsReader<'a> {
     /// A number's `f64` (certain), or `None` after checking a value of another kind.
     fn f64_or_skip(&mut self) -> Option<Option<f64>> {
         match self.peek()? {
-            b'-' | b'0'..=b'9' => Some(self.number(true)?.as_f64),
+            b'-' | b'0'..=b'9' => Some(self.number()?.as_f64),
             _ => self.skip(true, 2).map(|_| None),
         }
     }
@@ -663,7 +670,7 @@ impl<'a> DetailsReader<'a> {
                 self.literal("null")?;
                 SortKey::Null
             }
-            b'-' | b'0'..=b'9' => SortKey::Number(self.number(true)?.as_f64?),
+            b'-' | b'0'..=b'9' => SortKey::Number(self.number()?.as_f64?),
             _ => {
                 self.skip(true, 2)?;
                 SortKey::Other
@@ -693,7 +700,7 @@ impl<'a> DetailsReader<'a> {
             match key {
                 "order" => {
                     e.order = match self.peek()? {
-                        b'-' | b'0'..=b'9' => self.number(true)?.as_u64,
+                        b'-' | b'0'..=b'9' => self.number()?.as_u64,
                         _ => {
                             self.skip(true, 2)?;
                             None
@@ -719,10 +726,16 @@ impl<'a> DetailsReader<'a> {
 
 impl HitKey {
     /// [`HitKey::of`] on a hit read as raw fields; `None` when a field it reads is not valid JSON.
-    fn of_fields(hit: &Fields) -> Option<HitKey> {
+    ///
+    /// `read`: the details already read while the fields were (see [`NodeList::advance`]), with the
+    /// address of the text they were read from; used only if that text is the field's value.
+    fn of_fields(hit: &Fields, read: Option<(*const u8, Vec<RuleKey>)>) -> Option<HitKey> {
         Some(HitKey {
             details: match field(hit, "_rankingScoreDetails") {
-                Some(raw) => raw_detail_keys(raw)?,
+                Some(raw) => match read {
+                    Some((at, keys)) if std::ptr::eq(at, raw.as_ptr()) => Some(keys),
+                    _ => raw_detail_keys(raw)?,
+                },
                 None => None,
             },
             score: match field(hit, "_rankingScore") {
@@ -810,9 +823,10 @@ enum Hit<'a> {
 
 impl<'a> Hit<'a> {
     /// `None` when a field it reads is not valid JSON.
-    fn key(&self) -> Option<HitKey> {
+    /// `read` as in [`HitKey::of_fields`].
+    fn key(&self, read: Option<(*const u8, Vec<RuleKey>)>) -> Option<HitKey> {
         match self {
-            Hit::Raw(f, _) => HitKey::of_fields(f),
+            Hit::Raw(f, _) => HitKey::of_fields(f, read),
             Hit::Parsed(m) => Some(HitKey::of(m)),
         }
     }
@@ -865,11 +879,17 @@ impl<'a> NodeList<'a> {
         self.head = None;
         while let Some(slot) = self.hits.get_mut(self.next) {
             self.next += 1;
+            // The details are read while the fields are, instead of being skipped then read again.
+            let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
             let hit = match std::mem::replace(slot, Pending::Taken) {
-                Pending::Raw(text) => Hit::Raw(
-                    object_fields(text).ok_or_else(|| invalid(self.order))?,
-                    self.order,
-                ),
+                Pending::Raw(text) => {
+                    let fields = object_fields_with(text, Some("_rankingScoreDetails"), |at| {
+                        let (keys, end) = DetailsReader::read_at(text, at)?;
+                        read = Some((text.get(at..)?.as_ptr(), keys));
+                        Some(end)
+                    });
+                    Hit::Raw(fields.ok_or_else(|| invalid(self.order))?, self.order)
+                }
                 Pending::Parsed(m) => Hit::Parsed(m),
                 Pending::Taken => continue,
             };
@@ -884,7 +904,7 @@ impl<'a> NodeList<'a> {
                 None => Vec::new(),
             };
             self.head = Some(Head {
-                key: hit.key().ok_or_else(|| invalid(self.order))?,
+                key: hit.key(read).ok_or_else(|| invalid(self.order))?,
                 hit,
                 distinct: keys,
             });

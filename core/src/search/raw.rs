@@ -45,9 +45,20 @@ const LINEAR_FIELDS: usize = 24;
 /// ([`super::scan`]): a container value is checked in full by [`splice`] before it is written out, or by
 /// `serde_json` when it is parsed.
 pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
+    object_fields_with(text, None, |_| None)
+}
+
+/// [`object_fields`], where an object value of the field named `special` is first offered to `read`:
+/// given the index of its `{`, `read` answers the index just past the object when it read (and checked)
+/// it in full, `None` to leave it to the scanner. `read` may be called for each of the field's repeats.
+pub(crate) fn object_fields_with<'a>(
+    text: &'a str,
+    special: Option<&str>,
+    read: impl FnMut(usize) -> Option<usize>,
+) -> Option<Fields<'a>> {
     let mut out: Fields = Vec::with_capacity(16);
     let mut index: Option<HashMap<Cow<str>, usize>> = None;
-    each_field(text, |k, v| {
+    each_field(text, special, read, |k, v| {
         // A repeated key keeps its first position and its last value, as in a parsed map.
         if out.len() == LINEAR_FIELDS && index.is_none() {
             index = Some(
@@ -79,10 +90,13 @@ pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
 }
 
 /// Calls `f` with each field of `text` (one JSON object and nothing else but whitespace), in the order
-/// written, repeated keys included, checked as [`object_fields`] checks them; `None` when `text` is not such
-/// an object (`f` may have been called for the fields before the fault).
-pub(crate) fn each_field<'a>(
+/// written, repeated keys included, checked as [`object_fields`] checks them (the `special` field's object
+/// offered to `read` first, see [`object_fields_with`]); `None` when `text` is not such an object (`f` may
+/// have been called for the fields before the fault).
+fn each_field<'a>(
     text: &'a str,
+    special: Option<&str>,
+    mut read: impl FnMut(usize) -> Option<usize>,
     mut f: impl FnMut(Cow<'a, str>, &'a str),
 ) -> Option<()> {
     let b = text.as_bytes();
@@ -102,7 +116,11 @@ pub(crate) fn each_field<'a>(
                 return None;
             }
             i = skip_ws(b, i + 1);
-            let end = skip_value(b, i)?;
+            let offered = b.get(i) == Some(&b'{') && special.is_some_and(|s| k == s);
+            let end = match offered.then(|| read(i)).flatten() {
+                Some(end) => end,
+                None => skip_value(b, i)?,
+            };
             let v = text.get(i..end)?;
             if !matches!(b.get(i), Some(b'{' | b'[' | b'"')) && !valid_scalar(v) {
                 return None;
@@ -192,94 +210,115 @@ const POW10: [f64; 23] = [
 /// final power of ten within ±22 (Clinger's fast path: both factors are exact in an `f64`, so one multiply
 /// or divide rounds correctly, which is what `serde_json` computes with or without `float_roundtrip`).
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
-    let mut i = start;
-    let negative = b.get(i) == Some(&b'-');
-    if negative {
-        i += 1;
-    }
-    let mut significand: u64 = 0;
-    let mut inexact = false;
-    let mut integer: Option<u64> = Some(0);
-    // Digits past 2^53 make the significand inexact: the value is then left to `serde_json`.
-    fn digit(d: u8, significand: &mut u64, inexact: &mut bool) {
-        if !*inexact {
-            *significand = *significand * 10 + u64::from(d - b'0');
-            if *significand > EXACT_SIGNIFICAND {
-                *inexact = true;
-            }
-        }
-    }
-    match b.get(i) {
-        Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            while let Some(&d @ b'0'..=b'9') = b.get(i) {
-                digit(d, &mut significand, &mut inexact);
-                integer = integer
-                    .and_then(|v| v.checked_mul(10))
-                    .and_then(|v| v.checked_add(u64::from(d - b'0')));
-                i += 1;
-            }
-        }
-        _ => return None,
-    }
-    let mut plain = true;
-    let mut exponent: i64 = 0;
-    if b.get(i) == Some(&b'.') {
-        plain = false;
-        i += 1;
-        let from = i;
-        while let Some(&d @ b'0'..=b'9') = b.get(i) {
-            digit(d, &mut significand, &mut inexact);
-            exponent -= 1;
-            i += 1;
-        }
-        if i == from {
-            return None;
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        plain = false;
-        i += 1;
-        let minus = match b.get(i) {
-            Some(b'-') => {
-                i += 1;
-                true
-            }
-            Some(b'+') => {
-                i += 1;
-                false
-            }
-            _ => false,
-        };
-        let from = i;
-        let mut e: i64 = 0;
-        while let Some(&d @ b'0'..=b'9') = b.get(i) {
-            e = (e * 10 + i64::from(d - b'0')).min(1 << 32);
-            i += 1;
-        }
-        if i == from {
-            return None;
-        }
-        exponent += if minus { -e } else { e };
-    }
+    let negative = b.get(start) == Some(&b'-');
+    let (int, frac, exp, end) = number_parts(b, start + usize::from(negative))?;
     let sign = |f: f64| if negative { -f } else { f };
-    let (as_u64, as_f64) = if plain {
+    let digits = |from: usize, to: usize, acc: u64| {
+        b.get(from..to).map_or(acc, |ds| {
+            ds.iter()
+                .fold(acc, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
+        })
+    };
+    let (as_u64, as_f64) = if frac.is_none() && exp.is_none() {
+        // A plain integer: `u64` up to 19 digits for sure, 20 digits when no overflow.
+        let integer = match int.1 - int.0 {
+            0..=19 => Some(digits(int.0, int.1, 0)),
+            20 => b.get(int.0..int.1).and_then(|ds| {
+                ds.iter().try_fold(0u64, |v, d| {
+                    v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
+            }),
+            _ => None,
+        };
         match integer {
             Some(v) => ((!negative).then_some(v), Some(sign(v as f64))),
             None => (None, None),
         }
-    } else if inexact || !(-22..=22).contains(&exponent) {
-        (None, None)
     } else {
-        let f = significand as f64;
-        let pow = POW10[exponent.unsigned_abs() as usize];
-        (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
+        let (fs, fe) = frac.unwrap_or((int.1, int.1));
+        let mut exponent = -((fe - fs) as i64);
+        if let Some((minus, es, ee)) = exp {
+            let e = if ee - es > 6 {
+                1 << 32
+            } else {
+                digits(es, ee, 0) as i64
+            };
+            exponent += if minus { -e } else { e };
+        }
+        // At most 19 digits cannot overflow a `u64`; the significand must still be ≤ 2^53.
+        let significand =
+            (int.1 - int.0 + fe - fs <= 19).then(|| digits(fs, fe, digits(int.0, int.1, 0)));
+        match significand {
+            Some(sig) if sig <= EXACT_SIGNIFICAND && (-22..=22).contains(&exponent) => {
+                let f = sig as f64;
+                let pow = POW10[exponent.unsigned_abs() as usize];
+                (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
+            }
+            _ => (None, None),
+        }
     };
     Some(Number {
-        end: i,
+        end,
         as_u64,
         as_f64,
     })
+}
+
+/// The parts of the unsigned JSON number opening at `b[start]`: integer digits, fraction digits (after
+/// the `.`), exponent (its sign, its digits) and the end; `None` when no number opens there.
+#[allow(clippy::type_complexity)]
+fn number_parts(
+    b: &[u8],
+    start: usize,
+) -> Option<(
+    (usize, usize),
+    Option<(usize, usize)>,
+    Option<(bool, usize, usize)>,
+    usize,
+)> {
+    let run = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let int_end = match b.get(start) {
+        Some(b'0') => start + 1,
+        Some(b'1'..=b'9') => run(start + 1),
+        _ => return None,
+    };
+    let mut i = int_end;
+    let mut frac = None;
+    if b.get(i) == Some(&b'.') {
+        let end = run(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        frac = Some((i + 1, end));
+        i = end;
+    }
+    let mut exp = None;
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let minus = b.get(i) == Some(&b'-');
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = run(i);
+        if end == i {
+            return None;
+        }
+        exp = Some((minus, i, end));
+        i = end;
+    }
+    Some(((start, int_end), frac, exp, i))
+}
+
+/// The index just past the JSON number opening at `b[start]`, its grammar checked (as `serde_json`
+/// checks a number it ignores); `None` when no number opens there.
+pub(crate) fn skip_number(b: &[u8], start: usize) -> Option<usize> {
+    let negative = b.get(start) == Some(&b'-');
+    number_parts(b, start + usize::from(negative)).map(|(_, _, _, end)| end)
 }
 
 /// `parse(raw).map(|v| v.as_f64())` for one field value read by [`object_fields`] (a checked scalar or
