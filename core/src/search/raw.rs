@@ -211,19 +211,64 @@ const POW10: [f64; 23] = [
 /// or divide rounds correctly, which is what `serde_json` computes with or without `float_roundtrip`).
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     let negative = b.get(start) == Some(&b'-');
-    let (int, frac, exp, end) = number_parts(b, start + usize::from(negative))?;
-    let sign = |f: f64| if negative { -f } else { f };
-    let digits = |from: usize, to: usize, acc: u64| {
-        b.get(from..to).map_or(acc, |ds| {
-            ds.iter()
-                .fold(acc, |v, d| v.wrapping_mul(10).wrapping_add(u64::from(d - b'0')))
-        })
+    let mut i = start + usize::from(negative);
+    let int_start = i;
+    // One pass: the digits (integer then fraction) accumulate, wrapping, into `significand`; it is used
+    // only when at most 19 digits were read, which cannot overflow.
+    let mut significand: u64 = 0;
+    let mut digits = |i: &mut usize| {
+        let from = *i;
+        while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+            significand = significand
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d - b'0'));
+            *i += 1;
+        }
+        *i - from
     };
-    let (as_u64, as_f64) = if frac.is_none() && exp.is_none() {
-        // A plain integer: `u64` up to 19 digits for sure, 20 digits when no overflow.
-        let integer = match int.1 - int.0 {
-            0..=19 => Some(digits(int.0, int.1, 0)),
-            20 => b.get(int.0..int.1).and_then(|ds| {
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    let mut plain = true;
+    if b.get(i) == Some(&b'.') {
+        plain = false;
+        i += 1;
+        frac_digits = digits(&mut i);
+        if frac_digits == 0 {
+            return None;
+        }
+    }
+    let mut exponent = -(frac_digits as i64);
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        plain = false;
+        i += 1;
+        let minus = b.get(i) == Some(&b'-');
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let from = i;
+        let mut e: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            e = (e * 10 + i64::from(d - b'0')).min(1 << 32);
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+        exponent += if minus { -e } else { e };
+    }
+    let sign = |f: f64| if negative { -f } else { f };
+    let (as_u64, as_f64) = if plain {
+        // A plain integer: a `u64` up to 19 digits for sure, at 20 digits when it does not overflow.
+        let integer = match int_digits {
+            0..=19 => Some(significand),
+            20 => b.get(int_start..i).and_then(|ds| {
                 ds.iter().try_fold(0u64, |v, d| {
                     v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
                 })
@@ -234,31 +279,18 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
             Some(v) => ((!negative).then_some(v), Some(sign(v as f64))),
             None => (None, None),
         }
+    } else if int_digits + frac_digits <= 19
+        && significand <= EXACT_SIGNIFICAND
+        && (-22..=22).contains(&exponent)
+    {
+        let f = significand as f64;
+        let pow = POW10[exponent.unsigned_abs() as usize];
+        (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
     } else {
-        let (fs, fe) = frac.unwrap_or((int.1, int.1));
-        let mut exponent = -((fe - fs) as i64);
-        if let Some((minus, es, ee)) = exp {
-            let e = if ee - es > 6 {
-                1 << 32
-            } else {
-                digits(es, ee, 0) as i64
-            };
-            exponent += if minus { -e } else { e };
-        }
-        // At most 19 digits cannot overflow a `u64`; the significand must still be ≤ 2^53.
-        let significand =
-            (int.1 - int.0 + fe - fs <= 19).then(|| digits(fs, fe, digits(int.0, int.1, 0)));
-        match significand {
-            Some(sig) if sig <= EXACT_SIGNIFICAND && (-22..=22).contains(&exponent) => {
-                let f = sig as f64;
-                let pow = POW10[exponent.unsigned_abs() as usize];
-                (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
-            }
-            _ => (None, None),
-        }
+        (None, None)
     };
     Some(Number {
-        end,
+        end: i,
         as_u64,
         as_f64,
     })
