@@ -32,7 +32,7 @@ use super::raw::{
     field, object_fields, object_fields_with, parse, read_number, skip_number, splice, value_as_f64, value_as_u64, write_str, Fields,
     Malformed, Number, RawAnswer,
 };
-use super::scan::skip_ws;
+use super::scan::{skip_ws, string_special};
 use super::{NodeAnswer, Pagination, SearchPlan};
 use crate::{MeiliError, RESERVED_PREFIX, SHARD_FIELD};
 
@@ -572,7 +572,11 @@ impl<'a> DetailsReader<'a> {
     }
 
     fn peek(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.i).copied()
+        self.peek_at(self.i)
+    }
+
+    fn peek_at(&self, i: usize) -> Option<u8> {
+        self.text.as_bytes().get(i).copied()
     }
 
     fn eat(&mut self, c: u8) -> Option<()> {
@@ -587,15 +591,12 @@ impl<'a> DetailsReader<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let from = self.i;
-        let rest = self.text.as_bytes().get(from..)?;
-        let len = rest
-            .iter()
-            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-        if rest.get(len) != Some(&b'"') {
+        let end = string_special(self.text.as_bytes(), from);
+        if self.peek_at(end) != Some(b'"') {
             return None;
         }
-        self.i = from + len + 1;
-        self.text.get(from..from + len)
+        self.i = end + 1;
+        self.text.get(from..end)
     }
 
     /// A number parsed as a `Value`: its `f64` must be certain (see [`read_number`]).
