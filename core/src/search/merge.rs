@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
 use super::raw::{
-    field, object_fields, object_fields_with, parse, read_number, skip_number, splice, value_as_f64, value_as_u64, write_str, Fields,
+    field, object_fields, object_fields_with, parse, read_number, skip_number, splice, value_as_f64, value_as_u64, write_key, Fields,
     Malformed, Number, RawAnswer,
 };
 use super::scan::{skip_ws, string_special};
@@ -1222,7 +1222,7 @@ fn write_object(out: &mut String, raw: &str, plan: &SearchPlan, how: Nested) -> 
             out.push(',');
         }
         first = false;
-        write_str(out, k);
+        write_key(out, k);
         out.push(':');
         let written = if how.recurse && k == "_formatted" && how.displayed.is_some() {
             write_object(
@@ -1273,7 +1273,7 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
             out.push(',');
         }
         first = false;
-        write_str(out, k);
+        write_key(out, k);
         out.push(':');
         let written = match k.as_ref() {
             "_formatted" => write_object(
@@ -1325,7 +1325,6 @@ pub fn merge_search_text(
     answers.sort_by_key(RawAnswer::order);
     let mut lists = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
-    let mut size = 0;
     for answer in &answers {
         let order = answer.order();
         let located = answer.located().map_err(|m| bad(order, m.message()))?;
@@ -1335,7 +1334,6 @@ pub fn merge_search_text(
             .iter()
             .map(|(s, e)| Pending::Raw(text.get(*s..*e).unwrap_or("")))
             .collect();
-        size += text.len();
         lists.push(NodeList {
             order,
             hits,
@@ -1347,7 +1345,16 @@ pub fn merge_search_text(
     let merged = merge_lists(plan, lists)?;
     let rest = envelope(plan, &bodies)?;
     let rest = serde_json::to_string(&rest).map_err(|e| MeiliError::internal(e.to_string()))?;
-    let mut out = String::with_capacity(size.min(1 << 20) + rest.len());
+    // Room for what is written (kept fields are copied, so their text bounds the reply but for escapes):
+    // reserving no more than that keeps the buffer small enough to be reused rather than mapped afresh.
+    let hits_size: usize = merged
+        .iter()
+        .map(|h| match h {
+            Hit::Raw(fields, _) => fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
+            Hit::Parsed(_) => 64,
+        })
+        .sum();
+    let mut out = String::with_capacity(hits_size + merged.len() + rest.len() + 16);
     out.push_str("{\"hits\":[");
     for (i, hit) in merged.into_iter().enumerate() {
         if i > 0 {

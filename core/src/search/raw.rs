@@ -30,7 +30,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::scan::{skip_container, skip_string, skip_value, skip_ws};
+use super::scan::{skip_container, skip_string, skip_value, skip_ws, string_special};
 
 /// The top-level fields of one JSON object in map order, each with its value's text.
 pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a str)>;
@@ -109,8 +109,14 @@ fn each_field<'a>(
         i += 1;
     } else {
         loop {
-            let key_end = skip_string(b, i)?;
-            let k = key_text(text.get(i..key_end)?).ok()?;
+            // A key without escapes is its text; one with escapes is checked and unescaped.
+            let stop = string_special(b, i + 1);
+            let (k, key_end) = if b.get(i) == Some(&b'"') && b.get(stop) == Some(&b'"') {
+                (Cow::Borrowed(text.get(i + 1..stop)?), stop + 1)
+            } else {
+                let key_end = skip_string(b, i)?;
+                (key_text(text.get(i..key_end)?).ok()?, key_end)
+            };
             i = skip_ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return None;
@@ -588,6 +594,19 @@ fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malfor
             Some(b']') => return Ok((ranges, not_object, i + 1)),
             _ => return Err(Malformed::NotObject),
         }
+    }
+}
+
+/// Appends a key read by [`object_fields`] as a JSON string, escaped exactly as `serde_json` escapes it: a
+/// borrowed key held no escape, quote or control character in the text, so it needs none.
+pub(crate) fn write_key(out: &mut String, key: &Cow<str>) {
+    match key {
+        Cow::Borrowed(k) => {
+            out.push('"');
+            out.push_str(k);
+            out.push('"');
+        }
+        Cow::Owned(k) => write_str(out, k),
     }
 }
 
