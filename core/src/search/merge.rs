@@ -525,6 +525,9 @@ fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleK
 /// (whose own limit is 128).
 const FAST_DEPTH: u32 = 32;
 
+/// How many rules [`DetailsReader`] reads before leaving the details to `serde_json`.
+const FAST_RULES: usize = 32;
+
 /// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
 /// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
 /// or other fault, on a number parsed as a `Value` whose `f64` is not certain ([`read_number`]), on deep
@@ -545,19 +548,30 @@ impl<'a> DetailsReader<'a> {
     /// The rule keys of the details object opening at `text[start]`, and the index just past it.
     fn read_at(text: &'a str, start: usize) -> Option<(Vec<RuleKey>, usize)> {
         let mut r = DetailsReader { text, i: start };
-        let mut entries: Vec<(&'a str, RawEntry)> = Vec::with_capacity(8);
+        // The keys in map order (a repeated rule keeps its first position and its last value), each
+        // rule's name and `order` alongside; more rules than this are left to `serde_json`.
+        let mut keys: Vec<RuleKey> = Vec::with_capacity(8);
+        let mut names: [(&'a str, u64); FAST_RULES] = [("", 0); FAST_RULES];
         r.eat(b'{')?;
         r.ws();
-        if !r.eat(b'}').is_some() {
+        if r.eat(b'}').is_none() {
             loop {
                 let name = r.string()?;
                 r.ws();
                 r.eat(b':')?;
                 r.ws();
                 let entry = r.entry()?;
-                match entries.iter_mut().find(|(n, _)| *n == name) {
-                    Some(slot) => slot.1 = entry,
-                    None => entries.push((name, entry)),
+                let order = entry.order.unwrap_or(u64::MAX);
+                let key = entry.rule_key(name);
+                match names.get(..keys.len())?.iter().position(|(n, _)| *n == name) {
+                    Some(at) => {
+                        *names.get_mut(at)? = (name, order);
+                        *keys.get_mut(at)? = key;
+                    }
+                    None => {
+                        *names.get_mut(keys.len())? = (name, order);
+                        keys.push(key);
+                    }
                 }
                 r.ws();
                 if r.eat(b',').is_some() {
@@ -568,7 +582,14 @@ impl<'a> DetailsReader<'a> {
                 break;
             }
         }
-        Some((sorted_rule_keys(entries), r.i))
+        let orders = names.get(..keys.len())?;
+        if orders.windows(2).all(|w| w[0].1 <= w[1].1) {
+            // Meilisearch writes the rules in their order: nothing to sort.
+            return Some((keys, r.i));
+        }
+        let mut pairs: Vec<(u64, RuleKey)> = orders.iter().map(|(_, o)| *o).zip(keys).collect();
+        pairs.sort_by_key(|(order, _)| *order);
+        Some((pairs.into_iter().map(|(_, k)| k).collect(), r.i))
     }
 
     fn peek(&self) -> Option<u8> {
@@ -1898,6 +1919,18 @@ mod tests {
         assert_eq!(
             format!("{:?}", Some(Some(fast))),
             format!("{:?}", serde_only_detail_keys(raw))
+        );
+        // More rules than the reader keeps: left to serde_json, same keys.
+        let many: Vec<String> = (0..FAST_RULES + 3)
+            .map(|i| format!("\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}", FAST_RULES + 3 - i))
+            .collect();
+        let many = format!("{{{}}}", many.join(","));
+        assert!(DetailsReader::read(&many).is_none());
+        let keys = raw_detail_keys(&many).unwrap().unwrap();
+        assert_eq!(keys.len(), FAST_RULES + 3);
+        assert_eq!(
+            format!("{:?}", Some(Some(keys))),
+            format!("{:?}", serde_only_detail_keys(&many))
         );
         // The random details of the property test below reach every outcome often.
         let mut rng = Rng(77);
