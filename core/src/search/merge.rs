@@ -897,6 +897,7 @@ impl<'a> NodeList<'a> {
         &mut self,
         distinct: Option<&str>,
         seen: &HashSet<DistinctKey>,
+        pool: &mut Pool<'a>,
     ) -> Result<(), MeiliError> {
         self.head = None;
         while let Some(slot) = self.hits.get_mut(self.next) {
@@ -905,11 +906,13 @@ impl<'a> NodeList<'a> {
             let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
             let hit = match std::mem::replace(slot, Pending::Taken) {
                 Pending::Raw(text) => {
-                    let fields = object_fields_with(text, Some("_rankingScoreDetails"), |at| {
-                        let (keys, end) = DetailsReader::read_at(text, at)?;
-                        read = Some((text.get(at..)?.as_ptr(), keys));
-                        Some(end)
-                    });
+                    let into = pool.pop().unwrap_or_default();
+                    let fields =
+                        object_fields_with(text, into, Some("_rankingScoreDetails"), |at| {
+                            let (keys, end) = DetailsReader::read_at(text, at)?;
+                            read = Some((text.get(at..)?.as_ptr(), keys));
+                            Some(end)
+                        });
                     Hit::Raw(fields.ok_or_else(|| invalid(self.order))?, self.order)
                 }
                 Pending::Parsed(m) => Hit::Parsed(m),
@@ -919,6 +922,7 @@ impl<'a> NodeList<'a> {
                 Some(attr) => {
                     let keys = hit.distinct_keys(attr).ok_or_else(|| invalid(self.order))?;
                     if keys.iter().any(|k| seen.contains(k)) {
+                        recycle(pool, hit);
                         continue;
                     }
                     keys
@@ -980,21 +984,37 @@ fn required_count(body: &Map<String, Value>, key: &str, order: usize) -> Result<
     })
 }
 
-/// The k-way merge with distinct, up to the end of the window; returns the window's hits.
+/// Field lists of hits done with, cleared, to be filled again (one allocation per list, not per hit).
+type Pool<'a> = Vec<Fields<'a>>;
+
+/// Gives a hit's field list back to `pool`.
+fn recycle<'a>(pool: &mut Pool<'a>, hit: Hit<'a>) {
+    if let Hit::Raw(fields, _) = hit {
+        give_back(pool, fields);
+    }
+}
+
+fn give_back<'a>(pool: &mut Pool<'a>, mut fields: Fields<'a>) {
+    fields.clear();
+    pool.push(fields);
+}
+
+/// The k-way merge with distinct, up to the end of the window: `window` is called with each hit of the
+/// window, in order, and may give the hit's field list back for reuse.
 fn merge_lists<'a>(
     plan: &SearchPlan,
     mut lists: Vec<NodeList<'a>>,
-) -> Result<Vec<Hit<'a>>, MeiliError> {
+    mut window: impl FnMut(Hit<'a>) -> Option<Fields<'a>>,
+) -> Result<(), MeiliError> {
     let wanted = plan.window_offset + plan.window_limit;
     let distinct = plan.distinct.as_deref();
     let mut seen: HashSet<DistinctKey> = HashSet::new();
+    let mut pool: Pool<'a> = Vec::new();
     for list in &mut lists {
-        list.advance(distinct, &seen)?;
+        list.advance(distinct, &seen, &mut pool)?;
     }
-    // Never reserve more than the hits received: the window can be as large as `maxTotalHits`.
-    let received: usize = lists.iter().map(|l| l.hits.len()).sum();
-    let mut merged: Vec<Hit<'a>> = Vec::with_capacity(wanted.min(received));
-    while merged.len() < wanted {
+    let mut merged = 0;
+    while merged < wanted {
         let mut best: Option<usize> = None;
         for (i, list) in lists.iter().enumerate() {
             let Some(head) = &list.head else {
@@ -1034,12 +1054,19 @@ fn merge_lists<'a>(
         if keep {
             seen.extend(keys);
         }
-        lists[b].advance(distinct, &seen)?;
-        if keep {
-            merged.push(hit);
+        lists[b].advance(distinct, &seen, &mut pool)?;
+        if !keep {
+            recycle(&mut pool, hit);
+            continue;
+        }
+        merged += 1;
+        if merged <= plan.window_offset {
+            recycle(&mut pool, hit);
+        } else if let Some(fields) = window(hit) {
+            give_back(&mut pool, fields);
         }
     }
-    Ok(merged.into_iter().skip(plan.window_offset).collect())
+    Ok(())
 }
 
 /// Everything of the response but `hits`, in Meilisearch's key order: totals, timing, echoes, facets.
@@ -1184,11 +1211,11 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
         });
         bodies.push((order, body));
     }
-    let merged = merge_lists(plan, lists)?;
-    let hits: Vec<Value> = merged
-        .into_iter()
-        .map(|h| Value::Object(strip_hit(h.into_map(), plan)))
-        .collect();
+    let mut hits: Vec<Value> = Vec::new();
+    merge_lists(plan, lists, |h| {
+        hits.push(Value::Object(strip_hit(h.into_map(), plan)));
+        None
+    })?;
     let refs: Vec<(usize, &Map<String, Value>)> = bodies.iter().map(|(o, b)| (*o, b)).collect();
     let rest = envelope(plan, &refs)?;
     let mut out = Map::with_capacity(rest.len() + 1);
@@ -1268,20 +1295,35 @@ fn write_object(out: &mut String, raw: &str, plan: &SearchPlan, how: Nested) -> 
 
 /// Writes one merged hit: [`strip_hit`] then `displayed`, by splicing the kept fields' raw text. `false`
 /// when a kept field is not valid JSON (the output is then unfinished).
-#[must_use]
-fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[String]>) -> bool {
-    let fields = match hit {
-        Hit::Raw(fields, _) => fields,
+/// The hit's field list is given back for reuse.
+fn write_hit<'a>(
+    out: &mut String,
+    hit: Hit<'a>,
+    plan: &SearchPlan,
+    displayed: Option<&[String]>,
+) -> (bool, Option<Fields<'a>>) {
+    match hit {
+        Hit::Raw(fields, _) => (write_fields(out, &fields, plan, displayed), Some(fields)),
         Hit::Parsed(map) => {
             let mut v = Value::Object(strip_hit(map, plan));
             crate::ops::settings::apply_displayed(&mut v, displayed);
             out.push_str(&v.to_string());
-            return true;
+            (true, None)
         }
-    };
+    }
+}
+
+/// [`write_hit`] of a hit read as raw fields.
+#[must_use]
+fn write_fields(
+    out: &mut String,
+    fields: &Fields,
+    plan: &SearchPlan,
+    displayed: Option<&[String]>,
+) -> bool {
     out.push('{');
     let mut first = true;
-    for (k, v) in &fields {
+    for (k, v) in fields {
         if k.starts_with(RESERVED_PREFIX)
             || plan.added_attributes.iter().any(|a| a == k)
             || (!plan.show_ranking_score && k == "_rankingScore")
@@ -1346,10 +1388,17 @@ pub fn merge_search_text(
     answers.sort_by_key(RawAnswer::order);
     let mut lists = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
+    let (mut received, mut hits_bytes) = (0usize, 0usize);
     for answer in &answers {
         let order = answer.order();
         let located = answer.located().map_err(|m| bad(order, m.message()))?;
         let text = answer.text();
+        received += located.hits.len();
+        hits_bytes += located
+            .hits
+            .iter()
+            .map(|(s, e)| e.saturating_sub(*s))
+            .sum::<usize>();
         let hits: Vec<Pending> = located
             .hits
             .iter()
@@ -1363,32 +1412,42 @@ pub fn merge_search_text(
         });
         bodies.push((order, &located.rest));
     }
-    let merged = merge_lists(plan, lists)?;
-    let rest = envelope(plan, &bodies)?;
-    let rest = serde_json::to_string(&rest).map_err(|e| MeiliError::internal(e.to_string()))?;
-    // Room for what is written (kept fields are copied, so their text bounds the reply but for escapes):
-    // reserving no more than that keeps the buffer small enough to be reused rather than mapped afresh.
-    let hits_size: usize = merged
-        .iter()
-        .map(|h| match h {
-            Hit::Raw(fields, _) => fields.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
-            Hit::Parsed(_) => 64,
-        })
-        .sum();
-    let mut out = String::with_capacity(hits_size + merged.len() + rest.len() + 16);
+    // The window's hits are written as the merge finds them; a hit that cannot be written is reported
+    // after the merge's and the envelope's own errors, as when the reply was written after them.
+    // Room for about what is written: the window's share of the hits' text (an estimate).
+    let hits_size = if received == 0 {
+        0
+    } else {
+        hits_bytes / received * (plan.window_limit.min(received))
+    };
+    let mut out = String::with_capacity(hits_size + 256);
     out.push_str("{\"hits\":[");
-    for (i, hit) in merged.into_iter().enumerate() {
-        if i > 0 {
+    let mut unwritable: Option<usize> = None;
+    let mut first = true;
+    merge_lists(plan, lists, |hit| {
+        if unwritable.is_some() {
+            return None;
+        }
+        if !first {
             out.push(',');
         }
+        first = false;
         let order = match &hit {
             Hit::Raw(_, order) => *order,
             Hit::Parsed(_) => 0,
         };
-        if !write_hit(&mut out, hit, plan, displayed) {
-            return Err(invalid(order));
+        let (written, fields) = write_hit(&mut out, hit, plan, displayed);
+        if !written {
+            unwritable = Some(order);
         }
+        fields
+    })?;
+    let rest = envelope(plan, &bodies)?;
+    if let Some(order) = unwritable {
+        return Err(invalid(order));
     }
+    let rest = serde_json::to_string(&rest).map_err(|e| MeiliError::internal(e.to_string()))?;
+    out.reserve(rest.len() + 2);
     out.push(']');
     match rest.strip_prefix('{') {
         Some("}") | None => out.push('}'),

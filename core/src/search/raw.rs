@@ -45,18 +45,22 @@ const LINEAR_FIELDS: usize = 24;
 /// ([`super::scan`]): a container value is checked in full by [`splice`] before it is written out, or by
 /// `serde_json` when it is parsed.
 pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
-    object_fields_with(text, None, |_| None)
+    object_fields_with(text, Vec::new(), None, |_| None)
 }
 
 /// [`object_fields`], where an object value of the field named `special` is first offered to `read`:
 /// given the index of its `{`, `read` answers the index just past the object when it read (and checked)
 /// it in full, `None` to leave it to the scanner. `read` may be called for each of the field's repeats.
+///
+/// The fields are put in `out` (an empty list, whose room is reused).
 pub(crate) fn object_fields_with<'a>(
     text: &'a str,
+    mut out: Fields<'a>,
     special: Option<&str>,
     read: impl FnMut(usize) -> Option<usize>,
 ) -> Option<Fields<'a>> {
-    let mut out: Fields = Vec::with_capacity(16);
+    out.clear();
+    out.reserve(16);
     let mut index: Option<HashMap<Cow<str>, usize>> = None;
     each_field(text, special, read, |k, v| {
         // A repeated key keeps its first position and its last value, as in a parsed map.
