@@ -17,6 +17,13 @@
 //!   it is read, without reading its ranking key: the merge costs one hash lookup per skipped hit.
 //! - The text merge parses to exactly what the parsed merge followed by the proxy's displayed filter gives
 //!   (a property test checks it on random answers).
+//! - A text hit's `_rankingScoreDetails` is read by [`DetailsReader`] while its fields are scanned: it
+//!   yields exactly what `serde_json` would ([`RawDetails`]) or gives up, never refusing text itself; on
+//!   giving up `serde_json` reads the details and decides what is refused (a property test compares them
+//!   on random and damaged details).
+//! - The window's hits are written as the merge yields them, and the field list of each hit done with is
+//!   reused. Errors keep their order: the merge's (a hit it reads is not JSON), then the envelope's, then a
+//!   kept hit that cannot be written, as when the reply was written after the merge.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -29,8 +36,8 @@ use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
 use super::raw::{
-    field, object_fields, object_fields_with, parse, read_number, skip_number, splice, value_as_f64, value_as_u64, write_key, Fields,
-    Malformed, Number, RawAnswer,
+    field, object_fields, object_fields_with, parse, read_number, skip_number, splice,
+    value_as_f64, value_as_u64, write_key, Fields, Malformed, Number, RawAnswer,
 };
 use super::scan::{skip_ws, string_special};
 use super::{NodeAnswer, Pagination, SearchPlan};
@@ -563,7 +570,11 @@ impl<'a> DetailsReader<'a> {
                 let entry = r.entry()?;
                 let order = entry.order.unwrap_or(u64::MAX);
                 let key = entry.rule_key(name);
-                match names.get(..keys.len())?.iter().position(|(n, _)| *n == name) {
+                match names
+                    .get(..keys.len())?
+                    .iter()
+                    .position(|(n, _)| *n == name)
+                {
                     Some(at) => {
                         *names.get_mut(at)? = (name, order);
                         *keys.get_mut(at)? = key;
@@ -1415,11 +1426,9 @@ pub fn merge_search_text(
     // The window's hits are written as the merge finds them; a hit that cannot be written is reported
     // after the merge's and the envelope's own errors, as when the reply was written after them.
     // Room for about what is written: the window's share of the hits' text (an estimate).
-    let hits_size = if received == 0 {
-        0
-    } else {
-        hits_bytes / received * (plan.window_limit.min(received))
-    };
+    let hits_size = hits_bytes
+        .checked_div(received)
+        .map_or(0, |each| each * plan.window_limit.min(received));
     let mut out = String::with_capacity(hits_size + 256);
     out.push_str("{\"hits\":[");
     let mut unwritable: Option<usize> = None;
@@ -1826,14 +1835,61 @@ mod tests {
 
     /// Number spellings: every kind the grammar allows, boundaries of the exact cases, and faults.
     const NUMBERS: &[&str] = &[
-        "0", "-0", "1", "7", "1.0", "1e0", "1E+0", "1e-0", "-0.0", "0.0e5", "0e400", "0.30000000000000004",
-        "0.1", "0.3333333333333333", "0.6666666666666666", "0.9848484848484849", "2.5e-3", "1e22",
-        "1e23", "1e-22", "1e-23", "12345678.5e15", "9007199254740992", "9007199254740993",
-        "9007199254740993.0", "900719925474099.3", "1e308", "1.7976931348623157e308", "1e309", "1e400",
-        "-1e400", "1e-400", "4.9e-324", "123456789012345678901234567890", "18446744073709551615",
-        "18446744073709551616", "-9223372036854775808", "-9223372036854775809", "-18446744073709551615",
-        "1234.5678e-2", "100000000000000000000000.0", "0.000000000000000000000000000001", "01", "1.",
-        ".5", "-", "1e", "1e+", "+1", "0x10", "Infinity", "NaN", "--1", "1.5.2", "2e3e4",
+        "0",
+        "-0",
+        "1",
+        "7",
+        "1.0",
+        "1e0",
+        "1E+0",
+        "1e-0",
+        "-0.0",
+        "0.0e5",
+        "0e400",
+        "0.30000000000000004",
+        "0.1",
+        "0.3333333333333333",
+        "0.6666666666666666",
+        "0.9848484848484849",
+        "2.5e-3",
+        "1e22",
+        "1e23",
+        "1e-22",
+        "1e-23",
+        "12345678.5e15",
+        "9007199254740992",
+        "9007199254740993",
+        "9007199254740993.0",
+        "900719925474099.3",
+        "1e308",
+        "1.7976931348623157e308",
+        "1e309",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "4.9e-324",
+        "123456789012345678901234567890",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "-18446744073709551615",
+        "1234.5678e-2",
+        "100000000000000000000000.0",
+        "0.000000000000000000000000000001",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "1e",
+        "1e+",
+        "+1",
+        "0x10",
+        "Infinity",
+        "NaN",
+        "--1",
+        "1.5.2",
+        "2e3e4",
     ];
 
     fn random_number(rng: &mut Rng) -> String {
@@ -1855,7 +1911,8 @@ mod tests {
             digits(rng, &mut n, 20);
         }
         if rng.below(3) == 0 {
-            n.push_str(*rng.pick(&["e", "E", "e+", "e-", "E-"]));
+            let e: &&str = rng.pick(&["e", "E", "e+", "e-", "E-"]);
+            n.push_str(e);
             digits(rng, &mut n, 3);
         }
         n
@@ -1866,12 +1923,21 @@ mod tests {
             0 => random_number(rng),
             1 => rng
                 .pick(&[
-                    "\"Drama\"", "\" drama \"", "\"COMÉDIE\"", "\"x\\\"y\"", "\"\\u00e9\"",
-                    "\"\\ud800\"", "\"tab\tin\"", "\"\"", "\"a/b\"",
+                    "\"Drama\"",
+                    "\" drama \"",
+                    "\"COMÉDIE\"",
+                    "\"x\\\"y\"",
+                    "\"\\u00e9\"",
+                    "\"\\ud800\"",
+                    "\"tab\tin\"",
+                    "\"\"",
+                    "\"a/b\"",
                 ])
                 .to_string(),
-            2 => rng.pick(&["null", "true", "false", "nul", "tru"]).to_string(),
-            3 | 4 | 5 => random_number(rng),
+            2 => rng
+                .pick(&["null", "true", "false", "nul", "tru"])
+                .to_string(),
+            3..=5 => random_number(rng),
             6 => {
                 let items: Vec<String> = (0..rng.below(3))
                     .map(|_| random_json(rng, depth + 1))
@@ -1880,7 +1946,13 @@ mod tests {
             }
             _ => {
                 let items: Vec<String> = (0..rng.below(3))
-                    .map(|_| format!("\"{}\" :{}", rng.pick(&["lat", "lng", "a"]), random_json(rng, depth + 1)))
+                    .map(|_| {
+                        format!(
+                            "\"{}\" :{}",
+                            rng.pick(&["lat", "lng", "a"]),
+                            random_json(rng, depth + 1)
+                        )
+                    })
                     .collect();
                 format!("{{{}}}", items.join(","))
             }
@@ -1894,15 +1966,29 @@ mod tests {
         let mut fields = Vec::new();
         for _ in 0..rng.below(5) {
             let key = *rng.pick(&[
-                "order", "order", "score", "score", "value", "value", "distance", "similarity",
-                "matchingWords", "matchType", "ord\\u0065r", "typoCount",
+                "order",
+                "order",
+                "score",
+                "score",
+                "value",
+                "value",
+                "distance",
+                "similarity",
+                "matchingWords",
+                "matchType",
+                "ord\\u0065r",
+                "typoCount",
             ]);
             let value = match rng.below(4) {
                 0 => random_json(rng, 2),
                 _ if key == "order" => rng.below(5).to_string(),
                 _ => random_number(rng),
             };
-            fields.push(format!("\"{key}\"{}:{}", rng.pick(&["", " ", "\n\t"]), value));
+            fields.push(format!(
+                "\"{key}\"{}:{}",
+                rng.pick(&["", " ", "\n\t"]),
+                value
+            ));
         }
         format!("{{{}}}", fields.join(*rng.pick(&[",", " , ", ",\r\n"])))
     }
@@ -1911,8 +1997,16 @@ mod tests {
         let mut entries = Vec::new();
         for _ in 0..rng.below(6) {
             let name = *rng.pick(&[
-                "words", "typo", "rating:desc", "year:asc", "_geoPoint(1.0, 2.0):asc", "skipped",
-                "vectorSort", "title:asc", "na\\u006de", "words",
+                "words",
+                "typo",
+                "rating:desc",
+                "year:asc",
+                "_geoPoint(1.0, 2.0):asc",
+                "skipped",
+                "vectorSort",
+                "title:asc",
+                "na\\u006de",
+                "words",
             ]);
             entries.push(format!("\"{name}\": {}", random_entry(rng)));
         }
@@ -1981,7 +2075,12 @@ mod tests {
         );
         // More rules than the reader keeps: left to serde_json, same keys.
         let many: Vec<String> = (0..FAST_RULES + 3)
-            .map(|i| format!("\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}", FAST_RULES + 3 - i))
+            .map(|i| {
+                format!(
+                    "\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}",
+                    FAST_RULES + 3 - i
+                )
+            })
             .collect();
         let many = format!("{{{}}}", many.join(","));
         assert!(DetailsReader::read(&many).is_none());
@@ -2002,7 +2101,10 @@ mod tests {
                 (None, None) => refused += 1,
             }
         }
-        assert!(fast > 400 && slow > 400 && refused > 400, "{fast} {slow} {refused}");
+        assert!(
+            fast > 400 && slow > 400 && refused > 400,
+            "{fast} {slow} {refused}"
+        );
     }
 
     proptest::proptest! {

@@ -23,7 +23,15 @@
 //!   as written, where parsing would have kept its last value only.
 //! - Only the fields the merge needs are ever parsed: `_rankingScore`, `_rankingScoreDetails`,
 //!   `_miroir_shard`, the distinct attribute, and `_formatted` / `_matchesPosition` keys when they are
-//!   rewritten.
+//!   rewritten. `_rankingScoreDetails` may be read while the fields are scanned ([`object_fields_with`]),
+//!   by a reader that checks in full what it accepts.
+//! - Numbers read without `serde_json` ([`read_number`], [`value_as_f64`], [`value_as_u64`]) read as
+//!   `serde_json` reads them into a `Value`, with or without its `float_roundtrip` feature (the simulator
+//!   enables it): the `f64` is given only where both agree (integers fitting a `u64`, Clinger's exact fast
+//!   path); any other number is handed to `serde_json`, which may refuse it (out of range). Property tests
+//!   compare them on many spellings.
+//! - A key read without escapes is borrowed from the text and holds no quote, backslash or control
+//!   character, so it is written back as it is ([`write_key`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -207,8 +215,8 @@ const EXACT_SIGNIFICAND: u64 = 1 << 53;
 
 /// Powers of ten exact in an `f64`.
 const POW10: [f64; 23] = [
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17,
-    1e18, 1e19, 1e20, 1e21, 1e22,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
 /// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
@@ -295,7 +303,10 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     {
         let f = significand as f64;
         let pow = POW10[exponent.unsigned_abs() as usize];
-        (None, Some(sign(if exponent >= 0 { f * pow } else { f / pow })))
+        (
+            None,
+            Some(sign(if exponent >= 0 { f * pow } else { f / pow })),
+        )
     } else {
         (None, None)
     };
@@ -603,6 +614,7 @@ fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malfor
 
 /// Appends a key read by [`object_fields`] as a JSON string, escaped exactly as `serde_json` escapes it: a
 /// borrowed key held no escape, quote or control character in the text, so it needs none.
+#[allow(clippy::ptr_arg)] // whether the key is borrowed is what matters
 pub(crate) fn write_key(out: &mut String, key: &Cow<str>) {
     match key {
         Cow::Borrowed(k) => {
