@@ -532,8 +532,6 @@ fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleK
 /// (whose own limit is 128).
 const FAST_DEPTH: u32 = 32;
 
-/// How many rules [`DetailsReader`] reads before leaving the details to `serde_json`.
-const FAST_RULES: usize = 32;
 
 /// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
 /// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
@@ -549,16 +547,22 @@ struct DetailsReader<'a> {
 
 impl<'a> DetailsReader<'a> {
     fn read(text: &'a str) -> Option<Vec<RuleKey>> {
-        DetailsReader::read_at(text, 0).and_then(|(keys, end)| (end == text.len()).then_some(keys))
+        DetailsReader::read_at(text, 0, &mut Vec::new())
+            .and_then(|(keys, end)| (end == text.len()).then_some(keys))
     }
 
-    /// The rule keys of the details object opening at `text[start]`, and the index just past it.
-    fn read_at(text: &'a str, start: usize) -> Option<(Vec<RuleKey>, usize)> {
+    /// The rule keys of the details object opening at `text[start]`, and the index just past it; `names`
+    /// is room for the rules' names and orders (its content is replaced).
+    fn read_at(
+        text: &'a str,
+        start: usize,
+        names: &mut Vec<(&'a str, u64)>,
+    ) -> Option<(Vec<RuleKey>, usize)> {
         let mut r = DetailsReader { text, i: start };
         // The keys in map order (a repeated rule keeps its first position and its last value), each
-        // rule's name and `order` alongside; more rules than this are left to `serde_json`.
+        // rule's name and `order` alongside in `names`.
         let mut keys: Vec<RuleKey> = Vec::with_capacity(8);
-        let mut names: [(&'a str, u64); FAST_RULES] = [("", 0); FAST_RULES];
+        names.clear();
         r.eat(b'{')?;
         r.ws();
         if r.eat(b'}').is_none() {
@@ -570,17 +574,13 @@ impl<'a> DetailsReader<'a> {
                 let entry = r.entry()?;
                 let order = entry.order.unwrap_or(u64::MAX);
                 let key = entry.rule_key(name);
-                match names
-                    .get(..keys.len())?
-                    .iter()
-                    .position(|(n, _)| *n == name)
-                {
+                match names.iter().position(|(n, _)| *n == name) {
                     Some(at) => {
                         *names.get_mut(at)? = (name, order);
                         *keys.get_mut(at)? = key;
                     }
                     None => {
-                        *names.get_mut(keys.len())? = (name, order);
+                        names.push((name, order));
                         keys.push(key);
                     }
                 }
@@ -593,7 +593,7 @@ impl<'a> DetailsReader<'a> {
                 break;
             }
         }
-        let orders = names.get(..keys.len())?;
+        let orders = names.as_slice();
         if orders.windows(2).all(|w| w[0].1 <= w[1].1) {
             // Meilisearch writes the rules in their order: nothing to sort.
             return Some((keys, r.i));
@@ -899,6 +899,8 @@ struct NodeList<'a> {
     next: usize,
     /// The next hit that can still be merged, read when it became the head.
     head: Option<Head<'a>>,
+    /// Room for [`DetailsReader`], reused from hit to hit.
+    names: Vec<(&'a str, u64)>,
 }
 
 impl<'a> NodeList<'a> {
@@ -915,12 +917,13 @@ impl<'a> NodeList<'a> {
             self.next += 1;
             // The details are read while the fields are, instead of being skipped then read again.
             let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
+            let names = &mut self.names;
             let hit = match std::mem::replace(slot, Pending::Taken) {
                 Pending::Raw(text) => {
                     let into = pool.pop().unwrap_or_default();
                     let fields =
                         object_fields_with(text, into, Some("_rankingScoreDetails"), |at| {
-                            let (keys, end) = DetailsReader::read_at(text, at)?;
+                            let (keys, end) = DetailsReader::read_at(text, at, names)?;
                             read = Some((text.get(at..)?.as_ptr(), keys));
                             Some(end)
                         });
@@ -1219,6 +1222,7 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
             hits: objects,
             next: 0,
             head: None,
+            names: Vec::new(),
         });
         bodies.push((order, body));
     }
@@ -1420,6 +1424,7 @@ pub fn merge_search_text(
             hits,
             next: 0,
             head: None,
+            names: Vec::new(),
         });
         bodies.push((order, &located.rest));
     }
@@ -2073,19 +2078,13 @@ mod tests {
             format!("{:?}", Some(Some(fast))),
             format!("{:?}", serde_only_detail_keys(raw))
         );
-        // More rules than the reader keeps: left to serde_json, same keys.
-        let many: Vec<String> = (0..FAST_RULES + 3)
-            .map(|i| {
-                format!(
-                    "\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}",
-                    FAST_RULES + 3 - i
-                )
-            })
+        // Many rules, written in reverse order: sorted, same keys.
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}", 40 - i))
             .collect();
         let many = format!("{{{}}}", many.join(","));
-        assert!(DetailsReader::read(&many).is_none());
-        let keys = raw_detail_keys(&many).unwrap().unwrap();
-        assert_eq!(keys.len(), FAST_RULES + 3);
+        let keys = DetailsReader::read(&many).unwrap();
+        assert_eq!(keys.len(), 40);
         assert_eq!(
             format!("{:?}", Some(Some(keys))),
             format!("{:?}", serde_only_detail_keys(&many))
