@@ -532,7 +532,6 @@ fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleK
 /// (whose own limit is 128).
 const FAST_DEPTH: u32 = 32;
 
-
 /// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
 /// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
 /// or other fault, on a number parsed as a `Value` whose `f64` is not certain ([`read_number`]), on deep
