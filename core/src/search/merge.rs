@@ -17,7 +17,8 @@
 //!   it is read, without reading its ranking key: the merge costs one hash lookup per skipped hit.
 //! - The text merge parses to exactly what the parsed merge followed by the proxy's displayed filter gives
 //!   (a property test checks it on random answers).
-//! - A text hit's `_rankingScoreDetails` is read by [`DetailsReader`] while its fields are scanned: it
+//! - A text hit's `_rankingScoreDetails` is read by [`DetailsReader`] (while its fields are scanned,
+//!   unless under distinct, where most hits read are skipped without their ranking key): it
 //!   yields exactly what `serde_json` would ([`RawDetails`]) or gives up, never refusing text itself; on
 //!   giving up `serde_json` reads the details and decides what is refused (a property test compares them
 //!   on random and damaged details).
@@ -914,18 +915,21 @@ impl<'a> NodeList<'a> {
         self.head = None;
         while let Some(slot) = self.hits.get_mut(self.next) {
             self.next += 1;
-            // The details are read while the fields are, instead of being skipped then read again.
+            // The details are read while the fields are, instead of being skipped then read again
+            // (without distinct).
             let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
             let names = &mut self.names;
             let hit = match std::mem::replace(slot, Pending::Taken) {
                 Pending::Raw(text) => {
                     let into = pool.pop().unwrap_or_default();
-                    let fields =
-                        object_fields_with(text, into, Some("_rankingScoreDetails"), |at| {
-                            let (keys, end) = DetailsReader::read_at(text, at, names)?;
-                            read = Some((text.get(at..)?.as_ptr(), keys));
-                            Some(end)
-                        });
+                    // Under distinct, many hits are skipped without their key: their details are
+                    // only scanned, and read (by `HitKey::of_fields`) for the hits that are kept.
+                    let special = distinct.is_none().then_some("_rankingScoreDetails");
+                    let fields = object_fields_with(text, into, special, |at| {
+                        let (keys, end) = DetailsReader::read_at(text, at, names)?;
+                        read = Some((text.get(at..)?.as_ptr(), keys));
+                        Some(end)
+                    });
                     Hit::Raw(fields.ok_or_else(|| invalid(self.order))?, self.order)
                 }
                 Pending::Parsed(m) => Hit::Parsed(m),
