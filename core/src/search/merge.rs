@@ -535,8 +535,8 @@ const FAST_DEPTH: u32 = 32;
 
 /// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
 /// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
-/// or other fault, on a number parsed as a `Value` whose `f64` is not certain ([`read_number`]), on deep
-/// nesting. It never refuses text: giving up hands the text to `serde_json`, which decides. What it
+/// or other fault, on a number parsed as a `Value` that `serde_json` refuses ([`DetailsReader::number`]),
+/// on deep nesting. It never refuses text: giving up hands the text to `serde_json`, which decides. What it
 /// accepts is valid JSON by `serde_json`'s rules: entries' `order`, `distance`, `score`, `similarity`,
 /// `value` and non-object entries are checked as a `Value` parse checks them, other entry fields as
 /// `IgnoredAny` does (grammar only, numbers of any size).
@@ -631,10 +631,17 @@ impl<'a> DetailsReader<'a> {
         self.text.get(from..end)
     }
 
-    /// A number parsed as a `Value`: its `f64` must be certain (see [`read_number`]).
+    /// A number parsed as a `Value`. When [`read_number`] is not certain of its `f64` (long decimals such
+    /// as `0.9848484848484849` are common in scores), `serde_json` parses that one number, as it would
+    /// inside the details (number parsing does not depend on the context); one it refuses (out of range)
+    /// makes the reader give up.
     fn number(&mut self) -> Option<Number> {
-        let n = read_number(self.text.as_bytes(), self.i)?;
-        n.as_f64?;
+        let mut n = read_number(self.text.as_bytes(), self.i)?;
+        if n.as_f64.is_none() {
+            let v: Value = serde_json::from_str(self.text.get(self.i..n.end)?).ok()?;
+            n.as_f64 = Some(v.as_f64()?);
+            n.as_u64 = v.as_u64();
+        }
         self.i = n.end;
         Some(n)
     }
@@ -2075,7 +2082,7 @@ mod tests {
 
     #[test]
     fn meilisearch_details_take_the_fast_reader() {
-        let raw = r#"{"words":{"order":0,"matchingWords":1,"maxMatchingWords":3,"score":0.3333333333333333},"typo":{"order":1,"typoCount":0,"maxTypoCount":1,"score":1.0},"attribute":{"order":2,"attributeRankingOrderScore":0.9848484848484849,"queryWordDistanceScore":1.0,"score":0.99},"exactness":{"order":3,"matchType":"exactMatch","score":1.0},"rating:desc":{"order":4,"value":37.0},"title:asc":{"order":5,"value":"Émile"},"_geoPoint(1.0, 2.0):asc":{"order":6,"value":{"lat":1.5,"lng":2.25},"distance":1234.0},"vector":{"order":7,"similarity":0.5}}"#;
+        let raw = r#"{"words":{"order":0,"matchingWords":1,"maxMatchingWords":3,"score":0.3333333333333333},"typo":{"order":1,"typoCount":0,"maxTypoCount":1,"score":1.0},"attribute":{"order":2,"attributeRankingOrderScore":0.9848484848484849,"queryWordDistanceScore":1.0,"score":0.9848484848484849},"exactness":{"order":3,"matchType":"exactMatch","score":1.0},"rating:desc":{"order":4,"value":37.0},"title:asc":{"order":5,"value":"Émile"},"_geoPoint(1.0, 2.0):asc":{"order":6,"value":{"lat":1.5,"lng":2.25},"distance":1234.0},"vector":{"order":7,"similarity":0.5}}"#;
         let fast = DetailsReader::read(raw).expect("read by hand");
         assert_eq!(
             format!("{:?}", Some(Some(fast))),
