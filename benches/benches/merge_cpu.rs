@@ -105,6 +105,10 @@ fn main() {
                 black_box(RawAnswer::parse(order, t.clone()));
             }
         });
+        // What the `text/` row spends before the merge: cloning the located answers it merges.
+        show(&format!("located_clone_only/{name}"), &filters, || {
+            black_box(located.clone());
+        });
         show(&format!("clone_only/{name}"), &filters, || {
             for t in &texts {
                 black_box(t.clone());

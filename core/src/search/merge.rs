@@ -17,6 +17,14 @@
 //!   it is read, without reading its ranking key: the merge costs one hash lookup per skipped hit.
 //! - The text merge parses to exactly what the parsed merge followed by the proxy's displayed filter gives
 //!   (a property test checks it on random answers).
+//! - A text hit's `_rankingScoreDetails` is read by [`DetailsReader`] (while its fields are scanned,
+//!   unless under distinct, where most hits read are skipped without their ranking key): it
+//!   yields exactly what `serde_json` would ([`RawDetails`]) or gives up, never refusing text itself; on
+//!   giving up `serde_json` reads the details and decides what is refused (a property test compares them
+//!   on random and damaged details).
+//! - The window's hits are written as the merge yields them, and the field list of each hit done with is
+//!   reused. Errors keep their order: the merge's (a hit it reads is not JSON), then the envelope's, then a
+//!   kept hit that cannot be written, as when the reply was written after the merge.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -28,7 +36,11 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
-use super::raw::{field, object_fields, parse, splice, write_str, Fields, Malformed, RawAnswer};
+use super::raw::{
+    field, object_fields, object_fields_with, parse, read_number, skip_number, splice,
+    value_as_f64, value_as_u64, write_key, Fields, Malformed, Number, RawAnswer,
+};
+use super::scan::{skip_ws, string_special};
 use super::{NodeAnswer, Pagination, SearchPlan};
 use crate::{MeiliError, RESERVED_PREFIX, SHARD_FIELD};
 
@@ -489,34 +501,289 @@ impl<'de> Deserialize<'de> for RawDetails<'de> {
 /// The rule keys of a raw `_rankingScoreDetails` value, sorted by `order` ([`sorted_details`] on its text);
 /// `Some(None)` when it is not an object, `None` when it is not valid JSON. (Reading it field by field with
 /// the structural scanner instead of `serde_json` was measured slower on typical details.)
+///
+/// Details written plainly (no escapes, numbers whose value is certain, see [`DetailsReader`]) are read by
+/// a hand-written reader; anything else by `serde_json`, which decides what is refused.
 fn raw_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
     if !raw.starts_with('{') {
         return parse(raw).map(|_| None);
     }
-    let RawDetails(mut entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
+    if let Some(keys) = DetailsReader::read(raw) {
+        return Some(Some(keys));
+    }
+    serde_detail_keys(raw)
+}
+
+/// [`raw_detail_keys`] on an object, always by `serde_json`.
+fn serde_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
+    let RawDetails(entries) = serde_json::from_str::<RawDetails>(raw).ok()?;
+    Some(Some(sorted_rule_keys(entries)))
+}
+
+/// The rule keys of entries in map order, sorted by `order` (a stable sort, as [`sorted_details`]).
+fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleKey> {
     entries.sort_by_key(|(_, e)| e.order.unwrap_or(u64::MAX));
-    Some(Some(
-        entries
-            .into_iter()
-            .map(|(name, e)| e.rule_key(&name))
-            .collect(),
-    ))
+    entries
+        .into_iter()
+        .map(|(name, e)| e.rule_key(name.as_ref()))
+        .collect()
+}
+
+/// How deep [`DetailsReader`] follows containers parsed as a `Value` before leaving them to `serde_json`
+/// (whose own limit is 128).
+const FAST_DEPTH: u32 = 32;
+
+/// A hand-written reader of `_rankingScoreDetails` text that is *sure* of what it reads: it yields exactly
+/// what [`RawDetails`] yields through `serde_json`, or gives up (`None`) — on any escape, control character
+/// or other fault, on a number parsed as a `Value` that `serde_json` refuses ([`DetailsReader::number`]),
+/// on deep nesting. It never refuses text: giving up hands the text to `serde_json`, which decides. What it
+/// accepts is valid JSON by `serde_json`'s rules: entries' `order`, `distance`, `score`, `similarity`,
+/// `value` and non-object entries are checked as a `Value` parse checks them, other entry fields as
+/// `IgnoredAny` does (grammar only, numbers of any size).
+struct DetailsReader<'a> {
+    text: &'a str,
+    i: usize,
+}
+
+impl<'a> DetailsReader<'a> {
+    fn read(text: &'a str) -> Option<Vec<RuleKey>> {
+        DetailsReader::read_at(text, 0, &mut Vec::new())
+            .and_then(|(keys, end)| (end == text.len()).then_some(keys))
+    }
+
+    /// The rule keys of the details object opening at `text[start]`, and the index just past it; `names`
+    /// is room for the rules' names and orders (its content is replaced).
+    fn read_at(
+        text: &'a str,
+        start: usize,
+        names: &mut Vec<(&'a str, u64)>,
+    ) -> Option<(Vec<RuleKey>, usize)> {
+        let mut r = DetailsReader { text, i: start };
+        // The keys in map order (a repeated rule keeps its first position and its last value), each
+        // rule's name and `order` alongside in `names`.
+        let mut keys: Vec<RuleKey> = Vec::with_capacity(8);
+        names.clear();
+        r.eat(b'{')?;
+        r.ws();
+        if r.eat(b'}').is_none() {
+            loop {
+                let name = r.string()?;
+                r.ws();
+                r.eat(b':')?;
+                r.ws();
+                let entry = r.entry()?;
+                let order = entry.order.unwrap_or(u64::MAX);
+                let key = entry.rule_key(name);
+                match names.iter().position(|(n, _)| *n == name) {
+                    Some(at) => {
+                        *names.get_mut(at)? = (name, order);
+                        *keys.get_mut(at)? = key;
+                    }
+                    None => {
+                        names.push((name, order));
+                        keys.push(key);
+                    }
+                }
+                r.ws();
+                if r.eat(b',').is_some() {
+                    r.ws();
+                    continue;
+                }
+                r.eat(b'}')?;
+                break;
+            }
+        }
+        let orders = names.as_slice();
+        if orders.windows(2).all(|w| w[0].1 <= w[1].1) {
+            // Meilisearch writes the rules in their order: nothing to sort.
+            return Some((keys, r.i));
+        }
+        let mut pairs: Vec<(u64, RuleKey)> = orders.iter().map(|(_, o)| *o).zip(keys).collect();
+        pairs.sort_by_key(|(order, _)| *order);
+        Some((pairs.into_iter().map(|(_, k)| k).collect(), r.i))
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.peek_at(self.i)
+    }
+
+    fn peek_at(&self, i: usize) -> Option<u8> {
+        self.text.as_bytes().get(i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek() == Some(c)).then(|| self.i += 1)
+    }
+
+    fn ws(&mut self) {
+        self.i = skip_ws(self.text.as_bytes(), self.i);
+    }
+
+    /// A string without escapes or control characters: its content.
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let from = self.i;
+        let end = string_special(self.text.as_bytes(), from);
+        if self.peek_at(end) != Some(b'"') {
+            return None;
+        }
+        self.i = end + 1;
+        self.text.get(from..end)
+    }
+
+    /// A number parsed as a `Value`. When [`read_number`] is not certain of its `f64` (long decimals such
+    /// as `0.9848484848484849` are common in scores), `serde_json` parses that one number, as it would
+    /// inside the details (number parsing does not depend on the context); one it refuses (out of range)
+    /// makes the reader give up.
+    fn number(&mut self) -> Option<Number> {
+        let mut n = read_number(self.text.as_bytes(), self.i)?;
+        if n.as_f64.is_none() {
+            let v: Value = serde_json::from_str(self.text.get(self.i..n.end)?).ok()?;
+            n.as_f64 = Some(v.as_f64()?);
+            n.as_u64 = v.as_u64();
+        }
+        self.i = n.end;
+        Some(n)
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        let end = self.i + word.len();
+        (self.text.get(self.i..end) == Some(word)).then(|| self.i = end)
+    }
+
+    /// Any value, checked: `strict`, as a `Value` parse checks it (numbers by [`DetailsReader::number`]);
+    /// otherwise as `IgnoredAny` does (numbers by their grammar only).
+    fn skip(&mut self, strict: bool, depth: u32) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.string().map(|_| ()),
+            b'n' => self.literal("null"),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'-' | b'0'..=b'9' if strict => self.number().map(|_| ()),
+            b'-' | b'0'..=b'9' => {
+                self.i = skip_number(self.text.as_bytes(), self.i)?;
+                Some(())
+            }
+            open @ (b'{' | b'[') => {
+                if depth >= FAST_DEPTH {
+                    return None;
+                }
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.i += 1;
+                self.ws();
+                if self.eat(close).is_some() {
+                    return Some(());
+                }
+                loop {
+                    if open == b'{' {
+                        self.string()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                    }
+                    self.skip(strict, depth + 1)?;
+                    self.ws();
+                    if self.eat(b',').is_some() {
+                        self.ws();
+                        continue;
+                    }
+                    return self.eat(close);
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// A number's `f64` (certain), or `None` after checking a value of another kind.
+    fn f64_or_skip(&mut self) -> Option<Option<f64>> {
+        match self.peek()? {
+            b'-' | b'0'..=b'9' => Some(self.number()?.as_f64),
+            _ => self.skip(true, 2).map(|_| None),
+        }
+    }
+
+    /// A sort value, as [`SortKey::of`] reads it.
+    fn sort_value(&mut self) -> Option<SortKey> {
+        Some(match self.peek()? {
+            b'"' => SortKey::Text(normalize(self.string()?)),
+            b'n' => {
+                self.literal("null")?;
+                SortKey::Null
+            }
+            b'-' | b'0'..=b'9' => SortKey::Number(self.number()?.as_f64?),
+            _ => {
+                self.skip(true, 2)?;
+                SortKey::Other
+            }
+        })
+    }
+
+    /// One entry, as [`RawEntry`]'s `Deserialize` reads it.
+    fn entry(&mut self) -> Option<RawEntry> {
+        let mut e = RawEntry::default();
+        match self.peek()? {
+            b'{' => {}
+            // `deserialize_any`: an array's elements are ignored, other values parsed.
+            b'[' => return self.skip(false, 1).map(|_| e),
+            _ => return self.skip(true, 1).map(|_| e),
+        }
+        self.i += 1;
+        self.ws();
+        if self.eat(b'}').is_some() {
+            return Some(e);
+        }
+        loop {
+            let key = self.string()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            match key {
+                "order" => {
+                    e.order = match self.peek()? {
+                        b'-' | b'0'..=b'9' => self.number()?.as_u64,
+                        _ => {
+                            self.skip(true, 2)?;
+                            None
+                        }
+                    }
+                }
+                "distance" => e.distance = self.f64_or_skip()?,
+                "score" => e.score = self.f64_or_skip()?,
+                "similarity" => e.similarity = Some(self.f64_or_skip()?.unwrap_or(0.0)),
+                "value" => e.value = Some(self.sort_value()?),
+                _ => self.skip(false, 2)?,
+            }
+            self.ws();
+            if self.eat(b',').is_some() {
+                self.ws();
+                continue;
+            }
+            self.eat(b'}')?;
+            return Some(e);
+        }
+    }
 }
 
 impl HitKey {
     /// [`HitKey::of`] on a hit read as raw fields; `None` when a field it reads is not valid JSON.
-    fn of_fields(hit: &Fields) -> Option<HitKey> {
+    ///
+    /// `read`: the details already read while the fields were (see [`NodeList::advance`]), with the
+    /// address of the text they were read from; used only if that text is the field's value.
+    fn of_fields(hit: &Fields, read: Option<(*const u8, Vec<RuleKey>)>) -> Option<HitKey> {
         Some(HitKey {
             details: match field(hit, "_rankingScoreDetails") {
-                Some(raw) => raw_detail_keys(raw)?,
+                Some(raw) => match read {
+                    Some((at, keys)) if std::ptr::eq(at, raw.as_ptr()) => Some(keys),
+                    _ => raw_detail_keys(raw)?,
+                },
                 None => None,
             },
             score: match field(hit, "_rankingScore") {
-                Some(raw) => parse(raw)?.as_f64(),
+                Some(raw) => value_as_f64(raw)?,
                 None => None,
             },
             shard: match field(hit, SHARD_FIELD) {
-                Some(raw) => parse(raw)?.as_u64().unwrap_or(u64::MAX),
+                Some(raw) => value_as_u64(raw)?.unwrap_or(u64::MAX),
                 None => u64::MAX,
             },
         })
@@ -596,9 +863,10 @@ enum Hit<'a> {
 
 impl<'a> Hit<'a> {
     /// `None` when a field it reads is not valid JSON.
-    fn key(&self) -> Option<HitKey> {
+    /// `read` as in [`HitKey::of_fields`].
+    fn key(&self, read: Option<(*const u8, Vec<RuleKey>)>) -> Option<HitKey> {
         match self {
-            Hit::Raw(f, _) => HitKey::of_fields(f),
+            Hit::Raw(f, _) => HitKey::of_fields(f, read),
             Hit::Parsed(m) => Some(HitKey::of(m)),
         }
     }
@@ -638,6 +906,8 @@ struct NodeList<'a> {
     next: usize,
     /// The next hit that can still be merged, read when it became the head.
     head: Option<Head<'a>>,
+    /// Room for [`DetailsReader`], reused from hit to hit.
+    names: Vec<(&'a str, u64)>,
 }
 
 impl<'a> NodeList<'a> {
@@ -647,15 +917,28 @@ impl<'a> NodeList<'a> {
         &mut self,
         distinct: Option<&str>,
         seen: &HashSet<DistinctKey>,
+        pool: &mut Pool<'a>,
     ) -> Result<(), MeiliError> {
         self.head = None;
         while let Some(slot) = self.hits.get_mut(self.next) {
             self.next += 1;
+            // The details are read while the fields are, instead of being skipped then read again
+            // (without distinct).
+            let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
+            let names = &mut self.names;
             let hit = match std::mem::replace(slot, Pending::Taken) {
-                Pending::Raw(text) => Hit::Raw(
-                    object_fields(text).ok_or_else(|| invalid(self.order))?,
-                    self.order,
-                ),
+                Pending::Raw(text) => {
+                    let into = pool.pop().unwrap_or_default();
+                    // Under distinct, many hits are skipped without their key: their details are
+                    // only scanned, and read (by `HitKey::of_fields`) for the hits that are kept.
+                    let special = distinct.is_none().then_some("_rankingScoreDetails");
+                    let fields = object_fields_with(text, into, special, |at| {
+                        let (keys, end) = DetailsReader::read_at(text, at, names)?;
+                        read = Some((text.get(at..)?.as_ptr(), keys));
+                        Some(end)
+                    });
+                    Hit::Raw(fields.ok_or_else(|| invalid(self.order))?, self.order)
+                }
                 Pending::Parsed(m) => Hit::Parsed(m),
                 Pending::Taken => continue,
             };
@@ -663,6 +946,7 @@ impl<'a> NodeList<'a> {
                 Some(attr) => {
                     let keys = hit.distinct_keys(attr).ok_or_else(|| invalid(self.order))?;
                     if keys.iter().any(|k| seen.contains(k)) {
+                        recycle(pool, hit);
                         continue;
                     }
                     keys
@@ -670,7 +954,7 @@ impl<'a> NodeList<'a> {
                 None => Vec::new(),
             };
             self.head = Some(Head {
-                key: hit.key().ok_or_else(|| invalid(self.order))?,
+                key: hit.key(read).ok_or_else(|| invalid(self.order))?,
                 hit,
                 distinct: keys,
             });
@@ -724,21 +1008,37 @@ fn required_count(body: &Map<String, Value>, key: &str, order: usize) -> Result<
     })
 }
 
-/// The k-way merge with distinct, up to the end of the window; returns the window's hits.
+/// Field lists of hits done with, cleared, to be filled again (one allocation per list, not per hit).
+type Pool<'a> = Vec<Fields<'a>>;
+
+/// Gives a hit's field list back to `pool`.
+fn recycle<'a>(pool: &mut Pool<'a>, hit: Hit<'a>) {
+    if let Hit::Raw(fields, _) = hit {
+        give_back(pool, fields);
+    }
+}
+
+fn give_back<'a>(pool: &mut Pool<'a>, mut fields: Fields<'a>) {
+    fields.clear();
+    pool.push(fields);
+}
+
+/// The k-way merge with distinct, up to the end of the window: `window` is called with each hit of the
+/// window, in order, and may give the hit's field list back for reuse.
 fn merge_lists<'a>(
     plan: &SearchPlan,
     mut lists: Vec<NodeList<'a>>,
-) -> Result<Vec<Hit<'a>>, MeiliError> {
+    mut window: impl FnMut(Hit<'a>) -> Option<Fields<'a>>,
+) -> Result<(), MeiliError> {
     let wanted = plan.window_offset + plan.window_limit;
     let distinct = plan.distinct.as_deref();
     let mut seen: HashSet<DistinctKey> = HashSet::new();
+    let mut pool: Pool<'a> = Vec::new();
     for list in &mut lists {
-        list.advance(distinct, &seen)?;
+        list.advance(distinct, &seen, &mut pool)?;
     }
-    // Never reserve more than the hits received: the window can be as large as `maxTotalHits`.
-    let received: usize = lists.iter().map(|l| l.hits.len()).sum();
-    let mut merged: Vec<Hit<'a>> = Vec::with_capacity(wanted.min(received));
-    while merged.len() < wanted {
+    let mut merged = 0;
+    while merged < wanted {
         let mut best: Option<usize> = None;
         for (i, list) in lists.iter().enumerate() {
             let Some(head) = &list.head else {
@@ -778,12 +1078,19 @@ fn merge_lists<'a>(
         if keep {
             seen.extend(keys);
         }
-        lists[b].advance(distinct, &seen)?;
-        if keep {
-            merged.push(hit);
+        lists[b].advance(distinct, &seen, &mut pool)?;
+        if !keep {
+            recycle(&mut pool, hit);
+            continue;
+        }
+        merged += 1;
+        if merged <= plan.window_offset {
+            recycle(&mut pool, hit);
+        } else if let Some(fields) = window(hit) {
+            give_back(&mut pool, fields);
         }
     }
-    Ok(merged.into_iter().skip(plan.window_offset).collect())
+    Ok(())
 }
 
 /// Everything of the response but `hits`, in Meilisearch's key order: totals, timing, echoes, facets.
@@ -925,14 +1232,15 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
             hits: objects,
             next: 0,
             head: None,
+            names: Vec::new(),
         });
         bodies.push((order, body));
     }
-    let merged = merge_lists(plan, lists)?;
-    let hits: Vec<Value> = merged
-        .into_iter()
-        .map(|h| Value::Object(strip_hit(h.into_map(), plan)))
-        .collect();
+    let mut hits: Vec<Value> = Vec::new();
+    merge_lists(plan, lists, |h| {
+        hits.push(Value::Object(strip_hit(h.into_map(), plan)));
+        None
+    })?;
     let refs: Vec<(usize, &Map<String, Value>)> = bodies.iter().map(|(o, b)| (*o, b)).collect();
     let rest = envelope(plan, &refs)?;
     let mut out = Map::with_capacity(rest.len() + 1);
@@ -987,7 +1295,7 @@ fn write_object(out: &mut String, raw: &str, plan: &SearchPlan, how: Nested) -> 
             out.push(',');
         }
         first = false;
-        write_str(out, k);
+        write_key(out, k);
         out.push(':');
         let written = if how.recurse && k == "_formatted" && how.displayed.is_some() {
             write_object(
@@ -1012,20 +1320,35 @@ fn write_object(out: &mut String, raw: &str, plan: &SearchPlan, how: Nested) -> 
 
 /// Writes one merged hit: [`strip_hit`] then `displayed`, by splicing the kept fields' raw text. `false`
 /// when a kept field is not valid JSON (the output is then unfinished).
-#[must_use]
-fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[String]>) -> bool {
-    let fields = match hit {
-        Hit::Raw(fields, _) => fields,
+/// The hit's field list is given back for reuse.
+fn write_hit<'a>(
+    out: &mut String,
+    hit: Hit<'a>,
+    plan: &SearchPlan,
+    displayed: Option<&[String]>,
+) -> (bool, Option<Fields<'a>>) {
+    match hit {
+        Hit::Raw(fields, _) => (write_fields(out, &fields, plan, displayed), Some(fields)),
         Hit::Parsed(map) => {
             let mut v = Value::Object(strip_hit(map, plan));
             crate::ops::settings::apply_displayed(&mut v, displayed);
             out.push_str(&v.to_string());
-            return true;
+            (true, None)
         }
-    };
+    }
+}
+
+/// [`write_hit`] of a hit read as raw fields.
+#[must_use]
+fn write_fields(
+    out: &mut String,
+    fields: &Fields,
+    plan: &SearchPlan,
+    displayed: Option<&[String]>,
+) -> bool {
     out.push('{');
     let mut first = true;
-    for (k, v) in &fields {
+    for (k, v) in fields {
         if k.starts_with(RESERVED_PREFIX)
             || plan.added_attributes.iter().any(|a| a == k)
             || (!plan.show_ranking_score && k == "_rankingScore")
@@ -1038,7 +1361,7 @@ fn write_hit(out: &mut String, hit: Hit, plan: &SearchPlan, displayed: Option<&[
             out.push(',');
         }
         first = false;
-        write_str(out, k);
+        write_key(out, k);
         out.push(':');
         let written = match k.as_ref() {
             "_formatted" => write_object(
@@ -1090,42 +1413,65 @@ pub fn merge_search_text(
     answers.sort_by_key(RawAnswer::order);
     let mut lists = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
-    let mut size = 0;
+    let (mut received, mut hits_bytes) = (0usize, 0usize);
     for answer in &answers {
         let order = answer.order();
         let located = answer.located().map_err(|m| bad(order, m.message()))?;
         let text = answer.text();
+        received += located.hits.len();
+        hits_bytes += located
+            .hits
+            .iter()
+            .map(|(s, e)| e.saturating_sub(*s))
+            .sum::<usize>();
         let hits: Vec<Pending> = located
             .hits
             .iter()
             .map(|(s, e)| Pending::Raw(text.get(*s..*e).unwrap_or("")))
             .collect();
-        size += text.len();
         lists.push(NodeList {
             order,
             hits,
             next: 0,
             head: None,
+            names: Vec::new(),
         });
         bodies.push((order, &located.rest));
     }
-    let merged = merge_lists(plan, lists)?;
-    let rest = envelope(plan, &bodies)?;
-    let rest = serde_json::to_string(&rest).map_err(|e| MeiliError::internal(e.to_string()))?;
-    let mut out = String::with_capacity(size.min(1 << 20) + rest.len());
+    // The window's hits are written as the merge finds them; a hit that cannot be written is reported
+    // after the merge's and the envelope's own errors, as when the reply was written after them.
+    // Room for about what is written: the window's share of the hits' text (an estimate).
+    let hits_size = hits_bytes
+        .checked_div(received)
+        .map_or(0, |each| each * plan.window_limit.min(received));
+    let mut out = String::with_capacity(hits_size + 256);
     out.push_str("{\"hits\":[");
-    for (i, hit) in merged.into_iter().enumerate() {
-        if i > 0 {
+    let mut unwritable: Option<usize> = None;
+    let mut first = true;
+    merge_lists(plan, lists, |hit| {
+        if unwritable.is_some() {
+            return None;
+        }
+        if !first {
             out.push(',');
         }
+        first = false;
         let order = match &hit {
             Hit::Raw(_, order) => *order,
             Hit::Parsed(_) => 0,
         };
-        if !write_hit(&mut out, hit, plan, displayed) {
-            return Err(invalid(order));
+        let (written, fields) = write_hit(&mut out, hit, plan, displayed);
+        if !written {
+            unwritable = Some(order);
         }
+        fields
+    })?;
+    let rest = envelope(plan, &bodies)?;
+    if let Some(order) = unwritable {
+        return Err(invalid(order));
     }
+    let rest = serde_json::to_string(&rest).map_err(|e| MeiliError::internal(e.to_string()))?;
+    out.reserve(rest.len() + 2);
     out.push(']');
     match rest.strip_prefix('{') {
         Some("}") | None => out.push('}'),
@@ -1498,6 +1844,293 @@ mod tests {
             let plan = super::super::plan_search(&client, &super::super::SearchContext::default()).unwrap();
             if let Ok(reply) = merge_search_text(&plan, vec![RawAnswer::parse(0, text)], None) {
                 proptest::prop_assert!(serde_json::from_str::<Value>(&reply).is_ok(), "{}", reply);
+            }
+        }
+    }
+
+    /// Number spellings: every kind the grammar allows, boundaries of the exact cases, and faults.
+    const NUMBERS: &[&str] = &[
+        "0",
+        "-0",
+        "1",
+        "7",
+        "1.0",
+        "1e0",
+        "1E+0",
+        "1e-0",
+        "-0.0",
+        "0.0e5",
+        "0e400",
+        "0.30000000000000004",
+        "0.1",
+        "0.3333333333333333",
+        "0.6666666666666666",
+        "0.9848484848484849",
+        "2.5e-3",
+        "1e22",
+        "1e23",
+        "1e-22",
+        "1e-23",
+        "12345678.5e15",
+        "9007199254740992",
+        "9007199254740993",
+        "9007199254740993.0",
+        "900719925474099.3",
+        "1e308",
+        "1.7976931348623157e308",
+        "1e309",
+        "1e400",
+        "-1e400",
+        "1e-400",
+        "4.9e-324",
+        "123456789012345678901234567890",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "-18446744073709551615",
+        "1234.5678e-2",
+        "100000000000000000000000.0",
+        "0.000000000000000000000000000001",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "1e",
+        "1e+",
+        "+1",
+        "0x10",
+        "Infinity",
+        "NaN",
+        "--1",
+        "1.5.2",
+        "2e3e4",
+    ];
+
+    fn random_number(rng: &mut Rng) -> String {
+        if rng.below(2) == 0 {
+            return rng.pick(NUMBERS).to_string();
+        }
+        let mut n = String::new();
+        if rng.below(3) == 0 {
+            n.push('-');
+        }
+        let digits = |rng: &mut Rng, n: &mut String, most: u64| {
+            for _ in 0..1 + rng.below(most) {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+        };
+        digits(rng, &mut n, 20);
+        if rng.below(2) == 0 {
+            n.push('.');
+            digits(rng, &mut n, 20);
+        }
+        if rng.below(3) == 0 {
+            let e: &&str = rng.pick(&["e", "E", "e+", "e-", "E-"]);
+            n.push_str(e);
+            digits(rng, &mut n, 3);
+        }
+        n
+    }
+
+    fn random_json(rng: &mut Rng, depth: u32) -> String {
+        match rng.below(if depth > 2 { 6 } else { 8 }) {
+            0 => random_number(rng),
+            1 => rng
+                .pick(&[
+                    "\"Drama\"",
+                    "\" drama \"",
+                    "\"COMÉDIE\"",
+                    "\"x\\\"y\"",
+                    "\"\\u00e9\"",
+                    "\"\\ud800\"",
+                    "\"tab\tin\"",
+                    "\"\"",
+                    "\"a/b\"",
+                ])
+                .to_string(),
+            2 => rng
+                .pick(&["null", "true", "false", "nul", "tru"])
+                .to_string(),
+            3..=5 => random_number(rng),
+            6 => {
+                let items: Vec<String> = (0..rng.below(3))
+                    .map(|_| random_json(rng, depth + 1))
+                    .collect();
+                format!("[{}]", items.join(", "))
+            }
+            _ => {
+                let items: Vec<String> = (0..rng.below(3))
+                    .map(|_| {
+                        format!(
+                            "\"{}\" :{}",
+                            rng.pick(&["lat", "lng", "a"]),
+                            random_json(rng, depth + 1)
+                        )
+                    })
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            }
+        }
+    }
+
+    fn random_entry(rng: &mut Rng) -> String {
+        if rng.below(10) == 0 {
+            return random_json(rng, 1);
+        }
+        let mut fields = Vec::new();
+        for _ in 0..rng.below(5) {
+            let key = *rng.pick(&[
+                "order",
+                "order",
+                "score",
+                "score",
+                "value",
+                "value",
+                "distance",
+                "similarity",
+                "matchingWords",
+                "matchType",
+                "ord\\u0065r",
+                "typoCount",
+            ]);
+            let value = match rng.below(4) {
+                0 => random_json(rng, 2),
+                _ if key == "order" => rng.below(5).to_string(),
+                _ => random_number(rng),
+            };
+            fields.push(format!(
+                "\"{key}\"{}:{}",
+                rng.pick(&["", " ", "\n\t"]),
+                value
+            ));
+        }
+        format!("{{{}}}", fields.join(*rng.pick(&[",", " , ", ",\r\n"])))
+    }
+
+    fn random_details(rng: &mut Rng) -> String {
+        let mut entries = Vec::new();
+        for _ in 0..rng.below(6) {
+            let name = *rng.pick(&[
+                "words",
+                "typo",
+                "rating:desc",
+                "year:asc",
+                "_geoPoint(1.0, 2.0):asc",
+                "skipped",
+                "vectorSort",
+                "title:asc",
+                "na\\u006de",
+                "words",
+            ]);
+            entries.push(format!("\"{name}\": {}", random_entry(rng)));
+        }
+        let mut text = format!("{{ {} }}", entries.join(", "));
+        // Some texts damaged: a byte dropped, doubled or replaced.
+        if rng.below(4) == 0 && !text.is_empty() {
+            let at = rng.below(text.len() as u64) as usize;
+            if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
+                let ch = *rng.pick(&["", "\"", "{", "}", ",", ":", "1", "e", ".", "-", " ", "\\"]);
+                text.replace_range(at..at + 1, ch);
+            }
+        }
+        text
+    }
+
+    /// The details reading before the hand-written reader: `serde_json` only.
+    fn serde_only_detail_keys(raw: &str) -> Option<Option<Vec<RuleKey>>> {
+        if !raw.starts_with('{') {
+            return parse(raw).map(|_| None);
+        }
+        serde_detail_keys(raw)
+    }
+
+    #[test]
+    fn number_spellings_read_as_serde_json_reads_them() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut all: Vec<String> = NUMBERS.iter().map(|s| s.to_string()).collect();
+        all.extend((0..20_000).map(|_| random_number(&mut rng)));
+        all.extend(["true", "false", "null", "\"1\"", "[1]", "{}", "", " 1"].map(String::from));
+        let mut fast = 0;
+        for n in &all {
+            let parsed = parse(n);
+            let want_f = parsed.as_ref().map(Value::as_f64);
+            let want_u = parsed.as_ref().map(Value::as_u64);
+            assert_eq!(
+                format!("{:?}", value_as_f64(n)),
+                format!("{want_f:?}"),
+                "{n}"
+            );
+            assert_eq!(value_as_u64(n), want_u, "{n}");
+            if let Some(r) = read_number(n.as_bytes(), 0) {
+                if r.end == n.len() {
+                    if let Some(f) = r.as_f64 {
+                        fast += 1;
+                        let v = parsed.as_ref().and_then(Value::as_f64).expect("a number");
+                        assert_eq!(f.to_bits(), v.to_bits(), "{n}");
+                        // ... and the correctly rounded reading agrees too (`float_roundtrip`).
+                        assert_eq!(f.to_bits(), n.parse::<f64>().unwrap().to_bits(), "{n}");
+                    }
+                    if r.as_u64.is_some() || r.as_f64.is_some() {
+                        assert_eq!(r.as_u64, parsed.as_ref().and_then(Value::as_u64), "{n}");
+                    }
+                }
+            }
+        }
+        assert!(fast > 5_000, "the fast path is taken: {fast}");
+    }
+
+    #[test]
+    fn meilisearch_details_take_the_fast_reader() {
+        let raw = r#"{"words":{"order":0,"matchingWords":1,"maxMatchingWords":3,"score":0.3333333333333333},"typo":{"order":1,"typoCount":0,"maxTypoCount":1,"score":1.0},"attribute":{"order":2,"attributeRankingOrderScore":0.9848484848484849,"queryWordDistanceScore":1.0,"score":0.9848484848484849},"exactness":{"order":3,"matchType":"exactMatch","score":1.0},"rating:desc":{"order":4,"value":37.0},"title:asc":{"order":5,"value":"Émile"},"_geoPoint(1.0, 2.0):asc":{"order":6,"value":{"lat":1.5,"lng":2.25},"distance":1234.0},"vector":{"order":7,"similarity":0.5}}"#;
+        let fast = DetailsReader::read(raw).expect("read by hand");
+        assert_eq!(
+            format!("{:?}", Some(Some(fast))),
+            format!("{:?}", serde_only_detail_keys(raw))
+        );
+        // Many rules, written in reverse order: sorted, same keys.
+        let many: Vec<String> = (0..40)
+            .map(|i| format!("\"r{i}:asc\":{{\"order\":{},\"value\":{i}}}", 40 - i))
+            .collect();
+        let many = format!("{{{}}}", many.join(","));
+        let keys = DetailsReader::read(&many).unwrap();
+        assert_eq!(keys.len(), 40);
+        assert_eq!(
+            format!("{:?}", Some(Some(keys))),
+            format!("{:?}", serde_only_detail_keys(&many))
+        );
+        // The random details of the property test below reach every outcome often.
+        let mut rng = Rng(77);
+        let (mut fast, mut slow, mut refused) = (0, 0, 0);
+        for _ in 0..4000 {
+            let raw = random_details(&mut rng);
+            match (DetailsReader::read(&raw), serde_only_detail_keys(&raw)) {
+                (Some(_), _) => fast += 1,
+                (None, Some(_)) => slow += 1,
+                (None, None) => refused += 1,
+            }
+        }
+        assert!(
+            fast > 400 && slow > 400 && refused > 400,
+            "{fast} {slow} {refused}"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The hand-written details reader reads exactly what `serde_json` reads, refuses nothing itself,
+        /// and the details reading as a whole refuses exactly what `serde_json` refuses.
+        #[test]
+        fn details_reader_equals_serde_json(seed in 1u64..u64::MAX) {
+            let mut rng = Rng(seed);
+            for _ in 0..16 {
+                let raw = random_details(&mut rng);
+                let want = format!("{:?}", serde_only_detail_keys(&raw));
+                proptest::prop_assert_eq!(format!("{:?}", raw_detail_keys(&raw)), want.clone(), "{}", raw);
+                if let Some(keys) = DetailsReader::read(&raw) {
+                    proptest::prop_assert_eq!(format!("{:?}", Some(Some(keys))), want, "{}", raw);
+                }
             }
         }
     }

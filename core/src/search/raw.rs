@@ -23,14 +23,22 @@
 //!   as written, where parsing would have kept its last value only.
 //! - Only the fields the merge needs are ever parsed: `_rankingScore`, `_rankingScoreDetails`,
 //!   `_miroir_shard`, the distinct attribute, and `_formatted` / `_matchesPosition` keys when they are
-//!   rewritten.
+//!   rewritten. `_rankingScoreDetails` may be read while the fields are scanned ([`object_fields_with`]),
+//!   by a reader that checks in full what it accepts.
+//! - Numbers read without `serde_json` ([`read_number`], [`value_as_f64`], [`value_as_u64`]) read as
+//!   `serde_json` reads them into a `Value`, with or without its `float_roundtrip` feature (the simulator
+//!   enables it): the `f64` is given only where both agree (integers fitting a `u64`, Clinger's exact fast
+//!   path); any other number is handed to `serde_json`, which may refuse it (out of range). Property tests
+//!   compare them on many spellings.
+//! - A key read without escapes is borrowed from the text and holds no quote, backslash or control
+//!   character, so it is written back as it is ([`write_key`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::scan::{skip_container, skip_string, skip_value, skip_ws};
+use super::scan::{skip_container, skip_string, skip_value, skip_ws, string_special};
 
 /// The top-level fields of one JSON object in map order, each with its value's text.
 pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a str)>;
@@ -45,9 +53,24 @@ const LINEAR_FIELDS: usize = 24;
 /// ([`super::scan`]): a container value is checked in full by [`splice`] before it is written out, or by
 /// `serde_json` when it is parsed.
 pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
-    let mut out: Fields = Vec::with_capacity(16);
+    object_fields_with(text, Vec::new(), None, |_| None)
+}
+
+/// [`object_fields`], where an object value of the field named `special` is first offered to `read`:
+/// given the index of its `{`, `read` answers the index just past the object when it read (and checked)
+/// it in full, `None` to leave it to the scanner. `read` may be called for each of the field's repeats.
+///
+/// The fields are put in `out` (an empty list, whose room is reused).
+pub(crate) fn object_fields_with<'a>(
+    text: &'a str,
+    mut out: Fields<'a>,
+    special: Option<&str>,
+    read: impl FnMut(usize) -> Option<usize>,
+) -> Option<Fields<'a>> {
+    out.clear();
+    out.reserve(16);
     let mut index: Option<HashMap<Cow<str>, usize>> = None;
-    each_field(text, |k, v| {
+    each_field(text, special, read, |k, v| {
         // A repeated key keeps its first position and its last value, as in a parsed map.
         if out.len() == LINEAR_FIELDS && index.is_none() {
             index = Some(
@@ -79,10 +102,13 @@ pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
 }
 
 /// Calls `f` with each field of `text` (one JSON object and nothing else but whitespace), in the order
-/// written, repeated keys included, checked as [`object_fields`] checks them; `None` when `text` is not such
-/// an object (`f` may have been called for the fields before the fault).
-pub(crate) fn each_field<'a>(
+/// written, repeated keys included, checked as [`object_fields`] checks them (the `special` field's object
+/// offered to `read` first, see [`object_fields_with`]); `None` when `text` is not such an object (`f` may
+/// have been called for the fields before the fault).
+fn each_field<'a>(
     text: &'a str,
+    special: Option<&str>,
+    mut read: impl FnMut(usize) -> Option<usize>,
     mut f: impl FnMut(Cow<'a, str>, &'a str),
 ) -> Option<()> {
     let b = text.as_bytes();
@@ -95,14 +121,24 @@ pub(crate) fn each_field<'a>(
         i += 1;
     } else {
         loop {
-            let key_end = skip_string(b, i)?;
-            let k = key_text(text.get(i..key_end)?).ok()?;
+            // A key without escapes is its text; one with escapes is checked and unescaped.
+            let stop = string_special(b, i + 1);
+            let (k, key_end) = if b.get(i) == Some(&b'"') && b.get(stop) == Some(&b'"') {
+                (Cow::Borrowed(text.get(i + 1..stop)?), stop + 1)
+            } else {
+                let key_end = skip_string(b, i)?;
+                (key_text(text.get(i..key_end)?).ok()?, key_end)
+            };
             i = skip_ws(b, key_end);
             if b.get(i) != Some(&b':') {
                 return None;
             }
             i = skip_ws(b, i + 1);
-            let end = skip_value(b, i)?;
+            let offered = b.get(i) == Some(&b'{') && special.is_some_and(|s| k == s);
+            let end = match offered.then(|| read(i)).flatten() {
+                Some(end) => end,
+                None => skip_value(b, i)?,
+            };
             let v = text.get(i..end)?;
             if !matches!(b.get(i), Some(b'{' | b'[' | b'"')) && !valid_scalar(v) {
                 return None;
@@ -159,6 +195,215 @@ fn valid_scalar(s: &str) -> bool {
         }
     }
     i == b.len()
+}
+
+/// A JSON number read by [`read_number`]: where it ends and what `serde_json` makes of it as a `Value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Number {
+    /// Just past the number's last byte.
+    pub(crate) end: usize,
+    /// `Value::as_u64` of the parsed number (always certain).
+    pub(crate) as_u64: Option<u64>,
+    /// `Value::as_f64` of the parsed number when it is certain whatever `serde_json`'s float features
+    /// (`float_roundtrip` or not); `None` when not certain: the caller asks `serde_json` (which may also
+    /// refuse the number as out of range).
+    pub(crate) as_f64: Option<f64>,
+}
+
+/// Significands up to this are exact in an `f64`.
+const EXACT_SIGNIFICAND: u64 = 1 << 53;
+
+/// Powers of ten exact in an `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
+/// `None` when no number opens there. The caller checks what follows (a digit after a leading `0` is not
+/// part of the number, so `01` reads as `0` followed by a stray `1`).
+///
+/// `as_f64` is given only where every reading agrees: integers fitting a `u64` (`serde_json` converts them
+/// with `as f64`, negated for a leading `-`), and decimals whose digits make a significand ≤ 2^53 with a
+/// final power of ten within ±22 (Clinger's fast path: both factors are exact in an `f64`, so one multiply
+/// or divide rounds correctly, which is what `serde_json` computes with or without `float_roundtrip`).
+pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
+    let negative = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(negative);
+    let int_start = i;
+    // One pass: the digits (integer then fraction) accumulate, wrapping, into `significand`; it is used
+    // only when at most 19 digits were read, which cannot overflow.
+    let mut significand: u64 = 0;
+    let mut digits = |i: &mut usize| {
+        let from = *i;
+        while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+            significand = significand
+                .wrapping_mul(10)
+                .wrapping_add(u64::from(d - b'0'));
+            *i += 1;
+        }
+        *i - from
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    let mut plain = true;
+    if b.get(i) == Some(&b'.') {
+        plain = false;
+        i += 1;
+        frac_digits = digits(&mut i);
+        if frac_digits == 0 {
+            return None;
+        }
+    }
+    let mut exponent = -(frac_digits as i64);
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        plain = false;
+        i += 1;
+        let minus = b.get(i) == Some(&b'-');
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let from = i;
+        let mut e: i64 = 0;
+        while let Some(&d @ b'0'..=b'9') = b.get(i) {
+            e = (e * 10 + i64::from(d - b'0')).min(1 << 32);
+            i += 1;
+        }
+        if i == from {
+            return None;
+        }
+        exponent += if minus { -e } else { e };
+    }
+    let sign = |f: f64| if negative { -f } else { f };
+    let (as_u64, as_f64) = if plain {
+        // A plain integer: a `u64` up to 19 digits for sure, at 20 digits when it does not overflow.
+        let integer = match int_digits {
+            0..=19 => Some(significand),
+            20 => b.get(int_start..i).and_then(|ds| {
+                ds.iter().try_fold(0u64, |v, d| {
+                    v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+                })
+            }),
+            _ => None,
+        };
+        match integer {
+            Some(v) => ((!negative).then_some(v), Some(sign(v as f64))),
+            None => (None, None),
+        }
+    } else if int_digits + frac_digits <= 19
+        && significand <= EXACT_SIGNIFICAND
+        && (-22..=22).contains(&exponent)
+    {
+        let f = significand as f64;
+        let pow = POW10[exponent.unsigned_abs() as usize];
+        (
+            None,
+            Some(sign(if exponent >= 0 { f * pow } else { f / pow })),
+        )
+    } else {
+        (None, None)
+    };
+    Some(Number {
+        end: i,
+        as_u64,
+        as_f64,
+    })
+}
+
+/// The parts of the unsigned JSON number opening at `b[start]`: integer digits, fraction digits (after
+/// the `.`), exponent (its sign, its digits) and the end; `None` when no number opens there.
+#[allow(clippy::type_complexity)]
+fn number_parts(
+    b: &[u8],
+    start: usize,
+) -> Option<(
+    (usize, usize),
+    Option<(usize, usize)>,
+    Option<(bool, usize, usize)>,
+    usize,
+)> {
+    let run = |mut i: usize| {
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let int_end = match b.get(start) {
+        Some(b'0') => start + 1,
+        Some(b'1'..=b'9') => run(start + 1),
+        _ => return None,
+    };
+    let mut i = int_end;
+    let mut frac = None;
+    if b.get(i) == Some(&b'.') {
+        let end = run(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        frac = Some((i + 1, end));
+        i = end;
+    }
+    let mut exp = None;
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        let minus = b.get(i) == Some(&b'-');
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = run(i);
+        if end == i {
+            return None;
+        }
+        exp = Some((minus, i, end));
+        i = end;
+    }
+    Some(((start, int_end), frac, exp, i))
+}
+
+/// The index just past the JSON number opening at `b[start]`, its grammar checked (as `serde_json`
+/// checks a number it ignores); `None` when no number opens there.
+pub(crate) fn skip_number(b: &[u8], start: usize) -> Option<usize> {
+    let negative = b.get(start) == Some(&b'-');
+    number_parts(b, start + usize::from(negative)).map(|(_, _, _, end)| end)
+}
+
+/// `parse(raw).map(|v| v.as_f64())` for one field value read by [`object_fields`] (a checked scalar or
+/// a structurally checked container), without `serde_json` when the answer is certain.
+pub(crate) fn value_as_f64(raw: &str) -> Option<Option<f64>> {
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => match read_number(raw.as_bytes(), 0) {
+            Some(Number {
+                end,
+                as_f64: Some(f),
+                ..
+            }) if end == raw.len() => Some(Some(f)),
+            _ => parse(raw).map(|v| v.as_f64()),
+        },
+        _ if matches!(raw, "true" | "false" | "null") => Some(None),
+        _ => parse(raw).map(|v| v.as_f64()),
+    }
+}
+
+/// `parse(raw).map(|v| v.as_u64())` for one field value read by [`object_fields`], as [`value_as_f64`].
+pub(crate) fn value_as_u64(raw: &str) -> Option<Option<u64>> {
+    match raw.as_bytes().first() {
+        Some(b'-' | b'0'..=b'9') => match read_number(raw.as_bytes(), 0) {
+            // A number that parses (its `f64` is certain) or a plain integer: `as_u64` is exact.
+            Some(n) if n.end == raw.len() && (n.as_f64.is_some() || n.as_u64.is_some()) => {
+                Some(n.as_u64)
+            }
+            _ => parse(raw).map(|v| v.as_u64()),
+        },
+        _ if matches!(raw, "true" | "false" | "null") => Some(None),
+        _ => parse(raw).map(|v| v.as_u64()),
+    }
 }
 
 /// Appends a field value read by [`object_fields`], checking an object or an array in full first (the
@@ -364,6 +609,20 @@ fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malfor
             Some(b']') => return Ok((ranges, not_object, i + 1)),
             _ => return Err(Malformed::NotObject),
         }
+    }
+}
+
+/// Appends a key read by [`object_fields`] as a JSON string, escaped exactly as `serde_json` escapes it: a
+/// borrowed key held no escape, quote or control character in the text, so it needs none.
+#[allow(clippy::ptr_arg)] // whether the key is borrowed is what matters
+pub(crate) fn write_key(out: &mut String, key: &Cow<str>) {
+    match key {
+        Cow::Borrowed(k) => {
+            out.push('"');
+            out.push_str(k);
+            out.push('"');
+        }
+        Cow::Owned(k) => write_str(out, k),
     }
 }
 

@@ -285,6 +285,32 @@ pub(crate) fn skip_container(text: &[u8], start: usize) -> Option<usize> {
     None
 }
 
+/// The index of the first byte at or after `from` that is a quote, a backslash or a control character
+/// (`text.len()` when none is): the bytes a string's content stops at. Reads 8 bytes at a time.
+pub(crate) fn string_special(text: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(chunk) = text.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        // Exact per-byte masks (no borrow between bytes), so the lowest set bit is the first special byte.
+        let top3 = w & (ONES * 0xe0);
+        let control = !(((top3 & LOW7).wrapping_add(LOW7)) | top3 | LOW7);
+        let special = eq_bytes(w, b'"') | eq_bytes(w, b'\\') | control;
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = text.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    text.len()
+}
+
 /// The index just past the string whose opening quote is at `start` (escapes and control characters
 /// checked as in [`skip_container`]).
 pub(crate) fn skip_string(text: &[u8], start: usize) -> Option<usize> {
@@ -293,6 +319,7 @@ pub(crate) fn skip_string(text: &[u8], start: usize) -> Option<usize> {
     }
     let mut i = start + 1;
     loop {
+        i = string_special(text, i);
         match *text.get(i)? {
             b'"' => return Some(i + 1),
             b'\\' => {
@@ -504,6 +531,20 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// The 8-byte scan finds the first quote, backslash or control character, as a byte loop does.
+        #[test]
+        fn string_special_finds_the_first_stop(
+            bytes in proptest::collection::vec(prop_oneof![
+                8 => 0x20u8..0x7f, 1 => Just(b'"'), 1 => Just(b'\\'), 1 => 0u8..0x20, 1 => 0x7fu8..=0xff,
+            ], 0..40),
+            from in 0usize..40,
+        ) {
+            let want = (from..bytes.len())
+                .find(|&i| matches!(bytes[i], b'"' | b'\\' | 0..=0x1f))
+                .unwrap_or(bytes.len());
+            prop_assert_eq!(string_special(&bytes, from), want.max(from.min(bytes.len())));
+        }
 
         #[test]
         fn valid_json_ends_where_serde_ends(text in json_text(), tail in "[ ,\\]}]{0,3}") {
