@@ -747,6 +747,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_pass_through_bit_for_bit() {
+        // A client's float reaches the nodes exactly: parsed correctly rounded (`float_roundtrip`) and
+        // written back in its shortest form. Random bit patterns cover long decimals, subnormals and
+        // extremes; serde_json's default (fast) float parsing gets some of them wrong by an ulp.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut changed = Vec::new();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            if !f.is_finite() {
+                continue;
+            }
+            let body = format!(
+                "[{{\"id\": 1, \"v\": {}}}]",
+                serde_json::to_string(&f).unwrap()
+            );
+            let docs = parse_documents(body.as_bytes(), PayloadFormat::Json).unwrap();
+            let back = docs[0]["v"].as_f64().unwrap();
+            if back.to_bits() != f.to_bits() {
+                changed.push(f);
+            }
+        }
+        assert!(
+            changed.is_empty(),
+            "{} floats changed: {:?}",
+            changed.len(),
+            &changed[..changed.len().min(5)]
+        );
+    }
+
+    #[test]
     fn long_json_messages_are_cut_in_the_middle() {
         let short = "x".repeat(138);
         assert_eq!(truncate_json_message(short.clone()), short);

@@ -631,10 +631,9 @@ impl<'a> DetailsReader<'a> {
         self.text.get(from..end)
     }
 
-    /// A number parsed as a `Value`. When [`read_number`] is not certain of its `f64` (long decimals such
-    /// as `0.9848484848484849` are common in scores), `serde_json` parses that one number, as it would
-    /// inside the details (number parsing does not depend on the context); one it refuses (out of range)
-    /// makes the reader give up.
+    /// A number parsed as a `Value`. When [`read_number`] has no finite `f64` for it, `serde_json` parses
+    /// that one number, as it would inside the details (number parsing does not depend on the context);
+    /// one it refuses (out of range) makes the reader give up.
     fn number(&mut self) -> Option<Number> {
         let mut n = read_number(self.text.as_bytes(), self.i)?;
         if n.as_f64.is_none() {

@@ -26,10 +26,10 @@
 //!   rewritten. `_rankingScoreDetails` may be read while the fields are scanned ([`object_fields_with`]),
 //!   by a reader that checks in full what it accepts.
 //! - Numbers read without `serde_json` ([`read_number`], [`value_as_f64`], [`value_as_u64`]) read as
-//!   `serde_json` reads them into a `Value`, with or without its `float_roundtrip` feature (the simulator
-//!   enables it): the `f64` is given only where both agree (integers fitting a `u64`, Clinger's exact fast
-//!   path); any other number is handed to `serde_json`, which may refuse it (out of range). Property tests
-//!   compare them on many spellings.
+//!   `serde_json` reads them into a `Value` with its `float_roundtrip` feature, which the workspace enables
+//!   (floats correctly rounded: integers fitting a `u64` converted, Clinger's exact fast path, else
+//!   `str::parse`); a number that is not finite as an `f64` is handed to `serde_json`, which refuses it
+//!   (out of range). Property tests compare them on many spellings.
 //! - A key read without escapes is borrowed from the text and holds no quote, backslash or control
 //!   character, so it is written back as it is ([`write_key`]).
 
@@ -204,9 +204,9 @@ pub(crate) struct Number {
     pub(crate) end: usize,
     /// `Value::as_u64` of the parsed number (always certain).
     pub(crate) as_u64: Option<u64>,
-    /// `Value::as_f64` of the parsed number when it is certain whatever `serde_json`'s float features
-    /// (`float_roundtrip` or not); `None` when not certain: the caller asks `serde_json` (which may also
-    /// refuse the number as out of range).
+    /// `Value::as_f64` of the parsed number (`serde_json` with `float_roundtrip`, as the workspace builds
+    /// it); `None` when the number is not finite as an `f64`: the caller asks `serde_json`, which refuses
+    /// it as out of range.
     pub(crate) as_f64: Option<f64>,
 }
 
@@ -219,14 +219,26 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// The correctly rounded `f64` of the number text `b[start..end]`, which is what `serde_json` gives with
+/// `float_roundtrip` (enabled for the whole workspace); `None` when it is not finite (`serde_json` refuses
+/// such a number as out of range: the caller lets it decide).
+fn correctly_rounded(b: &[u8], start: usize, end: usize) -> Option<f64> {
+    std::str::from_utf8(b.get(start..end)?)
+        .ok()?
+        .parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+}
+
 /// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
 /// `None` when no number opens there. The caller checks what follows (a digit after a leading `0` is not
 /// part of the number, so `01` reads as `0` followed by a stray `1`).
 ///
-/// `as_f64` is given only where every reading agrees: integers fitting a `u64` (`serde_json` converts them
-/// with `as f64`, negated for a leading `-`), and decimals whose digits make a significand ≤ 2^53 with a
-/// final power of ten within ±22 (Clinger's fast path: both factors are exact in an `f64`, so one multiply
-/// or divide rounds correctly, which is what `serde_json` computes with or without `float_roundtrip`).
+/// `as_f64` is what `serde_json` (with `float_roundtrip`) gives: integers fitting a `u64` converted with
+/// `as f64` (negated for a leading `-`); decimals whose digits make a significand ≤ 2^53 with a final
+/// power of ten within ±22 by Clinger's fast path (both factors are exact in an `f64`, so one multiply or
+/// divide rounds correctly); every other number correctly rounded by `str::parse` (long decimals such as
+/// `0.9848484848484849` are common in ranking scores).
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     let negative = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(negative);
@@ -295,7 +307,8 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
         };
         match integer {
             Some(v) => ((!negative).then_some(v), Some(sign(v as f64))),
-            None => (None, None),
+            // beyond `u64`: a float, correctly rounded
+            None => (None, correctly_rounded(b, start, i)),
         }
     } else if int_digits + frac_digits <= 19
         && significand <= EXACT_SIGNIFICAND
@@ -308,7 +321,7 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
             Some(sign(if exponent >= 0 { f * pow } else { f / pow })),
         )
     } else {
-        (None, None)
+        (None, correctly_rounded(b, start, i))
     };
     Some(Number {
         end: i,
