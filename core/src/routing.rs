@@ -352,6 +352,23 @@ impl Placement {
         self.held.get(node).cloned().unwrap_or_default()
     }
 
+    /// The nodes of `nodes` that hold a shard, in the given order: the ones an index-level read (the
+    /// index, its settings, its stats) may ask. A node holding no shard (a group with more nodes than S)
+    /// may lack the indexes: one that joined with nothing to receive never got them. All of `nodes` when
+    /// none holds a shard.
+    pub fn index_readers(&self, nodes: Vec<NodeId>) -> Vec<NodeId> {
+        let holders: Vec<NodeId> = nodes
+            .iter()
+            .filter(|n| self.held.get(*n).is_some_and(|s| !s.is_empty()))
+            .cloned()
+            .collect();
+        if holders.is_empty() {
+            nodes
+        } else {
+            holders
+        }
+    }
+
     /// Assigns each shard to exactly one healthy owner (see the module documentation).
     ///
     /// `healthy` is asked at most once per node. `preferred_group` is taken modulo RG.
@@ -528,6 +545,27 @@ mod tests {
         }
         assert_eq!(total, 32 * 2 * 2);
         assert!(p.shards_held_by(&NodeId::from("nope")).is_empty());
+    }
+
+    #[test]
+    fn index_readers_are_the_nodes_holding_a_shard() {
+        // S=2, RF=1, three nodes: one holds nothing
+        let t = topology(2, 1, &[3]);
+        let p = Placement::new(&t).unwrap();
+        let all: Vec<NodeId> = t.nodes.iter().map(|n| n.id.clone()).collect();
+        let readers = p.index_readers(all.clone());
+        assert_eq!(readers.len(), 2);
+        for n in &all {
+            assert_eq!(readers.contains(n), !p.shards_held_by(n).is_empty(), "{n}");
+        }
+        // the given order is kept
+        let reversed: Vec<NodeId> = all.iter().rev().cloned().collect();
+        let mut again = p.index_readers(reversed);
+        again.reverse();
+        assert_eq!(again, readers);
+        // nothing held among the given nodes: all of them
+        let strangers = vec![NodeId::from("x"), NodeId::from("y")];
+        assert_eq!(p.index_readers(strangers.clone()), strangers);
     }
 
     #[test]

@@ -707,10 +707,13 @@ impl Fleet {
         }
     }
 
-    /// The nodes to try for a single-node read, healthy ones first, rotated.
+    /// The nodes to try for a single-node read, healthy ones first, rotated; by default the nodes that
+    /// hold a shard (one holding none may lack the indexes).
     fn read_order(&self, among: Option<Vec<NodeId>>) -> Vec<NodeId> {
-        let mut nodes: Vec<NodeId> =
-            among.unwrap_or_else(|| self.topology().nodes.iter().map(|n| n.id.clone()).collect());
+        let mut nodes: Vec<NodeId> = among.unwrap_or_else(|| {
+            self.placement()
+                .index_readers(self.topology().nodes.iter().map(|n| n.id.clone()).collect())
+        });
         if nodes.is_empty() {
             return nodes;
         }

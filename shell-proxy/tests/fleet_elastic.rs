@@ -771,3 +771,68 @@ async fn writes_through_another_proxy_are_forwarded_to_the_one_moving_shards() {
     proxy_b.shutdown().await;
     f.shutdown().await;
 }
+
+/// A node that joins a group with more nodes than S gets no shard, so no index: index-level reads
+/// never go to it (its id, `f`, sorts before the others, so a read trying nodes in id order would ask it
+/// first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_without_a_shard_never_answers_index_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = DevOptions::new(2, dir.path().join("m.db").to_string_lossy().into_owned());
+    o.replication_factor = 1;
+    o.shards = 2;
+    let (mut f, api) = fleet_tweaked(o, |c| c.rebalancer.topology_poll_ms = 50).await;
+    let api = admin(api);
+    seed(&api, 50).await;
+    api.write_ok(
+        "PATCH",
+        &format!("/indexes/{INDEX}/settings"),
+        Some(json!({"filterableAttributes": ["v", "id"]})),
+    )
+    .await;
+    let add = add_spare_node(&mut f, &api, 0x5eed + 9, "f").await;
+    assert_eq!(add.status, 202, "{}", add.body);
+    assert_eq!(
+        add.body["shardsToMove"], 0,
+        "the new node must get no shard"
+    );
+    wait_epoch(&api, 2).await;
+    let bare = node_api(&f, 2);
+    assert_eq!(bare.get("/indexes").await.body["total"], 0);
+    for _ in 0..10 {
+        for path in [
+            format!("/indexes/{INDEX}"),
+            format!("/indexes/{INDEX}/settings"),
+            format!("/indexes/{INDEX}/settings/filterable-attributes"),
+            format!("/indexes/{INDEX}/stats"),
+            format!("/indexes/{INDEX}/documents/3"),
+            "/indexes".to_string(),
+            "/stats".to_string(),
+        ] {
+            let r = api.get(&path).await;
+            assert_eq!(r.status, 200, "{path}: {}", r.body);
+        }
+        let r = api.get(&format!("/indexes/{INDEX}/settings")).await;
+        assert_eq!(r.body["filterableAttributes"], json!(["v", "id"]));
+        let r = api.get("/indexes").await;
+        assert_eq!(r.body["total"], 1, "{}", r.body);
+    }
+    // index writes still succeed as tasks, and reads see them
+    api.write_ok(
+        "PATCH",
+        &format!("/indexes/{INDEX}/settings"),
+        Some(json!({"sortableAttributes": ["v"]})),
+    )
+    .await;
+    api.write_ok(
+        "POST",
+        &format!("/indexes/{INDEX}/documents/delete"),
+        Some(json!({"filter": "v = 0 AND id < 10"})),
+    )
+    .await;
+    let r = api.get(&format!("/indexes/{INDEX}/settings")).await;
+    assert_eq!(r.body["sortableAttributes"], json!(["v"]), "{}", r.body);
+    let r = api.get(&format!("/indexes/{INDEX}/stats")).await;
+    assert_eq!(r.body["numberOfDocuments"], 40, "{}", r.body);
+    f.shutdown().await;
+}
