@@ -5,7 +5,8 @@
 //! routing. The proxy sends each node one batch covering every shard the node owns, then feeds the node's
 //! answer to the tracker with [`QuorumTracker::on_node_outcome`] and the clock with
 //! [`QuorumTracker::on_timeout`]. It never reads a clock itself: [`QuorumTracker::poll_timeout`] says
-//! when it wants to be woken.
+//! when it wants to be woken, and [`QuorumTracker::set_deadline`] restarts the deadline when the proxy
+//! sends the write later than it built it.
 //!
 //! ## States
 //!
