@@ -28,7 +28,7 @@
 //! # Rule (per document id, per shard)
 //!
 //! 1. Drop dead copies (tombstones above).
-//! 2. The winner is the live copy with the greatest `(version, fingerprint)` ([`migration::fingerprint`] of
+//! 2. The winner is the live copy with the greatest `(version, fingerprint)` ([`crate::docsync::fingerprint`] of
 //!    the client-visible content breaks version ties deterministically, so every replica converges to the
 //!    same document), or *absent* when no live copy is left.
 //! 3. A replica holding anything else than the winner is repaired: the winner is copied to it (replacing an

@@ -1402,7 +1402,7 @@ fn write_fields(
 ///
 /// The text parses to exactly the value [`merge_search`] followed by `apply_displayed_to_hits` gives on
 /// the parsed answers. Errors are the same, in the same order, for answers that are valid JSON; text that is
-/// not valid JSON is refused when the merge reads the faulty part (see [`super::raw`]). Never panics.
+/// not valid JSON is refused when the merge reads the faulty part (see the `search::raw` module). Never panics.
 pub fn merge_search_text(
     plan: &SearchPlan,
     answers: Vec<RawAnswer>,

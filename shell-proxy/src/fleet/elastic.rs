@@ -740,7 +740,7 @@ fn live_status(live: &Live, now: Millis) -> Value {
 
 impl Fleet {
     /// The committed placement (index-independent decisions; reads of an index use
-    /// [`Fleet::read_placement`]).
+    /// `Fleet::read_placement`).
     pub fn placement(&self) -> Arc<Placement> {
         Arc::clone(&self.elastic.view().placement)
     }

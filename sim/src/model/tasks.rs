@@ -2,8 +2,9 @@
 //!
 //! States of a task: `enqueued` → `processing` → `succeeded` | `failed`, or `enqueued` → `canceled`
 //! (by a `taskCancelation` task). The model processes one task per batch, synchronously inside
-//! [`process_next`], so `processing` is only observable through [`NodeState::processing`] in between.
-//! Transitions: a write request appends an `enqueued` task; [`process_next`] picks the next task
+//! [`Node::process_next`](super::Node::process_next), so `processing` is only observable through
+//! [`NodeState::processing`] in between. Transitions: a write request appends an `enqueued` task;
+//! [`Node::process_next`](super::Node::process_next) picks the next task
 //! (task cancelations first, then task deletions, then the lowest uid, as Meilisearch's scheduler
 //! prioritises them), applies it to the indexes and records its outcome.
 //! Invariants: uids are dense and increasing; a finished task never changes again (except its
@@ -279,7 +280,8 @@ pub struct NodeState {
     pub next_task_uid: u32,
     /// Next batch uid.
     pub next_batch_uid: u32,
-    /// The task currently processing, if any (only between [`start_next`] and [`finish`]).
+    /// The task currently processing, if any (only between [`NodeState::start_next`] and
+    /// [`NodeState::finish`]).
     pub processing: Option<u32>,
     /// The API keys, in creation order.
     pub keys: Vec<super::keys::ApiKey>,
