@@ -15,7 +15,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use miroir_benches::{
-    client_search, client_search_variant, merge_text_reply, shard_answer, shard_answer_sized,
+    client_search, client_search_variant, merge_text_reply, proxy_cpu_answers, shard_answer,
     topology, Gen,
 };
 use miroir_core::config::UnavailableShardPolicy;
@@ -156,10 +156,7 @@ fn scatter(placement: &Placement, texts: &[String], as_text: bool) -> Vec<u8> {
 }
 
 fn proxy_cpu(c: &mut Criterion) {
-    let mut gen = Gen::new(11);
-    let texts: Vec<String> = (0..3)
-        .map(|s| shard_answer_sized(s, 20, 1024, &mut gen).to_string())
-        .collect();
+    let texts = proxy_cpu_answers();
     let client = client_search(20, false);
     let ctx = SearchContext::default();
     let mut group = c.benchmark_group("proxy_cpu/3x20x1KB");

@@ -6,7 +6,7 @@
 //! Run: `cargo bench -p miroir-benches --bench merge_cpu [-- <substring>…]`.
 
 use miroir_benches::{
-    client_search, client_search_variant, merge_text_reply, shard_answer, shard_answer_sized, Gen,
+    client_search, client_search_variant, merge_text_reply, proxy_cpu_answers, shard_answer, Gen,
 };
 use miroir_core::search::{merge_search_text, plan_search, RawAnswer, SearchContext, SearchPlan};
 use std::hint::black_box;
@@ -56,6 +56,15 @@ fn show(name: &str, filters: &[String], f: impl FnMut()) {
     }
 }
 
+/// The nodes' answers located, in node order.
+fn locate(texts: &[String]) -> Vec<RawAnswer> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(order, t)| RawAnswer::parse(order, t.clone()))
+        .collect()
+}
+
 fn plan_for(hits: usize, variant: &str) -> SearchPlan {
     let client = client_search_variant(hits, variant);
     plan_search(&client, &SearchContext::default()).expect("a valid search")
@@ -84,18 +93,9 @@ fn main() {
         } else {
             format!("{shards}x{hits}+{variant}")
         };
-        let located: Vec<RawAnswer> = texts
-            .iter()
-            .enumerate()
-            .map(|(order, t)| RawAnswer::parse(order, t.clone()))
-            .collect();
+        let located = locate(&texts);
         show(&format!("text_parse/{name}"), &filters, || {
-            let answers = texts
-                .iter()
-                .enumerate()
-                .map(|(order, t)| RawAnswer::parse(order, t.clone()))
-                .collect();
-            black_box(merge_search_text(&plan, answers, None).expect("merge"));
+            black_box(merge_search_text(&plan, locate(&texts), None).expect("merge"));
         });
         show(&format!("text/{name}"), &filters, || {
             black_box(merge_search_text(&plan, located.clone(), None).expect("merge"));
@@ -115,10 +115,7 @@ fn main() {
             }
         });
     }
-    let mut gen = Gen::new(11);
-    let texts: Vec<String> = (0..3)
-        .map(|s| shard_answer_sized(s, 20, 1024, &mut gen).to_string())
-        .collect();
+    let texts = proxy_cpu_answers();
     let client = client_search(20, false);
     let ctx = SearchContext::default();
     show("proxy_cpu/3x20x1KB/merge_text", &filters, || {

@@ -179,6 +179,15 @@ const WORDS: [&str; 12] = [
     "winter",
 ];
 
+/// The three node answers of the proxy-CPU case (3 shards × 20 hits of about 1 KB), the same in every
+/// bench that measures it.
+pub fn proxy_cpu_answers() -> Vec<String> {
+    let mut gen = Gen::new(11);
+    (0..3)
+        .map(|s| shard_answer_sized(s, 20, 1024, &mut gen).to_string())
+        .collect()
+}
+
 /// [`shard_answer`] (without facets) with every hit padded by an `overview` text field to about `hit_bytes`
 /// bytes of JSON, the size of a typical document with a description.
 pub fn shard_answer_sized(shard: u32, hits: usize, hit_bytes: usize, gen: &mut Gen) -> Value {
