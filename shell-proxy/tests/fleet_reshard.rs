@@ -700,20 +700,6 @@ fn spawn_tolerant_writer(
     })
 }
 
-/// Every document through `api`, by id.
-async fn listed_docs(api: &Api) -> BTreeMap<u64, Value> {
-    let r = api
-        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
-        .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_proxy_follows_a_resharding_run_by_another() {
     let dir = tempfile::tempdir().unwrap();
@@ -828,8 +814,8 @@ async fn a_second_proxy_follows_a_resharding_run_by_another() {
     expected.insert(7000, Some(json!({"id": 7000, "title": "late", "v": 2})));
 
     // nothing lost, the same documents through both proxies, on exactly their owners under S = 8
-    let through_a = listed_docs(&a).await;
-    let through_b = listed_docs(&b).await;
+    let through_a = listed_docs(&a, INDEX, "").await;
+    let through_b = listed_docs(&b, INDEX, "").await;
     assert_eq!(
         through_a.keys().copied().collect::<BTreeSet<_>>(),
         live_ids(&expected)

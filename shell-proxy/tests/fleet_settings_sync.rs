@@ -5,23 +5,9 @@
 mod common;
 
 use common::*;
-use miroir_core::config::Config;
-use miroir_proxy::dev::{self, DevFleet, DevOptions, RunningProxy};
-use miroir_sim::serve::ModelHandle;
+use miroir_proxy::dev::{DevFleet, DevOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
-
-/// A proxy in front of `nodes` with a fast drift check.
-async fn proxy_with_drift_check(o: &DevOptions, nodes: &[ModelHandle]) -> RunningProxy {
-    let addresses: Vec<String> = nodes.iter().map(ModelHandle::url).collect();
-    let yaml = format!(
-        "{}  settings_sync: {{ drift_check_interval_ms: 100, max_repair_retries: 3, repair_backoff_ms: 50, verify_timeout_ms: 5000 }}\n",
-        dev::dev_config_yaml(o, &addresses)
-    );
-    let mut config = Config::from_yaml_str(&yaml, &|_| None).unwrap();
-    config.server.port = 0;
-    dev::start_proxy(config).await.unwrap()
-}
 
 fn version(r: &Resp) -> Option<u64> {
     r.headers
@@ -65,20 +51,14 @@ async fn settings_versions_and_drift_repair() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = DevOptions::new(3, dir.path().join("m.db").to_string_lossy().into_owned());
     o.replication_factor = 2;
-    let f = dev::start(o).await.unwrap();
-    let DevFleet {
-        nodes,
-        proxy,
-        options,
-    } = f;
-    proxy.shutdown().await;
-    let proxy = proxy_with_drift_check(&options, &nodes).await;
-    let f = DevFleet {
-        nodes,
-        proxy,
-        options,
-    };
-    let api = Api::new(f.url());
+    // a fast drift check
+    let (f, api) = fleet_tweaked(o, |c| {
+        c.settings_sync.drift_check_interval_ms = 100;
+        c.settings_sync.max_repair_retries = 3;
+        c.settings_sync.repair_backoff_ms = 50;
+        c.settings_sync.verify_timeout_ms = 5000;
+    })
+    .await;
 
     api.write_ok(
         "POST",

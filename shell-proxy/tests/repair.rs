@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::{fleet_with, movies, node_api, Api};
-use miroir_proxy::dev::{self, DevFleet, DevOptions};
+use common::{fleet_with, movies, node_api, restart_proxy, Api};
+use miroir_proxy::dev::{DevFleet, DevOptions};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -139,26 +139,15 @@ async fn hints_survive_a_proxy_restart() {
     setup(&api).await;
     f.nodes[0].set_down(true);
     let uids = writes_while_down(&api).await;
-    let DevFleet {
-        nodes,
-        proxy,
-        options,
-    } = f;
-    proxy.shutdown().await;
-
-    let proxy = dev::start_proxy_for(&options, &nodes).await.unwrap();
-    let api = Api::new(format!("http://{}", proxy.addr));
+    let nodes = f.nodes.len();
+    let f = restart_proxy(f, nodes, |_| {}).await;
+    let api = Api::new(f.url());
     let t = api.get(&format!("/tasks/{}", uids[2])).await.body;
     assert!(
         t["pendingReplicas"].as_u64().unwrap_or(0) >= 1,
         "the restarted proxy knows the hints: {t}"
     );
-    nodes[0].set_down(false);
-    let f = DevFleet {
-        nodes,
-        proxy,
-        options,
-    };
+    f.nodes[0].set_down(false);
     let docs = wait_caught_up(&f).await;
     assert!(docs.iter().any(|d| d["id"] == 129));
     wait_no_pending_replicas(&api, uids[2]).await;

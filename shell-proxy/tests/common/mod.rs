@@ -474,19 +474,29 @@ pub async fn second_proxy(
     (proxy, api)
 }
 
-/// The ids of every document of `index` listed through `api`.
-pub async fn listed_ids(api: &Api, index: &str) -> std::collections::BTreeSet<u64> {
+/// Every document of `index` listed through `api` (`extra`: more query parameters), by id.
+pub async fn listed_docs(
+    api: &Api,
+    index: &str,
+    extra: &str,
+) -> std::collections::BTreeMap<u64, Value> {
     let r = api
-        .get(&format!(
-            "/indexes/{index}/documents?limit=100000&fields=id"
-        ))
+        .get(&format!("/indexes/{index}/documents?limit=100000{extra}"))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["results"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["id"].as_u64().unwrap())
+        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
+        .collect()
+}
+
+/// The ids of every document of `index` listed through `api`.
+pub async fn listed_ids(api: &Api, index: &str) -> std::collections::BTreeSet<u64> {
+    listed_docs(api, index, "&fields=id")
+        .await
+        .into_keys()
         .collect()
 }
 
