@@ -403,12 +403,7 @@ pub async fn node_docs(
         return std::collections::BTreeMap::new();
     }
     assert_eq!(r.status, 200, "node {i}: {}", r.body);
-    r.body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| (d["id"].as_u64().unwrap(), d.clone()))
-        .collect()
+    docs_by_id(&r.body)
 }
 
 /// Creates `index` (primary key `id`) and adds `docs` through the proxy, waiting for both tasks; returns
@@ -484,7 +479,12 @@ pub async fn listed_docs(
         .get(&format!("/indexes/{index}/documents?limit=100000{extra}"))
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    r.body["results"]
+    docs_by_id(&r.body)
+}
+
+/// The `results` of a documents listing, by id.
+fn docs_by_id(listing: &Value) -> std::collections::BTreeMap<u64, Value> {
+    listing["results"]
         .as_array()
         .unwrap()
         .iter()
