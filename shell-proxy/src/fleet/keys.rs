@@ -144,9 +144,11 @@ impl Fleet {
             // In order: a key created again is deleted first.
             for r in plan {
                 let what = format!("{:?} {}", r.method, r.path);
+                let delete = r.method == Method::Delete;
                 match self.send_future(state, r).await.1 {
                     Ok((status, _)) if (200..300).contains(&status) => {}
-                    Ok((404, _)) if what.starts_with("Delete") => {}
+                    // already gone
+                    Ok((404, _)) if delete => {}
                     Ok((status, body)) if (400..500).contains(&status) => {
                         tracing::warn!(node = %node, status, %body, "{what}: refused, key skipped")
                     }
