@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
 use super::raw::{
-    field, object_fields, object_fields_with, parse, read_number, skip_number, splice,
-    value_as_f64, value_as_u64, write_key, Fields, Malformed, Number, RawAnswer,
+    field, object_fields, object_fields_at, parse, read_number, skip_number, splice, value_as_f64,
+    value_as_u64, write_key, Fields, HitCursor, Malformed, Number, RawAnswer,
 };
 use super::scan::{skip_ws, string_special};
 use super::{NodeAnswer, Pagination, SearchPlan};
@@ -847,11 +847,10 @@ fn distinct_keys(value: Option<&Value>, out: &mut Vec<DistinctKey>) {
     }
 }
 
-/// A hit not read yet: a range of a node's text, or a parsed object.
+/// A node's hits not read yet: the rest of its text, or parsed objects.
 enum Pending<'a> {
-    Raw(&'a str),
-    Parsed(Map<String, Value>),
-    Taken,
+    Raw(HitCursor<'a>),
+    Parsed(std::vec::IntoIter<Map<String, Value>>),
 }
 
 /// A hit read for the merge: its raw top-level fields (and its node's position), or a parsed object.
@@ -901,8 +900,7 @@ struct Head<'a> {
 
 struct NodeList<'a> {
     order: usize,
-    hits: Vec<Pending<'a>>,
-    next: usize,
+    hits: Pending<'a>,
     /// The next hit that can still be merged, read when it became the head.
     head: Option<Head<'a>>,
     /// Room for [`DetailsReader`], reused from hit to hit.
@@ -910,6 +908,48 @@ struct NodeList<'a> {
 }
 
 impl<'a> NodeList<'a> {
+    fn new(order: usize, hits: Pending<'a>) -> NodeList<'a> {
+        NodeList {
+            order,
+            hits,
+            head: None,
+            names: Vec::new(),
+        }
+    }
+
+    /// The node's next hit, read: a text hit as its top-level fields, with its `_rankingScoreDetails`
+    /// read alongside (`read`, see [`HitKey::of_fields`]) unless `distinct` is set. `None` past the last.
+    fn next_hit(
+        &mut self,
+        distinct: Option<&str>,
+        pool: &mut Pool<'a>,
+        read: &mut Option<(*const u8, Vec<RuleKey>)>,
+    ) -> Result<Option<Hit<'a>>, MeiliError> {
+        let order = self.order;
+        match &mut self.hits {
+            Pending::Parsed(hits) => Ok(hits.next().map(Hit::Parsed)),
+            Pending::Raw(cursor) => {
+                let Some(at) = cursor.next_start().map_err(|m| bad(order, m.message()))? else {
+                    return Ok(None);
+                };
+                let text = cursor.text();
+                let into = pool.pop().unwrap_or_default();
+                let names = &mut self.names;
+                // Under distinct, many hits are skipped without their key: their details are only
+                // scanned, and read (by `HitKey::of_fields`) for the hits that are kept.
+                let special = distinct.is_none().then_some("_rankingScoreDetails");
+                let (fields, end) = object_fields_at(text, at, into, special, |at| {
+                    let (keys, end) = DetailsReader::read_at(text, at, names)?;
+                    *read = Some((text.get(at..)?.as_ptr(), keys));
+                    Some(end)
+                })
+                .ok_or_else(|| invalid(order))?;
+                cursor.advance_to(end);
+                Ok(Some(Hit::Raw(fields, order)))
+            }
+        }
+    }
+
     /// Reads the next head. Under `distinct`, hits sharing a key with `seen` are skipped without reading
     /// their ranking key: `seen` only grows, so the merge would drop them whenever they came up.
     fn advance(
@@ -919,27 +959,12 @@ impl<'a> NodeList<'a> {
         pool: &mut Pool<'a>,
     ) -> Result<(), MeiliError> {
         self.head = None;
-        while let Some(slot) = self.hits.get_mut(self.next) {
-            self.next += 1;
+        loop {
             // The details are read while the fields are, instead of being skipped then read again
             // (without distinct).
             let mut read: Option<(*const u8, Vec<RuleKey>)> = None;
-            let names = &mut self.names;
-            let hit = match std::mem::replace(slot, Pending::Taken) {
-                Pending::Raw(text) => {
-                    let into = pool.pop().unwrap_or_default();
-                    // Under distinct, many hits are skipped without their key: their details are
-                    // only scanned, and read (by `HitKey::of_fields`) for the hits that are kept.
-                    let special = distinct.is_none().then_some("_rankingScoreDetails");
-                    let fields = object_fields_with(text, into, special, |at| {
-                        let (keys, end) = DetailsReader::read_at(text, at, names)?;
-                        read = Some((text.get(at..)?.as_ptr(), keys));
-                        Some(end)
-                    });
-                    Hit::Raw(fields.ok_or_else(|| invalid(self.order))?, self.order)
-                }
-                Pending::Parsed(m) => Hit::Parsed(m),
-                Pending::Taken => continue,
+            let Some(hit) = self.next_hit(distinct, pool, &mut read)? else {
+                return Ok(());
             };
             let keys = match distinct {
                 Some(attr) => {
@@ -959,7 +984,6 @@ impl<'a> NodeList<'a> {
             });
             return Ok(());
         }
-        Ok(())
     }
 }
 
@@ -1222,17 +1246,11 @@ pub fn merge_search(plan: &SearchPlan, answers: Vec<NodeAnswer>) -> Result<Value
         let mut objects = Vec::with_capacity(hits.len());
         for hit in hits {
             match hit {
-                Value::Object(h) => objects.push(Pending::Parsed(h)),
+                Value::Object(h) => objects.push(h),
                 _ => return Err(bad(order, Malformed::HitNotObject.message())),
             }
         }
-        lists.push(NodeList {
-            order,
-            hits: objects,
-            next: 0,
-            head: None,
-            names: Vec::new(),
-        });
+        lists.push(NodeList::new(order, Pending::Parsed(objects.into_iter())));
         bodies.push((order, body));
     }
     let mut hits: Vec<Value> = Vec::new();
@@ -1401,8 +1419,9 @@ fn write_fields(
 /// [`crate::ops::settings::apply_displayed_to_hits`] would.
 ///
 /// The text parses to exactly the value [`merge_search`] followed by `apply_displayed_to_hits` gives on
-/// the parsed answers. Errors are the same, in the same order, for answers that are valid JSON; text that is
-/// not valid JSON is refused when the merge reads the faulty part (see the `search::raw` module). Never panics.
+/// the parsed answers. Errors are the same, in the same order, for answers that are valid JSON whose hits
+/// are all objects; text that is not valid JSON, or a hit that is not an object, is refused when the merge
+/// reads it (hits beyond the window may never be read, see the `search::raw` module). Never panics.
 pub fn merge_search_text(
     plan: &SearchPlan,
     answers: Vec<RawAnswer>,
@@ -1412,37 +1431,21 @@ pub fn merge_search_text(
     answers.sort_by_key(RawAnswer::order);
     let mut lists = Vec::with_capacity(answers.len());
     let mut bodies = Vec::with_capacity(answers.len());
-    let (mut received, mut hits_bytes) = (0usize, 0usize);
+    let mut hits_bytes = 0usize;
     for answer in &answers {
         let order = answer.order();
         let located = answer.located().map_err(|m| bad(order, m.message()))?;
-        let text = answer.text();
-        received += located.hits.len();
-        hits_bytes += located
-            .hits
-            .iter()
-            .map(|(s, e)| e.saturating_sub(*s))
-            .sum::<usize>();
-        let hits: Vec<Pending> = located
-            .hits
-            .iter()
-            .map(|(s, e)| Pending::Raw(text.get(*s..*e).unwrap_or("")))
-            .collect();
-        lists.push(NodeList {
-            order,
-            hits,
-            next: 0,
-            head: None,
-            names: Vec::new(),
-        });
+        hits_bytes += located.hits.1.saturating_sub(located.hits.0);
+        let cursor = HitCursor::new(answer.text(), located);
+        lists.push(NodeList::new(order, Pending::Raw(cursor)));
         bodies.push((order, &located.rest));
     }
     // The window's hits are written as the merge finds them; a hit that cannot be written is reported
     // after the merge's and the envelope's own errors, as when the reply was written after them.
-    // Room for about what is written: the window's share of the hits' text (an estimate).
-    let hits_size = hits_bytes
-        .checked_div(received)
-        .map_or(0, |each| each * plan.window_limit.min(received));
+    // Room for about what is written: the window's share of one node's hits (each node answered the
+    // window and the hits before it).
+    let hits_size = (hits_bytes / lists.len().max(1)).saturating_mul(plan.window_limit)
+        / (plan.window_offset + plan.window_limit).max(1);
     let mut out = String::with_capacity(hits_size + 256);
     out.push_str("{\"hits\":[");
     let mut unwritable: Option<usize> = None;

@@ -1,17 +1,19 @@
 //! Node search answers kept as the JSON text the node sent: hits are located, never parsed whole.
 //!
-//! States: text → [`RawAnswer`] (the envelope's fields other than `hits` parsed, each hit located as a byte
-//! range by the structural scanner of [`super::scan`], its structure checked) → per hit the merge reads,
-//! its top-level [`Fields`] (key → value text) read once with the scanner → the client's reply written by
-//! splicing the kept fields' text.
+//! States: text → [`RawAnswer`] (the envelope's fields other than `hits` parsed, the `hits` array
+//! located: from both ends of the text when it is laid out as Meilisearch writes it, without reading a
+//! single hit; otherwise by the structural scanner of [`super::scan`], every hit's structure checked) →
+//! per hit the merge reads, front to back ([`HitCursor`]), its top-level [`Fields`] (key → value text) read
+//! once with the scanner → the client's reply written by splicing the kept fields' text.
 //!
-//! How much of the text is checked: the envelope's fields in full (parsed); every hit's structure (strings,
-//! escapes, control characters, brackets), so a truncated or unbalanced answer is refused; the full grammar
-//! of every byte that is parsed (ranking fields, distinct attribute) or written to the reply (each spliced
+//! How much of the text is checked: the envelope's fields in full (parsed); every hit the merge reads
+//! (strings, escapes, control characters, brackets, and the elements between hits); the full grammar of
+//! every byte that is parsed (ranking fields, distinct attribute) or written to the reply (each spliced
 //! object or array is checked by `serde_json` first, scalars by [`object_fields`]). A garbled byte is
 //! therefore an error (`the search answer is not a JSON object`) or never read: it can make neither a panic
-//! nor a reply that is not JSON. Known limit: grammar faults that keep the structure (`{"a" tru}`) inside a
-//! hit the merge never reads (beyond the window) are not noticed, where the parsed path refuses the answer.
+//! nor a reply that is not JSON. Known limit: hits the merge never reads (beyond the window) are not
+//! looked at when the answer was located from both ends (any fault in them goes unnoticed, a hit that is
+//! not an object included), and only structurally otherwise, where the parsed path refuses the answer.
 //!
 //! Invariants:
 //! - A hit's fields follow `serde_json::Map`'s semantics: a repeated key keeps its first position and its
@@ -63,14 +65,27 @@ pub(crate) fn object_fields(text: &str) -> Option<Fields<'_>> {
 /// The fields are put in `out` (an empty list, whose room is reused).
 pub(crate) fn object_fields_with<'a>(
     text: &'a str,
-    mut out: Fields<'a>,
+    out: Fields<'a>,
     special: Option<&str>,
     read: impl FnMut(usize) -> Option<usize>,
 ) -> Option<Fields<'a>> {
+    let (fields, end) = object_fields_at(text, skip_ws(text.as_bytes(), 0), out, special, read)?;
+    (skip_ws(text.as_bytes(), end) == text.len()).then_some(fields)
+}
+
+/// [`object_fields_with`] on the object opening at `text[start]`, followed by anything: its fields, and
+/// the index just past its `}`.
+pub(crate) fn object_fields_at<'a>(
+    text: &'a str,
+    start: usize,
+    mut out: Fields<'a>,
+    special: Option<&str>,
+    read: impl FnMut(usize) -> Option<usize>,
+) -> Option<(Fields<'a>, usize)> {
     out.clear();
     out.reserve(16);
     let mut index: Option<HashMap<Cow<str>, usize>> = None;
-    each_field(text, special, read, |k, v| {
+    let end = each_field(text, start, special, read, |k, v| {
         // A repeated key keeps its first position and its last value, as in a parsed map.
         if out.len() == LINEAR_FIELDS && index.is_none() {
             index = Some(
@@ -98,21 +113,22 @@ pub(crate) fn object_fields_with<'a>(
             }
         }
     })?;
-    Some(out)
+    Some((out, end))
 }
 
-/// Calls `f` with each field of `text` (one JSON object and nothing else but whitespace), in the order
-/// written, repeated keys included, checked as [`object_fields`] checks them (the `special` field's object
-/// offered to `read` first, see [`object_fields_with`]); `None` when `text` is not such an object (`f` may
-/// have been called for the fields before the fault).
+/// Calls `f` with each field of the JSON object opening at `text[start]`, in the order written, repeated
+/// keys included, checked as [`object_fields`] checks them (the `special` field's object offered to `read`
+/// first, see [`object_fields_with`]), and answers the index just past its `}`; `None` when no such object
+/// opens there (`f` may have been called for the fields before the fault).
 fn each_field<'a>(
     text: &'a str,
+    start: usize,
     special: Option<&str>,
     mut read: impl FnMut(usize) -> Option<usize>,
     mut f: impl FnMut(Cow<'a, str>, &'a str),
-) -> Option<()> {
+) -> Option<usize> {
     let b = text.as_bytes();
-    let mut i = skip_ws(b, 0);
+    let mut i = start;
     if b.get(i) != Some(&b'{') {
         return None;
     }
@@ -155,7 +171,7 @@ fn each_field<'a>(
             }
         }
     }
-    (skip_ws(b, i) == b.len()).then_some(())
+    Some(i)
 }
 
 /// Whether `s` is a JSON `true`, `false`, `null` or number.
@@ -462,11 +478,70 @@ impl Malformed {
     }
 }
 
-/// A located answer: the hits' byte ranges in the text, and every other top-level field parsed.
+/// A located answer: where its `hits` array lies in the text, and every other top-level field parsed.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Located {
-    pub(crate) hits: Vec<(usize, usize)>,
+    /// `text[hits.0..hits.1]` is what lies between the array's brackets.
+    pub(crate) hits: (usize, usize),
     pub(crate) rest: Map<String, Value>,
+}
+
+/// Reads a located answer's hits front to back, one element at a time: [`HitCursor::next_start`] finds
+/// where the next one opens, the caller reads it (with [`object_fields_at`]) and says where it ended.
+pub(crate) struct HitCursor<'a> {
+    /// The answer's text up to the array's closing bracket (excluded): no hit can reach past it.
+    text: &'a str,
+    i: usize,
+    started: bool,
+}
+
+impl<'a> HitCursor<'a> {
+    pub(crate) fn new(text: &'a str, located: &Located) -> HitCursor<'a> {
+        let (start, end) = located.hits;
+        HitCursor {
+            text: text.get(..end).unwrap_or(""),
+            i: start.min(end),
+            started: false,
+        }
+    }
+
+    /// The text the hits are read from (indexes of [`HitCursor::next_start`] are into it).
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
+    /// Where the next hit's `{` is, `Ok(None)` past the last one. `Err` when the next element is not an
+    /// object (`HitNotObject` when it is valid JSON) or the text between elements is not JSON.
+    pub(crate) fn next_start(&mut self) -> Result<Option<usize>, Malformed> {
+        let b = self.text.as_bytes();
+        let mut i = skip_ws(b, self.i);
+        if self.started {
+            if i == b.len() {
+                return Ok(None);
+            }
+            if b.get(i) != Some(&b',') {
+                return Err(Malformed::NotObject);
+            }
+            i = skip_ws(b, i + 1);
+        } else if i == b.len() {
+            return Ok(None);
+        }
+        self.started = true;
+        self.i = i;
+        match b.get(i) {
+            Some(b'{') => Ok(Some(i)),
+            _ => {
+                let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
+                parse_slice(self.text, i, end)?;
+                Err(Malformed::HitNotObject)
+            }
+        }
+    }
+
+    /// The hit [`HitCursor::next_start`] answered ends just before `end`.
+    pub(crate) fn advance_to(&mut self, end: usize) {
+        self.i = end;
+    }
 }
 
 /// One node's search answer as the JSON text it sent (status 200), located but not parsed whole.
@@ -516,13 +591,180 @@ impl RawAnswer {
     }
 }
 
-/// Byte ranges in a text.
-type Ranges = Vec<(usize, usize)>;
+/// Locates an answer: from both of its ends when it is laid out as Meilisearch writes it
+/// ([`locate_ends`]), else in full ([`locate_all`]).
+fn locate(text: &str) -> Result<Located, Malformed> {
+    match locate_ends(text) {
+        Some(located) => Ok(located),
+        None => locate_all(text),
+    }
+}
+
+/// Whitespace as JSON has it.
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+}
+
+/// The index after the last non-whitespace byte of `b[..end]`.
+fn back_ws(b: &[u8], mut end: usize) -> usize {
+    while end > 0 && b.get(end - 1).copied().is_some_and(is_ws) {
+        end -= 1;
+    }
+    end
+}
+
+/// Whether the byte at `b[at]` follows an odd number of backslashes (is escaped).
+fn escaped(b: &[u8], at: usize) -> bool {
+    let mut n = 0;
+    while at > n && b.get(at - n - 1) == Some(&b'\\') {
+        n += 1;
+    }
+    n % 2 == 1
+}
+
+/// The index of the quote opening the string whose closing quote is at `b[close]`.
+fn back_string_start(b: &[u8], close: usize) -> Option<usize> {
+    let mut k = close;
+    while k > 0 {
+        k -= 1;
+        if b.get(k) == Some(&b'"') && !escaped(b, k) {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// The index where the value ending just before `b[end]` starts, read backwards. Exact on valid JSON;
+/// on other text some index (the caller parses what it finds).
+fn back_value_start(b: &[u8], end: usize) -> Option<usize> {
+    let last = end.checked_sub(1)?;
+    match *b.get(last)? {
+        b'"' => back_string_start(b, last),
+        b'}' | b']' => {
+            let mut depth = 0usize;
+            let mut k = end;
+            while k > 0 {
+                k -= 1;
+                match *b.get(k)? {
+                    b'"' => k = back_string_start(b, k)?,
+                    b'}' | b']' => depth += 1,
+                    b'{' | b'[' => {
+                        depth = depth.checked_sub(1)?;
+                        if depth == 0 {
+                            return Some(k);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            None
+        }
+        _ => {
+            let mut k = end;
+            while k > 0
+                && b.get(k - 1)
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+            {
+                k -= 1;
+            }
+            (k < end).then_some(k)
+        }
+    }
+}
+
+/// Locates an answer laid out as Meilisearch writes it, without reading its hits: `{"hits": [` at the
+/// front, then the other fields read (and parsed) backwards from the end, up to the `]` closing `hits`.
+/// The merge reads the hits it needs, front to back, and checks each as it reads it; those it never
+/// reads are never looked at.
+///
+/// The `]` closing `hits` is recognised, read backwards, as the first `]` ending a top-level value that
+/// follows a `}` (or the array's own `[`) and is followed by a string `query`: Meilisearch writes `hits`
+/// first and `query` right after it, and no other array of objects at the top level of a search result.
+/// `None` when the text is not laid out so (`hits` not first, not followed by `query`, a repeated `hits`,
+/// `hits` not ending with an object, anything not JSON in the fields read), for [`locate_all`] to locate
+/// or refuse. Known limit: text whose `hits` is followed by other fields, then by an array of objects
+/// right before `query` (never written by Meilisearch) is misread: those fields are taken as hits.
+fn locate_ends(text: &str) -> Option<Located> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i..i + 6) != Some(b"\"hits\"") {
+        return None;
+    }
+    i = skip_ws(b, i + 6);
+    if b.get(i) != Some(&b':') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    let start = i + 1;
+    // From the end: the closing brace, then fields backwards, each `, "key": value`.
+    let mut j = back_ws(b, b.len());
+    if j <= start || b.get(j - 1) != Some(&b'}') {
+        return None;
+    }
+    j -= 1;
+    let mut fields: Vec<(Cow<str>, Value)> = Vec::new();
+    let end = loop {
+        let value_end = back_ws(b, j);
+        if value_end <= start {
+            return None;
+        }
+        if b.get(value_end - 1) == Some(&b']') {
+            let before = back_ws(b, value_end - 1);
+            if before == start || b.get(before.checked_sub(1)?) == Some(&b'}') {
+                // Meilisearch writes `query` (a string) right after `hits`; any other array is read
+                // as a value.
+                if fields
+                    .last()
+                    .is_some_and(|(key, value)| key == "query" && value.is_string())
+                {
+                    break value_end - 1;
+                }
+            }
+        }
+        let value_start = back_value_start(b, value_end)?;
+        let colon = back_ws(b, value_start);
+        if value_start <= start || b.get(colon.checked_sub(1)?) != Some(&b':') {
+            return None;
+        }
+        let key_end = back_ws(b, colon - 1);
+        if key_end <= start || b.get(key_end - 1) != Some(&b'"') {
+            return None;
+        }
+        let key_start = back_string_start(b, key_end - 1)?;
+        let key = key_text(text.get(key_start..key_end)?).ok()?;
+        if key == "hits" {
+            return None;
+        }
+        let value = parse_slice(text, value_start, value_end).ok()?;
+        fields.push((key, value));
+        let comma = back_ws(b, key_start);
+        if comma <= start || b.get(comma - 1) != Some(&b',') {
+            return None;
+        }
+        j = comma - 1;
+    };
+    // In the order written: a repeated key keeps its first position and its last value.
+    let mut rest = Map::new();
+    for (key, value) in fields.into_iter().rev() {
+        rest.insert(key.into_owned(), value);
+    }
+    Some(Located {
+        hits: (start, end),
+        rest,
+    })
+}
 
 /// Locates an answer with the structural scanner ([`super::scan`]): the envelope's fields other than `hits`
-/// are parsed (and so fully checked); each hit is located as a byte range whose structure is checked
-/// (strings, escapes, brackets), its grammar being checked by `serde_json` only if the merge reads it.
-fn locate(text: &str) -> Result<Located, Malformed> {
+/// are parsed (and so fully checked); each hit's structure is checked (strings, escapes, brackets), its
+/// grammar being checked by `serde_json` only if the merge reads it.
+fn locate_all(text: &str) -> Result<Located, Malformed> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -530,7 +772,7 @@ fn locate(text: &str) -> Result<Located, Malformed> {
     }
     i = skip_ws(b, i + 1);
     // The last `hits` wins, as in a parsed map: `None` missing, `Some(None)` not an array.
-    let mut hits: Option<Option<(Ranges, bool)>> = None;
+    let mut hits: Option<Option<((usize, usize), bool)>> = None;
     let mut rest = Map::new();
     if b.get(i) == Some(&b'}') {
         i += 1;
@@ -544,8 +786,8 @@ fn locate(text: &str) -> Result<Located, Malformed> {
             }
             i = skip_ws(b, i + 1);
             if key == "hits" && b.get(i) == Some(&b'[') {
-                let (ranges, not_object, end) = locate_hits(text, i)?;
-                hits = Some(Some((ranges, not_object)));
+                let (not_object, end) = check_hits(text, i)?;
+                hits = Some(Some(((i + 1, end - 1), not_object)));
                 i = end;
             } else {
                 let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
@@ -594,22 +836,19 @@ fn parse_slice(text: &str, start: usize, end: usize) -> Result<Value, Malformed>
     serde_json::from_str(slice).map_err(|_| Malformed::NotObject)
 }
 
-/// Locates the elements of the `hits` array opening at `start`: each object's range, whether some element
-/// is not an object (such elements are parsed, to tell invalid text from a wrong shape), and the index just
-/// past the array.
-fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malformed> {
+/// Checks the elements of the `hits` array opening at `start`: their structure, and whether some element
+/// is not an object (such elements are parsed, to tell invalid text from a wrong shape); answers that, and
+/// the index just past the array.
+fn check_hits(text: &str, start: usize) -> Result<(bool, usize), Malformed> {
     let b = text.as_bytes();
-    let mut ranges = Vec::new();
     let mut not_object = false;
     let mut i = skip_ws(b, start + 1);
     if b.get(i) == Some(&b']') {
-        return Ok((ranges, false, i + 1));
+        return Ok((false, i + 1));
     }
     loop {
         let end = if b.get(i) == Some(&b'{') {
-            let end = skip_container(b, i).ok_or(Malformed::NotObject)?;
-            ranges.push((i, end));
-            end
+            skip_container(b, i).ok_or(Malformed::NotObject)?
         } else {
             let end = skip_value(b, i).ok_or(Malformed::NotObject)?;
             parse_slice(text, i, end)?;
@@ -619,7 +858,7 @@ fn locate_hits(text: &str, start: usize) -> Result<(Ranges, bool, usize), Malfor
         i = skip_ws(b, end);
         match b.get(i) {
             Some(b',') => i = skip_ws(b, i + 1),
-            Some(b']') => return Ok((ranges, not_object, i + 1)),
+            Some(b']') => return Ok((not_object, i + 1)),
             _ => return Err(Malformed::NotObject),
         }
     }
@@ -735,12 +974,10 @@ mod tests {
         assert!(a.is_search_result());
         assert_eq!(a.order(), 3);
         let located = a.located().unwrap();
-        let hits: Vec<&str> = located
-            .hits
-            .iter()
-            .map(|(s, e)| &a.text()[*s..*e])
-            .collect();
-        assert_eq!(hits, [r#"{"id": 1}"#, r#"{"id": "two", "n": {"a": [1]}}"#]);
+        assert_eq!(
+            hit_texts(&a).unwrap(),
+            [r#"{"id": 1}"#, r#"{"id": "two", "n": {"a": [1]}}"#]
+        );
         assert_eq!(located.rest["query"], json!("q"));
         assert!(!located.rest.contains_key("hits"));
         let cases = [
@@ -766,6 +1003,207 @@ mod tests {
         }
         // the last `hits` wins, as in a parsed map
         let a = RawAnswer::parse(0, r#"{"hits": 1, "hits": [{"a": 1}]}"#.to_string());
-        assert_eq!(a.located().unwrap().hits.len(), 1);
+        assert_eq!(hit_texts(&a).unwrap().len(), 1);
+    }
+
+    /// The hits of an answer, read with a [`HitCursor`].
+    fn hit_texts(a: &RawAnswer) -> Result<Vec<&str>, Malformed> {
+        let mut cursor = HitCursor::new(a.text(), a.located()?);
+        let mut out = Vec::new();
+        while let Some(at) = cursor.next_start()? {
+            let (_, end) = object_fields_at(cursor.text(), at, Vec::new(), None, |_| None)
+                .ok_or(Malformed::NotObject)?;
+            out.push(&cursor.text()[at..end]);
+            cursor.advance_to(end);
+        }
+        Ok(out)
+    }
+
+    /// xorshift, for the property tests below.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    /// A random JSON value written with random whitespace, strings holding brackets, quotes and escapes.
+    fn random_value(rng: &mut Rng, depth: u32) -> String {
+        let ws = |rng: &mut Rng| rng.pick(&["", " ", "\n  ", "\t"]).to_string();
+        match rng.below(if depth > 2 { 3 } else { 6 }) {
+            0 => rng
+                .pick(&["1", "-2.5e3", "0", "1.0", "true", "null", "false"])
+                .to_string(),
+            1 => rng
+                .pick(&[
+                    r#""a""#,
+                    r#""]""#,
+                    r#""}],\"hits\": [""#,
+                    r#""x\\""#,
+                    r#""\\\"]""#,
+                    r#""\u005d""#,
+                    r#""""#,
+                ])
+                .to_string(),
+            2 => format!("{}{}", ws(rng), rng.pick(&["[]", "{}", "[ ]"])),
+            3 | 4 => {
+                let items: Vec<String> = (0..rng.below(4))
+                    .map(|_| {
+                        let key = rng.pick(&["a", "]", "b\\\"", "hits"]);
+                        let v = random_value(rng, depth + 1);
+                        format!("{}\"{key}\"{}:{}{v}", ws(rng), ws(rng), ws(rng))
+                    })
+                    .collect();
+                format!("{{{}{}}}", items.join(","), ws(rng))
+            }
+            _ => {
+                let items: Vec<String> = (0..rng.below(4))
+                    .map(|_| format!("{}{}", ws(rng), random_value(rng, depth + 1)))
+                    .collect();
+                format!("[{}{}]", items.join(","), ws(rng))
+            }
+        }
+    }
+
+    /// A search answer: `hits` (objects, sometimes a scalar among them) first or not, then other fields
+    /// (among them arrays of scalars, as `queryVector` is), random whitespace everywhere.
+    fn random_answer(rng: &mut Rng) -> String {
+        let ws = |rng: &mut Rng| rng.pick(&["", " ", "\n", "\r\n\t"]).to_string();
+        let hits: Vec<String> = (0..rng.below(4))
+            .map(|_| {
+                if rng.below(12) == 0 {
+                    random_value(rng, 2)
+                } else {
+                    let v = random_value(rng, 1);
+                    format!("{{\"id\":{}{v}{}}}", ws(rng), ws(rng))
+                }
+            })
+            .collect();
+        let hits = format!(
+            "\"hits\"{}:{}[{}{}]",
+            ws(rng),
+            ws(rng),
+            hits.join(","),
+            ws(rng)
+        );
+        let mut fields: Vec<String> = (0..rng.below(5))
+            .map(|_| {
+                let key = rng.pick(&[
+                    "estimatedTotalHits",
+                    "facetDistribution",
+                    "queryVector",
+                    "x\\\"y",
+                ]);
+                let value = match key {
+                    "queryVector" => "[0.5, -1, 2e-3]".to_string(),
+                    _ => random_value(rng, 1),
+                };
+                format!("\"{key}\"{}:{}{value}", ws(rng), ws(rng))
+            })
+            .collect();
+        if rng.below(2) == 0 {
+            fields.insert(0, format!("\"query\":{}\"q\"", ws(rng)));
+        }
+        let at = if rng.below(5) == 0 {
+            rng.below(fields.len() as u64 + 1) as usize
+        } else {
+            0
+        };
+        fields.insert(at, hits);
+        let sep = format!("{},{}", ws(rng), ws(rng));
+        format!("{}{{{}{}}}{}", ws(rng), fields.join(&sep), ws(rng), ws(rng))
+    }
+
+    #[test]
+    fn answers_located_from_both_ends_are_located_as_in_full() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let (mut from_ends, mut valid, mut meili_laid) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let text = random_answer(&mut rng);
+            let full = locate_all(&text);
+            if serde_json::from_str::<Value>(&text).is_ok() {
+                valid += 1;
+            }
+            let parsed = serde_json::from_str::<Map<String, Value>>(&text).ok();
+            // Laid out as Meilisearch writes it: `hits` first, `query` right after.
+            let meili = parsed.as_ref().is_some_and(|p| {
+                let keys: Vec<&str> = p.keys().map(String::as_str).collect();
+                keys.starts_with(&["hits", "query"]) && p["query"].is_string()
+            });
+            if meili && full.is_ok() {
+                meili_laid += 1;
+                assert_eq!(locate_ends(&text).as_ref(), full.as_ref().ok(), "{text}");
+            }
+            if let Some(ends) = locate_ends(&text) {
+                from_ends += 1;
+                // Valid text located from both ends is located as in full, hits (as read) included.
+                if let Ok(full) = &full {
+                    if meili {
+                        assert_eq!(&ends, full, "{text}");
+                    }
+                } else {
+                    // Only a non-object hit, found when the merge reads it.
+                    assert_eq!(full, Err(Malformed::HitNotObject), "{text}");
+                    let a = RawAnswer::parse(0, text.clone());
+                    assert_eq!(hit_texts(&a), Err(Malformed::HitNotObject), "{text}");
+                }
+            }
+            // Whichever way it was located, the hits read back are what a parser sees.
+            let a = RawAnswer::parse(0, text.clone());
+            if let (Ok(hits), Ok(Value::Object(parsed))) =
+                (hit_texts(&a), serde_json::from_str::<Value>(&text))
+            {
+                let read: Vec<Value> = hits
+                    .iter()
+                    .map(|h| serde_json::from_str(h).unwrap())
+                    .collect();
+                assert_eq!(Some(&Value::Array(read)), parsed.get("hits"), "{text}");
+                let mut rest = parsed.clone();
+                rest.remove("hits");
+                assert_eq!(a.located().unwrap().rest, rest, "{text}");
+            }
+        }
+        // Both ways are exercised.
+        assert!(from_ends > 5_000 && from_ends < 19_000, "{from_ends}");
+        assert!(valid > 10_000 && meili_laid > 5_000, "{valid} {meili_laid}");
+    }
+
+    #[test]
+    fn damaged_answers_located_from_both_ends_never_panic() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        for _ in 0..20_000 {
+            let mut text = random_answer(&mut rng).into_bytes();
+            for _ in 0..=rng.below(3) {
+                if text.is_empty() {
+                    break;
+                }
+                let at = rng.below(text.len() as u64) as usize;
+                match rng.below(3) {
+                    0 => {
+                        text.remove(at);
+                    }
+                    1 => text.insert(at, *b"\"\\]}[{,:".get(rng.below(8) as usize).unwrap()),
+                    _ => text.truncate(at),
+                }
+            }
+            let Ok(text) = String::from_utf8(text) else {
+                continue;
+            };
+            let a = RawAnswer::parse(0, text.clone());
+            let _ = hit_texts(&a);
+            if let Ok(located) = a.located() {
+                // What it answers lies inside the text, on character boundaries.
+                assert!(
+                    located.hits.0 <= located.hits.1 && located.hits.1 < text.len(),
+                    "{text}"
+                );
+            }
+        }
     }
 }
