@@ -1103,23 +1103,24 @@ pub fn search(index: &Index, q: &SearchQuery) -> Result<Value, MeiliError> {
     let total = ranking.hits.len();
     let capped = total.min(max_total);
     let estimated = ranking.estimated.min(max_total);
-    let mut body = Map::new();
+    // Meilisearch writes `hits`, `query` and `processingTimeMs` first, then the pagination info.
+    let mut info = Map::new();
     let (start, count) = if q.page.is_some() || q.hits_per_page.is_some() {
         let page = q.page.unwrap_or(1);
         let hpp = q.hits_per_page.unwrap_or(20);
         let start = page.saturating_sub(1).saturating_mul(hpp);
         let total_pages = if hpp == 0 { 0 } else { estimated.div_ceil(hpp) };
-        body.insert("hitsPerPage".into(), Value::from(hpp));
-        body.insert("page".into(), Value::from(page));
-        body.insert("totalPages".into(), Value::from(total_pages));
-        body.insert("totalHits".into(), Value::from(estimated));
+        info.insert("hitsPerPage".into(), Value::from(hpp));
+        info.insert("page".into(), Value::from(page));
+        info.insert("totalPages".into(), Value::from(total_pages));
+        info.insert("totalHits".into(), Value::from(estimated));
         (start, if page == 0 { 0 } else { hpp })
     } else {
         let offset = q.offset.unwrap_or(0);
         let limit = q.limit.unwrap_or(20);
-        body.insert("limit".into(), Value::from(limit));
-        body.insert("offset".into(), Value::from(offset));
-        body.insert("estimatedTotalHits".into(), Value::from(estimated));
+        info.insert("limit".into(), Value::from(limit));
+        info.insert("offset".into(), Value::from(offset));
+        info.insert("estimatedTotalHits".into(), Value::from(estimated));
         (offset, limit)
     };
     let end = start.saturating_add(count).min(capped);
@@ -1131,12 +1132,14 @@ pub fn search(index: &Index, q: &SearchQuery) -> Result<Value, MeiliError> {
     } else {
         Vec::new()
     };
+    let mut body = Map::new();
     body.insert("hits".into(), Value::Array(hits));
     body.insert(
         "query".into(),
         Value::String(q.q.clone().unwrap_or_default()),
     );
     body.insert("processingTimeMs".into(), Value::from(0));
+    body.extend(info);
     if let Some(facets) = &q.facets {
         let ids: Vec<u32> = ranking.hits.iter().map(|r| r.id).collect();
         let (dist, stats) = facet_distribution(index, &ids, facets);
