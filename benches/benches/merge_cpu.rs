@@ -1,7 +1,8 @@
 //! The `merge` bench's text-merge rows timed in CPU time of the running thread (Linux
 //! `/proc/thread-self/schedstat`) instead of wall time, so that figures taken on a loaded machine stay
 //! comparable: each row runs batches of about 0.3 s and prints the median and the minimum CPU time per
-//! search over the batches.
+//! search over the batches. The nodes' texts a row consumes are copied outside the timed part (the proxy
+//! receives them; it does not copy them): `clone_only` shows what that copy costs.
 //!
 //! Run: `cargo bench -p miroir-benches --bench merge_cpu [-- <substring>…]`.
 
@@ -21,32 +22,44 @@ fn cpu_ns() -> Option<u64> {
         .ok()
 }
 
-/// Median and minimum CPU ns per call of `f` over `batches` batches of about 0.3 s.
-fn measure(mut f: impl FnMut(), batches: usize) -> Option<(f64, f64)> {
-    let start = cpu_ns()?;
-    let mut calls = 0u64;
-    while cpu_ns()? - start < 100_000_000 {
-        f();
-        calls += 1;
+/// Median and minimum CPU ns per call of `f` over `batches` batches of about 0.3 s. Each call gets an
+/// input made by `input` outside the timed part (in groups of 8), so that what is timed is `f` alone.
+fn measure<I>(
+    mut input: impl FnMut() -> I,
+    mut f: impl FnMut(I),
+    batches: usize,
+) -> Option<(f64, f64)> {
+    let mut timed = |calls: &mut u64| -> Option<u64> {
+        let inputs: Vec<I> = (0..8).map(|_| input()).collect();
+        let t0 = cpu_ns()?;
+        for i in inputs {
+            f(i);
+        }
+        *calls += 8;
+        Some(cpu_ns()? - t0)
+    };
+    let mut warm = 0;
+    let mut spent = 0;
+    while spent < 100_000_000 {
+        spent += timed(&mut warm)?;
     }
-    let per_batch = (calls * 3).max(1);
     let mut samples = Vec::with_capacity(batches);
     for _ in 0..batches {
-        let t0 = cpu_ns()?;
-        for _ in 0..per_batch {
-            f();
+        let (mut calls, mut ns) = (0u64, 0u64);
+        while ns < 300_000_000 {
+            ns += timed(&mut calls)?;
         }
-        samples.push((cpu_ns()? - t0) as f64 / per_batch as f64);
+        samples.push(ns as f64 / calls as f64);
     }
     samples.sort_by(f64::total_cmp);
     Some((samples[samples.len() / 2], samples[0]))
 }
 
-fn show(name: &str, filters: &[String], f: impl FnMut()) {
+fn show<I>(name: &str, filters: &[String], input: impl FnMut() -> I, f: impl FnMut(I)) {
     if !filters.is_empty() && !filters.iter().any(|x| name.contains(x.as_str())) {
         return;
     }
-    match measure(f, 7) {
+    match measure(input, f, 7) {
         Some((median, min)) => println!(
             "{name:<40} median {:>10.1} µs   min {:>10.1} µs",
             median / 1000.0,
@@ -94,31 +107,56 @@ fn main() {
             format!("{shards}x{hits}+{variant}")
         };
         let located = locate(&texts);
-        show(&format!("text_parse/{name}"), &filters, || {
-            black_box(merge_search_text(&plan, locate(&texts), None).expect("merge"));
-        });
-        show(&format!("text/{name}"), &filters, || {
-            black_box(merge_search_text(&plan, located.clone(), None).expect("merge"));
-        });
-        show(&format!("parse_only/{name}"), &filters, || {
-            for (order, t) in texts.iter().enumerate() {
-                black_box(RawAnswer::parse(order, t.clone()));
-            }
-        });
-        // What the `text/` row spends before the merge: cloning the located answers it merges.
-        show(&format!("located_clone_only/{name}"), &filters, || {
-            black_box(located.clone());
-        });
-        show(&format!("clone_only/{name}"), &filters, || {
-            for t in &texts {
-                black_box(t.clone());
-            }
-        });
+        show(
+            &format!("text_parse/{name}"),
+            &filters,
+            || texts.clone(),
+            |texts| {
+                let answers = texts
+                    .into_iter()
+                    .enumerate()
+                    .map(|(order, t)| RawAnswer::parse(order, t))
+                    .collect();
+                black_box(merge_search_text(&plan, answers, None).expect("merge"));
+            },
+        );
+        show(
+            &format!("text/{name}"),
+            &filters,
+            || located.clone(),
+            |answers| {
+                black_box(merge_search_text(&plan, answers, None).expect("merge"));
+            },
+        );
+        show(
+            &format!("parse_only/{name}"),
+            &filters,
+            || texts.clone(),
+            |texts| {
+                for (order, t) in texts.into_iter().enumerate() {
+                    black_box(RawAnswer::parse(order, t));
+                }
+            },
+        );
+        // What the rows above leave out of the timing: copying the nodes' texts.
+        show(
+            &format!("clone_only/{name}"),
+            &filters,
+            || (),
+            |()| {
+                black_box(texts.clone());
+            },
+        );
     }
     let texts = proxy_cpu_answers();
     let client = client_search(20, false);
     let ctx = SearchContext::default();
-    show("proxy_cpu/3x20x1KB/merge_text", &filters, || {
-        black_box(merge_text_reply(&client, &ctx, &texts));
-    });
+    show(
+        "proxy_cpu/3x20x1KB/merge_text",
+        &filters,
+        || (),
+        |()| {
+            black_box(merge_text_reply(&client, &ctx, &texts));
+        },
+    );
 }

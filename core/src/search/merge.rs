@@ -853,9 +853,10 @@ enum Pending<'a> {
     Parsed(std::vec::IntoIter<Map<String, Value>>),
 }
 
-/// A hit read for the merge: its raw top-level fields (and its node's position), or a parsed object.
+/// A hit read for the merge: its raw top-level fields (its node's position, and the text they were read
+/// from), or a parsed object.
 enum Hit<'a> {
-    Raw(Fields<'a>, usize),
+    Raw(Fields<'a>, usize, &'a str),
     Parsed(Map<String, Value>),
 }
 
@@ -864,7 +865,7 @@ impl<'a> Hit<'a> {
     /// `read` as in [`HitKey::of_fields`].
     fn key(&self, read: Option<(*const u8, Vec<RuleKey>)>) -> Option<HitKey> {
         match self {
-            Hit::Raw(f, _) => HitKey::of_fields(f, read),
+            Hit::Raw(f, ..) => HitKey::of_fields(f, read),
             Hit::Parsed(m) => Some(HitKey::of(m)),
         }
     }
@@ -873,7 +874,7 @@ impl<'a> Hit<'a> {
     fn distinct_keys(&self, attr: &str) -> Option<Vec<DistinctKey>> {
         let mut keys = Vec::new();
         match self {
-            Hit::Raw(f, _) => distinct_keys(lookup_fields(f, attr)?.as_ref(), &mut keys),
+            Hit::Raw(f, ..) => distinct_keys(lookup_fields(f, attr)?.as_ref(), &mut keys),
             Hit::Parsed(m) => distinct_keys(lookup(m, attr), &mut keys),
         }
         Some(keys)
@@ -883,7 +884,7 @@ impl<'a> Hit<'a> {
     fn into_map(self) -> Map<String, Value> {
         match self {
             Hit::Parsed(m) => m,
-            Hit::Raw(fields, _) => fields
+            Hit::Raw(fields, ..) => fields
                 .into_iter()
                 .map(|(k, v)| (k.into_owned(), parse(v).unwrap_or(Value::Null)))
                 .collect(),
@@ -945,7 +946,7 @@ impl<'a> NodeList<'a> {
                 })
                 .ok_or_else(|| invalid(order))?;
                 cursor.advance_to(end);
-                Ok(Some(Hit::Raw(fields, order)))
+                Ok(Some(Hit::Raw(fields, order, text)))
             }
         }
     }
@@ -1036,7 +1037,7 @@ type Pool<'a> = Vec<Fields<'a>>;
 
 /// Gives a hit's field list back to `pool`.
 fn recycle<'a>(pool: &mut Pool<'a>, hit: Hit<'a>) {
-    if let Hit::Raw(fields, _) = hit {
+    if let Hit::Raw(fields, ..) = hit {
         give_back(pool, fields);
     }
 }
@@ -1345,7 +1346,10 @@ fn write_hit<'a>(
     displayed: Option<&[String]>,
 ) -> (bool, Option<Fields<'a>>) {
     match hit {
-        Hit::Raw(fields, _) => (write_fields(out, &fields, plan, displayed), Some(fields)),
+        Hit::Raw(fields, _, text) => (
+            write_fields(out, &fields, text, plan, displayed),
+            Some(fields),
+        ),
         Hit::Parsed(map) => {
             let mut v = Value::Object(strip_hit(map, plan));
             crate::ops::settings::apply_displayed(&mut v, displayed);
@@ -1355,16 +1359,29 @@ fn write_hit<'a>(
     }
 }
 
-/// [`write_hit`] of a hit read as raw fields.
+/// [`write_hit`] of a hit read as raw fields from `text`. Kept fields that lie next to each other in the
+/// text, with keys written without escapes, are copied as one piece (whitespace between them included).
 #[must_use]
 fn write_fields(
     out: &mut String,
     fields: &Fields,
+    text: &str,
     plan: &SearchPlan,
     displayed: Option<&[String]>,
 ) -> bool {
     out.push('{');
     let mut first = true;
+    // The run of kept fields not written yet: `text[run.0..run.1]`.
+    let mut run: Option<(usize, usize)> = None;
+    let flush = |out: &mut String, first: &mut bool, run: &mut Option<(usize, usize)>| {
+        if let Some(piece) = run.take().and_then(|(s, e)| text.get(s..e)) {
+            if !*first {
+                out.push(',');
+            }
+            *first = false;
+            out.push_str(piece);
+        }
+    };
     for (k, v) in fields {
         if k.starts_with(RESERVED_PREFIX)
             || plan.added_attributes.iter().any(|a| a == k)
@@ -1374,6 +1391,23 @@ fn write_fields(
         {
             continue;
         }
+        let rewritten = matches!(k.as_ref(), "_formatted" | "_matchesPosition");
+        if let (Cow::Borrowed(key), false) = (k, rewritten) {
+            if let Some((start, end)) = field_span(text, key, v) {
+                if v.starts_with(['{', '[']) && serde_json::from_str::<IgnoredAny>(v).is_err() {
+                    return false;
+                }
+                match &mut run {
+                    Some((_, e)) if adjacent(text, *e, start) => *e = end,
+                    _ => {
+                        flush(out, &mut first, &mut run);
+                        run = Some((start, end));
+                    }
+                }
+                continue;
+            }
+        }
+        flush(out, &mut first, &mut run);
         if !first {
             out.push(',');
         }
@@ -1407,8 +1441,37 @@ fn write_fields(
             return false;
         }
     }
+    flush(out, &mut first, &mut run);
     out.push('}');
     true
+}
+
+/// Where the field whose key (read without escapes) and value are these slices of `text` lies in it:
+/// from its key's opening quote to its value's end. `None` when they are not slices of `text` laid out
+/// as a field.
+fn field_span(text: &str, key: &str, value: &str) -> Option<(usize, usize)> {
+    let base = text.as_ptr() as usize;
+    let start = (key.as_ptr() as usize).checked_sub(base)?.checked_sub(1)?;
+    let value_start = (value.as_ptr() as usize).checked_sub(base)?;
+    let end = value_start.checked_add(value.len())?;
+    let b = text.as_bytes();
+    // `"key"`, whitespace, `:`, whitespace, then the value.
+    let after_key = start + key.len() + 2;
+    let colon = skip_ws(b, after_key);
+    (b.get(start) == Some(&b'"')
+        && b.get(after_key - 1) == Some(&b'"')
+        && b.get(colon) == Some(&b':')
+        && skip_ws(b, colon + 1) == value_start
+        && end <= b.len())
+    .then_some((start, end))
+}
+
+/// Whether only whitespace and one comma lie between `text[end]` and `text[start]`: two fields written
+/// one after the other.
+fn adjacent(text: &str, end: usize, start: usize) -> bool {
+    let b = text.as_bytes();
+    let comma = skip_ws(b, end);
+    comma < start && b.get(comma) == Some(&b',') && skip_ws(b, comma + 1) == start
 }
 
 /// [`merge_search`] on answers kept as the nodes' text ([`RawAnswer`]), answering the response's JSON text.
@@ -1459,7 +1522,7 @@ pub fn merge_search_text(
         }
         first = false;
         let order = match &hit {
-            Hit::Raw(_, order) => *order,
+            Hit::Raw(_, order, _) => *order,
             Hit::Parsed(_) => 0,
         };
         let (written, fields) = write_hit(&mut out, hit, plan, displayed);
