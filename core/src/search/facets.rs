@@ -39,6 +39,15 @@ const CANDIDATES_THRESHOLD: u64 = 3000;
 /// scratch space, reused so reading values allocates nothing).
 fn as_number(key: &str, buf: &mut String) -> Option<f64> {
     use std::fmt::Write;
+    // Digits without a leading zero, short enough to be exact: the number displays as this text.
+    let digits = key.strip_prefix('-').unwrap_or(key);
+    if (1..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
+        && key != "-0"
+    {
+        return key.parse().ok();
+    }
     let f: f64 = key.parse().ok()?;
     if !f.is_finite() {
         return None;
@@ -303,4 +312,68 @@ pub fn merge_facet_search(
     out.insert("facetQuery".into(), facet_query.unwrap_or(Value::Null));
     out.insert("processingTimeMs".into(), Value::from(processing));
     Ok(out.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_from_facet_values_are_those_whose_display_is_the_text() {
+        let reference = |key: &str| -> Option<f64> {
+            let f: f64 = key.parse().ok()?;
+            (f.is_finite() && format!("{f}") == key).then_some(f)
+        };
+        let mut keys: Vec<String> = [
+            "0",
+            "-0",
+            "00",
+            "01",
+            "-01",
+            "1",
+            "-1",
+            "1990",
+            "1.0",
+            "1.5",
+            "1e3",
+            "",
+            "-",
+            "Drama",
+            "inf",
+            "NaN",
+            "999999999999999",
+            "9999999999999999",
+            "99999999999999999999",
+            "-123456789012345",
+            " 1",
+            "1 ",
+            "+1",
+            "0x1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 20) as usize + 1;
+            let mut k: String = (0..digits)
+                .map(|i| char::from(b'0' + ((x >> (i * 3)) % 10) as u8))
+                .collect();
+            if x & (1 << 62) != 0 {
+                k.insert(0, '-');
+            }
+            keys.push(k);
+        }
+        let mut buf = String::new();
+        for k in &keys {
+            assert_eq!(
+                as_number(k, &mut buf).map(f64::to_bits),
+                reference(k).map(f64::to_bits),
+                "{k:?}"
+            );
+        }
+    }
 }

@@ -85,6 +85,8 @@ pub(crate) fn object_fields_at<'a>(
     out.clear();
     out.reserve(16);
     let mut index: Option<HashMap<Cow<str>, usize>> = None;
+    // A cheap print of each of the first keys, compared before the keys themselves.
+    let mut prints = [0u32; LINEAR_FIELDS];
     let end = each_field(text, start, special, read, |k, v| {
         // A repeated key keeps its first position and its last value, as in a parsed map.
         if out.len() == LINEAR_FIELDS && index.is_none() {
@@ -95,9 +97,13 @@ pub(crate) fn object_fields_at<'a>(
                     .collect(),
             );
         }
+        let print = key_print(&k);
         let existing = match &index {
             Some(ix) => ix.get(&k).copied(),
-            None => out.iter().position(|(n, _)| *n == k),
+            None => prints
+                .iter()
+                .zip(&out)
+                .position(|(p, (n, _))| *p == print && *n == k),
         };
         match existing {
             Some(at) => {
@@ -106,6 +112,9 @@ pub(crate) fn object_fields_at<'a>(
                 }
             }
             None => {
+                if let Some(slot) = prints.get_mut(out.len()) {
+                    *slot = print;
+                }
                 if let Some(ix) = &mut index {
                     ix.insert(k.clone(), out.len());
                 }
@@ -114,6 +123,13 @@ pub(crate) fn object_fields_at<'a>(
         }
     })?;
     Some((out, end))
+}
+
+/// A print of a key: equal keys have equal prints (its length, first and last bytes).
+fn key_print(k: &str) -> u32 {
+    let b = k.as_bytes();
+    let edge = |x: Option<&u8>| u32::from(x.copied().unwrap_or(0));
+    ((b.len() as u32) << 16) ^ (edge(b.first()) << 8) ^ edge(b.last())
 }
 
 /// Calls `f` with each field of the JSON object opening at `text[start]`, in the order written, repeated
@@ -150,16 +166,30 @@ fn each_field<'a>(
                 return None;
             }
             i = skip_ws(b, i + 1);
-            let offered = b.get(i) == Some(&b'{') && special.is_some_and(|s| k == s);
-            let end = match offered.then(|| read(i)).flatten() {
-                Some(end) => end,
-                None => skip_value(b, i)?,
+            let end = match *b.get(i)? {
+                b'"' => skip_string(b, i)?,
+                b'{' if special.is_some_and(|s| k == s) => match read(i) {
+                    Some(end) => end,
+                    None => skip_container(b, i)?,
+                },
+                b'{' | b'[' => skip_container(b, i)?,
+                // A scalar runs to the next delimiter and is exactly a number or a literal.
+                b'-' | b'0'..=b'9' => {
+                    let end = skip_number(b, i)?;
+                    if !b.get(end).is_none_or(|c| ends_scalar(*c)) {
+                        return None;
+                    }
+                    end
+                }
+                _ => {
+                    let end = skip_value(b, i)?;
+                    if !matches!(text.get(i..end)?, "true" | "false" | "null") {
+                        return None;
+                    }
+                    end
+                }
             };
-            let v = text.get(i..end)?;
-            if !matches!(b.get(i), Some(b'{' | b'[' | b'"')) && !valid_scalar(v) {
-                return None;
-            }
-            f(k, v);
+            f(k, text.get(i..end)?);
             i = skip_ws(b, end);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -174,43 +204,12 @@ fn each_field<'a>(
     Some(i)
 }
 
-/// Whether `s` is a JSON `true`, `false`, `null` or number.
-fn valid_scalar(s: &str) -> bool {
-    if matches!(s, "true" | "false" | "null") {
-        return true;
-    }
-    let b = s.as_bytes();
-    let mut i = usize::from(b.first() == Some(&b'-'));
-    let digits = |i: &mut usize| {
-        let start = *i;
-        while b.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i > start
-    };
-    match b.get(i) {
-        Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            digits(&mut i);
-        }
-        _ => return false,
-    }
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        if !digits(&mut i) {
-            return false;
-        }
-    }
-    if matches!(b.get(i), Some(b'e' | b'E')) {
-        i += 1;
-        if matches!(b.get(i), Some(b'+' | b'-')) {
-            i += 1;
-        }
-        if !digits(&mut i) {
-            return false;
-        }
-    }
-    i == b.len()
+/// Whether `c` ends a scalar value for [`skip_value`] (whitespace or a structural byte).
+fn ends_scalar(c: u8) -> bool {
+    matches!(
+        c,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b']' | b'}' | b'[' | b'{' | b'"'
+    )
 }
 
 /// A JSON number read by [`read_number`]: where it ends and what `serde_json` makes of it as a `Value`.
