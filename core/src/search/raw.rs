@@ -246,6 +246,94 @@ fn correctly_rounded(b: &[u8], start: usize, end: usize) -> Option<f64> {
         .filter(|f| f.is_finite())
 }
 
+/// The value of the eight ASCII digits `b[i..i + 8]` (the first most significant); `None` when fewer
+/// than eight bytes remain or one of them is not a digit. (Eight digits checked and converted at once.)
+#[inline]
+fn eight_digits(b: &[u8], i: usize) -> Option<u64> {
+    let chunk: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    let w = u64::from_le_bytes(chunk);
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    // Each byte is a digit iff its high nibble is 3 and adding 6 leaves it 3 (a byte that carries into
+    // the next one has a high nibble of `f` itself, so a carry never hides a non-digit).
+    if (w & HIGH) | ((w.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = w - 0x3030_3030_3030_3030;
+    // Pairs of digits, then quadruples, then the eight (little-endian: the first byte is the first digit).
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = (v & 0x0000_00ff_0000_00ff)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add(((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32)));
+    Some(v >> 32)
+}
+
+/// Moves `*i` past the run of ASCII digits at `b[*i]`, accumulating them into `significand` (times ten
+/// plus the digit for each, wrapping: exact when at most 19 digits were accumulated from 0); the number
+/// of digits in the run.
+#[inline]
+fn digit_run(b: &[u8], i: &mut usize, significand: &mut u64) -> usize {
+    let from = *i;
+    while let Some(v) = eight_digits(b, *i) {
+        *significand = significand.wrapping_mul(100_000_000).wrapping_add(v);
+        *i += 8;
+    }
+    while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+        *significand = significand
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(d - b'0'));
+        *i += 1;
+    }
+    *i - from
+}
+
+/// [`read_number`] on the numbers it reads without more work: at most 19 digits, no exponent, and a
+/// plain integer or a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
+/// `1.0`, orders and counts). `None` when the number is not one of them (or no number opens there): the
+/// caller asks [`read_number`]. Whenever it is `Some`, it is exactly what [`read_number`] gives.
+#[inline(always)]
+pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
+    let negative = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(negative);
+    let int_start = i;
+    let mut significand: u64 = 0;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digit_run(b, &mut i, &mut significand);
+        }
+        _ => return None,
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = digit_run(b, &mut i, &mut significand);
+        if frac_digits == 0 {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) || int_digits + frac_digits > 19 {
+        return None;
+    }
+    let sign = |f: f64| if negative { -f } else { f };
+    if frac_digits == 0 {
+        return Some(Number {
+            end: i,
+            as_u64: (!negative).then_some(significand),
+            as_f64: Some(sign(significand as f64)),
+        });
+    }
+    let pow = *POW10.get(frac_digits)?;
+    if significand > EXACT_SIGNIFICAND {
+        return None;
+    }
+    Some(Number {
+        end: i,
+        as_u64: None,
+        as_f64: Some(sign(significand as f64 / pow)),
+    })
+}
+
 /// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
 /// `None` when no number opens there. The caller checks what follows (a digit after a leading `0` is not
 /// part of the number, so `01` reads as `0` followed by a stray `1`).
@@ -262,16 +350,7 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     // One pass: the digits (integer then fraction) accumulate, wrapping, into `significand`; it is used
     // only when at most 19 digits were read, which cannot overflow.
     let mut significand: u64 = 0;
-    let mut digits = |i: &mut usize| {
-        let from = *i;
-        while let Some(&d @ b'0'..=b'9') = b.get(*i) {
-            significand = significand
-                .wrapping_mul(10)
-                .wrapping_add(u64::from(d - b'0'));
-            *i += 1;
-        }
-        *i - from
-    };
+    let mut digits = |i: &mut usize| digit_run(b, i, &mut significand);
     match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
