@@ -342,7 +342,8 @@ pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
 /// `as f64` (negated for a leading `-`); decimals whose digits make a significand ≤ 2^53 with a final
 /// power of ten within ±22 by Clinger's fast path (both factors are exact in an `f64`, so one multiply or
 /// divide rounds correctly); every other number correctly rounded by `str::parse` (long decimals such as
-/// `0.9848484848484849` are common in ranking scores).
+/// `0.9848484848484849` are common in ranking scores). Digits are read eight at a time where eight follow
+/// ([`digit_run`]); [`short_number`] is its inlined part for the numbers most details hold.
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     let negative = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(negative);
