@@ -2544,4 +2544,50 @@ mod tests {
         }
         assert!(fast > 2000 && other > 400, "{fast} {other}");
     }
+
+    #[test]
+    fn long_decimals_are_read_correctly_rounded() {
+        let mut rng = Rng(0x1_0ce5);
+        let mut all: Vec<String> = [
+            "0.9848484848484849",
+            "0.30000000000000004",
+            "0.1111111111111111",
+            "123456789.123456789",
+            "0.000009007199254740993",
+            "9007199254740993.0",
+            "0.5000000000000001",
+            "1.0000000000000002",
+            "0.99999999999999999",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..40_000 {
+            let int_digits = rng.below(10) as usize;
+            let mut n = if int_digits == 0 {
+                "0".to_string()
+            } else {
+                (1 + rng.below(9)).to_string()
+            };
+            for _ in 1..int_digits {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+            n.push('.');
+            for _ in 0..(15 + rng.below(3)).saturating_sub(int_digits as u64) {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+            all.push(n);
+        }
+        let mut short = 0;
+        for n in &all {
+            let want = n.parse::<f64>().unwrap().to_bits();
+            if let Some(r) = short_number(n.as_bytes(), 0) {
+                short += 1;
+                assert_eq!(r.as_f64.map(f64::to_bits), Some(want), "{n}");
+                assert_eq!(r.end, n.len(), "{n}");
+            }
+            let r = read_number(n.as_bytes(), 0).expect("a number");
+            assert_eq!(r.as_f64.map(f64::to_bits), Some(want), "{n}");
+        }
+        assert!(short > all.len() * 9 / 10, "{short} of {}", all.len());
+    }
 }

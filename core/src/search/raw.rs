@@ -287,8 +287,8 @@ fn digit_run(b: &[u8], i: &mut usize, significand: &mut u64) -> usize {
 }
 
 /// [`read_number`] on the numbers it reads without more work: at most 19 digits, no exponent, and a
-/// plain integer or a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
-/// `1.0`, orders and counts). `None` when the number is not one of them (or no number opens there): the
+/// plain integer, a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
+/// `1.0`, orders and counts) or one whose quotient is checked nearest ([`checked_quotient`]). `None` when the number is not one of them (or no number opens there): the
 /// caller asks [`read_number`]. Whenever it is `Some`, it is exactly what [`read_number`] gives.
 #[inline(always)]
 pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
@@ -324,14 +324,60 @@ pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
         });
     }
     let pow = *POW10.get(frac_digits)?;
-    if significand > EXACT_SIGNIFICAND {
-        return None;
-    }
+    let value = if significand <= EXACT_SIGNIFICAND {
+        significand as f64 / pow
+    } else {
+        checked_quotient(significand, frac_digits)?
+    };
     Some(Number {
         end: i,
         as_u64: None,
-        as_f64: Some(sign(significand as f64 / pow)),
+        as_f64: Some(sign(value)),
     })
+}
+
+/// `significand / 10^frac_digits` correctly rounded, for a significand beyond 2^53 (so not exact in an
+/// `f64`, as in scores such as `0.9848484848484849`) and `frac_digits` ≤ 22: the quotient of the
+/// rounded significand by the (exact) power is computed, then it or its neighbour towards the exact
+/// quotient is checked in integers to be the nearest `f64` (ties to even); `None` when neither is or
+/// the check cannot be made (the caller reads the number by [`read_number`], which rounds it by
+/// `str::parse`).
+#[inline]
+fn checked_quotient(significand: u64, frac_digits: usize) -> Option<f64> {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let candidate = significand as f64 / *POW10.get(frac_digits)?;
+    if !candidate.is_normal() {
+        return None;
+    }
+    let bits = candidate.to_bits();
+    // candidate = mantissa × 2^exponent, mantissa in [2^52, 2^53).
+    let mut mantissa = (bits & MANTISSA) | (1 << 52);
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1075;
+    if !(-63..0).contains(&exponent) {
+        return None;
+    }
+    let shift = (1 - exponent) as u32; // 2..=64
+                                       // |significand / 10^k − mantissa · 2^e| ≤ 2^e / 2, times 2 · 10^k · 2^−e:
+                                       // |significand · 2^(1−e) − 2 · mantissa · 10^k| ≤ 10^k, all below 2^128.
+    let scaled = u128::from(significand).checked_shl(shift)?;
+    let ten_k = 10u128.checked_pow(u32::try_from(frac_digits).ok()?)?;
+    for _ in 0..2 {
+        // At a power of two the spacing below is half the spacing above: left to `str::parse`.
+        if mantissa <= 1 << 52 || mantissa >= 1 << 53 {
+            return None;
+        }
+        let nearest = u128::from(2 * mantissa).checked_mul(ten_k)?;
+        let distance = scaled.abs_diff(nearest);
+        if distance < ten_k || (distance == ten_k && mantissa % 2 == 0) {
+            return Some(f64::from_bits((bits & !MANTISSA) | (mantissa & MANTISSA)));
+        }
+        mantissa = if scaled > nearest {
+            mantissa + 1
+        } else {
+            mantissa - 1
+        };
+    }
+    None
 }
 
 /// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
