@@ -368,7 +368,7 @@ fn checked_quotient(significand: u64, frac_digits: usize) -> Option<f64> {
         }
         let nearest = u128::from(2 * mantissa).checked_mul(ten_k)?;
         let distance = scaled.abs_diff(nearest);
-        if distance < ten_k || (distance == ten_k && mantissa % 2 == 0) {
+        if distance < ten_k || (distance == ten_k && mantissa & 1 == 0) {
             return Some(f64::from_bits((bits & !MANTISSA) | (mantissa & MANTISSA)));
         }
         mantissa = if scaled > nearest {
