@@ -37,8 +37,8 @@ use serde_json::{Map, Value};
 
 use super::facets::{merge_facet_distribution, merge_facet_stats};
 use super::raw::{
-    field, object_fields, object_fields_at, parse, read_number, skip_number, splice, value_as_f64,
-    value_as_u64, write_key, Fields, HitCursor, Malformed, Number, RawAnswer,
+    field, object_fields, object_fields_at, parse, read_number, short_number, skip_number, splice,
+    value_as_f64, value_as_u64, write_key, Fields, HitCursor, Malformed, Number, RawAnswer,
 };
 use super::scan::{skip_ws, string_special};
 use super::{NodeAnswer, Pagination, SearchPlan};
@@ -56,6 +56,7 @@ enum RuleValue<'a> {
     Unknown,
 }
 
+#[inline]
 fn direction(name: &str) -> Option<bool> {
     if name.ends_with(":asc") {
         Some(true)
@@ -391,6 +392,7 @@ struct RawEntry {
 
 impl RawEntry {
     /// [`RuleKey::of`]`(`[`rule_value_of`]`(name, entry))` on the entry this was read from.
+    #[inline(always)]
     fn rule_key(self, name: &str) -> RuleKey {
         if let Some(asc) = direction(name) {
             if name.starts_with("_geoPoint(") {
@@ -529,6 +531,16 @@ fn sorted_rule_keys<N: AsRef<str>>(mut entries: Vec<(N, RawEntry)>) -> Vec<RuleK
         .collect()
 }
 
+/// The fields of a `_rankingScoreDetails` entry that [`RawEntry`] keeps, and the others.
+enum EntryField {
+    Order,
+    Distance,
+    Score,
+    Similarity,
+    Value,
+    Other,
+}
+
 /// How deep [`DetailsReader`] follows containers parsed as a `Value` before leaving them to `serde_json`
 /// (whose own limit is 128).
 const FAST_DEPTH: u32 = 32;
@@ -603,46 +615,162 @@ impl<'a> DetailsReader<'a> {
         Some((pairs.into_iter().map(|(_, k)| k).collect(), r.i))
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.peek_at(self.i)
     }
 
+    #[inline(always)]
     fn peek_at(&self, i: usize) -> Option<u8> {
         self.text.as_bytes().get(i).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, c: u8) -> Option<()> {
         (self.peek() == Some(c)).then(|| self.i += 1)
     }
 
+    #[inline(always)]
     fn ws(&mut self) {
+        // Compact text (Meilisearch's) has none: one byte checked.
+        if self.peek().is_some_and(|c| c > b' ') {
+            return;
+        }
         self.i = skip_ws(self.text.as_bytes(), self.i);
     }
 
-    /// A string without escapes or control characters: its content.
+    /// A string without escapes or control characters: its content (eight bytes checked at once, as
+    /// [`string_special`] does, inlined: names are short).
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
         self.eat(b'"')?;
+        let b = self.text.as_bytes();
         let from = self.i;
-        let end = string_special(self.text.as_bytes(), from);
-        if self.peek_at(end) != Some(b'"') {
+        let mut end = from;
+        loop {
+            if let Some(chunk) = b.get(end..end + 8) {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let w = u64::from_le_bytes(word);
+                // A byte's high bit set where it is `"`, `\` or below 0x20; wrong only above such a byte
+                // (a borrow), so the lowest set bit is the first special byte.
+                let quote = w ^ (ONES * u64::from(b'"'));
+                let backslash = w ^ (ONES * u64::from(b'\\'));
+                let special = ((quote.wrapping_sub(ONES) & !quote)
+                    | (backslash.wrapping_sub(ONES) & !backslash)
+                    | (w.wrapping_sub(ONES * 0x20) & !w))
+                    & HIGH;
+                if special == 0 {
+                    end += 8;
+                    continue;
+                }
+                end += (special.trailing_zeros() / 8) as usize;
+            } else {
+                end = string_special(b, end);
+            }
+            break;
+        }
+        if b.get(end) != Some(&b'"') {
             return None;
         }
         self.i = end + 1;
         self.text.get(from..end)
     }
 
+    /// A non-negative integer of at most 18 digits (orders, counts) that nothing but a delimiter follows:
+    /// its value, as [`read_number`] gives it; `None` (the reader does not move) for any other text.
+    #[inline(always)]
+    fn plain_uint(&mut self) -> Option<u64> {
+        let b = self.text.as_bytes();
+        let first = self.i;
+        let mut v = u64::from(b.get(first)?.wrapping_sub(b'0'));
+        if v > 9 {
+            return None;
+        }
+        let mut j = first + 1;
+        if v != 0 {
+            while let Some(&d @ b'0'..=b'9') = b.get(j) {
+                if j - first >= 18 {
+                    return None;
+                }
+                v = v * 10 + u64::from(d - b'0');
+                j += 1;
+            }
+        }
+        match b.get(j) {
+            Some(b'.' | b'e' | b'E' | b'0'..=b'9') => None,
+            _ => {
+                self.i = j;
+                Some(v)
+            }
+        }
+    }
+
     /// A number parsed as a `Value`. When [`read_number`] has no finite `f64` for it, `serde_json` parses
     /// that one number, as it would inside the details (number parsing does not depend on the context);
     /// one it refuses (out of range) makes the reader give up.
+    ///
+    /// Short numbers (orders, counts, most scores and sort values) are read by [`short_number`], others
+    /// by [`DetailsReader::long_number`].
+    #[inline(always)]
     fn number(&mut self) -> Option<Number> {
+        let n = match short_number(self.text.as_bytes(), self.i) {
+            Some(n) => n,
+            None => self.long_number()?,
+        };
+        self.i = n.end;
+        Some(n)
+    }
+
+    /// [`DetailsReader::number`] by [`read_number`], then `serde_json` (the reader does not move).
+    #[inline(never)]
+    fn long_number(&self) -> Option<Number> {
         let mut n = read_number(self.text.as_bytes(), self.i)?;
         if n.as_f64.is_none() {
             let v: Value = serde_json::from_str(self.text.get(self.i..n.end)?).ok()?;
             n.as_f64 = Some(v.as_f64()?);
             n.as_u64 = v.as_u64();
         }
-        self.i = n.end;
         Some(n)
+    }
+
+    /// An entry field's name, the `:` after it and the whitespace around, as the field it names.
+    /// Names written plainly and compactly (`"order":`) are recognised as whole byte strings.
+    #[inline]
+    fn entry_field(&mut self) -> Option<EntryField> {
+        const ORDER: u64 = u64::from_le_bytes(*b"\"order\":");
+        const SCORE: u64 = u64::from_le_bytes(*b"\"score\":");
+        const VALUE: u64 = u64::from_le_bytes(*b"\"value\":");
+        let b = self.text.as_bytes();
+        if let Some(w) = b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            let field = match u64::from_le_bytes(word) {
+                ORDER => Some(EntryField::Order),
+                SCORE => Some(EntryField::Score),
+                VALUE => Some(EntryField::Value),
+                _ => None,
+            };
+            if let Some(field) = field {
+                self.i += 8;
+                self.ws();
+                return Some(field);
+            }
+        }
+        let key = self.string()?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(match key {
+            "order" => EntryField::Order,
+            "distance" => EntryField::Distance,
+            "score" => EntryField::Score,
+            "similarity" => EntryField::Similarity,
+            "value" => EntryField::Value,
+            _ => EntryField::Other,
+        })
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
@@ -718,6 +846,7 @@ impl<'a> DetailsReader<'a> {
     }
 
     /// One entry, as [`RawEntry`]'s `Deserialize` reads it.
+    #[inline(always)]
     fn entry(&mut self) -> Option<RawEntry> {
         let mut e = RawEntry::default();
         match self.peek()? {
@@ -732,25 +861,30 @@ impl<'a> DetailsReader<'a> {
             return Some(e);
         }
         loop {
-            let key = self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            match key {
-                "order" => {
-                    e.order = match self.peek()? {
-                        b'-' | b'0'..=b'9' => self.number()?.as_u64,
-                        _ => {
-                            self.skip(true, 2)?;
-                            None
+            match self.entry_field()? {
+                EntryField::Order => {
+                    if let Some(order) = self.plain_uint() {
+                        e.order = Some(order);
+                    } else {
+                        e.order = match self.peek()? {
+                            b'-' | b'0'..=b'9' => self.number()?.as_u64,
+                            _ => {
+                                self.skip(true, 2)?;
+                                None
+                            }
                         }
                     }
                 }
-                "distance" => e.distance = self.f64_or_skip()?,
-                "score" => e.score = self.f64_or_skip()?,
-                "similarity" => e.similarity = Some(self.f64_or_skip()?.unwrap_or(0.0)),
-                "value" => e.value = Some(self.sort_value()?),
-                _ => self.skip(false, 2)?,
+                EntryField::Distance => e.distance = self.f64_or_skip()?,
+                EntryField::Score => e.score = self.f64_or_skip()?,
+                EntryField::Similarity => e.similarity = Some(self.f64_or_skip()?.unwrap_or(0.0)),
+                EntryField::Value => e.value = Some(self.sort_value()?),
+                EntryField::Other if self.plain_uint().is_some() => {}
+                EntryField::Other => match self.peek()? {
+                    // A number `IgnoredAny` reads: its grammar only.
+                    b'-' | b'0'..=b'9' => self.i = skip_number(self.text.as_bytes(), self.i)?,
+                    _ => self.skip(false, 2)?,
+                },
             }
             self.ws();
             if self.eat(b',').is_some() {
@@ -2198,5 +2332,262 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A number spelling followed by what may come after it in details text.
+    fn number_in_context(rng: &mut Rng) -> String {
+        let mut n = random_number(rng);
+        // Long runs of digits, for the eight-at-once reading (its boundaries on both sides).
+        if rng.below(4) == 0 {
+            for _ in 0..rng.below(24) {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+        }
+        let tail: &&str = rng.pick(&[
+            "", ",", "}", " ", "0", "1.5", ".", "e", "E7", "x", "\"a\":1}",
+        ]);
+        n.push_str(tail);
+        n
+    }
+
+    #[test]
+    fn short_numbers_read_as_read_number_reads_them() {
+        let mut rng = Rng(0x005e_ed0f_5407);
+        let mut short = 0;
+        for _ in 0..40_000 {
+            let text = number_in_context(&mut rng);
+            let b = text.as_bytes();
+            for start in [0, 1] {
+                if let Some(n) = short_number(b, start) {
+                    short += 1;
+                    let want = read_number(b, start).expect("read_number reads it too");
+                    assert_eq!(n.end, want.end, "{text} at {start}");
+                    assert_eq!(n.as_u64, want.as_u64, "{text} at {start}");
+                    assert_eq!(
+                        n.as_f64.map(f64::to_bits),
+                        want.as_f64.map(f64::to_bits),
+                        "{text} at {start}"
+                    );
+                }
+            }
+        }
+        assert!(short > 10_000, "the short path is taken: {short}");
+    }
+
+    #[test]
+    fn plain_integers_read_as_read_number_reads_them() {
+        let mut rng = Rng(0x0dd_ba11);
+        let mut plain = 0;
+        for _ in 0..40_000 {
+            let text = number_in_context(&mut rng);
+            let mut r = DetailsReader { text: &text, i: 0 };
+            match r.plain_uint() {
+                Some(v) => {
+                    plain += 1;
+                    let want = read_number(text.as_bytes(), 0).expect("a number");
+                    assert_eq!((Some(v), r.i), (want.as_u64, want.end), "{text}");
+                    // Nothing that continues a number follows it.
+                    assert!(!matches!(
+                        text.as_bytes().get(r.i),
+                        Some(b'0'..=b'9' | b'.' | b'e' | b'E')
+                    ));
+                }
+                None => assert_eq!(r.i, 0, "{text}"),
+            }
+        }
+        assert!(plain > 2_000, "the plain path is taken: {plain}");
+    }
+
+    #[test]
+    fn details_strings_read_as_serde_json_reads_them() {
+        let mut rng = Rng(0x57_7219);
+        let pieces = [
+            "a", "order", "é", "\"", "\\", "\\u0041", "\t", "\u{1}", "\u{7f}", " ", ":asc", "日本",
+        ];
+        let mut read = 0;
+        for _ in 0..20_000 {
+            let mut body = String::new();
+            for _ in 0..rng.below(40) {
+                let piece: &&str = rng.pick(&pieces[..2]);
+                body.push_str(piece);
+                if rng.below(8) == 0 {
+                    let piece: &&str = rng.pick(&pieces);
+                    body.push_str(piece);
+                }
+            }
+            let text = format!("\"{body}\"{}", rng.pick(&["", ":", ",\"x\"", "}"]));
+            let mut r = DetailsReader { text: &text, i: 0 };
+            let end = crate::search::scan::skip_string(text.as_bytes(), 0);
+            match r.string() {
+                Some(s) => {
+                    read += 1;
+                    let want: String = serde_json::from_str(&text[..r.i]).expect("valid");
+                    assert_eq!(s, want, "{text}");
+                    assert_eq!(Some(r.i), end, "{text}");
+                    assert!(!s.contains('\\'));
+                }
+                // Given up: escapes or control characters, or no closing quote.
+                None => assert!(
+                    body.contains('\\') || body.chars().any(|c| c < ' ') || end.is_none(),
+                    "{text}"
+                ),
+            }
+        }
+        assert!(read > 5_000, "{read}");
+    }
+
+    /// Details as Meilisearch writes them (compact, its key order), with random numbers and sort
+    /// values, some damaged.
+    fn compact_details(rng: &mut Rng) -> String {
+        let mut entries = Vec::new();
+        let mut order = 0;
+        let number = |rng: &mut Rng| {
+            if rng.below(3) == 0 {
+                random_number(rng)
+            } else {
+                format!("{:?}", rng.below(1000) as f64 / (1 + rng.below(99)) as f64)
+            }
+        };
+        for _ in 0..rng.below(6) {
+            let entry = match rng.below(7) {
+                0 => format!(
+                    "\"words\":{{\"order\":{order},\"matchingWords\":{},\"maxMatchingWords\":3,\"score\":{}}}",
+                    rng.below(4),
+                    number(rng)
+                ),
+                1 => format!(
+                    "\"typo\":{{\"order\":{order},\"typoCount\":{},\"maxTypoCount\":2,\"score\":{}}}",
+                    rng.below(3),
+                    number(rng)
+                ),
+                2 => format!(
+                    "\"attribute\":{{\"order\":{order},\"attributeRankingOrderScore\":{},\"queryWordDistanceScore\":{},\"score\":{}}}",
+                    number(rng),
+                    number(rng),
+                    number(rng)
+                ),
+                3 => format!(
+                    "\"exactness\":{{\"order\":{order},\"matchType\":\"{}\",\"score\":{}}}",
+                    rng.pick(&["exactMatch", "matchesStart", "noExactMatch"]),
+                    number(rng)
+                ),
+                4 => format!(
+                    "\"{}\":{{\"order\":{order},\"value\":{}}}",
+                    rng.pick(&["rating:desc", "year:asc", "title:asc"]),
+                    match rng.below(3) {
+                        0 => format!("\"{}\"", rng.pick(&["Drama", " Émile ", "a\\\"b", "x"])),
+                        1 => "null".to_string(),
+                        _ => number(rng),
+                    }
+                ),
+                5 => format!(
+                    "\"_geoPoint(48.8, 2.3):asc\":{{\"order\":{order},\"value\":{{\"lat\":48.9,\"lng\":2.1}},\"distance\":{}}}",
+                    number(rng)
+                ),
+                _ => format!(
+                    "\"vectorSort\":{{\"order\":{order},\"similarity\":{}}}",
+                    number(rng)
+                ),
+            };
+            entries.push(entry);
+            order += 1 + rng.below(2);
+        }
+        let mut text = format!("{{{}}}", entries.join(","));
+        if rng.below(3) == 0 {
+            let at = rng.below(text.len() as u64) as usize;
+            if text.is_char_boundary(at) && text.is_char_boundary(at + 1) {
+                let ch = *rng.pick(&[
+                    "", "\"", "{", "}", ",", ":", "1", "e", ".", "-", " ", "\\", "0",
+                ]);
+                text.replace_range(at..at + 1, ch);
+            }
+        }
+        text
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Details as Meilisearch writes them, intact or damaged, read by hand exactly as `serde_json`
+        /// reads them (the whole-word field names, short numbers and plain integers included).
+        #[test]
+        fn compact_details_read_as_serde_json_reads_them(seed in 1u64..u64::MAX) {
+            let mut rng = Rng(seed);
+            for _ in 0..32 {
+                let raw = compact_details(&mut rng);
+                let want = format!("{:?}", serde_only_detail_keys(&raw));
+                proptest::prop_assert_eq!(format!("{:?}", raw_detail_keys(&raw)), want.clone(), "{}", raw);
+                if let Some(keys) = DetailsReader::read(&raw) {
+                    proptest::prop_assert_eq!(format!("{:?}", Some(Some(keys))), want, "{}", raw);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn compact_details_mostly_take_the_fast_reader() {
+        let mut rng = Rng(4242);
+        let (mut fast, mut other) = (0, 0);
+        for _ in 0..4000 {
+            let raw = compact_details(&mut rng);
+            match DetailsReader::read(&raw) {
+                Some(keys) => {
+                    fast += 1;
+                    assert_eq!(
+                        format!("{:?}", Some(Some(keys))),
+                        format!("{:?}", serde_only_detail_keys(&raw)),
+                        "{raw}"
+                    );
+                }
+                None => other += 1,
+            }
+        }
+        assert!(fast > 2000 && other > 400, "{fast} {other}");
+    }
+
+    #[test]
+    fn long_decimals_are_read_correctly_rounded() {
+        let mut rng = Rng(0x1_0ce5);
+        let mut all: Vec<String> = [
+            "0.9848484848484849",
+            "0.30000000000000004",
+            "0.1111111111111111",
+            "123456789.123456789",
+            "0.000009007199254740993",
+            "9007199254740993.0",
+            "0.5000000000000001",
+            "1.0000000000000002",
+            "0.99999999999999999",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..40_000 {
+            let int_digits = rng.below(10) as usize;
+            let mut n = if int_digits == 0 {
+                "0".to_string()
+            } else {
+                (1 + rng.below(9)).to_string()
+            };
+            for _ in 1..int_digits {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+            n.push('.');
+            for _ in 0..(15 + rng.below(3)).saturating_sub(int_digits as u64) {
+                n.push((b'0' + rng.below(10) as u8) as char);
+            }
+            all.push(n);
+        }
+        let mut short = 0;
+        for n in &all {
+            let want = n.parse::<f64>().unwrap().to_bits();
+            if let Some(r) = short_number(n.as_bytes(), 0) {
+                short += 1;
+                assert_eq!(r.as_f64.map(f64::to_bits), Some(want), "{n}");
+                assert_eq!(r.end, n.len(), "{n}");
+            }
+            let r = read_number(n.as_bytes(), 0).expect("a number");
+            assert_eq!(r.as_f64.map(f64::to_bits), Some(want), "{n}");
+        }
+        assert!(short > all.len() * 9 / 10, "{short} of {}", all.len());
     }
 }

@@ -245,6 +245,140 @@ fn correctly_rounded(b: &[u8], start: usize, end: usize) -> Option<f64> {
         .filter(|f| f.is_finite())
 }
 
+/// The value of the eight ASCII digits `b[i..i + 8]` (the first most significant); `None` when fewer
+/// than eight bytes remain or one of them is not a digit. (Eight digits checked and converted at once.)
+#[inline]
+fn eight_digits(b: &[u8], i: usize) -> Option<u64> {
+    let chunk: [u8; 8] = b.get(i..i.checked_add(8)?)?.try_into().ok()?;
+    let w = u64::from_le_bytes(chunk);
+    const HIGH: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    // Each byte is a digit iff its high nibble is 3 and adding 6 leaves it 3 (a byte that carries into
+    // the next one has a high nibble of `f` itself, so a carry never hides a non-digit).
+    if (w & HIGH) | ((w.wrapping_add(0x0606_0606_0606_0606) & HIGH) >> 4) != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    let v = w - 0x3030_3030_3030_3030;
+    // Pairs of digits, then quadruples, then the eight (little-endian: the first byte is the first digit).
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = (v & 0x0000_00ff_0000_00ff)
+        .wrapping_mul(100 + (1_000_000 << 32))
+        .wrapping_add(((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32)));
+    Some(v >> 32)
+}
+
+/// Moves `*i` past the run of ASCII digits at `b[*i]`, accumulating them into `significand` (times ten
+/// plus the digit for each, wrapping: exact when at most 19 digits were accumulated from 0); the number
+/// of digits in the run.
+#[inline]
+fn digit_run(b: &[u8], i: &mut usize, significand: &mut u64) -> usize {
+    let from = *i;
+    while let Some(v) = eight_digits(b, *i) {
+        *significand = significand.wrapping_mul(100_000_000).wrapping_add(v);
+        *i += 8;
+    }
+    while let Some(&d @ b'0'..=b'9') = b.get(*i) {
+        *significand = significand
+            .wrapping_mul(10)
+            .wrapping_add(u64::from(d - b'0'));
+        *i += 1;
+    }
+    *i - from
+}
+
+/// [`read_number`] on the numbers it reads without more work: at most 19 digits, no exponent, and a
+/// plain integer, a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
+/// `1.0`, orders and counts) or one whose quotient is checked nearest ([`checked_quotient`]). `None` when the number is not one of them (or no number opens there): the
+/// caller asks [`read_number`]. Whenever it is `Some`, it is exactly what [`read_number`] gives.
+#[inline(always)]
+pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
+    let negative = b.get(start) == Some(&b'-');
+    let mut i = start + usize::from(negative);
+    let int_start = i;
+    let mut significand: u64 = 0;
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digit_run(b, &mut i, &mut significand);
+        }
+        _ => return None,
+    }
+    let int_digits = i - int_start;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = digit_run(b, &mut i, &mut significand);
+        if frac_digits == 0 {
+            return None;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) || int_digits + frac_digits > 19 {
+        return None;
+    }
+    let sign = |f: f64| if negative { -f } else { f };
+    if frac_digits == 0 {
+        return Some(Number {
+            end: i,
+            as_u64: (!negative).then_some(significand),
+            as_f64: Some(sign(significand as f64)),
+        });
+    }
+    let pow = *POW10.get(frac_digits)?;
+    let value = if significand <= EXACT_SIGNIFICAND {
+        significand as f64 / pow
+    } else {
+        checked_quotient(significand, frac_digits)?
+    };
+    Some(Number {
+        end: i,
+        as_u64: None,
+        as_f64: Some(sign(value)),
+    })
+}
+
+/// `significand / 10^frac_digits` correctly rounded, for a significand beyond 2^53 (so not exact in an
+/// `f64`, as in scores such as `0.9848484848484849`) and `frac_digits` ≤ 22: the quotient of the
+/// rounded significand by the (exact) power is computed, then it or its neighbour towards the exact
+/// quotient is checked in integers to be the nearest `f64` (ties to even); `None` when neither is or
+/// the check cannot be made (the caller reads the number by [`read_number`], which rounds it by
+/// `str::parse`).
+#[inline]
+fn checked_quotient(significand: u64, frac_digits: usize) -> Option<f64> {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let candidate = significand as f64 / *POW10.get(frac_digits)?;
+    if !candidate.is_normal() {
+        return None;
+    }
+    let bits = candidate.to_bits();
+    // candidate = mantissa × 2^exponent, mantissa in [2^52, 2^53).
+    let mut mantissa = (bits & MANTISSA) | (1 << 52);
+    let exponent = ((bits >> 52) & 0x7ff) as i64 - 1075;
+    if !(-63..0).contains(&exponent) {
+        return None;
+    }
+    let shift = (1 - exponent) as u32; // 2..=64
+                                       // |significand / 10^k − mantissa · 2^e| ≤ 2^e / 2, times 2 · 10^k · 2^−e:
+                                       // |significand · 2^(1−e) − 2 · mantissa · 10^k| ≤ 10^k, all below 2^128.
+    let scaled = u128::from(significand).checked_shl(shift)?;
+    let ten_k = 10u128.checked_pow(u32::try_from(frac_digits).ok()?)?;
+    for _ in 0..2 {
+        // At a power of two the spacing below is half the spacing above: left to `str::parse`.
+        if mantissa <= 1 << 52 || mantissa >= 1 << 53 {
+            return None;
+        }
+        let nearest = u128::from(2 * mantissa).checked_mul(ten_k)?;
+        let distance = scaled.abs_diff(nearest);
+        if distance < ten_k || (distance == ten_k && mantissa & 1 == 0) {
+            return Some(f64::from_bits((bits & !MANTISSA) | (mantissa & MANTISSA)));
+        }
+        mantissa = if scaled > nearest {
+            mantissa + 1
+        } else {
+            mantissa - 1
+        };
+    }
+    None
+}
+
 /// Reads the JSON number opening at `b[start]` by JSON's grammar (`-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`);
 /// `None` when no number opens there. The caller checks what follows (a digit after a leading `0` is not
 /// part of the number, so `01` reads as `0` followed by a stray `1`).
@@ -253,7 +387,8 @@ fn correctly_rounded(b: &[u8], start: usize, end: usize) -> Option<f64> {
 /// `as f64` (negated for a leading `-`); decimals whose digits make a significand ≤ 2^53 with a final
 /// power of ten within ±22 by Clinger's fast path (both factors are exact in an `f64`, so one multiply or
 /// divide rounds correctly); every other number correctly rounded by `str::parse` (long decimals such as
-/// `0.9848484848484849` are common in ranking scores).
+/// `0.9848484848484849` are common in ranking scores). Digits are read eight at a time where eight follow
+/// ([`digit_run`]); [`short_number`] is its inlined part for the numbers most details hold.
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     let negative = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(negative);
@@ -261,16 +396,7 @@ pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
     // One pass: the digits (integer then fraction) accumulate, wrapping, into `significand`; it is used
     // only when at most 19 digits were read, which cannot overflow.
     let mut significand: u64 = 0;
-    let mut digits = |i: &mut usize| {
-        let from = *i;
-        while let Some(&d @ b'0'..=b'9') = b.get(*i) {
-            significand = significand
-                .wrapping_mul(10)
-                .wrapping_add(u64::from(d - b'0'));
-            *i += 1;
-        }
-        *i - from
-    };
+    let mut digits = |i: &mut usize| digit_run(b, i, &mut significand);
     match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => {
