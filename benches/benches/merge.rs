@@ -15,8 +15,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use miroir_benches::{
-    client_search, client_search_variant, merge_text_reply, proxy_cpu_answers, shard_answer,
-    topology, Gen,
+    client_search, client_search_variant, locate_and_merge, merge_text_reply, proxy_cpu_answers,
+    shard_answer, topology, Gen,
 };
 use miroir_core::config::UnavailableShardPolicy;
 use miroir_core::ops::search::ScatterSearch;
@@ -96,14 +96,7 @@ fn search_merge(c: &mut Criterion) {
         group.bench_function(BenchmarkId::from_parameter(&name), |b| {
             b.iter_batched(
                 || texts.clone(),
-                |texts| {
-                    let answers = texts
-                        .into_iter()
-                        .enumerate()
-                        .map(|(order, t)| RawAnswer::parse(order, t))
-                        .collect();
-                    black_box(merge_search_text(&plan, answers, None).expect("merge"))
-                },
+                |texts| black_box(locate_and_merge(&plan, texts)),
                 criterion::BatchSize::LargeInput,
             )
         });

@@ -7,7 +7,8 @@
 //! Run: `cargo bench -p miroir-benches --bench merge_cpu [-- <substring>…]`.
 
 use miroir_benches::{
-    client_search, client_search_variant, merge_text_reply, proxy_cpu_answers, shard_answer, Gen,
+    client_search, client_search_variant, locate_and_merge, merge_text_reply, proxy_cpu_answers,
+    shard_answer, Gen,
 };
 use miroir_core::search::{merge_search_text, plan_search, RawAnswer, SearchContext, SearchPlan};
 use std::hint::black_box;
@@ -112,12 +113,7 @@ fn main() {
             &filters,
             || texts.clone(),
             |texts| {
-                let answers = texts
-                    .into_iter()
-                    .enumerate()
-                    .map(|(order, t)| RawAnswer::parse(order, t))
-                    .collect();
-                black_box(merge_search_text(&plan, answers, None).expect("merge"));
+                black_box(locate_and_merge(&plan, texts));
             },
         );
         show(

@@ -142,6 +142,18 @@ pub fn merge_text_reply(
         .into_bytes()
 }
 
+/// Locates the nodes' answer `texts` (in node order) and merges them as text, as the proxy does once
+/// the answers arrived.
+pub fn locate_and_merge(plan: &miroir_core::search::SearchPlan, texts: Vec<String>) -> String {
+    use miroir_core::search::{merge_search_text, RawAnswer};
+    let answers = texts
+        .into_iter()
+        .enumerate()
+        .map(|(order, t)| RawAnswer::parse(order, t))
+        .collect();
+    merge_search_text(plan, answers, None).expect("merge")
+}
+
 /// A topology of `nodes` nodes in one group with S = `shards` and replication factor `rf`.
 pub fn topology(nodes: usize, shards: u32, rf: u32) -> miroir_core::topology::Topology {
     use miroir_core::topology::{Node, Topology};

@@ -353,16 +353,13 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = super::super::TestRng(0x9e37_79b9_7f4a_7c15);
         for _ in 0..5000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let digits = (x % 20) as usize + 1;
+            let digits = rng.below(20) + 1;
             let mut k: String = (0..digits)
-                .map(|i| char::from(b'0' + ((x >> (i * 3)) % 10) as u8))
+                .map(|_| char::from(b'0' + rng.below(10) as u8))
                 .collect();
-            if x & (1 << 62) != 0 {
+            if rng.below(2) == 0 {
                 k.insert(0, '-');
             }
             keys.push(k);

@@ -1729,19 +1729,7 @@ mod tests {
         }
     }
 
-    /// A small deterministic generator for the equivalence test below.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n.max(1)
-        }
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len() as u64) as usize]
-        }
-    }
+    use super::super::TestRng as Rng;
 
     fn random_value(rng: &mut Rng) -> Value {
         use serde_json::json;

@@ -48,6 +48,24 @@ mod plan;
 mod raw;
 mod scan;
 
+/// A small deterministic generator (xorshift) for the search modules' property tests.
+#[cfg(test)]
+pub(crate) struct TestRng(pub(crate) u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+
+    pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
 pub use facets::merge_facet_search;
 pub use filter::{and_filter, shard_filter, ShardRestriction};
 pub use get::search_params_from_query;

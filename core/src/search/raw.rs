@@ -1144,19 +1144,7 @@ mod tests {
         Ok(out)
     }
 
-    /// xorshift, for the property tests below.
-    struct Rng(u64);
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n.max(1)
-        }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len() as u64) as usize]
-        }
-    }
+    use super::super::TestRng as Rng;
 
     /// A random JSON value written with random whitespace, strings holding brackets, quotes and escapes.
     fn random_value(rng: &mut Rng, depth: u32) -> String {
@@ -1176,11 +1164,11 @@ mod tests {
                     r#""""#,
                 ])
                 .to_string(),
-            2 => format!("{}{}", ws(rng), rng.pick(&["[]", "{}", "[ ]"])),
+            2 => format!("{}{}", ws(rng), *rng.pick(&["[]", "{}", "[ ]"])),
             3 | 4 => {
                 let items: Vec<String> = (0..rng.below(4))
                     .map(|_| {
-                        let key = rng.pick(&["a", "]", "b\\\"", "hits"]);
+                        let key = *rng.pick(&["a", "]", "b\\\"", "hits"]);
                         let v = random_value(rng, depth + 1);
                         format!("{}\"{key}\"{}:{}{v}", ws(rng), ws(rng), ws(rng))
                     })
@@ -1219,7 +1207,7 @@ mod tests {
         );
         let mut fields: Vec<String> = (0..rng.below(5))
             .map(|_| {
-                let key = rng.pick(&[
+                let key = *rng.pick(&[
                     "estimatedTotalHits",
                     "facetDistribution",
                     "queryVector",
