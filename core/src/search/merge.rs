@@ -1858,6 +1858,42 @@ mod tests {
     }
 
     #[test]
+    fn hits_beyond_the_window_are_never_read() {
+        // Limit 2 over one node reads three hits (the third becomes the next head); the fourth, which is
+        // not even balanced, is never scanned when the answer is laid out as Meilisearch writes it.
+        let hit = |id: u32, score: f64| format!(r#"{{"id":{id},"_rankingScore":{score}}}"#);
+        let answer = |first: &str, last: &str| {
+            format!(
+                r#"{{"hits":[{},{},{},{last}],{first}"processingTimeMs":1,"limit":4,"offset":0,"estimatedTotalHits":4}}"#,
+                hit(1, 0.9),
+                hit(2, 0.8),
+                hit(3, 0.7),
+            )
+        };
+        let broken = r#"{"id": [4, }"#;
+        let reply: Value =
+            serde_json::from_str(&merge_texts(&[&answer(r#""query":"","#, broken)]).unwrap())
+                .unwrap();
+        let ids: Vec<&Value> = reply["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| &h["id"])
+            .collect();
+        assert_eq!(ids, [1, 2]);
+        // Laid out otherwise (`query` not right after `hits`), the answer is located in full and refused.
+        let other = answer(r#""q":"","query":"","#, broken);
+        assert_eq!(merge_texts(&[&other]), Err(invalid(0)));
+        // Within the window, the same hit is refused.
+        let third = format!(
+            r#"{{"hits":[{},{broken},{}],"query":"","processingTimeMs":1,"estimatedTotalHits":3}}"#,
+            hit(1, 0.9),
+            hit(3, 0.7)
+        );
+        assert_eq!(merge_texts(&[&third]), Err(invalid(0)));
+    }
+
+    #[test]
     fn garbled_node_text_is_an_error_or_never_reaches_the_reply() {
         let hit = |id: u32, score: f64, extra: &str| {
             format!(
