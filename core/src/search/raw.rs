@@ -40,7 +40,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::scan::{skip_container, skip_string, skip_value, skip_ws, string_special};
+use super::scan::{ends_scalar, skip_container, skip_string, skip_value, skip_ws, string_special};
 
 /// The top-level fields of one JSON object in map order, each with its value's text.
 pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, &'a str)>;
@@ -202,14 +202,6 @@ fn each_field<'a>(
         }
     }
     Some(i)
-}
-
-/// Whether `c` ends a scalar value for [`skip_value`] (whitespace or a structural byte).
-fn ends_scalar(c: u8) -> bool {
-    matches!(
-        c,
-        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b']' | b'}' | b'[' | b'{' | b'"'
-    )
 }
 
 /// A JSON number read by [`read_number`]: where it ends and what `serde_json` makes of it as a `Value`.

@@ -349,6 +349,14 @@ pub(crate) fn skip_ws(text: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether `c` ends a scalar value for [`skip_value`] (whitespace or a structural byte).
+pub(crate) fn ends_scalar(c: u8) -> bool {
+    matches!(
+        c,
+        b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b']' | b'}' | b'[' | b'{' | b'"'
+    )
+}
+
 /// The index just past the value starting at `start` (no leading whitespace): a container or a string as
 /// [`skip_container`] / [`skip_string`] check them; any other value runs to the next delimiter
 /// (whitespace, `,`, `:`, `]`, `}`), unchecked. `None` when no value starts there.
@@ -359,13 +367,7 @@ pub(crate) fn skip_value(text: &[u8], start: usize) -> Option<usize> {
         b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b']' | b'}' => None,
         _ => {
             let mut i = start + 1;
-            while let Some(b) = text.get(i) {
-                if matches!(
-                    b,
-                    b' ' | b'\t' | b'\n' | b'\r' | b',' | b':' | b']' | b'}' | b'[' | b'{' | b'"'
-                ) {
-                    break;
-                }
+            while text.get(i).is_some_and(|b| !ends_scalar(*b)) {
                 i += 1;
             }
             Some(i)
