@@ -639,40 +639,13 @@ impl<'a> DetailsReader<'a> {
         self.i = skip_ws(self.text.as_bytes(), self.i);
     }
 
-    /// A string without escapes or control characters: its content (eight bytes checked at once, as
-    /// [`string_special`] does, inlined: names are short).
+    /// A string without escapes or control characters: its content.
     #[inline(always)]
     fn string(&mut self) -> Option<&'a str> {
-        const ONES: u64 = 0x0101_0101_0101_0101;
-        const HIGH: u64 = 0x8080_8080_8080_8080;
         self.eat(b'"')?;
-        let b = self.text.as_bytes();
         let from = self.i;
-        let mut end = from;
-        loop {
-            if let Some(chunk) = b.get(end..end + 8) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(chunk);
-                let w = u64::from_le_bytes(word);
-                // A byte's high bit set where it is `"`, `\` or below 0x20; wrong only above such a byte
-                // (a borrow), so the lowest set bit is the first special byte.
-                let quote = w ^ (ONES * u64::from(b'"'));
-                let backslash = w ^ (ONES * u64::from(b'\\'));
-                let special = ((quote.wrapping_sub(ONES) & !quote)
-                    | (backslash.wrapping_sub(ONES) & !backslash)
-                    | (w.wrapping_sub(ONES * 0x20) & !w))
-                    & HIGH;
-                if special == 0 {
-                    end += 8;
-                    continue;
-                }
-                end += (special.trailing_zeros() / 8) as usize;
-            } else {
-                end = string_special(b, end);
-            }
-            break;
-        }
-        if b.get(end) != Some(&b'"') {
+        let end = string_special(self.text.as_bytes(), from);
+        if self.peek_at(end) != Some(b'"') {
             return None;
         }
         self.i = end + 1;

@@ -287,6 +287,7 @@ pub(crate) fn skip_container(text: &[u8], start: usize) -> Option<usize> {
 
 /// The index of the first byte at or after `from` that is a quote, a backslash or a control character
 /// (`text.len()` when none is): the bytes a string's content stops at. Reads 8 bytes at a time.
+#[inline]
 pub(crate) fn string_special(text: &[u8], from: usize) -> usize {
     let mut i = from;
     while let Some(chunk) = text.get(i..i + 8) {
