@@ -277,12 +277,23 @@ fn digit_run(b: &[u8], i: &mut usize, significand: &mut u64) -> usize {
     *i - from
 }
 
-/// [`read_number`] on the numbers it reads without more work: at most 19 digits, no exponent, and a
-/// plain integer, a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
-/// `1.0`, orders and counts) or one whose quotient is checked nearest ([`checked_quotient`]). `None` when the number is not one of them (or no number opens there): the
-/// caller asks [`read_number`]. Whenever it is `Some`, it is exactly what [`read_number`] gives.
+/// The sign, integer part and fraction of a JSON number (what precedes its exponent).
+struct Mantissa {
+    negative: bool,
+    /// Where the integer digits start (after the sign).
+    int_start: usize,
+    int_digits: usize,
+    frac_digits: usize,
+    /// The integer and fraction digits accumulated, wrapping: exact when they are at most 19.
+    significand: u64,
+    /// Just past the last fraction digit (or integer digit).
+    end: usize,
+}
+
+/// The [`Mantissa`] of the JSON number opening at `b[start]`; `None` when no number opens there or a
+/// `.` is not followed by a digit.
 #[inline(always)]
-pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
+fn mantissa(b: &[u8], start: usize) -> Option<Mantissa> {
     let negative = b.get(start) == Some(&b'-');
     let mut i = start + usize::from(negative);
     let int_start = i;
@@ -303,6 +314,30 @@ pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
             return None;
         }
     }
+    Some(Mantissa {
+        negative,
+        int_start,
+        int_digits,
+        frac_digits,
+        significand,
+        end: i,
+    })
+}
+
+/// [`read_number`] on the numbers it reads without more work: at most 19 digits, no exponent, and a
+/// plain integer, a decimal that takes Clinger's fast path (so scores such as `0.6666666666666666`,
+/// `1.0`, orders and counts) or one whose quotient is checked nearest ([`checked_quotient`]). `None` when the number is not one of them (or no number opens there): the
+/// caller asks [`read_number`]. Whenever it is `Some`, it is exactly what [`read_number`] gives.
+#[inline(always)]
+pub(crate) fn short_number(b: &[u8], start: usize) -> Option<Number> {
+    let Mantissa {
+        negative,
+        int_digits,
+        frac_digits,
+        significand,
+        end: i,
+        ..
+    } = mantissa(b, start)?;
     if matches!(b.get(i), Some(b'e' | b'E')) || int_digits + frac_digits > 19 {
         return None;
     }
@@ -382,31 +417,15 @@ fn checked_quotient(significand: u64, frac_digits: usize) -> Option<f64> {
 /// `0.9848484848484849` are common in ranking scores). Digits are read eight at a time where eight follow
 /// ([`digit_run`]); [`short_number`] is its inlined part for the numbers most details hold.
 pub(crate) fn read_number(b: &[u8], start: usize) -> Option<Number> {
-    let negative = b.get(start) == Some(&b'-');
-    let mut i = start + usize::from(negative);
-    let int_start = i;
-    // One pass: the digits (integer then fraction) accumulate, wrapping, into `significand`; it is used
-    // only when at most 19 digits were read, which cannot overflow.
-    let mut significand: u64 = 0;
-    let mut digits = |i: &mut usize| digit_run(b, i, &mut significand);
-    match b.get(i) {
-        Some(b'0') => i += 1,
-        Some(b'1'..=b'9') => {
-            digits(&mut i);
-        }
-        _ => return None,
-    }
-    let int_digits = i - int_start;
-    let mut frac_digits = 0;
-    let mut plain = true;
-    if b.get(i) == Some(&b'.') {
-        plain = false;
-        i += 1;
-        frac_digits = digits(&mut i);
-        if frac_digits == 0 {
-            return None;
-        }
-    }
+    let Mantissa {
+        negative,
+        int_start,
+        int_digits,
+        frac_digits,
+        significand,
+        end: mut i,
+    } = mantissa(b, start)?;
+    let mut plain = frac_digits == 0;
     let mut exponent = -(frac_digits as i64);
     if matches!(b.get(i), Some(b'e' | b'E')) {
         plain = false;
